@@ -1,0 +1,259 @@
+"""OpenAI-compatible API under /v1: models, chat completions, completions.
+
+Shapes follow OpenAI's so the official clients work unchanged: SSE ``data: {...}`` chunks ending with
+``data: [DONE]``, ``usage`` and ``finish_reason`` filled in, errors as ``{"error": {...}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ...engines.base import Message, TextOptions
+from ...errors import InvalidRequest, StudioError
+from ...services.chat import ChatRun, PreparedChat
+from ...studio import Studio
+from ..deps import get_studio
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+class ContentPart(BaseModel):
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(BaseModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None
+
+    def to_message(self) -> Message:
+        content = self.content
+        if isinstance(content, list):
+            if any(p.type != "text" for p in content):
+                kinds = sorted({p.type for p in content if p.type != "text"})
+                raise InvalidRequest(
+                    f"content parts of type {', '.join(kinds)} are not supported; only 'text'", param="messages"
+                )
+            content = "".join(p.text or "" for p in content)
+        # "developer" is OpenAI's newer name for the system role.
+        role = "system" if self.role == "developer" else self.role
+        return Message(role=role, content=content or "")
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _SamplingFields(BaseModel):
+    """Fields shared by both completion endpoints; unknown OpenAI fields (user, logit_bias...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="Model id or alias, as listed by GET /v1/models.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stop: str | list[str] | None = None
+
+    def options(self) -> TextOptions:
+        fields = self.model_dump(include=set(TextOptions.model_fields) - {"max_tokens"}, exclude_none=True)
+        max_tokens = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+        # Validated here (not on this model) so the error names the OpenAI field and its allowed range.
+        return TextOptions(**fields, max_tokens=max_tokens)
+
+
+class ChatCompletionRequest(_SamplingFields):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+
+
+class CompletionRequest(_SamplingFields):
+    prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("exactly one prompt per request is supported")
+        return value
+
+
+def _sse(payload: dict | str) -> str:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n"
+
+
+def _headers(prepared: PreparedChat) -> dict[str, str]:
+    headers = {"X-AIGC-Response-Id": prepared.record.id}
+    if prepared.trimmed:
+        headers["X-AIGC-Trimmed-Messages"] = str(prepared.trimmed)
+    return headers
+
+
+async def _prepare(studio: Studio, body: _SamplingFields, **kwargs: Any) -> PreparedChat:
+    options = body.options()
+    # Preparing may load the model and tokenizes the prompt: keep it off the event loop.
+    return await run_in_threadpool(studio.chat.prepare, model=body.model, options=options, source="api", **kwargs)
+
+
+async def _run_to_end(request: Request, run: ChatRun) -> None:
+    """Consume a run; if the client disconnects first, cancel it (the answer so far is still kept)."""
+
+    async def consume() -> None:
+        async for _ in run:
+            pass
+
+    task = asyncio.ensure_future(consume())
+    while not task.done():
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if not done and await request.is_disconnected():
+            task.cancel()
+            break
+    await task
+
+
+def _usage(run: ChatRun) -> dict:
+    u = run.result.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens}
+
+
+@router.get("/models")
+def list_models(studio: Studio = Depends(get_studio)) -> dict:
+    created = int(time.time())
+    return {
+        "object": "list",
+        "data": [
+            {"id": m.id, "object": "model", "created": created, "owned_by": "aigc-studio"}
+            for m in studio.registry.all()
+            if m.kind == "text"
+        ],
+    }
+
+
+@router.get("/models/{model_id:path}")
+def get_model(model_id: str, studio: Studio = Depends(get_studio)) -> dict:
+    m = studio.registry.resolve(model_id)
+    return {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "aigc-studio"}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, studio: Studio = Depends(get_studio)
+) -> JSONResponse | StreamingResponse:
+    prepared = await _prepare(studio, body, messages=[m.to_message() for m in body.messages])
+    run = studio.chat.start(prepared)
+    completion_id, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+    if not body.stream:
+        await _run_to_end(request, run)
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": prepared.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": run.result.text},
+                        "finish_reason": run.result.finish_reason,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": _usage(run),
+            },
+            headers=_headers(prepared),
+        )
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(delta: dict, finish_reason: str | None = None) -> str:
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": prepared.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+        }
+        if include_usage:
+            payload["usage"] = None
+        return _sse(payload)
+
+    async def events() -> AsyncIterator[str]:
+        yield chunk({"role": "assistant", "content": ""})
+        try:
+            async for piece in run:
+                if piece.text:
+                    yield chunk({"content": piece.text})
+                if piece.finish_reason in ("stop", "length"):
+                    yield chunk({}, piece.finish_reason)
+        except StudioError as exc:
+            yield _sse(exc.to_openai())
+            return
+        if include_usage:
+            yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                        "model": prepared.model, "choices": [], "usage": _usage(run)})  # fmt: skip
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(prepared))
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    body: CompletionRequest, request: Request, studio: Studio = Depends(get_studio)
+) -> JSONResponse | StreamingResponse:
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    prepared = await _prepare(studio, body, messages=[], prompt=prompt)
+    run = studio.chat.start(prepared)
+    completion_id, created = "cmpl-" + secrets.token_hex(12), int(time.time())
+
+    def payload(text: str, finish_reason: str | None) -> dict:
+        return {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": prepared.model,
+            "choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}],
+        }
+
+    if not body.stream:
+        await _run_to_end(request, run)
+        return JSONResponse(
+            {**payload(run.result.text, run.result.finish_reason), "usage": _usage(run)}, headers=_headers(prepared)
+        )
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for piece in run:
+                if piece.text:
+                    yield _sse(payload(piece.text, None))
+                if piece.finish_reason in ("stop", "length"):
+                    yield _sse(payload("", piece.finish_reason))
+        except StudioError as exc:
+            yield _sse(exc.to_openai())
+            return
+        if include_usage:
+            yield _sse({**payload("", None), "choices": [], "usage": _usage(run)})
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(prepared))

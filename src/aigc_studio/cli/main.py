@@ -1,0 +1,349 @@
+"""The ``aigc`` command. Every flag can also be set by an environment variable (shown in --help)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from ..config import SETTINGS, load_config
+from ..engines.base import Message, TextOptions
+from ..errors import StudioError
+
+
+def _setting_option(key: str, *decls: str, **kwargs) -> Callable:
+    s = SETTINGS[key]
+    return click.option(*decls, envvar=s.env, show_envvar=True, default=None, help=s.help, **kwargs)
+
+
+def _sampling_options(fn: Callable) -> Callable:
+    """One CLI option per TextOptions field, with the range and help declared there."""
+    for name, field in reversed(TextOptions.model_fields.items()):
+        ann = field.annotation
+        args = [a for a in typing.get_args(ann) if a is not type(None)] if isinstance(ann, types.UnionType) else [ann]
+        low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+        high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+        rng = f" [{'' if low is None else low}..{'' if high is None else high}]" if low is not None else ""
+        flag = "--" + name.replace("_", "-")
+        if name == "stop":
+            fn = click.option(flag, multiple=True, show_envvar=True, help=field.description + " Repeatable.")(fn)
+        else:
+            fn = click.option(flag, type=args[0], default=None, show_envvar=True, help=(field.description or "") + rng)(fn)
+    return fn
+
+
+def _options_from(kwargs: dict) -> TextOptions:
+    fields = {k: kwargs.pop(k) for k in list(kwargs) if k in TextOptions.model_fields}
+    fields = {k: v for k, v in fields.items() if v not in (None, ())}
+    try:
+        return TextOptions(**fields)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _studio(**overrides):
+    from ..studio import Studio
+
+    return Studio(load_config(**overrides))
+
+
+def _friendly_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StudioError as exc:
+            raise click.ClickException(exc.message) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AIGC"})
+@click.version_option(__version__, prog_name="aigc")
+def cli() -> None:
+    """AIGC Studio: chat, write, code and draw with local models.
+
+    All state lives in AIGC_HOME (default ~/.aigc).
+    """
+
+
+# -- chat ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("prompt", required=False)
+@_setting_option("model", "-m", "--model")
+@click.option("-s", "--system", help="System prompt for a new conversation.")
+@click.option("-c", "--continue", "continue_", is_flag=True, help="Continue the most recent conversation.")
+@click.option("--conversation", "--cid", "conversation_id", help="Continue the conversation with this id.")
+@click.option("-i", "--interactive", is_flag=True, help="Interactive even when stdin is not a terminal.")
+@click.option("--stats", is_flag=True, help="Print tokens, speed and the conversation id after each answer.")
+@_sampling_options
+@_friendly_errors
+def chat(prompt, model, system, continue_, conversation_id, interactive, stats, **kwargs):
+    """Chat with a model. With PROMPT (or text on stdin): one answer, streamed. Without: interactive.
+
+    Conversations are kept in history; --continue or --conversation picks one up again. When a long
+    conversation no longer fits the model's context, the oldest turns are left out and you are told.
+    """
+    options = _options_from(kwargs)
+    studio = _studio(model=model)
+    if continue_ and not conversation_id:
+        conversation_id = studio.history.latest_id()
+        if conversation_id is None:
+            raise click.ClickException("there is no conversation to continue yet")
+    if prompt is None and not interactive and not sys.stdin.isatty():
+        prompt = sys.stdin.read()
+    if conversation_id and model is None:
+        model = studio.history.get(conversation_id)["model"]
+
+    def answer(text: str, system_prompt: str | None, cid: str | None) -> str | None:
+        messages = ([Message(role="system", content=system_prompt)] if system_prompt else []) + [
+            Message(role="user", content=text)
+        ]
+        prepared = studio.chat.prepare(messages, model=model, options=options, conversation_id=cid, trim=True,
+                                       source="cli")  # fmt: skip
+        if prepared.trimmed:
+            click.secho(
+                f"(left out the {prepared.trimmed} oldest message(s) to fit the "
+                f"{studio.registry.engine(prepared.model).context_length}-token context)",
+                fg="yellow", err=True,
+            )  # fmt: skip
+        run = studio.chat.start(prepared)
+        try:
+            for chunk in run:
+                click.echo(chunk.text, nl=False)
+        except KeyboardInterrupt:
+            click.secho("\n[stopped]", fg="yellow", err=True)
+        click.echo()
+        result = run.result
+        if stats and result:
+            tps = f"{result.usage.completion_tokens / max(run.prepared.record.duration_ms / 1000, 1e-9):.1f}"
+            click.secho(
+                f"[{result.usage.prompt_tokens} prompt + {result.usage.completion_tokens} tokens, "
+                f"{run.prepared.record.tokens_per_s or 0:.1f} tok/s decode ({tps} overall), "
+                f"first token {run.prepared.record.ttft_ms:.0f} ms, seed {result.seed}, "
+                f"finish {result.finish_reason}, conversation {result.conversation_id}]",
+                fg="cyan", err=True,
+            )  # fmt: skip
+        return result.conversation_id if result else cid
+
+    try:
+        if prompt is not None:
+            answer(prompt, system, conversation_id)
+            return
+        model_id = studio.registry.resolve(model or studio.registry.default_model).id
+        click.secho(f"Chatting with {model_id}. Type 'exit' or press Ctrl-D to quit.", fg="cyan", err=True)
+        first = True
+        while True:
+            try:
+                text = click.prompt("", prompt_suffix="> ", default="", show_default=False)
+            except (EOFError, click.Abort):
+                click.echo(err=True)
+                break
+            if text.strip() in ("exit", "quit", "/exit", "/quit"):
+                break
+            if not text.strip():
+                continue
+            conversation_id = answer(text, system if first else None, conversation_id)
+            first = False
+    finally:
+        studio.close()
+
+
+# -- history -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def history() -> None:
+    """List, show, search, delete, export and import conversations."""
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+@history.command("list")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many conversations.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def history_list(limit, as_json):
+    """Recent conversations, newest first."""
+    rows = _studio().history.list(limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['id']}  {_when(r['updated'])}  {r['model']:<14} {r['n_messages']:>3} msgs  {r['title']}")
+
+
+@history.command("show")
+@click.argument("conversation_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON with every response's options and timings.")
+@_friendly_errors
+def history_show(conversation_id, as_json):
+    """One conversation, message by message."""
+    conv = _studio().history.get(conversation_id)
+    if as_json:
+        click.echo(json.dumps(conv, ensure_ascii=False, indent=2))
+        return
+    click.secho(f"{conv['title']}  ({conv['id']}, {conv['model']}, {_when(conv['created'])})", bold=True)
+    responses = {r["id"]: r for r in conv["responses"]}
+    for m in conv["messages"]:
+        click.secho(f"\n{m['role']}:", fg="cyan")
+        click.echo(m["content"])
+        r = responses.get(m["response_id"])
+        if r:
+            speed = f", {r['tokens_per_s']:.1f} tok/s" if r["tokens_per_s"] else ""
+            note = f" [{r['status']}: {r['error']}]" if r["status"] != "ok" else ""
+            click.secho(f"  ({r['completion_tokens']} tokens{speed}, seed {r['seed']}){note}", dim=True)
+    for r in conv["responses"]:
+        if r["status"] == "error" and not any(m["response_id"] == r["id"] for m in conv["messages"]):
+            click.secho(f"\n[failed request: {r['error']}]", fg="red")
+
+
+@history.command("search")
+@click.argument("query")
+@click.option("-n", "--limit", default=20, show_default=True)
+@_friendly_errors
+def history_search(query, limit):
+    """Messages that contain QUERY (any language, any part of a word)."""
+    for r in _studio().history.search(query, limit=limit):
+        snippet = " ".join(r["content"].split())
+        click.echo(f"{r['id']}  {r['role']:<9} {snippet[:100]}")
+
+
+@history.command("rm")
+@click.argument("conversation_ids", nargs=-1, required=True)
+@_friendly_errors
+def history_rm(conversation_ids):
+    """Delete conversations."""
+    h = _studio().history
+    for cid in conversation_ids:
+        h.delete(cid)
+        click.echo(f"deleted {cid}")
+
+
+@history.command("export")
+@click.argument("conversation_ids", nargs=-1)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@_friendly_errors
+def history_export(conversation_ids, output):
+    """Export conversations (all, or the ones named) as JSON."""
+    data = json.dumps(_studio().history.export(list(conversation_ids) or None), ensure_ascii=False, indent=2)
+    if output:
+        output.write_text(data, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(data)
+
+
+@history.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@_friendly_errors
+def history_import(file):
+    """Import conversations from an export; ones already present are skipped."""
+    try:
+        data = json.load(file)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{file.name} is not valid JSON: {exc}") from None
+    imported, skipped = _studio().history.import_(data)
+    click.echo(f"imported {imported} conversation(s), skipped {skipped} already present")
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def models() -> None:
+    """Models the studio knows: list, add a local file, remove, show details."""
+
+
+def _size(n: int | None) -> str:
+    return f"{n / 2**20:.0f} MB" if n else "-"
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def models_list(as_json):
+    """Known models; * marks the default."""
+    studio = _studio()
+    rows = [m.as_dict() for m in studio.registry.all()]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for m in rows:
+        mark = "*" if m["id"] == studio.registry.default_model else " "
+        missing = "  (file missing)" if m["engine"] == "llamacpp" and not m["size_bytes"] else ""
+        click.echo(f"{mark} {m['id']:<20} {m['kind']:<5} {m['engine']:<9} {_size(m['size_bytes']):>7}  "
+                   f"{', '.join(m['aliases'])}{missing}")  # fmt: skip
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Model id (default: the file name without extension).")
+@click.option("--alias", "aliases", multiple=True, help="Another name for it. Repeatable.")
+@_friendly_errors
+def models_add(path, name, aliases):
+    """Add a local GGUF file."""
+    info = _studio().registry.add(path, model_id=name, aliases=list(aliases))
+    click.echo(f"added {info.id} ({_size(info.size_bytes)}) from {info.path}")
+
+
+@models.command("rm")
+@click.argument("name")
+@_friendly_errors
+def models_rm(name):
+    """Forget a model you added (the file itself is left alone)."""
+    info = _studio().registry.remove(name)
+    click.echo(f"removed {info.id}")
+
+
+@models.command("info")
+@click.argument("name")
+@_friendly_errors
+def models_info(name):
+    """Everything known about one model, as JSON (loads it to read its metadata)."""
+    studio = _studio()
+    info = studio.registry.resolve(name).as_dict()
+    engine = studio.registry.engine(info["id"])
+    info["context_length"] = engine.context_length
+    info["metadata"] = {k: v for k, v in getattr(engine, "metadata", {}).items() if "chat_template" not in k}
+    click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+    studio.close()
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@_setting_option("host", "--host")
+@_setting_option("port", "--port", type=int)
+@_setting_option("model", "-m", "--model")
+@click.option("--log-level", default="info", show_default=True, help="Server log level.")
+def serve(host, port, model, log_level):
+    """Start the studio server: OpenAI-compatible API at /v1, health at /health."""
+    import uvicorn
+
+    from ..api.app import create_app
+    from ..studio import Studio
+
+    config = load_config(host=host, port=port, model=model)
+    studio = Studio(config)
+    click.secho(
+        f"AIGC Studio {__version__} on http://{config.host}:{config.port}  (OpenAI API: /v1, data: {config.home})",
+        fg="green", err=True,
+    )  # fmt: skip
+    uvicorn.run(create_app(studio), host=str(config.host), port=int(config.port), log_level=log_level)
+    studio.close()
+
+
+def main() -> None:
+    cli(prog_name="aigc")

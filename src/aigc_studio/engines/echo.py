@@ -1,0 +1,58 @@
+"""An engine that answers with the last user message, word by word.
+
+Ships in the package so tests and demos of what is not about the model (history, HTTP, CLI) run in
+milliseconds. One "token" is one whitespace-separated word.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+from .base import Message, TextChunk, TextEngine, TextRequest, Usage
+
+
+class EchoEngine(TextEngine):
+    def __init__(self, model_id: str = "echo", context_length: int = 2048, delay: float = 0.0):
+        super().__init__(model_id, context_length)
+        self.delay = delay
+
+    def count_prompt_tokens(self, messages: list[Message], prompt: str | None = None) -> int:
+        if prompt is not None:
+            return len(prompt.split())
+        return sum(len(m.content.split()) + 2 for m in messages)
+
+    def stream(self, request: TextRequest, cancel: threading.Event) -> Iterator[TextChunk]:
+        opts = request.options
+        prompt_tokens = self.count_prompt_tokens(request.messages, request.prompt)
+        last_user = request.prompt or next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        words = re.findall(r"\S+\s*", last_user)
+        limit = min(opts.max_tokens or len(words), self.context_length - prompt_tokens)
+        text, produced, finish = "", 0, "stop"
+        for word in words:
+            if cancel.is_set():
+                finish = "cancelled"
+                break
+            if produced >= limit:
+                finish = "length"
+                break
+            hit = next((s for s in opts.stop if s in text + word), None)
+            if hit:
+                cut = (text + word).index(hit)
+                piece = (text + word)[len(text) : cut]
+                if piece:
+                    yield TextChunk(piece)
+                break
+            if self.delay:
+                time.sleep(self.delay)
+            text += word
+            produced += 1
+            yield TextChunk(word)
+        yield TextChunk(
+            "",
+            finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(prompt_tokens, produced),
+            seed=opts.seed if opts.seed not in (None, -1) else 0,
+        )

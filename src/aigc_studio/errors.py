@@ -1,0 +1,53 @@
+"""Errors a user can act on. Each carries the HTTP status and OpenAI error fields it maps to.
+
+None of these is a 5xx: OpenAI clients retry 5xx, and retrying a request that is wrong only wastes time.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_openai(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(StudioError):
+    """The request is malformed or a value is out of range."""
+
+
+class ModelNotFound(StudioError):
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, model: str, known: list[str] | None = None):
+        hint = f"; available: {', '.join(known)}" if known else ""
+        super().__init__(f"The model '{model}' does not exist{hint}", param="model")
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class NotFound(StudioError):
+    """A conversation, response or file that the user named does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class ModelLoadError(StudioError):
+    """A model file exists in the registry but cannot be loaded (corrupt, wrong format)."""
+
+    status = 422
+    code = "model_load_failed"

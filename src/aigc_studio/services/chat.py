@@ -1,0 +1,225 @@
+"""Chat: the product logic of one answer, shared by the CLI, the APIs and the web UI.
+
+``prepare`` resolves the model and the conversation, checks the prompt fits the context (trimming the
+oldest turns only when asked, and saying so), and ``stream``/``astream`` run it and record it in
+history — including answers that failed or were cancelled part-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from ..engines.base import Message, TextChunk, TextOptions, TextRequest, Usage
+from ..engines.worker import Job
+from ..errors import ContextLengthExceeded, InvalidRequest
+from ..models.registry import Registry
+from ..storage.history import History, ResponseRecord
+
+
+@dataclass
+class PreparedChat:
+    model: str
+    request: TextRequest
+    source: str
+    conversation_id: str | None
+    new_messages: list[Message]
+    prompt_tokens: int
+    trimmed: int = 0
+    record: ResponseRecord = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.record = ResponseRecord(
+            model=self.model,
+            source=self.source,
+            options=self.request.options.model_dump(exclude_none=True, exclude_defaults=True),
+            prompt_tokens=self.prompt_tokens,
+            trimmed_messages=self.trimmed,
+        )
+
+
+@dataclass
+class ChatResult:
+    text: str
+    finish_reason: str
+    usage: Usage
+    seed: int | None
+    conversation_id: str
+    response_id: str
+    trimmed: int
+
+
+class ChatRun:
+    """One generation: collects text and timings as it streams, and records it exactly once."""
+
+    def __init__(self, service: ChatService, prepared: PreparedChat):
+        self.service, self.prepared = service, prepared
+        self.text: list[str] = []
+        self.final: TextChunk | None = None
+        self.started = time.perf_counter()
+        self.first_at: float | None = None
+        self.result: ChatResult | None = None
+
+    def __iter__(self) -> Iterator[TextChunk]:
+        job = self.service.registry.worker(self.prepared.model).submit(self.prepared.request)
+        error: BaseException | None = None
+        try:
+            for chunk in job:
+                self._see(chunk)
+                yield chunk
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            job.cancel()
+            self._finish(error)
+
+    async def __aiter__(self) -> AsyncIterator[TextChunk]:
+        worker = self.service.registry.worker(self.prepared.model)
+        job = worker.submit(self.prepared.request, loop=asyncio.get_running_loop())
+        error: BaseException | None = None
+        try:
+            async for chunk in job:
+                self._see(chunk)
+                yield chunk
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            job.cancel()
+            self._finish(error)
+
+    def _see(self, chunk: TextChunk) -> None:
+        if chunk.text:
+            if self.first_at is None:
+                self.first_at = time.perf_counter()
+            self.text.append(chunk.text)
+        if chunk.finish_reason is not None:
+            self.final = chunk
+
+    def _finish(self, error: BaseException | None) -> None:
+        p, rec = self.prepared, self.prepared.record
+        final = self.final
+        if error is not None:
+            rec.status, rec.error = "error", str(error) or type(error).__name__
+        elif final is None or final.finish_reason == "cancelled":
+            rec.status, rec.error = "cancelled", "the client stopped the request"
+        if final is not None:
+            rec.finish_reason = final.finish_reason
+            rec.seed = final.seed
+            if final.usage:
+                rec.prompt_tokens, rec.completion_tokens = final.usage.prompt_tokens, final.usage.completion_tokens
+                if final.decode_seconds and final.usage.completion_tokens > 1:
+                    rec.tokens_per_s = (final.usage.completion_tokens - 1) / final.decode_seconds
+        ended = time.perf_counter()
+        rec.duration_ms = (ended - self.started) * 1000
+        rec.ttft_ms = ((self.first_at or ended) - self.started) * 1000
+        text = "".join(self.text)
+        conversation_id = self.service.history.record(
+            p.conversation_id, p.new_messages, rec, text, p.request.messages or p.new_messages
+        )
+        self.result = ChatResult(
+            text=text,
+            finish_reason=rec.finish_reason or "cancelled",
+            usage=Usage(rec.prompt_tokens or 0, rec.completion_tokens or 0),
+            seed=rec.seed,
+            conversation_id=conversation_id,
+            response_id=rec.id,
+            trimmed=p.trimmed,
+        )
+
+
+class ChatService:
+    def __init__(self, registry: Registry, history: History):
+        self.registry = registry
+        self.history = history
+
+    def prepare(
+        self,
+        messages: list[Message],
+        *,
+        model: str | None = None,
+        options: TextOptions | None = None,
+        conversation_id: str | None = None,
+        trim: bool = False,
+        source: str = "api",
+        prompt: str | None = None,
+    ) -> PreparedChat:
+        """Resolve model and conversation and check the prompt fits; blocking (may load the model).
+
+        ``messages`` are the new messages when ``conversation_id`` is given (the stored ones come
+        first), otherwise the whole conversation as an OpenAI client sends it. ``prompt`` instead of
+        messages asks for a raw completion. Raises StudioError subclasses for the user to read.
+        """
+        options = options or TextOptions()
+        info = self.registry.resolve(model or self.registry.default_model)
+        if prompt is None and not messages:
+            raise InvalidRequest("messages must contain at least one message", param="messages")
+        if prompt is None and all(m.role == "system" for m in messages):
+            raise InvalidRequest("messages must contain at least one user message", param="messages")
+        if conversation_id is not None:
+            stored = self.history.messages(conversation_id)
+            if stored and any(m.role == "system" for m in messages):
+                # A new system prompt replaces the stored one for this answer and those after it.
+                stored = [m for m in stored if m.role != "system"]
+            full, new = [*stored, *messages], list(messages)
+        elif prompt is None:
+            conversation_id = self.history.find_continuation(messages[:-1]) if len(messages) > 1 else None
+            full = list(messages)
+            new = messages[-1:] if conversation_id else list(messages)
+        else:
+            full, new = [], [Message(role="user", content=prompt)]
+        if conversation_id is not None and any(m.role == "system" for m in new):
+            new = sorted(new, key=lambda m: m.role != "system")
+            full = [*[m for m in new if m.role == "system"], *[m for m in full if m.role != "system"]]
+
+        engine = self.registry.engine(info.id)
+        need = options.max_tokens or 1
+        n_prompt = engine.count_prompt_tokens(full, prompt)
+        trimmed = 0
+        while trim and prompt is None and n_prompt + need > engine.context_length:
+            # Drop the oldest turn after any system message; never the newest user message.
+            first = next((i for i, m in enumerate(full) if m.role != "system"), None)
+            if first is None or first >= len(full) - 1:
+                break
+            del full[first]
+            trimmed += 1
+            n_prompt = engine.count_prompt_tokens(full)
+        prepared = PreparedChat(
+            model=info.id,
+            request=TextRequest(messages=full, options=options, prompt=prompt),
+            source=source,
+            conversation_id=conversation_id,
+            new_messages=new,
+            prompt_tokens=n_prompt,
+            trimmed=trimmed,
+        )
+        if n_prompt + need > engine.context_length:
+            error = ContextLengthExceeded(
+                f"This model's maximum context length is {engine.context_length} tokens. However, you "
+                f"requested {n_prompt + (options.max_tokens or 0)} tokens ({n_prompt} in the messages, "
+                f"{options.max_tokens or 0} in the completion). Please reduce the length of the messages "
+                "or completion.",
+                param="messages",
+            )
+            ChatRun(self, prepared)._finish(error)
+            raise error
+        return prepared
+
+    def start(self, prepared: PreparedChat) -> ChatRun:
+        """A run of a prepared chat: iterate it (sync or async) for chunks, then read ``.result``.
+
+        The last chunk carries finish_reason and usage. Stopping the iteration early cancels the
+        generation; whatever happened is recorded in history once the iteration ends.
+        """
+        return ChatRun(self, prepared)
+
+    def complete(self, prepared: PreparedChat) -> ChatResult:
+        """Run a prepared chat to the end and return the whole answer."""
+        run = self.start(prepared)
+        for _ in run:
+            pass
+        assert run.result is not None
+        return run.result

@@ -1,0 +1,154 @@
+"""SQLite database under AIGC_HOME, in WAL mode, with ordered schema migrations.
+
+Each migration is a function ``mNNN_name(conn)``; the ones already applied are recorded in the
+``_migrations`` table, so a database made by an older studio is brought up to date on open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+MIGRATIONS: list[Callable[[], str]] = []
+
+
+def migration(fn: Callable[[], str]) -> Callable[[], str]:
+    """Register a migration: a function returning the SQL script that it runs."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_history() -> str:
+    return """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            -- hash of the message list that ends with the last answer, so an OpenAI client that
+            -- resends the whole conversation continues it instead of starting a new one
+            tail_hash TEXT
+        );
+        CREATE INDEX conversations_updated ON conversations(updated);
+        CREATE INDEX conversations_tail ON conversations(tail_hash);
+
+        CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            source TEXT NOT NULL,
+            options TEXT NOT NULL,
+            seed INTEGER,
+            status TEXT NOT NULL,
+            error TEXT,
+            finish_reason TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            ttft_ms REAL,
+            tokens_per_s REAL,
+            duration_ms REAL,
+            trimmed_messages INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL
+        );
+        CREATE INDEX responses_conversation ON responses(conversation_id);
+
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            response_id TEXT REFERENCES responses(id) ON DELETE SET NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created REAL NOT NULL
+        );
+        CREATE INDEX messages_conversation ON messages(conversation_id, id);
+
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='id', tokenize='trigram'
+        );
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+    """
+
+
+@migration
+def m002_models() -> str:
+    return """
+        CREATE TABLE models (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            engine TEXT NOT NULL,
+            path TEXT NOT NULL,
+            aliases TEXT NOT NULL DEFAULT '[]',
+            info TEXT NOT NULL DEFAULT '{}',
+            created REAL NOT NULL
+        );
+    """
+
+
+class Database:
+    """One connection per thread to one SQLite file; ``with db.tx() as conn`` for a transaction."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def tx(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    def _migrate(self) -> None:
+        conn = self.conn
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
+        done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+        for fn in MIGRATIONS:
+            if fn.__name__ in done:
+                continue
+            # One script per migration so its tables and its record land together or not at all.
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{fn()}\n"
+                    f"INSERT INTO _migrations VALUES ('{fn.__name__}', julianday('now'));\nCOMMIT;"
+                )
+            except sqlite3.OperationalError:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                # Another process (a CLI beside the server) may have applied it a moment ago.
+                if not conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone():
+                    raise
+
+    def migrations_applied(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,232 @@
+"""Chat history: conversations, their messages, and one response record per generation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+
+from ..engines.base import Message
+from ..errors import InvalidRequest, NotFound
+from .db import Database
+
+EXPORT_VERSION = 1
+
+
+def new_id(prefix: str) -> str:
+    """A short id that sorts by creation time: ``prefix-<ms hex><random hex>``."""
+    return f"{prefix}-{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+
+
+def messages_hash(messages: list[Message]) -> str:
+    payload = json.dumps([[m.role, m.content] for m in messages], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class ResponseRecord:
+    """What one generation did: how it ended, how fast, at what cost."""
+
+    model: str
+    source: str
+    options: dict
+    status: str = "ok"  # ok | error | cancelled
+    seed: int | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    duration_ms: float | None = None
+    trimmed_messages: int = 0
+    id: str = field(default_factory=lambda: new_id("resp"))
+    created: float = field(default_factory=time.time)
+
+
+class History:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def find_continuation(self, messages: list[Message]) -> str | None:
+        """The conversation whose stored messages are exactly ``messages``, if any."""
+        row = self.db.conn.execute(
+            "SELECT id FROM conversations WHERE tail_hash = ? ORDER BY updated DESC LIMIT 1",
+            (messages_hash(messages),),
+        ).fetchone()
+        return row["id"] if row else None
+
+    def record(
+        self,
+        conversation_id: str | None,
+        new_messages: list[Message],
+        response: ResponseRecord,
+        answer: str,
+        all_messages: list[Message],
+    ) -> str:
+        """Store one exchange in a single transaction and return the conversation id.
+
+        ``new_messages`` are the inputs not stored yet; ``answer`` is kept even when the response
+        failed or was cancelled part-way, so nothing generated is lost. ``all_messages`` is the full
+        input, used to recognise a client that resends the conversation next time.
+        """
+        now = time.time()
+        with self.db.tx() as conn:
+            if conversation_id is None:
+                conversation_id = new_id("conv")
+                first_user = next((m.content for m in new_messages if m.role == "user"), "")
+                title = " ".join(first_user.split())[:80] or "(untitled)"
+                conn.execute(
+                    "INSERT INTO conversations (id, title, model, source, created, updated) VALUES (?,?,?,?,?,?)",
+                    (conversation_id, title, response.model, response.source, now, now),
+                )
+            conn.execute(
+                "INSERT INTO responses (id, conversation_id, model, source, options, seed, status, error,"
+                " finish_reason, prompt_tokens, completion_tokens, ttft_ms, tokens_per_s, duration_ms,"
+                " trimmed_messages, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    response.id, conversation_id, response.model, response.source,
+                    json.dumps(response.options), response.seed, response.status, response.error,
+                    response.finish_reason, response.prompt_tokens, response.completion_tokens,
+                    response.ttft_ms, response.tokens_per_s, response.duration_ms,
+                    response.trimmed_messages, response.created,
+                ),
+            )  # fmt: skip
+            for m in new_messages:
+                conn.execute(
+                    "INSERT INTO messages (conversation_id, role, content, created) VALUES (?,?,?,?)",
+                    (conversation_id, m.role, m.content, now),
+                )
+            tail = None
+            if answer or response.status == "ok":
+                conn.execute(
+                    "INSERT INTO messages (conversation_id, response_id, role, content, created)"
+                    " VALUES (?,?,?,?,?)",
+                    (conversation_id, response.id, "assistant", answer, now),
+                )
+                tail = messages_hash([*all_messages, Message(role="assistant", content=answer)])
+            conn.execute(
+                "UPDATE conversations SET updated = ?, model = ?, tail_hash = ? WHERE id = ?",
+                (now, response.model, tail, conversation_id),
+            )
+        return conversation_id
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def list(self, limit: int = 20, offset: int = 0) -> list[dict]:
+        rows = self.db.conn.execute(
+            "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS n_messages"
+            " FROM conversations c ORDER BY updated DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [dict(r) for r in rows]
+
+    def latest_id(self) -> str | None:
+        row = self.db.conn.execute("SELECT id FROM conversations ORDER BY updated DESC LIMIT 1").fetchone()
+        return row["id"] if row else None
+
+    def get(self, conversation_id: str) -> dict:
+        """A conversation with its messages and responses; raises NotFound."""
+        conn = self.db.conn
+        row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no conversation with id '{conversation_id}' (see `aigc history list`)")
+        conv = dict(row)
+        conv["messages"] = [
+            dict(r)
+            for r in conn.execute(
+                "SELECT role, content, response_id, created FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conversation_id,),
+            )
+        ]
+        conv["responses"] = []
+        for r in conn.execute(
+            "SELECT * FROM responses WHERE conversation_id = ? ORDER BY created", (conversation_id,)
+        ):
+            resp = dict(r)
+            resp["options"] = json.loads(resp["options"])
+            del resp["conversation_id"]
+            conv["responses"].append(resp)
+        return conv
+
+    def messages(self, conversation_id: str) -> list[Message]:
+        return [Message(role=m["role"], content=m["content"]) for m in self.get(conversation_id)["messages"]]
+
+    def search(self, query: str, limit: int = 20) -> list[dict]:
+        """Conversations whose messages contain ``query`` (substring match, any language)."""
+        query = query.strip()
+        if not query:
+            raise InvalidRequest("search query must not be empty")
+        if len(query) >= 3:
+            # The trigram index matches any substring of three characters or more.
+            where = "m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)"
+            arg = '"' + query.replace('"', '""') + '"'
+        else:
+            where = "m.content LIKE ? ESCAPE '\\'"
+            arg = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.db.conn.execute(
+            "SELECT c.id, c.title, c.model, c.updated, m.role, m.content FROM messages m"
+            f" JOIN conversations c ON c.id = m.conversation_id WHERE {where}"
+            " ORDER BY c.updated DESC, m.id LIMIT ?",
+            (arg, limit),
+        )
+        return [dict(r) for r in rows]
+
+    # -- changing --------------------------------------------------------------------------------
+
+    def delete(self, conversation_id: str) -> None:
+        with self.db.tx() as conn:
+            if conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount == 0:
+                raise NotFound(f"no conversation with id '{conversation_id}'")
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        with self.db.tx() as conn:
+            cur = conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"no conversation with id '{conversation_id}'")
+
+    def export(self, conversation_ids: list[str] | None = None) -> dict:
+        ids = conversation_ids or [
+            r[0] for r in self.db.conn.execute("SELECT id FROM conversations ORDER BY created")
+        ]
+        return {"format": "aigc-studio-history", "version": EXPORT_VERSION, "conversations": [self.get(i) for i in ids]}
+
+    def import_(self, data: dict) -> tuple[int, int]:
+        """Add the conversations of an export; returns (imported, skipped as already present)."""
+        if data.get("format") != "aigc-studio-history" or data.get("version") != EXPORT_VERSION:
+            raise InvalidRequest(
+                f"not an AIGC Studio history export (format 'aigc-studio-history', version {EXPORT_VERSION})"
+            )
+        imported = skipped = 0
+        with self.db.tx() as conn:
+            for conv in data["conversations"]:
+                if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conv["id"],)).fetchone():
+                    skipped += 1
+                    continue
+                conn.execute(
+                    "INSERT INTO conversations (id, title, model, source, created, updated, tail_hash)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (conv["id"], conv["title"], conv["model"], conv["source"], conv["created"],
+                     conv["updated"], conv.get("tail_hash")),
+                )  # fmt: skip
+                for r in conv["responses"]:
+                    rec = ResponseRecord(**{k: v for k, v in r.items() if k in ResponseRecord.__dataclass_fields__})
+                    row = asdict(rec)
+                    row["options"] = json.dumps(row["options"])
+                    row["conversation_id"] = conv["id"]
+                    conn.execute(
+                        f"INSERT INTO responses ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        list(row.values()),
+                    )
+                for m in conv["messages"]:
+                    conn.execute(
+                        "INSERT INTO messages (conversation_id, response_id, role, content, created)"
+                        " VALUES (?,?,?,?,?)",
+                        (conv["id"], m.get("response_id"), m["role"], m["content"], m["created"]),
+                    )
+                imported += 1
+        return imported, skipped

@@ -1,0 +1,30 @@
+"""The studio: one object that holds the configuration, storage, models and services.
+
+The CLI, the server and the web UI each build one and call its services, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from .config import Config, load_config
+from .models.registry import Registry
+from .services.chat import ChatService
+from .storage.db import Database
+from .storage.history import History
+
+
+class Studio:
+    def __init__(self, config: Config | None = None):
+        self.config = config or load_config()
+        self.db = Database(self.config.db_path)
+        self.history = History(self.db)
+        self.registry = Registry(
+            self.db,
+            default_model=str(self.config.model),
+            context=int(self.config.context),
+            threads=int(self.config.threads),
+            max_loaded=int(self.config.max_loaded),
+        )
+        self.chat = ChatService(self.registry, self.history)
+
+    def close(self) -> None:
+        self.registry.close()

