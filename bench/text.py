@@ -2,14 +2,18 @@
 
     .venv/bin/python bench/text.py [--tokens 128] [--rounds 3]
 
-Measures, on the embedded SmolLM2 with the same prompts, sampling options and seeds:
+Measures, on the embedded SmolLM2 with the same prompts and sampling options:
   (a) raw llama_cpp.Llama.create_chat_completion, streamed, in this process
   (b) the studio's engine in this process (through its worker queue)
   (c) the studio server (`aigc serve`) through the official openai client
   (d) `python -m llama_cpp.server` through the official openai client
 at 1 client and at 4 concurrent clients, and prints one Markdown table with ratios to (a) and (d).
 Completion tokens are counted the same way for every variant: by re-tokenizing the streamed text.
-Servers run one at a time, on loopback, so no two variants compete for the two cores.
+No request sets a seed: a seeded request makes the studio evaluate its prompt afresh (for exact
+reproducibility) instead of reusing the cached prefix, which is not what a chat client usually asks.
+Servers run one at a time, on loopback, so no two variants compete for the two cores. (d) runs with
+--interrupt_requests False: by default it aborts a running stream when the next request arrives, which
+would leave concurrent clients with empty answers.
 """
 
 from __future__ import annotations
@@ -67,7 +71,9 @@ def measure(stream, counter, n_prompt: int) -> Sample:
             last = time.perf_counter()
             first = first or last
             text.append(piece)
-    return Sample(first - start, last - first, len(counter("".join(text))), n_prompt)
+    if first is None:
+        raise RuntimeError("a request produced no text")
+    return Sample(first - start, last - first, counter("".join(text)), n_prompt)
 
 
 @dataclass
@@ -124,7 +130,7 @@ def openai_variant(name, base_url, counter, count_prompt, args, sampling, offset
 
     def one(i: int) -> Sample:
         stream = client.chat.completions.create(
-            model="smollm2-135m", messages=prompt(i), stream=True, max_tokens=args.tokens, seed=i,
+            model="smollm2-135m", messages=prompt(i), stream=True, max_tokens=args.tokens,
             temperature=sampling["temperature"], top_p=sampling["top_p"],
             extra_body={k: sampling[k] for k in ("top_k", "min_p", "repeat_penalty")},
         )  # fmt: skip
@@ -165,7 +171,7 @@ def main() -> None:
         def pieces():
             with lock:
                 for c in raw.create_chat_completion(
-                    messages=prompt(i), stream=True, max_tokens=args.tokens, seed=i,
+                    messages=prompt(i), stream=True, max_tokens=args.tokens,
                     temperature=sampling["temperature"], top_p=sampling["top_p"], top_k=sampling["top_k"],
                     min_p=sampling["min_p"], repeat_penalty=sampling["repeat_penalty"],
                 ):  # fmt: skip
@@ -181,7 +187,7 @@ def main() -> None:
     worker = EngineWorker(studio_engine)
 
     def engine_one(i: int) -> Sample:
-        opts = TextOptions(seed=i, max_tokens=args.tokens, **sampling)
+        opts = TextOptions(max_tokens=args.tokens, **sampling)
         job = worker.submit(TextRequest([Message(**m) for m in prompt(i)], opts))
         return measure((c.text for c in job), counter, count_prompt(i))
 
@@ -196,7 +202,7 @@ def main() -> None:
         ("(d) llama_cpp.server + openai client",
          [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", "8192",
           "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--host", "127.0.0.1",
-          "--port", "{port}"],
+          "--port", "{port}", "--interrupt_requests", "False"],
          "/v1/models"),
     ]  # fmt: skip
     for name, cmd, ready in servers:
@@ -220,7 +226,9 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         b, p = base[r.clients], peer[r.clients]
-        print(f"| {r.name} | {r.clients} | {r.prompt_tps:.0f} | {r.decode_tps:.1f} | {r.aggregate_tps:.1f} | "
+        # With several clients, the time to first token is mostly waiting in the queue.
+        prompt_tps = f"{r.prompt_tps:.0f}" if r.clients == 1 else "–"
+        print(f"| {r.name} | {r.clients} | {prompt_tps} | {r.decode_tps:.1f} | {r.aggregate_tps:.1f} | "
               f"{r.ttft_ms:.0f} | {r.decode_tps / b.decode_tps:.2f} | {r.aggregate_tps / b.aggregate_tps:.2f} | "
               f"{r.aggregate_tps / p.aggregate_tps:.2f} |")  # fmt: skip
 

@@ -336,13 +336,35 @@ def serve(host, port, model, log_level):
     from ..studio import Studio
 
     config = load_config(host=host, port=port, model=model)
+    log_config = _server_log_config(config.logs_dir / "server.log", log_level)
     studio = Studio(config)
     click.secho(
         f"AIGC Studio {__version__} on http://{config.host}:{config.port}  (OpenAI API: /v1, data: {config.home})",
         fg="green", err=True,
     )  # fmt: skip
-    uvicorn.run(create_app(studio), host=str(config.host), port=int(config.port), log_level=log_level)
+    uvicorn.run(create_app(studio), host=str(config.host), port=int(config.port), log_level=log_level,
+                log_config=log_config)  # fmt: skip
     studio.close()
+
+
+def _server_log_config(path: Path, level: str) -> dict:
+    """uvicorn's logging, plus a file under AIGC_HOME/logs that also gets the studio's own lines.
+
+    Request bodies are never logged: prompts are the user's, and keys may sit in them.
+    """
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg["formatters"]["file"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    cfg["handlers"]["file"] = {"class": "logging.FileHandler", "filename": str(path), "formatter": "file",
+                               "encoding": "utf-8"}  # fmt: skip
+    for name in ("uvicorn", "uvicorn.access"):
+        cfg["loggers"][name]["handlers"].append("file")
+    cfg["loggers"]["aigc_studio"] = {"handlers": ["default", "file"], "level": level.upper(), "propagate": False}
+    return cfg
 
 
 def main() -> None:

@@ -100,8 +100,14 @@ class LlamaCppEngine(TextEngine):
                 param="messages",
             )
         limit = min(opts.max_tokens or room, room)
-        seed = opts.seed if opts.seed not in (None, -1) else random.randrange(2**31)
+        seeded = opts.seed not in (None, -1)
+        seed = opts.seed if seeded else random.randrange(2**31)
         self.llm.set_seed(seed)
+        if seeded:
+            # Reusing the cached prompt prefix evaluates fewer tokens per batch, which changes the
+            # logits in the last bits; a request that names its seed gets a fresh evaluation so that
+            # the same request always gives the same text.
+            self.llm.reset()
         sampling = {k: v for k, v in DEFAULTS.items()}
         for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
             if getattr(opts, name) is not None:

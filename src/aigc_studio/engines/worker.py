@@ -8,21 +8,41 @@ thread hop per token.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from .base import TextChunk, TextEngine, TextRequest
 
 _END = object()
+log = logging.getLogger("aigc_studio.worker")
 
 
 class Job:
-    """A submitted request. Iterate it (sync or async) for chunks; ``cancel()`` stops it early."""
+    """A submitted request. Iterate it (sync or async) for chunks; ``cancel()`` stops it early.
 
-    def __init__(self, request: TextRequest, loop: asyncio.AbstractEventLoop | None = None):
+    The job also keeps everything the engine produced — text, the final chunk, timings — whether or
+    not a consumer is still reading, and calls ``on_done`` on the worker thread when the engine is
+    finished with it, before the consumer sees the end.
+    """
+
+    def __init__(
+        self,
+        request: TextRequest,
+        loop: asyncio.AbstractEventLoop | None = None,
+        on_done: Callable[[Job, BaseException | None], None] | None = None,
+    ):
         self.request = request
         self.cancel_event = threading.Event()
+        self.done = threading.Event()
+        self.on_done = on_done
+        self.text: list[str] = []
+        self.final: TextChunk | None = None
+        self.submitted_at = time.perf_counter()
+        self.first_text_at: float | None = None
+        self.ended_at: float | None = None
         self._loop = loop
         if loop is None:
             self._sync_queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -33,6 +53,12 @@ class Job:
         self.cancel_event.set()
 
     def _put(self, item: object) -> None:
+        if isinstance(item, TextChunk):
+            if item.text:
+                self.first_text_at = self.first_text_at or time.perf_counter()
+                self.text.append(item.text)
+            if item.finish_reason is not None:
+                self.final = item
         if self._loop is None:
             self._sync_queue.put(item)
         else:
@@ -78,8 +104,13 @@ class EngineWorker:
         """Jobs queued or running."""
         return self._pending
 
-    def submit(self, request: TextRequest, loop: asyncio.AbstractEventLoop | None = None) -> Job:
-        job = Job(request, loop)
+    def submit(
+        self,
+        request: TextRequest,
+        loop: asyncio.AbstractEventLoop | None = None,
+        on_done: Callable[[Job, BaseException | None], None] | None = None,
+    ) -> Job:
+        job = Job(request, loop, on_done)
         with self._lock:
             self._pending += 1
         self._jobs.put(job)
@@ -87,16 +118,25 @@ class EngineWorker:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
+            error: Exception | None = None
             try:
                 if not job.cancel_event.is_set():
                     for chunk in self.engine.stream(job.request, job.cancel_event):
                         job._put(chunk)
             except Exception as exc:  # handed to the consumer, which decides what the user sees
-                job._put(exc)
-            finally:
-                job._put(_END)
-                with self._lock:
-                    self._pending -= 1
+                error = exc
+            job.ended_at = time.perf_counter()
+            if job.on_done is not None:
+                try:
+                    job.on_done(job, error)
+                except Exception:
+                    log.exception("recording a finished job failed")
+            job.done.set()
+            if error is not None:
+                job._put(error)
+            job._put(_END)
+            with self._lock:
+                self._pending -= 1
 
     def close(self) -> None:
         """Finish queued jobs, then free the engine."""

@@ -8,6 +8,7 @@ history — including answers that failed or were cancelled part-way.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from ..engines.worker import Job
 from ..errors import ContextLengthExceeded, InvalidRequest
 from ..models.registry import Registry
 from ..storage.history import History, ResponseRecord
+
+log = logging.getLogger("aigc_studio.chat")
 
 
 @dataclass
@@ -52,77 +55,70 @@ class ChatResult:
 
 
 class ChatRun:
-    """One generation: collects text and timings as it streams, and records it exactly once."""
+    """One generation. Iterate it (sync or async) for chunks; ``result`` once it has ended.
+
+    It is recorded in history by the engine's worker when the engine is done with it — so an answer
+    is kept whole even when the client stopped reading part-way.
+    """
 
     def __init__(self, service: ChatService, prepared: PreparedChat):
         self.service, self.prepared = service, prepared
-        self.text: list[str] = []
-        self.final: TextChunk | None = None
-        self.started = time.perf_counter()
-        self.first_at: float | None = None
-        self.result: ChatResult | None = None
+        self._job: Job | None = None
+        self._result: ChatResult | None = None
+
+    def _submit(self, loop: asyncio.AbstractEventLoop | None) -> Job:
+        worker = self.service.registry.worker(self.prepared.model)
+        self._job = worker.submit(self.prepared.request, loop=loop, on_done=self._on_done)
+        return self._job
 
     def __iter__(self) -> Iterator[TextChunk]:
-        job = self.service.registry.worker(self.prepared.model).submit(self.prepared.request)
-        error: BaseException | None = None
-        try:
-            for chunk in job:
-                self._see(chunk)
-                yield chunk
-        except Exception as exc:
-            error = exc
-            raise
-        finally:
-            job.cancel()
-            self._finish(error)
+        yield from self._submit(None)
 
     async def __aiter__(self) -> AsyncIterator[TextChunk]:
-        worker = self.service.registry.worker(self.prepared.model)
-        job = worker.submit(self.prepared.request, loop=asyncio.get_running_loop())
-        error: BaseException | None = None
-        try:
-            async for chunk in job:
-                self._see(chunk)
-                yield chunk
-        except Exception as exc:
-            error = exc
-            raise
-        finally:
-            job.cancel()
-            self._finish(error)
+        async for chunk in self._submit(asyncio.get_running_loop()):
+            yield chunk
 
-    def _see(self, chunk: TextChunk) -> None:
-        if chunk.text:
-            if self.first_at is None:
-                self.first_at = time.perf_counter()
-            self.text.append(chunk.text)
-        if chunk.finish_reason is not None:
-            self.final = chunk
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
 
-    def _finish(self, error: BaseException | None) -> None:
+    @property
+    def result(self) -> ChatResult:
+        """The recorded outcome; waits for the engine to finish if it is still winding down."""
+        if self._job is not None and not self._job.done.wait(timeout=60):
+            raise TimeoutError("the engine did not finish the request within 60 s of being stopped")
+        assert self._result is not None, "the run was never started"
+        return self._result
+
+    def _on_done(self, job: Job, error: BaseException | None) -> None:
+        first = (job.first_text_at or job.ended_at) - job.submitted_at
+        self._result = self._record(job.final, "".join(job.text), error, first, job.ended_at - job.submitted_at)
+
+    def _record(self, final: TextChunk | None, text: str, error: BaseException | None, ttft: float,
+                duration: float) -> ChatResult:  # fmt: skip
         p, rec = self.prepared, self.prepared.record
-        final = self.final
         if error is not None:
-            rec.status, rec.error = "error", str(error) or type(error).__name__
+            rec.status, rec.error = "error", getattr(error, "message", None) or str(error) or type(error).__name__
         elif final is None or final.finish_reason == "cancelled":
             rec.status, rec.error = "cancelled", "the client stopped the request"
+        rec.finish_reason = final.finish_reason if final else ("cancelled" if error is None else None)
         if final is not None:
-            rec.finish_reason = final.finish_reason
             rec.seed = final.seed
             if final.usage:
                 rec.prompt_tokens, rec.completion_tokens = final.usage.prompt_tokens, final.usage.completion_tokens
                 if final.decode_seconds and final.usage.completion_tokens > 1:
                     rec.tokens_per_s = (final.usage.completion_tokens - 1) / final.decode_seconds
-        ended = time.perf_counter()
-        rec.duration_ms = (ended - self.started) * 1000
-        rec.ttft_ms = ((self.first_at or ended) - self.started) * 1000
-        text = "".join(self.text)
+        rec.ttft_ms, rec.duration_ms = ttft * 1000, duration * 1000
+        # One line per answer: what ran and how fast, never the messages themselves.
+        log.info("%s %s %s: %s+%s tokens, %.0f ms first token, %.1f tok/s, %s", rec.id, rec.source, rec.model,
+                 rec.prompt_tokens, rec.completion_tokens, rec.ttft_ms, rec.tokens_per_s or 0,
+                 rec.status if rec.status != "ok" else rec.finish_reason)  # fmt: skip
         conversation_id = self.service.history.record(
             p.conversation_id, p.new_messages, rec, text, p.request.messages or p.new_messages
         )
-        self.result = ChatResult(
+        return ChatResult(
             text=text,
-            finish_reason=rec.finish_reason or "cancelled",
+            finish_reason=rec.finish_reason or "error",
             usage=Usage(rec.prompt_tokens or 0, rec.completion_tokens or 0),
             seed=rec.seed,
             conversation_id=conversation_id,
@@ -204,7 +200,7 @@ class ChatService:
                 "or completion.",
                 param="messages",
             )
-            ChatRun(self, prepared)._finish(error)
+            ChatRun(self, prepared)._record(None, "", error, 0.0, 0.0)
             raise error
         return prepared
 
