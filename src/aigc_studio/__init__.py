@@ -1,11 +1,11 @@
 """AIGC Studio: a local AI content-creation studio."""
 
+__version__ = "0.1.0"  # first, so modules imported below can read it
+
 from .config import Config, load_config
 from .engines.base import Message, TextChunk, TextEngine, TextOptions, TextRequest
 from .errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, StudioError
 from .studio import Studio
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Config",

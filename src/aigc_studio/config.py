@@ -30,6 +30,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("host", "127.0.0.1", "Address the server binds to; loopback unless you say otherwise."),
         Setting("port", 7860, "Port of the web UI and the APIs."),
         Setting("model", "smollm2-135m", "Default text model id or alias."),
+        Setting("image_model", "", "Default image model id or alias (unset: the image model added last)."),
         Setting("threads", 0, "CPU threads for llama.cpp (0: all cores)."),
         Setting("context", 0, "Context length for GGUF models (0: the model's trained length)."),
         Setting("max_loaded", 2, "Text models kept loaded at once; the default model is always kept."),

@@ -51,3 +51,18 @@ class ModelLoadError(StudioError):
 
     status = 422
     code = "model_load_failed"
+
+
+def validation_message(errors: list[dict]) -> tuple[str, str | None]:
+    """One readable line for pydantic errors ("width: width must be a multiple of 8, got 100"), and the
+    first field named, for OpenAI's ``param``."""
+    parts, param = [], None
+    for err in errors:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        where = ".".join(loc) or "body"
+        param = param or (loc[0] if loc else None)
+        msg = err["msg"].removeprefix("Value error, ")
+        given = err.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None or "got" in msg else f", got {given!r}"
+        parts.append(f"{where}: {msg}{shown}")
+    return "; ".join(parts), param

@@ -8,6 +8,8 @@ from __future__ import annotations
 from .config import Config, load_config
 from .models.registry import Registry
 from .services.chat import ChatService
+from .services.images import ImageService
+from .services.jobs import JobQueue
 from .storage.db import Database
 from .storage.history import History
 
@@ -23,8 +25,13 @@ class Studio:
             context=int(self.config.context),
             threads=int(self.config.threads),
             max_loaded=int(self.config.max_loaded),
+            default_image_model=str(self.config.image_model),
+            cache_dir=self.config.home / "cache",
         )
         self.chat = ChatService(self.registry, self.history)
+        self.jobs = JobQueue(self.db)
+        self.images = ImageService(self.db, self.registry, self.jobs, self.config.outputs_dir)
 
     def close(self) -> None:
+        self.jobs.close()
         self.registry.close()

@@ -12,23 +12,11 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .. import __version__
-from ..errors import StudioError
+from ..errors import StudioError, validation_message
 from ..studio import Studio
-from .routers import openai
+from .routers import openai, sdapi, studio as studio_api
 
 log = logging.getLogger("aigc_studio.server")
-
-
-def _validation_message(errors: list[dict]) -> tuple[str, str | None]:
-    parts, param = [], None
-    for err in errors:
-        loc = [str(x) for x in err.get("loc", ()) if x not in ("body",)]
-        where = ".".join(loc) or "body"
-        param = param or (loc[0] if loc else None)
-        given = err.get("input")
-        shown = "" if isinstance(given, (dict, list)) or given is None else f", got {given!r}"
-        parts.append(f"{where}: {err['msg']}{shown}")
-    return "; ".join(parts), param
 
 
 def create_app(studio: Studio | None = None, *, load_default: bool = True) -> FastAPI:
@@ -61,9 +49,18 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
 
     app = FastAPI(title="AIGC Studio", version=__version__, lifespan=lifespan)
 
+    def error_response(request: Request, status: int, message: str, param: str | None, code: str | None,
+                       kind: str) -> JSONResponse:  # fmt: skip
+        if request.url.path.startswith("/sdapi/"):
+            # A1111's shape (modules/api/api.py): what failed, and the message in "detail" and "errors".
+            return JSONResponse({"error": kind, "detail": message, "body": "", "errors": message},
+                                status_code=422 if status == 400 else status)  # fmt: skip
+        body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+        return JSONResponse(body, status_code=status)
+
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
-        return JSONResponse(exc.to_openai(), status_code=exc.status)
+        return error_response(request, exc.status, exc.message, exc.param, exc.code, type(exc).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -71,15 +68,13 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         if any(e.get("type") == "json_invalid" for e in errors):
             message, param = "the request body is not valid JSON: " + errors[0].get("ctx", {}).get("error", ""), None
         else:
-            message, param = _validation_message(errors)
-        body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}
-        return JSONResponse(body, status_code=400)
+            message, param = validation_message(errors)
+        return error_response(request, 400, message, param, None, "ValidationError")
 
     @app.exception_handler(ValidationError)
     async def options_invalid(request: Request, exc: ValidationError) -> JSONResponse:
-        message, param = _validation_message(exc.errors())
-        body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}
-        return JSONResponse(body, status_code=400)
+        message, param = validation_message(exc.errors())
+        return error_response(request, 400, message, param, None, "ValidationError")
 
     @app.get("/health")
     def health(request: Request) -> JSONResponse:
@@ -92,4 +87,6 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         return JSONResponse({"status": "ok", "model": model, "version": __version__})
 
     app.include_router(openai.router)
+    app.include_router(sdapi.router)
+    app.include_router(studio_api.router)
     return app

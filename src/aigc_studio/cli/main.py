@@ -16,7 +16,9 @@ import click
 from .. import __version__
 from ..config import SETTINGS, load_config
 from ..engines.base import Message, TextOptions
-from ..errors import StudioError
+from pydantic import ValidationError
+
+from ..errors import StudioError, validation_message
 
 
 def _setting_option(key: str, *decls: str, **kwargs) -> Callable:
@@ -45,8 +47,8 @@ def _options_from(kwargs: dict) -> TextOptions:
     fields = {k: v for k, v in fields.items() if v not in (None, ())}
     try:
         return TextOptions(**fields)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValidationError as exc:
+        raise click.UsageError(validation_message(exc.errors())[0]) from None
 
 
 def _studio(**overrides):
@@ -365,6 +367,11 @@ def _server_log_config(path: Path, level: str) -> dict:
         cfg["loggers"][name]["handlers"].append("file")
     cfg["loggers"]["aigc_studio"] = {"handlers": ["default", "file"], "level": level.upper(), "propagate": False}
     return cfg
+
+
+from . import images as _images  # noqa: E402  (registers its commands on the group above)
+
+_images.register(cli)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..engines.base import TextEngine
+from ..engines.image_base import ImageEngine
 from ..engines.worker import EngineWorker
 from ..errors import InvalidRequest, ModelLoadError, ModelNotFound
 from ..storage.db import Database
@@ -75,6 +76,16 @@ def builtin_models() -> list[ModelInfo]:
             builtin=True,
         ),
         ModelInfo(
+            id="plain",
+            engine="plain",
+            kind="image",
+            capabilities=["txt2img", "img2img", "inpaint", "edit"],
+            source="aigc_studio.engines.plain",
+            license="Apache-2.0",
+            description="Test engine: deterministic patterns from the seed and prompt. No weights.",
+            builtin=True,
+        ),
+        ModelInfo(
             id="echo",
             engine="echo",
             aliases=[],
@@ -89,15 +100,19 @@ def builtin_models() -> list[ModelInfo]:
 
 class Registry:
     def __init__(self, db: Database, default_model: str = "smollm2-135m", context: int = 0, threads: int = 0,
-                 max_loaded: int = 2):  # fmt: skip
+                 max_loaded: int = 2, default_image_model: str = "", cache_dir: Path | None = None):  # fmt: skip
         self.db = db
+        self.cache_dir = cache_dir
+        self._default_image_model = default_image_model
+        self._image_engine: tuple[str, ImageEngine] | None = None
+        self._image_lock = threading.Lock()
         self.context = context
         self.threads = threads
         self.max_loaded = max(1, max_loaded)
         self._workers: OrderedDict[str, EngineWorker] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self.default_model = self.resolve(default_model).id
+        self.default_model = self.resolve(default_model, kind="text").id
         self.load_seconds: dict[str, float] = {}
 
     # -- what exists -----------------------------------------------------------------------------
@@ -112,33 +127,55 @@ class Registry:
             )
         return models
 
-    def resolve(self, name: str) -> ModelInfo:
-        """The model called ``name`` (id or alias, case-insensitive); raises ModelNotFound."""
+    def resolve(self, name: str, kind: str | None = None) -> ModelInfo:
+        """The model called ``name`` (id or alias, case-insensitive); raises ModelNotFound.
+
+        With ``kind``, a model of another kind is refused too ("text" asked, an image model named).
+        """
         wanted = name.strip().lower()
-        models = self.all()
+        models = [m for m in self.all() if kind is None or m.kind == kind]
         for m in models:
             if m.id.lower() == wanted or wanted in (a.lower() for a in m.aliases):
                 return m
         raise ModelNotFound(name, [m.id for m in models])
 
-    def add(self, path: str | Path, model_id: str | None = None, aliases: list[str] | None = None) -> ModelInfo:
-        """Register a local GGUF file. It is read (header only) so a wrong file is refused now."""
+    @property
+    def default_image_model(self) -> str:
+        """The configured image model, else the image model added last; raises when there is none."""
+        if self._default_image_model:
+            return self.resolve(self._default_image_model, kind="image").id
+        added = [m for m in self.all() if m.kind == "image" and not m.builtin]
+        if not added:
+            raise InvalidRequest(
+                "no image model is installed: pull one with `aigc models pull sd-turbo`, add a checkpoint "
+                "with `aigc models add PATH`, or use the test model with --model plain",
+                param="model",
+            )
+        return added[-1].id
+
+    def set_default_image_model(self, name: str) -> str:
+        self._default_image_model = self.resolve(name, kind="image").id
+        return self._default_image_model
+
+    def add(self, path: str | Path, model_id: str | None = None, aliases: list[str] | None = None,
+            source: str | None = None, license: str = "") -> ModelInfo:  # fmt: skip
+        """Register a local model: a GGUF file (text), or a Stable Diffusion checkpoint (.safetensors,
+        .ckpt) or diffusers folder (image). Its header is read so a wrong file is refused now."""
         p = Path(path).expanduser().resolve()
-        if not p.is_file():
-            raise InvalidRequest(f"{p} is not a file; give the path of a .gguf model file")
-        with p.open("rb") as f:
-            if f.read(4) != b"GGUF":
-                raise InvalidRequest(f"{p} is not a GGUF file (it does not start with 'GGUF')")
+        kind, engine = _detect(p)
         model_id = model_id or p.stem.lower()
         if any(m.id == model_id or model_id in m.aliases for m in self.all()):
             raise InvalidRequest(f"a model called '{model_id}' already exists; pick another name with --name")
-        info = ModelInfo(id=model_id, engine="llamacpp", path=str(p), aliases=aliases or [],
-                         source=f"local file {p}")  # fmt: skip
-        extra = {"context_length": None, "source": info.source, "license": "", "description": ""}
+        capabilities = ["chat", "stream", "seed", "stop"] if kind == "text" else ["txt2img", "img2img", "inpaint"]
+        info = ModelInfo(id=model_id, engine=engine, kind=kind, path=str(p), aliases=aliases or [],
+                         capabilities=capabilities, source=source or f"local {'folder' if p.is_dir() else 'file'} {p}",
+                         license=license)  # fmt: skip
+        extra = {"context_length": None, "source": info.source, "license": license, "description": "",
+                 "capabilities": capabilities}  # fmt: skip
         with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO models (id, kind, engine, path, aliases, info, created) VALUES (?,?,?,?,?,?,?)",
-                (model_id, "text", "llamacpp", str(p), json.dumps(info.aliases), json.dumps(extra), time.time()),
+                (model_id, kind, engine, str(p), json.dumps(info.aliases), json.dumps(extra), time.time()),
             )
         return info
 
@@ -147,6 +184,9 @@ class Registry:
         if info.builtin:
             raise InvalidRequest(f"'{info.id}' is built in and cannot be removed")
         self.unload(info.id)
+        if self._image_engine and self._image_engine[0] == info.id:
+            self._image_engine[1].close()
+            self._image_engine = None
         with self.db.tx() as conn:
             conn.execute("DELETE FROM models WHERE id = ?", (info.id,))
         return info
@@ -160,8 +200,8 @@ class Registry:
         return self.resolve(name).id in self._workers
 
     def worker(self, name: str) -> EngineWorker:
-        """The running worker for a model, loading it first if needed (blocking)."""
-        info = self.resolve(name)
+        """The running worker for a text model, loading it first if needed (blocking)."""
+        info = self.resolve(name, kind="text")
         with self._lock:
             worker = self._workers.get(info.id)
             if worker is not None:
@@ -201,6 +241,50 @@ class Registry:
             return LlamaCppEngine(info.id, info.path, context_length=self.context, threads=self.threads)
         raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
 
+    def image_engine(self, name: str) -> ImageEngine:
+        """The loaded engine for an image model. One image model is kept loaded at a time: asking
+        for another frees the current one first, since two SD models rarely fit beside each other."""
+        info = self.resolve(name, kind="image")
+        with self._image_lock:
+            if self._image_engine and self._image_engine[0] == info.id:
+                return self._image_engine[1]
+            if self._image_engine:
+                self._image_engine[1].close()
+                self._image_engine = None
+            started = time.perf_counter()
+            if info.engine == "plain":
+                from ..engines.plain import PlainEngine
+
+                engine: ImageEngine = PlainEngine(info.id)
+            elif info.engine == "diffusers":
+                if not info.path or not Path(info.path).exists():
+                    raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
+                from ..engines.diffusers_engine import DiffusersEngine
+
+                config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
+                engine = DiffusersEngine(info.id, info.path, threads=self.threads, config_dir=config_dir)
+            else:
+                raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
+            self.load_seconds[info.id] = time.perf_counter() - started
+            self._image_engine = (info.id, engine)
+            return engine
+
+    def loaded_image_model(self) -> str | None:
+        return self._image_engine[0] if self._image_engine else None
+
+    def model_hash(self, info: ModelInfo) -> str | None:
+        """A1111's model hash (first 10 hex of sha256), computed once per file version."""
+        if not info.path or not Path(info.path).exists():
+            return None
+        from ..images.hashing import HashCache
+
+        cache = HashCache(self.cache_dir / "model-hashes.json") if self.cache_dir else None
+        if cache is None:
+            from ..images.hashing import model_hash
+
+            return model_hash(info.path)
+        return cache.model_hash(info.path)
+
     def _evict(self) -> None:
         for model_id in list(self._workers):
             if len(self._workers) <= self.max_loaded:
@@ -217,3 +301,30 @@ class Registry:
     def close(self) -> None:
         for model_id in list(self._workers):
             self.unload(model_id)
+        if self._image_engine:
+            self._image_engine[1].close()
+            self._image_engine = None
+
+
+def _detect(p: Path) -> tuple[str, str]:
+    """(kind, engine) of a model file or folder, from its content; InvalidRequest if unknown."""
+    if p.is_dir():
+        if (p / "model_index.json").is_file():
+            return "image", "diffusers"
+        raise InvalidRequest(f"{p} is a folder without model_index.json; give a diffusers model folder")
+    if not p.is_file():
+        raise InvalidRequest(f"{p} is not a file; give the path of a .gguf, .safetensors or .ckpt model")
+    with p.open("rb") as f:
+        head = f.read(16)
+    if head[:4] == b"GGUF":
+        return "text", "llamacpp"
+    if p.suffix.lower() == ".gguf":
+        raise InvalidRequest(f"{p} is not a GGUF file (it does not start with 'GGUF')")
+    if p.suffix.lower() == ".safetensors":
+        header_len = int.from_bytes(head[:8], "little")
+        if 2 <= header_len <= 100_000_000 and head[8:9] == b"{":
+            return "image", "diffusers"
+        raise InvalidRequest(f"{p} is not a safetensors file (its header is not one)")
+    if p.suffix.lower() == ".ckpt" and head[:2] == b"PK":
+        return "image", "diffusers"
+    raise InvalidRequest(f"{p} is neither a GGUF file (text) nor a .safetensors/.ckpt checkpoint (image)")

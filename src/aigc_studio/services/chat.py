@@ -150,7 +150,7 @@ class ChatService:
         messages asks for a raw completion. Raises StudioError subclasses for the user to read.
         """
         options = options or TextOptions()
-        info = self.registry.resolve(model or self.registry.default_model)
+        info = self.registry.resolve(model or self.registry.default_model, kind="text")
         if prompt is None and not messages:
             raise InvalidRequest("messages must contain at least one message", param="messages")
         if prompt is None and all(m.role == "system" for m in messages):

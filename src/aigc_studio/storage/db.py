@@ -94,6 +94,45 @@ def m002_models() -> str:
     """
 
 
+@migration
+def m003_images_and_jobs() -> str:
+    return """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,          -- queued | running | done | failed | interrupted
+            model TEXT,
+            request TEXT NOT NULL,
+            source TEXT NOT NULL,
+            error TEXT,
+            n_images INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            started REAL,
+            finished REAL
+        );
+        CREATE INDEX jobs_created ON jobs(created);
+
+        CREATE TABLE images (
+            id TEXT PRIMARY KEY,
+            job_id TEXT REFERENCES jobs(id) ON DELETE SET NULL,
+            path TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_hash TEXT,
+            prompt TEXT NOT NULL,
+            negative_prompt TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            subseed INTEGER,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            params TEXT NOT NULL,         -- the full request, JSON, A1111 names
+            infotext TEXT NOT NULL,
+            created REAL NOT NULL
+        );
+        CREATE INDEX images_created ON images(created);
+    """
+
+
 class Database:
     """One connection per thread to one SQLite file; ``with db.tx() as conn`` for a transaction."""
 

@@ -257,3 +257,43 @@ async def completions(
         yield _sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(prepared))
+
+
+class ImageGenerationRequest(BaseModel):
+    """OpenAI's image request. ``size`` is WIDTHxHEIGHT; the studio's own fields may be added too."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=20_000)
+    model: str | None = None
+    n: int = Field(1, ge=1, le=16)
+    size: str = Field("512x512", pattern=r"^\d{2,4}x\d{2,4}$", description="WIDTHxHEIGHT, e.g. 512x512")
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    # The studio's extras, with A1111's names, for clients that pass them in extra_body.
+    negative_prompt: str | None = None
+    steps: int | None = None
+    sampler_name: str | None = None
+    cfg_scale: float | None = None
+    seed: int | None = None
+
+
+@router.post("/images/generations")
+async def images_generations(body: ImageGenerationRequest, request: Request,
+                             studio: Studio = Depends(get_studio)) -> dict:  # fmt: skip
+    from ...engines.image_base import ImageRequest
+
+    width, height = (int(x) for x in body.size.split("x"))
+    extras = body.model_dump(include={"negative_prompt", "steps", "sampler_name", "cfg_scale", "seed"},
+                             exclude_none=True)  # fmt: skip
+    image_request = ImageRequest(prompt=body.prompt, model=body.model, width=width, height=height,
+                                 batch_size=body.n, **extras)  # fmt: skip
+    job = await run_in_threadpool(studio.images.submit, image_request, "txt2img", source="openai")
+    result = await run_in_threadpool(job.wait)
+    if body.response_format == "url":
+        base = str(request.base_url).rstrip("/")
+        data = [{"url": f"{base}/api/images/{g.id}.png", "revised_prompt": None} for g in result.images]
+    else:
+        from .sdapi import encode_png
+
+        data = [{"b64_json": encode_png(g.image, g.infotext), "revised_prompt": None} for g in result.images]
+    return {"created": int(time.time()), "data": data}

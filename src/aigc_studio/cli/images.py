@@ -1,0 +1,186 @@
+"""`aigc image`, `img2img`, `inpaint`, `edit`, `inspect`: drawing from the terminal, with a progress bar."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from ..engines.image_base import ImageRequest, Mode
+from ..errors import StudioError, validation_message
+
+# CLI flag names where A1111 users expect short ones; every other field keeps its own name.
+FLAGS = {
+    "negative_prompt": ("-n", "--negative"),
+    "sampler_name": ("--sampler",),
+    "cfg_scale": ("--cfg",),
+    "batch_size": ("--batch",),
+    "n_iter": ("--n-iter", "--batch-count"),
+    "denoising_strength": ("--denoise", "--denoising-strength"),
+    "image_cfg_scale": ("--image-cfg",),
+    "inpainting_fill": ("--fill",),
+    "model": ("-m", "--model"),
+}
+# Which fields each command offers (the rest do not apply to it).
+COMMON = ["negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed", "subseed",
+          "subseed_strength", "width", "height", "batch_size", "n_iter", "clip_skip", "model"]  # fmt: skip
+PER_MODE: dict[Mode, list[str]] = {
+    "txt2img": COMMON,
+    "img2img": COMMON + ["denoising_strength"],
+    "inpaint": COMMON + ["denoising_strength", "mask_blur", "inpainting_fill"],
+    "edit": COMMON + ["image_cfg_scale"],
+}
+
+
+def _request_options(mode: Mode) -> Callable:
+    """One option per ImageRequest field, with the limits and help declared there; defaults stay unset
+    so that only what the user typed reaches the request."""
+
+    def decorate(fn: Callable) -> Callable:
+        for name in reversed(PER_MODE[mode]):
+            field = ImageRequest.model_fields[name]
+            ann = field.annotation
+            args = [a for a in typing.get_args(ann) if a is not type(None)] if isinstance(ann, types.UnionType) else [ann]
+            low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+            high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+            rng = f" [{low}..{high}]" if low is not None else ""
+            default = "" if field.default in (None, "") else f" (default {field.default})"
+            decls = FLAGS.get(name, ("--" + name.replace("_", "-"),))
+            fn = click.option(*decls, name, type=args[0], default=None, show_envvar=True,
+                              help=f"{field.description}{rng}{default}")(fn)  # fmt: skip
+        fn = click.option("--size", help="WIDTHxHEIGHT, e.g. 512x768 (sets --width and --height).")(fn)
+        fn = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                          help="Also save to this file (.png, .jpg, .webp; FILE-2.png… for more images).")(fn)  # fmt: skip
+        return fn
+
+    return decorate
+
+
+def _build_request(prompt: str, kwargs: dict, default_size: tuple[int, int] | None = None) -> ImageRequest:
+    fields = {k: kwargs.pop(k) for k in list(kwargs) if k in ImageRequest.model_fields}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    size = kwargs.pop("size", None)
+    if size:
+        m = re.fullmatch(r"(\d+)[xX×](\d+)", size.strip())
+        if not m:
+            raise click.BadParameter(f"expected WIDTHxHEIGHT like 512x512, got {size!r}", param_hint="--size")
+        fields["width"], fields["height"] = int(m[1]), int(m[2])
+    if default_size:
+        fields.setdefault("width", default_size[0])
+        fields.setdefault("height", default_size[1])
+    try:
+        return ImageRequest(prompt=prompt, **fields)
+    except ValidationError as exc:
+        raise click.UsageError(validation_message(exc.errors())[0]) from None
+
+
+def _load(path: Path, what: str):
+    from ..services.images import open_image
+
+    return open_image(path.read_bytes(), what)
+
+
+def _fit(size: tuple[int, int]) -> tuple[int, int]:
+    """An input image's size, rounded down to a multiple of 8 and kept within 64..2048."""
+    return tuple(max(64, min(2048, s - s % 8)) for s in size)  # type: ignore[return-value]
+
+
+def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> None:
+    from ..cli.main import _studio
+    from ..images.infotext import save_image
+
+    studio = _studio()
+    try:
+        job = studio.images.submit(request, mode, source="cli", **images)
+        total = request.steps * request.n_iter
+        label = f"{mode} {job.model}"
+        with click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True, show_pos=True) as bar:
+            done = 0
+            try:
+                while not job.done.wait(0.1):
+                    now = job.batch * job.steps + job.step if job.steps else 0
+                    bar.update(now - done)
+                    done = now
+            except KeyboardInterrupt:
+                studio.jobs.interrupt(job.id)
+                job.done.wait(30)
+            bar.update(total - done)
+        result = job.wait()
+        if result.interrupted:
+            click.secho(f"interrupted: {len(result.images)} image(s) finished", fg="yellow", err=True)
+        for i, generated in enumerate(result.images):
+            click.echo(str(generated.path))
+            if output:
+                target = output if i == 0 else output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
+                save_image(generated.image, target, generated.infotext)
+                click.echo(str(target))
+        seeds = ", ".join(str(g.seed) for g in result.images)
+        click.secho(f"seed {seeds}; model {result.model} [{result.model_hash or '-'}]", fg="cyan", err=True)
+    except StudioError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        studio.close()
+
+
+def register(cli: click.Group) -> None:
+    @cli.command()
+    @click.argument("prompt")
+    @_request_options("txt2img")
+    def image(prompt, output, **kwargs):
+        """Draw an image from PROMPT. (word:1.2) raises a word's weight; the same seed gives the same image."""
+        _run("txt2img", _build_request(prompt, kwargs), output)
+
+    @cli.command()
+    @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.argument("prompt")
+    @_request_options("img2img")
+    def img2img(image, prompt, output, **kwargs):
+        """Redraw IMAGE following PROMPT; --denoise sets how much changes (0: nothing, 1: everything)."""
+        init = _load(image, "image")
+        _run("img2img", _build_request(prompt, kwargs, _fit(init.size)), output, init_image=init)
+
+    @cli.command()
+    @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.argument("prompt")
+    @click.option("--mask", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="Mask image of the same size: white where IMAGE should change.")  # fmt: skip
+    @_request_options("inpaint")
+    def inpaint(image, prompt, mask, output, **kwargs):
+        """Repaint the white part of MASK in IMAGE following PROMPT."""
+        init = _load(image, "image")
+        _run("inpaint", _build_request(prompt, kwargs, _fit(init.size)), output, init_image=init,
+             mask=_load(mask, "mask"))  # fmt: skip
+
+    @cli.command()
+    @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.argument("instruction")
+    @_request_options("edit")
+    def edit(image, instruction, output, **kwargs):
+        """Edit IMAGE by INSTRUCTION ("make it snow", "remove the people") with an InstructPix2Pix model."""
+        init = _load(image, "image")
+        _run("edit", _build_request(instruction, kwargs, _fit(init.size)), output, init_image=init)
+
+    @cli.command()
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--json", "as_json", is_flag=True, help="Print the parameters as A1111 request fields.")
+    def inspect(file, as_json):
+        """Print the generation parameters stored in an image (A1111 or studio PNG, JPEG, WebP)."""
+        from ..images.infotext import parse_infotext, read_infotext, to_request_fields
+
+        try:
+            text = read_infotext(file)
+        except OSError as exc:
+            raise click.ClickException(f"{file} is not a readable image: {exc}") from None
+        if text is None:
+            raise click.ClickException(f"{file} carries no generation parameters")
+        if as_json:
+            click.echo(json.dumps(to_request_fields(parse_infotext(text)), ensure_ascii=False, indent=2))
+        else:
+            click.echo(text)

@@ -1,0 +1,77 @@
+"""A plain image engine: no weights, deterministic pictures from the seed and the prompt.
+
+Ships in the package so tests and demos of what is not about the model (jobs, files, infotext, HTTP,
+CLI, UI) run in milliseconds. It honours the contract fully: seeds, variation seeds, batches, steps,
+progress, interrupt and skip, img2img strength and inpainting masks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from .image_base import Control, ImageEngine, ImageRequest, ImageResult, Mode, StepInfo
+
+
+def _noise(seed: int, height: int, width: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
+
+
+class PlainEngine(ImageEngine):
+    supports_img2img = True
+    supports_inpaint = True
+    supports_instruct_edit = True
+
+    def __init__(self, model_id: str = "plain", step_delay: float = 0.0):
+        super().__init__(model_id)
+        self.step_delay = step_delay
+
+    def generate(
+        self,
+        request: ImageRequest,
+        mode: Mode,
+        *,
+        init_image: Image.Image | None = None,
+        mask: Image.Image | None = None,
+        on_step: Callable[[StepInfo], None] = lambda info: None,
+        control: Control | None = None,
+    ) -> ImageResult:
+        control = control or Control()
+        h, w = request.height, request.width
+        tint = np.frombuffer(hashlib.sha256(request.prompt.encode()).digest()[:3], dtype=np.uint8) / 255.0
+        images, seeds, subseeds = [], [], []
+        for batch in range(request.n_iter):
+            if control.interrupt.is_set():
+                break
+            for step in range(1, request.steps + 1):
+                if control.interrupt.is_set() or control.skip.is_set():
+                    break
+                if self.step_delay:
+                    time.sleep(self.step_delay)
+                on_step(StepInfo(step, request.steps, batch, preview=lambda: Image.new("RGB", (8, 8), "gray")))
+            if control.skip.is_set():
+                control.skip.clear()
+            for k in range(request.batch_size):
+                index = batch * request.batch_size + k
+                seed, subseed = request.seed + index, request.subseed + index
+                pixels = _noise(seed, h, w)
+                if request.subseed_strength:
+                    t = request.subseed_strength
+                    pixels = (1 - t) * pixels + t * _noise(subseed, h, w)
+                pixels = 0.5 * pixels + 0.5 * tint
+                if init_image is not None and mode != "txt2img":
+                    base = np.asarray(init_image.convert("RGB"), dtype=np.float32) / 255.0
+                    strength = request.denoising_strength if mode != "edit" else 0.5
+                    mixed = (1 - strength) * base + strength * pixels
+                    if mask is not None:
+                        m = (np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)[..., None]
+                        mixed = (1 - m) * base + m * mixed
+                    pixels = mixed
+                images.append(Image.fromarray((pixels * 255).round().astype(np.uint8), "RGB"))
+                seeds.append(seed)
+                subseeds.append(subseed)
+        return ImageResult(images, seeds, subseeds, interrupted=control.interrupt.is_set())

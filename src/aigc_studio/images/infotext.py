@@ -1,0 +1,368 @@
+"""AUTOMATIC1111-compatible generation parameters ("infotext") and where images keep them.
+
+The layout is the one A1111 writes (modules/processing.py ``create_infotext``) and reads
+(modules/infotext_utils.py ``parse_generation_parameters``), so images made here paste into A1111,
+Civitai and other readers, and A1111 images paste here::
+
+    a cat, best quality
+    Negative prompt: blurry
+    Steps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 965400086, Size: 512x512
+
+PNG keeps it in the ``parameters`` text chunk; JPEG and WebP in EXIF UserComment (0x9286),
+``b"UNICODE\\0"`` + UTF-16 big-endian, as piexif's ``UserComment.dump(..., encoding="unicode")`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from PIL import Image, PngImagePlugin
+
+__all__ = [
+    "InfotextParams", "format_infotext", "params_from_request", "parse_infotext",
+    "read_infotext", "save_image", "to_request_fields", "write_png",
+]
+
+PathOrFile = str | os.PathLike[str] | IO[bytes]
+
+# A1111's own pattern for one "key: value" pair; a quoted value is a JSON string.
+_PARAM_RE = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_KEY_RE = re.compile(r"\w[\w \-/]+")
+_SIZE_RE = re.compile(r"(\d+)x(\d+)")  # used with fullmatch: A1111's "^...$" also splits "8x8" + newline
+_NEGATIVE_PREFIX = "Negative prompt:"
+_PNG_KEY = "parameters"
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_UNICODE_PREFIX = b"UNICODE\x00"
+_ASCII_PREFIX = b"ASCII\x00\x00\x00"
+_JIS_PREFIX = b"JIS\x00\x00\x00\x00\x00"
+_JPEG_MAX_SEGMENT = 65533  # bytes one APP1 marker can carry
+
+# infotext key -> (A1111 API request field, type). "-1"/"-2" keys are the halves of a "WxH" value.
+_REQUEST_FIELDS: tuple[tuple[str, str, type], ...] = (
+    ("Steps", "steps", int),
+    ("Sampler", "sampler_name", str),
+    ("Schedule type", "scheduler", str),
+    ("CFG scale", "cfg_scale", float),
+    ("Image CFG scale", "image_cfg_scale", float),
+    ("Seed", "seed", int),
+    ("Size-1", "width", int),
+    ("Size-2", "height", int),
+    ("Model hash", "sd_model_hash", str),
+    ("Variation seed", "subseed", int),
+    ("Variation seed strength", "subseed_strength", float),
+    ("Seed resize from-1", "seed_resize_from_w", int),
+    ("Seed resize from-2", "seed_resize_from_h", int),
+    ("Denoising strength", "denoising_strength", float),
+    ("Clip skip", "clip_skip", int),
+    ("Hires upscale", "hr_scale", float),
+    ("Hires steps", "hr_second_pass_steps", int),
+    ("Hires upscaler", "hr_upscaler", str),
+)
+
+
+@dataclass
+class InfotextParams:
+    """A parsed infotext: prompts plus the parameter line as A1111 returns it.
+
+    ``params`` maps each key to its (unquoted) string value in file order. A value of the form
+    ``WxH`` is split into ``"<key>-1"`` and ``"<key>-2"`` as A1111 does, so ``Size: 512x768`` becomes
+    ``{"Size-1": "512", "Size-2": "768"}``. A1111's paste-time defaults (``Clip skip: 1`` ...) are not
+    filled in: a missing key means the image did not say.
+    """
+
+    prompt: str
+    negative_prompt: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int | None:
+        """Image width from ``Size``, or None when the infotext has no size."""
+        value = self.params.get("Size-1")
+        return int(value) if value is not None else None
+
+    @property
+    def height(self) -> int | None:
+        """Image height from ``Size``, or None when the infotext has no size."""
+        value = self.params.get("Size-2")
+        return int(value) if value is not None else None
+
+
+def _format_value(value: object) -> str:
+    # A1111 prints whatever Python prints, but its UI hands integral floats over as ints
+    # ("CFG scale: 7"); matching that keeps our infotexts identical to the UI's.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _quote(text: str) -> str:
+    # A1111's quote() JSON-encodes values holding "," ":" or a newline. We also quote the few values
+    # its parser would otherwise change: empty, padded with whitespace, or starting with a quote (the
+    # parser would unquote it, or run it into the next quoted value). A1111 reads these back right.
+    if "," in text or ":" in text or "\n" in text or text != text.strip() or text[:1] in ('"', ""):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def format_infotext(prompt: str, negative_prompt: str, params: Mapping[str, object]) -> str:
+    """Write prompts and parameters in A1111's infotext layout.
+
+    ``params`` is written in the caller's order; None values are dropped; a value equal to its key is
+    written as the bare key (A1111 does this for flags). Fewer than 3 parameters make a line that A1111
+    (and :func:`parse_infotext`) reads as part of the prompt.
+    """
+    pairs = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if not _KEY_RE.fullmatch(key):
+            raise ValueError(
+                f"infotext key {key!r} is not readable back: use 2+ letters, digits, '_', ' ', '-' or '/',"
+                " starting with a letter, digit or '_'"
+            )
+        text = _format_value(value)
+        pairs.append(key if text == key else f"{key}: {_quote(text)}")
+    negative = f"\n{_NEGATIVE_PREFIX} {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{', '.join(pairs)}".strip()
+
+
+def _append_line(text: str, line: str) -> str:
+    # A1111 joins with "\n" but never starts with one, so an empty first line vanishes.
+    return line if text == "" else f"{text}\n{line}"
+
+
+def parse_infotext(text: str) -> InfotextParams:
+    """Read an infotext the way A1111's ``parse_generation_parameters`` does.
+
+    The last line is the parameter line when it holds at least 3 ``key: value`` pairs; lines before
+    the first ``Negative prompt:`` line are the prompt, the rest the negative prompt. Every line is
+    stripped of surrounding whitespace, as in A1111.
+    """
+    *lines, last_line = text.strip().split("\n")
+    if len(_PARAM_RE.findall(last_line)) < 3:
+        lines.append(last_line)
+        last_line = ""
+
+    prompt = negative = ""
+    in_negative = False
+    for line in lines:
+        line = line.strip()
+        if line.startswith(_NEGATIVE_PREFIX):
+            in_negative = True
+            line = line[len(_NEGATIVE_PREFIX) :].strip()
+        if in_negative:
+            negative = _append_line(negative, line)
+        else:
+            prompt = _append_line(prompt, line)
+
+    params: dict[str, str] = {}
+    for key, value in _PARAM_RE.findall(last_line):
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass  # A1111 keeps a malformed quoted value as written; so do we
+        size = _SIZE_RE.fullmatch(value)
+        if size:
+            params[f"{key}-1"], params[f"{key}-2"] = size.group(1), size.group(2)
+        else:
+            params[key] = value
+    return InfotextParams(prompt=prompt, negative_prompt=negative, params=params)
+
+
+def _typed(key: str, raw: str, kind: type) -> object:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"infotext field {key!r} must be {kind.__name__}, got {raw!r}") from None
+
+
+def _raw(params: Mapping[str, str], key: str) -> str | None:
+    # A text value that happens to look like "12x34" was split by the parser; put it back together.
+    if key in params:
+        return params[key]
+    if f"{key}-1" in params and f"{key}-2" in params:
+        return f"{params[key + '-1']}x{params[key + '-2']}"
+    return None
+
+
+def to_request_fields(parsed: InfotextParams) -> dict[str, object]:
+    """Map a parsed infotext onto A1111 ``/sdapi/v1/txt2img`` request names, typed.
+
+    Gives prompt, negative_prompt, steps, sampler_name, scheduler, cfg_scale, seed, width, height,
+    subseed, subseed_strength, denoising_strength, clip_skip, sd_model_hash and sd_model_checkpoint
+    (the ``Model`` name, else the ``Model hash``; A1111 accepts either) where the infotext has them.
+    Fields the infotext lacks are left out rather than defaulted.
+    """
+    fields: dict[str, object] = {"prompt": parsed.prompt, "negative_prompt": parsed.negative_prompt}
+    for key, name, kind in _REQUEST_FIELDS:
+        raw = _raw(parsed.params, key)
+        if raw is not None:
+            fields[name] = _typed(key, raw, kind)
+    checkpoint = _raw(parsed.params, "Model") or parsed.params.get("Model hash")
+    if checkpoint is not None:
+        fields["sd_model_checkpoint"] = checkpoint
+    return fields
+
+
+def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
+    """Build infotext parameters, in A1111's order, from A1111 request names.
+
+    The inverse of :func:`to_request_fields`; like A1111 it omits ``Clip skip`` at 1 or below and the
+    variation seed when ``subseed_strength`` is 0. Callers append extras such as ``Version`` after it.
+    """
+
+    def size(w: str, h: str) -> str | None:
+        return f"{fields[w]}x{fields[h]}" if fields.get(w) and fields.get(h) else None
+
+    varied = bool(fields.get("subseed_strength"))
+    clip_skip = fields.get("clip_skip")
+    return {
+        "Steps": fields.get("steps"),
+        "Sampler": fields.get("sampler_name"),
+        "Schedule type": fields.get("scheduler"),
+        "CFG scale": fields.get("cfg_scale"),
+        "Image CFG scale": fields.get("image_cfg_scale"),
+        "Seed": fields.get("seed"),
+        "Size": size("width", "height"),
+        "Model hash": fields.get("sd_model_hash"),
+        "Model": fields.get("sd_model_checkpoint"),
+        "Variation seed": fields.get("subseed") if varied else None,
+        "Variation seed strength": fields.get("subseed_strength") if varied else None,
+        "Seed resize from": size("seed_resize_from_w", "seed_resize_from_h"),
+        "Denoising strength": fields.get("denoising_strength"),
+        "Clip skip": clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
+        "Hires upscale": fields.get("hr_scale"),
+        "Hires steps": fields.get("hr_second_pass_steps"),
+        "Hires upscaler": fields.get("hr_upscaler"),
+    }
+
+
+def write_png(
+    image: Image.Image,
+    path_or_fp: PathOrFile,
+    infotext: str,
+    extra_text: Mapping[str, str] | None = None,
+) -> None:
+    """Save ``image`` as PNG with ``infotext`` in the ``parameters`` text chunk.
+
+    Pillow stores Latin-1 text as tEXt and anything else (Chinese prompts) as UTF-8 iTXt; A1111 and
+    Pillow read both. ``extra_text`` adds more text chunks (keys must be Latin-1, 1-79 bytes).
+    """
+    extra = dict(extra_text or {})
+    if _PNG_KEY in extra:
+        raise ValueError(f"extra_text must not contain {_PNG_KEY!r}; pass the infotext as `infotext`")
+    info = PngImagePlugin.PngInfo()
+    info.add_text(_PNG_KEY, infotext)
+    for key, value in extra.items():
+        info.add_text(key, value)
+    image.save(path_or_fp, format="PNG", pnginfo=info)
+
+
+def _exif_with_comment(infotext: str) -> bytes:
+    # Built by hand because Pillow's Exif writer types a bytes UserComment as BYTE, which piexif (and
+    # so A1111) returns as a tuple of ints and cannot decode; the standard type is UNDEFINED (7).
+    # Same structure piexif.dump makes: big-endian TIFF header, IFD0 holding only the pointer to the
+    # Exif IFD, the Exif IFD holding only UserComment, then the comment bytes.
+    comment = _UNICODE_PREFIX + infotext.encode("utf-16-be")
+    exif_ifd_offset = 8 + 2 + 12 + 4
+    comment_offset = exif_ifd_offset + 2 + 12 + 4
+    tiff = (
+        struct.pack(">2sHI", b"MM", 42, 8)
+        + struct.pack(">HHHIII", 1, _EXIF_IFD, 4, 1, exif_ifd_offset, 0)  # LONG pointer, no next IFD
+        + struct.pack(">HHHIII", 1, _USER_COMMENT, 7, len(comment), comment_offset, 0)  # UNDEFINED
+        + comment
+    )
+    return b"Exif\x00\x00" + tiff
+
+
+def save_image(image: Image.Image, path: str | os.PathLike[str], infotext: str | None, *, quality: int = 90) -> None:
+    """Save ``image`` at ``path`` with ``infotext`` where A1111 keeps it, by suffix.
+
+    ``.png``: the ``parameters`` text chunk. ``.jpg``/``.jpeg``/``.webp``: EXIF UserComment; modes
+    these formats cannot hold (RGBA for JPEG, palette images) are converted first. ``None`` saves
+    without metadata. ``quality`` applies to JPEG and WebP.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        if infotext is None:
+            image.save(path, format="PNG")
+        else:
+            write_png(image, path, infotext)
+        return
+    if suffix in (".jpg", ".jpeg"):
+        image_format, allowed_modes = "JPEG", ("RGB", "L")
+    elif suffix == ".webp":
+        image_format, allowed_modes = "WEBP", ("RGB", "RGBA")
+    else:
+        raise ValueError(f"unsupported image suffix {suffix!r} in {os.fspath(path)!r}; use .png, .jpg, .jpeg or .webp")
+
+    if image.mode not in allowed_modes:
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha and "RGBA" in allowed_modes else "RGB")
+    options: dict[str, object] = {"quality": quality}
+    if infotext is not None:
+        exif = _exif_with_comment(infotext)
+        if image_format == "JPEG" and len(exif) > _JPEG_MAX_SEGMENT:
+            raise ValueError(
+                f"infotext is too long for JPEG EXIF ({len(exif)} bytes, at most {_JPEG_MAX_SEGMENT});"
+                " save as .png or .webp instead"
+            )
+        options["exif"] = exif
+    image.save(path, format=image_format, **options)
+
+
+def _decode_user_comment(data: bytes | str, endian: str | None) -> str:
+    if isinstance(data, str):
+        return data
+    prefix, body = data[:8], data[8:]
+    if prefix == _UNICODE_PREFIX:
+        # The EXIF standard ties UTF-16 byte order to the EXIF block's; A1111's is always big-endian.
+        text = body.decode("utf-16-le" if endian == "<" else "utf-16-be", errors="replace")
+    elif prefix == _ASCII_PREFIX:
+        text = body.decode("utf-8", errors="replace")  # many writers put UTF-8 under "ASCII"
+    elif prefix == _JIS_PREFIX:
+        text = body.decode("shift_jis", errors="replace")
+    elif prefix == b"\x00" * 8:
+        text = body.decode("utf-8", errors="ignore")
+    else:
+        text = data.decode("utf-8", errors="ignore")  # no prefix at all: A1111 reads raw UTF-8 too
+    return text.rstrip("\x00")
+
+
+def _infotext_from_image(image: Image.Image) -> str | None:
+    # PNG text chunks may follow the pixel data; `.text` reads to the end of the file for them.
+    text_chunks = getattr(image, "text", None) or image.info
+    infotext = text_chunks.get(_PNG_KEY)
+    exif_data = image.info.get("exif")
+    if exif_data:
+        exif = Image.Exif()
+        exif.load(exif_data)
+        comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+        if comment:
+            decoded = _decode_user_comment(comment, exif.endian)
+            # As in A1111, a non-empty EXIF comment wins over a PNG text chunk.
+            if decoded:
+                infotext = decoded
+    return str(infotext) if infotext is not None else None
+
+
+def read_infotext(source: PathOrFile | Image.Image) -> str | None:
+    """Return the A1111 infotext stored in an image, or None when it has none.
+
+    ``source`` is a path, a binary file object or an open PIL image. Reads the PNG ``parameters``
+    text chunk (tEXt, zTXt or iTXt) and EXIF UserComment (JPEG, WebP, PNG eXIf).
+    """
+    if isinstance(source, Image.Image):
+        return _infotext_from_image(source)
+    with Image.open(source) as image:
+        return _infotext_from_image(image)
