@@ -7,6 +7,7 @@ so the CLI help, the environment names and the config file keys cannot drift apa
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -99,3 +100,20 @@ def load_config(**overrides: object) -> Config:
                 raise ValueError(f"{setting.env} must be an integer, got {value!r}") from None
         values[key] = value
     return Config(home=home, values=values)
+
+
+def save_setting(key: str, value: object) -> Path:
+    """Write one setting to ``$AIGC_HOME/config.toml``, keeping the others (the file is flat)."""
+    if key not in SETTINGS:
+        raise ValueError(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+    home = aigc_home()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "config.toml"
+    values: dict[str, object] = {}
+    if path.exists():
+        with path.open("rb") as f:
+            values = tomllib.load(f)
+    values[key] = value
+    lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -281,9 +281,13 @@ def models_list(as_json):
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
+    try:
+        default_image = studio.registry.default_image_model
+    except StudioError:
+        default_image = None
     for m in rows:
-        mark = "*" if m["id"] == studio.registry.default_model else " "
-        missing = "  (file missing)" if m["engine"] == "llamacpp" and not m["size_bytes"] else ""
+        mark = "*" if m["id"] in (studio.registry.default_model, default_image) else " "
+        missing = "  (file missing)" if m["path"] and not Path(m["path"]).exists() else ""
         click.echo(f"{mark} {m['id']:<20} {m['kind']:<5} {m['engine']:<9} {_size(m['size_bytes']):>7}  "
                    f"{', '.join(m['aliases'])}{missing}")  # fmt: skip
 
@@ -308,16 +312,96 @@ def models_rm(name):
     click.echo(f"removed {info.id}")
 
 
+@models.command("catalog")
+def models_catalog():
+    """Models that `aigc models pull` can fetch."""
+    from ..models.catalog import CATALOG
+
+    for e in CATALOG:
+        click.echo(f"  {e.id:<24} {e.kind:<5} {e.size_bytes / 2**30:5.1f} GB  {e.license:<22} {e.description}")
+
+
+@models.command("pull")
+@click.argument("name")
+@_friendly_errors
+def models_pull(name):
+    """Download a catalog model into $AIGC_HOME/models (resumable: run it again after a break)."""
+    from ..models.catalog import find
+    from ..models.pull import TqdmProgress, pull
+
+    studio = _studio()
+    entry = find(name)
+    with TqdmProgress(f"pull {entry.id}") as bar:
+        path = pull(entry, studio.config.models_dir, progress=bar)
+    try:
+        existing = studio.registry.resolve(entry.id)
+    except StudioError:
+        existing = None
+    if existing is not None and not existing.builtin:
+        click.echo(f"{entry.id} is up to date at {path}")
+        return
+    info = studio.registry.add(path, model_id=entry.id, aliases=list(entry.aliases),
+                               source=f"{entry.repo_id}@{entry.revision}", license=entry.license,
+                               description=entry.description, defaults=dict(entry.defaults),
+                               variant=entry.variant)  # fmt: skip
+    click.echo(f"pulled {info.id} ({info.kind}) to {path}")
+
+
+@models.command("import-a1111")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--no-hash", is_flag=True, help="Do not hash the files now (hashing large checkpoints takes time).")
+@_friendly_errors
+def models_import_a1111(folder, no_hash):
+    """Add the checkpoints of an AUTOMATIC1111 install (or its models folder); files stay where they are."""
+    from ..models.a1111 import scan_a1111
+
+    studio = _studio()
+    found = scan_a1111(folder, hash_cache=studio.config.home / "cache" / "model-hashes.json", hashes=not no_hash)
+    known = {m.path for m in studio.registry.all()}
+    added = 0
+    for m in found:
+        if m.kind != "image":
+            continue
+        if str(m.path) in known:
+            click.echo(f"  already added: {m.title}")
+            continue
+        try:
+            studio.registry.add(m.path, model_id=m.model_name.lower(), source=f"A1111 {m.title}")
+        except StudioError as exc:
+            click.secho(f"  skipped {m.relative_name}: {exc.message}", fg="yellow", err=True)
+            continue
+        added += 1
+        click.echo(f"  added {m.model_name.lower()}  ({m.title})")
+    click.echo(f"imported {added} checkpoint(s) from {folder}")
+
+
+@models.command("default")
+@click.argument("name")
+@_friendly_errors
+def models_default(name):
+    """Make NAME the default text or image model (saved in $AIGC_HOME/config.toml)."""
+    from ..config import save_setting
+
+    info = _studio().registry.resolve(name)
+    key = "model" if info.kind == "text" else "image_model"
+    path = save_setting(key, info.id)
+    click.echo(f"default {info.kind} model: {info.id} (in {path})")
+
+
 @models.command("info")
 @click.argument("name")
 @_friendly_errors
 def models_info(name):
     """Everything known about one model, as JSON (loads it to read its metadata)."""
     studio = _studio()
-    info = studio.registry.resolve(name).as_dict()
-    engine = studio.registry.engine(info["id"])
-    info["context_length"] = engine.context_length
-    info["metadata"] = {k: v for k, v in getattr(engine, "metadata", {}).items() if "chat_template" not in k}
+    model = studio.registry.resolve(name)
+    info = model.as_dict()
+    if model.kind == "text":
+        engine = studio.registry.engine(model.id)
+        info["context_length"] = engine.context_length
+        info["metadata"] = {k: v for k, v in getattr(engine, "metadata", {}).items() if "chat_template" not in k}
+    else:
+        info["model_hash"] = studio.registry.model_hash(model)
     click.echo(json.dumps(info, ensure_ascii=False, indent=2))
     studio.close()
 

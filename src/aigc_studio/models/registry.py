@@ -38,6 +38,9 @@ class ModelInfo:
     license: str = ""
     description: str = ""
     builtin: bool = False
+    # Request values this model wants unless the user says otherwise (SD-Turbo: 1 step, CFG 0).
+    defaults: dict = field(default_factory=dict)
+    variant: str | None = None  # diffusers weight variant, e.g. "fp16"
 
     @property
     def size_bytes(self) -> int | None:
@@ -158,7 +161,8 @@ class Registry:
         return self._default_image_model
 
     def add(self, path: str | Path, model_id: str | None = None, aliases: list[str] | None = None,
-            source: str | None = None, license: str = "") -> ModelInfo:  # fmt: skip
+            source: str | None = None, license: str = "", description: str = "", defaults: dict | None = None,
+            variant: str | None = None) -> ModelInfo:  # fmt: skip
         """Register a local model: a GGUF file (text), or a Stable Diffusion checkpoint (.safetensors,
         .ckpt) or diffusers folder (image). Its header is read so a wrong file is refused now."""
         p = Path(path).expanduser().resolve()
@@ -169,9 +173,10 @@ class Registry:
         capabilities = ["chat", "stream", "seed", "stop"] if kind == "text" else ["txt2img", "img2img", "inpaint"]
         info = ModelInfo(id=model_id, engine=engine, kind=kind, path=str(p), aliases=aliases or [],
                          capabilities=capabilities, source=source or f"local {'folder' if p.is_dir() else 'file'} {p}",
-                         license=license)  # fmt: skip
-        extra = {"context_length": None, "source": info.source, "license": license, "description": "",
-                 "capabilities": capabilities}  # fmt: skip
+                         license=license, description=description, defaults=defaults or {},
+                         variant=variant)  # fmt: skip
+        extra = {"context_length": None, "source": info.source, "license": license, "description": description,
+                 "capabilities": capabilities, "defaults": info.defaults, "variant": variant}  # fmt: skip
         with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO models (id, kind, engine, path, aliases, info, created) VALUES (?,?,?,?,?,?,?)",

@@ -113,6 +113,10 @@ class ImageService:
                 f"{init_image.size[0]}x{init_image.size[1]}; they must be the same size",
                 param="mask",
             )
+        # The model's own defaults (SD-Turbo: 1 step, CFG 0) apply to what the user did not set.
+        model_defaults = {k: v for k, v in info.defaults.items() if k not in request.model_fields_set}
+        if model_defaults:
+            request = ImageRequest(**{**request.model_dump(exclude_unset=True), **model_defaults})
         # The seeds are fixed before queueing, so the record says exactly what will run.
         request = request.model_copy(
             update={
