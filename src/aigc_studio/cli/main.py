@@ -293,12 +293,13 @@ def models_list(as_json):
 
 
 @models.command("add")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", help="Model id (default: the file name without extension).")
 @click.option("--alias", "aliases", multiple=True, help="Another name for it. Repeatable.")
 @_friendly_errors
 def models_add(path, name, aliases):
-    """Add a local GGUF file."""
+    """Add a local model: a GGUF file (text), or a Stable Diffusion .safetensors/.ckpt file or diffusers
+    folder (image). Files stay where they are."""
     info = _studio().registry.add(path, model_id=name, aliases=list(aliases))
     click.echo(f"added {info.id} ({_size(info.size_bytes)}) from {info.path}")
 

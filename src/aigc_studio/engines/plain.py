@@ -57,7 +57,9 @@ class PlainEngine(ImageEngine):
                 control.skip.clear()
             for k in range(request.batch_size):
                 index = batch * request.batch_size + k
-                seed, subseed = request.seed + index, request.subseed + index
+                # A1111: with a variation strength the seed stays and only the variation seed counts up.
+                seed = request.seed + (index if not request.subseed_strength else 0)
+                subseed = request.subseed + index
                 pixels = _noise(seed, h, w)
                 if request.subseed_strength:
                     t = request.subseed_strength
