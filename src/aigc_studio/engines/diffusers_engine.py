@@ -360,7 +360,12 @@ def _load_pipeline(path: Path, config_dir: Path | None, dtype: torch.dtype):
         raise ValueError(f"{path.name}: a model must be a diffusers folder or a .safetensors / .ckpt file")
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
-    if config_dir is None or not (config_dir / "model_index.json").is_file():
+    # A diffusers config folder beside the checkpoint, named after it ("model-config/" for
+    # "model.safetensors"), describes it exactly — as A1111 reads a "model.yaml" placed beside it.
+    beside = path.with_name(f"{path.stem}-config")
+    if (beside / "model_index.json").is_file():
+        config_dir = beside
+    elif config_dir is None or not (config_dir / "model_index.json").is_file():
         config_dir = reference_config_dir(detect_architecture(path), config_dir or path.parent / ".aigc-sd-configs")
     return load_single_file(path, config_dir, dtype=dtype)
 

@@ -267,7 +267,11 @@ class Registry:
                 from ..engines.diffusers_engine import DiffusersEngine
 
                 config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
-                engine = DiffusersEngine(info.id, info.path, threads=self.threads, config_dir=config_dir)
+                try:
+                    engine = DiffusersEngine(info.id, info.path, threads=self.threads, config_dir=config_dir)
+                except Exception as exc:
+                    # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
+                    raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
             else:
                 raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
             self.load_seconds[info.id] = time.perf_counter() - started
