@@ -8,6 +8,12 @@ cd "$(dirname "$0")"
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 PY=${PYTHON:-python3.11}
+
+# The web UI tests drive Debian's Chromium (never a downloaded browser); the fonts let Chinese and
+# emoji render in their screenshots.
+if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ]; then
+    apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei fonts-noto-color-emoji >/dev/null
+fi
 command -v "$PY" >/dev/null || PY=python3
 
 # What decides the installed set; when it is unchanged, there is nothing to do.

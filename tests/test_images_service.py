@@ -68,9 +68,11 @@ def test_same_seed_same_pixels_and_random_seed_is_recorded(studio):
     ],
 )
 def test_bad_parameters_say_what_is_allowed(fields, words):
+    from aigc_studio.errors import validation_message
+
     with pytest.raises(ValidationError) as err:
         ImageRequest(prompt="x", **fields)
-    assert words in str(err.value)
+    assert words in validation_message(err.value.errors())[0]  # the line the CLI and APIs show
 
 
 def test_bad_images_and_models_queue_nothing(studio):
@@ -139,3 +141,17 @@ def test_a_queued_job_can_be_dropped_before_it_starts(studio):
     running.wait(10)
     queued.done.wait(10)
     assert running.state == "done" and queued.state == "interrupted" and queued.result is None
+
+
+def test_list_by_model_and_delete_removes_record_and_file(studio, tmp_path):
+    from aigc_studio.errors import NotFound
+
+    kept = studio.images.generate(ImageRequest(prompt="keep", steps=1, width=64, height=64, seed=1)).images[0]
+    gone = studio.images.generate(ImageRequest(prompt="drop", steps=1, width=64, height=64, seed=2)).images[0]
+    assert {r["id"] for r in studio.images.list(model="plain")} == {kept.id, gone.id}
+    assert studio.images.list(model="other") == []
+    studio.images.delete(gone.id)
+    assert [r["id"] for r in studio.images.list()] == [kept.id]
+    assert not gone.path.exists() and kept.path.exists()
+    with pytest.raises(NotFound):
+        studio.images.delete(gone.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from contextlib import asynccontextmanager
 
@@ -89,4 +90,10 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     app.include_router(openai.router)
     app.include_router(sdapi.router)
     app.include_router(studio_api.router)
+    if studio is not None:
+        # Gradio copies shown files to its temp folder: keep those under AIGC_HOME with the rest.
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.config.home / "cache" / "gradio"))
+    from ..ui import mount_ui
+
+    mount_ui(app, studio)  # web UI at "/", after every API route
     return app

@@ -328,24 +328,16 @@ def models_catalog():
 def models_pull(name):
     """Download a catalog model into $AIGC_HOME/models (resumable: run it again after a break)."""
     from ..models.catalog import find
-    from ..models.pull import TqdmProgress, pull
+    from ..models.pull import TqdmProgress, pull_and_register
 
     studio = _studio()
     entry = find(name)
     with TqdmProgress(f"pull {entry.id}") as bar:
-        path = pull(entry, studio.config.models_dir, progress=bar)
-    try:
-        existing = studio.registry.resolve(entry.id)
-    except StudioError:
-        existing = None
-    if existing is not None and not existing.builtin:
-        click.echo(f"{entry.id} is up to date at {path}")
-        return
-    info = studio.registry.add(path, model_id=entry.id, aliases=list(entry.aliases),
-                               source=f"{entry.repo_id}@{entry.revision}", license=entry.license,
-                               description=entry.description, defaults=dict(entry.defaults),
-                               variant=entry.variant)  # fmt: skip
-    click.echo(f"pulled {info.id} ({info.kind}) to {path}")
+        info, fresh = pull_and_register(entry, studio.registry, studio.config.models_dir, progress=bar)
+    if fresh:
+        click.echo(f"pulled {info.id} ({info.kind}) to {info.path}")
+    else:
+        click.echo(f"{info.id} is up to date at {info.path}")
 
 
 @models.command("import-a1111")

@@ -54,8 +54,8 @@ class ImageRequest(BaseModel):
     seed: int = Field(-1, ge=-1, le=2**32 - 1, description="Seed; -1 picks one at random (and records it).")
     subseed: int = Field(-1, ge=-1, le=2**32 - 1, description="Variation seed; -1 picks one at random.")
     subseed_strength: float = Field(0.0, ge=0, le=1, description="How far toward the variation seed (0: none).")
-    width: int = Field(512, ge=64, le=2048, description="Width in pixels, a multiple of 8.")
-    height: int = Field(512, ge=64, le=2048, description="Height in pixels, a multiple of 8.")
+    width: int = Field(512, ge=64, le=2048, multiple_of=8, description="Width in pixels, a multiple of 8.")
+    height: int = Field(512, ge=64, le=2048, multiple_of=8, description="Height in pixels, a multiple of 8.")
     batch_size: int = Field(1, ge=1, le=16, description="Images per batch (generated together).")
     n_iter: int = Field(1, ge=1, le=100, description="Batches, one after another (A1111's batch count).")
     denoising_strength: float = Field(0.75, ge=0, le=1, description="img2img: how much to change (0: nothing).")
@@ -80,13 +80,6 @@ class ImageRequest(BaseModel):
         if key in SCHEDULERS:
             return SCHEDULERS[key]
         return _canonical(value, list(SCHEDULERS.values()), "schedule type")
-
-    @field_validator("width", "height")
-    @classmethod
-    def _multiple_of_8(cls, value: int, info) -> int:
-        if value % 8:
-            raise ValueError(f"{info.field_name} must be a multiple of 8, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _not_too_many_pixels(self) -> ImageRequest:

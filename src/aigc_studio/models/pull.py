@@ -42,6 +42,7 @@ from huggingface_hub.utils import WeakFileLock, build_hf_headers
 from .. import __version__
 from ..errors import StudioError
 from .catalog import CatalogEntry
+from .registry import ModelInfo, Registry
 
 try:  # huggingface_hub 2.x speaks httpx2; 1.x speaks httpx
     import httpx2 as _http
@@ -343,3 +344,23 @@ def _hub_errors(entry: CatalogEntry, endpoint: str, target: Path) -> Iterator[No
             ) from None
         # http_get's own size check, or a file we cannot write.
         raise PullError(f"pulling {entry.id} into {target} failed: {exc}; {again}") from None
+
+
+def pull_and_register(entry: CatalogEntry, registry: Registry, dest_dir: Path, *,
+                      progress: ProgressCallback | None = None) -> tuple[ModelInfo, bool]:  # fmt: skip
+    """Pull a catalog model and add it to the registry with its catalog defaults.
+
+    Returns (the model, whether it was newly added); pulling a model already added only completes or
+    checks its files.
+    """
+    path = pull(entry, dest_dir, progress=progress)
+    try:
+        existing = registry.resolve(entry.id)
+    except StudioError:
+        existing = None
+    if existing is not None and not existing.builtin:
+        return existing, False
+    info = registry.add(path, model_id=entry.id, aliases=list(entry.aliases), source=f"{entry.repo_id}@{entry.revision}",
+                        license=entry.license, description=entry.description, defaults=dict(entry.defaults),
+                        variant=entry.variant)  # fmt: skip
+    return info, True

@@ -156,6 +156,11 @@ class Registry:
             )
         return added[-1].id
 
+    def set_default_model(self, name: str) -> str:
+        """Make ``name`` the default text model for this process (``save_setting`` keeps it)."""
+        self.default_model = self.resolve(name, kind="text").id
+        return self.default_model
+
     def set_default_image_model(self, name: str) -> str:
         self._default_image_model = self.resolve(name, kind="image").id
         return self._default_image_model

@@ -19,7 +19,7 @@ from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .. import __version__
 from ..engines.image_base import ImageRequest, Mode, StepInfo
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, NotFound
 from ..images.infotext import format_infotext, params_from_request, write_png
 from ..models.registry import ModelInfo, Registry
 from ..storage.db import Database
@@ -192,11 +192,24 @@ class ImageService:
             result.images.append(GeneratedImage(image_id, path, image, seed, subseed, infotext))
         return result
 
-    def list(self, limit: int = 50, query: str | None = None) -> list[dict]:
-        """Recorded images, newest first; ``query`` matches the prompt."""
-        sql, args = "SELECT * FROM images", []
+    def list(self, limit: int = 50, query: str | None = None, model: str | None = None) -> list[dict]:
+        """Recorded images, newest first; ``query`` matches the prompt, ``model`` the model id."""
+        where, args = [], []
         if query:
-            sql += " WHERE prompt LIKE ? ESCAPE '\\'"
+            where.append("prompt LIKE ? ESCAPE '\\'")
             args.append("%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if model:
+            where.append("model = ?")
+            args.append(model)
+        sql = "SELECT * FROM images" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.db.conn.execute(sql + " ORDER BY created DESC LIMIT ?", (*args, limit))
         return [{**dict(r), "params": json.loads(r["params"])} for r in rows]
+
+    def delete(self, image_id: str) -> None:
+        """Remove an image's record and its file."""
+        with self.db.tx() as conn:
+            row = conn.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no image with id '{image_id}'")
+            conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        Path(row["path"]).unlink(missing_ok=True)

@@ -1,0 +1,126 @@
+"""The web UI: one Gradio Blocks app, mounted at ``/`` on the studio's FastAPI app, after the APIs.
+
+``mount_ui(app, studio)`` is all a server needs. Each tab is a module with a ``build`` function; a new
+tab (Writing, Code, Compare) is one more ``with gr.Tab(...)`` block in ``build_blocks`` plus its
+labels in ``i18n.py``.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+from fastapi import FastAPI
+
+from .. import __version__
+from ..config import aigc_home
+from ..studio import Studio
+from . import chat, gallery, images, models, settings
+from .common import UIContext
+from .i18n import I18N, LANGUAGES, locale_script, t
+
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    neutral_hue="slate",
+    # Local fonts only: the page must work with no internet (Gradio ships these). Its Source Sans Pro
+    # SemiBold file is a 5 KB subset that lacks letters such as "A", so bold text uses the Bold file.
+    font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "system-ui", "PingFang SC",
+          "Microsoft YaHei", "Noto Sans CJK SC", "sans-serif"],  # fmt: skip
+    font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "Consolas", "monospace"],
+)
+
+CSS = """
+#aigc-header { align-items: center; justify-content: space-between; padding: 0 4px; }
+#aigc-brand { display: flex; align-items: baseline; gap: .6rem; }
+#aigc-brand b { font-size: 1.3rem; font-weight: 600; }
+#aigc-brand span { color: var(--body-text-color-subdued); font-size: .85rem; }
+#aigc-lang { flex: 0 0 auto !important; width: auto; }
+#aigc-lang .wrap { flex-wrap: nowrap; justify-content: flex-end; }
+.aigc-sidebar .aigc-conversations { max-height: 520px; overflow-y: auto; }
+.aigc-sidebar .aigc-conversations label { width: 100%; }
+.aigc-status, .aigc-hint { color: var(--body-text-color-subdued); font-size: .85rem; min-height: 1.2em; }
+.aigc-progress { position: relative; height: 26px; border-radius: 6px; overflow: hidden;
+  background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
+.aigc-progress .aigc-bar { position: absolute; inset: 0 auto 0 0; background: var(--color-accent-soft);
+  transition: width .2s linear; }
+.aigc-progress.done .aigc-bar { background: var(--block-label-background-fill); }
+.aigc-progress span { position: relative; display: block; line-height: 24px; padding: 0 10px; font-size: .85rem;
+  font-variant-numeric: tabular-nums; }
+#img-generate { min-height: 64px; font-size: 1.1rem; }
+/* Parameter help as a tooltip: A1111's panel stays compact, the declared help is one hover away. */
+.aigc-params .block { position: relative; }
+.aigc-params .form, .aigc-params .block { overflow: visible !important; }
+.aigc-params .info-text { display: none; }
+.aigc-params .block:hover .info-text { display: block; position: absolute; z-index: 40; left: 8px; right: 8px;
+  bottom: calc(100% - 4px); padding: 6px 8px; border-radius: 6px; font-size: .8rem; pointer-events: none;
+  color: var(--body-text-color);
+  background: var(--background-fill-primary); border: 1px solid var(--border-color-primary);
+  box-shadow: var(--shadow-drop-lg); }
+.aigc-seed-row, .aigc-bottom-row { align-items: flex-end; }
+.aigc-bottom-row > button { flex-grow: 0; height: 42px; margin-bottom: 10px; }
+.aigc-seed-row > button { flex: 0 0 44px !important; min-width: 44px !important; height: 42px; margin-bottom: 4px;
+  font-size: 1.1rem; padding: 0; }
+.aigc-conversation { max-height: 360px; overflow-y: auto; }
+.aigc-conversation pre, .aigc-conversation code { white-space: pre-wrap; word-break: break-word; }
+#gal-table .cell-wrap, #gal-table .header-content, #models-table .cell-wrap, #models-table .header-content {
+  font-family: var(--font); }
+"""
+
+
+def build_blocks(ctx: UIContext) -> gr.Blocks:
+    """The whole UI as one Blocks; handlers reach the studio through ``ctx``."""
+    with gr.Blocks(title="AIGC Studio", analytics_enabled=False, fill_width=True) as blocks:
+        with gr.Row(elem_id="aigc-header", equal_height=True):
+            gr.HTML(f"<div id='aigc-brand'><b>AIGC Studio</b><span>v{__version__}</span></div>")
+            lang = gr.Radio(LANGUAGES, value="en", show_label=False, container=False, scale=0, min_width=240,
+                            elem_id="aigc-lang")  # fmt: skip
+        with gr.Tabs(elem_id="aigc-tabs") as main_tabs:
+            with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat"):
+                chat_tab = chat.build(ctx, lang)
+            with gr.Tab(t("tab_images"), id="images", elem_id="tab-images"):
+                images_tab = images.build(ctx, lang)
+            with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
+                listing, filters, list_outputs = gallery.build(ctx, lang, main_tabs, chat_tab, images_tab)
+            with gr.Tab(t("tab_models"), id="models", elem_id="tab-models") as models_tab:
+                refresh_models, models_outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
+            with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings"):
+                load_settings, settings_outputs = settings.build(ctx, lang)
+            # Later tabs go here, each its own module: Writing (writing.py), Code (code.py),
+            # Compare (compare.py) — `with gr.Tab(t("tab_writing"), id="writing"): writing.build(ctx, lang)`.
+
+        def on_page_load():
+            return (*chat_tab.on_load(), *images_tab.on_load(), *load_settings())
+
+        blocks.load(on_page_load, None, [*chat_tab.load_outputs, *images_tab.load_outputs, *settings_outputs],
+                    queue=False)  # fmt: skip
+        # Pick the language in the browser (saved choice, else the browser's), then apply it.
+        blocks.load(None, None, lang, js="() => window.aigcInitialLocale()")
+        lang.input(None, lang, None, js="(lang) => { window.aigcSetLocale(lang, true); return []; }")
+        gallery_tab.select(listing, filters, list_outputs)
+        models_tab.select(refresh_models, lang, models_outputs)
+    for fn in blocks.fns.values():
+        # The studio's APIs are /v1, /sdapi/v1 and /api; the UI's own endpoints stay out of Gradio's
+        # API page (which would also put ~250 KB of endpoint descriptions into every page load).
+        fn.api_visibility = "undocumented" if fn.fn else "private"
+    return blocks
+
+
+def mount_ui(app: FastAPI, studio: Studio | None = None) -> None:
+    """Serve the web UI at ``/`` of ``app``. Call it after the API routes are included, so ``/v1``,
+    ``/sdapi/v1``, ``/api`` and ``/health`` keep answering. Without ``studio``, handlers use the one
+    the app's lifespan builds (``app.state.studio``)."""
+    ctx = UIContext(app=app, fixed_studio=studio)
+    blocks = build_blocks(ctx)
+    outputs = studio.config.outputs_dir if studio is not None else aigc_home() / "outputs"
+    gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/",
+        theme=THEME,
+        css=CSS,
+        head=locale_script(),
+        i18n=I18N,
+        footer_links=[],
+        ssr_mode=False,
+        # Generated images live under AIGC_HOME/outputs; the gallery serves them from there.
+        allowed_paths=[str(outputs)],
+        show_error=True,
+    )

@@ -1,0 +1,203 @@
+"""The Chat tab: streamed multi-turn answers from the chat service, with the conversation list from
+history (open, rename, delete), stop, regenerate, model picker, system prompt and sampling options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ..engines.base import Message, TextOptions
+from .common import UIContext, empty_to_none, field_widget, shows_errors
+from .i18n import t, text
+
+# Sampling options in the order a user reaches for them; every one is declared in TextOptions.
+OPTION_FIELDS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
+                 "frequency_penalty", "seed", "max_tokens", "stop"]  # fmt: skip
+CONVERSATIONS_SHOWN = 50
+
+
+@dataclass
+class ChatTab:
+    chatbot: gr.Chatbot
+    conversation: gr.State
+    conversations: gr.Radio
+    model: gr.Dropdown
+    system: gr.Textbox
+    options: dict[str, gr.Component]
+    on_load: Callable[[], tuple]  # fresh lists when a page opens
+    load_outputs: list[gr.Component]
+
+
+def _plain(content) -> str:
+    """The text of a chatbot message as the browser sends it back (a list of content blocks)."""
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+
+
+def _shown(messages: list[dict]) -> list[dict]:
+    return [{"role": m["role"], "content": _plain(m["content"])} for m in messages if m["role"] != "system"]
+
+
+def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=240, elem_classes=["aigc-sidebar"]):
+            new_chat = gr.Button(t("chat_new"), size="sm", elem_id="chat-new")
+            conversations = gr.Radio([], label=t("chat_conversations"), elem_id="chat-conversations",
+                                     elem_classes=["aigc-conversations"])  # fmt: skip
+            with gr.Accordion(t("chat_manage"), open=False):
+                title = gr.Textbox(label=t("chat_title"), elem_id="chat-title")
+                with gr.Row():
+                    rename = gr.Button(t("chat_rename"), size="sm")
+                    delete = gr.Button(t("chat_delete"), size="sm", variant="stop")
+        with gr.Column(scale=4):
+            with gr.Row():
+                model = gr.Dropdown([], label=t("chat_model"), elem_id="chat-model", scale=1)
+                system = gr.Textbox(label=t("chat_system"), placeholder=t("chat_system_ph"), lines=1,
+                                    max_lines=6, elem_id="chat-system", scale=3)  # fmt: skip
+            chatbot = gr.Chatbot(elem_id="chat-log", height=460, buttons=["copy", "copy_all"],
+                                 render_markdown=True, feedback_options=None, placeholder=t("chat_empty"),
+                                 label=t("tab_chat"), show_label=False)  # fmt: skip
+            with gr.Row(equal_height=True):
+                message = gr.Textbox(show_label=False, placeholder=t("chat_input_ph"), lines=1, max_lines=10,
+                                     scale=6, elem_id="chat-input", autofocus=True)  # fmt: skip
+                with gr.Column(scale=1, min_width=120):
+                    send = gr.Button(t("chat_send"), variant="primary", elem_id="chat-send")
+                    with gr.Row():
+                        stop = gr.Button(t("chat_stop"), variant="stop", size="sm", min_width=60, elem_id="chat-stop")
+                        regenerate = gr.Button(t("chat_regenerate"), size="sm", min_width=60,
+                                               elem_id="chat-regenerate")  # fmt: skip
+            status = gr.Markdown(elem_id="chat-status", elem_classes=["aigc-status"])
+            with gr.Accordion(t("chat_sampling"), open=False, elem_id="chat-sampling"):
+                options: dict[str, gr.Component] = {}
+                with gr.Row():
+                    for name in OPTION_FIELDS[:4]:
+                        options[name] = field_widget(TextOptions, name, unset=True, placeholder=t("unset_ph"))
+                with gr.Row():
+                    for name in OPTION_FIELDS[4:7]:
+                        options[name] = field_widget(TextOptions, name, unset=True, placeholder=t("unset_ph"))
+                with gr.Row():
+                    for name in OPTION_FIELDS[7:9]:
+                        options[name] = field_widget(TextOptions, name, unset=True, placeholder=t("unset_ph"))
+                    options["stop"] = gr.Textbox(label=t("f_stop"), info=t("h_stop"), lines=2,
+                                                 elem_id="textoptions-stop")  # fmt: skip
+    conversation = gr.State(None)
+
+    def conversation_choices(selected: str | None = None):
+        rows = ctx.studio.history.list(limit=CONVERSATIONS_SHOWN)
+        return gr.Radio(choices=[(r["title"], r["id"]) for r in rows], value=selected)
+
+    def text_models():
+        registry = ctx.studio.registry
+        ids = [m.id for m in registry.all() if m.kind == "text"]
+        return gr.Dropdown(choices=ids, value=registry.default_model)
+
+    def read_options(values: tuple) -> TextOptions:
+        fields = dict(zip(OPTION_FIELDS, values, strict=True))
+        stop_lines = [s for s in (fields.pop("stop") or "").split("\n") if s]
+        return TextOptions(**{k: empty_to_none(v) for k, v in fields.items()}, stop=stop_lines)
+
+    def stream(prepared, shown: list[dict], session: str, lang_value: str):
+        run = ctx.studio.chat.start(prepared)
+        ctx.chat_runs[session] = run
+        answer = ""
+        try:
+            for chunk in run:
+                answer += chunk.text
+                shown[-1]["content"] = answer
+                yield shown, gr.skip(), gr.skip(), gr.skip()
+        finally:
+            ctx.chat_runs.pop(session, None)
+        result = run.result
+        reason = text(lang_value, f"reason_{result.finish_reason}")
+        note = text(lang_value, "chat_stats", tokens=result.usage.completion_tokens,
+                    prompt=result.usage.prompt_tokens, seed=result.seed, reason=reason)  # fmt: skip
+        if result.trimmed:
+            note += " · " + text(lang_value, "chat_trimmed", n=result.trimmed)
+        yield shown, result.conversation_id, conversation_choices(result.conversation_id), note
+
+    @shows_errors
+    def on_send(request: gr.Request, user_text, shown, conversation_id, model_id, system_prompt, *rest):
+        *values, lang_value = rest
+        if not user_text.strip():
+            return
+        options = read_options(values)
+        new = [Message(role="user", content=user_text)]
+        if system_prompt.strip():
+            stored = ctx.studio.history.messages(conversation_id) if conversation_id else []
+            current = next((m.content for m in reversed(stored) if m.role == "system"), None)
+            if current != system_prompt:
+                new.insert(0, Message(role="system", content=system_prompt))
+        prepared = ctx.studio.chat.prepare(new, model=model_id, options=options, conversation_id=conversation_id,
+                                           trim=True, source="ui")  # fmt: skip
+        shown = [*_shown(shown), {"role": "user", "content": user_text}, {"role": "assistant", "content": ""}]
+        yield from stream(prepared, shown, request.session_hash, lang_value)
+
+    @shows_errors
+    def on_regenerate(request: gr.Request, conversation_id, model_id, *rest):
+        # The history keeps no branches, so the conversation up to the last question is answered
+        # afresh as a new conversation; the previous answer stays where it was.
+        *values, lang_value = rest
+        if not conversation_id:
+            return
+        stored = ctx.studio.history.messages(conversation_id)
+        while stored and stored[-1].role == "assistant":
+            stored.pop()
+        if not stored:
+            return
+        prepared = ctx.studio.chat.prepare(stored, model=model_id, options=read_options(values), trim=True,
+                                           source="ui")  # fmt: skip
+        shown = [*_shown([m.model_dump() for m in stored]), {"role": "assistant", "content": ""}]
+        yield from stream(prepared, shown, request.session_hash, lang_value)
+
+    def on_stop(request: gr.Request):
+        run = ctx.chat_runs.get(request.session_hash)
+        if run is not None:
+            run.cancel()
+
+    @shows_errors
+    def on_open(conversation_id):
+        conv = ctx.studio.history.get(conversation_id)
+        system_prompt = next((m["content"] for m in reversed(conv["messages"]) if m["role"] == "system"), "")
+        return _shown(conv["messages"]), conversation_id, conv["title"], system_prompt, conv["model"], ""
+
+    @shows_errors
+    def on_rename(conversation_id, new_title, lang_value):
+        if not conversation_id or not new_title.strip():
+            raise gr.Error(text(lang_value, "chat_pick_first"))
+        ctx.studio.history.rename(conversation_id, new_title.strip())
+        return conversation_choices(conversation_id)
+
+    @shows_errors
+    def on_delete(conversation_id, lang_value):
+        if not conversation_id:
+            raise gr.Error(text(lang_value, "chat_pick_first"))
+        ctx.studio.history.delete(conversation_id)
+        return [], None, conversation_choices(None), "", ""
+
+    option_inputs = [options[name] for name in OPTION_FIELDS]
+    stream_outputs = [chatbot, conversation, conversations, status]
+    pending = gr.State("")
+    for trigger in (send.click, message.submit):
+        # Empty the box at once; the handler reads the message from ``pending``.
+        trigger(lambda m: ("", m), message, [message, pending], queue=False).then(
+            on_send, [pending, chatbot, conversation, model, system, *option_inputs, lang], stream_outputs,
+            concurrency_limit=None,
+        )
+    regenerate.click(on_regenerate, [conversation, model, *option_inputs, lang], stream_outputs,
+                     concurrency_limit=None)  # fmt: skip
+    stop.click(on_stop, None, None, queue=False)
+    conversations.input(on_open, conversations, [chatbot, conversation, title, system, model, status])
+    new_chat.click(lambda: ([], None, gr.Radio(value=None), "", ""), None,
+                   [chatbot, conversation, conversations, title, status])  # fmt: skip
+    # The chatbot's own clear button starts a new conversation (the old one stays in history).
+    chatbot.clear(lambda: (None, gr.Radio(value=None), ""), None, [conversation, conversations, status])
+    rename.click(on_rename, [conversation, title, lang], conversations)
+    delete.click(on_delete, [conversation, lang], [chatbot, conversation, conversations, title, status])
+
+    def on_load():
+        return conversation_choices(None), text_models()
+
+    return ChatTab(chatbot, conversation, conversations, model, system, options, on_load, [conversations, model])

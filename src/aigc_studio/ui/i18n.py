@@ -1,0 +1,285 @@
+"""Every label of the web UI in English and Simplified Chinese, from one table.
+
+Static labels are sent to the browser as ``gr.I18n`` keys and translated there, so switching the
+language needs no round trip; text a handler writes (progress, counts) goes through ``text(lang, key)``
+with the language the page reports. The English help of each parameter is its declared description
+(``ImageRequest``, ``TextOptions``, ``SETTINGS``); only the Chinese is written here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from ..config import SETTINGS
+from ..engines.base import TextOptions
+from ..engines.image_base import ImageRequest
+
+LANGUAGES = [("English", "en"), ("简体中文", "zh-CN")]
+
+# key: (English, 简体中文)
+TABLE: dict[str, tuple[str, str]] = {
+    "tab_chat": ("Chat", "对话"),
+    "tab_images": ("Images", "图像"),
+    "tab_gallery": ("Gallery / History", "作品 / 历史"),
+    "tab_models": ("Models", "模型"),
+    "tab_settings": ("Settings", "设置"),
+    # ready for the tabs that come next
+    "tab_writing": ("Writing", "写作"),
+    "tab_code": ("Code", "代码"),
+    "tab_compare": ("Compare", "对比"),
+    "refresh": ("Refresh", "刷新"),
+    "unset_ph": ("model default", "模型默认"),
+    "kind_text": ("text", "文本"),
+    "kind_image": ("image", "图像"),
+    "role_user": ("You", "你"),
+    "role_assistant": ("Assistant", "助手"),
+    "role_system": ("System", "系统"),
+    # chat
+    "chat_new": ("+ New chat", "+ 新对话"),
+    "chat_conversations": ("Conversations", "对话记录"),
+    "chat_manage": ("Rename / delete", "重命名 / 删除"),
+    "chat_title": ("Title", "标题"),
+    "chat_rename": ("Rename", "重命名"),
+    "chat_delete": ("Delete", "删除"),
+    "chat_model": ("Model", "模型"),
+    "chat_system": ("System prompt", "系统提示词"),
+    "chat_system_ph": ("You are a helpful assistant.", "你是一个乐于助人的助手。"),
+    "chat_empty": ("Ask anything. Answers stream in as they are written.", "随便问点什么，回答会逐字显示。"),
+    "chat_input_ph": ("Type a message; Enter sends, Shift+Enter starts a new line",
+                      "输入消息：回车发送，Shift+回车换行"),  # fmt: skip
+    "chat_send": ("Send", "发送"),
+    "chat_stop": ("Stop", "停止"),
+    "chat_regenerate": ("Regenerate", "重新生成"),
+    "chat_sampling": ("Sampling settings", "采样设置"),
+    "chat_stats": ("{tokens} tokens (prompt {prompt}) · seed {seed} · {reason}",
+                   "{tokens} 个词元（提示 {prompt}）· 种子 {seed} · {reason}"),  # fmt: skip
+    "reason_stop": ("finished", "已完成"),
+    "reason_length": ("hit the token limit", "达到词元上限"),
+    "reason_cancelled": ("cancelled", "已停止"),
+    "reason_error": ("failed", "出错"),
+    "chat_trimmed": ("left out the {n} oldest messages to fit the context", "为适应上下文长度省略了最早的 {n} 条消息"),
+    "chat_pick_first": ("Open a conversation first (and give a title to rename it).",
+                        "请先打开一个对话（重命名需填写标题）。"),  # fmt: skip
+    # images
+    "img_prompt_ph": ("a lighthouse at dusk, (oil painting:1.2)", "黄昏的灯塔，(油画:1.2)"),
+    "img_generate": ("Generate", "生成"),
+    "img_interrupt": ("Interrupt", "中断"),
+    "img_skip": ("Skip", "跳过"),
+    "mode_txt2img": ("txt2img", "文生图"),
+    "mode_img2img": ("img2img", "图生图"),
+    "mode_inpaint": ("Inpaint", "局部重绘"),
+    "mode_edit": ("Instruction edit", "指令编辑"),
+    "mode_pnginfo": ("PNG info", "PNG 信息"),
+    "mode_txt2img_help": ("Draws from the prompt alone. The other tabs start from an image.",
+                          "仅根据提示词作画。其他标签页从一张图片开始。"),  # fmt: skip
+    "fill_0": ("fill", "填充"),
+    "fill_1": ("original", "原图"),
+    "fill_2": ("latent noise", "潜空间噪声"),
+    "fill_3": ("latent nothing", "潜空间置零"),
+    "img_init": ("Input image", "输入图像"),
+    "img_mask": ("Paint the area to change", "涂抹需要重绘的区域"),
+    "img_edit_input": ("Image to edit (the prompt is the instruction)", "待编辑图像（提示词即指令）"),
+    "img_variation": ("Variation seed", "差异种子"),
+    "img_advanced": ("Advanced", "高级"),
+    "img_preview": ("Preview", "预览"),
+    "img_results": ("Results", "结果"),
+    "img_to_img2img": ("Send to img2img", "发送到图生图"),
+    "img_to_inpaint": ("Send to inpaint", "发送到局部重绘"),
+    "img_to_edit": ("Send to edit", "发送到指令编辑"),
+    "img_infotext": ("Parameters", "生成参数"),
+    "img_queued": ("Queued…", "排队中…"),
+    "img_progress": ("Step {step}/{steps} · batch {batch}/{batches} · ETA {eta} s",
+                     "第 {step}/{steps} 步 · 批次 {batch}/{batches} · 预计剩余 {eta} 秒"),  # fmt: skip
+    "img_done": ("Done: {n} image(s) in {seconds} s", "完成：{n} 张图像，用时 {seconds} 秒"),
+    "img_interrupted": ("Interrupted: {n} image(s) kept, {seconds} s", "已中断：保留 {n} 张图像，用时 {seconds} 秒"),
+    "img_nothing_selected": ("Generate an image first.", "请先生成一张图像。"),
+    "png_drop": ("Drop a PNG here", "把 PNG 拖到这里"),
+    "png_text": ("Parameters in the image (sent to the form)", "图像中的参数（已填入表单）"),
+    "png_none": ("This image carries no generation parameters.", "这张图像不含生成参数。"),
+    # gallery
+    "gal_search": ("Search prompts", "搜索提示词"),
+    "gal_search_ph": ("lighthouse, 人工智能 …", "灯塔、lighthouse …"),
+    "gal_kind": ("Kind", "类型"),
+    "gal_kind_all": ("All", "全部"),
+    "gal_kind_image": ("Image", "图像"),
+    "gal_kind_text": ("Text", "文本"),
+    "gal_model": ("Model", "模型"),
+    "gal_images": ("Images", "图像"),
+    "gal_image": ("Image", "图像"),
+    "gal_params": ("All parameters", "全部参数"),
+    "gal_pick": ("Pick a generation in the list to see its parameters.", "在列表中选择一项以查看其参数。"),
+    "gal_reuse": ("Reuse parameters", "复用参数"),
+    "gal_delete": ("Delete", "删除"),
+    "gal_deleted": ("Deleted.", "已删除。"),
+    "gal_col_time": ("Time", "时间"),
+    "gal_col_kind": ("Kind", "类型"),
+    "gal_col_model": ("Model", "模型"),
+    "gal_col_prompt": ("Prompt / title", "提示词 / 标题"),
+    # models
+    "mod_col_id": ("Model", "模型"),
+    "mod_col_kind": ("Kind", "类型"),
+    "mod_col_engine": ("Engine", "引擎"),
+    "mod_col_size": ("Size", "大小"),
+    "mod_col_hash": ("Hash", "哈希"),
+    "mod_col_license": ("License", "许可证"),
+    "mod_col_source": ("Source", "来源"),
+    "mod_col_default": ("Default", "默认"),
+    "mod_add_title": ("#### Add a local model", "#### 添加本地模型"),
+    "mod_path": ("Path on this machine", "本机路径"),
+    "mod_path_ph": ("~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf or a .safetensors / diffusers folder",
+                    "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf，或 .safetensors / diffusers 文件夹"),  # fmt: skip
+    "mod_name": ("Name (optional)", "名称（可选）"),
+    "mod_name_ph": ("from the file name", "默认取文件名"),
+    "mod_add": ("Add", "添加"),
+    "mod_path_missing": ("Give the path of a model file or folder.", "请填写模型文件或文件夹的路径。"),
+    "mod_added": ("Added {id} ({kind}).", "已添加 {id}（{kind}）。"),
+    "mod_defaults_title": ("#### Defaults", "#### 默认模型"),
+    "mod_default_text": ("Default text model", "默认文本模型"),
+    "mod_default_image": ("Default image model", "默认图像模型"),
+    "mod_set_default": ("Set as default", "设为默认"),
+    "mod_default_set": ("{id} is now the default (saved to config.toml).", "{id} 已设为默认（已写入 config.toml）。"),
+    "mod_pull_title": ("Pull a model from the catalog", "从模型目录下载"),
+    "mod_pull_pick": ("Catalog model", "目录中的模型"),
+    "mod_pull": ("Pull", "下载"),
+    "mod_pulling": ("{file} — {done:.0f} of {total:.0f} MB", "{file} — 已下载 {done:.0f} / {total:.0f} MB"),
+    "mod_pulled": ("{id} is ready.", "{id} 已就绪。"),
+    "mod_pull_note": ("Downloads from the Hugging Face hub (or HF_ENDPOINT) into AIGC_HOME/models; an interrupted "
+                      "pull continues where it stopped.",
+                      "从 Hugging Face（或 HF_ENDPOINT）下载到 AIGC_HOME/models；中断后再次下载会从断点继续。"),
+    # settings
+    "set_storage_title": ("#### Storage", "#### 存储"),
+    "set_home": ("State folder (AIGC_HOME)", "数据文件夹（AIGC_HOME）"),
+    "set_outputs": ("Output folder", "输出文件夹"),
+    "set_outputs_help": ("Images are written under images/DATE/ here, each PNG with its parameters.",
+                         "图像保存在其中的 images/日期/ 下，每个 PNG 都带有生成参数。"),  # fmt: skip
+    "set_defaults_title": ("#### Defaults (config.toml; the server reads them at start)",
+                           "#### 默认值（config.toml，服务启动时读取）"),  # fmt: skip
+    "set_save": ("Save", "保存"),
+    "set_saved": ("Saved {keys} to config.toml; they apply from the next start.",
+                  "已将 {keys} 写入 config.toml，下次启动时生效。"),  # fmt: skip
+    "set_nothing": ("Nothing changed.", "没有改动。"),
+    "set_env_wins": ("An environment variable overrides: {envs}.", "以下环境变量优先：{envs}。"),
+    "set_host": ("Host", "监听地址"),
+    "set_port": ("Port", "端口"),
+    "set_model": ("Default text model", "默认文本模型"),
+    "set_image_model": ("Default image model", "默认图像模型"),
+    "set_threads": ("CPU threads", "CPU 线程数"),
+    "set_context": ("Context length", "上下文长度"),
+    "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
+}
+
+# Labels of declared parameters (A1111's for images, OpenAI's for text) and the Chinese of their help.
+FIELDS: dict[str, tuple[str, str, str]] = {
+    # name: (English label, Chinese label, Chinese help)
+    "prompt": ("Prompt", "提示词", "要画什么。(词:1.2) 提高某个词的权重。"),
+    "negative_prompt": ("Negative prompt", "反向提示词", "不希望出现在图像中的内容。"),
+    "steps": ("Sampling steps", "迭代步数", "去噪步数。"),
+    "sampler_name": ("Sampling method", "采样方法", "采样器（A1111 名称）。"),
+    "scheduler": ("Schedule type", "调度类型", "噪声调度类型。"),
+    "cfg_scale": ("CFG Scale", "提示词引导系数 (CFG)", "提示词对图像的约束强度。"),
+    "seed": ("Seed", "随机种子", "种子；-1 表示随机（并记录实际使用的种子）。"),
+    "subseed": ("Variation seed", "差异种子", "差异种子；-1 表示随机。"),
+    "subseed_strength": ("Variation strength", "差异强度", "向差异种子靠拢的程度（0：不变）。"),
+    "width": ("Width", "宽度", "宽度（像素），8 的倍数。"),
+    "height": ("Height", "高度", "高度（像素），8 的倍数。"),
+    "batch_size": ("Batch size", "单批数量", "每批同时生成的图像数。"),
+    "n_iter": ("Batch count", "批次数", "依次生成的批次数。"),
+    "denoising_strength": ("Denoising strength", "重绘幅度", "图生图：改变的程度（0：不改变）。"),
+    "mask_blur": ("Mask blur", "蒙版模糊", "局部重绘：蒙版边缘的模糊像素数。"),
+    "inpainting_fill": ("Masked content", "蒙版区域内容", "局部重绘：蒙版区域的初始内容。"),
+    "image_cfg_scale": ("Image CFG Scale", "图像引导系数", "指令编辑：保持原图的程度。"),
+    "clip_skip": ("Clip skip", "跳过 CLIP 层数", "文本编码器提前停止的层数（1：关闭）。"),
+    "model": ("Stable Diffusion checkpoint", "Stable Diffusion 模型", "图像模型；留空使用默认图像模型。"),
+    "temperature": ("Temperature", "温度", "采样温度；0 为贪心解码。"),
+    "top_p": ("Top P", "Top P", "核采样：保留累计概率达到该值的词元。"),
+    "top_k": ("Top K", "Top K", "只保留概率最高的 k 个词元（0：全部）。"),
+    "min_p": ("Min P", "Min P", "丢弃概率低于 min_p × 最高概率的词元。"),
+    "repeat_penalty": ("Repeat penalty", "重复惩罚", "对重复词元的惩罚（1：关闭）。"),
+    "presence_penalty": ("Presence penalty", "存在惩罚", "对已出现词元的惩罚。"),
+    "frequency_penalty": ("Frequency penalty", "频率惩罚", "按出现次数对词元施加惩罚。"),
+    "max_tokens": ("Max tokens", "最大词元数", "最多生成的词元数（留空：直到上下文用尽）。"),
+    "stop": ("Stop sequences", "停止序列", "遇到其中任一字符串即停止，每行一个（最多 8 个）。"),
+}
+SETTINGS_HELP_ZH = {
+    "host": "服务监听的地址；默认仅本机。",
+    "port": "网页界面与 API 的端口。",
+    "model": "默认文本模型的 id 或别名。",
+    "image_model": "默认图像模型的 id 或别名（留空：最后添加的图像模型）。",
+    "threads": "llama.cpp 使用的 CPU 线程数（0：全部核心）。",
+    "context": "GGUF 模型的上下文长度（0：模型训练时的长度）。",
+    "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
+}
+
+
+def _declared_help(name: str) -> str:
+    for model in (ImageRequest, TextOptions):
+        if name in model.model_fields:
+            return model.model_fields[name].description or ""
+    raise KeyError(f"no declared parameter named {name!r}")
+
+
+def _tables() -> tuple[dict[str, str], dict[str, str]]:
+    en = {key: pair[0] for key, pair in TABLE.items()}
+    zh = {key: pair[1] for key, pair in TABLE.items()}
+    for name, (label_en, label_zh, help_zh) in FIELDS.items():
+        en[f"f_{name}"], zh[f"f_{name}"] = label_en, label_zh
+        en[f"h_{name}"], zh[f"h_{name}"] = _declared_help(name), help_zh
+    # The text box takes one stop string per line; the declaration speaks of a list.
+    en["h_stop"] = _declared_help("stop").rstrip(".") + ", one per line (at most 8)."
+    for key, setting in SETTINGS.items():
+        en[f"set_{key}_help"], zh[f"set_{key}_help"] = setting.help, SETTINGS_HELP_ZH[key]
+    return en, zh
+
+
+EN, ZH = _tables()
+I18N = gr.I18n(en=EN, **{"zh-CN": ZH})
+
+
+def t(key: str) -> gr.i18n.I18nData:
+    """A label the browser translates; an unknown key fails when the UI is built, not on the page."""
+    if key not in EN:
+        raise KeyError(f"no UI text {key!r} in ui/i18n.py")
+    return I18N(key)
+
+
+def text(lang: str | None, key: str, **values: object) -> str:
+    """A label in ``lang`` ("en" or "zh-CN"), formatted, for text that handlers write."""
+    table = ZH if (lang or "").lower().startswith("zh") else EN
+    return table[key].format(**values)
+
+
+def locale_script() -> str:
+    """A <head> script with the page's language switch: the saved choice, else the browser's language.
+
+    Gradio's frontend translates I18n keys through its svelte-i18n locale, which its settings panel
+    changes with ``changeLocale`` exported by its core module; that module is imported here by its
+    built file name, read from the installed Gradio (pinned in pyproject).
+    """
+    assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
+    cores = sorted(p.name for p in assets.glob("core-*.js"))
+    if len(cores) != 1:
+        raise RuntimeError(f"expected one core-*.js in {assets}, found {cores}: Gradio changed its build")
+    codes = [code for _, code in LANGUAGES]
+    return f"""<script>
+(() => {{
+  const SUPPORTED = {json.dumps(codes)};
+  const core = () => import(new URL("assets/{cores[0]}", document.baseURI).href);
+  window.aigcInitialLocale = () => {{
+    let lang = localStorage.getItem("aigc-lang");
+    if (!SUPPORTED.includes(lang)) {{
+      const browser = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
+      lang = browser.toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+    }}
+    window.aigcSetLocale(lang, false);
+    return lang;
+  }};
+  window.aigcSetLocale = (lang, remember) => {{
+    if (remember) localStorage.setItem("aigc-lang", lang);
+    document.documentElement.lang = lang;
+    return core().then((m) => m.changeLocale(lang)).catch((e) => console.error("language switch failed", e));
+  }};
+}})();
+</script>"""

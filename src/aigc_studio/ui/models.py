@@ -1,0 +1,148 @@
+"""The Models tab: installed models (kind, size, hash, license, source), add a local file, set the
+default text and image model, pull a catalog model with a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+
+import threading
+
+from ..config import save_setting
+from ..models.catalog import CATALOG, find
+from ..models.pull import pull_and_register
+from ..errors import StudioError
+from .common import UIContext, progress_bar, shows_errors
+from .i18n import t, text
+
+COLUMNS = ("mod_col_id", "mod_col_kind", "mod_col_engine", "mod_col_size", "mod_col_hash", "mod_col_license",
+           "mod_col_source", "mod_col_default")  # fmt: skip
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def build(ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown,
+          image_model: gr.Dropdown) -> tuple[Callable, list[gr.Component]]:  # fmt: skip
+    """The tab; returns (refresh handler, its outputs), run when the tab opens (it may hash files)."""
+    table = gr.Dataframe(interactive=False, wrap=True, elem_id="models-table", max_height=360)
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            gr.Markdown(t("mod_add_title"))
+            path = gr.Textbox(label=t("mod_path"), placeholder=t("mod_path_ph"), elem_id="models-path")
+            with gr.Row(elem_classes=["aigc-bottom-row"]):
+                name = gr.Textbox(label=t("mod_name"), placeholder=t("mod_name_ph"), elem_id="models-name", scale=3)
+                add = gr.Button(t("mod_add"), variant="primary", scale=1, min_width=120, elem_id="models-add")
+        with gr.Column():
+            gr.Markdown(t("mod_defaults_title"))
+            with gr.Row(elem_classes=["aigc-bottom-row"]):
+                default_text = gr.Dropdown([], label=t("mod_default_text"), scale=3, elem_id="models-default-text")
+                set_text = gr.Button(t("mod_set_default"), scale=1, min_width=120, elem_id="models-set-text")
+            with gr.Row(elem_classes=["aigc-bottom-row"]):
+                default_image = gr.Dropdown([], label=t("mod_default_image"), scale=3, elem_id="models-default-image")
+                set_image = gr.Button(t("mod_set_default"), scale=1, min_width=120, elem_id="models-set-image")
+    with gr.Accordion(t("mod_pull_title"), open=False, elem_id="models-pull"):
+        gr.Markdown(t("mod_pull_note"))
+        with gr.Row(elem_classes=["aigc-bottom-row"]):
+            catalog = gr.Dropdown([(f"{e.id} ({e.kind}, {_size(e.size_bytes)}, {e.license})", e.id) for e in CATALOG],
+                                  label=t("mod_pull_pick"), scale=3, elem_id="models-pull-pick")  # fmt: skip
+            pull_button = gr.Button(t("mod_pull"), variant="primary", scale=1, min_width=120, elem_id="models-pull")
+        pull_progress = gr.HTML(elem_id="models-pull-progress")
+
+    def refresh(lang_value: str):
+        registry = ctx.studio.registry
+        try:
+            image_default = registry.default_image_model
+        except StudioError:
+            image_default = None  # none installed
+        rows = []
+        for info in registry.all():
+            # Read once per file and cached; the first read of a large file is slow, which is why the
+            # table is filled when the Models tab opens rather than with the page.
+            digest = registry.model_hash(info)
+            is_default = info.id in (registry.default_model, image_default)
+            rows.append([info.id, text(lang_value, f"kind_{info.kind}"), info.engine, _size(info.size_bytes),
+                         digest or "—", info.license or "—", info.source, "✓" if is_default else ""])  # fmt: skip
+        headers = [text(lang_value, key) for key in COLUMNS]
+        text_ids = [m.id for m in registry.all() if m.kind == "text"]
+        image_ids = [m.id for m in registry.all() if m.kind == "image"]
+        return (
+            gr.Dataframe(value=rows, headers=headers),
+            gr.Dropdown(choices=text_ids, value=registry.default_model),
+            gr.Dropdown(choices=image_ids, value=image_default),
+            gr.Dropdown(choices=text_ids),
+            gr.Dropdown(choices=image_ids),
+        )
+
+    @shows_errors
+    def on_add(path_value: str, name_value: str, lang_value: str):
+        if not path_value.strip():
+            raise gr.Error(text(lang_value, "mod_path_missing"))
+        info = ctx.studio.registry.add(path_value.strip(), model_id=name_value.strip() or None)
+        gr.Info(text(lang_value, "mod_added", id=info.id, kind=text(lang_value, f"kind_{info.kind}")))
+        return "", "", *refresh(lang_value)
+
+    @shows_errors
+    def on_set_text(model_id: str, lang_value: str):
+        chosen = ctx.studio.registry.set_default_model(model_id)
+        save_setting("model", chosen)
+        gr.Info(text(lang_value, "mod_default_set", id=chosen))
+        return refresh(lang_value)
+
+    @shows_errors
+    def on_pull(entry_id: str | None, lang_value: str):
+        """Pull in a thread and show its progress every half second; the service does the work."""
+        if not entry_id:
+            raise gr.Error(text(lang_value, "mod_pull_pick"))
+        entry = find(entry_id)
+        state = {"done": 0, "total": entry.size_bytes, "file": ""}
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                outcome["info"] = pull_and_register(
+                    entry, ctx.studio.registry, ctx.studio.config.models_dir,
+                    progress=lambda done, total, file: state.update(done=done, total=total, file=file),
+                )[0]  # fmt: skip
+            except StudioError as exc:
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name=f"pull-{entry.id}", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            label = text(lang_value, "mod_pulling", file=state["file"] or entry.id, done=state["done"] / 2**20,
+                         total=state["total"] / 2**20)  # fmt: skip
+            yield progress_bar(100 * state["done"] / max(state["total"], 1), label), *[gr.skip()] * len(outputs)
+            worker.join(0.5)
+        if "error" in outcome:
+            raise outcome["error"]
+        yield (progress_bar(100, text(lang_value, "mod_pulled", id=outcome["info"].id), done=True),
+               *refresh(lang_value))  # fmt: skip
+
+    @shows_errors
+    def on_set_image(model_id: str, lang_value: str):
+        chosen = ctx.studio.registry.set_default_image_model(model_id)
+        save_setting("image_model", chosen)
+        gr.Info(text(lang_value, "mod_default_set", id=chosen))
+        return refresh(lang_value)
+
+    outputs = [table, default_text, default_image, chat_model, image_model]
+    add.click(on_add, [path, name, lang], [path, name, *outputs])
+    set_text.click(on_set_text, [default_text, lang], outputs)
+    pull_button.click(on_pull, [catalog, lang], [pull_progress, *outputs])
+    set_image.click(on_set_image, [default_image, lang], outputs)
+
+    def on_language(lang_value: str, shown):
+        # Only a table already filled (the tab was opened) is redrawn: filling it may hash files.
+        return refresh(lang_value)[0] if shown is not None and len(shown) else gr.skip()
+
+    lang.change(on_language, [lang, table], table)
+    return refresh, outputs
