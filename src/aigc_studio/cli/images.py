@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from pydantic import ValidationError
 
 from ..engines.image_base import ImageRequest, Mode
 from ..errors import StudioError, validation_message
+from .options import field_option
 
 # CLI flag names where A1111 users expect short ones; every other field keeps its own name.
 FLAGS = {
@@ -45,16 +44,9 @@ def _request_options(mode: Mode) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         for name in reversed(PER_MODE[mode]):
-            field = ImageRequest.model_fields[name]
-            ann = field.annotation
-            args = [a for a in typing.get_args(ann) if a is not type(None)] if isinstance(ann, types.UnionType) else [ann]
-            low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
-            high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
-            rng = f" [{low}..{high}]" if low is not None else ""
-            default = "" if field.default in (None, "") else f" (default {field.default})"
-            decls = FLAGS.get(name, ("--" + name.replace("_", "-"),))
-            fn = click.option(*decls, name, type=args[0], default=None, show_envvar=True,
-                              help=f"{field.description}{rng}{default}")(fn)  # fmt: skip
+            default = ImageRequest.model_fields[name].default
+            shown = "" if default in (None, "") else f" (default {default})"
+            fn = field_option(ImageRequest, name, *FLAGS.get(name, ()), suffix=shown)(fn)
         fn = click.option("--size", help="WIDTHxHEIGHT, e.g. 512x768 (sets --width and --height).")(fn)
         fn = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
                           help="Also save to this file (.png, .jpg, .webp; FILE-2.png… for more images).")(fn)  # fmt: skip

@@ -6,8 +6,6 @@ import functools
 import json
 import sys
 import time
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from ..engines.base import Message, TextOptions
 from pydantic import ValidationError
 
 from ..errors import StudioError, validation_message
+from .options import field_option
 
 
 def _setting_option(key: str, *decls: str, **kwargs) -> Callable:
@@ -28,17 +27,8 @@ def _setting_option(key: str, *decls: str, **kwargs) -> Callable:
 
 def _sampling_options(fn: Callable) -> Callable:
     """One CLI option per TextOptions field, with the range and help declared there."""
-    for name, field in reversed(TextOptions.model_fields.items()):
-        ann = field.annotation
-        args = [a for a in typing.get_args(ann) if a is not type(None)] if isinstance(ann, types.UnionType) else [ann]
-        low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
-        high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
-        rng = f" [{'' if low is None else low}..{'' if high is None else high}]" if low is not None else ""
-        flag = "--" + name.replace("_", "-")
-        if name == "stop":
-            fn = click.option(flag, multiple=True, show_envvar=True, help=field.description + " Repeatable.")(fn)
-        else:
-            fn = click.option(flag, type=args[0], default=None, show_envvar=True, help=(field.description or "") + rng)(fn)
+    for name in reversed(TextOptions.model_fields):
+        fn = field_option(TextOptions, name)(fn)
     return fn
 
 
