@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 
 import httpx
@@ -19,7 +20,6 @@ from aigc_studio.api.app import create_app
 from aigc_studio.engines.base import TextOptions
 from aigc_studio.engines.image_base import ImageRequest
 from aigc_studio.images.infotext import write_png
-from aigc_studio.ui import mount_ui
 from aigc_studio.ui.app import build_blocks
 from aigc_studio.ui.common import UIContext
 from aigc_studio.ui.i18n import EN, FIELDS, ZH
@@ -40,8 +40,7 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("ui-home")
     old_home = os.environ.get("AIGC_HOME")
     studio = make_studio(home, model="echo", image_model="plain")
-    app = create_app(studio)
-    mount_ui(app, studio)
+    app = create_app(studio)  # mounts the UI at "/"
     with LiveServer(app) as live:
         deadline = time.time() + 30
         while httpx.get(live.url + "/health").status_code != 200:
@@ -328,3 +327,32 @@ def test_models_tab_lists_and_adds_a_local_model_and_settings_show_the_outputs(o
     outputs = page.locator("#settings-outputs textarea, #settings-outputs input").first
     assert outputs.input_value() == str(server.studio.config.outputs_dir)
     screenshot(page, "settings")
+
+
+def test_models_tab_pulls_a_catalog_model_with_progress(open_page, server, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from .fakehub import FakeHub
+
+    repo = tmp_path / "hub" / "qwen"
+    repo.mkdir(parents=True)
+    (repo / "qwen2.5-0.5b-instruct-q4_k_m.gguf").write_bytes(b"GGUF" + bytes(3_000_000))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)  # several chunks, so progress moves
+    with FakeHub({"Qwen/Qwen2.5-0.5B-Instruct-GGUF": repo}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        page = open_page()
+        open_tab(page, "Models")
+        page.locator("#models-pull-section").get_by_text("Pull a model from the catalog").click()
+        page.locator("#models-pull-pick input").click()
+        page.get_by_role("option", name=re.compile(r"^qwen2\.5-0\.5b-instruct \(text")).click()
+        page.click("#models-pull-button")
+        progress = page.locator("#models-pull-progress")
+        wait_until(lambda: "is ready" in progress.inner_text(), timeout=60, what="the pull to finish")
+        table = page.locator("#models-table")
+        wait_until(lambda: "qwen2.5-0.5b-instruct" in table.inner_text(), what="the pulled model in the table")
+        screenshot(page, "models-pull")
+    pulled = server.studio.registry.resolve("qwen2.5-0.5b-instruct")
+    assert pulled.kind == "text" and pulled.path.startswith(str(server.studio.config.models_dir))

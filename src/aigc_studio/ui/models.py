@@ -49,12 +49,12 @@ def build(ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown,
             with gr.Row(elem_classes=["aigc-bottom-row"]):
                 default_image = gr.Dropdown([], label=t("mod_default_image"), scale=3, elem_id="models-default-image")
                 set_image = gr.Button(t("mod_set_default"), scale=1, min_width=120, elem_id="models-set-image")
-    with gr.Accordion(t("mod_pull_title"), open=False, elem_id="models-pull"):
+    with gr.Accordion(t("mod_pull_title"), open=False, elem_id="models-pull-section"):
         gr.Markdown(t("mod_pull_note"))
         with gr.Row(elem_classes=["aigc-bottom-row"]):
             catalog = gr.Dropdown([(f"{e.id} ({e.kind}, {_size(e.size_bytes)}, {e.license})", e.id) for e in CATALOG],
                                   label=t("mod_pull_pick"), scale=3, elem_id="models-pull-pick")  # fmt: skip
-            pull_button = gr.Button(t("mod_pull"), variant="primary", scale=1, min_width=120, elem_id="models-pull")
+            pull_button = gr.Button(t("mod_pull"), variant="primary", scale=1, min_width=120, elem_id="models-pull-button")
         pull_progress = gr.HTML(elem_id="models-pull-progress")
 
     def refresh(lang_value: str):
