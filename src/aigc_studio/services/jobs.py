@@ -44,6 +44,7 @@ class Job:
     preview: Callable[[], object | None] | None = None
     result: Any = None
     error: str | None = None
+    exception: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -67,8 +68,8 @@ class Job:
         """Block until the job ends; return its result (raising its error if it failed)."""
         if not self.done.wait(timeout):
             raise TimeoutError(f"job {self.id} still {self.state} after {timeout} s")
-        if self.state == "failed":
-            raise self._exception  # type: ignore[misc]
+        if self.exception is not None:
+            raise self.exception
         return self.result
 
 
@@ -130,7 +131,7 @@ class JobQueue:
             except Exception as exc:  # the job fails; the queue goes on
                 log.warning("job %s failed: %s", job.id, exc)
                 job.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-                job._exception = exc  # type: ignore[attr-defined]
+                job.exception = exc
                 state = "failed"
             self.current = None
             self._finish(job, state)

@@ -18,7 +18,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from ...engines.image_base import SAMPLERS, SCHEDULERS, ImageRequest, Mode
-from ...errors import InvalidRequest
+from ...errors import InvalidRequest, ModelNotFound
 from ...images.infotext import parse_infotext, read_infotext, to_request_fields
 from ...services.images import GenerationResult, open_image
 from ...studio import Studio
@@ -70,12 +70,11 @@ def _image_request(body: A1111Body, studio: Studio) -> ImageRequest:
 def resolve_checkpoint(studio: Studio, name: str) -> str:
     """An A1111 checkpoint title ("name.safetensors [hash]"), file name or model id → model id."""
     plain = name.split(" [")[0].strip()
-    for candidate in (plain, plain.rsplit(".", 1)[0]):
-        try:
-            return studio.registry.resolve(candidate, kind="image").id
-        except Exception:
-            continue
-    return studio.registry.resolve(plain, kind="image").id  # raises ModelNotFound with the list
+    try:
+        return studio.registry.resolve(plain, kind="image").id
+    except ModelNotFound:
+        # A1111 titles carry the file's extension ("v1-5-pruned-emaonly.safetensors [6ce0161689]").
+        return studio.registry.resolve(plain.rsplit(".", 1)[0], kind="image").id
 
 
 async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: A1111Body, **images: Any) -> dict:
