@@ -77,3 +77,29 @@ def test_settings_from_file_env_and_flag(aigc_home, monkeypatch):
         assert "modle" in str(exc) and "model" in str(exc)
     else:
         raise AssertionError("a misspelt setting must be refused")
+
+
+def test_the_server_and_its_page_never_reach_beyond_loopback(aigc_home, monkeypatch):
+    """No analytics, version checks or fonts from outside: a local studio talks to no one."""
+    import socket
+
+    looked_up: list[str] = []
+    real = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1", None):
+            looked_up.append(str(host))
+            raise socket.gaierror(f"test guard: {host} is not loopback")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    studio = Studio(load_config(model="echo", image_model="plain"))
+    with LiveServer(create_app(studio)) as server:
+        assert httpx.get(server.url + "/").status_code == 200
+        assert "AIGC Studio" in httpx.get(server.url + "/config").text
+        r = httpx.post(server.url + "/v1/chat/completions",
+                       json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+        assert r.status_code == 200
+        time.sleep(1.0)  # background threads started at mount have had time to try
+    studio.close()
+    assert looked_up == []

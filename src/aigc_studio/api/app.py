@@ -93,6 +93,8 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     if studio is not None:
         # Gradio copies shown files to its temp folder: keep those under AIGC_HOME with the rest.
         os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.config.home / "cache" / "gradio"))
+    # A local studio does not report its use anywhere; Gradio would try to, by default.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ..ui import mount_ui
 
     mount_ui(app, studio)  # web UI at "/", after every API route

@@ -347,7 +347,7 @@ _ROLES = {
 _KINDS = {4: "standard", 9: "inpainting", 8: "InstructPix2Pix"}
 
 
-def _load_pipeline(path: Path, config_dir: Path | None, dtype: torch.dtype):
+def _load_pipeline(path: Path, config_dir: Path | None, dtype: torch.dtype, prediction_type: str | None = None):
     if path.is_dir():
         index = path / "model_index.json"
         if not index.is_file():
@@ -366,7 +366,8 @@ def _load_pipeline(path: Path, config_dir: Path | None, dtype: torch.dtype):
     if (beside / "model_index.json").is_file():
         config_dir = beside
     elif config_dir is None or not (config_dir / "model_index.json").is_file():
-        config_dir = reference_config_dir(detect_architecture(path), config_dir or path.parent / ".aigc-sd-configs")
+        arch = detect_architecture(path, prediction_type)
+        config_dir = reference_config_dir(arch, config_dir or path.parent / ".aigc-sd-configs")
     return load_single_file(path, config_dir, dtype=dtype)
 
 
@@ -412,12 +413,14 @@ class DiffusersEngine(ImageEngine):
     """A Stable Diffusion model loaded once, generating with A1111's parameters (see the module doc)."""
 
     def __init__(self, model_id: str, path: str | Path, *, device: str | None = None, threads: int = 0,
-                 config_dir: str | Path | None = None):  # fmt: skip
+                 config_dir: str | Path | None = None, prediction_type: str | None = None):  # fmt: skip
         """Load ``path``: a diffusers folder, or an original-layout ``.safetensors``/``.ckpt`` file.
 
         A single file loads with the configs in ``config_dir`` when that is a diffusers config folder (it
         has ``model_index.json``, like a tiny model's ``-config`` folder). Otherwise its architecture (SD1.x,
-        SD1.x inpainting, InstructPix2Pix, SDXL, SDXL inpainting) is read from its keys and the reference
+        SD1.x inpainting, InstructPix2Pix, SD2.x 768-v / base / inpainting, SDXL, SDXL inpainting) is read
+        from its keys (``prediction_type``, ``"v_prediction"`` or ``"epsilon"``, settles SD2.x's; see
+        ``checkpoint_keys.detect_architecture``) and the reference
         configs are written once into ``config_dir/<arch>`` (default ``config_dir``: ``.aigc-sd-configs``
         next to the file), which needs CLIP's vocabulary from ``open-clip-torch``. ``device`` defaults
         to CUDA when present (float16 there, float32 on the CPU). ``threads`` > 0 sets torch's
@@ -429,7 +432,7 @@ class DiffusersEngine(ImageEngine):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         config_dir = Path(config_dir) if config_dir is not None else None
-        base = _load_pipeline(Path(path), config_dir, self.dtype).to(self.device)
+        base = _load_pipeline(Path(path), config_dir, self.dtype, prediction_type).to(self.device)
         self.is_sdxl = "text_encoder_2" in base.components
         self.unet_in_channels = in_channels = base.unet.config.in_channels
         if in_channels not in _ROLES or (self.is_sdxl and in_channels == 8):

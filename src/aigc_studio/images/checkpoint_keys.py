@@ -7,6 +7,7 @@ tests check that it maps ``to_original_checkpoint``'s output back exactly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -152,21 +153,64 @@ def _ddpm_buffers(scheduler_config) -> dict[str, torch.Tensor]:
     return {name: value.float() for name, value in buffers.items()}
 
 
-def to_original_checkpoint(pipe) -> dict[str, torch.Tensor]:
-    """Return an SD1.x pipeline's weights as one state dict in the original CompVis / A1111 key layout."""
+_OPEN_CLIP_NAMES = {  # CLIPTextModel (less "text_model.") -> OpenCLIP's text tower, as SD2 files hold it
+    "embeddings.token_embedding.weight": "token_embedding.weight",
+    "embeddings.position_embedding.weight": "positional_embedding",
+    "final_layer_norm.": "ln_final.",
+    "encoder.layers.": "transformer.resblocks.",
+    ".layer_norm1.": ".ln_1.",
+    ".layer_norm2.": ".ln_2.",
+    ".self_attn.out_proj.": ".attn.out_proj.",
+    ".mlp.fc1.": ".mlp.c_fc.",
+    ".mlp.fc2.": ".mlp.c_proj.",
+}
+
+
+def _open_clip_text_encoder(text_encoder) -> dict[str, torch.Tensor]:
+    """A CLIPTextModel's weights in OpenCLIP's layout: q/k/v projections stacked into ``attn.in_proj_*``."""
+    out = {}
+    for key, value in text_encoder.state_dict().items():
+        key = key.removeprefix("text_model.")
+        if key.endswith("position_ids"):
+            continue
+        for old, new in _OPEN_CLIP_NAMES.items():
+            key = key.replace(old, new)
+        out[key] = value
+    for i in range(text_encoder.config.num_hidden_layers):
+        block = f"transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            parts = [out.pop(f"{block}self_attn.{name}_proj.{kind}") for name in "qkv"]
+            out[f"{block}attn.in_proj_{kind}"] = torch.cat(parts)
+    # Unused by SD (it conditions on the last layer's tokens, not the pooled projection), but real files
+    # carry it and diffusers reads the width to split in_proj by from its first dimension.
+    out["text_projection"] = torch.eye(text_encoder.config.hidden_size)
+    return out
+
+
+def to_original_checkpoint(pipe, open_clip: bool = False) -> dict[str, torch.Tensor]:
+    """Return an SD1.x/SD2.x pipeline's weights as one state dict in the original CompVis / A1111 key layout.
+
+    ``open_clip=True`` writes the text encoder as SD2.x files hold theirs, OpenCLIP's layout under
+    ``cond_stage_model.model.`` (only the layers the pipeline has: a real SD2 file also carries the last
+    one, which SD2 skips). Otherwise it is SD1.x's ``cond_stage_model.transformer.text_model.``.
+    """
     if pipe.unet.config.addition_embed_type is not None:
-        raise ValueError("only SD1.x-style pipelines (one CLIP text encoder) can be written as an SD1 checkpoint")
+        raise ValueError("only SD1.x/SD2.x-style pipelines (one text encoder) can be written as an original checkpoint")
     checkpoint = {}
     unet = _rename(pipe.unet.state_dict(), _unet_prefixes(pipe.unet.config), _unet_inner, "UNet")
     checkpoint.update({f"model.diffusion_model.{key}": value for key, value in unet.items()})
     vae = _rename(pipe.vae.state_dict(), _vae_prefixes(pipe.vae.config), _vae_inner, "VAE")
     checkpoint.update({f"first_stage_model.{key}": value for key, value in vae.items()})
-    for key, value in pipe.text_encoder.state_dict().items():
-        # transformers >= 5.6 flattened CLIPTextModel (no "text_model." level); the original keeps it
-        key = key if key.startswith("text_model.") else f"text_model.{key}"
-        checkpoint[f"cond_stage_model.transformer.{key}"] = value
-    positions = pipe.text_encoder.config.max_position_embeddings
-    checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    if open_clip:
+        text = _open_clip_text_encoder(pipe.text_encoder)
+        checkpoint.update({f"cond_stage_model.model.{key}": value for key, value in text.items()})
+    else:
+        for key, value in pipe.text_encoder.state_dict().items():
+            # transformers >= 5.6 flattened CLIPTextModel (no "text_model." level); the original keeps it
+            key = key if key.startswith("text_model.") else f"text_model.{key}"
+            checkpoint[f"cond_stage_model.transformer.{key}"] = value
+        positions = pipe.text_encoder.config.max_position_embeddings
+        checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(positions)[None]
     checkpoint.update(_ddpm_buffers(pipe.scheduler.config))
     return {key: value.detach().contiguous() for key, value in checkpoint.items()}
 
@@ -185,35 +229,68 @@ def checkpoint_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
 _UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 
 
-def detect_architecture(path: str | Path) -> str:
+def _sd2_predicts_v(path: Path, prediction_type: str | None) -> bool:
+    """Whether an SD2.x checkpoint is a v-prediction (768-v) model; the rule is in ``detect_architecture``."""
+    if prediction_type is not None:
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+        return prediction_type == "v_prediction"
+    yaml = path.with_suffix(".yaml")
+    if yaml.is_file():  # A1111's config beside the file: v2-inference-v.yaml sets it, v2-inference.yaml does not
+        text = yaml.read_text(encoding="utf-8")
+        return re.search(r"^\s*parameterization:\s*[\"']?v[\"']?\s*$", text, re.MULTILINE) is not None
+    if path.suffix == ".safetensors":
+        with safe_open(path, framework="pt") as file:
+            metadata = file.metadata() or {}
+        if "modelspec.prediction_type" in metadata:  # Stability's ModelSpec: "v" or "epsilon"
+            return metadata["modelspec.prediction_type"] in ("v", "v_prediction")
+        if "modelspec.architecture" in metadata:  # "stable-diffusion-v2-768-v" or "stable-diffusion-v2-512"
+            return metadata["modelspec.architecture"].endswith("-v")
+        return True
+    # diffusers' rule: the SD2 base checkpoints' training step marks epsilon; any other SD2 file is v
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return checkpoint.get("global_step") != 875000
+
+
+def detect_architecture(path: str | Path, prediction_type: str | None = None) -> str:
     """Which ``sd_configs.REFERENCE_ARCHS`` entry a user's original-layout checkpoint is.
 
-    SD1.x has CLIP ViT-L under ``cond_stage_model.transformer``; SDXL base has two text encoders under
-    ``conditioner.embedders.0/1``; the UNet's input channels tell a plain model (4) from an inpainting
-    (9) or InstructPix2Pix (8) one. Anything else raises ``ValueError`` saying what it looks like.
+    SD1.x has CLIP ViT-L under ``cond_stage_model.transformer``; SD2.x has OpenCLIP ViT-H under
+    ``cond_stage_model.model``; SDXL base has two text encoders under ``conditioner.embedders.0/1``; the
+    UNet's input channels tell a plain model (4) from an inpainting (9) or InstructPix2Pix (8) one.
+    Anything else raises ``ValueError`` saying what it looks like.
+
+    SD2.x's keys do not tell the 768 px v-prediction model (``sd21``) from the 512 px epsilon one
+    (``sd21-base``): same shapes. The first of these that applies decides:
+    ``prediction_type`` (``"v_prediction"`` or ``"epsilon"``, a studio setting); A1111's ``NAME.yaml``
+    beside the file (``parameterization: "v"`` means v); a ``.safetensors`` file's ModelSpec metadata
+    (``modelspec.prediction_type``, else ``modelspec.architecture`` ending in ``-v``); a ``.ckpt`` file's
+    ``global_step`` (875000, the SD2 base models', means epsilon: diffusers' rule); otherwise v-prediction,
+    as diffusers assumes. SD2 inpainting models are epsilon. A ``NAME-config/`` folder beside the
+    checkpoint skips detection altogether (``DiffusersEngine``).
     """
+    path = Path(path)
     shapes = checkpoint_shapes(path)
     if _UNET_CONV_IN not in shapes:
-        raise ValueError(f"{Path(path).name} has no Stable Diffusion UNet ({_UNET_CONV_IN} is missing)")
+        raise ValueError(f"{path.name} has no Stable Diffusion UNet ({_UNET_CONV_IN} is missing)")
     in_channels = shapes[_UNET_CONV_IN][1]
     has = lambda prefix: any(key.startswith(prefix) for key in shapes)  # noqa: E731
     if has("conditioner.embedders.1."):
         family = "sdxl"
     elif has("conditioner.embedders.0.model."):
-        raise ValueError(f"{Path(path).name} looks like an SDXL refiner, which is not supported")
+        raise ValueError(f"{path.name} looks like an SDXL refiner, which is not supported")
     elif has("cond_stage_model.model."):
-        raise ValueError(
-            f"{Path(path).name} looks like Stable Diffusion 2.x (OpenCLIP text encoder); as a single file it is "
-            "not supported yet: use the model's diffusers folder"
-        )
+        family = "sd2"
     elif has("cond_stage_model.transformer."):
         family = "sd15"
     else:
-        raise ValueError(f"{Path(path).name} has no text encoder this studio knows (SD1.x or SDXL)")
+        raise ValueError(f"{path.name} has no text encoder this studio knows (SD1.x, SD2.x or SDXL)")
     arch = family + {4: "", 9: "-inpainting", 8: "-pix2pix"}.get(in_channels, f"-{in_channels}-channels")
+    if arch == "sd2":
+        arch = "sd21" if _sd2_predicts_v(path, prediction_type) else "sd21-base"
     if arch not in REFERENCE_ARCHS:
         raise ValueError(
-            f"{Path(path).name} is {arch} (UNet with {in_channels} input channels), which has no config here; "
+            f"{path.name} is {arch} (UNet with {in_channels} input channels), which has no config here; "
             f"supported: {', '.join(REFERENCE_ARCHS)}"
         )
     return arch

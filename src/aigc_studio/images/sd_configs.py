@@ -20,7 +20,8 @@ Findings on single-file loading without a hub (diffusers 0.42.1, transformers 5.
   ``tokenizer_2/`` (same vocab, ``pad_token "!"``). List ``safety_checker``/``feature_extractor`` as
   ``[null, null]`` in ``model_index.json`` or they need a ``preprocessor_config.json`` too.
 - For users' real checkpoints the studio ships these JSON configs for known architectures
-  (``write_reference_config_dir``: SD1.x, SD1.x inpainting, InstructPix2Pix, SDXL base; 2.7 KB of JSON
+  (``write_reference_config_dir``: SD1.x, SD1.x inpainting, InstructPix2Pix, SD2.x 768-v / 512 base /
+  inpainting, SDXL base; 2.7 KB of JSON
   for SD1.5, 3.7 KB for SDXL) plus OpenAI's CLIP BPE tokenizer: vocab.json (0.96 MB) and merges.txt
   (0.52 MB), which ``write_clip_tokenizer`` derives exactly from ``bpe_simple_vocab_16e6.txt.gz`` (1.36 MB,
   MIT) that the PyPI package ``open-clip-torch`` ships (install it ``--no-deps``, find it with
@@ -200,6 +201,22 @@ _CLIP_BIGG = {  # laion CLIP-ViT-bigG-14's text model, SDXL's second encoder
     "hidden_act": "gelu",
     "projection_dim": 1280,
 }
+_OPEN_CLIP_H = {  # laion CLIP-ViT-H-14's text model less its last layer, as SD2 uses it (penultimate layer's tokens)
+    **_CLIP_L,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "hidden_act": "gelu",
+    "projection_dim": 512,
+}
+_SD2_UNET = {  # stabilityai/stable-diffusion-2-1-base; the 768-v model differs in sample_size and upcast_attention
+    **_SD15_UNET,
+    "attention_head_dim": [5, 10, 20, 20],
+    "cross_attention_dim": 1024,
+    "upcast_attention": False,
+    "use_linear_projection": True,
+}
 _SDXL_SCHEDULER = {
     "_class_name": "EulerDiscreteScheduler",
     "beta_start": 0.00085,
@@ -217,6 +234,8 @@ _SDXL_SCHEDULER = {
     "skip_prk_steps": True,
 }
 _SD15_SCHEDULER = {"_class_name": "PNDMScheduler", **SD_SCHEDULER, "clip_sample": False}
+_SD2_SCHEDULER = {**_SD15_SCHEDULER, "prediction_type": "epsilon"}
+_SD2_V_SCHEDULER = {**_SD15_SCHEDULER, "_class_name": "DDIMScheduler", "prediction_type": "v_prediction"}
 _REFERENCE_ARCHS = {
     # arch -> (pipeline class, UNet config, VAE config, scheduler config); SDXL adds the second encoder
     "sd15": ("StableDiffusionPipeline", _SD15_UNET, _SD_VAE, _SD15_SCHEDULER),
@@ -227,6 +246,16 @@ _REFERENCE_ARCHS = {
         _SD_VAE,
         {**_SD15_SCHEDULER, "_class_name": "EulerAncestralDiscreteScheduler"},
     ),
+    # SD2.x: OpenCLIP ViT-H text encoder; "sd21" is the 768 px v-prediction model, "sd21-base" the 512 px
+    # epsilon one (checkpoint_keys.detect_architecture says which a file is)
+    "sd21": (
+        "StableDiffusionPipeline",
+        {**_SD2_UNET, "sample_size": 96, "upcast_attention": True},
+        {**_SD_VAE, "sample_size": 768},
+        _SD2_V_SCHEDULER,
+    ),
+    "sd21-base": ("StableDiffusionPipeline", _SD2_UNET, _SD_VAE, _SD2_SCHEDULER),
+    "sd2-inpainting": ("StableDiffusionInpaintPipeline", {**_SD2_UNET, "in_channels": 9}, _SD_VAE, _SD2_SCHEDULER),
     "sdxl": ("StableDiffusionXLPipeline", _SDXL_UNET, _SDXL_VAE, _SDXL_SCHEDULER),
     "sdxl-inpainting": (
         "StableDiffusionXLInpaintPipeline",
@@ -269,8 +298,11 @@ def write_reference_config_dir(arch: str, config_dir: str | Path, clip_tokenizer
     write_json("unet/config.json", {"_class_name": "UNet2DConditionModel", **version, **unet})
     write_json("vae/config.json", {"_class_name": "AutoencoderKL", **version, **vae})
     write_json("scheduler/scheduler_config.json", {**scheduler, **version})
-    CLIPTextConfig(**_CLIP_L, architectures=["CLIPTextModel"]).save_pretrained(config_dir / "text_encoder")
+    text_encoder = _OPEN_CLIP_H if arch.startswith("sd2") else _CLIP_L
+    CLIPTextConfig(**text_encoder, architectures=["CLIPTextModel"]).save_pretrained(config_dir / "text_encoder")
     shutil.copytree(clip_tokenizer_dir, config_dir / "tokenizer", dirs_exist_ok=True)
+    if arch.startswith("sd2"):  # OpenCLIP's tokenizer pads with 0, which is "!" in CLIP's vocabulary
+        _set_pad_token(config_dir / "tokenizer", "!")
     if arch.startswith("sdxl"):
         index.update(
             force_zeros_for_empty_prompt=True,

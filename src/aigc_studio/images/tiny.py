@@ -11,6 +11,9 @@ ways a user's model arrives:
   plus the DDPM schedule buffers), as found in A1111's ``models/Stable-diffusion``;
 - ``<name>-config/``: the configs and tokenizer files only, which is what loading the single file needs.
 
+``build_tiny_sd(kind="sd21")`` builds an SD2.x-shaped model: its single file holds the text encoder in
+OpenCLIP's layout (``cond_stage_model.model.*``) and it predicts v, as SD 2.1 768 does.
+
 ``build_tiny_sdxl`` builds an SDXL pipeline (two text encoders, micro-conditioning) the same way, as a
 diffusers folder only. How single files load offline, and the configs of the real architectures, are
 in ``sd_configs``; the original key layout is in ``checkpoint_keys``. Their public names are
@@ -29,6 +32,7 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    DDIMScheduler,
     EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionInpaintPipeline,
@@ -77,6 +81,7 @@ _KIND_SPECS = {
     "sd15": ("tiny-sd", StableDiffusionPipeline, 4),
     "pix2pix": ("tiny-sd-pix2pix", StableDiffusionInstructPix2PixPipeline, 8),
     "inpaint": ("tiny-sd-inpainting", StableDiffusionInpaintPipeline, 9),
+    "sd21": ("tiny-sd21", StableDiffusionPipeline, 4),  # SD2.x 768-v: OpenCLIP-layout text encoder, v-prediction
 }
 KINDS = tuple(_KIND_SPECS)
 
@@ -174,13 +179,19 @@ def _tiny_pipeline(kind: str, seed: int):
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32,
-        attention_head_dim=8,
         norm_num_groups=32,
+        # SD2.x: heads per level, linear projections in and out of each transformer, attention in float32
+        **(
+            {"attention_head_dim": (2, 4), "use_linear_projection": True, "upcast_attention": True}
+            if kind == "sd21"
+            else {"attention_head_dim": 8}
+        ),
     )
     vae = _tiny_vae(seed)
     vocab, merges = train_byte_bpe()
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(_tiny_clip_config(vocab))
+    # OpenCLIP's text tower uses exact GELU where OpenAI's CLIP uses its quick approximation
+    text_encoder = CLIPTextModel(_tiny_clip_config(vocab, **({"hidden_act": "gelu"} if kind == "sd21" else {})))
     return pipeline_class, unet, vae, text_encoder, (vocab, merges)
 
 
@@ -208,22 +219,27 @@ def _tiny_clip_config(vocab: dict[str, int], **overrides) -> CLIPTextConfig:
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=3,
-        num_attention_heads=4,
-        max_position_embeddings=CLIP_MAX_LENGTH,
-        hidden_act="quick_gelu",
-        projection_dim=32,
-        bos_token_id=vocab[START_TOKEN],
-        eos_token_id=vocab[END_TOKEN],
-        pad_token_id=vocab[END_TOKEN],
-        **overrides,
+        **{
+            "num_attention_heads": 4,
+            "max_position_embeddings": CLIP_MAX_LENGTH,
+            "hidden_act": "quick_gelu",
+            "projection_dim": 32,
+            "bos_token_id": vocab[START_TOKEN],
+            "eos_token_id": vocab[END_TOKEN],
+            "pad_token_id": vocab[END_TOKEN],
+            **overrides,
+        },
     )
 
 
 def build_tiny_sd(out_dir: str | Path, seed: int = 0, kind: str = "sd15") -> TinyModel:
-    """Build a tiny Stable Diffusion model of ``kind`` (``sd15``, ``pix2pix``, ``inpaint``) under ``out_dir``.
+    """Build a tiny Stable Diffusion model of ``kind`` (one of ``KINDS``) under ``out_dir``.
 
     Writes a diffusers folder, the same weights as one original-layout ``.safetensors`` file, and a
     config-only folder for loading that file offline. The same ``seed`` gives bit-identical files.
+    Kinds: ``sd15``, ``pix2pix``, ``inpaint``, and ``sd21``, which is SD2.x-shaped: its file holds the
+    text encoder in OpenCLIP's layout (``cond_stage_model.model.*``), its scheduler predicts v, and its
+    tokenizer pads with ``"!"``.
     """
     if kind not in _KIND_SPECS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -235,13 +251,18 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0, kind: str = "sd15") -> Tin
 
     with torch.random.fork_rng(devices=[]):  # seed the weights without resetting the caller's RNG
         pipeline_class, unet, vae, text_encoder, (vocab, merges) = _tiny_pipeline(kind, seed)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CLIP_MAX_LENGTH)
+    pad_token = "!" if kind == "sd21" else END_TOKEN
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CLIP_MAX_LENGTH, pad_token=pad_token)
+    if kind == "sd21":
+        scheduler = DDIMScheduler.from_config({**SD_SCHEDULER, "clip_sample": False, "prediction_type": "v_prediction"})
+    else:
+        scheduler = PNDMScheduler(**SD_SCHEDULER)
     pipe = pipeline_class(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=PNDMScheduler(**SD_SCHEDULER),
+        scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -249,8 +270,8 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0, kind: str = "sd15") -> Tin
     pipe.save_pretrained(folder, safe_serialization=True)
     # Hub SD folders carry vocab.json + merges.txt (no tokenizer.json): write that, the form users have.
     shutil.rmtree(folder / "tokenizer")
-    write_tokenizer_files(folder / "tokenizer", vocab, merges)
-    save_file(to_original_checkpoint(pipe), single_file, metadata={"format": "pt"})
+    write_tokenizer_files(folder / "tokenizer", vocab, merges, pad_token=pad_token)
+    save_file(to_original_checkpoint(pipe, open_clip=kind == "sd21"), single_file, metadata={"format": "pt"})
     export_config_dir(folder, config_dir)
     return TinyModel(kind, folder, single_file, config_dir, pipeline_class, seed)
 
