@@ -342,7 +342,7 @@ def test_sdxl_checkpoints_are_told_by_their_two_text_encoders(tmp_path, in_chann
     [
         (8, SDXL_TEXT, "sdxl-pix2pix .*has no config here"),
         (4, ("conditioner.embedders.0.model.token_embedding.weight",), "SDXL refiner"),
-        (4, ("cond_stage_model.model.token_embedding.weight",), "Stable Diffusion 2.x"),
+        (8, ("cond_stage_model.model.token_embedding.weight",), "sd2-pix2pix .*has no config here"),
         (4, (), "no text encoder"),
     ],
 )
@@ -352,10 +352,10 @@ def test_unsupported_checkpoints_say_what_they_are(tmp_path, in_channels, keys, 
 
 
 def test_a_single_file_without_its_config_folder_is_detected_before_loading(tmp_path):
-    sd2_text = ("cond_stage_model.model.token_embedding.weight",)
-    checkpoint = placeholder_checkpoint(tmp_path / "sd2.safetensors", 4, sd2_text)
-    with pytest.raises(ValueError, match="Stable Diffusion 2.x"):
-        DiffusersEngine("sd2", checkpoint, config_dir=tmp_path / "cache")  # a cache folder, not a config folder
+    refiner_text = ("conditioner.embedders.0.model.token_embedding.weight",)
+    checkpoint = placeholder_checkpoint(tmp_path / "refiner.safetensors", 4, refiner_text)
+    with pytest.raises(ValueError, match="SDXL refiner"):
+        DiffusersEngine("refiner", checkpoint, config_dir=tmp_path / "cache")  # a cache folder, not a config folder
     with pytest.raises(ValueError, match="a diffusers folder or a .safetensors / .ckpt file"):
         DiffusersEngine("bin", tmp_path / "model.bin")
 

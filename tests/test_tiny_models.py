@@ -174,6 +174,9 @@ def test_edit_kinds_load_offline_from_single_file(tmp_path, kind, in_channels, m
 REAL_SIZES = {
     "sd15": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
     "sd15-inpainting": {"unet": 859_535_364},
+    "sd21": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},  # OpenCLIP-H less its last layer
+    "sd21-base": {"unet": 865_910_724, "text_encoder": 340_387_840},
+    "sd2-inpainting": {"unet": 865_925_124},
     "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480, "text_encoder_2": 694_659_840},
 }
 
