@@ -7,6 +7,8 @@ Measures, with the same model, prompt, sampler (Euler a), steps, size and seeds:
   (a) the raw diffusers pipeline call, in this process
   (b) the studio's DiffusersEngine.generate, in this process
   (c) POST /sdapi/v1/txt2img to `aigc serve`, over HTTP (includes PNG + base64 of the answer)
+  (c') the same request to a server running in this process, interleaved with (a) and (b), which
+       leaves out what a second process costs (its own threads and caches) and shows the studio's share
 and, for the studio, the time to the first denoising step of a cold request (model not loaded yet)
 against a warm one. The model is a tiny SD 1.x built from the real diffusers classes unless
 AIGC_BENCH_MODEL points at a real one. Prints one Markdown table with ratios to (a).
@@ -156,16 +158,46 @@ def main() -> None:
              callback_on_step_end=on_step)  # fmt: skip
         return time.perf_counter() - t0, (marks[-1] - marks[0]) / (len(marks) - 1)
 
+    # (c') the same HTTP API served from this process (uvicorn in a thread), so that it runs under the
+    # same conditions as (a) and (b): what remains is the studio's own cost per request.
+    import uvicorn
+
+    from aigc_studio.api.app import create_app
+    from aigc_studio.config import load_config
+    from aigc_studio.studio import Studio
+
+    os.environ["AIGC_HOME"] = str(work / "home-inproc")
+    inproc = Studio(load_config(model="echo"))
+    inproc.registry.add(model_path, model_id="bench")
+    inproc.registry.set_default_image_model("bench")
+    server = uvicorn.Server(uvicorn.Config(create_app(inproc, load_default=False), host="127.0.0.1", port=0,
+                                           log_level="warning"))  # fmt: skip
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    inproc_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/sdapi/v1/txt2img"
+    inproc_body = {"prompt": PROMPT, "negative_prompt": NEGATIVE, "steps": args.steps, "sampler_name": "Euler a",
+                   "cfg_scale": 7, "width": args.size, "height": args.size}  # fmt: skip
+
+    def inproc_once(seed: int) -> float:
+        t0 = time.perf_counter()
+        httpx.post(inproc_url, json={**inproc_body, "seed": seed}, timeout=600).raise_for_status()
+        return time.perf_counter() - t0
+
     raw_once(99)  # warm-up
-    # Interleave (a) and (b) so that drifts in machine speed hit both alike.
-    raw, studio = [], []
+    inproc_once(99)
+    # Interleave (a), (b) and (c') so that drifts in machine speed hit them alike.
+    raw, studio, served = [], [], []
     for i in range(args.runs):
         raw.append(raw_once(200 + i))
         studio.append(studio_once(200 + i)[:2])
+        served.append(inproc_once(200 + i))
+    server.should_exit = True
     rows.append(("(a) raw diffusers pipeline call", median([r[0] for r in raw]), median([r[1] for r in raw])))
     rows.append(("(b) studio engine, in process", median([s[0] for s in studio]), median([s[1] for s in studio])))
+    rows.append(("(c') /sdapi/v1/txt2img over HTTP, server in this process", median(served), float("nan")))
     engine.close()
-    rows.append(http_row)
+    rows.insert(2, http_row)
 
     base_total, base_step = rows[0][1], rows[0][2]
     print(f"\n{label}; {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, {threads} threads, "
