@@ -109,6 +109,7 @@ class Registry:
         self._default_image_model = default_image_model
         self._image_engine: tuple[str, ImageEngine] | None = None
         self._image_lock = threading.Lock()
+        self._hashes = None  # one HashCache, made on first use (it reads its file once)
         self.context = context
         self.threads = threads
         self.max_loaded = max(1, max_loaded)
@@ -286,18 +287,20 @@ class Registry:
     def loaded_image_model(self) -> str | None:
         return self._image_engine[0] if self._image_engine else None
 
-    def model_hash(self, info: ModelInfo) -> str | None:
-        """A1111's model hash (first 10 hex of sha256), computed once per file version."""
+    def sha256(self, info: ModelInfo) -> str | None:
+        """The sha256 of a model's file (or folder, by the studio's rule), computed once per version."""
         if not info.path or not Path(info.path).exists():
             return None
-        from ..images.hashing import HashCache
+        if self._hashes is None:
+            from ..images.hashing import HashCache
 
-        cache = HashCache(self.cache_dir / "model-hashes.json") if self.cache_dir else None
-        if cache is None:
-            from ..images.hashing import model_hash
+            self._hashes = HashCache((self.cache_dir or Path(info.path).parent) / "model-hashes.json")
+        return self._hashes.sha256(info.path)
 
-            return model_hash(info.path)
-        return cache.model_hash(info.path)
+    def model_hash(self, info: ModelInfo) -> str | None:
+        """A1111's model hash: the first 10 hex of the sha256."""
+        digest = self.sha256(info)
+        return digest[:10] if digest else None
 
     def _evict(self) -> None:
         for model_id in list(self._workers):

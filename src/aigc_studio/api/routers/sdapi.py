@@ -174,11 +174,7 @@ def skip(studio: Studio = Depends(get_studio)) -> dict:
 
 
 def _checkpoint(studio: Studio, info) -> dict:
-    sha = None
-    if info.path:
-        from ...images.hashing import HashCache
-
-        sha = HashCache(studio.config.home / "cache" / "model-hashes.json").sha256(info.path)
+    sha = studio.registry.sha256(info)
     short = sha[:10] if sha else None
     name = info.id
     return {
