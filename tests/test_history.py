@@ -116,3 +116,26 @@ def test_a_failed_write_leaves_earlier_history_intact(studio):
         with studio.db.tx() as conn:
             conn.execute("INSERT INTO messages (conversation_id, role, content, created) VALUES ('x','user','y',0)")
     assert studio.history.get(ok.conversation_id)["messages"][0]["content"] == "precious"
+
+
+def test_regenerate_answers_again_in_place_and_keeps_the_replaced_answer(studio):
+    first = say(studio, "one two three")
+    engine = studio.registry.engine("echo")
+    prepared = studio.chat.prepare([], conversation_id=first.conversation_id, regenerate=True,
+                                   options=TextOptions(max_tokens=2), source="test")  # fmt: skip
+    assert [m.content for m in prepared.request.messages] == ["one two three"]
+    again = studio.chat.complete(prepared)
+    assert again.conversation_id == first.conversation_id and again.text == "one two "
+    assert [m.content for m in studio.history.messages(first.conversation_id)] == ["one two three", "one two "]
+    conv = studio.history.get(first.conversation_id)
+    assert [(m["content"], m["superseded"]) for m in conv["messages"]] == [
+        ("one two three", 0), ("one two three", 1), ("one two ", 0),
+    ]  # fmt: skip
+    # A retry that fails changes nothing: the answer shown stays the last good one.
+    engine.count_prompt_tokens = lambda *a, **k: 10**6
+    with pytest.raises(Exception, match="context"):
+        studio.chat.prepare([], conversation_id=first.conversation_id, regenerate=True, source="test")
+    del engine.count_prompt_tokens
+    assert [m.content for m in studio.history.messages(first.conversation_id)] == ["one two three", "one two "]
+    with pytest.raises(InvalidRequest, match="needs the conversation"):
+        studio.chat.prepare([], regenerate=True)

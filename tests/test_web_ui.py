@@ -180,6 +180,15 @@ def test_chat_streams_an_answer_with_markdown_and_continues_the_conversation(ope
     page.click("#chat-stop")
     wait_until(lambda: "cancelled" in page.locator("#chat-status").inner_text(), what="the stop")
     assert "word59" not in bot.nth(2).inner_text()
+
+    # Regenerate answers the last question again in the same conversation, in full this time.
+    page.click("#chat-regenerate")
+    wait_until(lambda: bot.count() == 3 and "word59" in bot.nth(2).inner_text(), timeout=20,
+               what="the regenerated answer")  # fmt: skip
+    conversations = server.studio.history.list()
+    assert len(conversations) == 1
+    conv = server.studio.history.get(conversations[0]["id"])
+    assert [m["superseded"] for m in conv["messages"] if m["role"] == "assistant"] == [0, 0, 1, 0]
     screenshot(page, "chat")
 
 

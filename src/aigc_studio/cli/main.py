@@ -189,7 +189,8 @@ def history_show(conversation_id, as_json):
     click.secho(f"{conv['title']}  ({conv['id']}, {conv['model']}, {_when(conv['created'])})", bold=True)
     responses = {r["id"]: r for r in conv["responses"]}
     for m in conv["messages"]:
-        click.secho(f"\n{m['role']}:", fg="cyan")
+        replaced = " (replaced by a regenerated answer)" if m.get("superseded") else ""
+        click.secho(f"\n{m['role']}:{replaced}", fg="cyan")
         click.echo(m["content"])
         r = responses.get(m["response_id"])
         if r:

@@ -31,6 +31,7 @@ class PreparedChat:
     new_messages: list[Message]
     prompt_tokens: int
     trimmed: int = 0
+    supersedes: list[int] = field(default_factory=list)  # stored answers a regenerate replaces
     record: ResponseRecord = field(init=False)
 
     def __post_init__(self) -> None:
@@ -114,7 +115,7 @@ class ChatRun:
                  rec.prompt_tokens, rec.completion_tokens, rec.ttft_ms, rec.tokens_per_s or 0,
                  rec.status if rec.status != "ok" else rec.finish_reason)  # fmt: skip
         conversation_id = self.service.history.record(
-            p.conversation_id, p.new_messages, rec, text, p.request.messages or p.new_messages
+            p.conversation_id, p.new_messages, rec, text, p.request.messages or p.new_messages, p.supersedes
         )
         return ChatResult(
             text=text,
@@ -142,34 +143,50 @@ class ChatService:
         trim: bool = False,
         source: str = "api",
         prompt: str | None = None,
+        regenerate: bool = False,
     ) -> PreparedChat:
         """Resolve model and conversation and check the prompt fits; blocking (may load the model).
 
         ``messages`` are the new messages when ``conversation_id`` is given (the stored ones come
         first), otherwise the whole conversation as an OpenAI client sends it. ``prompt`` instead of
-        messages asks for a raw completion. Raises StudioError subclasses for the user to read.
+        messages asks for a raw completion. ``regenerate`` answers the last question of
+        ``conversation_id`` again (``messages`` unused). Raises StudioError subclasses for the user.
         """
         options = options or TextOptions()
         info = self.registry.resolve(model or self.registry.default_model, kind="text")
-        if prompt is None and not messages:
-            raise InvalidRequest("messages must contain at least one message", param="messages")
-        if prompt is None and all(m.role == "system" for m in messages):
-            raise InvalidRequest("messages must contain at least one user message", param="messages")
-        if conversation_id is not None:
-            stored = self.history.messages(conversation_id)
-            if stored and any(m.role == "system" for m in messages):
-                # A new system prompt replaces the stored one for this answer and those after it.
-                stored = [m for m in stored if m.role != "system"]
-            full, new = [*stored, *messages], list(messages)
-        elif prompt is None:
-            conversation_id = self.history.find_continuation(messages[:-1]) if len(messages) > 1 else None
-            full = list(messages)
-            new = messages[-1:] if conversation_id else list(messages)
+        supersedes: list[int] = []
+        if regenerate:
+            # Answer the conversation's last question again. The answer it replaces stays in history,
+            # marked as replaced once the new one exists (a failed retry changes nothing).
+            if conversation_id is None:
+                raise InvalidRequest("regenerate needs the conversation to answer again", param="conversation_id")
+            supersedes = self.history.trailing_answer_ids(conversation_id)
+            full = self.history.messages(conversation_id)
+            while full and full[-1].role == "assistant":
+                full.pop()
+            if not any(m.role == "user" for m in full):
+                raise InvalidRequest("this conversation has no question to answer again", param="conversation_id")
+            new: list[Message] = []
         else:
-            full, new = [], [Message(role="user", content=prompt)]
-        if conversation_id is not None and any(m.role == "system" for m in new):
-            new = sorted(new, key=lambda m: m.role != "system")
-            full = [*[m for m in new if m.role == "system"], *[m for m in full if m.role != "system"]]
+            if prompt is None and not messages:
+                raise InvalidRequest("messages must contain at least one message", param="messages")
+            if prompt is None and all(m.role == "system" for m in messages):
+                raise InvalidRequest("messages must contain at least one user message", param="messages")
+            if conversation_id is not None:
+                stored = self.history.messages(conversation_id)
+                if stored and any(m.role == "system" for m in messages):
+                    # A new system prompt replaces the stored one for this answer and those after it.
+                    stored = [m for m in stored if m.role != "system"]
+                full, new = [*stored, *messages], list(messages)
+            elif prompt is None:
+                conversation_id = self.history.find_continuation(messages[:-1]) if len(messages) > 1 else None
+                full = list(messages)
+                new = messages[-1:] if conversation_id else list(messages)
+            else:
+                full, new = [], [Message(role="user", content=prompt)]
+            if conversation_id is not None and any(m.role == "system" for m in new):
+                new = sorted(new, key=lambda m: m.role != "system")
+                full = [*[m for m in new if m.role == "system"], *[m for m in full if m.role != "system"]]
 
         engine = self.registry.engine(info.id)
         need = options.max_tokens or 1
@@ -191,6 +208,7 @@ class ChatService:
             new_messages=new,
             prompt_tokens=n_prompt,
             trimmed=trimmed,
+            supersedes=supersedes,
         )
         if n_prompt + need > engine.context_length:
             error = ContextLengthExceeded(

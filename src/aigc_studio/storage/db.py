@@ -133,6 +133,12 @@ def m003_images_and_jobs() -> str:
     """
 
 
+@migration
+def m004_superseded_answers() -> str:
+    # A regenerated answer stays in history, marked as replaced, instead of being deleted.
+    return "ALTER TABLE messages ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;"
+
+
 class Database:
     """One connection per thread to one SQLite file; ``with db.tx() as conn`` for a transaction."""
 

@@ -67,12 +67,15 @@ class History:
         response: ResponseRecord,
         answer: str,
         all_messages: list[Message],
+        supersedes: list[int] | None = None,
     ) -> str:
         """Store one exchange in a single transaction and return the conversation id.
 
         ``new_messages`` are the inputs not stored yet; ``answer`` is kept even when the response
         failed or was cancelled part-way, so nothing generated is lost. ``all_messages`` is the full
-        input, used to recognise a client that resends the conversation next time.
+        input, used to recognise a client that resends the conversation next time. ``supersedes``
+        names stored answers that this one replaces (regenerate); they are marked, not deleted, and
+        only once there is a new answer to show instead.
         """
         now = time.time()
         with self.db.tx() as conn:
@@ -109,8 +112,12 @@ class History:
                     (conversation_id, response.id, "assistant", answer, now),
                 )
                 tail = messages_hash([*all_messages, Message(role="assistant", content=answer)])
+                for message_id in supersedes or []:
+                    conn.execute("UPDATE messages SET superseded = 1 WHERE id = ? AND conversation_id = ?",
+                                 (message_id, conversation_id))  # fmt: skip
             conn.execute(
-                "UPDATE conversations SET updated = ?, model = ?, tail_hash = ? WHERE id = ?",
+                # A request that produced nothing leaves the resend-recognition hash as it was.
+                "UPDATE conversations SET updated = ?, model = ?, tail_hash = COALESCE(?, tail_hash) WHERE id = ?",
                 (now, response.model, tail, conversation_id),
             )
         return conversation_id
@@ -139,7 +146,8 @@ class History:
         conv["messages"] = [
             dict(r)
             for r in conn.execute(
-                "SELECT role, content, response_id, created FROM messages WHERE conversation_id = ? ORDER BY id",
+                "SELECT role, content, response_id, created, superseded FROM messages"
+                " WHERE conversation_id = ? ORDER BY id",
                 (conversation_id,),
             )
         ]
@@ -154,7 +162,22 @@ class History:
         return conv
 
     def messages(self, conversation_id: str) -> list[Message]:
-        return [Message(role=m["role"], content=m["content"]) for m in self.get(conversation_id)["messages"]]
+        """The conversation as the model sees it: replaced (regenerated) answers left out."""
+        return [Message(role=m["role"], content=m["content"]) for m in self.get(conversation_id)["messages"]
+                if not m["superseded"]]  # fmt: skip
+
+    def trailing_answer_ids(self, conversation_id: str) -> list[int]:
+        """Ids of the answers after the last question: what a regenerate replaces."""
+        rows = self.db.conn.execute(
+            "SELECT id, role FROM messages WHERE conversation_id = ? AND superseded = 0 ORDER BY id DESC",
+            (conversation_id,),
+        )
+        ids = []
+        for row in rows:
+            if row["role"] != "assistant":
+                break
+            ids.append(row["id"])
+        return ids
 
     def search(self, query: str, limit: int = 20) -> list[dict]:
         """Conversations whose messages contain ``query`` (substring match, any language)."""
@@ -224,9 +247,10 @@ class History:
                     )
                 for m in conv["messages"]:
                     conn.execute(
-                        "INSERT INTO messages (conversation_id, response_id, role, content, created)"
-                        " VALUES (?,?,?,?,?)",
-                        (conv["id"], m.get("response_id"), m["role"], m["content"], m["created"]),
+                        "INSERT INTO messages (conversation_id, response_id, role, content, created, superseded)"
+                        " VALUES (?,?,?,?,?,?)",
+                        (conv["id"], m.get("response_id"), m["role"], m["content"], m["created"],
+                         m.get("superseded", 0)),
                     )
                 imported += 1
         return imported, skipped

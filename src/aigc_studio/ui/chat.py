@@ -38,7 +38,9 @@ def _plain(content) -> str:
 
 
 def _shown(messages: list[dict]) -> list[dict]:
-    return [{"role": m["role"], "content": _plain(m["content"])} for m in messages if m["role"] != "system"]
+    # Replaced (regenerated) answers stay in history but are not shown in the conversation.
+    return [{"role": m["role"], "content": _plain(m["content"])} for m in messages
+            if m["role"] != "system" and not m.get("superseded")]  # fmt: skip
 
 
 def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
@@ -137,19 +139,14 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
 
     @shows_errors
     def on_regenerate(request: gr.Request, conversation_id, model_id, *rest):
-        # The history keeps no branches, so the conversation up to the last question is answered
-        # afresh as a new conversation; the previous answer stays where it was.
+        # The last question is answered again in the same conversation; the answer it replaces
+        # stays in history, marked as replaced.
         *values, lang_value = rest
         if not conversation_id:
             return
-        stored = ctx.studio.history.messages(conversation_id)
-        while stored and stored[-1].role == "assistant":
-            stored.pop()
-        if not stored:
-            return
-        prepared = ctx.studio.chat.prepare(stored, model=model_id, options=read_options(values), trim=True,
-                                           source="ui")  # fmt: skip
-        shown = [*_shown([m.model_dump() for m in stored]), {"role": "assistant", "content": ""}]
+        prepared = ctx.studio.chat.prepare([], model=model_id, options=read_options(values), trim=True,
+                                           conversation_id=conversation_id, regenerate=True, source="ui")  # fmt: skip
+        shown = [*_shown([m.model_dump() for m in prepared.request.messages]), {"role": "assistant", "content": ""}]
         yield from stream(prepared, shown, request.session_hash, lang_value)
 
     def on_stop(request: gr.Request):

@@ -112,7 +112,8 @@ def build(ctx: UIContext, lang: gr.Radio, main_tabs: gr.Tabs, chat_tab: ChatTab,
             return (gr.Tabs(selected="images"), gr.Tabs(selected="txt2img"), "txt2img",
                     *images_tab.fill_form(fields, mode="txt2img"), *chat_skip)  # fmt: skip
         conv = ctx.studio.history.get(entry["id"])
-        shown = [{"role": m["role"], "content": m["content"]} for m in conv["messages"] if m["role"] != "system"]
+        shown = [{"role": m["role"], "content": m["content"]} for m in conv["messages"]
+                 if m["role"] != "system" and not m["superseded"]]  # fmt: skip
         system = next((m["content"] for m in reversed(conv["messages"]) if m["role"] == "system"), "")
         last = conv["responses"][-1]["options"] if conv["responses"] else {}
         options = [("\n".join(last.get(n) or []) if n == "stop" else last.get(n)) for n in OPTION_FIELDS]
