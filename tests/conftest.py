@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -52,6 +53,20 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+@contextmanager
+def a1111_server(studio: Studio):
+    """A live studio server (no default text model loaded) with a `webuiapi` client as ``.api``."""
+    import webuiapi
+
+    from aigc_studio.api.app import create_app
+
+    with LiveServer(create_app(studio, load_default=False)) as live:
+        live.studio = studio
+        host, port = live.url.removeprefix("http://").split(":")
+        live.api = webuiapi.WebUIApi(host=host, port=int(port))
+        yield live
 
 
 def make_studio(home, **overrides) -> Studio:

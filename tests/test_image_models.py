@@ -9,17 +9,15 @@ import time
 
 import numpy as np
 import pytest
-import webuiapi
 from click.testing import CliRunner
 from PIL import Image
 
-from aigc_studio.api.app import create_app
 from aigc_studio.cli.main import cli
 from aigc_studio.config import load_config
 from aigc_studio.images.tiny import build_tiny_sd
 from aigc_studio.studio import Studio
 
-from .conftest import LiveServer
+from .conftest import a1111_server
 
 SMALL = dict(width=64, height=64, steps=3, cfg_scale=5)
 
@@ -37,10 +35,7 @@ def server(tmp_path_factory, tiny):
     studio.registry.add(tiny["sd15"].folder, model_id="tiny-folder")
     studio.registry.add(tiny["sd15"].single_file, model_id="tiny-file")  # as in A1111's models folder
     studio.registry.add(tiny["pix2pix"].folder, model_id="tiny-pix2pix")
-    with LiveServer(create_app(studio, load_default=False)) as live:
-        live.studio = studio
-        host, port = live.url.removeprefix("http://").split(":")
-        live.api = webuiapi.WebUIApi(host=host, port=int(port))
+    with a1111_server(studio) as live:
         yield live
     studio.close()
 

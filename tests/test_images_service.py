@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from aigc_studio.config import load_config
 from aigc_studio.engines.image_base import ImageRequest
 from aigc_studio.errors import InvalidRequest, ModelNotFound
-from aigc_studio.images.infotext import parse_infotext, read_infotext
+from aigc_studio.images.infotext import read_infotext
 from aigc_studio.studio import Studio
 
 

@@ -15,14 +15,12 @@ import time
 import httpx
 import openai
 import pytest
-import webuiapi
 from PIL import Image
 
-from aigc_studio.api.app import create_app
 from aigc_studio.config import load_config
 from aigc_studio.studio import Studio
 
-from .conftest import LiveServer
+from .conftest import a1111_server
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +29,7 @@ def server(tmp_path_factory):
 
     os.environ["AIGC_HOME"] = str(tmp_path_factory.mktemp("sdapi-home"))
     studio = Studio(load_config(model="echo", image_model="plain"))
-    with LiveServer(create_app(studio, load_default=False)) as live:
-        live.studio = studio
-        host, port = live.url.removeprefix("http://").split(":")
-        live.api = webuiapi.WebUIApi(host=host, port=int(port))
+    with a1111_server(studio) as live:
         yield live
     studio.close()
 

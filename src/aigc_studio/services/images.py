@@ -7,6 +7,7 @@ A1111's infotext under AIGC_HOME/outputs, and records it for the gallery.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -22,7 +23,7 @@ from ..engines.image_base import ImageRequest, Mode, StepInfo
 from ..errors import InvalidRequest, NotFound
 from ..images.infotext import format_infotext, params_from_request, write_png
 from ..models.registry import ModelInfo, Registry
-from ..storage.db import Database
+from ..storage.db import Database, like_pattern
 from ..storage.history import new_id
 from .jobs import Job, JobQueue
 
@@ -37,6 +38,11 @@ class GeneratedImage:
     seed: int
     subseed: int
     infotext: str
+
+
+    def png_base64(self) -> str:
+        """The image as the APIs send it: the PNG already written (infotext included), base64."""
+        return base64.b64encode(self.path.read_bytes()).decode()
 
 
 @dataclass
@@ -197,7 +203,7 @@ class ImageService:
         where, args = [], []
         if query:
             where.append("prompt LIKE ? ESCAPE '\\'")
-            args.append("%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            args.append(like_pattern(query))
         if model:
             where.append("model = ?")
             args.append(model)

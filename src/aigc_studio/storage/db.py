@@ -139,6 +139,11 @@ def m004_superseded_answers() -> str:
     return "ALTER TABLE messages ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;"
 
 
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 class Database:
     """One connection per thread to one SQLite file; ``with db.tx() as conn`` for a transaction."""
 

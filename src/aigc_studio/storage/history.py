@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..engines.base import Message
 from ..errors import InvalidRequest, NotFound
-from .db import Database
+from .db import Database, like_pattern
 
 EXPORT_VERSION = 1
 
@@ -190,7 +190,7 @@ class History:
             arg = '"' + query.replace('"', '""') + '"'
         else:
             where = "m.content LIKE ? ESCAPE '\\'"
-            arg = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            arg = like_pattern(query)
         rows = self.db.conn.execute(
             "SELECT c.id, c.title, c.model, c.updated, m.role, m.content FROM messages m"
             f" JOIN conversations c ON c.id = m.conversation_id WHERE {where}"

@@ -293,7 +293,5 @@ async def images_generations(body: ImageGenerationRequest, request: Request,
         base = str(request.base_url).rstrip("/")
         data = [{"url": f"{base}/api/images/{g.id}.png", "revised_prompt": None} for g in result.images]
     else:
-        from .sdapi import encode_png
-
-        data = [{"b64_json": encode_png(g.image, g.infotext), "revised_prompt": None} for g in result.images]
+        data = [{"b64_json": g.png_base64(), "revised_prompt": None} for g in result.images]
     return {"created": int(time.time()), "data": data}

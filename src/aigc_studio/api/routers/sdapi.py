@@ -49,11 +49,10 @@ def decode_b64_image(data: str, what: str) -> Image.Image:
     return open_image(raw, what)
 
 
-def encode_png(image: Image.Image, infotext: str | None = None) -> str:
-    from ...images.infotext import write_png
-
+def encode_preview(image: Image.Image) -> str:
+    """A progress preview (never written to disk) as a base64 PNG."""
     buf = io.BytesIO()
-    write_png(image, buf, infotext or "")
+    image.save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -82,7 +81,7 @@ async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: A1111Bod
     job = await run_in_threadpool(studio.images.submit, request, mode, source="sdapi", **images)
     result: GenerationResult = await run_in_threadpool(job.wait)
     return {
-        "images": [encode_png(g.image, g.infotext) for g in result.images] if body.send_images else [],
+        "images": [g.png_base64() for g in result.images] if body.send_images else [],
         "parameters": _echo(body),
         "info": json.dumps(result.a1111_info(), ensure_ascii=False),
     }
@@ -138,7 +137,7 @@ def progress(skip_current_image: bool = False, studio: Studio = Depends(get_stud
     image = None
     if not skip_current_image and job.preview is not None:
         preview = job.preview()
-        image = encode_png(preview) if preview is not None else None
+        image = encode_preview(preview) if preview is not None else None
     return {
         "progress": round(job.progress, 4),
         "eta_relative": round(job.eta or 0.0, 2),
