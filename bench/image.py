@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tiny_models
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT, NEGATIVE = "a lighthouse on a cliff at dusk, oil painting", "blurry, text"
@@ -48,8 +49,8 @@ def main() -> None:
     import torch
     from diffusers import DiffusionPipeline, EulerAncestralDiscreteScheduler
 
+    from aigc_studio.contracts import ImageRequest
     from aigc_studio.engines.diffusers_engine import DiffusersEngine
-    from aigc_studio.engines.image_base import ImageRequest
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -58,22 +59,39 @@ def main() -> None:
     if model:
         model_path, label = Path(model), Path(model).name
     else:
-        from aigc_studio.images.tiny import build_tiny_sd
+        from tests.tiny_models import build_tiny_sd
 
         tiny = build_tiny_sd(work / "tiny")
         model_path, label = tiny.folder, "tiny SD 1.x (diffusers folder, built from the real classes)"
-    request = ImageRequest(prompt=PROMPT, negative_prompt=NEGATIVE, steps=args.steps, sampler_name="Euler a",
-                           cfg_scale=7, width=args.size, height=args.size, seed=1, subseed=1)  # fmt: skip
+    request = ImageRequest(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        steps=args.steps,
+        sampler_name="Euler a",
+        cfg_scale=7,
+        width=args.size,
+        height=args.size,
+        seed=1,
+        subseed=1,
+    )
     rows: list[tuple[str, float, float]] = []  # name, total s, s/step
 
     # (c) first: the studio server over HTTP, alone on the machine (this process has run no model yet).
     home = work / "home"
     env = {**os.environ, "AIGC_HOME": str(home), "AIGC_MODEL": "echo"}
-    subprocess.run([sys.executable, "-m", "aigc_studio", "models", "add", str(model_path), "--name", "bench"],
-                   env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "aigc_studio", "models", "add", str(model_path), "--name", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     port = 18700
-    server = subprocess.Popen([sys.executable, "-m", "aigc_studio", "serve", "--port", str(port), "--log-level",
-                               "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aigc_studio", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -85,9 +103,16 @@ def main() -> None:
                 pass
             assert time.time() < deadline and server.poll() is None, "server did not start"
             time.sleep(0.1)
-        body = {"prompt": PROMPT, "negative_prompt": NEGATIVE, "steps": args.steps, "sampler_name": "Euler a",
-                "cfg_scale": 7, "width": args.size, "height": args.size,
-                "override_settings": {"sd_model_checkpoint": "bench"}}  # fmt: skip
+        body = {
+            "prompt": PROMPT,
+            "negative_prompt": NEGATIVE,
+            "steps": args.steps,
+            "sampler_name": "Euler a",
+            "cfg_scale": 7,
+            "width": args.size,
+            "height": args.size,
+            "override_settings": {"sd_model_checkpoint": "bench"},
+        }
 
         def http_once(seed: int, watch_steps: bool = False) -> tuple[float, float]:
             """Total time, and (watch_steps) the time until /progress first shows a step. The watcher
@@ -97,8 +122,10 @@ def main() -> None:
 
             def watch():
                 while not done.is_set():
-                    if httpx.get(base + "/sdapi/v1/progress?skip_current_image=true").json()["state"][
-                            "sampling_step"] >= 1:  # fmt: skip
+                    if (
+                        httpx.get(base + "/sdapi/v1/progress?skip_current_image=true").json()["state"]["sampling_step"]
+                        >= 1
+                    ):
                         seen.append(time.perf_counter())
                         return
                     time.sleep(0.005)
@@ -125,15 +152,17 @@ def main() -> None:
     started = time.perf_counter()
     first_step: list[float] = []
     engine = DiffusersEngine("bench", model_path, threads=threads)
-    engine.generate(request.model_copy(update={"steps": 1}), "txt2img",
-                    on_step=lambda s: first_step.append(time.perf_counter()))  # fmt: skip
+    engine.generate(
+        request.model_copy(update={"steps": 1}), "txt2img", on_step=lambda s: first_step.append(time.perf_counter())
+    )
     cold_first_step = first_step[0] - started
 
     def studio_once(seed: int) -> tuple[float, float]:
         marks: list[float] = []
         t0 = time.perf_counter()
-        engine.generate(request.model_copy(update={"seed": seed}), "txt2img",
-                        on_step=lambda s: marks.append(time.perf_counter()))  # fmt: skip
+        engine.generate(
+            request.model_copy(update={"seed": seed}), "txt2img", on_step=lambda s: marks.append(time.perf_counter())
+        )
         total = time.perf_counter() - t0
         return total, (marks[-1] - marks[0]) / (len(marks) - 1), marks[0] - t0
 
@@ -153,9 +182,16 @@ def main() -> None:
             return kw
 
         t0 = time.perf_counter()
-        pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=args.steps, guidance_scale=7,
-             width=args.size, height=args.size, generator=torch.Generator("cpu").manual_seed(seed),
-             callback_on_step_end=on_step)  # fmt: skip
+        pipe(
+            PROMPT,
+            negative_prompt=NEGATIVE,
+            num_inference_steps=args.steps,
+            guidance_scale=7,
+            width=args.size,
+            height=args.size,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            callback_on_step_end=on_step,
+        )
         return time.perf_counter() - t0, (marks[-1] - marks[0]) / (len(marks) - 1)
 
     # (c') the same HTTP API served from this process (uvicorn in a thread), so that it runs under the
@@ -170,14 +206,22 @@ def main() -> None:
     inproc = Studio(load_config(model="echo"))
     inproc.registry.add(model_path, model_id="bench")
     inproc.registry.set_default_image_model("bench")
-    server = uvicorn.Server(uvicorn.Config(create_app(inproc, load_default=False), host="127.0.0.1", port=0,
-                                           log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(inproc, load_default=False), host="127.0.0.1", port=0, log_level="warning")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.02)
     inproc_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/sdapi/v1/txt2img"
-    inproc_body = {"prompt": PROMPT, "negative_prompt": NEGATIVE, "steps": args.steps, "sampler_name": "Euler a",
-                   "cfg_scale": 7, "width": args.size, "height": args.size}  # fmt: skip
+    inproc_body = {
+        "prompt": PROMPT,
+        "negative_prompt": NEGATIVE,
+        "steps": args.steps,
+        "sampler_name": "Euler a",
+        "cfg_scale": 7,
+        "width": args.size,
+        "height": args.size,
+    }
 
     def inproc_once(seed: int) -> float:
         t0 = time.perf_counter()
@@ -200,21 +244,29 @@ def main() -> None:
     rows.insert(2, http_row)
 
     base_total, base_step = rows[0][1], rows[0][2]
-    print(f"\n{label}; {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, {threads} threads, "
-          f"median of {args.runs}\n")  # fmt: skip
+    print(
+        f"\n{label}; {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, {threads} threads, "
+        f"median of {args.runs}\n"
+    )
     print("| variant | total s | s/step | total ÷ (a) | s/step ÷ (a) | overhead vs (a) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, total, step in rows:
         step_s = "–" if step != step else f"{step:.4f}"
         step_r = "–" if step != step else f"{step / base_step:.3f}"
-        print(f"| {name} | {total:.3f} | {step_s} | {total / base_total:.3f} | {step_r} | "
-              f"{(total - base_total) / base_total * 100:+.1f}% |")  # fmt: skip
+        print(
+            f"| {name} | {total:.3f} | {step_s} | {total / base_total:.3f} | {step_r} | "
+            f"{(total - base_total) / base_total * 100:+.1f}% |"
+        )
     print("\n| start of a request | cold (model not loaded) | warm | cold ÷ warm |")
     print("|---|---:|---:|---:|")
-    print(f"| studio engine, to first step | {cold_first_step:.3f} s | {warm_first_step:.3f} s | "
-          f"{cold_first_step / warm_first_step:.0f}× |")  # fmt: skip
-    print(f"| /sdapi/v1/txt2img, to first step | {http_cold_first:.3f} s | {http_warm_first:.3f} s | "
-          f"{http_cold_first / http_warm_first:.0f}× |")  # fmt: skip
+    print(
+        f"| studio engine, to first step | {cold_first_step:.3f} s | {warm_first_step:.3f} s | "
+        f"{cold_first_step / warm_first_step:.0f}× |"
+    )
+    print(
+        f"| /sdapi/v1/txt2img, to first step | {http_cold_first:.3f} s | {http_warm_first:.3f} s | "
+        f"{http_cold_first / http_warm_first:.0f}× |"
+    )
     print(f"\n(cold HTTP request total: {http_cold_total:.2f} s)")
 
 

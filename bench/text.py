@@ -34,14 +34,26 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from aigc_studio.engines.base import Message, TextOptions, TextRequest  # noqa: E402
-from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine  # noqa: E402
-from aigc_studio.engines.worker import EngineWorker  # noqa: E402
-from aigc_studio.models.registry import embedded_model_path  # noqa: E402
+from aigc_studio.contracts import Message, TextOptions, TextRequest
+from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine
+from aigc_studio.engines.worker import EngineWorker
+from aigc_studio.models.registry import embedded_model_path
 
 THREADS = os.cpu_count() or 1
-TOPICS = ["lighthouses", "bread baking", "comets", "honeybees", "old maps", "rivers", "glass making",
-          "chess openings", "volcanoes", "tea", "bridges", "owls"]  # fmt: skip
+TOPICS = [
+    "lighthouses",
+    "bread baking",
+    "comets",
+    "honeybees",
+    "old maps",
+    "rivers",
+    "glass making",
+    "chess openings",
+    "volcanoes",
+    "tea",
+    "bridges",
+    "owls",
+]
 CONTEXT = (
     "You are writing for a general audience blog. Keep a warm tone, use concrete examples, avoid lists, "
     "and write in full paragraphs. The readers are curious adults who like history and science. "
@@ -130,10 +142,14 @@ def openai_variant(name, base_url, counter, count_prompt, args, sampling, offset
 
     def one(i: int) -> Sample:
         stream = client.chat.completions.create(
-            model="smollm2-135m", messages=prompt(i), stream=True, max_tokens=args.tokens,
-            temperature=sampling["temperature"], top_p=sampling["top_p"],
+            model="smollm2-135m",
+            messages=prompt(i),
+            stream=True,
+            max_tokens=args.tokens,
+            temperature=sampling["temperature"],
+            top_p=sampling["top_p"],
             extra_body={k: sampling[k] for k in ("top_k", "min_p", "repeat_penalty")},
-        )  # fmt: skip
+        )
         return measure((c.choices[0].delta.content for c in stream if c.choices), counter, count_prompt(i))
 
     one(offset + 10_000)  # warm-up
@@ -171,10 +187,15 @@ def main() -> None:
         def pieces():
             with lock:
                 for c in raw.create_chat_completion(
-                    messages=prompt(i), stream=True, max_tokens=args.tokens,
-                    temperature=sampling["temperature"], top_p=sampling["top_p"], top_k=sampling["top_k"],
-                    min_p=sampling["min_p"], repeat_penalty=sampling["repeat_penalty"],
-                ):  # fmt: skip
+                    messages=prompt(i),
+                    stream=True,
+                    max_tokens=args.tokens,
+                    temperature=sampling["temperature"],
+                    top_p=sampling["top_p"],
+                    top_k=sampling["top_k"],
+                    min_p=sampling["min_p"],
+                    repeat_penalty=sampling["repeat_penalty"],
+                ):
                     yield c["choices"][0]["delta"].get("content")
 
         return measure(pieces(), counter, count_prompt(i))
@@ -196,21 +217,42 @@ def main() -> None:
 
     # (c) the studio server, (d) llama-cpp-python's server: each alone on the machine
     servers = [
-        ("(c) studio server + openai client",
-         [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"],
-         "/health"),
-        ("(d) llama_cpp.server + openai client",
-         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", "8192",
-          "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--host", "127.0.0.1",
-          "--port", "{port}", "--interrupt_requests", "False"],
-         "/v1/models"),
-    ]  # fmt: skip
+        (
+            "(c) studio server + openai client",
+            [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"],
+            "/health",
+        ),
+        (
+            "(d) llama_cpp.server + openai client",
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model),
+                "--n_ctx",
+                "8192",
+                "--n_threads",
+                str(THREADS),
+                "--n_threads_batch",
+                str(THREADS),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--interrupt_requests",
+                "False",
+            ],
+            "/v1/models",
+        ),
+    ]
     for name, cmd, ready in servers:
         port = 18000 + len(rows)
         with tempfile.TemporaryDirectory() as home:
             env = {**os.environ, "AIGC_HOME": home}
-            proc = subprocess.Popen([c.format(port=port) for c in cmd], env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)  # fmt: skip
+            proc = subprocess.Popen(
+                [c.format(port=port) for c in cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             try:
                 wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
                 rows += openai_variant(name, f"http://127.0.0.1:{port}/v1", counter, count_prompt, args, sampling, 0)
@@ -221,16 +263,20 @@ def main() -> None:
     base = {r.clients: r for r in rows if r.name.startswith("(a)")}
     peer = {r.clients: r for r in rows if r.name.startswith("(d)")}
     print(f"\nSmolLM2-135M Q4_1, {THREADS} threads, {args.tokens} max tokens, {args.rounds} requests per client\n")
-    print("| variant | clients | prompt tok/s | decode tok/s | aggregate tok/s | TTFT ms (median) "
-          "| decode ÷ (a) | aggregate ÷ (a) | aggregate ÷ (d) |")  # fmt: skip
+    print(
+        "| variant | clients | prompt tok/s | decode tok/s | aggregate tok/s | TTFT ms (median) "
+        "| decode ÷ (a) | aggregate ÷ (a) | aggregate ÷ (d) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         b, p = base[r.clients], peer[r.clients]
         # With several clients, the time to first token is mostly waiting in the queue.
         prompt_tps = f"{r.prompt_tps:.0f}" if r.clients == 1 else "–"
-        print(f"| {r.name} | {r.clients} | {prompt_tps} | {r.decode_tps:.1f} | {r.aggregate_tps:.1f} | "
-              f"{r.ttft_ms:.0f} | {r.decode_tps / b.decode_tps:.2f} | {r.aggregate_tps / b.aggregate_tps:.2f} | "
-              f"{r.aggregate_tps / p.aggregate_tps:.2f} |")  # fmt: skip
+        print(
+            f"| {r.name} | {r.clients} | {prompt_tps} | {r.decode_tps:.1f} | {r.aggregate_tps:.1f} | "
+            f"{r.ttft_ms:.0f} | {r.decode_tps / b.decode_tps:.2f} | {r.aggregate_tps / b.aggregate_tps:.2f} | "
+            f"{r.aggregate_tps / p.aggregate_tps:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs a hub; make any attempt fail fast
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tiny_models
 
-from aigc_studio.images.tiny import KINDS, build_tiny_sd, build_tiny_sdxl  # noqa: E402
+from tests.tiny_models import KINDS, build_tiny_sd, build_tiny_sdxl
 
 
 def _size(path: Path) -> int:

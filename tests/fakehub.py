@@ -138,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeHub
     protocol_version = "HTTP/1.1"  # keep-alive, as huggingface_hub's pooled client expects
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet test output
+    def log_message(self, format: str, *args: object) -> None:
         return None
 
     def do_HEAD(self) -> None:
@@ -183,8 +183,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         commit = self.fake.commit(repo_id)
         if what == "revision" and method == "GET":
-            self._json({"id": repo_id, "modelId": repo_id, "sha": commit, "private": False, "gated": False,
-                        "disabled": False, "tags": [], "siblings": [{"rfilename": p} for p in files]})  # fmt: skip
+            self._json(
+                {
+                    "id": repo_id,
+                    "modelId": repo_id,
+                    "sha": commit,
+                    "private": False,
+                    "gated": False,
+                    "disabled": False,
+                    "tags": [],
+                    "siblings": [{"rfilename": p} for p in files],
+                }
+            )
         elif what == "tree" and method == "GET":
             recursive = parse_qs(query).get("recursive", ["False"])[0].lower() == "true"
             prefix = f"{sub.rstrip('/')}/" if sub else ""
@@ -200,8 +210,10 @@ class _Handler(BaseHTTPRequestHandler):
                         folders.add(prefix + "/".join(parts[:depth]))
                 if recursive or len(parts) == 1:
                     entries.append(_tree_entry(f))
-            entries += [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
-                        for d in sorted(folders)]  # fmt: skip
+            entries += [
+                {"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
+                for d in sorted(folders)
+            ]
             self._json(entries)
         elif what == "paths-info" and method == "POST":
             length = int(self.headers.get("Content-Length") or 0)
@@ -217,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         commit = self.fake.commit(repo_id)
         f = files.get(path)
         if f is None:
-            self._error(404, "EntryNotFound", f"{path} does not exist on \"{rev}\"", commit=commit)
+            self._error(404, "EntryNotFound", f'{path} does not exist on "{rev}"', commit=commit)
             return
         if f.lfs and not cdn:
             # LFS content lives elsewhere: the hub redirects, and tells the size and hash in X-Linked-*.

@@ -26,11 +26,15 @@ def _checkpoint(path: Path, keys: dict[str, list[int]], filler: bytes = b"") -> 
     return path
 
 
-SD15 = {"cond_stage_model.transformer.text_model.embeddings.position_ids": [1, 77],
-        "model.diffusion_model.input_blocks.0.0.weight": [320, 4, 3, 3]}  # fmt: skip
+SD15 = {
+    "cond_stage_model.transformer.text_model.embeddings.position_ids": [1, 77],
+    "model.diffusion_model.input_blocks.0.0.weight": [320, 4, 3, 3],
+}
 PIX2PIX = {**SD15, "model.diffusion_model.input_blocks.0.0.weight": [320, 8, 3, 3]}
-SDXL = {"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": [1, 77],
-        "conditioner.embedders.1.model.ln_final.weight": [1280]}  # fmt: skip
+SDXL = {
+    "conditioner.embedders.0.transformer.text_model.embeddings.position_ids": [1, 77],
+    "conditioner.embedders.1.model.ln_final.weight": [1280],
+}
 SD21 = {"cond_stage_model.model.ln_final.weight": [1024]}
 
 
@@ -115,7 +119,11 @@ def test_without_hashes_titles_are_the_bare_names(install):
     found = scan_a1111(install, hashes=False)
     v15 = next(m for m in found if m.name == "v1-5-pruned-emaonly")
     assert (v15.title, v15.short_title, v15.hash, v15.sha256) == (
-        "v1-5-pruned-emaonly.safetensors", "v1-5-pruned-emaonly", None, None)  # fmt: skip
+        "v1-5-pruned-emaonly.safetensors",
+        "v1-5-pruned-emaonly",
+        None,
+        None,
+    )
 
 
 def test_a_folder_that_is_not_a1111_is_refused(tmp_path):

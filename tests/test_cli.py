@@ -85,11 +85,21 @@ def test_models_add_list_info_rm(aigc_home, smollm_path, tmp_path):
 def test_real_model_through_the_installed_command(aigc_home, smollm_path):
     exe = Path(sys.executable).parent / "aigc"
     env = {**os.environ, "AIGC_HOME": str(aigc_home)}
-    out = subprocess.run([str(exe), "chat", "Say hello.", "--max-tokens", "12", "--seed", "4", "--stats"],
-                         capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [str(exe), "chat", "Say hello.", "--max-tokens", "12", "--seed", "4", "--stats"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
     assert "tok/s" in out.stderr and "seed 4" in out.stderr
-    again = subprocess.run([str(exe), "chat", "Say hello.", "--max-tokens", "12", "--seed", "4"],
-                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    again = subprocess.run(
+        [str(exe), "chat", "Say hello.", "--max-tokens", "12", "--seed", "4"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert again.stdout == out.stdout

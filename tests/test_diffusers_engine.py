@@ -18,10 +18,10 @@ import numpy as np  # noqa: E402
 from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from aigc_studio.contracts import SAMPLERS, SCHEDULERS, Control, ImageRequest  # noqa: E402
 from aigc_studio.engines.diffusers_engine import DiffusersEngine, parse_prompt_attention  # noqa: E402
-from aigc_studio.engines.image_base import SAMPLERS, SCHEDULERS, Control, ImageRequest  # noqa: E402
 from aigc_studio.engines.samplers import choose_scheduler  # noqa: E402
-from aigc_studio.images.tiny import build_tiny_sd, build_tiny_sdxl, detect_architecture  # noqa: E402
+from tests.tiny_models import build_tiny_sd, build_tiny_sdxl, detect_architecture  # noqa: E402
 
 SIZE = 64
 
@@ -124,8 +124,11 @@ def test_batches_take_consecutive_seeds_and_each_image_is_its_seed(sd):
     assert len(result.images) == 4
     assert result.seeds == [100, 101, 102, 103]
     assert result.subseeds == [500, 501, 502, 503]
-    # "Euler a" draws each step's noise from each image's own generator: image 2 is seed 102 alone
-    assert np.array_equal(pixels(result.images[2]), one(sd, seed=102, subseed=502))
+    # "Euler a" draws each step's noise from each image's own generator: image 2 is seed 102 alone. Not
+    # bit for bit: on some CPUs a batch of 2 runs other convolution kernels than a batch of 1.
+    alone = one(sd, seed=102, subseed=502)
+    assert np.abs(pixels(result.images[2]) - alone).max() <= 2
+    assert np.abs(pixels(result.images[3]) - alone).mean() > 10  # and not the next seed's picture
     assert not np.array_equal(pixels(result.images[0]), pixels(result.images[1]))
 
 
@@ -266,8 +269,9 @@ def test_img2img_runs_the_strength_share_of_the_steps(sd, picture):
 
 @pytest.mark.parametrize("fill", [0, 1, 2, 3])
 def test_inpaint_repaints_the_mask_and_keeps_the_rest(sd, picture, square_mask, fill):
-    repainted = one(sd, "inpaint", init_image=picture, mask=square_mask, mask_blur=2, inpainting_fill=fill,
-                    denoising_strength=0.9)  # fmt: skip
+    repainted = one(
+        sd, "inpaint", init_image=picture, mask=square_mask, mask_blur=2, inpainting_fill=fill, denoising_strength=0.9
+    )
     original = pixels(picture)
     far = np.ones((SIZE, SIZE), dtype=bool)
     far[12:52, 12:52] = False  # more than 12 px from the mask: the blurred mask is 0 there
@@ -292,7 +296,7 @@ def test_edit_with_instruct_pix2pix(pix2pix, picture):
     assert edited.shape == (SIZE, SIZE, 3)
     assert np.array_equal(one(pix2pix, "edit", prompt="make it red", init_image=picture), edited)
     assert not np.array_equal(one(pix2pix, "edit", prompt="make it red", init_image=picture, image_cfg_scale=3), edited)
-    with pytest.raises(ValueError, match="InstructPix2Pix model.*can do edit, not txt2img"):
+    with pytest.raises(ValueError, match=r"InstructPix2Pix model.*can do edit, not txt2img"):
         pix2pix.generate(request(), "txt2img")
 
 
@@ -320,8 +324,10 @@ def test_single_file_architecture_is_read_from_its_keys(tiny):
 
 UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 SD1_TEXT = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
-SDXL_TEXT = ("conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
-             "conditioner.embedders.1.model.token_embedding.weight")  # fmt: skip
+SDXL_TEXT = (
+    "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+    "conditioner.embedders.1.model.token_embedding.weight",
+)
 
 
 def placeholder_checkpoint(path, in_channels, keys):
@@ -356,7 +362,7 @@ def test_a_single_file_without_its_config_folder_is_detected_before_loading(tmp_
     checkpoint = placeholder_checkpoint(tmp_path / "refiner.safetensors", 4, refiner_text)
     with pytest.raises(ValueError, match="SDXL refiner"):
         DiffusersEngine("refiner", checkpoint, config_dir=tmp_path / "cache")  # a cache folder, not a config folder
-    with pytest.raises(ValueError, match="a diffusers folder or a .safetensors / .ckpt file"):
+    with pytest.raises(ValueError, match=r"a diffusers folder or a .safetensors / .ckpt file"):
         DiffusersEngine("bin", tmp_path / "model.bin")
 
 

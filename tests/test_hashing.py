@@ -73,10 +73,7 @@ def _diffusers_folder(root: Path) -> Path:
 
 def test_folder_hash_follows_documented_rule(tmp_path: Path):
     folder = _diffusers_folder(tmp_path / "tiny-sd")
-    listing = (
-        f"{EMPTY_SHA256}  text_encoder/model.bin\n"
-        f"{HELLO_SHA256}  unet/diffusion_pytorch_model.safetensors\n"
-    )
+    listing = f"{EMPTY_SHA256}  text_encoder/model.bin\n{HELLO_SHA256}  unet/diffusion_pytorch_model.safetensors\n"
     expected = hashlib.sha256(listing.encode()).hexdigest()
     assert folder_sha256(folder) == expected
     assert model_hash(folder) == expected[:10]
@@ -91,7 +88,7 @@ def test_folder_hash_changes_when_a_weight_changes(tmp_path: Path):
 
 def test_folder_without_weights_is_an_error(tmp_path: Path):
     (tmp_path / "empty" / "unet").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="no \\*.safetensors or \\*.bin weight files under"):
+    with pytest.raises(FileNotFoundError, match=r"no \*.safetensors or \*.bin weight files under"):
         model_hash(tmp_path / "empty")
 
 

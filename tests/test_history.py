@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from aigc_studio.config import load_config
-from aigc_studio.engines.base import Message, TextOptions
-from aigc_studio.errors import InvalidRequest, NotFound
+from aigc_studio.contracts import Message, TextOptions
+from aigc_studio.errors import ContextLengthExceeded, InvalidRequest, NotFound
 from aigc_studio.storage.db import MIGRATIONS, Database
 from aigc_studio.studio import Studio
 
@@ -21,8 +21,9 @@ def studio(aigc_home):
 
 
 def say(studio, text, cid=None, **options):
-    prepared = studio.chat.prepare([Message(role="user", content=text)], conversation_id=cid,
-                                   options=TextOptions(**options), source="test")  # fmt: skip
+    prepared = studio.chat.prepare(
+        [Message(role="user", content=text)], conversation_id=cid, options=TextOptions(**options), source="test"
+    )
     return studio.chat.complete(prepared)
 
 
@@ -38,8 +39,9 @@ def test_exchange_is_recorded_with_options_and_timings(studio):
     r = say(studio, "hello there friend", seed=5, max_tokens=2)
     conv = studio.history.get(r.conversation_id)
     assert [(m["role"], m["content"]) for m in conv["messages"]] == [
-        ("user", "hello there friend"), ("assistant", "hello there "),
-    ]  # fmt: skip
+        ("user", "hello there friend"),
+        ("assistant", "hello there "),
+    ]
     resp = conv["responses"][0]
     assert resp["options"] == {"seed": 5, "max_tokens": 2}
     assert resp["finish_reason"] == "length" and resp["status"] == "ok" and resp["seed"] == 5
@@ -91,7 +93,7 @@ def test_export_import_round_trip(studio, aigc_home, tmp_path, monkeypatch):
 
 
 def test_failed_and_cancelled_requests_are_logged(studio):
-    with pytest.raises(Exception):
+    with pytest.raises(ContextLengthExceeded):
         say(studio, "word " * 3000)  # echo's context is 2048 "tokens"
     failed = studio.history.get(studio.history.latest_id())
     assert failed["responses"][0]["status"] == "error" and "context" in failed["responses"][0]["error"]
@@ -112,25 +114,27 @@ def test_failed_and_cancelled_requests_are_logged(studio):
 
 def test_a_failed_write_leaves_earlier_history_intact(studio):
     ok = say(studio, "precious")
-    with pytest.raises(sqlite3.IntegrityError):
-        with studio.db.tx() as conn:
-            conn.execute("INSERT INTO messages (conversation_id, role, content, created) VALUES ('x','user','y',0)")
+    with pytest.raises(sqlite3.IntegrityError), studio.db.tx() as conn:
+        conn.execute("INSERT INTO messages (conversation_id, role, content, created) VALUES ('x','user','y',0)")
     assert studio.history.get(ok.conversation_id)["messages"][0]["content"] == "precious"
 
 
 def test_regenerate_answers_again_in_place_and_keeps_the_replaced_answer(studio):
     first = say(studio, "one two three")
     engine = studio.registry.engine("echo")
-    prepared = studio.chat.prepare([], conversation_id=first.conversation_id, regenerate=True,
-                                   options=TextOptions(max_tokens=2), source="test")  # fmt: skip
+    prepared = studio.chat.prepare(
+        [], conversation_id=first.conversation_id, regenerate=True, options=TextOptions(max_tokens=2), source="test"
+    )
     assert [m.content for m in prepared.request.messages] == ["one two three"]
     again = studio.chat.complete(prepared)
     assert again.conversation_id == first.conversation_id and again.text == "one two "
     assert [m.content for m in studio.history.messages(first.conversation_id)] == ["one two three", "one two "]
     conv = studio.history.get(first.conversation_id)
     assert [(m["content"], m["superseded"]) for m in conv["messages"]] == [
-        ("one two three", 0), ("one two three", 1), ("one two ", 0),
-    ]  # fmt: skip
+        ("one two three", 0),
+        ("one two three", 1),
+        ("one two ", 0),
+    ]
     # A retry that fails changes nothing: the answer shown stays the last good one.
     engine.count_prompt_tokens = lambda *a, **k: 10**6
     with pytest.raises(Exception, match="context"):

@@ -14,8 +14,8 @@ from PIL import Image
 
 from aigc_studio.cli.main import cli
 from aigc_studio.config import load_config
-from aigc_studio.images.tiny import build_tiny_sd
 from aigc_studio.studio import Studio
+from tests.tiny_models import build_tiny_sd
 
 from .conftest import a1111_server
 
@@ -46,12 +46,15 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 def test_txt2img_same_seed_same_pixels_and_a1111_infotext(server):
     server.api.util_set_model("tiny-folder")
-    a = server.api.txt2img(prompt="a red (fox:1.3)", negative_prompt="blurry", seed=7, sampler_name="DPM++ 2M",
-                           scheduler="Karras", **SMALL)  # fmt: skip
-    b = server.api.txt2img(prompt="a red (fox:1.3)", negative_prompt="blurry", seed=7, sampler_name="DPM++ 2M",
-                           scheduler="Karras", **SMALL)  # fmt: skip
-    c = server.api.txt2img(prompt="a red (fox:1.3)", negative_prompt="blurry", seed=8, sampler_name="DPM++ 2M",
-                           scheduler="Karras", **SMALL)  # fmt: skip
+    a = server.api.txt2img(
+        prompt="a red (fox:1.3)", negative_prompt="blurry", seed=7, sampler_name="DPM++ 2M", scheduler="Karras", **SMALL
+    )
+    b = server.api.txt2img(
+        prompt="a red (fox:1.3)", negative_prompt="blurry", seed=7, sampler_name="DPM++ 2M", scheduler="Karras", **SMALL
+    )
+    c = server.api.txt2img(
+        prompt="a red (fox:1.3)", negative_prompt="blurry", seed=8, sampler_name="DPM++ 2M", scheduler="Karras", **SMALL
+    )
     assert a.image.size == (64, 64)
     assert (pixels(a.image) == pixels(b.image)).all()
     assert (pixels(a.image) != pixels(c.image)).any()
@@ -84,8 +87,9 @@ def test_img2img_and_inpaint(server):
     assert np.abs(pixels(changed.image) - pixels(source)).mean() > 2
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (0, 0, 32, 64))
-    painted = server.api.img2img(images=[source], mask_image=mask, prompt="a pond", denoising_strength=1.0,
-                                 mask_blur=0, seed=2, **SMALL)  # fmt: skip
+    painted = server.api.img2img(
+        images=[source], mask_image=mask, prompt="a pond", denoising_strength=1.0, mask_blur=0, seed=2, **SMALL
+    )
     diff = np.abs(pixels(painted.image) - pixels(source))
     assert diff[:, 40:].max() == 0 and diff[:, :32].mean() > 2  # right half kept exactly, left repainted
     assert "Mask blur: 0" in painted.info["infotexts"][0]
@@ -101,8 +105,11 @@ def test_instruction_edit_through_img2img_with_a_pix2pix_model(server):
 def test_interrupt_during_a_real_generation(server):
     server.api.util_set_model("tiny-folder")
     result = {}
-    t = threading.Thread(target=lambda: result.setdefault("r", server.api.txt2img(
-        prompt="long", seed=5, width=64, height=64, steps=150, n_iter=2)))  # fmt: skip
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "r", server.api.txt2img(prompt="long", seed=5, width=64, height=64, steps=150, n_iter=2)
+        )
+    )
     t.start()
     deadline = time.time() + 60
     while server.api.get_progress()["state"]["sampling_step"] < 2:
@@ -118,8 +125,25 @@ def test_cli_image_and_inspect(server, tiny, aigc_home, tmp_path):
     runner = CliRunner()
     assert runner.invoke(cli, ["models", "add", str(tiny["sd15"].folder), "--name", "tiny"]).exit_code == 0
     out = tmp_path / "fox.png"
-    r = runner.invoke(cli, ["image", "a fox", "-n", "blurry", "--steps", "2", "--size", "64x64", "--seed", "9",
-                            "--sampler", "Euler", "-o", str(out)])  # fmt: skip
+    r = runner.invoke(
+        cli,
+        [
+            "image",
+            "a fox",
+            "-n",
+            "blurry",
+            "--steps",
+            "2",
+            "--size",
+            "64x64",
+            "--seed",
+            "9",
+            "--sampler",
+            "Euler",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert Image.open(out).size == (64, 64)
     shown = runner.invoke(cli, ["inspect", str(out)]).output
@@ -136,8 +160,17 @@ def test_a_checkpoint_that_cannot_load_is_a_clear_4xx(server, tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(len(b'{"x": 1}').to_bytes(8, "little") + b'{"x": 1}')
     server.studio.registry.add(bad, model_id="broken")
-    r = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "x", "width": 64, "height": 64, "steps": 1,
-                   "override_settings": {"sd_model_checkpoint": "broken"}}, timeout=60)  # fmt: skip
+    r = httpx.post(
+        server.url + "/sdapi/v1/txt2img",
+        json={
+            "prompt": "x",
+            "width": 64,
+            "height": 64,
+            "steps": 1,
+            "override_settings": {"sd_model_checkpoint": "broken"},
+        },
+        timeout=60,
+    )
     assert r.status_code == 422 and "cannot load image model 'broken'" in r.json()["detail"]
     server.api.util_set_model("tiny-folder")
     assert server.api.txt2img(prompt="still works", seed=1, **SMALL).image.size == (64, 64)

@@ -10,7 +10,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from aigc_studio.config import load_config
-from aigc_studio.engines.image_base import ImageRequest
+from aigc_studio.contracts import ImageRequest
 from aigc_studio.errors import InvalidRequest, ModelNotFound
 from aigc_studio.images.infotext import read_infotext
 from aigc_studio.studio import Studio
@@ -28,15 +28,25 @@ def jobs_count(studio):
 
 
 def test_txt2img_writes_pngs_with_a1111_infotext_and_records_them(studio, aigc_home):
-    req = ImageRequest(prompt="a lighthouse, at dusk", negative_prompt="blurry", steps=3, seed=41, width=64,
-                       height=64, batch_size=2, cfg_scale=6.5, sampler_name="dpm++ 2m", scheduler="karras")  # fmt: skip
+    req = ImageRequest(
+        prompt="a lighthouse, at dusk",
+        negative_prompt="blurry",
+        steps=3,
+        seed=41,
+        width=64,
+        height=64,
+        batch_size=2,
+        cfg_scale=6.5,
+        sampler_name="dpm++ 2m",
+        scheduler="karras",
+    )
     result = studio.images.generate(req)
     assert [g.seed for g in result.images] == [41, 42]
     first = result.images[0]
     assert first.path.is_file() and first.path.is_relative_to(aigc_home / "outputs")
     text = read_infotext(first.path)
     assert text == (
-        'a lighthouse, at dusk\nNegative prompt: blurry\nSteps: 3, Sampler: DPM++ 2M, Schedule type: Karras, '
+        "a lighthouse, at dusk\nNegative prompt: blurry\nSteps: 3, Sampler: DPM++ 2M, Schedule type: Karras, "
         "CFG scale: 6.5, Seed: 41, Size: 64x64, Model: plain, Version: aigc-studio-0.1.0"
     )
     rows = studio.images.list()
@@ -79,8 +89,9 @@ def test_bad_images_and_models_queue_nothing(studio):
     before = jobs_count(studio)
     image = Image.new("RGB", (64, 64))
     with pytest.raises(InvalidRequest, match="mask is 32x32 but the image is 64x64"):
-        studio.images.submit(ImageRequest(width=64, height=64), "inpaint", init_image=image,
-                             mask=Image.new("L", (32, 32)))  # fmt: skip
+        studio.images.submit(
+            ImageRequest(width=64, height=64), "inpaint", init_image=image, mask=Image.new("L", (32, 32))
+        )
     with pytest.raises(InvalidRequest, match="needs a mask"):
         studio.images.submit(ImageRequest(width=64, height=64), "inpaint", init_image=image)
     with pytest.raises(InvalidRequest, match="needs an input image"):

@@ -147,8 +147,14 @@ def test_parse_splits_only_whole_wxh_values():
     text = 'p\nSteps: 1, Size: 64x32, Model: 12x34, VAE: 12x34b, Notes: "8x8\\n", Seed: 2'
     parsed = parse_infotext(text)
     assert parsed.params == {
-        "Steps": "1", "Size-1": "64", "Size-2": "32", "Model-1": "12", "Model-2": "34",
-        "VAE": "12x34b", "Notes": "8x8\n", "Seed": "2",
+        "Steps": "1",
+        "Size-1": "64",
+        "Size-2": "32",
+        "Model-1": "12",
+        "Model-2": "34",
+        "VAE": "12x34b",
+        "Notes": "8x8\n",
+        "Seed": "2",
     }
     # A model whose name looks like a size still comes back whole.
     assert to_request_fields(parsed)["sd_model_checkpoint"] == "12x34"
@@ -159,7 +165,16 @@ def test_parse_reads_a1111_text_from_format():
     assert parsed.prompt == "a cat, best quality"
     assert parsed.negative_prompt == "blurry, lowres"
     assert list(parsed.params) == [
-        "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size-1", "Size-2", "Model hash", "Model", "Version",
+        "Steps",
+        "Sampler",
+        "Schedule type",
+        "CFG scale",
+        "Seed",
+        "Size-1",
+        "Size-2",
+        "Model hash",
+        "Model",
+        "Version",
     ]
 
 
@@ -204,9 +219,20 @@ def test_to_request_fields_names_the_bad_field():
 
 def test_params_from_request_follows_a1111_order_and_omissions():
     params = params_from_request(
-        {"steps": 20, "sampler_name": "Euler a", "scheduler": "Karras", "cfg_scale": 7.0, "seed": 965400086,
-         "width": 512, "height": 512, "sd_model_hash": "45dee52b3c", "sd_model_checkpoint": "v1-5-pruned-emaonly",
-         "subseed": 5, "subseed_strength": 0, "clip_skip": 1}
+        {
+            "steps": 20,
+            "sampler_name": "Euler a",
+            "scheduler": "Karras",
+            "cfg_scale": 7.0,
+            "seed": 965400086,
+            "width": 512,
+            "height": 512,
+            "sd_model_hash": "45dee52b3c",
+            "sd_model_checkpoint": "v1-5-pruned-emaonly",
+            "subseed": 5,
+            "subseed_strength": 0,
+            "clip_skip": 1,
+        }
     )
     assert format_infotext("a cat, best quality", "blurry, lowres", {**params, "Version": "v1.10.1"}) == A1111_TEXT
 
@@ -255,8 +281,9 @@ def test_request_survives_format_and_parse(fields):
 @given(
     _PROMPT,
     _PROMPT,
-    st.dictionaries(st.sampled_from(["Model", "VAE", "Lora hashes", "TI hashes", "Extra/key-x", "Version"]),
-                    _FREE_TEXT, min_size=3),
+    st.dictionaries(
+        st.sampled_from(["Model", "VAE", "Lora hashes", "TI hashes", "Extra/key-x", "Version"]), _FREE_TEXT, min_size=3
+    ),
 )
 def test_free_text_params_survive_format_and_parse(prompt, negative, params):
     assume(all(value != key for key, value in params.items()))

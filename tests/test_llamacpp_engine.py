@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from aigc_studio.engines.base import Message, TextOptions, TextRequest
+from aigc_studio.contracts import Message, TextOptions, TextRequest
 from aigc_studio.engines.llamacpp import LlamaCppEngine, _held_back
 from aigc_studio.engines.worker import EngineWorker
 from aigc_studio.errors import ContextLengthExceeded
@@ -75,7 +75,7 @@ def test_unset_seed_is_chosen_and_reported(engine):
 
 
 def test_cancel_stops_between_tokens(engine):
-    text, final = generate(engine, seed=3, max_tokens=500, cancel_after=3)
+    _text, final = generate(engine, seed=3, max_tokens=500, cancel_after=3)
     assert final.finish_reason == "cancelled"
     assert final.usage.completion_tokens <= 4
 
@@ -90,8 +90,9 @@ def test_prompt_longer_than_context_is_refused_with_both_numbers(engine):
 def test_concurrent_jobs_do_not_mix(engine):
     worker = EngineWorker(engine)
     prompts = [f"Name a color number {i}." for i in range(4)]
-    expected = [generate(engine, [Message(role="user", content=p)], seed=i, max_tokens=12)[0] for i, p in
-                enumerate(prompts)]  # fmt: skip
+    expected = [
+        generate(engine, [Message(role="user", content=p)], seed=i, max_tokens=12)[0] for i, p in enumerate(prompts)
+    ]
     jobs = [
         worker.submit(TextRequest([Message(role="user", content=p)], TextOptions(seed=i, max_tokens=12)))
         for i, p in enumerate(prompts)

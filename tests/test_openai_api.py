@@ -55,11 +55,11 @@ def test_stream_gives_the_same_text_and_a_usage_chunk(client):
 
 
 def test_completions_endpoint(client):
-    out = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, seed=1,
-                                    temperature=0)  # fmt: skip
+    out = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, seed=1, temperature=0)
     assert out.choices[0].text and out.usage.completion_tokens <= 8
-    streamed = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, seed=1,
-                                         temperature=0, stream=True)  # fmt: skip
+    streamed = client.completions.create(
+        model=MODEL, prompt="The capital of France is", max_tokens=8, seed=1, temperature=0, stream=True
+    )
     assert "".join(c.choices[0].text for c in streamed) == out.choices[0].text
 
 
@@ -71,8 +71,11 @@ def test_switch_model_per_request(client):
 def test_resent_conversation_continues_in_history(live, client):
     first = [{"role": "user", "content": "Remember the word apple."}]
     a1 = client.chat.completions.create(model=MODEL, messages=first, seed=2, max_tokens=10)
-    follow = [*first, {"role": "assistant", "content": a1.choices[0].message.content},
-              {"role": "user", "content": "Which word?"}]  # fmt: skip
+    follow = [
+        *first,
+        {"role": "assistant", "content": a1.choices[0].message.content},
+        {"role": "user", "content": "Which word?"},
+    ]
     client.chat.completions.create(model=MODEL, messages=follow, seed=2, max_tokens=10)
     conv = live.studio.history.get(conversations(live)[0]["id"])
     assert [m["content"] for m in conv["messages"]][:3] == [m["content"] for m in follow]
@@ -111,8 +114,9 @@ def test_unknown_model_is_404_and_lists_models(client):
 
 def test_prompt_longer_than_context_is_400_with_both_numbers(live, client):
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "sea " * 9000}],
-                                       max_tokens=10)  # fmt: skip
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "sea " * 9000}], max_tokens=10
+        )
     assert err.value.code == "context_length_exceeded"
     assert "8192" in err.value.message and "9" in err.value.message.split("requested")[1]
     # also too long once the completion is counted
@@ -125,8 +129,11 @@ def test_prompt_longer_than_context_is_400_with_both_numbers(live, client):
 
 def test_malformed_json_is_400_and_the_server_keeps_serving(live, client):
     before = conversations(live)
-    r = httpx.post(live.url + "/v1/chat/completions", content=b'{"model": "smollm2-135m", "messages": [',
-                   headers={"content-type": "application/json"})  # fmt: skip
+    r = httpx.post(
+        live.url + "/v1/chat/completions",
+        content=b'{"model": "smollm2-135m", "messages": [',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400
     assert "not valid JSON" in r.json()["error"]["message"]
     assert conversations(live) == before
@@ -135,8 +142,14 @@ def test_malformed_json_is_400_and_the_server_keeps_serving(live, client):
 
 
 def test_client_going_away_cancels_and_keeps_the_partial_answer(live):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me a very long story."}],
-            "max_tokens": 3000, "stream": True, "seed": 1, "temperature": 1.0}  # fmt: skip
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell me a very long story."}],
+        "max_tokens": 3000,
+        "stream": True,
+        "seed": 1,
+        "temperature": 1.0,
+    }
     received = []
     with httpx.stream("POST", live.url + "/v1/chat/completions", json=body, timeout=60) as r:
         rid = r.headers["x-aigc-response-id"]
@@ -168,8 +181,13 @@ def test_four_concurrent_clients_get_what_they_would_get_alone(client):
     questions = [f"Give me a name for a cat, number {i}." for i in range(4)]
 
     def ask(i):
-        out = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": questions[i]}],
-                                             seed=100 + i, max_tokens=12, temperature=0.9)  # fmt: skip
+        out = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": questions[i]}],
+            seed=100 + i,
+            max_tokens=12,
+            temperature=0.9,
+        )
         return out.choices[0].message.content
 
     alone = [ask(i) for i in range(4)]

@@ -91,8 +91,11 @@ def repos(tmp_path) -> dict[str, Path]:
     (sd / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": "EulerDiscreteScheduler"}))
     (sd / "tokenizer" / "vocab.json").write_text(json.dumps({"a</w>": 0}))
     (sd / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
-    for part, weights in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
-                          ("text_encoder", "model")):  # fmt: skip
+    for part, weights in (
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+    ):
         (sd / part).mkdir()
         (sd / part / "config.json").write_text(json.dumps({"part": part}))
         _safetensors(sd / part / f"{weights}.fp16.safetensors", {"w": 40_000})
@@ -132,8 +135,15 @@ def test_catalog_entries_are_consistent():
     names = [n.lower() for e in CATALOG for n in (e.id, *e.aliases)]
     assert len(names) == len(set(names)), "an id or alias names two entries"
     by_id = {e.id: e for e in CATALOG}
-    assert {"sd-turbo", "sdxl-turbo", "sd15", "lcm-dreamshaper-v7", "instruct-pix2pix",
-            "qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct"} <= set(by_id)  # fmt: skip
+    assert {
+        "sd-turbo",
+        "sdxl-turbo",
+        "sd15",
+        "lcm-dreamshaper-v7",
+        "instruct-pix2pix",
+        "qwen2.5-0.5b-instruct",
+        "qwen2.5-1.5b-instruct",
+    } <= set(by_id)
     for e in CATALOG:
         assert (e.kind, e.engine) in {("text", "llamacpp"), ("image", "diffusers")}, e.id
         assert e.is_folder == (e.kind == "image"), e.id
@@ -143,8 +153,13 @@ def test_catalog_entries_are_consistent():
             assert not any("safety_checker" in p for p in e.allow_patterns), e.id
         else:
             assert all(f.endswith(".gguf") for f in e.files), e.id
-    assert by_id["sd-turbo"].defaults == {"steps": 1, "cfg_scale": 0.0, "sampler_name": "Euler a",
-                                          "width": 512, "height": 512}  # fmt: skip
+    assert by_id["sd-turbo"].defaults == {
+        "steps": 1,
+        "cfg_scale": 0.0,
+        "sampler_name": "Euler a",
+        "width": 512,
+        "height": 512,
+    }
     lcm = by_id["lcm-dreamshaper-v7"].defaults
     assert (lcm["sampler_name"], lcm["steps"]) == ("LCM", 4)
     assert by_id["instruct-pix2pix"].architecture == "sd15-pix2pix"
@@ -183,8 +198,9 @@ def test_pull_folder_takes_only_the_catalog_patterns(hub, repos, tmp_path):
     folder = pull(find("sd-turbo"), tmp_path / "models", progress=lambda *a: calls.append(a))
 
     assert folder == tmp_path / "models" / "sd-turbo"
-    pulled = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                    if p.is_file() and ".cache" not in p.parts)  # fmt: skip
+    pulled = sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts
+    )
     assert pulled == [
         "model_index.json",
         "scheduler/scheduler_config.json",
@@ -269,8 +285,16 @@ def test_a_corrupted_partial_file_is_caught_and_deleted(hub, repos, tmp_path):
 
 
 def test_unknown_repo_says_which_repo_and_where(hub, tmp_path):
-    entry = CatalogEntry(id="ghost", kind="text", engine="llamacpp", repo_id="nobody/ghost-GGUF",
-                         files=("ghost.gguf",), size_bytes=1, license="", description="")  # fmt: skip
+    entry = CatalogEntry(
+        id="ghost",
+        kind="text",
+        engine="llamacpp",
+        repo_id="nobody/ghost-GGUF",
+        files=("ghost.gguf",),
+        size_bytes=1,
+        license="",
+        description="",
+    )
     with pytest.raises(PullError) as err:
         pull(entry, tmp_path / "models")
     assert err.value.message == (
@@ -280,18 +304,32 @@ def test_unknown_repo_says_which_repo_and_where(hub, tmp_path):
 
 
 def test_missing_file_says_the_catalog_is_out_of_date(hub, tmp_path):
-    entry = CatalogEntry(id="qwen-q3", kind="text", engine="llamacpp", repo_id=GGUF_REPO,
-                         files=("qwen2.5-0.5b-instruct-q3_k_m.gguf",), size_bytes=1, license="",
-                         description="")  # fmt: skip
+    entry = CatalogEntry(
+        id="qwen-q3",
+        kind="text",
+        engine="llamacpp",
+        repo_id=GGUF_REPO,
+        files=("qwen2.5-0.5b-instruct-q3_k_m.gguf",),
+        size_bytes=1,
+        license="",
+        description="",
+    )
     with pytest.raises(PullError) as err:
         pull(entry, tmp_path / "models")
     assert err.value.message.startswith(
         f"{GGUF_REPO}@main on {hub.url} has no file qwen2.5-0.5b-instruct-q3_k_m.gguf; "
         "the catalog entry 'qwen-q3' is out of date"
     )
-    folder = CatalogEntry(id="sd-bf16", kind="image", engine="diffusers", repo_id=SD_REPO,
-                          allow_patterns=("model_index.json", "unet/*.bf16.safetensors"), size_bytes=1,
-                          license="", description="")  # fmt: skip
+    folder = CatalogEntry(
+        id="sd-bf16",
+        kind="image",
+        engine="diffusers",
+        repo_id=SD_REPO,
+        allow_patterns=("model_index.json", "unet/*.bf16.safetensors"),
+        size_bytes=1,
+        license="",
+        description="",
+    )
     with pytest.raises(PullError, match=r"has nothing matching unet/\*\.bf16\.safetensors; the catalog entry"):
         pull(folder, tmp_path / "models")
 
@@ -305,8 +343,9 @@ def test_hub_down_says_what_to_do(monkeypatch, tmp_path):
         pull(find("sd-turbo"), tmp_path / "models")
     message = err.value.message
     assert message.startswith(f"could not reach the hub at http://127.0.0.1:{port} (ConnectError")
-    assert message.endswith("run the same pull again: finished files are kept and a partial file continues "
-                            "where it stopped")  # fmt: skip
+    assert message.endswith(
+        "run the same pull again: finished files are kept and a partial file continues where it stopped"
+    )
     assert err.value.code == "pull_failed"
 
 
@@ -329,10 +368,14 @@ def test_the_fake_hub_serves_huggingface_hubs_own_downloaders(hub, repos, tmp_pa
     """If huggingface_hub's own functions work against FakeHub, the tests above test the real protocol."""
     one = hf_hub_download(GGUF_REPO, GGUF_FILE, local_dir=tmp_path / "one", endpoint=hub.url)
     assert Path(one).read_bytes() == (repos[GGUF_REPO] / GGUF_FILE).read_bytes()
-    folder = snapshot_download(SD_REPO, local_dir=tmp_path / "snap", endpoint=hub.url,
-                               allow_patterns=["model_index.json", "unet/*"])  # fmt: skip
+    folder = snapshot_download(
+        SD_REPO, local_dir=tmp_path / "snap", endpoint=hub.url, allow_patterns=["model_index.json", "unet/*"]
+    )
     assert sorted(p.name for p in (Path(folder) / "unet").iterdir()) == [
-        "config.json", "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.safetensors"]  # fmt: skip
+        "config.json",
+        "diffusion_pytorch_model.fp16.safetensors",
+        "diffusion_pytorch_model.safetensors",
+    ]
     assert (Path(folder) / "model_index.json").is_file()
 
 

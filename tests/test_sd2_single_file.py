@@ -20,10 +20,10 @@ import numpy as np  # noqa: E402
 from diffusers.loaders.single_file_utils import is_open_clip_model  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from aigc_studio.contracts import ImageRequest  # noqa: E402
 from aigc_studio.engines.diffusers_engine import DiffusersEngine  # noqa: E402
-from aigc_studio.engines.image_base import ImageRequest  # noqa: E402
 from aigc_studio.images.sd_configs import REFERENCE_ARCHS, write_reference_config_dir  # noqa: E402
-from aigc_studio.images.tiny import build_tiny_sd, detect_architecture  # noqa: E402
+from tests.tiny_models import build_tiny_sd, detect_architecture  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
 
@@ -122,21 +122,27 @@ def test_the_setting_overrides_what_the_file_says(tmp_path):
 
 def test_sd2_inpainting_and_unsupported_sd2_kinds(tmp_path):
     assert detect_architecture(placeholder(tmp_path / "inpaint.safetensors", in_channels=9)) == "sd2-inpainting"
-    with pytest.raises(ValueError, match="sd2-pix2pix .*has no config here"):
+    with pytest.raises(ValueError, match=r"sd2-pix2pix .*has no config here"):
         detect_architecture(placeholder(tmp_path / "pix2pix.safetensors", in_channels=8))
 
 
 def test_sd2_reference_configs(tiny_sd21, tmp_path):
     assert {"sd21", "sd21-base", "sd2-inpainting"} <= set(REFERENCE_ARCHS)
-    expected = {"sd21": ("DDIMScheduler", "v_prediction", 96), "sd21-base": ("PNDMScheduler", "epsilon", 64),
-                "sd2-inpainting": ("PNDMScheduler", "epsilon", 64)}  # fmt: skip
+    expected = {
+        "sd21": ("DDIMScheduler", "v_prediction", 96),
+        "sd21-base": ("PNDMScheduler", "epsilon", 64),
+        "sd2-inpainting": ("PNDMScheduler", "epsilon", 64),
+    }
     for arch, (scheduler_class, prediction_type, sample_size) in expected.items():
         config_dir = write_reference_config_dir(arch, tmp_path / arch, tiny_sd21.folder / "tokenizer")
         scheduler = json.loads((config_dir / "scheduler" / "scheduler_config.json").read_text())
         assert (scheduler["_class_name"], scheduler["prediction_type"]) == (scheduler_class, prediction_type)
         unet = json.loads((config_dir / "unet" / "config.json").read_text())
         assert (unet["sample_size"], unet["cross_attention_dim"], unet["use_linear_projection"]) == (
-            sample_size, 1024, True)  # fmt: skip
+            sample_size,
+            1024,
+            True,
+        )
         text_encoder = json.loads((config_dir / "text_encoder" / "config.json").read_text())
         assert (text_encoder["hidden_act"], text_encoder["num_hidden_layers"]) == ("gelu", 23)
         assert json.loads((config_dir / "tokenizer" / "special_tokens_map.json").read_text())["pad_token"] == "!"

@@ -41,14 +41,33 @@ def b64png(image: Image.Image) -> str:
 
 
 def test_txt2img_with_webuiapi(server):
-    r = server.api.txt2img(prompt="a cat, (red:1.2)", negative_prompt="blurry", seed=42, steps=3, width=64,
-                           height=64, batch_size=2, sampler_name="Euler a", cfg_scale=5)  # fmt: skip
+    r = server.api.txt2img(
+        prompt="a cat, (red:1.2)",
+        negative_prompt="blurry",
+        seed=42,
+        steps=3,
+        width=64,
+        height=64,
+        batch_size=2,
+        sampler_name="Euler a",
+        cfg_scale=5,
+    )
     assert len(r.images) == 2 and r.images[0].size == (64, 64)
     assert r.info["all_seeds"] == [42, 43] and r.info["sd_model_name"] == "plain"
-    assert r.info["infotexts"][1].endswith("CFG scale: 5, Seed: 43, Size: 64x64, Model: plain, Version: aigc-studio-0.1.0")
+    assert r.info["infotexts"][1].endswith(
+        "CFG scale: 5, Seed: 43, Size: 64x64, Model: plain, Version: aigc-studio-0.1.0"
+    )
     assert r.parameters["prompt"] == "a cat, (red:1.2)"
-    again = server.api.txt2img(prompt="a cat, (red:1.2)", negative_prompt="blurry", seed=42, steps=3, width=64,
-                               height=64, sampler_name="Euler a", cfg_scale=5)  # fmt: skip
+    again = server.api.txt2img(
+        prompt="a cat, (red:1.2)",
+        negative_prompt="blurry",
+        seed=42,
+        steps=3,
+        width=64,
+        height=64,
+        sampler_name="Euler a",
+        cfg_scale=5,
+    )
     assert again.image.tobytes() == r.images[0].tobytes()
 
 
@@ -59,8 +78,16 @@ def test_img2img_inpaint_and_png_info(server):
     assert "Denoising strength: 0" in r.info["infotexts"][0]
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (0, 0, 32, 64))  # repaint the left half only
-    r = server.api.img2img(images=[source], mask_image=mask, prompt="left", denoising_strength=1.0, width=64,
-                           height=64, seed=4, mask_blur=0)  # fmt: skip
+    r = server.api.img2img(
+        images=[source],
+        mask_image=mask,
+        prompt="left",
+        denoising_strength=1.0,
+        width=64,
+        height=64,
+        seed=4,
+        mask_blur=0,
+    )
     out, src = r.image.load(), source.load()
     assert out[48, 10] == src[48, 10] and out[8, 10] != src[8, 10]
     info = server.api.png_info(r.image)
@@ -71,8 +98,19 @@ def test_img2img_inpaint_and_png_info(server):
 def test_models_samplers_schedulers_options(server):
     assert [m["model_name"] for m in server.api.get_sd_models()] == ["plain"]
     names = [s["name"] for s in server.api.get_samplers()]
-    for required in ["Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DDIM",
-                     "UniPC", "LCM"]:  # fmt: skip
+    for required in [
+        "Euler a",
+        "Euler",
+        "LMS",
+        "Heun",
+        "DPM2",
+        "DPM++ 2M",
+        "DPM++ SDE",
+        "DPM++ 2M SDE",
+        "DDIM",
+        "UniPC",
+        "LCM",
+    ]:
         assert required in names
     labels = [s["label"] for s in server.api.get_schedulers()]
     assert labels == ["Automatic", "Karras", "Exponential", "SGM Uniform"]
@@ -130,8 +168,16 @@ def test_bad_img2img_inputs(server):
     img = Image.new("RGB", (64, 64))
     r = httpx.post(server.url + "/sdapi/v1/img2img", json={"prompt": "x", "init_images": ["bm90IGFuIGltYWdl"]})
     assert r.status_code == 422 and "not a readable image" in r.json()["detail"]
-    r = httpx.post(server.url + "/sdapi/v1/img2img", json={"prompt": "x", "init_images": [b64png(img)],
-                   "mask": b64png(Image.new("L", (32, 32))), "width": 64, "height": 64})  # fmt: skip
+    r = httpx.post(
+        server.url + "/sdapi/v1/img2img",
+        json={
+            "prompt": "x",
+            "init_images": [b64png(img)],
+            "mask": b64png(Image.new("L", (32, 32))),
+            "width": 64,
+            "height": 64,
+        },
+    )
     assert r.status_code == 422 and "same size" in r.json()["detail"]
     r = httpx.post(server.url + "/sdapi/v1/img2img", json={"prompt": "x", "init_images": []})
     assert r.status_code == 422 and "init_images" in r.json()["detail"]
@@ -151,7 +197,9 @@ def test_openai_images_endpoint(server):
 
 
 def test_info_is_a_json_string_as_in_a1111(server):
-    r = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64,
-                   "seed": 12, "send_images": False})  # fmt: skip
+    r = httpx.post(
+        server.url + "/sdapi/v1/txt2img",
+        json={"prompt": "x", "steps": 1, "width": 64, "height": 64, "seed": 12, "send_images": False},
+    )
     body = r.json()
     assert body["images"] == [] and isinstance(body["info"], str) and json.loads(body["info"])["seed"] == 12

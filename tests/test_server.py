@@ -49,11 +49,15 @@ def test_health_reports_a_default_model_that_cannot_load(aigc_home, tmp_path):
             time.sleep(0.05)
         assert r.status_code == 503 and "broken" in r.json()["error"]
         # A request for the broken model is a clear 4xx, not a 500 that clients would retry.
-        r = httpx.post(server.url + "/v1/chat/completions",
-                       json={"model": "broken", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+        r = httpx.post(
+            server.url + "/v1/chat/completions",
+            json={"model": "broken", "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert r.status_code == 422 and "cannot load" in r.json()["error"]["message"]
-        r = httpx.post(server.url + "/v1/chat/completions",
-                       json={"model": "echo", "messages": [{"role": "user", "content": "still here"}]})  # fmt: skip
+        r = httpx.post(
+            server.url + "/v1/chat/completions",
+            json={"model": "echo", "messages": [{"role": "user", "content": "still here"}]},
+        )
         assert r.json()["choices"][0]["message"]["content"] == "still here"
     studio.close()
 
@@ -97,8 +101,9 @@ def test_the_server_and_its_page_never_reach_beyond_loopback(aigc_home, monkeypa
     with LiveServer(create_app(studio)) as server:
         assert httpx.get(server.url + "/").status_code == 200
         assert "AIGC Studio" in httpx.get(server.url + "/config").text
-        r = httpx.post(server.url + "/v1/chat/completions",
-                       json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+        r = httpx.post(
+            server.url + "/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        )
         assert r.status_code == 200
         time.sleep(1.0)  # background threads started at mount have had time to try
     studio.close()

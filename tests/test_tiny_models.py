@@ -21,7 +21,7 @@ from diffusers import StableDiffusionPipeline  # noqa: E402
 from diffusers.loaders.single_file_utils import infer_diffusers_model_type  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from aigc_studio.images.tiny import (  # noqa: E402
+from tests.tiny_models import (  # noqa: E402
     KINDS,
     build_tiny_sd,
     load_single_file,

@@ -17,16 +17,14 @@ import pytest
 from PIL import Image
 
 from aigc_studio.api.app import create_app
-from aigc_studio.engines.base import TextOptions
-from aigc_studio.engines.image_base import ImageRequest
+from aigc_studio.contracts import ImageRequest, TextOptions
 from aigc_studio.images.infotext import write_png
 from aigc_studio.ui.app import build_blocks
 from aigc_studio.ui.common import UIContext
 from aigc_studio.ui.i18n import EN, FIELDS, ZH
 
 from .conftest import LiveServer, make_studio
-from .ui_helpers import (CHROMIUM, CHROMIUM_ARGS, choose, off_loopback, open_tab, screenshot, set_number,
-                         wait_until)  # fmt: skip
+from .ui_helpers import CHROMIUM, CHROMIUM_ARGS, choose, off_loopback, open_tab, screenshot, set_number, wait_until
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -137,8 +135,11 @@ def test_page_loads_in_under_3_seconds_and_stays_on_loopback(browser, server):
     started = time.perf_counter()
     page.goto(server.url + "/", wait_until="commit")
     # Loaded means usable: the input is there and the model list has arrived from the studio.
-    page.wait_for_function("document.querySelector('#chat-input textarea') &&"
-                           " document.querySelector('#chat-model input')?.value === 'echo'", polling=20)  # fmt: skip
+    page.wait_for_function(
+        "document.querySelector('#chat-input textarea') &&"
+        " document.querySelector('#chat-model input')?.value === 'echo'",
+        polling=20,
+    )
     elapsed = time.perf_counter() - started
     screenshot(page, "load")
     context.close()
@@ -183,8 +184,9 @@ def test_chat_streams_an_answer_with_markdown_and_continues_the_conversation(ope
 
     # Regenerate answers the last question again in the same conversation, in full this time.
     page.click("#chat-regenerate")
-    wait_until(lambda: bot.count() == 3 and "word59" in bot.nth(2).inner_text(), timeout=20,
-               what="the regenerated answer")  # fmt: skip
+    wait_until(
+        lambda: bot.count() == 3 and "word59" in bot.nth(2).inner_text(), timeout=20, what="the regenerated answer"
+    )
     conversations = server.studio.history.list()
     assert len(conversations) == 1
     conv = server.studio.history.get(conversations[0]["id"])
@@ -226,8 +228,10 @@ def test_generate_an_image_and_find_it_in_the_gallery_with_its_parameters(open_p
     assert page.locator("#gal-detail-image img").count() == 1
     screenshot(page, "gallery")
     page.click("#gal-reuse")
-    wait_until(lambda: page.locator("#imagerequest-prompt textarea").input_value() == "a red lighthouse at dusk",
-               what="reused prompt")  # fmt: skip
+    wait_until(
+        lambda: page.locator("#imagerequest-prompt textarea").input_value() == "a red lighthouse at dusk",
+        what="reused prompt",
+    )
     assert page.locator("#imagerequest-seed input").input_value() == "1234"
     assert page.locator("#imagerequest-sampler_name input").input_value() == "DPM++ 2M"
 
@@ -273,8 +277,10 @@ def test_paint_a_mask_and_inpaint(open_page, server):
 
 
 def test_png_info_fills_the_form(open_page, server, tmp_path):
-    infotext = ("a castle in the clouds, (watercolor:1.2)\nNegative prompt: blurry\nSteps: 7, Sampler: DPM++ 2M, "
-                "Schedule type: Karras, CFG scale: 4.5, Seed: 777, Size: 320x192, Model: plain, Version: v1.10.1")
+    infotext = (
+        "a castle in the clouds, (watercolor:1.2)\nNegative prompt: blurry\nSteps: 7, Sampler: DPM++ 2M, "
+        "Schedule type: Karras, CFG scale: 4.5, Seed: 777, Size: 320x192, Model: plain, Version: v1.10.1"
+    )
     png = tmp_path / "a1111.png"
     write_png(Image.new("RGB", (64, 64), "white"), png, infotext)
     page = open_page()

@@ -3,7 +3,8 @@
 __version__ = "0.1.0"  # first, so modules imported below can read it
 
 from .config import Config, load_config
-from .engines.base import Message, TextChunk, TextEngine, TextOptions, TextRequest
+from .contracts import Message, TextChunk, TextOptions, TextRequest
+from .engines.base import TextEngine
 from .errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, StudioError
 from .studio import Studio
 

@@ -83,9 +83,7 @@ def load_config(**overrides: object) -> Config:
             from_file = tomllib.load(f)
         unknown = sorted(set(from_file) - set(SETTINGS))
         if unknown:
-            raise ValueError(
-                f"{config_file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}"
-            )
+            raise ValueError(f"{config_file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
     values: dict[str, object] = {}
     for key, setting in SETTINGS.items():
         value = from_file.get(key, setting.default)

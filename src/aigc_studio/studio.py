@@ -10,6 +10,7 @@ from .models.registry import Registry
 from .services.chat import ChatService
 from .services.images import ImageService
 from .services.jobs import JobQueue
+from .services.models import ModelService
 from .storage.db import Database
 from .storage.history import History
 
@@ -28,6 +29,7 @@ class Studio:
             default_image_model=str(self.config.image_model),
             cache_dir=self.config.home / "cache",
         )
+        self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)
         self.jobs = JobQueue(self.db)
         self.images = ImageService(self.db, self.registry, self.jobs, self.config.outputs_dir)

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import StudioError, validation_message
 from ..studio import Studio
-from .routers import openai, sdapi, studio as studio_api
+from .routers import openai, sdapi
+from .routers import studio as studio_api
 
 log = logging.getLogger("aigc_studio.server")
 
@@ -50,12 +51,15 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
 
     app = FastAPI(title="AIGC Studio", version=__version__, lifespan=lifespan)
 
-    def error_response(request: Request, status: int, message: str, param: str | None, code: str | None,
-                       kind: str) -> JSONResponse:  # fmt: skip
+    def error_response(
+        request: Request, status: int, message: str, param: str | None, code: str | None, kind: str
+    ) -> JSONResponse:
         if request.url.path.startswith("/sdapi/"):
             # A1111's shape (modules/api/api.py): what failed, and the message in "detail" and "errors".
-            return JSONResponse({"error": kind, "detail": message, "body": "", "errors": message},
-                                status_code=422 if status == 400 else status)  # fmt: skip
+            return JSONResponse(
+                {"error": kind, "detail": message, "body": "", "errors": message},
+                status_code=422 if status == 400 else status,
+            )
         body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
         return JSONResponse(body, status_code=status)
 

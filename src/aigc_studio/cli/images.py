@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from ..engines.image_base import ImageRequest, Mode
+from ..contracts import ImageRequest, Mode
 from ..errors import StudioError, validation_message
 from .options import field_option
 
@@ -28,13 +28,27 @@ FLAGS = {
     "model": ("-m", "--model"),
 }
 # Which fields each command offers (the rest do not apply to it).
-COMMON = ["negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed", "subseed",
-          "subseed_strength", "width", "height", "batch_size", "n_iter", "clip_skip", "model"]  # fmt: skip
+COMMON = [
+    "negative_prompt",
+    "steps",
+    "sampler_name",
+    "scheduler",
+    "cfg_scale",
+    "seed",
+    "subseed",
+    "subseed_strength",
+    "width",
+    "height",
+    "batch_size",
+    "n_iter",
+    "clip_skip",
+    "model",
+]
 PER_MODE: dict[Mode, list[str]] = {
     "txt2img": COMMON,
-    "img2img": COMMON + ["denoising_strength"],
-    "inpaint": COMMON + ["denoising_strength", "mask_blur", "inpainting_fill"],
-    "edit": COMMON + ["image_cfg_scale"],
+    "img2img": [*COMMON, "denoising_strength"],
+    "inpaint": [*COMMON, "denoising_strength", "mask_blur", "inpainting_fill"],
+    "edit": [*COMMON, "image_cfg_scale"],
 }
 
 
@@ -48,8 +62,12 @@ def _request_options(mode: Mode) -> Callable:
             shown = "" if default in (None, "") else f" (default {default})"
             fn = field_option(ImageRequest, name, *FLAGS.get(name, ()), suffix=shown)(fn)
         fn = click.option("--size", help="WIDTHxHEIGHT, e.g. 512x768 (sets --width and --height).")(fn)
-        fn = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                          help="Also save to this file (.png, .jpg, .webp; FILE-2.png… for more images).")(fn)  # fmt: skip
+        fn = click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Also save to this file (.png, .jpg, .webp; FILE-2.png… for more images).",
+        )(fn)
         return fn
 
     return decorate
@@ -141,14 +159,23 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     @click.argument("prompt")
-    @click.option("--mask", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  help="Mask image of the same size: white where IMAGE should change.")  # fmt: skip
+    @click.option(
+        "--mask",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Mask image of the same size: white where IMAGE should change.",
+    )
     @_request_options("inpaint")
     def inpaint(image, prompt, mask, output, **kwargs):
         """Repaint the white part of MASK in IMAGE following PROMPT."""
         init = _load(image, "image")
-        _run("inpaint", _build_request(prompt, kwargs, _fit(init.size)), output, init_image=init,
-             mask=_load(mask, "mask"))  # fmt: skip
+        _run(
+            "inpaint",
+            _build_request(prompt, kwargs, _fit(init.size)),
+            output,
+            init_image=init,
+            mask=_load(mask, "mask"),
+        )
 
     @cli.command()
     @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -10,12 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from .. import __version__
 from ..config import SETTINGS, load_config
-from ..engines.base import Message, TextOptions
-from pydantic import ValidationError
-
+from ..contracts import Message, TextOptions
 from ..errors import StudioError, validation_message
 from .options import field_option
 
@@ -101,14 +100,16 @@ def chat(prompt, model, system, continue_, conversation_id, interactive, stats, 
         messages = ([Message(role="system", content=system_prompt)] if system_prompt else []) + [
             Message(role="user", content=text)
         ]
-        prepared = studio.chat.prepare(messages, model=model, options=options, conversation_id=cid, trim=True,
-                                       source="cli")  # fmt: skip
+        prepared = studio.chat.prepare(
+            messages, model=model, options=options, conversation_id=cid, trim=True, source="cli"
+        )
         if prepared.trimmed:
             click.secho(
                 f"(left out the {prepared.trimmed} oldest message(s) to fit the "
                 f"{studio.registry.engine(prepared.model).context_length}-token context)",
-                fg="yellow", err=True,
-            )  # fmt: skip
+                fg="yellow",
+                err=True,
+            )
         run = studio.chat.start(prepared)
         try:
             for chunk in run:
@@ -124,8 +125,9 @@ def chat(prompt, model, system, continue_, conversation_id, interactive, stats, 
                 f"{run.prepared.record.tokens_per_s or 0:.1f} tok/s decode ({tps} overall), "
                 f"first token {run.prepared.record.ttft_ms:.0f} ms, seed {result.seed}, "
                 f"finish {result.finish_reason}, conversation {result.conversation_id}]",
-                fg="cyan", err=True,
-            )  # fmt: skip
+                fg="cyan",
+                err=True,
+            )
         return result.conversation_id if result else cid
 
     try:
@@ -279,8 +281,10 @@ def models_list(as_json):
     for m in rows:
         mark = "*" if m["id"] in (studio.registry.default_model, default_image) else " "
         missing = "  (file missing)" if m["path"] and not Path(m["path"]).exists() else ""
-        click.echo(f"{mark} {m['id']:<20} {m['kind']:<5} {m['engine']:<9} {_size(m['size_bytes']):>7}  "
-                   f"{', '.join(m['aliases'])}{missing}")  # fmt: skip
+        click.echo(
+            f"{mark} {m['id']:<20} {m['kind']:<5} {m['engine']:<9} {_size(m['size_bytes']):>7}  "
+            f"{', '.join(m['aliases'])}{missing}"
+        )
 
 
 @models.command("add")
@@ -337,26 +341,14 @@ def models_pull(name):
 @_friendly_errors
 def models_import_a1111(folder, no_hash):
     """Add the checkpoints of an AUTOMATIC1111 install (or its models folder); files stay where they are."""
-    from ..models.a1111 import scan_a1111
-
-    studio = _studio()
-    found = scan_a1111(folder, hash_cache=studio.config.home / "cache" / "model-hashes.json", hashes=not no_hash)
-    known = {m.path for m in studio.registry.all()}
-    added = 0
-    for m in found:
-        if m.kind != "image":
-            continue
-        if str(m.path) in known:
-            click.echo(f"  already added: {m.title}")
-            continue
-        try:
-            studio.registry.add(m.path, model_id=m.model_name.lower(), source=f"A1111 {m.title}")
-        except StudioError as exc:
-            click.secho(f"  skipped {m.relative_name}: {exc.message}", fg="yellow", err=True)
-            continue
-        added += 1
-        click.echo(f"  added {m.model_name.lower()}  ({m.title})")
-    click.echo(f"imported {added} checkpoint(s) from {folder}")
+    outcome = _studio().models.import_a1111(folder, hashes=not no_hash)
+    for title in outcome.already:
+        click.echo(f"  already added: {title}")
+    for relative_name, why in outcome.skipped:
+        click.secho(f"  skipped {relative_name}: {why}", fg="yellow", err=True)
+    for model_id, title in outcome.added:
+        click.echo(f"  added {model_id}  ({title})")
+    click.echo(f"imported {len(outcome.added)} checkpoint(s) from {folder}")
 
 
 @models.command("default")
@@ -364,12 +356,9 @@ def models_import_a1111(folder, no_hash):
 @_friendly_errors
 def models_default(name):
     """Make NAME the default text or image model (saved in $AIGC_HOME/config.toml)."""
-    from ..config import save_setting
-
-    info = _studio().registry.resolve(name)
-    key = "model" if info.kind == "text" else "image_model"
-    path = save_setting(key, info.id)
-    click.echo(f"default {info.kind} model: {info.id} (in {path})")
+    studio = _studio()
+    info = studio.models.set_default(name)
+    click.echo(f"default {info.kind} model: {info.id} (in {studio.config.home / 'config.toml'})")
 
 
 @models.command("info")
@@ -410,10 +399,12 @@ def serve(host, port, model, log_level):
     studio = Studio(config)
     click.secho(
         f"AIGC Studio {__version__} on http://{config.host}:{config.port}  (OpenAI API: /v1, data: {config.home})",
-        fg="green", err=True,
-    )  # fmt: skip
-    uvicorn.run(create_app(studio), host=str(config.host), port=int(config.port), log_level=log_level,
-                log_config=log_config)  # fmt: skip
+        fg="green",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(studio), host=str(config.host), port=int(config.port), log_level=log_level, log_config=log_config
+    )
     studio.close()
 
 
@@ -429,8 +420,12 @@ def _server_log_config(path: Path, level: str) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = copy.deepcopy(LOGGING_CONFIG)
     cfg["formatters"]["file"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    cfg["handlers"]["file"] = {"class": "logging.FileHandler", "filename": str(path), "formatter": "file",
-                               "encoding": "utf-8"}  # fmt: skip
+    cfg["handlers"]["file"] = {
+        "class": "logging.FileHandler",
+        "filename": str(path),
+        "formatter": "file",
+        "encoding": "utf-8",
+    }
     for name in ("uvicorn", "uvicorn.access"):
         cfg["loggers"][name]["handlers"].append("file")
     cfg["loggers"]["aigc_studio"] = {"handlers": ["default", "file"], "level": level.upper(), "propagate": False}

@@ -25,7 +25,7 @@ def field_option(model: type[BaseModel], name: str, *decls: str, suffix: str = "
     rng = f" [{low}..{'' if high is None else high}]" if low is not None else ""
     decls = decls or ("--" + name.replace("_", "-"),)
     if typing.get_origin(kinds[0]) is list:
-        return click.option(*decls, name, multiple=True, show_envvar=True,
-                            help=f"{field.description} Repeatable.")  # fmt: skip
-    return click.option(*decls, name, type=kinds[0], default=None, show_envvar=True,
-                        help=f"{field.description}{rng}{suffix}")  # fmt: skip
+        return click.option(*decls, name, multiple=True, show_envvar=True, help=f"{field.description} Repeatable.")
+    return click.option(
+        *decls, name, type=kinds[0], default=None, show_envvar=True, help=f"{field.description}{rng}{suffix}"
+    )

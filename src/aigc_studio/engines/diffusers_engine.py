@@ -58,17 +58,22 @@ from diffusers import (
 )
 from PIL import Image, ImageFilter, ImageOps
 
+from ..contracts import Control, ImageRequest, ImageResult, Mode, StepInfo
 from ..images.checkpoint_keys import detect_architecture
 from ..images.sd_configs import load_single_file, reference_config_dir
-from .image_base import Control, ImageEngine, ImageRequest, ImageResult, Mode, StepInfo
+from .image_base import ImageEngine
 from .samplers import SchedulerCache
 
 __all__ = ["DiffusersEngine", "parse_prompt_attention"]
 
 # A1111's "Approx cheap" live preview: latent channels -> RGB (sd_vae_approx.cheap_approximation).
 _PREVIEW_SD = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
-_PREVIEW_SDXL = [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074, 0.0886, -0.0163],
-                 [-0.3730, -0.2499, -0.2088]]  # fmt: skip
+_PREVIEW_SDXL = [
+    [0.3448, 0.4168, 0.4395],
+    [-0.1953, -0.0290, 0.0250],
+    [0.1074, 0.0886, -0.0163],
+    [-0.3730, -0.2499, -0.2088],
+]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,8 +289,9 @@ def _encode_mean(pipe, image: torch.Tensor) -> torch.Tensor:
 class _Img2ImgFromEngine:
     """img2img whose noise is ``generator.noise`` (a ``_BatchRNG``) instead of a fresh draw."""
 
-    def prepare_latents(self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None,
-                        add_noise=True):  # fmt: skip
+    def prepare_latents(
+        self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None, add_noise=True
+    ):
         latents = _encode_mean(self, image.to(device=device, dtype=dtype))
         latents = latents.repeat(batch_size * num_images_per_prompt // latents.shape[0], 1, 1, 1)
         noise = generator.noise.to(device=device, dtype=dtype)
@@ -295,9 +301,23 @@ class _Img2ImgFromEngine:
 class _InpaintFromEngine:
     """Inpainting whose noise is ``generator.noise`` and whose start honours ``inpainting_fill``."""
 
-    def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator, latents=None,
-                        image=None, timestep=None, is_strength_max=True, add_noise=True, return_noise=False,
-                        return_image_latents=False):  # fmt: skip
+    def prepare_latents(
+        self,
+        batch_size,
+        num_channels_latents,
+        height,
+        width,
+        dtype,
+        device,
+        generator,
+        latents=None,
+        image=None,
+        timestep=None,
+        is_strength_max=True,
+        add_noise=True,
+        return_noise=False,
+        return_image_latents=False,
+    ):
         noise = generator.noise.to(device=device, dtype=dtype)
         image_latents = None
         if return_image_latents or not is_strength_max:
@@ -352,7 +372,8 @@ def _load_pipeline(path: Path, config_dir: Path | None, dtype: torch.dtype, pred
         index = path / "model_index.json"
         if not index.is_file():
             raise FileNotFoundError(f"{path} is not a diffusers model folder: it has no model_index.json")
-        # the studio runs its own NSFW check; diffusers' safety checker would black out images
+        # No safety checker runs (as in A1111): diffusers' would black out images it flags, and no
+        # NSFW check of the studio's own exists yet
         no_checker = {"safety_checker": None, "requires_safety_checker": False}
         extra = no_checker if "safety_checker" in json.loads(index.read_text(encoding="utf-8")) else {}
         return DiffusionPipeline.from_pretrained(path, local_files_only=True, dtype=dtype, **extra)
@@ -386,7 +407,7 @@ def _pipeline_on(pipeline_class: type, base: DiffusionPipeline) -> DiffusionPipe
 # The engine
 
 
-class _StopBatch(Exception):  # noqa: N818 - control flow, not an error
+class _StopBatch(Exception):
     """Raised from the step callback to end a batch now; carries the latents reached."""
 
     def __init__(self, latents: torch.Tensor):
@@ -412,8 +433,16 @@ class _Run:
 class DiffusersEngine(ImageEngine):
     """A Stable Diffusion model loaded once, generating with A1111's parameters (see the module doc)."""
 
-    def __init__(self, model_id: str, path: str | Path, *, device: str | None = None, threads: int = 0,
-                 config_dir: str | Path | None = None, prediction_type: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model_id: str,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        threads: int = 0,
+        config_dir: str | Path | None = None,
+        prediction_type: str | None = None,
+    ):
         """Load ``path``: a diffusers folder, or an original-layout ``.safetensors``/``.ckpt`` file.
 
         A single file loads with the configs in ``config_dir`` when that is a diffusers config folder (it
@@ -538,8 +567,11 @@ class DiffusersEngine(ImageEngine):
         request, pipe = run.request, run.pipe
         if run.unchanged is not None:
             return [run.unchanged.copy() for _ in seeds]
-        shape = (pipe.vae.config.latent_channels, request.height // pipe.vae_scale_factor,
-                 request.width // pipe.vae_scale_factor)  # fmt: skip
+        shape = (
+            pipe.vae.config.latent_channels,
+            request.height // pipe.vae_scale_factor,
+            request.width // pipe.vae_scale_factor,
+        )
         rng = _BatchRNG(seeds, subseeds, request.subseed_strength, shape, run.fill)
         if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPMSolverSDEScheduler's Brownian tree (torchsde)
             pipe.scheduler.noise_sampler_seed = seeds[0]

@@ -11,7 +11,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .base import Message, TextChunk, TextEngine, TextRequest, Usage
+from ..contracts import Message, TextChunk, TextRequest, Usage
+from .base import TextEngine
 
 
 class EchoEngine(TextEngine):

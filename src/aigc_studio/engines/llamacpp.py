@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..contracts import Message, TextChunk, TextRequest, Usage
 from ..errors import ContextLengthExceeded, ModelLoadError
-from .base import Message, TextChunk, TextEngine, TextRequest, Usage
+from .base import TextEngine
 
 # Defaults for small local models; OpenAI's temperature 1.0 makes a 135M model ramble.
 DEFAULTS = dict(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1)

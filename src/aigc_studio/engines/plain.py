@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from .image_base import Control, ImageEngine, ImageRequest, ImageResult, Mode, StepInfo
+from ..contracts import Control, ImageRequest, ImageResult, Mode, StepInfo
+from .image_base import ImageEngine
 
 
 def _noise(seed: int, height: int, width: int) -> np.ndarray:

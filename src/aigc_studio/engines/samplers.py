@@ -60,7 +60,7 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_lms_discrete import LMSDiscreteScheduler
 
-from .image_base import SAMPLERS, SCHEDULERS
+from ..contracts import SAMPLERS, SCHEDULERS
 
 __all__ = ["ExactLMSDiscreteScheduler", "SchedulerCache", "SchedulerChoice", "choose_scheduler"]
 

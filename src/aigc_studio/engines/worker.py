@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
-from .base import TextChunk, TextEngine, TextRequest
+from ..contracts import TextChunk, TextRequest
+from .base import TextEngine
 
 _END = object()
 log = logging.getLogger("aigc_studio.worker")

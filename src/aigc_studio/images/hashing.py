@@ -69,18 +69,14 @@ def _weight_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def folder_sha256(
-    folder: str | os.PathLike[str], file_sha256: Callable[[Path], str] | None = None
-) -> str:
+def folder_sha256(folder: str | os.PathLike[str], file_sha256: Callable[[Path], str] | None = None) -> str:
     """Return the studio's SHA-256 of a diffusers folder (see the module docstring for the rule).
 
     ``file_sha256`` hashes one file; :class:`HashCache` passes its cached lookup here.
     """
     root = Path(folder)
     hash_one = file_sha256 or sha256_file
-    listing = "".join(
-        f"{hash_one(p)}  {p.relative_to(root).as_posix()}\n" for p in _weight_files(root)
-    )
+    listing = "".join(f"{hash_one(p)}  {p.relative_to(root).as_posix()}\n" for p in _weight_files(root))
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
 

@@ -14,6 +14,7 @@ PNG keeps it in the ``parameters`` text chunk; JPEG and WebP in EXIF UserComment
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,8 +28,14 @@ from typing import IO
 from PIL import Image, PngImagePlugin
 
 __all__ = [
-    "InfotextParams", "format_infotext", "params_from_request", "parse_infotext",
-    "read_infotext", "save_image", "to_request_fields", "write_png",
+    "InfotextParams",
+    "format_infotext",
+    "params_from_request",
+    "parse_infotext",
+    "read_infotext",
+    "save_image",
+    "to_request_fields",
+    "write_png",
 ]
 
 PathOrFile = str | os.PathLike[str] | IO[bytes]
@@ -167,10 +174,9 @@ def parse_infotext(text: str) -> InfotextParams:
     params: dict[str, str] = {}
     for key, value in _PARAM_RE.findall(last_line):
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            try:
+            # A1111 keeps a malformed quoted value as written; so do we
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass  # A1111 keeps a malformed quoted value as written; so do we
         size = _SIZE_RE.fullmatch(value)
         if size:
             params[f"{key}-1"], params[f"{key}-2"] = size.group(1), size.group(2)
@@ -225,6 +231,7 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
         return f"{fields[w]}x{fields[h]}" if fields.get(w) and fields.get(h) else None
 
     varied = bool(fields.get("subseed_strength"))
+    hires = bool(fields.get("enable_hr"))
     clip_skip = fields.get("clip_skip")
     return {
         "Steps": fields.get("steps"),
@@ -241,9 +248,9 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
         "Seed resize from": size("seed_resize_from_w", "seed_resize_from_h"),
         "Denoising strength": fields.get("denoising_strength"),
         "Clip skip": clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
-        "Hires upscale": fields.get("hr_scale"),
-        "Hires steps": fields.get("hr_second_pass_steps"),
-        "Hires upscaler": fields.get("hr_upscaler"),
+        "Hires upscale": fields.get("hr_scale") if hires else None,
+        "Hires steps": (fields.get("hr_second_pass_steps") or None) if hires else None,
+        "Hires upscaler": fields.get("hr_upscaler") if hires else None,
     }
 
 

@@ -75,7 +75,6 @@ def bytes_to_unicode() -> dict[int, str]:
     return {byte: chr(code) for byte, code in zip(kept, codes, strict=True)}
 
 
-
 def write_tokenizer_files(
     folder: Path, vocab: dict[str, int], merges: list[tuple[str, str]], pad_token: str = END_TOKEN
 ) -> None:
@@ -114,7 +113,6 @@ def write_clip_tokenizer(bpe_gz: str | Path, folder: str | Path, pad_token: str 
     return folder
 
 
-
 SD_SCHEDULER = {  # stable-diffusion-v1-5's scheduler_config.json, less "clip_sample": false (PNDM ignores it)
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -125,7 +123,6 @@ SD_SCHEDULER = {  # stable-diffusion-v1-5's scheduler_config.json, less "clip_sa
     "steps_offset": 1,
     "trained_betas": None,
 }
-
 
 
 # ---------------------------------------------------------------------------------------------------

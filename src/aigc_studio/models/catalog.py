@@ -6,8 +6,8 @@ downloading, and the settings the model was made for. ``aigc models pull <id>`` 
 
 Image models are diffusers folders with the fp16 weights only: a folder loads offline with
 ``DiffusionPipeline.from_pretrained(folder, variant=entry.variant)``, while a single-file checkpoint
-needs its config fetched from the hub at load time. Safety-checker weights are never pulled; the
-studio runs its own NSFW check, so engines pass ``safety_checker=None``.
+needs its config fetched from the hub at load time. Safety-checker weights are never pulled and
+engines pass ``safety_checker=None``: as in A1111, no safety checker runs.
 """
 
 from __future__ import annotations

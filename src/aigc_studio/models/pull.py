@@ -277,8 +277,9 @@ class TqdmProgress:
         if self.bar is None:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=self.desc, unit="B", unit_scale=True, unit_divisor=1024,
-                            **self.tqdm_kwargs)  # fmt: skip
+            self.bar = tqdm(
+                total=total, desc=self.desc, unit="B", unit_scale=True, unit_divisor=1024, **self.tqdm_kwargs
+            )
         self.bar.set_postfix_str(file, refresh=False)
         self.bar.update(done - self.bar.n)
 
@@ -346,8 +347,9 @@ def _hub_errors(entry: CatalogEntry, endpoint: str, target: Path) -> Iterator[No
         raise PullError(f"pulling {entry.id} into {target} failed: {exc}; {again}") from None
 
 
-def pull_and_register(entry: CatalogEntry, registry: Registry, dest_dir: Path, *,
-                      progress: ProgressCallback | None = None) -> tuple[ModelInfo, bool]:  # fmt: skip
+def pull_and_register(
+    entry: CatalogEntry, registry: Registry, dest_dir: Path, *, progress: ProgressCallback | None = None
+) -> tuple[ModelInfo, bool]:
     """Pull a catalog model and add it to the registry with its catalog defaults.
 
     Returns (the model, whether it was newly added); pulling a model already added only completes or
@@ -360,7 +362,14 @@ def pull_and_register(entry: CatalogEntry, registry: Registry, dest_dir: Path, *
         existing = None
     if existing is not None and not existing.builtin:
         return existing, False
-    info = registry.add(path, model_id=entry.id, aliases=list(entry.aliases), source=f"{entry.repo_id}@{entry.revision}",
-                        license=entry.license, description=entry.description, defaults=dict(entry.defaults),
-                        variant=entry.variant)  # fmt: skip
+    info = registry.add(
+        path,
+        model_id=entry.id,
+        aliases=list(entry.aliases),
+        source=f"{entry.repo_id}@{entry.revision}",
+        license=entry.license,
+        description=entry.description,
+        defaults=dict(entry.defaults),
+        variant=entry.variant,
+    )
     return info, True

@@ -102,8 +102,16 @@ def builtin_models() -> list[ModelInfo]:
 
 
 class Registry:
-    def __init__(self, db: Database, default_model: str = "smollm2-135m", context: int = 0, threads: int = 0,
-                 max_loaded: int = 2, default_image_model: str = "", cache_dir: Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        db: Database,
+        default_model: str = "smollm2-135m",
+        context: int = 0,
+        threads: int = 0,
+        max_loaded: int = 2,
+        default_image_model: str = "",
+        cache_dir: Path | None = None,
+    ):
         self.db = db
         self.cache_dir = cache_dir
         self._default_image_model = default_image_model
@@ -126,8 +134,14 @@ class Registry:
         for row in self.db.conn.execute("SELECT * FROM models ORDER BY created"):
             info = json.loads(row["info"])
             models.append(
-                ModelInfo(id=row["id"], engine=row["engine"], kind=row["kind"], path=row["path"],
-                          aliases=json.loads(row["aliases"]), **info)  # fmt: skip
+                ModelInfo(
+                    id=row["id"],
+                    engine=row["engine"],
+                    kind=row["kind"],
+                    path=row["path"],
+                    aliases=json.loads(row["aliases"]),
+                    **info,
+                )
             )
         return models
 
@@ -166,9 +180,17 @@ class Registry:
         self._default_image_model = self.resolve(name, kind="image").id
         return self._default_image_model
 
-    def add(self, path: str | Path, model_id: str | None = None, aliases: list[str] | None = None,
-            source: str | None = None, license: str = "", description: str = "", defaults: dict | None = None,
-            variant: str | None = None) -> ModelInfo:  # fmt: skip
+    def add(
+        self,
+        path: str | Path,
+        model_id: str | None = None,
+        aliases: list[str] | None = None,
+        source: str | None = None,
+        license: str = "",
+        description: str = "",
+        defaults: dict | None = None,
+        variant: str | None = None,
+    ) -> ModelInfo:
         """Register a local model: a GGUF file (text), or a Stable Diffusion checkpoint (.safetensors,
         .ckpt) or diffusers folder (image). Its header is read so a wrong file is refused now."""
         p = Path(path).expanduser().resolve()
@@ -177,12 +199,28 @@ class Registry:
         if any(m.id == model_id or model_id in m.aliases for m in self.all()):
             raise InvalidRequest(f"a model called '{model_id}' already exists; pick another name with --name")
         capabilities = ["chat", "stream", "seed", "stop"] if kind == "text" else ["txt2img", "img2img", "inpaint"]
-        info = ModelInfo(id=model_id, engine=engine, kind=kind, path=str(p), aliases=aliases or [],
-                         capabilities=capabilities, source=source or f"local {'folder' if p.is_dir() else 'file'} {p}",
-                         license=license, description=description, defaults=defaults or {},
-                         variant=variant)  # fmt: skip
-        extra = {"context_length": None, "source": info.source, "license": license, "description": description,
-                 "capabilities": capabilities, "defaults": info.defaults, "variant": variant}  # fmt: skip
+        info = ModelInfo(
+            id=model_id,
+            engine=engine,
+            kind=kind,
+            path=str(p),
+            aliases=aliases or [],
+            capabilities=capabilities,
+            source=source or f"local {'folder' if p.is_dir() else 'file'} {p}",
+            license=license,
+            description=description,
+            defaults=defaults or {},
+            variant=variant,
+        )
+        extra = {
+            "context_length": None,
+            "source": info.source,
+            "license": license,
+            "description": description,
+            "capabilities": capabilities,
+            "defaults": info.defaults,
+            "variant": variant,
+        }
         with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO models (id, kind, engine, path, aliases, info, created) VALUES (?,?,?,?,?,?,?)",

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
-from ..engines.base import Message, TextChunk, TextOptions, TextRequest, Usage
+from ..contracts import Message, TextChunk, TextOptions, TextRequest, Usage
 from ..engines.worker import Job
 from ..errors import ContextLengthExceeded, InvalidRequest
 from ..models.registry import Registry
@@ -94,8 +94,9 @@ class ChatRun:
         first = (job.first_text_at or job.ended_at) - job.submitted_at
         self._result = self._record(job.final, "".join(job.text), error, first, job.ended_at - job.submitted_at)
 
-    def _record(self, final: TextChunk | None, text: str, error: BaseException | None, ttft: float,
-                duration: float) -> ChatResult:  # fmt: skip
+    def _record(
+        self, final: TextChunk | None, text: str, error: BaseException | None, ttft: float, duration: float
+    ) -> ChatResult:
         p, rec = self.prepared, self.prepared.record
         if error is not None:
             rec.status, rec.error = "error", getattr(error, "message", None) or str(error) or type(error).__name__
@@ -110,9 +111,17 @@ class ChatRun:
                     rec.tokens_per_s = (final.usage.completion_tokens - 1) / final.decode_seconds
         rec.ttft_ms, rec.duration_ms = ttft * 1000, duration * 1000
         # One line per answer: what ran and how fast, never the messages themselves.
-        log.info("%s %s %s: %s+%s tokens, %.0f ms first token, %.1f tok/s, %s", rec.id, rec.source, rec.model,
-                 rec.prompt_tokens, rec.completion_tokens, rec.ttft_ms, rec.tokens_per_s or 0,
-                 rec.status if rec.status != "ok" else rec.finish_reason)  # fmt: skip
+        log.info(
+            "%s %s %s: %s+%s tokens, %.0f ms first token, %.1f tok/s, %s",
+            rec.id,
+            rec.source,
+            rec.model,
+            rec.prompt_tokens,
+            rec.completion_tokens,
+            rec.ttft_ms,
+            rec.tokens_per_s or 0,
+            rec.status if rec.status != "ok" else rec.finish_reason,
+        )
         conversation_id = self.service.history.record(
             p.conversation_id, p.new_messages, rec, text, p.request.messages or p.new_messages, p.supersedes
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .. import __version__
-from ..engines.image_base import ImageRequest, Mode, StepInfo
+from ..contracts import ImageRequest, Mode, StepInfo
 from ..errors import InvalidRequest, NotFound
 from ..images.infotext import format_infotext, params_from_request, write_png
 from ..models.registry import ModelInfo, Registry
@@ -38,7 +38,6 @@ class GeneratedImage:
     seed: int
     subseed: int
     infotext: str
-
 
     def png_base64(self) -> str:
         """The image as the APIs send it: the PNG already written (infotext included), base64."""
@@ -62,21 +61,42 @@ class GenerationResult:
         seeds = [g.seed for g in self.images] or [r.seed]
         subseeds = [g.subseed for g in self.images] or [r.subseed]
         return {
-            "prompt": r.prompt, "all_prompts": [r.prompt] * len(seeds),
-            "negative_prompt": r.negative_prompt, "all_negative_prompts": [r.negative_prompt] * len(seeds),
-            "seed": seeds[0], "all_seeds": seeds, "subseed": subseeds[0], "all_subseeds": subseeds,
-            "subseed_strength": r.subseed_strength, "width": r.width, "height": r.height,
-            "sampler_name": r.sampler_name, "scheduler": r.scheduler, "cfg_scale": r.cfg_scale, "steps": r.steps,
-            "batch_size": r.batch_size, "restore_faces": False, "face_restoration_model": None,
-            "sd_model_name": self.model, "sd_model_hash": self.model_hash, "sd_vae_name": None, "sd_vae_hash": None,
-            "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+            "prompt": r.prompt,
+            "all_prompts": [r.prompt] * len(seeds),
+            "negative_prompt": r.negative_prompt,
+            "all_negative_prompts": [r.negative_prompt] * len(seeds),
+            "seed": seeds[0],
+            "all_seeds": seeds,
+            "subseed": subseeds[0],
+            "all_subseeds": subseeds,
+            "subseed_strength": r.subseed_strength,
+            "width": r.width,
+            "height": r.height,
+            "sampler_name": r.sampler_name,
+            "scheduler": r.scheduler,
+            "cfg_scale": r.cfg_scale,
+            "steps": r.steps,
+            "batch_size": r.batch_size,
+            "restore_faces": False,
+            "face_restoration_model": None,
+            "sd_model_name": self.model,
+            "sd_model_hash": self.model_hash,
+            "sd_vae_name": None,
+            "sd_vae_hash": None,
+            "seed_resize_from_w": -1,
+            "seed_resize_from_h": -1,
             "denoising_strength": r.denoising_strength if self.mode != "txt2img" else None,
             "image_cfg_scale": r.image_cfg_scale if self.mode == "edit" else None,
-            "extra_generation_params": {}, "index_of_first_image": 0,
-            "infotexts": [g.infotext for g in self.images], "styles": [], "job_timestamp": self.job_timestamp,
-            "clip_skip": r.clip_skip, "is_using_inpainting_conditioning": False, "version": VERSION,
+            "extra_generation_params": {},
+            "index_of_first_image": 0,
+            "infotexts": [g.infotext for g in self.images],
+            "styles": [],
+            "job_timestamp": self.job_timestamp,
+            "clip_skip": r.clip_skip,
+            "is_using_inpainting_conditioning": False,
+            "version": VERSION,
             "interrupted": self.interrupted,
-        }  # fmt: skip
+        }
 
 
 def open_image(data: bytes | Image.Image, what: str) -> Image.Image:
@@ -142,16 +162,28 @@ class ImageService:
             return self._run(job, request, mode, info, init, mask)
 
         return self.queue.submit(
-            mode, work, model=info.id, request={**request.model_dump(), "mode": mode}, source=source,
-            batches=request.n_iter, steps=request.steps,
-        )  # fmt: skip
+            mode,
+            work,
+            model=info.id,
+            request={**request.model_dump(), "mode": mode},
+            source=source,
+            batches=request.n_iter,
+            steps=request.steps,
+        )
 
     def generate(self, request: ImageRequest, mode: Mode = "txt2img", **kwargs) -> GenerationResult:
         """Queue a generation and wait for it."""
         return self.submit(request, mode, **kwargs).wait()
 
-    def _run(self, job: Job, request: ImageRequest, mode: Mode, info: ModelInfo, init: Image.Image | None,
-             mask: Image.Image | None) -> GenerationResult:  # fmt: skip
+    def _run(
+        self,
+        job: Job,
+        request: ImageRequest,
+        mode: Mode,
+        info: ModelInfo,
+        init: Image.Image | None,
+        mask: Image.Image | None,
+    ) -> GenerationResult:
         engine = self.registry.image_engine(info.id)
         if mode == "img2img" and engine.supports_instruct_edit and not engine.supports_img2img:
             mode = "edit"  # as in A1111: img2img with an InstructPix2Pix checkpoint edits by instruction
@@ -165,19 +197,30 @@ class ImageService:
 
         produced = engine.generate(request, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
         model_hash = self.registry.model_hash(info)
-        result = GenerationResult(request=request, mode=mode, model=info.id, model_hash=model_hash,
-                                  interrupted=produced.interrupted, job_id=job.id,
-                                  job_timestamp=time.strftime("%Y%m%d%H%M%S"))  # fmt: skip
+        result = GenerationResult(
+            request=request,
+            mode=mode,
+            model=info.id,
+            model_hash=model_hash,
+            interrupted=produced.interrupted,
+            job_id=job.id,
+            job_timestamp=time.strftime("%Y%m%d%H%M%S"),
+        )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
         day.mkdir(parents=True, exist_ok=True)
         fields = request.model_dump()
-        for image, seed, subseed in zip(produced.images, produced.seeds, produced.subseeds):
-            params = params_from_request({
-                **fields, "seed": seed, "subseed": subseed, "sd_model_hash": model_hash,
-                "sd_model_checkpoint": info.id,
-                "denoising_strength": request.denoising_strength if mode in ("img2img", "inpaint") else None,
-                "image_cfg_scale": request.image_cfg_scale if mode == "edit" else None,
-            })  # fmt: skip
+        for image, seed, subseed in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
+            params = params_from_request(
+                {
+                    **fields,
+                    "seed": seed,
+                    "subseed": subseed,
+                    "sd_model_hash": model_hash,
+                    "sd_model_checkpoint": info.id,
+                    "denoising_strength": request.denoising_strength if mode in ("img2img", "inpaint") else None,
+                    "image_cfg_scale": request.image_cfg_scale if mode == "edit" else None,
+                }
+            )
             if mode == "inpaint":
                 params["Mask blur"] = request.mask_blur
             params["Version"] = VERSION
@@ -191,10 +234,24 @@ class ImageService:
                 conn.execute(
                     "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt, seed,"
                     " subseed, width, height, params, infotext, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (image_id, job.id, str(path), mode, info.id, model_hash, request.prompt, request.negative_prompt,
-                     seed, subseed, image.width, image.height, json.dumps({**fields, "seed": seed, "subseed": subseed,
-                     "mode": mode}, ensure_ascii=False), infotext, time.time()),
-                )  # fmt: skip
+                    (
+                        image_id,
+                        job.id,
+                        str(path),
+                        mode,
+                        info.id,
+                        model_hash,
+                        request.prompt,
+                        request.negative_prompt,
+                        seed,
+                        subseed,
+                        image.width,
+                        image.height,
+                        json.dumps({**fields, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False),
+                        infotext,
+                        time.time(),
+                    ),
+                )
             result.images.append(GeneratedImage(image_id, path, image, seed, subseed, infotext))
         return result
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engines.image_base import Control
+from ..contracts import Control
 from ..storage.db import Database
 from ..storage.history import new_id
 
@@ -83,8 +83,17 @@ class JobQueue:
         self._thread = threading.Thread(target=self._run, name=f"jobs-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, kind: str, work: Callable[[Job], Any], *, model: str | None, request: dict,
-               source: str, batches: int = 1, steps: int = 0) -> Job:  # fmt: skip
+    def submit(
+        self,
+        kind: str,
+        work: Callable[[Job], Any],
+        *,
+        model: str | None,
+        request: dict,
+        source: str,
+        batches: int = 1,
+        steps: int = 0,
+    ) -> Job:
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
         with self.db.tx() as conn:
             conn.execute(

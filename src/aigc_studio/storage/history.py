@@ -8,7 +8,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
-from ..engines.base import Message
+from ..contracts import Message
 from ..errors import InvalidRequest, NotFound
 from .db import Database, like_pattern
 
@@ -92,13 +92,24 @@ class History:
                 " finish_reason, prompt_tokens, completion_tokens, ttft_ms, tokens_per_s, duration_ms,"
                 " trimmed_messages, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    response.id, conversation_id, response.model, response.source,
-                    json.dumps(response.options), response.seed, response.status, response.error,
-                    response.finish_reason, response.prompt_tokens, response.completion_tokens,
-                    response.ttft_ms, response.tokens_per_s, response.duration_ms,
-                    response.trimmed_messages, response.created,
+                    response.id,
+                    conversation_id,
+                    response.model,
+                    response.source,
+                    json.dumps(response.options),
+                    response.seed,
+                    response.status,
+                    response.error,
+                    response.finish_reason,
+                    response.prompt_tokens,
+                    response.completion_tokens,
+                    response.ttft_ms,
+                    response.tokens_per_s,
+                    response.duration_ms,
+                    response.trimmed_messages,
+                    response.created,
                 ),
-            )  # fmt: skip
+            )
             for m in new_messages:
                 conn.execute(
                     "INSERT INTO messages (conversation_id, role, content, created) VALUES (?,?,?,?)",
@@ -107,14 +118,15 @@ class History:
             tail = None
             if answer or response.status == "ok":
                 conn.execute(
-                    "INSERT INTO messages (conversation_id, response_id, role, content, created)"
-                    " VALUES (?,?,?,?,?)",
+                    "INSERT INTO messages (conversation_id, response_id, role, content, created) VALUES (?,?,?,?,?)",
                     (conversation_id, response.id, "assistant", answer, now),
                 )
                 tail = messages_hash([*all_messages, Message(role="assistant", content=answer)])
                 for message_id in supersedes or []:
-                    conn.execute("UPDATE messages SET superseded = 1 WHERE id = ? AND conversation_id = ?",
-                                 (message_id, conversation_id))  # fmt: skip
+                    conn.execute(
+                        "UPDATE messages SET superseded = 1 WHERE id = ? AND conversation_id = ?",
+                        (message_id, conversation_id),
+                    )
             conn.execute(
                 # A request that produced nothing leaves the resend-recognition hash as it was.
                 "UPDATE conversations SET updated = ?, model = ?, tail_hash = COALESCE(?, tail_hash) WHERE id = ?",
@@ -152,9 +164,7 @@ class History:
             )
         ]
         conv["responses"] = []
-        for r in conn.execute(
-            "SELECT * FROM responses WHERE conversation_id = ? ORDER BY created", (conversation_id,)
-        ):
+        for r in conn.execute("SELECT * FROM responses WHERE conversation_id = ? ORDER BY created", (conversation_id,)):
             resp = dict(r)
             resp["options"] = json.loads(resp["options"])
             del resp["conversation_id"]
@@ -163,8 +173,11 @@ class History:
 
     def messages(self, conversation_id: str) -> list[Message]:
         """The conversation as the model sees it: replaced (regenerated) answers left out."""
-        return [Message(role=m["role"], content=m["content"]) for m in self.get(conversation_id)["messages"]
-                if not m["superseded"]]  # fmt: skip
+        return [
+            Message(role=m["role"], content=m["content"])
+            for m in self.get(conversation_id)["messages"]
+            if not m["superseded"]
+        ]
 
     def trailing_answer_ids(self, conversation_id: str) -> list[int]:
         """Ids of the answers after the last question: what a regenerate replaces."""
@@ -213,9 +226,7 @@ class History:
                 raise NotFound(f"no conversation with id '{conversation_id}'")
 
     def export(self, conversation_ids: list[str] | None = None) -> dict:
-        ids = conversation_ids or [
-            r[0] for r in self.db.conn.execute("SELECT id FROM conversations ORDER BY created")
-        ]
+        ids = conversation_ids or [r[0] for r in self.db.conn.execute("SELECT id FROM conversations ORDER BY created")]
         return {"format": "aigc-studio-history", "version": EXPORT_VERSION, "conversations": [self.get(i) for i in ids]}
 
     def import_(self, data: dict) -> tuple[int, int]:
@@ -233,9 +244,16 @@ class History:
                 conn.execute(
                     "INSERT INTO conversations (id, title, model, source, created, updated, tail_hash)"
                     " VALUES (?,?,?,?,?,?,?)",
-                    (conv["id"], conv["title"], conv["model"], conv["source"], conv["created"],
-                     conv["updated"], conv.get("tail_hash")),
-                )  # fmt: skip
+                    (
+                        conv["id"],
+                        conv["title"],
+                        conv["model"],
+                        conv["source"],
+                        conv["created"],
+                        conv["updated"],
+                        conv.get("tail_hash"),
+                    ),
+                )
                 for r in conv["responses"]:
                     rec = ResponseRecord(**{k: v for k, v in r.items() if k in ResponseRecord.__dataclass_fields__})
                     row = asdict(rec)
@@ -249,8 +267,14 @@ class History:
                     conn.execute(
                         "INSERT INTO messages (conversation_id, response_id, role, content, created, superseded)"
                         " VALUES (?,?,?,?,?,?)",
-                        (conv["id"], m.get("response_id"), m["role"], m["content"], m["created"],
-                         m.get("superseded", 0)),
+                        (
+                            conv["id"],
+                            m.get("response_id"),
+                            m["role"],
+                            m["content"],
+                            m["created"],
+                            m.get("superseded", 0),
+                        ),
                     )
                 imported += 1
         return imported, skipped

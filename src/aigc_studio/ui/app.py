@@ -22,8 +22,15 @@ THEME = gr.themes.Soft(
     neutral_hue="slate",
     # Local fonts only: the page must work with no internet (Gradio ships these). Its Source Sans Pro
     # SemiBold file is a 5 KB subset that lacks letters such as "A", so bold text uses the Bold file.
-    font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "system-ui", "PingFang SC",
-          "Microsoft YaHei", "Noto Sans CJK SC", "sans-serif"],  # fmt: skip
+    font=[
+        gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)),
+        "ui-sans-serif",
+        "system-ui",
+        "PingFang SC",
+        "Microsoft YaHei",
+        "Noto Sans CJK SC",
+        "sans-serif",
+    ],
     font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "Consolas", "monospace"],
 )
 
@@ -70,8 +77,9 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title="AIGC Studio", analytics_enabled=False, fill_width=True) as blocks:
         with gr.Row(elem_id="aigc-header", equal_height=True):
             gr.HTML(f"<div id='aigc-brand'><b>AIGC Studio</b><span>v{__version__}</span></div>")
-            lang = gr.Radio(LANGUAGES, value="en", show_label=False, container=False, scale=0, min_width=240,
-                            elem_id="aigc-lang")  # fmt: skip
+            lang = gr.Radio(
+                LANGUAGES, value="en", show_label=False, container=False, scale=0, min_width=240, elem_id="aigc-lang"
+            )
         with gr.Tabs(elem_id="aigc-tabs") as main_tabs:
             with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat"):
                 chat_tab = chat.build(ctx, lang)
@@ -89,8 +97,9 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         def on_page_load():
             return (*chat_tab.on_load(), *images_tab.on_load(), *load_settings())
 
-        blocks.load(on_page_load, None, [*chat_tab.load_outputs, *images_tab.load_outputs, *settings_outputs],
-                    queue=False)  # fmt: skip
+        blocks.load(
+            on_page_load, None, [*chat_tab.load_outputs, *images_tab.load_outputs, *settings_outputs], queue=False
+        )
         # Pick the language in the browser (saved choice, else the browser's), then apply it.
         blocks.load(None, None, lang, js="() => window.aigcInitialLocale()")
         lang.input(None, lang, None, js="(lang) => { window.aigcSetLocale(lang, true); return []; }")

@@ -8,13 +8,23 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..engines.base import Message, TextOptions
+from ..contracts import Message, TextOptions
 from .common import UIContext, empty_to_none, field_widget, shows_errors
 from .i18n import t, text
 
 # Sampling options in the order a user reaches for them; every one is declared in TextOptions.
-OPTION_FIELDS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
-                 "frequency_penalty", "seed", "max_tokens", "stop"]  # fmt: skip
+OPTION_FIELDS = [
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "max_tokens",
+    "stop",
+]
 CONVERSATIONS_SHOWN = 50
 
 
@@ -39,16 +49,20 @@ def _plain(content) -> str:
 
 def _shown(messages: list[dict]) -> list[dict]:
     # Replaced (regenerated) answers stay in history but are not shown in the conversation.
-    return [{"role": m["role"], "content": _plain(m["content"])} for m in messages
-            if m["role"] != "system" and not m.get("superseded")]  # fmt: skip
+    return [
+        {"role": m["role"], "content": _plain(m["content"])}
+        for m in messages
+        if m["role"] != "system" and not m.get("superseded")
+    ]
 
 
 def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=240, elem_classes=["aigc-sidebar"]):
             new_chat = gr.Button(t("chat_new"), size="sm", elem_id="chat-new")
-            conversations = gr.Radio([], label=t("chat_conversations"), elem_id="chat-conversations",
-                                     elem_classes=["aigc-conversations"])  # fmt: skip
+            conversations = gr.Radio(
+                [], label=t("chat_conversations"), elem_id="chat-conversations", elem_classes=["aigc-conversations"]
+            )
             with gr.Accordion(t("chat_manage"), open=False):
                 title = gr.Textbox(label=t("chat_title"), elem_id="chat-title")
                 with gr.Row():
@@ -57,20 +71,39 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
         with gr.Column(scale=4):
             with gr.Row():
                 model = gr.Dropdown([], label=t("chat_model"), elem_id="chat-model", scale=1)
-                system = gr.Textbox(label=t("chat_system"), placeholder=t("chat_system_ph"), lines=1,
-                                    max_lines=6, elem_id="chat-system", scale=3)  # fmt: skip
-            chatbot = gr.Chatbot(elem_id="chat-log", height=460, buttons=["copy", "copy_all"],
-                                 render_markdown=True, feedback_options=None, placeholder=t("chat_empty"),
-                                 label=t("tab_chat"), show_label=False)  # fmt: skip
+                system = gr.Textbox(
+                    label=t("chat_system"),
+                    placeholder=t("chat_system_ph"),
+                    lines=1,
+                    max_lines=6,
+                    elem_id="chat-system",
+                    scale=3,
+                )
+            chatbot = gr.Chatbot(
+                elem_id="chat-log",
+                height=460,
+                buttons=["copy", "copy_all"],
+                render_markdown=True,
+                feedback_options=None,
+                placeholder=t("chat_empty"),
+                label=t("tab_chat"),
+                show_label=False,
+            )
             with gr.Row(equal_height=True):
-                message = gr.Textbox(show_label=False, placeholder=t("chat_input_ph"), lines=1, max_lines=10,
-                                     scale=6, elem_id="chat-input", autofocus=True)  # fmt: skip
+                message = gr.Textbox(
+                    show_label=False,
+                    placeholder=t("chat_input_ph"),
+                    lines=1,
+                    max_lines=10,
+                    scale=6,
+                    elem_id="chat-input",
+                    autofocus=True,
+                )
                 with gr.Column(scale=1, min_width=120):
                     send = gr.Button(t("chat_send"), variant="primary", elem_id="chat-send")
                     with gr.Row():
                         stop = gr.Button(t("chat_stop"), variant="stop", size="sm", min_width=60, elem_id="chat-stop")
-                        regenerate = gr.Button(t("chat_regenerate"), size="sm", min_width=60,
-                                               elem_id="chat-regenerate")  # fmt: skip
+                        regenerate = gr.Button(t("chat_regenerate"), size="sm", min_width=60, elem_id="chat-regenerate")
             status = gr.Markdown(elem_id="chat-status", elem_classes=["aigc-status"])
             with gr.Accordion(t("chat_sampling"), open=False, elem_id="chat-sampling"):
                 options: dict[str, gr.Component] = {}
@@ -83,8 +116,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
                 with gr.Row():
                     for name in OPTION_FIELDS[7:9]:
                         options[name] = field_widget(TextOptions, name, unset=True, placeholder=t("unset_ph"))
-                    options["stop"] = gr.Textbox(label=t("f_stop"), info=t("h_stop"), lines=2,
-                                                 elem_id="textoptions-stop")  # fmt: skip
+                    options["stop"] = gr.Textbox(
+                        label=t("f_stop"), info=t("h_stop"), lines=2, elem_id="textoptions-stop"
+                    )
     conversation = gr.State(None)
 
     def conversation_choices(selected: str | None = None):
@@ -114,8 +148,14 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
             ctx.chat_runs.pop(session, None)
         result = run.result
         reason = text(lang_value, f"reason_{result.finish_reason}")
-        note = text(lang_value, "chat_stats", tokens=result.usage.completion_tokens,
-                    prompt=result.usage.prompt_tokens, seed=result.seed, reason=reason)  # fmt: skip
+        note = text(
+            lang_value,
+            "chat_stats",
+            tokens=result.usage.completion_tokens,
+            prompt=result.usage.prompt_tokens,
+            seed=result.seed,
+            reason=reason,
+        )
         if result.trimmed:
             note += " · " + text(lang_value, "chat_trimmed", n=result.trimmed)
         yield shown, result.conversation_id, conversation_choices(result.conversation_id), note
@@ -132,8 +172,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
             current = next((m.content for m in reversed(stored) if m.role == "system"), None)
             if current != system_prompt:
                 new.insert(0, Message(role="system", content=system_prompt))
-        prepared = ctx.studio.chat.prepare(new, model=model_id, options=options, conversation_id=conversation_id,
-                                           trim=True, source="ui")  # fmt: skip
+        prepared = ctx.studio.chat.prepare(
+            new, model=model_id, options=options, conversation_id=conversation_id, trim=True, source="ui"
+        )
         shown = [*_shown(shown), {"role": "user", "content": user_text}, {"role": "assistant", "content": ""}]
         yield from stream(prepared, shown, request.session_hash, lang_value)
 
@@ -144,8 +185,15 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
         *values, lang_value = rest
         if not conversation_id:
             return
-        prepared = ctx.studio.chat.prepare([], model=model_id, options=read_options(values), trim=True,
-                                           conversation_id=conversation_id, regenerate=True, source="ui")  # fmt: skip
+        prepared = ctx.studio.chat.prepare(
+            [],
+            model=model_id,
+            options=read_options(values),
+            trim=True,
+            conversation_id=conversation_id,
+            regenerate=True,
+            source="ui",
+        )
         shown = [*_shown([m.model_dump() for m in prepared.request.messages]), {"role": "assistant", "content": ""}]
         yield from stream(prepared, shown, request.session_hash, lang_value)
 
@@ -180,15 +228,17 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
     for trigger in (send.click, message.submit):
         # Empty the box at once; the handler reads the message from ``pending``.
         trigger(lambda m: ("", m), message, [message, pending], queue=False).then(
-            on_send, [pending, chatbot, conversation, model, system, *option_inputs, lang], stream_outputs,
+            on_send,
+            [pending, chatbot, conversation, model, system, *option_inputs, lang],
+            stream_outputs,
             concurrency_limit=None,
         )
-    regenerate.click(on_regenerate, [conversation, model, *option_inputs, lang], stream_outputs,
-                     concurrency_limit=None)  # fmt: skip
+    regenerate.click(on_regenerate, [conversation, model, *option_inputs, lang], stream_outputs, concurrency_limit=None)
     stop.click(on_stop, None, None, queue=False)
     conversations.input(on_open, conversations, [chatbot, conversation, title, system, model, status])
-    new_chat.click(lambda: ([], None, gr.Radio(value=None), "", ""), None,
-                   [chatbot, conversation, conversations, title, status])  # fmt: skip
+    new_chat.click(
+        lambda: ([], None, gr.Radio(value=None), "", ""), None, [chatbot, conversation, conversations, title, status]
+    )
     # The chatbot's own clear button starts a new conversation (the old one stays in history).
     chatbot.clear(lambda: (None, gr.Radio(value=None), ""), None, [conversation, conversations, status])
     rename.click(on_rename, [conversation, title, lang], conversations)

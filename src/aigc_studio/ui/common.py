@@ -83,8 +83,9 @@ def _base_type(annotation) -> type:
     return typing.get_origin(annotation) or annotation
 
 
-def field_widget(model: type[BaseModel], name: str, *, choices: list | None = None, unset: bool = False,
-                 **kwargs) -> gr.Component:  # fmt: skip
+def field_widget(
+    model: type[BaseModel], name: str, *, choices: list | None = None, unset: bool = False, **kwargs
+) -> gr.Component:
     """A widget for one declared field: label and help from the i18n table (the English help is the
     field's description), limits and default from the declaration.
 
@@ -106,8 +107,9 @@ def field_widget(model: type[BaseModel], name: str, *, choices: list | None = No
     if kind in (int, float):
         step = _constraint(info, "multiple_of") or SLIDER_STEPS.get(name, 1 if kind is int else 0.01)
         if unset or low is None or high is None or high - low > 4096:
-            return gr.Number(value=default, minimum=low, maximum=high, step=step,
-                             precision=0 if kind is int else None, **common)  # fmt: skip
+            return gr.Number(
+                value=default, minimum=low, maximum=high, step=step, precision=0 if kind is int else None, **common
+            )
         return gr.Slider(low, high, value=default, step=step, **common)
     max_length = _constraint(info, "max_length") if kind is str else None
     return gr.Textbox(value=default or "", max_length=max_length, **common)
@@ -122,5 +124,7 @@ def empty_to_none(value):
 
 def progress_bar(percent: float, label: str, done: bool = False) -> str:
     """The HTML of a progress bar with a label (image jobs, model pulls)."""
-    return (f'<div class="aigc-progress{" done" if done else ""}"><div class="aigc-bar" style="width:{percent:.0f}%">'
-            f"</div><span>{html.escape(label)}</span></div>")  # fmt: skip
+    return (
+        f'<div class="aigc-progress{" done" if done else ""}"><div class="aigc-bar" style="width:{percent:.0f}%">'
+        f"</div><span>{html.escape(label)}</span></div>"
+    )

@@ -14,8 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import SETTINGS
-from ..engines.base import TextOptions
-from ..engines.image_base import ImageRequest
+from ..contracts import ImageRequest, TextOptions
 
 LANGUAGES = [("English", "en"), ("简体中文", "zh-CN")]
 
@@ -48,21 +47,27 @@ TABLE: dict[str, tuple[str, str]] = {
     "chat_system": ("System prompt", "系统提示词"),
     "chat_system_ph": ("You are a helpful assistant.", "你是一个乐于助人的助手。"),
     "chat_empty": ("Ask anything. Answers stream in as they are written.", "随便问点什么，回答会逐字显示。"),
-    "chat_input_ph": ("Type a message; Enter sends, Shift+Enter starts a new line",
-                      "输入消息：回车发送，Shift+回车换行"),  # fmt: skip
+    "chat_input_ph": (
+        "Type a message; Enter sends, Shift+Enter starts a new line",
+        "输入消息：回车发送，Shift+回车换行",
+    ),
     "chat_send": ("Send", "发送"),
     "chat_stop": ("Stop", "停止"),
     "chat_regenerate": ("Regenerate", "重新生成"),
     "chat_sampling": ("Sampling settings", "采样设置"),
-    "chat_stats": ("{tokens} tokens (prompt {prompt}) · seed {seed} · {reason}",
-                   "{tokens} 个词元（提示 {prompt}）· 种子 {seed} · {reason}"),  # fmt: skip
+    "chat_stats": (
+        "{tokens} tokens (prompt {prompt}) · seed {seed} · {reason}",
+        "{tokens} 个词元（提示 {prompt}）· 种子 {seed} · {reason}",
+    ),
     "reason_stop": ("finished", "已完成"),
     "reason_length": ("hit the token limit", "达到词元上限"),
     "reason_cancelled": ("cancelled", "已停止"),
     "reason_error": ("failed", "出错"),
     "chat_trimmed": ("left out the {n} oldest messages to fit the context", "为适应上下文长度省略了最早的 {n} 条消息"),
-    "chat_pick_first": ("Open a conversation first (and give a title to rename it).",
-                        "请先打开一个对话（重命名需填写标题）。"),  # fmt: skip
+    "chat_pick_first": (
+        "Open a conversation first (and give a title to rename it).",
+        "请先打开一个对话（重命名需填写标题）。",
+    ),
     # images
     "img_prompt_ph": ("a lighthouse at dusk, (oil painting:1.2)", "黄昏的灯塔，(油画:1.2)"),
     "img_generate": ("Generate", "生成"),
@@ -73,8 +78,10 @@ TABLE: dict[str, tuple[str, str]] = {
     "mode_inpaint": ("Inpaint", "局部重绘"),
     "mode_edit": ("Instruction edit", "指令编辑"),
     "mode_pnginfo": ("PNG info", "PNG 信息"),
-    "mode_txt2img_help": ("Draws from the prompt alone. The other tabs start from an image.",
-                          "仅根据提示词作画。其他标签页从一张图片开始。"),  # fmt: skip
+    "mode_txt2img_help": (
+        "Draws from the prompt alone. The other tabs start from an image.",
+        "仅根据提示词作画。其他标签页从一张图片开始。",
+    ),
     "fill_0": ("fill", "填充"),
     "fill_1": ("original", "原图"),
     "fill_2": ("latent noise", "潜空间噪声"),
@@ -91,8 +98,10 @@ TABLE: dict[str, tuple[str, str]] = {
     "img_to_edit": ("Send to edit", "发送到指令编辑"),
     "img_infotext": ("Parameters", "生成参数"),
     "img_queued": ("Queued…", "排队中…"),
-    "img_progress": ("Step {step}/{steps} · batch {batch}/{batches} · ETA {eta} s",
-                     "第 {step}/{steps} 步 · 批次 {batch}/{batches} · 预计剩余 {eta} 秒"),  # fmt: skip
+    "img_progress": (
+        "Step {step}/{steps} · batch {batch}/{batches} · ETA {eta} s",
+        "第 {step}/{steps} 步 · 批次 {batch}/{batches} · 预计剩余 {eta} 秒",
+    ),
     "img_done": ("Done: {n} image(s) in {seconds} s", "完成：{n} 张图像，用时 {seconds} 秒"),
     "img_interrupted": ("Interrupted: {n} image(s) kept, {seconds} s", "已中断：保留 {n} 张图像，用时 {seconds} 秒"),
     "img_nothing_selected": ("Generate an image first.", "请先生成一张图像。"),
@@ -129,8 +138,10 @@ TABLE: dict[str, tuple[str, str]] = {
     "mod_col_default": ("Default", "默认"),
     "mod_add_title": ("#### Add a local model", "#### 添加本地模型"),
     "mod_path": ("Path on this machine", "本机路径"),
-    "mod_path_ph": ("~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf or a .safetensors / diffusers folder",
-                    "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf，或 .safetensors / diffusers 文件夹"),  # fmt: skip
+    "mod_path_ph": (
+        "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf or a .safetensors / diffusers folder",
+        "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf，或 .safetensors / diffusers 文件夹",
+    ),
     "mod_name": ("Name (optional)", "名称（可选）"),
     "mod_name_ph": ("from the file name", "默认取文件名"),
     "mod_add": ("Add", "添加"),
@@ -146,20 +157,28 @@ TABLE: dict[str, tuple[str, str]] = {
     "mod_pull": ("Pull", "下载"),
     "mod_pulling": ("{file} — {done:.0f} of {total:.0f} MB", "{file} — 已下载 {done:.0f} / {total:.0f} MB"),
     "mod_pulled": ("{id} is ready.", "{id} 已就绪。"),
-    "mod_pull_note": ("Downloads from the Hugging Face hub (or HF_ENDPOINT) into AIGC_HOME/models; an interrupted "
-                      "pull continues where it stopped.",
-                      "从 Hugging Face（或 HF_ENDPOINT）下载到 AIGC_HOME/models；中断后再次下载会从断点继续。"),
+    "mod_pull_note": (
+        "Downloads from the Hugging Face hub (or HF_ENDPOINT) into AIGC_HOME/models; an interrupted "
+        "pull continues where it stopped.",
+        "从 Hugging Face（或 HF_ENDPOINT）下载到 AIGC_HOME/models；中断后再次下载会从断点继续。",
+    ),
     # settings
     "set_storage_title": ("#### Storage", "#### 存储"),
     "set_home": ("State folder (AIGC_HOME)", "数据文件夹（AIGC_HOME）"),
     "set_outputs": ("Output folder", "输出文件夹"),
-    "set_outputs_help": ("Images are written under images/DATE/ here, each PNG with its parameters.",
-                         "图像保存在其中的 images/日期/ 下，每个 PNG 都带有生成参数。"),  # fmt: skip
-    "set_defaults_title": ("#### Defaults (config.toml; the server reads them at start)",
-                           "#### 默认值（config.toml，服务启动时读取）"),  # fmt: skip
+    "set_outputs_help": (
+        "Images are written under images/DATE/ here, each PNG with its parameters.",
+        "图像保存在其中的 images/日期/ 下，每个 PNG 都带有生成参数。",
+    ),
+    "set_defaults_title": (
+        "#### Defaults (config.toml; the server reads them at start)",
+        "#### 默认值（config.toml，服务启动时读取）",
+    ),
     "set_save": ("Save", "保存"),
-    "set_saved": ("Saved {keys} to config.toml; they apply from the next start.",
-                  "已将 {keys} 写入 config.toml，下次启动时生效。"),  # fmt: skip
+    "set_saved": (
+        "Saved {keys} to config.toml; they apply from the next start.",
+        "已将 {keys} 写入 config.toml，下次启动时生效。",
+    ),
     "set_nothing": ("Nothing changed.", "没有改动。"),
     "set_env_wins": ("An environment variable overrides: {envs}.", "以下环境变量优先：{envs}。"),
     "set_host": ("Host", "监听地址"),

@@ -4,22 +4,41 @@ interrupt / skip. Every generation goes through the image service and its job qu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gradio as gr
 from PIL import Image
 
-from ..engines.image_base import INPAINTING_FILL, SAMPLERS, SCHEDULERS, ImageRequest
+from ..contracts import INPAINTING_FILL, SAMPLERS, SCHEDULERS, ImageRequest
 from ..errors import StudioError
 from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from .common import UIContext, field_widget, progress_bar, shows_errors
 from .i18n import t, text
 
 # Every ImageRequest field the form shows, in the order handlers receive them.
-FORM_FIELDS = ["prompt", "negative_prompt", "model", "steps", "sampler_name", "scheduler", "cfg_scale", "seed",
-               "subseed", "subseed_strength", "width", "height", "batch_size", "n_iter", "denoising_strength",
-               "mask_blur", "inpainting_fill", "image_cfg_scale", "clip_skip"]  # fmt: skip
+FORM_FIELDS = [
+    "prompt",
+    "negative_prompt",
+    "model",
+    "steps",
+    "sampler_name",
+    "scheduler",
+    "cfg_scale",
+    "seed",
+    "subseed",
+    "subseed_strength",
+    "width",
+    "height",
+    "batch_size",
+    "n_iter",
+    "denoising_strength",
+    "mask_blur",
+    "inpainting_fill",
+    "image_cfg_scale",
+    "clip_skip",
+]
 POLL_SECONDS = 0.2
 
 
@@ -59,8 +78,9 @@ def _job_progress(lang: str, job) -> str:
     if job.state == "queued":
         return progress_bar(0, text(lang, "img_queued"))
     eta = f"{job.eta:.1f}" if job.eta is not None else "…"
-    label = text(lang, "img_progress", step=job.step, steps=job.steps, batch=job.batch + 1, batches=job.batches,
-                 eta=eta)  # fmt: skip
+    label = text(
+        lang, "img_progress", step=job.step, steps=job.steps, batch=job.batch + 1, batches=job.batches, eta=eta
+    )
     return progress_bar(job.progress * 100, label)
 
 
@@ -90,8 +110,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         with gr.Column(scale=1, min_width=220, elem_classes=["aigc-params"]):
             generate = gr.Button(t("img_generate"), variant="primary", size="lg", elem_id="img-generate")
             with gr.Row():
-                interrupt = gr.Button(t("img_interrupt"), variant="stop", size="sm", min_width=80,
-                                      elem_id="img-interrupt")  # fmt: skip
+                interrupt = gr.Button(
+                    t("img_interrupt"), variant="stop", size="sm", min_width=80, elem_id="img-interrupt"
+                )
                 skip = gr.Button(t("img_skip"), size="sm", min_width=80, elem_id="img-skip")
             widget("model", choices=[])
     with gr.Row(equal_height=False):
@@ -101,27 +122,46 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
                 with gr.Tab(t("mode_txt2img"), id="txt2img") as tab_txt2img:
                     gr.Markdown(t("mode_txt2img_help"), elem_classes=["aigc-hint"])
                 with gr.Tab(t("mode_img2img"), id="img2img") as tab_img2img:
-                    init_image = gr.Image(type="pil", label=t("img_init"), sources=["upload", "clipboard"],
-                                          height=300, elem_id="img-init")  # fmt: skip
+                    init_image = gr.Image(
+                        type="pil", label=t("img_init"), sources=["upload", "clipboard"], height=300, elem_id="img-init"
+                    )
                 with gr.Tab(t("mode_inpaint"), id="inpaint") as tab_inpaint:
                     mask_editor = gr.ImageMask(
-                        type="pil", format="png", label=t("img_mask"), sources=["upload", "clipboard"],
+                        type="pil",
+                        format="png",
+                        label=t("img_mask"),
+                        sources=["upload", "clipboard"],
                         # Half-transparent, so the picture stays visible under the mask.
                         brush=gr.Brush(default_size=32, colors=[("#ffffff", 0.6)], color_mode="fixed"),
-                        transforms=[], layers=False, height=360, elem_id="img-mask",
+                        transforms=[],
+                        layers=False,
+                        height=360,
+                        elem_id="img-mask",
                     )
                     with gr.Row():
                         widget("mask_blur")
                         widget("inpainting_fill", choices=[(t(f"fill_{k}"), k) for k in INPAINTING_FILL])
                 with gr.Tab(t("mode_edit"), id="edit") as tab_edit:
-                    edit_image = gr.Image(type="pil", label=t("img_edit_input"), sources=["upload", "clipboard"],
-                                          height=300, elem_id="img-edit")  # fmt: skip
+                    edit_image = gr.Image(
+                        type="pil",
+                        label=t("img_edit_input"),
+                        sources=["upload", "clipboard"],
+                        height=300,
+                        elem_id="img-edit",
+                    )
                     widget("image_cfg_scale")
                 with gr.Tab(t("mode_pnginfo"), id="pnginfo") as tab_pnginfo:
-                    png = gr.Image(type="filepath", image_mode=None, label=t("png_drop"), height=240,
-                                   sources=["upload", "clipboard"], elem_id="img-pnginfo")  # fmt: skip
-                    png_text = gr.Textbox(label=t("png_text"), lines=4, interactive=False, elem_id="png-text",
-                                          buttons=["copy"])  # fmt: skip
+                    png = gr.Image(
+                        type="filepath",
+                        image_mode=None,
+                        label=t("png_drop"),
+                        height=240,
+                        sources=["upload", "clipboard"],
+                        elem_id="img-pnginfo",
+                    )
+                    png_text = gr.Textbox(
+                        label=t("png_text"), lines=4, interactive=False, elem_id="png-text", buttons=["copy"]
+                    )
             widget("denoising_strength", visible=False)
             with gr.Row():
                 widget("sampler_name", choices=list(SAMPLERS))
@@ -149,16 +189,25 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
                 widget("clip_skip")
         with gr.Column(scale=4):
             progress = gr.HTML(elem_id="img-progress")
-            preview = gr.Image(label=t("img_preview"), interactive=False, height=128, visible=False,
-                               elem_id="img-preview")  # fmt: skip
-            gallery = gr.Gallery(label=t("img_results"), columns=4, height=440, format="png", object_fit="contain",
-                                 elem_id="img-gallery", interactive=False)  # fmt: skip
+            preview = gr.Image(
+                label=t("img_preview"), interactive=False, height=128, visible=False, elem_id="img-preview"
+            )
+            gallery = gr.Gallery(
+                label=t("img_results"),
+                columns=4,
+                height=440,
+                format="png",
+                object_fit="contain",
+                elem_id="img-gallery",
+                interactive=False,
+            )
             with gr.Row():
                 to_img2img = gr.Button(t("img_to_img2img"), size="sm", elem_id="img-to-img2img")
                 to_inpaint = gr.Button(t("img_to_inpaint"), size="sm", elem_id="img-to-inpaint")
                 to_edit = gr.Button(t("img_to_edit"), size="sm", elem_id="img-to-edit")
-            infotext = gr.Textbox(label=t("img_infotext"), lines=4, interactive=False, elem_id="img-infotext",
-                                  buttons=["copy"])  # fmt: skip
+            infotext = gr.Textbox(
+                label=t("img_infotext"), lines=4, interactive=False, elem_id="img-infotext", buttons=["copy"]
+            )
     results = gr.State([])  # [{"path", "seed", "subseed", "infotext"}] of the last generation
     selected = gr.State(0)
 
@@ -189,15 +238,23 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         finally:
             ctx.image_jobs.pop(request.session_hash, None)
         result = job.wait()  # None when it was interrupted before it started
-        made = [{"path": str(g.path), "seed": g.seed, "subseed": g.subseed, "infotext": g.infotext}
-                for g in (result.images if result else [])]  # fmt: skip
+        made = [
+            {"path": str(g.path), "seed": g.seed, "subseed": g.subseed, "infotext": g.infotext}
+            for g in (result.images if result else [])
+        ]
         key = "img_done" if result and not result.interrupted else "img_interrupted"
         summary = text(lang_value, key, n=len(made), seconds=f"{job.finished - (job.started or job.created):.1f}")
         items = [(m["path"], f"{m['seed']}") for m in made]
         # Opened on the first image, large, with the batch as thumbnails under it (as in A1111).
         shown = gr.Gallery(value=items, selected_index=0 if items else None)
-        yield (progress_bar(100, summary, done=True), gr.Image(value=None, visible=False), shown,
-               made[0]["infotext"] if made else "", made, 0)  # fmt: skip
+        yield (
+            progress_bar(100, summary, done=True),
+            gr.Image(value=None, visible=False),
+            shown,
+            made[0]["infotext"] if made else "",
+            made,
+            0,
+        )
 
     def on_stop(request: gr.Request):
         ctx.studio.jobs.interrupt(ctx.image_jobs.get(request.session_hash))
@@ -219,8 +276,11 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             if chosen is None:
                 raise gr.Error(text(lang_value, "img_nothing_selected"))
             image = Image.open(chosen["path"])
-            outputs = {"img2img": [image, gr.skip(), gr.skip()], "inpaint": [gr.skip(), image, gr.skip()],
-                       "edit": [gr.skip(), gr.skip(), image]}[target]  # fmt: skip
+            outputs = {
+                "img2img": [image, gr.skip(), gr.skip()],
+                "inpaint": [gr.skip(), image, gr.skip()],
+                "edit": [gr.skip(), gr.skip(), image],
+            }[target]
             return *outputs, gr.Tabs(selected=target), target, gr.Slider(visible=uses_denoising(target))
 
         return handler
@@ -251,10 +311,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         fields = dict(fields)
         checkpoint = fields.pop("sd_model_checkpoint", None) or fields.pop("model", None)
         if checkpoint:
-            try:
+            # the image may name a model this studio lacks; then the current choice stays
+            with contextlib.suppress(StudioError):
                 fields["model"] = ctx.studio.registry.resolve(str(checkpoint), kind="image").id
-            except StudioError:
-                pass  # the image names a model this studio lacks; keep the current choice
         return fields
 
     def on_load():
@@ -274,11 +333,20 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         trigger(on_generate, generate_inputs, outputs, concurrency_limit=None, show_progress="hidden")
     interrupt.click(on_stop, None, None, queue=False)
     skip.click(on_skip, None, None, queue=False)
-    for mode_tab, mode_id in [(tab_txt2img, "txt2img"), (tab_img2img, "img2img"), (tab_inpaint, "inpaint"),
-                              (tab_edit, "edit"), (tab_pnginfo, "txt2img")]:  # fmt: skip
+    for mode_tab, mode_id in [
+        (tab_txt2img, "txt2img"),
+        (tab_img2img, "img2img"),
+        (tab_inpaint, "inpaint"),
+        (tab_edit, "edit"),
+        (tab_pnginfo, "txt2img"),
+    ]:
         # Denoising strength applies to img2img and inpainting only.
-        mode_tab.select(lambda m=mode_id: (m, gr.Slider(visible=uses_denoising(m))), None,
-                        [mode, form["denoising_strength"]], queue=False)  # fmt: skip
+        mode_tab.select(
+            lambda m=mode_id: (m, gr.Slider(visible=uses_denoising(m))),
+            None,
+            [mode, form["denoising_strength"]],
+            queue=False,
+        )
     gallery.select(on_select, results, [infotext, selected])
     targets = [init_image, mask_editor, edit_image, mode_tabs, mode, form["denoising_strength"]]
     to_img2img.click(send_to("img2img"), [results, selected, lang], targets)

@@ -3,21 +3,27 @@ default text and image model, pull a catalog model with a progress bar."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import gradio as gr
 
-import threading
-
-from ..config import save_setting
+from ..errors import StudioError
 from ..models.catalog import CATALOG, find
 from ..models.pull import pull_and_register
-from ..errors import StudioError
 from .common import UIContext, progress_bar, shows_errors
 from .i18n import t, text
 
-COLUMNS = ("mod_col_id", "mod_col_kind", "mod_col_engine", "mod_col_size", "mod_col_hash", "mod_col_license",
-           "mod_col_source", "mod_col_default")  # fmt: skip
+COLUMNS = (
+    "mod_col_id",
+    "mod_col_kind",
+    "mod_col_engine",
+    "mod_col_size",
+    "mod_col_hash",
+    "mod_col_license",
+    "mod_col_source",
+    "mod_col_default",
+)
 
 
 def _size(n: int | None) -> str:
@@ -30,8 +36,9 @@ def _size(n: int | None) -> str:
     return ""
 
 
-def build(ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown,
-          image_model: gr.Dropdown) -> tuple[Callable, list[gr.Component]]:  # fmt: skip
+def build(
+    ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown, image_model: gr.Dropdown
+) -> tuple[Callable, list[gr.Component]]:
     """The tab; returns (refresh handler, its outputs), run when the tab opens (it may hash files)."""
     table = gr.Dataframe(interactive=False, wrap=True, elem_id="models-table", max_height=360)
     with gr.Row(equal_height=False):
@@ -52,9 +59,15 @@ def build(ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown,
     with gr.Accordion(t("mod_pull_title"), open=False, elem_id="models-pull-section"):
         gr.Markdown(t("mod_pull_note"))
         with gr.Row(elem_classes=["aigc-bottom-row"]):
-            catalog = gr.Dropdown([(f"{e.id} ({e.kind}, {_size(e.size_bytes)}, {e.license})", e.id) for e in CATALOG],
-                                  label=t("mod_pull_pick"), scale=3, elem_id="models-pull-pick")  # fmt: skip
-            pull_button = gr.Button(t("mod_pull"), variant="primary", scale=1, min_width=120, elem_id="models-pull-button")
+            catalog = gr.Dropdown(
+                [(f"{e.id} ({e.kind}, {_size(e.size_bytes)}, {e.license})", e.id) for e in CATALOG],
+                label=t("mod_pull_pick"),
+                scale=3,
+                elem_id="models-pull-pick",
+            )
+            pull_button = gr.Button(
+                t("mod_pull"), variant="primary", scale=1, min_width=120, elem_id="models-pull-button"
+            )
         pull_progress = gr.HTML(elem_id="models-pull-progress")
 
     def refresh(lang_value: str):
@@ -69,8 +82,18 @@ def build(ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown,
             # table is filled when the Models tab opens rather than with the page.
             digest = registry.model_hash(info)
             is_default = info.id in (registry.default_model, image_default)
-            rows.append([info.id, text(lang_value, f"kind_{info.kind}"), info.engine, _size(info.size_bytes),
-                         digest or "—", info.license or "—", info.source, "✓" if is_default else ""])  # fmt: skip
+            rows.append(
+                [
+                    info.id,
+                    text(lang_value, f"kind_{info.kind}"),
+                    info.engine,
+                    _size(info.size_bytes),
+                    digest or "—",
+                    info.license or "—",
+                    info.source,
+                    "✓" if is_default else "",
+                ]
+            )
         headers = [text(lang_value, key) for key in COLUMNS]
         text_ids = [m.id for m in registry.all() if m.kind == "text"]
         image_ids = [m.id for m in registry.all() if m.kind == "image"]
@@ -92,8 +115,7 @@ def build(ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown,
 
     @shows_errors
     def on_set_text(model_id: str, lang_value: str):
-        chosen = ctx.studio.registry.set_default_model(model_id)
-        save_setting("model", chosen)
+        chosen = ctx.studio.models.set_default(model_id, kind="text").id
         gr.Info(text(lang_value, "mod_default_set", id=chosen))
         return refresh(lang_value)
 
@@ -109,28 +131,36 @@ def build(ctx: UIContext, lang: gr.Radio, chat_model: gr.Dropdown,
         def work() -> None:
             try:
                 outcome["info"] = pull_and_register(
-                    entry, ctx.studio.registry, ctx.studio.config.models_dir,
+                    entry,
+                    ctx.studio.registry,
+                    ctx.studio.config.models_dir,
                     progress=lambda done, total, file: state.update(done=done, total=total, file=file),
-                )[0]  # fmt: skip
+                )[0]
             except StudioError as exc:
                 outcome["error"] = exc
 
         worker = threading.Thread(target=work, name=f"pull-{entry.id}", daemon=True)
         worker.start()
         while worker.is_alive():
-            label = text(lang_value, "mod_pulling", file=state["file"] or entry.id, done=state["done"] / 2**20,
-                         total=state["total"] / 2**20)  # fmt: skip
+            label = text(
+                lang_value,
+                "mod_pulling",
+                file=state["file"] or entry.id,
+                done=state["done"] / 2**20,
+                total=state["total"] / 2**20,
+            )
             yield progress_bar(100 * state["done"] / max(state["total"], 1), label), *[gr.skip()] * len(outputs)
             worker.join(0.5)
         if "error" in outcome:
             raise outcome["error"]
-        yield (progress_bar(100, text(lang_value, "mod_pulled", id=outcome["info"].id), done=True),
-               *refresh(lang_value))  # fmt: skip
+        yield (
+            progress_bar(100, text(lang_value, "mod_pulled", id=outcome["info"].id), done=True),
+            *refresh(lang_value),
+        )
 
     @shows_errors
     def on_set_image(model_id: str, lang_value: str):
-        chosen = ctx.studio.registry.set_default_image_model(model_id)
-        save_setting("image_model", chosen)
+        chosen = ctx.studio.models.set_default(model_id, kind="image").id
         gr.Info(text(lang_value, "mod_default_set", id=chosen))
         return refresh(lang_value)
 

@@ -19,8 +19,13 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
         with gr.Column():
             gr.Markdown(t("set_storage_title"))
             home = gr.Textbox(label=t("set_home"), interactive=False, elem_id="settings-home")
-            outputs_dir = gr.Textbox(label=t("set_outputs"), info=t("set_outputs_help"), interactive=False,
-                                     elem_id="settings-outputs", buttons=["copy"])  # fmt: skip
+            outputs_dir = gr.Textbox(
+                label=t("set_outputs"),
+                info=t("set_outputs_help"),
+                interactive=False,
+                elem_id="settings-outputs",
+                buttons=["copy"],
+            )
         with gr.Column():
             gr.Markdown(t("set_defaults_title"))
             widgets: dict[str, gr.Component] = {}

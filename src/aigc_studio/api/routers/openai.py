@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...engines.base import Message, TextOptions
+from ...contracts import Message, TextOptions
 from ...errors import InvalidRequest, StudioError
 from ...services.chat import ChatRun, PreparedChat
 from ...studio import Studio
@@ -209,8 +209,16 @@ async def chat_completions(
             yield _sse(exc.to_openai())
             return
         if include_usage:
-            yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                        "model": prepared.model, "choices": [], "usage": _usage(run)})  # fmt: skip
+            yield _sse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": prepared.model,
+                    "choices": [],
+                    "usage": _usage(run),
+                }
+            )
         yield _sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(prepared))
@@ -278,15 +286,18 @@ class ImageGenerationRequest(BaseModel):
 
 
 @router.post("/images/generations")
-async def images_generations(body: ImageGenerationRequest, request: Request,
-                             studio: Studio = Depends(get_studio)) -> dict:  # fmt: skip
-    from ...engines.image_base import ImageRequest
+async def images_generations(
+    body: ImageGenerationRequest, request: Request, studio: Studio = Depends(get_studio)
+) -> dict:
+    from ...contracts import ImageRequest
 
     width, height = (int(x) for x in body.size.split("x"))
-    extras = body.model_dump(include={"negative_prompt", "steps", "sampler_name", "cfg_scale", "seed"},
-                             exclude_none=True)  # fmt: skip
-    image_request = ImageRequest(prompt=body.prompt, model=body.model, width=width, height=height,
-                                 batch_size=body.n, **extras)  # fmt: skip
+    extras = body.model_dump(
+        include={"negative_prompt", "steps", "sampler_name", "cfg_scale", "seed"}, exclude_none=True
+    )
+    image_request = ImageRequest(
+        prompt=body.prompt, model=body.model, width=width, height=height, batch_size=body.n, **extras
+    )
     job = await run_in_threadpool(studio.images.submit, image_request, "txt2img", source="openai")
     result = await run_in_threadpool(job.wait)
     if body.response_format == "url":

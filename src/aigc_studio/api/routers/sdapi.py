@@ -17,8 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from ...engines.image_base import SAMPLERS, SCHEDULERS, ImageRequest, Mode
-from ...errors import InvalidRequest, ModelNotFound
+from ...contracts import SAMPLERS, SCHEDULERS, ImageRequest, Mode
+from ...errors import InvalidRequest
 from ...images.infotext import parse_infotext, read_infotext, to_request_fields
 from ...services.images import GenerationResult, open_image
 from ...studio import Studio
@@ -67,13 +67,8 @@ def _image_request(body: A1111Body, studio: Studio) -> ImageRequest:
 
 
 def resolve_checkpoint(studio: Studio, name: str) -> str:
-    """An A1111 checkpoint title ("name.safetensors [hash]"), file name or model id → model id."""
-    plain = name.split(" [")[0].strip()
-    try:
-        return studio.registry.resolve(plain, kind="image").id
-    except ModelNotFound:
-        # A1111 titles carry the file's extension ("v1-5-pruned-emaonly.safetensors [6ce0161689]").
-        return studio.registry.resolve(plain.rsplit(".", 1)[0], kind="image").id
+    """An A1111 checkpoint title, file name or model id -> the model id (see ``ModelService``)."""
+    return studio.models.resolve_checkpoint(name).id
 
 
 async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: A1111Body, **images: Any) -> dict:
@@ -89,8 +84,11 @@ async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: A1111Bod
 
 def _echo(body: A1111Body) -> dict:
     """The request as A1111 echoes it: input images left out unless include_init_images is set."""
-    echoed = {**(body.model_extra or {}), "override_settings": body.override_settings,
-              "sampler_index": body.sampler_index}  # fmt: skip
+    echoed = {
+        **(body.model_extra or {}),
+        "override_settings": body.override_settings,
+        "sampler_index": body.sampler_index,
+    }
     if not echoed.get("include_init_images"):
         for key in ("init_images", "mask"):
             if key in echoed:
@@ -132,8 +130,13 @@ def progress(skip_current_image: bool = False, studio: Studio = Depends(get_stud
     job = studio.jobs.current
     pending = studio.jobs.pending()
     if job is None:
-        return {"progress": 0.0, "eta_relative": 0.0, "state": _state(None, len(pending)), "current_image": None,
-                "textinfo": None}  # fmt: skip
+        return {
+            "progress": 0.0,
+            "eta_relative": 0.0,
+            "state": _state(None, len(pending)),
+            "current_image": None,
+            "textinfo": None,
+        }
     image = None
     if not skip_current_image and job.preview is not None:
         preview = job.preview()
@@ -204,8 +207,10 @@ def samplers() -> list[dict]:
 
 @router.get("/schedulers")
 def schedulers() -> list[dict]:
-    return [{"name": name, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
-            for name, label in SCHEDULERS.items()]  # fmt: skip
+    return [
+        {"name": name, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
+        for name, label in SCHEDULERS.items()
+    ]
 
 
 @router.get("/options")
@@ -231,7 +236,7 @@ async def set_options(options: dict[str, Any] = Body(...), studio: Studio = Depe
         raise InvalidRequest(f"option(s) {', '.join(unknown)} cannot be set here; supported: sd_model_checkpoint")
     if "sd_model_checkpoint" in options:
         model_id = resolve_checkpoint(studio, str(options["sd_model_checkpoint"]))
-        studio.registry.set_default_image_model(model_id)
+        studio.models.set_default(model_id, kind="image")
         # As in A1111, setting the checkpoint loads it, so the next generation starts warm.
         await run_in_threadpool(studio.registry.image_engine, model_id)
     return None

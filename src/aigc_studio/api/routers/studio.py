@@ -33,5 +33,14 @@ def job_state(job_id: str, studio: Studio = Depends(get_studio)) -> dict:
         if row is None:
             raise NotFound(f"no job with id '{job_id}'")
         return dict(row)
-    return {"id": job.id, "state": job.state, "progress": job.progress, "eta": job.eta, "step": job.step,
-            "steps": job.steps, "batch": job.batch, "batches": job.batches, "error": job.error}  # fmt: skip
+    return {
+        "id": job.id,
+        "state": job.state,
+        "progress": job.progress,
+        "eta": job.eta,
+        "step": job.step,
+        "steps": job.steps,
+        "batch": job.batch,
+        "batches": job.batches,
+        "error": job.error,
+    }

@@ -1,4 +1,4 @@
-"""Tiny but real Stable Diffusion models for tests and benchmarks, and loading single files offline.
+"""Tiny but real Stable Diffusion models for tests and benchmarks (never shipped in the package).
 
 ``build_tiny_sd`` builds a pipeline from the real diffusers/transformers classes at tiny size (UNet
 32/64 channels, VAE 32/32/64/64 with SD's 8× downsampling, CLIP text encoder 32-d with 3 layers, a
@@ -44,8 +44,8 @@ from diffusers import (
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from .checkpoint_keys import detect_architecture, to_original_checkpoint
-from .sd_configs import (
+from aigc_studio.images.checkpoint_keys import detect_architecture, to_original_checkpoint
+from aigc_studio.images.sd_configs import (
     CLIP_MAX_LENGTH,
     END_TOKEN,
     REFERENCE_ARCHS,
@@ -103,6 +103,7 @@ remove the people make it turn into add replace background sky change color nigh
 一只 可爱 的 猫 狗 女孩 男孩 风景 山水画 水墨画 油画 水彩 插画 高清 杰作 最佳质量 细节 日落 海边 森林
 雪山 花朵 城市 夜晚 星空 中国风 赛博朋克 未来 古代 宫殿 人工智能 生成 照片 写实 动漫 风格 移除 人物 背景
 """
+
 
 def train_byte_bpe(text: str = _WORDS, num_merges: int = 400) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Learn a CLIP-style byte-level BPE on ``text``: returns ``(vocab, merges)`` in CLIP's id order.

@@ -1,0 +1,301 @@
+"""The studio's contract types: what every layer passes to every other, and imports from here.
+
+Text: ``Message``, ``TextOptions``, ``TextRequest``, ``TextChunk``, ``Usage``. Images: ``ImageRequest``
+(every AUTOMATIC1111 parameter declared once, with its limits and description: the API schema, the CLI
+options and the UI widgets are made from it), the sampler and schedule-type names, ``StepInfo``,
+``Control``, ``ImageResult``. This module imports nothing of the studio, so an import line shows the
+layer it crosses: engines, services, storage and the shells all take their data types from here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "HR_UPSCALERS",
+    "INPAINTING_FILL",
+    "SAMPLERS",
+    "SCHEDULERS",
+    "Control",
+    "ImageRequest",
+    "ImageResult",
+    "Message",
+    "Mode",
+    "Role",
+    "StepInfo",
+    "TextChunk",
+    "TextOptions",
+    "TextRequest",
+    "Usage",
+]
+
+# ---------------------------------------------------------------------------------------------------
+# Text
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str
+
+
+class TextOptions(BaseModel):
+    """Sampling options, with OpenAI's names where OpenAI has one and llama.cpp's otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature; 0 is greedy.")
+    top_p: float | None = Field(None, ge=0, le=1, description="Nucleus sampling: keep tokens up to this mass.")
+    top_k: int | None = Field(None, ge=0, le=1000, description="Keep the k most likely tokens (0: all).")
+    min_p: float | None = Field(None, ge=0, le=1, description="Drop tokens below min_p × the top probability.")
+    repeat_penalty: float | None = Field(None, ge=0, le=10, description="Penalty for repeated tokens (1: off).")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Penalty for tokens already present.")
+    frequency_penalty: float | None = Field(
+        None, ge=-2, le=2, description="Penalty proportional to how often a token appeared."
+    )
+    seed: int | None = Field(None, ge=-1, le=2**32 - 1, description="Random seed (-1 or unset: random).")
+    max_tokens: int | None = Field(
+        None, ge=1, le=1_000_000, description="Most tokens to generate (unset: until the context is full)."
+    )
+    stop: list[str] = Field(default_factory=list, max_length=8, description="Stop at any of these strings.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: object) -> object:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: list[str]) -> list[str]:
+        if any(s == "" for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+
+@dataclass
+class TextRequest:
+    """Chat messages to answer, or (``prompt`` set) raw text to continue without a chat template."""
+
+    messages: list[Message]
+    options: TextOptions = field(default_factory=TextOptions)
+    prompt: str | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class TextChunk:
+    """A piece of generated text. The last chunk of a stream has ``finish_reason`` and ``usage`` set."""
+
+    text: str
+    finish_reason: Literal["stop", "length", "cancelled"] | None = None
+    usage: Usage | None = None
+    seed: int | None = None
+    # Seconds spent evaluating the prompt and generating, measured by the engine.
+    prompt_seconds: float | None = None
+    decode_seconds: float | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images
+
+# A1111's sampler names, in its order. Every image engine maps each one to its own solver.
+SAMPLERS: tuple[str, ...] = (
+    "DPM++ 2M",
+    "DPM++ SDE",
+    "DPM++ 2M SDE",
+    "DPM++ 2S a",
+    "Euler a",
+    "Euler",
+    "LMS",
+    "Heun",
+    "DPM2",
+    "DPM2 a",
+    "DDIM",
+    "PLMS",
+    "UniPC",
+    "LCM",
+)
+# A1111's schedule types: API name -> label (the label is what infotext writes as "Schedule type").
+SCHEDULERS: dict[str, str] = {
+    "automatic": "Automatic",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "sgm_uniform": "SGM Uniform",
+}
+# A1111's hires-fix upscalers that need no extra weights: latent interpolations and PIL resampling.
+HR_UPSCALERS: tuple[str, ...] = (
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
+    "Lanczos",
+    "Nearest",
+)
+# A1111's inpainting_fill values: what the masked area starts from.
+INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}
+
+Mode = Literal["txt2img", "img2img", "inpaint", "edit"]
+
+
+def _canonical(value: str, choices: list[str], what: str) -> str:
+    for choice in choices:
+        if value.strip().lower() == choice.lower():
+            return choice
+    raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
+
+
+class ImageRequest(BaseModel):
+    """One generation request, with A1111's field names, defaults and meaning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", max_length=20_000, description="What to draw. (word:1.2) raises a word's weight.")
+    negative_prompt: str = Field("", max_length=20_000, description="What to keep out of the image.")
+    steps: int = Field(20, ge=1, le=150, description="Denoising steps.")
+    sampler_name: str = Field("Euler a", description="Sampler, by A1111's name: " + ", ".join(SAMPLERS) + ".")
+    scheduler: str = Field("Automatic", description="Schedule type: " + ", ".join(SCHEDULERS.values()) + ".")
+    cfg_scale: float = Field(7.0, ge=0, le=30, description="How strongly the prompt steers (CFG scale).")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="Seed; -1 picks one at random (and records it).")
+    subseed: int = Field(-1, ge=-1, le=2**32 - 1, description="Variation seed; -1 picks one at random.")
+    subseed_strength: float = Field(0.0, ge=0, le=1, description="How far toward the variation seed (0: none).")
+    width: int = Field(512, ge=64, le=2048, multiple_of=8, description="Width in pixels, a multiple of 8.")
+    height: int = Field(512, ge=64, le=2048, multiple_of=8, description="Height in pixels, a multiple of 8.")
+    batch_size: int = Field(1, ge=1, le=16, description="Images per batch (generated together).")
+    n_iter: int = Field(1, ge=1, le=100, description="Batches, one after another (A1111's batch count).")
+    denoising_strength: float = Field(0.75, ge=0, le=1, description="img2img: how much to change (0: nothing).")
+    mask_blur: int = Field(4, ge=0, le=64, description="Inpainting: blur of the mask edge, in pixels.")
+    inpainting_fill: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="Inpainting: masked area starts from 0 fill, 1 original, 2 latent noise, 3 latent nothing.",
+    )
+    inpainting_mask_invert: int = Field(
+        0, ge=0, le=1, description="Inpainting: 0 repaints the masked (white) area, 1 the area outside it."
+    )
+    inpaint_full_res: bool = Field(
+        False,
+        description="Inpainting: repaint only the masked region at full resolution (A1111's 'Only masked'), "
+        "then paste it back; off: the whole picture.",
+    )
+    inpaint_full_res_padding: int = Field(
+        32, ge=0, le=256, description="Inpainting, only masked: pixels of context around the masked region."
+    )
+    resize_mode: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="img2img: how the input image fits the size: 0 just resize, 1 crop and resize, "
+        "2 resize and fill, 3 just resize (latent upscale).",
+    )
+    image_cfg_scale: float = Field(1.5, ge=0, le=30, description="Instruction edit: how closely to keep the input.")
+    clip_skip: int = Field(1, ge=1, le=12, description="Stop the text encoder this many layers early (1: off).")
+    tiling: bool = Field(False, description="Seamless tiling: the image repeats without visible seams.")
+    eta: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Noise multiplier of ancestral samplers (A1111's eta; unset: 1) and DDIM's eta (unset: 0).",
+    )
+    enable_hr: bool = Field(
+        False, description="Hires fix (txt2img): generate, upscale, then denoise again at the larger size."
+    )
+    hr_scale: float = Field(2.0, ge=1, le=4, description="Hires fix: upscale by this factor.")
+    hr_resize_x: int = Field(
+        0, ge=0, le=4096, description="Hires fix: resize width to this instead of scaling (0: from hr_scale)."
+    )
+    hr_resize_y: int = Field(
+        0, ge=0, le=4096, description="Hires fix: resize height to this instead of scaling (0: from hr_scale)."
+    )
+    hr_upscaler: str = Field("Latent", description="Hires fix upscaler: " + ", ".join(HR_UPSCALERS) + ".")
+    hr_second_pass_steps: int = Field(
+        0, ge=0, le=150, description="Hires fix: steps of the second pass (0: the same as steps)."
+    )
+    hr_sampler_name: str | None = Field(None, description="Hires fix: sampler of the second pass (unset: the same).")
+    hr_scheduler: str | None = Field(None, description="Hires fix: schedule type of the second pass (unset: the same).")
+    hr_prompt: str = Field("", max_length=20_000, description="Hires fix: prompt of the second pass (empty: the same).")
+    hr_negative_prompt: str = Field(
+        "", max_length=20_000, description="Hires fix: negative prompt of the second pass (empty: the same)."
+    )
+    model: str | None = Field(None, description="Image model id or alias; unset: the default image model.")
+
+    @field_validator("sampler_name")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        return _canonical(value, list(SAMPLERS), "sampler")
+
+    @field_validator("hr_sampler_name")
+    @classmethod
+    def _known_hr_sampler(cls, value: str | None) -> str | None:
+        return None if value is None else _canonical(value, list(SAMPLERS), "sampler")
+
+    @field_validator("scheduler", "hr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        key = value.strip().lower().replace(" ", "_")
+        if key in SCHEDULERS:
+            return SCHEDULERS[key]
+        return _canonical(value, list(SCHEDULERS.values()), "schedule type")
+
+    @field_validator("hr_upscaler")
+    @classmethod
+    def _known_upscaler(cls, value: str) -> str:
+        return _canonical(value, list(HR_UPSCALERS), "hires upscaler")
+
+    @model_validator(mode="after")
+    def _not_too_many_pixels(self) -> ImageRequest:
+        if self.batch_size * self.width * self.height > 16 * 1024 * 1024:
+            raise ValueError("batch_size × width × height must be at most 16 megapixels per batch")
+        return self
+
+
+@dataclass
+class StepInfo:
+    """Progress of one denoising step, handed to ``on_step``."""
+
+    step: int  # 1-based, within the current batch
+    total: int
+    batch: int  # 0-based index of the batch (n_iter)
+    # Returns a small preview of the current latents, or None; cheap, but only call it when shown.
+    preview: Callable[[], object | None] = lambda: None
+
+
+@dataclass
+class Control:
+    """Set by the job queue while an engine runs: ``interrupt`` stops everything, ``skip`` the current batch."""
+
+    interrupt: threading.Event = field(default_factory=threading.Event)
+    skip: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class ImageResult:
+    images: list  # PIL.Image.Image, batch order
+    seeds: list[int]  # the seed of each image (A1111: seed + index)
+    subseeds: list[int]
+    interrupted: bool = False
