@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import constants, hf_hub_download, snapshot_download
 
 from aigc_studio.errors import ModelNotFound
-from aigc_studio.images.hashing import model_hash
+from aigc_studio.images.hashing import is_weight_file, model_hash, weight_variant
 from aigc_studio.models.catalog import CATALOG, CatalogEntry, find
 from aigc_studio.models.pull import PullError, TqdmProgress, pull
 
@@ -127,6 +127,9 @@ def test_catalog_entries_are_consistent():
         if e.kind == "image":
             assert "model_index.json" in e.allow_patterns, e.id
             assert not any("safety_checker" in p for p in e.allow_patterns), e.id
+            # Every weight pattern names the entry's variant (fp16) or none: never a mix.
+            weights = [p for p in e.allow_patterns if is_weight_file(p)]
+            assert weights and {weight_variant(p) for p in weights} == {e.variant}, e.id
         else:
             assert all(f.endswith(".gguf") for f in e.files), e.id
     assert by_id["sd-turbo"].defaults == {
