@@ -594,7 +594,8 @@ def test_a_component_in_model_index_that_the_entry_does_not_pull_stops_the_pull(
 
     assert err.value.message.startswith(
         f"model_index.json of stabilityai/sd-turbo@main on {layouts.url} lists components that the catalog "
-        "entry 'sd-turbo' does not pull: image_encoder (no file of it). The folder would not load"
+        "entry 'sd-turbo' does not pull in full: image_encoder (no file of it). The pull stopped before the "
+        "weights, since the folder would not load as the catalog describes it"
     )
     assert [r.path.rsplit("/", 1)[-1] for r in layouts.requests if r.body_bytes] == ["model_index.json"]
 

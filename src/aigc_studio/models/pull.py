@@ -196,9 +196,10 @@ def _check_components(
             problems.append(f"{component} (no {entry.variant} weights, only {', '.join(weights)})")
     if problems:
         raise PullError(
-            f"model_index.json of {where} lists components that the catalog entry '{entry.id}' does not pull: "
-            f"{'; '.join(problems)}. The folder would not load, so the pull stopped before the weights; the "
-            f"catalog entry is out of date (see {endpoint}/{entry.repo_id}/tree/{entry.revision})"
+            f"model_index.json of {where} lists components that the catalog entry '{entry.id}' does not pull "
+            f"in full: {'; '.join(problems)}. The pull stopped before the weights, since the folder would not "
+            f"load as the catalog describes it; the catalog entry is out of date (see "
+            f"{endpoint}/{entry.repo_id}/tree/{entry.revision})"
         )
 
 
@@ -224,7 +225,7 @@ def _unsafe(path: str) -> str | None:
 
 
 def _check_repo_path(path: str, where: str, target: Path) -> None:
-    """A PullError for a listed path that is not a plain relative path inside the model folder.
+    """Raise a PullError for a listed path that is not a plain relative path inside the model folder.
 
     A real hub repo (git) cannot hold such a path; a hub or mirror that lists one is broken or hostile,
     so nothing of its listing is fetched.
