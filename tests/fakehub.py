@@ -15,19 +15,29 @@ It answers the endpoints huggingface_hub 2.x uses to download (read from its sou
 Each repo is a local folder. ``cut_next(path, after)`` makes the next download of that file stop after
 ``after`` bytes with the connection closed, as a dropped network would. Every request is recorded in
 ``requests`` so a test can check what was sent (a ``Range`` header, how many bytes).
+
+A hostile hub: ``extra={"org/name": {"tokenizer/../../evil.txt": b"..."}}`` lists files under paths
+no real repo can hold (``..``, absolute, backslashes, drive letters, empty segments) beside the
+folder's, and serves them too: a client normalizes ``..`` out of the URL it sends, so a request is also
+matched by its normalized path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 import socket
+import struct
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from huggingface_hub import constants
 
 LFS_SUFFIXES = (".safetensors", ".gguf", ".bin", ".ckpt", ".pt", ".onnx", ".onnx_data")
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
@@ -35,6 +45,68 @@ _CDN = re.compile(r"^/cdn/(?P<repo>[^/]+/[^/]+)/(?P<rev>[0-9a-f]{40})/(?P<path>.
 _API = re.compile(
     r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<what>revision|tree|paths-info)/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"
 )
+
+
+def isolate_huggingface_hub(monkeypatch: pytest.MonkeyPatch, hf_home: Path) -> list[str]:
+    """huggingface_hub with no user state, and socket lookups limited to loopback.
+
+    Returns the list of other hosts that something tried to reach; a test asserts it stays empty.
+    """
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(key, raising=False)
+    # huggingface_hub read these at import, before the environment above was set.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # no agent-registry fetch from hf.co
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
+
+    left_loopback: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            left_loopback.append(str(host))
+            raise socket.gaierror(f"test guard: {host} is not loopback")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    return left_loopback
+
+
+def noise(size: int, seed: str) -> bytes:
+    """``size`` bytes that depend only on ``seed``."""
+    out, counter = bytearray(), 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def write_safetensors(path: Path, tensors: dict[str, int]) -> None:
+    """A valid safetensors file of uint8 tensors, ``{name: byte count}``, with seeded content."""
+    header, offset = {}, 0
+    for name, size in tensors.items():
+        header[name] = {"dtype": "U8", "shape": [size], "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + noise(offset, seed=path.as_posix()))
+
+
+def write_layout(folder: Path, paths: list[str], model_index: dict) -> None:
+    """A repo folder holding ``paths`` as a hub repo lists them, with tiny stand-in contents: weights
+    are small safetensors files, ``model_index.json`` is ``model_index``, anything else a line of text."""
+    for rel in paths:
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if rel == "model_index.json":
+            target.write_text(json.dumps(model_index, indent=2))
+        elif rel.endswith(LFS_SUFFIXES):
+            write_safetensors(target, {"w": 2_000})
+        else:
+            target.write_text(f"{rel}\n")
 
 
 @dataclass
@@ -60,8 +132,9 @@ class _File:
 class FakeHub:
     """Serve ``repos`` ({"org/name": folder}) like the hub; use as a context manager."""
 
-    def __init__(self, repos: dict[str, Path]) -> None:
+    def __init__(self, repos: dict[str, Path], extra: dict[str, dict[str, bytes]] | None = None) -> None:
         self.repos = {repo_id: Path(folder) for repo_id, folder in repos.items()}
+        self.extra = {repo_id: dict(files) for repo_id, files in (extra or {}).items()}
         self.requests: list[Served] = []
         self._cuts: dict[str, list[int]] = {}
         self._lock = threading.Lock()
@@ -105,20 +178,31 @@ class FakeHub:
 
     def _files(self, repo_id: str) -> dict[str, _File]:
         root = self.repos[repo_id]
-        files = {}
-        for p in sorted(root.rglob("*")):
-            if not p.is_file():
-                continue
-            data = p.read_bytes()
-            rel = p.relative_to(root).as_posix()
-            files[rel] = _File(
+        contents = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        contents.update(self.extra.get(repo_id, {}))
+        return {
+            rel: _File(
                 path=rel,
                 size=len(data),
                 git_sha1=hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
                 sha256=hashlib.sha256(data).hexdigest(),
                 lfs=rel.endswith(LFS_SUFFIXES),
             )
-        return files
+            for rel, data in contents.items()
+        }
+
+    def _content(self, repo_id: str, path: str) -> bytes:
+        extra = self.extra.get(repo_id, {})
+        return extra[path] if path in extra else (self.repos[repo_id] / path).read_bytes()
+
+    def _normalized(self, url_path: str) -> tuple[str, str, str] | None:
+        """(repo, revision, listed path) of an extra file whose resolve URL normalizes to ``url_path``."""
+        for repo_id, files in self.extra.items():
+            for listed in files:
+                for rev in ("main", self.commit(repo_id)):
+                    if posixpath.normpath(f"/{repo_id}/resolve/{rev}/{listed}") == posixpath.normpath(url_path):
+                        return repo_id, rev, listed
+        return None
 
     def _take_cut(self, path: str) -> int | None:
         with self._lock:
@@ -164,6 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._api(method, m["repo"], m["what"], m["rev"], m["path"] or "", url.query)
         elif (m := _RESOLVE.match(path)) or (m := _CDN.match(path)):
             self._file(method, m["repo"], m["rev"], m["path"], cdn=path.startswith("/cdn/"))
+        elif hostile := self.fake._normalized(path):
+            self._file(method, *hostile, cdn=False)
         else:
             self._error(404, None, "Not Found")
 
@@ -228,6 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         commit = self.fake.commit(repo_id)
         f = files.get(path)
+        if f is None and (hostile := self.fake._normalized(self._served.path)):
+            f = files.get(hostile[2])
         if f is None:
             self._error(404, "EntryNotFound", f'{path} does not exist on "{rev}"', commit=commit)
             return
@@ -243,9 +331,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self._send_body(method, f, self.fake.repos[repo_id] / path, commit)
+        self._send_body(method, f, self.fake._content(repo_id, f.path), commit)
 
-    def _send_body(self, method: str, f: _File, source: Path, commit: str) -> None:
+    def _send_body(self, method: str, f: _File, content: bytes, commit: str) -> None:
         start, end = 0, f.size - 1
         status = 200
         if (wanted := self.headers.get("Range")) and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", wanted.strip())):
@@ -271,7 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if method == "HEAD":
             return
-        data = source.read_bytes()[start : end + 1]
+        data = content[start : end + 1]
         cut = self.fake._take_cut(f.path)
         if cut is not None and cut < len(data):
             self._served.body_bytes = cut

@@ -1,23 +1,38 @@
 """Real diffusers models (tiny, built from the real classes) through every interface: the `webuiapi`
-client against a live server, OpenAI's image endpoint, and the `aigc` commands."""
+client against a live server, OpenAI's image endpoint, and the `aigc` commands; and catalog models
+with fp16 weights pulled from a (fake, loopback) hub, then drawn with."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
+from diffusers import DiffusionPipeline
 from PIL import Image
+from transformers import CLIPImageProcessor
 
+import aigc_studio
 from aigc_studio.cli.main import cli
 from aigc_studio.config import load_config
+from aigc_studio.contracts import ImageRequest
+from aigc_studio.models.catalog import find
+from aigc_studio.models.pull import pull_and_register
 from aigc_studio.studio import Studio
-from tests.tiny_models import build_tiny_sd
+from tests.tiny_models import build_tiny_sd, build_tiny_sdxl
 
 from .conftest import a1111_server
+from .fakehub import FakeHub, isolate_huggingface_hub, write_safetensors
 
 SMALL = dict(width=64, height=64, steps=3, cfg_scale=5)
 
@@ -174,3 +189,174 @@ def test_a_checkpoint_that_cannot_load_is_a_clear_4xx(server, tmp_path):
     assert r.status_code == 422 and "cannot load image model 'broken'" in r.json()["detail"]
     server.api.util_set_model("tiny-folder")
     assert server.api.txt2img(prompt="still works", seed=1, **SMALL).image.size == (64, 64)
+
+
+# -- catalog models with fp16 weights, pulled from the hub -------------------------------------------
+
+
+def _save_fp16(source: Path, repo: Path) -> Path:
+    """``source`` saved as a hub repo of an fp16 variant: its weights exist only as ``*.fp16.safetensors``."""
+    pipe = DiffusionPipeline.from_pretrained(source, local_files_only=True, dtype=torch.float16)
+    pipe.save_pretrained(repo, variant="fp16", safe_serialization=True)
+    for tokenizer in ("tokenizer", "tokenizer_2"):  # the hand-written tokenizer files, as the source has them
+        if (source / tokenizer).is_dir():
+            shutil.rmtree(repo / tokenizer)
+            shutil.copytree(source / tokenizer, repo / tokenizer)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def fp16_repos(tmp_path_factory, tiny):
+    """Hub repos shaped like the catalog's fp16 entries, holding tiny models: {repo id: (folder, fp32 original)}."""
+    root = tmp_path_factory.mktemp("fp16-hub")
+    sdxl = build_tiny_sdxl(root / "originals")
+    sd15 = _save_fp16(tiny["sd15"].folder, root / "sd15")
+    # As stable-diffusion-v1-5 lists them: a feature extractor, and a safety checker that is never pulled.
+    CLIPImageProcessor().save_pretrained(sd15 / "feature_extractor")
+    (sd15 / "safety_checker").mkdir()
+    (sd15 / "safety_checker" / "config.json").write_text("{}")
+    write_safetensors(sd15 / "safety_checker" / "model.fp16.safetensors", {"w": 1000})
+    index = json.loads((sd15 / "model_index.json").read_text())
+    index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    (sd15 / "model_index.json").write_text(json.dumps(index))
+    return {
+        "stabilityai/sd-turbo": (_save_fp16(tiny["sd15"].folder, root / "sd-turbo"), tiny["sd15"].folder),
+        "stabilityai/sdxl-turbo": (_save_fp16(sdxl, root / "sdxl-turbo"), sdxl),
+        "stable-diffusion-v1-5/stable-diffusion-v1-5": (sd15, tiny["sd15"].folder),
+    }
+
+
+@pytest.fixture
+def fp16_hub(fp16_repos, tmp_path, monkeypatch):
+    left_loopback = isolate_huggingface_hub(monkeypatch, tmp_path / "hf-home")
+    with FakeHub({repo_id: folder for repo_id, (folder, _) in fp16_repos.items()}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        yield hub
+    assert left_loopback == [], f"tried to reach {left_loopback}"
+
+
+def _folder_sha256(folder: Path) -> str:
+    """The studio's documented hash of a diffusers folder, computed here independently."""
+    weights = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*.safetensors")
+        if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    listing = "".join(f"{hashlib.sha256((folder / w).read_bytes()).hexdigest()}  {w}\n" for w in weights)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+FOX = dict(prompt="a red fox", seed=3, steps=3, width=64, height=64, cfg_scale=5.0, sampler_name="Euler a")
+
+
+def test_sd_turbo_pulled_by_aigc_models_pull_draws_through_the_service_and_sdapi(fp16_hub, fp16_repos, aigc_home):
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(aigc_studio.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    pulled = subprocess.run(
+        [sys.executable, "-m", "aigc_studio", "models", "pull", "sd-turbo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    folder = aigc_home / "models" / "sd-turbo"
+    assert pulled.returncode == 0, pulled.stderr
+    assert f"pulled sd-turbo (image) to {folder}" in pulled.stdout
+    weights = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*.safetensors"))
+    assert weights == [
+        "text_encoder/model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+    ]
+    sha256 = _folder_sha256(folder)
+
+    studio = Studio(load_config(model="echo"))
+    try:
+        assert studio.registry.resolve("sd-turbo").variant == "fp16"
+        studio.registry.add(fp16_repos["stabilityai/sd-turbo"][1], model_id="fp32-original")
+        result = studio.images.generate(ImageRequest(model="sd-turbo", **FOX))
+        image = result.images[0]
+        assert image.image.size == (64, 64)
+        assert image.infotext.startswith("a red fox\nSteps: 3, Sampler: Euler a, ")
+        assert f"Model hash: {sha256[:10]}, Model: sd-turbo, " in image.infotext
+        assert Image.open(image.path).info["parameters"] == image.infotext
+        # fp16 weights run upcast to float32 on the CPU: the picture of the float32 original, to a level.
+        original = studio.images.generate(ImageRequest(model="fp32-original", **FOX)).images[0]
+        assert np.abs(pixels(image.image) - pixels(original.image)).max() <= 2
+
+        with a1111_server(studio) as live:
+            listed = {m["model_name"]: m for m in live.api.get_sd_models()}["sd-turbo"]
+            assert (listed["title"], listed["hash"], listed["sha256"]) == (
+                f"sd-turbo [{sha256[:10]}]",
+                sha256[:10],
+                sha256,
+            )
+            assert listed["filename"] == str(folder)
+            live.api.util_set_model("sd-turbo")
+            answer = live.api.txt2img(**FOX)
+            assert (answer.info["sd_model_name"], answer.info["sd_model_hash"]) == ("sd-turbo", sha256[:10])
+            assert f"Model hash: {sha256[:10]}, Model: sd-turbo, " in answer.info["infotexts"][0]
+            assert (pixels(answer.image) == pixels(image.image)).all()
+            assert live.api.png_info(answer.image).parameters["Model hash"] == sha256[:10]
+    finally:
+        studio.close()
+
+
+@pytest.mark.parametrize(
+    ("entry", "repo_id"),
+    [("sdxl-turbo", "stabilityai/sdxl-turbo"), ("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5")],
+)
+def test_other_fp16_catalog_entries_load_after_a_pull(fp16_hub, fp16_repos, entry, repo_id, aigc_home):
+    studio = Studio(load_config(model="echo"))
+    try:
+        info, fresh = pull_and_register(find(entry), studio.registry, studio.config.models_dir)
+        assert fresh and info.variant == "fp16"
+        assert not (Path(info.path) / "safety_checker").exists()
+        studio.registry.add(fp16_repos[repo_id][1], model_id="fp32-original")
+        image = studio.images.generate(ImageRequest(model=entry, **FOX)).images[0]
+        original = studio.images.generate(ImageRequest(model="fp32-original", **FOX)).images[0]
+        assert f"Model hash: {_folder_sha256(Path(info.path))[:10]}, Model: {entry}, " in image.infotext
+        assert np.abs(pixels(image.image) - pixels(original.image)).max() <= 2
+    finally:
+        studio.close()
+
+
+def test_a_folder_added_with_only_fp16_weights_loads_without_being_told(fp16_repos, aigc_home):
+    """A folder copied from a hub download (`aigc models add`) records no variant: the loader finds it."""
+    folder, original = fp16_repos["stabilityai/sd-turbo"]
+    studio = Studio(load_config(model="echo"))
+    try:
+        added = studio.registry.add(folder, model_id="copied")
+        assert added.variant is None
+        image = studio.images.generate(ImageRequest(model="copied", **FOX)).images[0]
+        studio.registry.add(original, model_id="fp32-original")
+        reference = studio.images.generate(ImageRequest(model="fp32-original", **FOX)).images[0]
+        assert np.abs(pixels(image.image) - pixels(reference.image)).max() <= 2
+    finally:
+        studio.close()
+
+
+def test_the_variant_a_model_records_is_the_one_loaded(tiny, tmp_path, aigc_home):
+    """A folder with plain weights of one model and fp16 weights of another: the variant picks which runs."""
+    other = build_tiny_sd(tmp_path / "other", seed=1).folder
+    both = tmp_path / "both"
+    shutil.copytree(tiny["sd15"].folder, both)
+    fp16 = _save_fp16(other, tmp_path / "other-fp16")
+    for weights in fp16.glob("*/*.fp16.safetensors"):
+        shutil.copy(weights, both / weights.relative_to(fp16))
+    studio = Studio(load_config(model="echo"))
+    try:
+        studio.registry.add(both, model_id="as-fp16", variant="fp16")
+        studio.registry.add(both, model_id="as-plain")
+        studio.registry.add(other, model_id="seed-1")
+        drawn = {
+            name: pixels(studio.images.generate(ImageRequest(model=name, **FOX)).images[0].image)
+            for name in ("as-fp16", "as-plain", "seed-1")
+        }
+    finally:
+        studio.close()
+    assert np.abs(drawn["as-fp16"] - drawn["seed-1"]).max() <= 2
+    assert np.abs(drawn["as-plain"] - drawn["as-fp16"]).mean() > 5

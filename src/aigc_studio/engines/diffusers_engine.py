@@ -60,6 +60,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from ..contracts import Control, ImageRequest, ImageResult, Mode, StepInfo
 from ..images.checkpoint_keys import detect_architecture
+from ..images.hashing import is_weight_file, weight_variant
 from ..images.sd_configs import load_single_file, reference_config_dir
 from .image_base import ImageEngine
 from .samplers import SchedulerCache
@@ -367,15 +368,50 @@ _ROLES = {
 _KINDS = {4: "standard", 9: "inpainting", 8: "InstructPix2Pix"}
 
 
-def _load_pipeline(path: Path, config_dir: Path | None, dtype: torch.dtype, prediction_type: str | None = None):
+def _folder_variant(path: Path, index: dict) -> str | None:
+    """The weight variant a diffusers folder must be loaded with: the one its components hold only.
+
+    A folder pulled with the fp16 files alone (``unet/diffusion_pytorch_model.fp16.safetensors``, ...)
+    fails to load without ``variant="fp16"``; diffusers does not look for a variant it is not told of.
+    A component that has plain weights needs none; diffusers falls back to them for the rest.
+    """
+    needed = set()
+    for component, spec in index.items():
+        if component.startswith("_") or component == "safety_checker" or not (isinstance(spec, list) and spec[:1]):
+            continue
+        if spec[0] is None:  # a component the pipeline does without ([null, null])
+            continue
+        variants = {weight_variant(f.name) for f in (path / component).glob("*") if is_weight_file(f.name)}
+        if variants and None not in variants:
+            needed |= variants
+    if len(needed) > 1:
+        raise ValueError(
+            f"{path}: its components hold weights of different variants only ({', '.join(sorted(needed))}), "
+            "so which to load is unclear; keep one variant's files (or the plain ones) in each component folder"
+        )
+    return needed.pop() if needed else None
+
+
+def _load_pipeline(
+    path: Path,
+    config_dir: Path | None,
+    dtype: torch.dtype,
+    prediction_type: str | None = None,
+    variant: str | None = None,
+):
     if path.is_dir():
-        index = path / "model_index.json"
-        if not index.is_file():
+        index_file = path / "model_index.json"
+        if not index_file.is_file():
             raise FileNotFoundError(f"{path} is not a diffusers model folder: it has no model_index.json")
+        index = json.loads(index_file.read_text(encoding="utf-8"))
         # No safety checker runs (as in A1111): diffusers' would black out images it flags, and no
         # NSFW check of the studio's own exists yet
         no_checker = {"safety_checker": None, "requires_safety_checker": False}
-        extra = no_checker if "safety_checker" in json.loads(index.read_text(encoding="utf-8")) else {}
+        extra = no_checker if "safety_checker" in index else {}
+        # fp16 weights load upcast to ``dtype`` (float32 on the CPU).
+        variant = variant or _folder_variant(path, index)
+        if variant:
+            extra["variant"] = variant
         return DiffusionPipeline.from_pretrained(path, local_files_only=True, dtype=dtype, **extra)
     if path.suffix.lower() not in (".safetensors", ".ckpt"):
         raise ValueError(f"{path.name}: a model must be a diffusers folder or a .safetensors / .ckpt file")
@@ -442,8 +478,14 @@ class DiffusersEngine(ImageEngine):
         threads: int = 0,
         config_dir: str | Path | None = None,
         prediction_type: str | None = None,
+        variant: str | None = None,
     ):
         """Load ``path``: a diffusers folder, or an original-layout ``.safetensors``/``.ckpt`` file.
+
+        ``variant`` is the diffusers weight variant of a folder (``"fp16"`` for
+        ``*.fp16.safetensors``); without it, a folder whose components hold only one variant's weights
+        loads that variant. The weights are cast to the engine's dtype, so fp16 files run in float32
+        on the CPU.
 
         A single file loads with the configs in ``config_dir`` when that is a diffusers config folder (it
         has ``model_index.json``, like a tiny model's ``-config`` folder). Otherwise its architecture (SD1.x,
@@ -461,7 +503,7 @@ class DiffusersEngine(ImageEngine):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         config_dir = Path(config_dir) if config_dir is not None else None
-        base = _load_pipeline(Path(path), config_dir, self.dtype, prediction_type).to(self.device)
+        base = _load_pipeline(Path(path), config_dir, self.dtype, prediction_type, variant).to(self.device)
         self.is_sdxl = "text_encoder_2" in base.components
         self.unet_in_channels = in_channels = base.unet.config.in_channels
         if in_channels not in _ROLES or (self.is_sdxl and in_channels == 8):

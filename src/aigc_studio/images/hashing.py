@@ -7,7 +7,12 @@
 A diffusers folder is not a single file, so A1111 has no hash for it. This studio's own convention:
 take every weight file (``*.safetensors``, ``*.bin``) under the folder, skipping hidden paths such as
 ``.cache/``; sort them by POSIX relative path; write one line ``"<sha256>  <relative path>\\n"`` per
-file (the ``sha256sum`` layout) in UTF-8; the folder's SHA-256 is the SHA-256 of that text.
+file (the ``sha256sum`` layout) in UTF-8; the folder's SHA-256 is the SHA-256 of that text. A folder
+pulled with one weight variant only (``unet/diffusion_pytorch_model.fp16.safetensors``, ...) hashes
+those files, which are the weights it loads.
+
+``is_weight_file`` and ``weight_variant`` read a diffusers weight file's name, for the pull (did it
+fetch each component's weights, in the variant asked for) and the loader (which variant a folder needs).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +29,11 @@ from pathlib import Path
 __all__ = [
     "HashCache",
     "folder_sha256",
+    "is_weight_file",
     "legacy_model_hash",
     "model_hash",
     "sha256_file",
+    "weight_variant",
 ]
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,21 @@ _LEGACY_OFFSET = 0x100000
 _LEGACY_LENGTH = 0x10000
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 SHORT_HASH_LENGTH = 10
+# "<stem>[.<variant>][-00001-of-00002].<safetensors|bin>": diffusers' names for (sharded) weights
+_WEIGHT_NAME = re.compile(r"^[^.]+?(?:\.(?P<variant>[^.]+?))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)$")
+
+
+def is_weight_file(name: str) -> bool:
+    """True for a diffusers/transformers weight file name (``unet/diffusion_pytorch_model.fp16.safetensors``,
+    ``pytorch_model.bin``), False for configs, indexes, ONNX or anything else."""
+    return _WEIGHT_NAME.match(name.rsplit("/", 1)[-1]) is not None
+
+
+def weight_variant(name: str) -> str | None:
+    """The variant in a weight file's name: ``"fp16"`` for ``model.fp16.safetensors``; None for plain
+    weights (``model.safetensors``, ``model-00001-of-00002.safetensors``) and for non-weight files."""
+    match = _WEIGHT_NAME.match(name.rsplit("/", 1)[-1])
+    return match["variant"] if match else None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -4,10 +4,18 @@ An entry names a hub repo, the exact files (or, for a diffusers folder, the file
 downloading, and the settings the model was made for. ``aigc models pull <id>`` fetches one with
 :func:`aigc_studio.models.pull.pull`; the registry then adds the local copy like any other model.
 
-Image models are diffusers folders with the fp16 weights only: a folder loads offline with
-``DiffusionPipeline.from_pretrained(folder, variant=entry.variant)``, while a single-file checkpoint
-needs its config fetched from the hub at load time. Safety-checker weights are never pulled and
-engines pass ``safety_checker=None``: as in A1111, no safety checker runs.
+Image models are diffusers folders, with only the fp16 weights where the repo has them (half the
+download): the registry records ``variant`` and the engine loads the folder offline with
+``from_pretrained(folder, variant="fp16")``, upcast to float32 on the CPU. Safety-checker weights are
+never pulled and engines pass ``safety_checker=None``: as in A1111, no safety checker runs.
+
+The file names are those the repos list: the fp16 weights of SD-Turbo, SDXL-Turbo and SD 1.5 were
+checked against their hub listings as quoted in public download scripts (tests/test_pull.py
+``HUB_LAYOUTS`` holds the layouts); the float32 names of LCM and InstructPix2Pix are the standard
+converted-repo ones, not checked from here. A wrong name is still safe: a pattern that matches
+nothing, or a component of ``model_index.json`` left without files or without weights in the entry's
+variant, stops the pull with a message before the large files, instead of giving a folder that fails
+to load later.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ class CatalogEntry:
         return bool(self.allow_patterns) or len(self.files) > 1
 
     def as_dict(self) -> dict[str, object]:
-        """The entry as JSON-ready data (for ``aigc models catalog --json`` and the API)."""
+        """The entry as JSON-ready data, with ``is_folder``."""
         return {**asdict(self), "is_folder": self.is_folder}
 
 
@@ -84,6 +92,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         kind="image",
         engine="diffusers",
         repo_id="stabilityai/sd-turbo",
+        # fp16: unet 1.73 GB, text_encoder 681 MB, vae 167 MB
         allow_patterns=_diffusers_files(*_SD_PARTS, weights=_SD_FP16),
         variant="fp16",
         size_bytes=2_580_000_000,
@@ -98,6 +107,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         kind="image",
         engine="diffusers",
         repo_id="stabilityai/sdxl-turbo",
+        # fp16: unet 5.14 GB, text_encoder 246 MB, text_encoder_2 1.39 GB, vae 167 MB
         allow_patterns=_diffusers_files(
             "tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "unet", "vae", weights=_SD_FP16
         ),
@@ -114,8 +124,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
         kind="image",
         engine="diffusers",
         repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        # The fp16 diffusers folder is the same ~2.1 GB as v1-5-pruned-emaonly-fp16.safetensors, and it
-        # loads without fetching configs from the hub.
+        # The fp16 diffusers folder (unet, vae and text_encoder each have a *.fp16.safetensors) is the
+        # same ~2.1 GB as v1-5-pruned-emaonly-fp16.safetensors; its safety checker is left out.
         allow_patterns=_diffusers_files(*_SD_PARTS, weights=_SD_FP16, extra=_FEATURE_EXTRACTOR),
         variant="fp16",
         size_bytes=2_130_000_000,
@@ -130,7 +140,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
         kind="image",
         engine="diffusers",
         repo_id="SimianLuo/LCM_Dreamshaper_v7",
-        # No fp16 weights in this repo; the ONNX export under unet/ (another 3.4 GB) is left out.
+        # No fp16 weights in this repo: float32 safetensors (unet 3.44 GB). The ONNX export beside them
+        # (unet/model.onnx + model.onnx_data, another 3.4 GB) is left out.
         allow_patterns=_diffusers_files(*_SD_PARTS, weights=_SD_FP32, extra=_FEATURE_EXTRACTOR),
         size_bytes=4_270_000_000,
         license="mit",
@@ -146,6 +157,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         kind="image",
         engine="diffusers",
         repo_id="timbrooks/instruct-pix2pix",
+        # float32 safetensors (an fp16 set could not be confirmed from here)
         allow_patterns=_diffusers_files(*_SD_PARTS, weights=_SD_FP32, extra=_FEATURE_EXTRACTOR),
         size_bytes=4_270_000_000,
         license="mit",

@@ -12,6 +12,13 @@ huggingface_hub's, but the partial file is ours and survives Ctrl-C, a crash or 
 the next pull sends ``Range: bytes=<size of the partial>-`` and fetches only the rest. Every file is then
 checked against the size and hash the hub lists (SHA-256 for LFS files, the git blob SHA-1 otherwise)
 before it is moved into place.
+
+Nothing is written outside ``dest_dir/<entry id>``: a listing that names a path with ``..``, an absolute
+path, a backslash, a drive letter or ``:``, or an empty segment is refused before anything is fetched,
+and every local path is resolved before it is written, so a symbolic link already inside the folder
+cannot lead a write elsewhere. For a diffusers folder, ``model_index.json`` is fetched first and every
+component it lists must be covered by the files the entry pulls (with weights in the entry's variant),
+so a catalog entry that no longer matches its repo fails before the large downloads, not at load time.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from huggingface_hub.utils import WeakFileLock, build_hf_headers
 
 from .. import __version__
 from ..errors import StudioError
+from ..images.hashing import is_weight_file, weight_variant
 from .catalog import CatalogEntry
 from .registry import ModelInfo, Registry
 
@@ -81,7 +89,9 @@ def pull(entry: CatalogEntry, dest_dir: Path, *, progress: ProgressCallback | No
     The path is the file for a one-file entry (a GGUF) and the folder for a diffusers entry.
     Files already pulled and verified are not fetched again; a partial file from an interrupted
     pull is continued. Raises :class:`PullError` for an unknown repo, revision or file, a hash
-    mismatch, a network failure or a full disk.
+    mismatch, a network failure, a full disk, a listed path that could land outside the folder (or
+    a symbolic link there that leads outside), and a diffusers folder whose ``model_index.json``
+    needs a component the entry does not pull.
     """
     endpoint = hub_endpoint()
     if constants.is_offline_mode():
@@ -94,10 +104,24 @@ def pull(entry: CatalogEntry, dest_dir: Path, *, progress: ProgressCallback | No
     with _hub_errors(entry, endpoint, target):
         # Pinning every download to the commit keeps a folder consistent if the repo changes mid-pull.
         commit = str(api.repo_info(entry.repo_id, revision=entry.revision).sha)
-        remote = _remote_files(api, entry, commit, endpoint)
-        meter = _Meter(sum(f.size for f in remote), progress or (lambda done, total, name: None))
+        remote, listing = _remote_files(api, entry, commit, endpoint)
+        where = f"{entry.repo_id}@{entry.revision} on {endpoint}"
+        for repo_file in listing:
+            _check_repo_path(repo_file.path, where, target)
         for repo_file in remote:
+            if repo_file.path.split("/")[0] == _BOOKKEEPING.parts[0]:
+                raise PullError(
+                    f"the catalog entry '{entry.id}' pulls {repo_file.path} of {where}, which would land in "
+                    f"{_BOOKKEEPING.parts[0]}/ where the pull keeps its own records; nothing was downloaded"
+                )
+            for local in _local_paths(target, repo_file):
+                _check_inside(target, local, repo_file.path)
+        meter = _Meter(sum(f.size for f in remote), progress or (lambda done, total, name: None))
+        # model_index.json first: it says which components the folder needs, before gigabytes are fetched.
+        for repo_file in sorted(remote, key=lambda f: f.path != "model_index.json"):
             _fetch(entry, commit, repo_file, target, endpoint, meter)
+            if repo_file.path == "model_index.json":
+                _check_components(entry, target / "model_index.json", remote, listing, endpoint)
     if entry.is_folder:
         return target
     return target / entry.files[0]
@@ -106,22 +130,24 @@ def pull(entry: CatalogEntry, dest_dir: Path, *, progress: ProgressCallback | No
 # -- what to fetch ---------------------------------------------------------------------------------
 
 
-def _remote_files(api: HfApi, entry: CatalogEntry, commit: str, endpoint: str) -> list[RepoFile]:
-    """The repo files the entry asks for, with the sizes and hashes the hub lists for them."""
+def _remote_files(api: HfApi, entry: CatalogEntry, commit: str, endpoint: str) -> tuple[list[RepoFile], list[RepoFile]]:
+    """The repo files the entry asks for (with the sizes and hashes the hub lists for them), and all
+    the files the hub listed."""
     where = f"{entry.repo_id}@{entry.revision} on {endpoint}"
     if entry.files:
-        found = {
-            info.path: info
+        listing = [
+            info
             for info in api.get_paths_info(entry.repo_id, list(entry.files), revision=commit)
             if isinstance(info, RepoFile)
-        }
+        ]
+        found = {info.path: info for info in listing}
         missing = [name for name in entry.files if name not in found]
         if missing:
             raise PullError(
                 f"{where} has no file {', '.join(missing)}; the catalog entry '{entry.id}' is out of date "
                 f"(see {endpoint}/{entry.repo_id}/tree/{entry.revision} for the files it has)"
             )
-        return [found[name] for name in entry.files]
+        return [found[name] for name in entry.files], listing
     listing = [f for f in api.list_repo_tree(entry.repo_id, recursive=True, revision=commit) if isinstance(f, RepoFile)]
     chosen = [f for f in listing if any(fnmatch.fnmatchcase(f.path, p) for p in entry.allow_patterns)]
     # A pattern that matches nothing means the repo changed: pulling the rest would give a folder that
@@ -132,7 +158,119 @@ def _remote_files(api: HfApi, entry: CatalogEntry, commit: str, endpoint: str) -
             f"{where} has nothing matching {', '.join(unmatched)}; the catalog entry '{entry.id}' is out of "
             f"date (see {endpoint}/{entry.repo_id}/tree/{entry.revision} for the files it has)"
         )
-    return sorted(chosen, key=lambda f: f.path)
+    return sorted(chosen, key=lambda f: f.path), listing
+
+
+def _check_components(
+    entry: CatalogEntry, index_file: Path, chosen: list[RepoFile], listing: list[RepoFile], endpoint: str
+) -> None:
+    """Refuse a pull whose files would not make the pipeline that ``model_index.json`` describes.
+
+    Every component the index lists (``"unet": ["diffusers", "UNet2DConditionModel"]``; ``[null, null]``
+    means none) needs files in the pull, and weights where the repo has weights for it, in the entry's
+    variant. The safety checker is the exception: the studio never loads it.
+    """
+    where = f"{entry.repo_id}@{entry.revision} on {endpoint}"
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PullError(f"model_index.json of {where} is not valid JSON ({exc}); the repo is broken") from None
+    if not isinstance(index, dict):
+        raise PullError(f"model_index.json of {where} is not a JSON object; the repo is broken")
+    pulled = [f.path for f in chosen]
+    listed = [f.path for f in listing]
+    problems = []
+    for component, spec in index.items():
+        if component.startswith("_") or component == "safety_checker" or not isinstance(spec, list):
+            continue
+        if not spec or spec[0] is None:
+            continue
+        mine = [p for p in pulled if p.startswith(f"{component}/")]
+        has_weights = any(is_weight_file(p) for p in listed if p.startswith(f"{component}/"))
+        weights = [p for p in mine if is_weight_file(p)]
+        if not mine:
+            problems.append(f"{component} (no file of it)")
+        elif has_weights and not weights:
+            problems.append(f"{component} (no weights)")
+        elif has_weights and entry.variant and not any(weight_variant(p) == entry.variant for p in weights):
+            problems.append(f"{component} (no {entry.variant} weights, only {', '.join(weights)})")
+    if problems:
+        raise PullError(
+            f"model_index.json of {where} lists components that the catalog entry '{entry.id}' does not pull "
+            f"in full: {'; '.join(problems)}. The pull stopped before the weights, since the folder would not "
+            f"load as the catalog describes it; the catalog entry is out of date (see "
+            f"{endpoint}/{entry.repo_id}/tree/{entry.revision})"
+        )
+
+
+# -- where files land -------------------------------------------------------------------------------
+
+
+def _unsafe(path: str) -> str | None:
+    """Why a hub-listed path could land outside the model folder, or None for a plain relative path."""
+    if "\\" in path:
+        return "a backslash, a path separator on Windows"
+    if path.startswith("/"):
+        return "an absolute path"
+    if "\0" in path:
+        return "a NUL byte"
+    segments = path.split("/")
+    if any(":" in segment for segment in segments):
+        return "a ':' (a drive letter or a stream name on Windows)"
+    if "" in segments:
+        return "an empty segment"
+    if ".." in segments or "." in segments:
+        return "a '..' or '.' segment"
+    return None
+
+
+def _check_repo_path(path: str, where: str, target: Path) -> None:
+    """Raise a PullError for a listed path that is not a plain relative path inside the model folder.
+
+    A real hub repo (git) cannot hold such a path; a hub or mirror that lists one is broken or hostile,
+    so nothing of its listing is fetched.
+    """
+    reason = _unsafe(path)
+    if reason:
+        raise PullError(
+            f"{where} lists the file {path!r}, which has {reason}: it could be written outside {target}, "
+            "so nothing was downloaded. A genuine Hugging Face repo cannot hold such a path; check the hub "
+            "or mirror that HF_ENDPOINT names"
+        )
+
+
+def _local_paths(target: Path, repo_file: RepoFile) -> tuple[Path, ...]:
+    """Every local path a repo file's pull writes: the file, its record, its partial file and its lock."""
+    books = target / _BOOKKEEPING / repo_file.path
+    return (
+        target / repo_file.path,
+        books.with_name(books.name + ".json"),
+        # The oid is in the name so a partial of an older version of the file is never continued.
+        books.with_name(f"{books.name}.{_expected_oid(repo_file)[:16]}.part"),
+        books.with_name(books.name + ".lock"),
+    )
+
+
+def _check_inside(target: Path, local: Path, repo_path: str) -> None:
+    """Refuse to write ``local`` when a symbolic link on its way leads outside ``target``.
+
+    Links are resolved now, before the first write; a link made while the pull runs is not guarded
+    against (that needs another process writing in the folder already).
+    """
+    root = target.resolve()
+    resolved = local.resolve()
+    if resolved == root or root in resolved.parents:
+        return
+    step, link = target, local
+    for part in local.relative_to(target).parts:
+        step = step / part
+        if step.is_symlink() and not (step.resolve() == root or root in step.resolve().parents):
+            link = step
+            break
+    raise PullError(
+        f"{repo_path} would be written through the symbolic link {link} (to {link.resolve()}), which leads "
+        f"outside {target}; nothing was written there. Remove the link and run the pull again"
+    )
 
 
 # -- one file --------------------------------------------------------------------------------------
@@ -146,15 +284,13 @@ def _fetch(entry: CatalogEntry, commit: str, repo_file: RepoFile, target: Path, 
     """Bring one repo file to ``target/<path>``, continuing a partial download if one is there."""
     path = repo_file.path
     oid = _expected_oid(repo_file)
-    final = target / path
-    books = target / _BOOKKEEPING / path
-    record = books.with_name(books.name + ".json")
-    books.parent.mkdir(parents=True, exist_ok=True)
-    # The oid is in the name so a partial of an older version of the file is never continued.
-    part = books.with_name(f"{books.name}.{oid[:16]}.part")
+    final, record, part, lock = local = _local_paths(target, repo_file)
+    for each in local:  # again, right before writing: earlier files may have taken a while
+        _check_inside(target, each, path)
+    part.parent.mkdir(parents=True, exist_ok=True)
     # A second pull of the same model (another terminal, the web UI) waits here instead of writing
     # into the same partial file, and then finds the file done.
-    with WeakFileLock(books.with_name(books.name + ".lock")):
+    with WeakFileLock(lock):
         if final.is_file() and final.stat().st_size == repo_file.size and _read_json(record).get("oid") == oid:
             meter.file_done(path, repo_file.size)
             return

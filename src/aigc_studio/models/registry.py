@@ -312,7 +312,9 @@ class Registry:
 
                 config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
                 try:
-                    engine = DiffusersEngine(info.id, info.path, threads=self.threads, config_dir=config_dir)
+                    engine = DiffusersEngine(
+                        info.id, info.path, threads=self.threads, config_dir=config_dir, variant=info.variant
+                    )
                 except Exception as exc:
                     # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
                     raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
