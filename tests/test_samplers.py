@@ -14,6 +14,7 @@ Three layers:
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 
@@ -25,9 +26,11 @@ torch = pytest.importorskip("torch", reason="the samplers need the image extras 
 pytest.importorskip("diffusers", reason="the samplers need the image extras (torch, diffusers)")
 torchsde = pytest.importorskip("torchsde", reason="DPM++ SDE needs torchsde (a dependency)")
 
+import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import integrate  # noqa: E402
 
+from aigc_studio.config import load_config  # noqa: E402
 from aigc_studio.contracts import SAMPLERS, SCHEDULERS, ImageRequest  # noqa: E402
 from aigc_studio.engines.diffusers_engine import DiffusersEngine  # noqa: E402
 from aigc_studio.engines.samplers import (  # noqa: E402
@@ -37,8 +40,12 @@ from aigc_studio.engines.samplers import (  # noqa: E402
     sampler_fields,
     schedule_that_runs,
 )
+from aigc_studio.images.infotext import parse_infotext, read_infotext, to_request_fields  # noqa: E402
 from aigc_studio.images.sd_configs import SD_SCHEDULER  # noqa: E402
+from aigc_studio.studio import Studio  # noqa: E402
 from tests.tiny_models import build_tiny_sd  # noqa: E402
+
+from .conftest import a1111_server  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:__array:DeprecationWarning"),
@@ -404,6 +411,19 @@ def test_check_sampler_gives_what_runs_and_the_eta_that_applies():
     assert sampler_fields(hires) == {"scheduler": "Karras", "hr_scheduler": "Automatic", "eta": 0.4}
 
 
+def test_infotext_writes_eta_only_where_a1111_does():
+    from aigc_studio.images.infotext import params_from_request
+
+    def eta_keys(sampler, eta):
+        params = params_from_request({"sampler_name": sampler, "eta": eta, "steps": 2})
+        return {key: value for key, value in params.items() if key.startswith("Eta") and value is not None}
+
+    assert eta_keys("DDIM", 0.5) == {"Eta DDIM": 0.5} and eta_keys("DDIM", 0.0) == {} and eta_keys("DDIM", None) == {}
+    assert eta_keys("Euler a", 0.5) == {"Eta": 0.5} and eta_keys("Euler a", 1.0) == {} and eta_keys("Euler", None) == {}
+    parsed = parse_infotext("x\nSteps: 2, Sampler: DDIM, Eta DDIM: 0.25, Seed: 1")
+    assert to_request_fields(parsed)["eta"] == 0.25
+
+
 # ---------------------------------------------------------------------------------------------------
 # 2. The tiny SD model through the engine
 
@@ -457,3 +477,78 @@ def test_ddim_eta_changes_the_result_and_zero_is_the_default(engine):
     default = generate(engine, sampler_name="DDIM")
     assert np.array_equal(default, generate(engine, sampler_name="DDIM", eta=0.0))
     assert np.abs(default - generate(engine, sampler_name="DDIM", eta=1.0)).mean() > 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. Every sampler × schedule type through /sdapi/v1/txt2img
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny):
+    os.environ["AIGC_HOME"] = str(tmp_path_factory.mktemp("samplers-home"))
+    studio = Studio(load_config(model="echo"))
+    studio.registry.add(tiny.folder, model_id="tiny")
+    with a1111_server(studio) as live:
+        assert httpx.post(live.url + "/sdapi/v1/options", json={"sd_model_checkpoint": "tiny"}).status_code == 200
+        live.engine = studio.registry.image_engine("tiny")
+        yield live
+    studio.close()
+
+
+def txt2img(server, **fields) -> httpx.Response:
+    body = {"prompt": "a fox", "steps": 1, "width": SIZE, "height": SIZE, "seed": 3, "cfg_scale": 1, **fields}
+    return httpx.post(server.url + "/sdapi/v1/txt2img", json=body, timeout=120)
+
+
+def job_count(server) -> int:
+    return server.studio.db.conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+
+@pytest.mark.parametrize("schedule", LABELS)
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_and_schedule_type_runs_what_it_records(server, sampler, schedule):
+    response = txt2img(server, sampler_name=sampler, scheduler=schedule)
+    assert response.status_code == 200, response.text
+    info = json.loads(response.json()["info"])
+    ran = schedule_that_runs(sampler, schedule)
+    assert info["sampler_name"] == sampler and info["scheduler"] == ran
+    assert f"Sampler: {sampler}, Schedule type: {ran}," in info["infotexts"][0]
+    record = server.studio.images.list(limit=1)[0]
+    assert record["params"]["scheduler"] == ran and f"Schedule type: {ran}," in read_infotext(record["path"])
+    # ... and that is what the scheduler that ran was set to, at A1111's noise levels for it
+    scheduler = server.engine.pipeline.scheduler
+    if SAMPLER_RULES[sampler].honours_schedule:
+        assert scheduler.schedule == ran
+        levels = (LCMLevels if sampler == "LCM" else Levels)(alphas_cumprod())
+        expected = reference_sigmas(ran, 1, levels, SAMPLER_RULES[sampler].discard_penultimate)
+        np.testing.assert_allclose(torch.unique_consecutive(scheduler.sigmas).numpy(), expected, rtol=2e-5)
+    else:
+        assert scheduler.timesteps[0].item() == (999 if sampler == "UniPC" else 1)
+
+
+def test_euler_a_with_karras_runs_karras_and_says_so(server):
+    karras = txt2img(server, sampler_name="Euler a", scheduler="Karras", steps=3)
+    scheduler = server.engine.pipeline.scheduler
+    levels = Levels(alphas_cumprod())
+    np.testing.assert_allclose(scheduler.sigmas.numpy(), reference_sigmas("Karras", 3, levels), rtol=2e-5)
+    automatic = txt2img(server, sampler_name="Euler a", scheduler="Automatic", steps=3)
+    assert karras.json()["images"][0] != automatic.json()["images"][0]
+    assert "Sampler: Euler a, Schedule type: Karras, CFG scale: 1," in json.loads(karras.json()["info"])["infotexts"][0]
+
+
+def test_eta_is_recorded_as_a1111_records_it(server):
+    ddim = json.loads(txt2img(server, sampler_name="DDIM", eta=0.5, steps=2).json()["info"])["infotexts"][0]
+    assert "Eta DDIM: 0.5" in ddim
+    euler_a = json.loads(txt2img(server, sampler_name="Euler a", eta=0.25).json()["info"])["infotexts"][0]
+    assert "Eta: 0.25" in euler_a and "Eta DDIM" not in euler_a
+    euler = txt2img(server, sampler_name="Euler", eta=0.25)  # Euler has no eta: A1111 ignores it, so do we
+    assert "Eta" not in json.loads(euler.json()["info"])["infotexts"][0]
+    assert server.studio.images.list(limit=1)[0]["params"]["eta"] is None
+
+
+def test_an_unknown_schedule_type_is_a_422_naming_it_and_queues_nothing(server):
+    before = job_count(server)
+    response = txt2img(server, sampler_name="Euler", scheduler="Beta")
+    assert response.status_code == 422
+    assert "schedule type" in response.text and "Beta" in response.text and "SGM Uniform" in response.text
+    assert job_count(server) == before
