@@ -27,9 +27,11 @@ pytest.importorskip("diffusers", reason="the samplers need the image extras (tor
 torchsde = pytest.importorskip("torchsde", reason="DPM++ SDE needs torchsde (a dependency)")
 
 import httpx  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import integrate  # noqa: E402
 
+from aigc_studio.cli.main import cli  # noqa: E402
 from aigc_studio.config import load_config  # noqa: E402
 from aigc_studio.contracts import SAMPLERS, SCHEDULERS, ImageRequest  # noqa: E402
 from aigc_studio.engines.diffusers_engine import DiffusersEngine  # noqa: E402
@@ -552,3 +554,13 @@ def test_an_unknown_schedule_type_is_a_422_naming_it_and_queues_nothing(server):
     assert response.status_code == 422
     assert "schedule type" in response.text and "Beta" in response.text and "SGM Uniform" in response.text
     assert job_count(server) == before
+
+
+def test_cli_takes_eta_and_the_picture_records_it(tiny, tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["models", "add", str(tiny.folder), "--name", "tiny"]).exit_code == 0
+    out = tmp_path / "fox.png"
+    args = ["image", "a fox", "--steps", "2", "--size", "64x64", "--seed", "9", "--sampler", "DDIM", "--eta", "0.5"]
+    r = runner.invoke(cli, [*args, "--scheduler", "karras", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "Sampler: DDIM, Schedule type: Automatic," in read_infotext(out) and "Eta DDIM: 0.5" in read_infotext(out)
