@@ -27,8 +27,8 @@ pytest.importorskip("diffusers", reason="the samplers need the image extras (tor
 torchsde = pytest.importorskip("torchsde", reason="DPM++ SDE needs torchsde (a dependency)")
 
 import httpx  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 import numpy as np  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
 from scipy import integrate  # noqa: E402
 
 from aigc_studio.cli.main import cli  # noqa: E402
