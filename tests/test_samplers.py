@@ -42,6 +42,7 @@ from aigc_studio.engines.samplers import (  # noqa: E402
     sampler_fields,
     schedule_that_runs,
 )
+from aigc_studio.errors import InvalidRequest  # noqa: E402
 from aigc_studio.images.infotext import parse_infotext, read_infotext, to_request_fields  # noqa: E402
 from aigc_studio.images.sd_configs import SD_SCHEDULER  # noqa: E402
 from aigc_studio.studio import Studio  # noqa: E402
@@ -564,3 +565,15 @@ def test_cli_takes_eta_and_the_picture_records_it(tiny, tmp_path):
     r = runner.invoke(cli, [*args, "--scheduler", "karras", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert "Sampler: DDIM, Schedule type: Automatic," in read_infotext(out) and "Eta DDIM: 0.5" in read_infotext(out)
+
+
+def test_a_sampler_check_that_fails_is_an_invalid_request_before_anything_is_queued(server):
+    before = job_count(server)
+    # the API's validation refuses this first; the service checks again for callers that bypass it
+    bad = ImageRequest(steps=1, width=SIZE, height=SIZE).model_copy(update={"scheduler": "Beta", "eta": 2.0})
+    with pytest.raises(InvalidRequest, match=r"unknown scheduler \(schedule type\) 'Beta'; valid: Automatic") as caught:
+        server.studio.images.submit(bad)
+    assert caught.value.param == "scheduler" and job_count(server) == before
+    with pytest.raises(InvalidRequest, match=r"eta must be between 0 and 1, got 2\.0") as caught:
+        server.studio.images.submit(bad.model_copy(update={"scheduler": "Karras"}))
+    assert caught.value.param == "eta" and job_count(server) == before
