@@ -218,7 +218,8 @@ class ImageRequest(BaseModel):
         None,
         ge=0,
         le=1,
-        description="Noise multiplier of ancestral samplers (A1111's eta; unset: 1) and DDIM's eta (unset: 0).",
+        description="Noise multiplier of the ancestral and SDE samplers (A1111's Eta; unset: 1) and DDIM's eta "
+        "(unset: 0); a sampler without one ignores it, as in A1111.",
     )
     enable_hr: bool = Field(
         False, description="Hires fix (txt2img): generate, upscale, then denoise again at the larger size."

@@ -42,6 +42,7 @@ COMMON = [
     "batch_size",
     "n_iter",
     "clip_skip",
+    "eta",
     "model",
 ]
 PER_MODE: dict[Mode, list[str]] = {

@@ -11,8 +11,11 @@ How A1111's behaviour is reproduced:
   image keeps ``seed`` and only the subseeds count up, as in A1111 (a batch of variations of one image).
   Each image has its own CPU ``torch.Generator``: its first draw is the initial noise, slerped toward the
   subseed's noise by ``subseed_strength`` (A1111's ``slerp``), and ancestral samplers draw their later
-  noise from the same generators, image by image. All noise is drawn on the CPU, so a seed gives the
-  same picture on CPU and GPU (not bit for bit: the GPU computes in float16).
+  noise from the same generators, image by image; DPM++ SDE and DPM++ 2M SDE draw theirs from one
+  Brownian tree per image seeded with its seed (A1111's ``create_noise_sampler``). All noise is drawn
+  on the CPU, so a seed gives the same picture on CPU and GPU (not bit for bit: the GPU computes in
+  float16).
+- Samplers, schedule types and eta run as A1111 runs them: see ``samplers.py``.
 - Prompts: ``(word:1.2)``, ``(word)``, ``[word]`` and ``\\(`` are parsed as A1111 parses them; weighted
   prompts are encoded with compel. Unweighted prompts with clip skip 1 go to diffusers as plain strings,
   so they give exactly what diffusers gives. Prompts are cut at CLIP's 77 tokens; ``BREAK`` is a word.
@@ -575,7 +578,7 @@ class DiffusersEngine(ImageEngine):
                 size = f"{request.width}x{request.height}"
                 raise ValueError(f"{name} is {image.width}x{image.height}, the request {size}")
         pipe = self._pipes[mode]
-        pipe.scheduler = self._schedulers.get(request.sampler_name, request.scheduler)[0]
+        pipe.scheduler = self._schedulers.get(request.sampler_name, request.scheduler, eta=request.eta)[0]
         size = {"height": request.height, "width": request.width}
         run = _Run(pipe, request, size, mode in ("txt2img", "edit") and not self.native_inpaint, on_step, control)
         strength = request.denoising_strength
@@ -615,8 +618,8 @@ class DiffusersEngine(ImageEngine):
             request.width // pipe.vae_scale_factor,
         )
         rng = _BatchRNG(seeds, subseeds, request.subseed_strength, shape, run.fill)
-        if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPMSolverSDEScheduler's Brownian tree (torchsde)
-            pipe.scheduler.noise_sampler_seed = seeds[0]
+        if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPM++ SDE / 2M SDE: one Brownian tree per image,
+            pipe.scheduler.noise_sampler_seed = list(seeds)  # seeded with its seed, as A1111 seeds them
         arguments = dict(run.arguments)
         if run.takes_latents:
             arguments["latents"] = rng.noise.to(device=self.device, dtype=self.dtype)

@@ -73,6 +73,8 @@ _REQUEST_FIELDS: tuple[tuple[str, str, type], ...] = (
     ("Hires upscale", "hr_scale", float),
     ("Hires steps", "hr_second_pass_steps", int),
     ("Hires upscaler", "hr_upscaler", str),
+    ("Eta", "eta", float),
+    ("Eta DDIM", "eta", float),
 )
 
 
@@ -205,8 +207,9 @@ def to_request_fields(parsed: InfotextParams) -> dict[str, object]:
     """Map a parsed infotext onto A1111 ``/sdapi/v1/txt2img`` request names, typed.
 
     Gives prompt, negative_prompt, steps, sampler_name, scheduler, cfg_scale, seed, width, height,
-    subseed, subseed_strength, denoising_strength, clip_skip, sd_model_hash and sd_model_checkpoint
-    (the ``Model`` name, else the ``Model hash``; A1111 accepts either) where the infotext has them.
+    subseed, subseed_strength, denoising_strength, clip_skip, eta (from ``Eta`` or ``Eta DDIM``),
+    sd_model_hash and sd_model_checkpoint (the ``Model`` name, else the ``Model hash``; A1111 accepts
+    either) where the infotext has them.
     Fields the infotext lacks are left out rather than defaulted.
     """
     fields: dict[str, object] = {"prompt": parsed.prompt, "negative_prompt": parsed.negative_prompt}
@@ -223,8 +226,9 @@ def to_request_fields(parsed: InfotextParams) -> dict[str, object]:
 def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
     """Build infotext parameters, in A1111's order, from A1111 request names.
 
-    The inverse of :func:`to_request_fields`; like A1111 it omits ``Clip skip`` at 1 or below and the
-    variation seed when ``subseed_strength`` is 0. Callers append extras such as ``Version`` after it.
+    The inverse of :func:`to_request_fields`; like A1111 it omits ``Clip skip`` at 1 or below, the
+    variation seed when ``subseed_strength`` is 0, and eta at its sampler's default. Callers append
+    extras such as ``Version`` after it.
     """
 
     def size(w: str, h: str) -> str | None:
@@ -233,6 +237,9 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
     varied = bool(fields.get("subseed_strength"))
     hires = bool(fields.get("enable_hr"))
     clip_skip = fields.get("clip_skip")
+    # A1111 writes eta when it differs from the sampler's default: DDIM's 0 ("Eta DDIM"), the ancestral
+    # and SDE samplers' 1 ("Eta"). A sampler without eta has None here (engines/samplers.py check_sampler).
+    eta, ddim = fields.get("eta"), fields.get("sampler_name") == "DDIM"
     return {
         "Steps": fields.get("steps"),
         "Sampler": fields.get("sampler_name"),
@@ -251,6 +258,8 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
         "Hires upscale": fields.get("hr_scale") if hires else None,
         "Hires steps": (fields.get("hr_second_pass_steps") or None) if hires else None,
         "Hires upscaler": fields.get("hr_upscaler") if hires else None,
+        "Eta DDIM": eta if ddim and eta else None,
+        "Eta": eta if not ddim and eta is not None and eta != 1 else None,
     }
 
 

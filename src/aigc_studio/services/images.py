@@ -20,6 +20,7 @@ from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .. import __version__
 from ..contracts import ImageRequest, Mode, StepInfo
+from ..engines.samplers import SamplerError, sampler_fields
 from ..errors import InvalidRequest, NotFound
 from ..images.infotext import format_infotext, params_from_request, write_png
 from ..models.registry import ModelInfo, Registry
@@ -143,9 +144,14 @@ class ImageService:
         model_defaults = {k: v for k, v in info.defaults.items() if k not in request.model_fields_set}
         if model_defaults:
             request = ImageRequest(**{**request.model_dump(exclude_unset=True), **model_defaults})
-        # The seeds are fixed before queueing, so the record says exactly what will run.
+        try:  # the schedule type and eta that will run (see engines/samplers.py)
+            sampler_update = sampler_fields(request)
+        except SamplerError as exc:
+            raise InvalidRequest(str(exc), param=exc.param) from None
+        # The seeds, schedule type and eta are fixed before queueing, so the record says exactly what will run.
         request = request.model_copy(
             update={
+                **sampler_update,
                 "model": info.id,
                 "seed": request.seed if request.seed != -1 else random.randrange(2**32),
                 "subseed": request.subseed if request.subseed != -1 else random.randrange(2**32),
