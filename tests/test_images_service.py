@@ -348,3 +348,39 @@ def test_hires_fix_and_mode_mismatches_are_refused_before_queueing(studio):
     with pytest.raises(InvalidRequest, match="hires fix would make a 3000x3000 image"):
         studio.images.submit(ImageRequest(enable_hr=True, hr_resize_x=3000, width=1024, height=1024))
     assert jobs_count(studio) == before
+
+
+def test_png_info_reads_hires_and_inpaint_records_back_into_request_fields(studio):
+    import base64
+
+    import httpx
+
+    from tests.conftest import a1111_server
+
+    hires = studio.images.generate(
+        ImageRequest(prompt="x", steps=1, seed=2, width=64, height=64, enable_hr=True, hr_scale=1.5, tiling=True)
+    ).images[0]
+    inpaint = studio.images.generate(
+        ImageRequest(prompt="y", steps=1, seed=3, width=64, height=64, inpaint_full_res=True, mask_blur=3),
+        "inpaint",
+        init_image=wide_picture(),
+        mask=square_mask(),
+    ).images[0]
+    with a1111_server(studio) as live:
+        answers = [
+            httpx.post(live.url + "/sdapi/v1/png-info", json={"image": base64.b64encode(g.path.read_bytes()).decode()})
+            for g in (hires, inpaint)
+        ]
+    assert [answer.status_code for answer in answers] == [200, 200]
+    fields = [answer.json()["request"] for answer in answers]
+    assert (fields[0]["enable_hr"], fields[0]["hr_scale"], fields[0]["tiling"], fields[0]["width"]) == (
+        True,
+        1.5,
+        True,
+        64,
+    )
+    assert (fields[1]["inpaint_full_res"], fields[1]["inpaint_full_res_padding"], fields[1]["mask_blur"]) == (
+        True,
+        32,
+        3,
+    )
