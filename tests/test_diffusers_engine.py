@@ -12,7 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # must be set before huggingface_h
 
 torch = pytest.importorskip("torch", reason="the diffusers engine needs the image extras (torch, diffusers)")
 pytest.importorskip("diffusers", reason="the diffusers engine needs the image extras (torch, diffusers)")
-pytest.importorskip("compel", reason="the diffusers engine needs compel for prompt weighting")
 
 import numpy as np  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
@@ -253,10 +252,11 @@ def test_img2img_with_denoising_zero_returns_the_input(sd, picture):
     assert np.array_equal(pixels(result.images[0]), pixels(picture)) and steps == []
 
 
-def test_img2img_runs_the_strength_share_of_the_steps(sd, picture):
+def test_img2img_runs_a1111s_share_of_the_steps(sd, picture):
     steps = []
     result = sd.generate(request(steps=4, denoising_strength=0.5), "img2img", init_image=picture, on_step=steps.append)
-    assert [info.step for info in steps] == [1, 2] and steps[0].total == 2
+    # A1111 runs int(0.5 × 4) + 1 = 3 of the 4 steps (setup_img2img_steps: t_enc + 1)
+    assert [info.step for info in steps] == [1, 2, 3] and steps[0].total == 3
     changed = pixels(result.images[0])
     assert np.array_equal(one(sd, "img2img", steps=4, denoising_strength=0.5, init_image=picture), changed)
     assert np.abs(changed - pixels(picture)).mean() > 1
@@ -299,11 +299,13 @@ def test_edit_with_instruct_pix2pix(pix2pix, picture):
         pix2pix.generate(request(), "txt2img")
 
 
-def test_wrong_sized_or_missing_images_are_refused(sd, picture):
-    with pytest.raises(ValueError, match="init_image is 64x64, the request 96x64"):
-        sd.generate(request(width=96), "img2img", init_image=picture)
+def test_mismatched_or_missing_images_are_refused(sd, picture):
+    with pytest.raises(ValueError, match="the mask is 32x32, the image 64x64"):
+        sd.generate(request(), "inpaint", init_image=picture, mask=Image.new("L", (32, 32)))
     with pytest.raises(ValueError, match="inpaint needs a mask"):
         sd.generate(request(), "inpaint", init_image=picture)
+    with pytest.raises(ValueError, match="enable_hr: hires fix is for txt2img, not img2img"):
+        sd.generate(request(enable_hr=True), "img2img", init_image=picture)
 
 
 # ---------------------------------------------------------------------------------------------------

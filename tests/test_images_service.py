@@ -166,3 +166,221 @@ def test_list_by_model_and_delete_removes_record_and_file(studio, tmp_path):
     assert not gone.path.exists() and kept.path.exists()
     with pytest.raises(NotFound):
         studio.images.delete(gone.id)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hires fix, tiling, inpainting and resize modes: what ran, in the image and in its record
+
+
+def wide_picture() -> Image.Image:
+    y, x = np.mgrid[0:80, 0:96]
+    return Image.fromarray(np.stack([x * 2, y * 3, (x + y) % 256], axis=-1).astype(np.uint8))
+
+
+def square_mask(size=(96, 80), box=(60, 30, 76, 46)) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return mask
+
+
+def test_the_mask_is_blurred_once_between_the_request_and_the_overlay(studio, monkeypatch):
+    from aigc_studio.engines import plain
+    from tests.masking_reference import reference_blur
+
+    prepared = []
+    real = plain.prepare_init
+    monkeypatch.setattr(plain, "prepare_init", lambda *a, **k: prepared.append(real(*a, **k)) or prepared[-1])
+    picture, mask = wide_picture(), square_mask()
+    req = ImageRequest(prompt="x", steps=1, width=96, height=80, seed=1, mask_blur=4, denoising_strength=1.0)
+    result = studio.images.generate(req, "inpaint", init_image=picture, mask=mask)
+    once = reference_blur(np.asarray(mask), 4)
+    used = np.asarray(prepared[0].overlay_mask, dtype=np.float64)  # the mask the result is laid over with
+    assert np.abs(used - np.clip(once * 2, 0, 255)).max() <= 2  # one blur (doubled for the overlay, as A1111)
+    assert np.abs(used - np.clip(reference_blur(once, 4) * 2, 0, 255)).max() > 20  # not two
+    image = np.asarray(result.images[0].image, dtype=np.int16)
+    kept = once == 0
+    assert np.array_equal(image[kept], np.asarray(picture, dtype=np.int16)[kept])
+    assert "Mask blur: 4" in result.images[0].infotext
+
+
+def test_hires_fix_makes_the_upscaled_image_and_records_a1111s_keys(studio):
+    steps_seen = []
+    req = ImageRequest(
+        prompt="a lighthouse",
+        steps=2,
+        seed=5,
+        width=64,
+        height=64,
+        enable_hr=True,
+        hr_second_pass_steps=3,
+        denoising_strength=0.5,
+    )
+    job = studio.images.submit(req)
+    assert job.steps == 5  # both passes, from the start
+    result = job.wait(10)
+    steps_seen.append(job.steps)
+    generated = result.images[0]
+    assert generated.image.size == (128, 128) and steps_seen == [5]
+    assert generated.infotext == (
+        "a lighthouse\nSteps: 2, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 5, Size: 64x64, "
+        "Model: plain, Denoising strength: 0.5, Hires upscale: 2, Hires steps: 3, Hires upscaler: Latent, "
+        "Version: aigc-studio-0.1.0"
+    )
+    row = studio.images.list()[0]
+    assert (row["width"], row["height"]) == (128, 128) and row["params"]["enable_hr"] is True
+    info = result.a1111_info()
+    assert info["extra_generation_params"] == {"Hires upscale": 2.0, "Hires steps": 3, "Hires upscaler": "Latent"}
+    assert info["denoising_strength"] == 0.5
+    other = studio.images.generate(
+        req.model_copy(
+            update={
+                "hr_resize_x": 96,
+                "hr_scale": 2.0,
+                "hr_upscaler": "Lanczos",
+                "hr_prompt": "a lighthouse, storm",
+                "hr_sampler_name": "DPM++ 2M",
+                "hr_scheduler": "Karras",
+                "tiling": True,
+            }
+        )
+    ).images[0]
+    assert other.image.size == (96, 96)
+    assert other.infotext.endswith(
+        'Denoising strength: 0.5, Tiling: True, Hires sampler: DPM++ 2M, Hires prompt: "a lighthouse, storm", '
+        "Hires schedule type: Karras, Hires resize: 96x0, Hires steps: 3, Hires upscaler: Lanczos, "
+        "Version: aigc-studio-0.1.0"
+    )
+
+
+def test_inpaint_area_mask_mode_and_fill_are_honoured_and_recorded(studio):
+    from tests.masking_reference import reference_blur
+
+    picture, mask = wide_picture(), square_mask(box=(30, 20, 76, 70))
+    req = ImageRequest(
+        prompt="x",
+        steps=1,
+        width=64,
+        height=64,
+        seed=1,
+        inpaint_full_res=True,
+        inpainting_mask_invert=1,
+        inpainting_fill=2,
+    )
+    generated = studio.images.generate(req, "inpaint", init_image=picture, mask=mask).images[0]
+    assert generated.image.size == (96, 80)  # "Only masked" keeps the input's size
+    assert generated.infotext.endswith(
+        "Size: 64x64, Model: plain, Denoising strength: 0.75, Mask mode: Inpaint not masked, Mask blur: 4, "
+        "Inpaint area: Only masked, Masked area padding: 32, Masked content: latent noise, Version: aigc-studio-0.1.0"
+    )
+    # inverted: the square is what stays, where the blurred inverted mask is black
+    kept = reference_blur(255 - np.asarray(mask), 4) == 0
+    assert kept.sum() > 100 and np.array_equal(np.asarray(generated.image)[kept], np.asarray(picture)[kept])
+    img2img = studio.images.generate(
+        ImageRequest(prompt="x", steps=1, width=64, height=64, seed=1, resize_mode=1), "img2img", init_image=picture
+    ).images[0]
+    assert img2img.image.size == (64, 64)
+    assert "Resize mode: Crop and resize" in img2img.infotext and "Mask" not in img2img.infotext
+
+
+def test_only_masked_with_a_blank_mask_runs_img2img_and_says_so(studio):
+    picture = wide_picture()
+    req = ImageRequest(prompt="x", steps=1, width=64, height=64, seed=1, inpaint_full_res=True)
+    job = studio.images.submit(req, "inpaint", init_image=picture, mask=Image.new("L", picture.size, 0))
+    result = job.wait(10)
+    assert job.kind == "img2img" and result.mode == "img2img" and result.images[0].image.size == (64, 64)
+    assert "Inpaint area" not in result.images[0].infotext and "Mask blur" not in result.images[0].infotext
+
+
+def test_every_recorded_field_reads_back_into_the_request(studio):
+    from aigc_studio.images.infotext import parse_infotext, to_request_fields
+
+    hires = ImageRequest(
+        prompt="a fox, (red:1.2)",
+        negative_prompt="blurry",
+        steps=3,
+        seed=11,
+        width=64,
+        height=64,
+        tiling=True,
+        clip_skip=2,
+        enable_hr=True,
+        hr_scale=1.5,
+        hr_upscaler="Latent (bicubic antialiased)",
+        hr_second_pass_steps=2,
+        hr_sampler_name="Euler",
+        hr_scheduler="Exponential",
+        hr_prompt="a fox, snow",
+        hr_negative_prompt="lowres",
+        denoising_strength=0.4,
+    )
+    inpaint = ImageRequest(
+        prompt="a pond",
+        steps=2,
+        seed=3,
+        width=64,
+        height=64,
+        mask_blur=6,
+        inpainting_fill=0,
+        inpainting_mask_invert=1,
+        inpaint_full_res=True,
+        inpaint_full_res_padding=12,
+        denoising_strength=0.6,
+    )
+    img2img = ImageRequest(prompt="a hill", steps=2, seed=4, width=64, height=64, resize_mode=2, denoising_strength=0.3)
+    cases = [(hires, "txt2img", {}), (inpaint, "inpaint", {"mask": square_mask()}), (img2img, "img2img", {})]
+    for req, mode, images in cases:
+        if mode != "txt2img":
+            images["init_image"] = wide_picture()
+        generated = studio.images.generate(req, mode, **images).images[0]
+        fields = to_request_fields(parse_infotext(read_infotext(generated.path)))
+        expected = {name: getattr(req, name) for name in req.model_fields_set if name not in ("seed",)}
+        assert {name: fields[name] for name in expected} == expected, mode
+
+
+def test_hires_fix_and_mode_mismatches_are_refused_before_queueing(studio):
+    before = jobs_count(studio)
+    picture = wide_picture()
+    with pytest.raises(InvalidRequest, match="enable_hr: hires fix is for txt2img, not img2img") as err:
+        studio.images.submit(ImageRequest(enable_hr=True, width=64, height=64), "img2img", init_image=picture)
+    assert err.value.param == "enable_hr"
+    with pytest.raises(InvalidRequest, match=r"hires fix would make a 4096x4096 image; each side must be 64 to 2048"):
+        studio.images.submit(ImageRequest(enable_hr=True, hr_scale=4, width=1024, height=1024))
+    with pytest.raises(InvalidRequest, match="hires fix would make a 3000x3000 image"):
+        studio.images.submit(ImageRequest(enable_hr=True, hr_resize_x=3000, width=1024, height=1024))
+    assert jobs_count(studio) == before
+
+
+def test_png_info_reads_hires_and_inpaint_records_back_into_request_fields(studio):
+    import base64
+
+    import httpx
+
+    from tests.conftest import a1111_server
+
+    hires = studio.images.generate(
+        ImageRequest(prompt="x", steps=1, seed=2, width=64, height=64, enable_hr=True, hr_scale=1.5, tiling=True)
+    ).images[0]
+    inpaint = studio.images.generate(
+        ImageRequest(prompt="y", steps=1, seed=3, width=64, height=64, inpaint_full_res=True, mask_blur=3),
+        "inpaint",
+        init_image=wide_picture(),
+        mask=square_mask(),
+    ).images[0]
+    with a1111_server(studio) as live:
+        answers = [
+            httpx.post(live.url + "/sdapi/v1/png-info", json={"image": base64.b64encode(g.path.read_bytes()).decode()})
+            for g in (hires, inpaint)
+        ]
+    assert [answer.status_code for answer in answers] == [200, 200]
+    fields = [answer.json()["request"] for answer in answers]
+    assert (fields[0]["enable_hr"], fields[0]["hr_scale"], fields[0]["tiling"], fields[0]["width"]) == (
+        True,
+        1.5,
+        True,
+        64,
+    )
+    assert (fields[1]["inpaint_full_res"], fields[1]["inpaint_full_res_padding"], fields[1]["mask_blur"]) == (
+        True,
+        32,
+        3,
+    )

@@ -237,6 +237,106 @@ def test_params_from_request_follows_a1111_order_and_omissions():
     assert format_infotext("a cat, best quality", "blurry, lowres", {**params, "Version": "v1.10.1"}) == A1111_TEXT
 
 
+# An A1111 1.10 hires-fix infotext and an inpainting one, as its create_infotext writes them.
+A1111_HIRES = (
+    "a castle\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, "
+    "Seed: 1, Size: 512x512, Model hash: 45dee52b3c, Model: v1-5, Denoising strength: 0.45, "
+    'Hires sampler: Euler, Hires prompt: "a castle, detailed", Hires schedule type: Exponential, '
+    "Hires resize: 1024x0, Hires steps: 10, Hires upscaler: Latent (antialiased), Version: v1.10.1"
+)
+A1111_INPAINT = (
+    "a pond\nSteps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 2, Size: 512x512, "
+    "Denoising strength: 0.75, Mask mode: Inpaint not masked, Mask blur: 4, Inpaint area: Only masked, "
+    "Masked area padding: 32, Masked content: latent nothing, Version: v1.10.1"
+)
+
+
+def test_hires_and_inpaint_infotexts_read_into_request_fields():
+    assert to_request_fields(parse_infotext(A1111_HIRES)) == {
+        "prompt": "a castle",
+        "negative_prompt": "blurry",
+        "steps": 20,
+        "sampler_name": "DPM++ 2M",
+        "scheduler": "Karras",
+        "cfg_scale": 7.0,
+        "seed": 1,
+        "width": 512,
+        "height": 512,
+        "sd_model_hash": "45dee52b3c",
+        "denoising_strength": 0.45,
+        "hr_resize_x": 1024,
+        "hr_resize_y": 0,
+        "hr_second_pass_steps": 10,
+        "hr_upscaler": "Latent (antialiased)",
+        "hr_sampler_name": "Euler",
+        "hr_scheduler": "Exponential",
+        "hr_prompt": "a castle, detailed",
+        "enable_hr": True,
+        "sd_model_checkpoint": "v1-5",
+    }
+    fields = to_request_fields(parse_infotext(A1111_INPAINT))
+    assert {k: fields[k] for k in fields if k.startswith(("mask", "inpaint"))} == {
+        "mask_blur": 4,
+        "inpaint_full_res_padding": 32,
+        "inpainting_mask_invert": 1,
+        "inpainting_fill": 3,
+        "inpaint_full_res": True,
+    }
+    assert "enable_hr" not in fields  # a denoising strength alone is img2img's
+    tiled = to_request_fields(parse_infotext("p\nSteps: 2, Seed: 3, Tiling: True, Resize mode: Resize and fill"))
+    assert (tiled["tiling"], tiled["resize_mode"]) == (True, 2)
+    with pytest.raises(ValueError, match="'Mask mode' must be one of Inpaint masked, Inpaint not masked, got 'x'"):
+        to_request_fields(parse_infotext("p\nSteps: 2, Seed: 3, Mask mode: x"))
+
+
+def test_params_from_request_writes_hires_and_inpaint_keys_as_a1111():
+    hires = {
+        "prompt": "a castle",
+        "negative_prompt": "blurry",
+        "steps": 20,
+        "sampler_name": "DPM++ 2M",
+        "scheduler": "Karras",
+        "cfg_scale": 7.0,
+        "seed": 1,
+        "width": 512,
+        "height": 512,
+        "sd_model_hash": "45dee52b3c",
+        "sd_model_checkpoint": "v1-5",
+        "denoising_strength": 0.45,
+        "enable_hr": True,
+        "hr_scale": 2.0,
+        "hr_resize_x": 1024,
+        "hr_resize_y": 0,
+        "hr_second_pass_steps": 10,
+        "hr_upscaler": "Latent (antialiased)",
+        "hr_sampler_name": "Euler",
+        "hr_scheduler": "Exponential",
+        "hr_prompt": "a castle, detailed",
+        "hr_negative_prompt": "blurry",  # the same as the first pass: not written
+    }
+    params = {**params_from_request(hires), "Version": "v1.10.1"}
+    assert format_infotext("a castle", "blurry", params) == A1111_HIRES
+    inpaint = {
+        "steps": 20,
+        "sampler_name": "Euler a",
+        "scheduler": "Automatic",
+        "cfg_scale": 7,
+        "seed": 2,
+        "width": 512,
+        "height": 512,
+        "denoising_strength": 0.75,
+        "mask_blur": 4,
+        "inpainting_mask_invert": 1,
+        "inpaint_full_res": True,
+        "inpaint_full_res_padding": 32,
+        "inpainting_fill": 3,
+    }
+    assert format_infotext("a pond", "", {**params_from_request(inpaint), "Version": "v1.10.1"}) == A1111_INPAINT
+    # unequal blurs: A1111 writes no blur at all
+    assert params_from_request({**inpaint, "mask_blur_x": 2, "mask_blur_y": 6})["Mask blur"] is None
+    assert params_from_request({**hires, "enable_hr": False})["Hires upscaler"] is None
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 _CHARS = st.sampled_from(list("abcXYZ019 ,:;\"'()[]{}<>\\/-_.!?=\t") + list("猫水彩画的风格中文。：，"))
@@ -267,6 +367,27 @@ def _request(draw: st.DrawFn) -> dict[str, object]:
         fields["denoising_strength"] = draw(st.floats(0, 1))
     if draw(st.booleans()):
         fields["clip_skip"] = draw(st.integers(2, 12))
+    if draw(st.booleans()):
+        fields["tiling"] = True
+    if draw(st.booleans()):  # hires fix: A1111 ticks it back only with a denoising strength
+        fields["enable_hr"] = True
+        fields["denoising_strength"] = draw(st.floats(0, 1))
+        fields["hr_upscaler"] = draw(st.sampled_from(["Latent", "Latent (nearest-exact)", "Lanczos"]))
+        if draw(st.booleans()):
+            fields["hr_scale"] = draw(st.floats(1, 4))
+        else:
+            fields["hr_resize_x"], fields["hr_resize_y"] = draw(st.integers(0, 512)) * 8, draw(st.integers(1, 512)) * 8
+        if draw(st.booleans()):
+            fields["hr_second_pass_steps"] = draw(st.integers(1, 150))
+        if draw(st.booleans()):
+            fields["hr_prompt"] = draw(_PROMPT.filter(lambda p: p and p != fields["prompt"]))
+    elif draw(st.booleans()):  # inpainting
+        fields["denoising_strength"] = draw(st.floats(0, 1))
+        fields["mask_blur"] = draw(st.integers(1, 64))
+        fields["inpainting_fill"] = draw(st.sampled_from([0, 2, 3]))
+        fields["inpainting_mask_invert"] = 1
+        fields["inpaint_full_res"] = True
+        fields["inpaint_full_res_padding"] = draw(st.integers(0, 256))
     return fields
 
 

@@ -13,7 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # must be set before huggingface_h
 
 torch = pytest.importorskip("torch", reason="SD2 single files need the image extras (torch, diffusers)")
 pytest.importorskip("diffusers", reason="SD2 single files need the image extras (torch, diffusers)")
-pytest.importorskip("compel", reason="the diffusers engine needs compel for prompt weighting")
 
 import diffusers.loaders.single_file as single_file_loader  # noqa: E402
 import numpy as np  # noqa: E402

@@ -187,6 +187,12 @@ class ImageRequest(BaseModel):
     n_iter: int = Field(1, ge=1, le=100, description="Batches, one after another (A1111's batch count).")
     denoising_strength: float = Field(0.75, ge=0, le=1, description="img2img: how much to change (0: nothing).")
     mask_blur: int = Field(4, ge=0, le=64, description="Inpainting: blur of the mask edge, in pixels.")
+    mask_blur_x: int | None = Field(
+        None, ge=0, le=64, description="Inpainting: horizontal blur of the mask edge (unset: mask_blur)."
+    )
+    mask_blur_y: int | None = Field(
+        None, ge=0, le=64, description="Inpainting: vertical blur of the mask edge (unset: mask_blur)."
+    )
     inpainting_fill: int = Field(
         1,
         ge=0,

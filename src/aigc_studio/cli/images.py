@@ -45,12 +45,35 @@ COMMON = [
     "eta",
     "model",
 ]
+HIRES = [
+    "enable_hr",
+    "hr_scale",
+    "hr_resize_x",
+    "hr_resize_y",
+    "hr_upscaler",
+    "hr_second_pass_steps",
+    "hr_sampler_name",
+    "hr_scheduler",
+    "hr_prompt",
+    "hr_negative_prompt",
+]
+MASK = [
+    "mask_blur",
+    "mask_blur_x",
+    "mask_blur_y",
+    "inpainting_fill",
+    "inpainting_mask_invert",
+    "inpaint_full_res",
+    "inpaint_full_res_padding",
+]
 PER_MODE: dict[Mode, list[str]] = {
-    "txt2img": COMMON,
-    "img2img": [*COMMON, "denoising_strength"],
-    "inpaint": [*COMMON, "denoising_strength", "mask_blur", "inpainting_fill"],
-    "edit": [*COMMON, "image_cfg_scale"],
+    "txt2img": [*COMMON, "tiling", *HIRES, "denoising_strength"],
+    "img2img": [*COMMON, "tiling", "denoising_strength", "resize_mode"],
+    "inpaint": [*COMMON, "tiling", "denoising_strength", "resize_mode", *MASK],
+    "edit": [*COMMON, "tiling", "image_cfg_scale", "resize_mode"],
 }
+# Help added to a field's own description where a command uses it in its own way.
+HELP = {("txt2img", "denoising_strength"): " With --enable-hr: how much its second pass changes."}
 
 
 def _request_options(mode: Mode) -> Callable:
@@ -60,7 +83,7 @@ def _request_options(mode: Mode) -> Callable:
     def decorate(fn: Callable) -> Callable:
         for name in reversed(PER_MODE[mode]):
             default = ImageRequest.model_fields[name].default
-            shown = "" if default in (None, "") else f" (default {default})"
+            shown = HELP.get((mode, name), "") + ("" if default in (None, "") else f" (default {default})")
             fn = field_option(ImageRequest, name, *FLAGS.get(name, ()), suffix=shown)(fn)
         fn = click.option("--size", help="WIDTHxHEIGHT, e.g. 512x768 (sets --width and --height).")(fn)
         fn = click.option(
@@ -110,7 +133,7 @@ def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> No
     studio = _studio()
     try:
         job = studio.images.submit(request, mode, source="cli", **images)
-        total = request.steps * request.n_iter
+        total = job.steps * job.batches  # both passes with hires fix
         label = f"{mode} {job.model}"
         with click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True, show_pos=True) as bar:
             done = 0
@@ -145,7 +168,8 @@ def register(cli: click.Group) -> None:
     @click.argument("prompt")
     @_request_options("txt2img")
     def image(prompt, output, **kwargs):
-        """Draw an image from PROMPT. (word:1.2) raises a word's weight; the same seed gives the same image."""
+        """Draw an image from PROMPT. (word:1.2) raises a word's weight, BREAK starts a new 75-token chunk; the
+        same seed gives the same image. --enable-hr upscales and redraws (hires fix); --tiling makes it seamless."""
         _run("txt2img", _build_request(prompt, kwargs), output)
 
     @cli.command()
@@ -168,7 +192,8 @@ def register(cli: click.Group) -> None:
     )
     @_request_options("inpaint")
     def inpaint(image, prompt, mask, output, **kwargs):
-        """Repaint the white part of MASK in IMAGE following PROMPT."""
+        """Repaint the white part of MASK in IMAGE following PROMPT (--inpainting-mask-invert 1: the black part;
+        --inpaint-full-res: only the masked region, at full resolution)."""
         init = _load(image, "image")
         _run(
             "inpaint",

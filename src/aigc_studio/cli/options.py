@@ -24,6 +24,11 @@ def field_option(model: type[BaseModel], name: str, *decls: str, suffix: str = "
     high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
     rng = f" [{low}..{'' if high is None else high}]" if low is not None else ""
     decls = decls or ("--" + name.replace("_", "-"),)
+    if kinds[0] is bool:  # an on/off switch: --tiling / --no-tiling
+        switch = "--" + name.replace("_", "-")
+        return click.option(
+            f"{switch}/--no-{switch[2:]}", name, default=None, show_envvar=True, help=f"{field.description}{suffix}"
+        )
     if typing.get_origin(kinds[0]) is list:
         return click.option(*decls, name, multiple=True, show_envvar=True, help=f"{field.description} Repeatable.")
     return click.option(

@@ -3,7 +3,7 @@
 ``DiffusersEngine`` loads SD 1.x/2.x, SDXL (and Turbo), LCM, InstructPix2Pix (8-channel UNet) and
 inpainting (9-channel UNet) models from a diffusers folder, or from one original-layout
 ``.safetensors``/``.ckpt`` file as A1111 keeps them. It loads the weights once and builds the txt2img,
-img2img, inpaint and edit pipelines from the same components.
+img2img, inpaint and edit pipelines from the same components (``sd_pipelines``).
 
 How A1111's behaviour is reproduced:
 
@@ -16,57 +16,61 @@ How A1111's behaviour is reproduced:
   on the CPU, so a seed gives the same picture on CPU and GPU (not bit for bit: the GPU computes in
   float16).
 - Samplers, schedule types and eta run as A1111 runs them: see ``samplers.py``.
-- Prompts: ``(word:1.2)``, ``(word)``, ``[word]`` and ``\\(`` are parsed as A1111 parses them; weighted
-  prompts are encoded with compel. Unweighted prompts with clip skip 1 go to diffusers as plain strings,
-  so they give exactly what diffusers gives. Prompts are cut at CLIP's 77 tokens; ``BREAK`` is a word.
-- Clip skip n: the n-th last CLIP layer's hidden states with the final layer norm (A1111's and diffusers'
-  meaning). SDXL ignores it, as A1111 does by default.
-- img2img and inpaint: the image is encoded with the VAE's mean (deterministic, draws no random numbers).
-  ``denoising_strength`` 0 returns the input unchanged; a strength that leaves less than one step runs
-  one (A1111 does too).
-- Inpaint: the mask is white where to repaint, blurred by ``mask_blur``; the result is laid over the
-  original through the blurred mask (A1111's overlay), so unmasked pixels stay the original's.
-  ``inpainting_fill``: 0 "fill" fills the masked area with the colours around it (A1111's
-  ``masking.fill``, in pixels) before encoding; 1 "original" starts from the image; 2 "latent noise" and
-  3 "latent nothing" set the masked latents to the seed's noise or to zero before noising, as A1111 does.
-- Progress: ``on_step`` after every denoising iteration (Heun and DPM2 run 2 × steps − 1 of them).
-  ``control.interrupt`` and ``control.skip`` end the current batch at once; its partly denoised images
-  are decoded and kept, as A1111 keeps them. Interrupt then stops the run; skip goes on with the next batch.
+- Prompts of any length, ``BREAK``, ``(word:1.2)`` weighting and clip skip: as A1111 encodes them, in
+  chunks of 75 tokens (``sd_prompts``).
+- img2img and inpaint: the input is fitted by ``resize_mode`` (3: its latents are resized, bilinear) and
+  encoded with the VAE's mean (deterministic). A denoising strength s of n steps runs int(s·n) + 1 of
+  them, from that point of the n-step schedule, as A1111 does; ``denoising_strength`` 0 returns the
+  input unchanged.
+- Inpaint (``images.masking``): the mask is white where to repaint, inverted by
+  ``inpainting_mask_invert``, blurred once by ``mask_blur``; "Only masked" (``inpaint_full_res``)
+  repaints the mask's box (plus padding, at the request's aspect ratio) at the request's size and
+  pastes it back into the input, which keeps its size. The result is laid under the original through
+  A1111's overlay mask, so unmasked pixels stay the original's. ``inpainting_fill``: 0 "fill" fills the
+  masked area with the colours around it before encoding; 1 "original" starts from the image; 2
+  "latent noise" and 3 "latent nothing" set the masked latents to the seed's noise or to zero.
+- Hires fix (txt2img, ``enable_hr``): the first pass at width×height; its latents are interpolated to
+  the target (the "Latent" upscalers) or decoded, resized with PIL ("Lanczos", "Nearest") and encoded
+  again; a target of another aspect ratio is cut from the middle; then an img2img pass of
+  ``hr_second_pass_steps`` (0: ``steps``) steps at ``denoising_strength``, with the hires prompts,
+  sampler and schedule type, and noise drawn anew from the same per-image seeds at the new size.
+- Tiling: circular padding on every convolution of the UNet and the VAE while the run lasts.
+- Progress: ``on_step`` after every denoising iteration of both passes (Heun and DPM2 run 2 × steps − 1
+  of them). ``control.interrupt`` and ``control.skip`` end the current batch at once; its partly denoised
+  images are decoded (brought to the hires size, without its second pass) and kept, as A1111 keeps them.
+  Interrupt then stops the run; skip goes on with the next batch.
 """
 
 from __future__ import annotations
 
 import gc
-import inspect
-import json
-import re
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from compel import EmbeddingsProvider, ReturnedEmbeddingsType
-from diffusers import (
-    DiffusionPipeline,
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionInstructPix2PixPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLImg2ImgPipeline,
-    StableDiffusionXLInpaintPipeline,
-    StableDiffusionXLPipeline,
-)
-from PIL import Image, ImageFilter, ImageOps
+from diffusers import DiffusionPipeline
+from PIL import Image
 
 from ..contracts import Control, ImageRequest, ImageResult, Mode, StepInfo
-from ..images.checkpoint_keys import detect_architecture
-from ..images.hashing import is_weight_file, weight_variant
-from ..images.sd_configs import load_single_file, reference_config_dir
+from ..images.masking import InitInput, prepare_init
+from ..images.resize import LATENT_UPSCALE_MODES, HiresSize, hires_size, upscale_image
 from .image_base import ImageEngine
 from .samplers import SchedulerCache
+from .sd_pipelines import (
+    KINDS,
+    ROLES,
+    BatchRNG,
+    circular_padding,
+    decode_latents,
+    encode_images,
+    load_pipeline,
+    pipeline_classes,
+    pipeline_on,
+)
+from .sd_prompts import PromptEncoder, parse_prompt_attention
 
 __all__ = ["DiffusersEngine", "parse_prompt_attention"]
 
@@ -80,370 +84,27 @@ _PREVIEW_SDXL = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------------
-# Prompts
+def _img2img_steps(steps: int, denoising_strength: float, fixed: bool = False) -> tuple[int, float]:
+    """A1111's img2img schedule as diffusers' ``(num_inference_steps, strength)``.
 
-
-_ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
-
-
-def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
-    """Split an A1111 prompt into ``(text, weight)`` runs, as A1111's ``prompt_parser`` does.
-
-    ``(a)`` multiplies by 1.1, ``[a]`` divides by 1.1, ``(a:1.5)`` multiplies by 1.5, ``\\(`` is a literal
-    bracket; unclosed brackets apply to the end. Neighbouring runs of equal weight are merged.
+    A1111 (``setup_img2img_steps``) makes a schedule of n steps and runs its last t + 1, where
+    t = int(min(s, 0.999)·n); the hires pass (``fixed``) instead makes int(steps / s) and runs exactly
+    ``steps``. diffusers runs int(n·strength) of n, so the strength handed over is that count plus a
+    half, over n, which int() brings back to the count.
     """
-    runs: list[list] = []
-    round_brackets: list[int] = []
-    square_brackets: list[int] = []
-
-    def multiply_from(start: int, factor: float) -> None:
-        for run in runs[start:]:
-            run[1] *= factor
-
-    for match in _ATTENTION.finditer(text):
-        token, weight = match.group(0), match.group(1)
-        if token.startswith("\\"):
-            runs.append([token[1:], 1.0])
-        elif token == "(":
-            round_brackets.append(len(runs))
-        elif token == "[":
-            square_brackets.append(len(runs))
-        elif weight is not None and round_brackets:
-            multiply_from(round_brackets.pop(), float(weight))
-        elif token == ")" and round_brackets:
-            multiply_from(round_brackets.pop(), 1.1)
-        elif token == "]" and square_brackets:
-            multiply_from(square_brackets.pop(), 1 / 1.1)
-        else:
-            runs.append([token, 1.0])
-    for start in round_brackets:
-        multiply_from(start, 1.1)
-    for start in square_brackets:
-        multiply_from(start, 1 / 1.1)
-
-    merged: list[list] = []
-    for run in runs or [["", 1.0]]:
-        if merged and merged[-1][1] == run[1]:
-            merged[-1][0] += run[0]
-        else:
-            merged.append(run)
-    return [(text, weight) for text, weight in merged]
+    if fixed:
+        total = int(steps / min(denoising_strength, 0.999))
+        run = steps
+    else:
+        total, run = steps, int(min(denoising_strength, 0.999) * steps) + 1
+    return total, min(1.0, (run + 0.5) / total)
 
 
-def _plain(runs: list[tuple[str, float]]) -> str:
-    return "".join(text for text, _ in runs)
-
-
-class _ClipSkipEmbeddings(EmbeddingsProvider):
-    """compel's weighted embeddings from the ``clip_skip``-th last CLIP layer, final layer norm applied.
-
-    compel only knows the last two layers, and reaches the norm through ``text_model``, which
-    transformers 5 flattened away (diffusers' own ``clip_skip`` fails the same way).
-    """
-
-    def __init__(self, tokenizer, text_encoder, clip_skip: int):
-        super().__init__(tokenizer, text_encoder, truncate=True)
-        self.clip_skip = clip_skip
-
-    def _encode_token_ids_to_embeddings(self, token_ids, attention_mask=None):
-        output = self.text_encoder(token_ids, attention_mask, output_hidden_states=True, return_dict=True)
-        final_layer_norm = getattr(self.text_encoder, "text_model", self.text_encoder).final_layer_norm
-        return final_layer_norm(output.hidden_states[-self.clip_skip])
-
-
-class _PromptEncoder:
-    """A1111 prompt and negative prompt -> the pipeline's prompt arguments."""
-
-    def __init__(self, pipe, is_sdxl: bool):
-        self._pipe = pipe
-        self._is_sdxl = is_sdxl
-        self._by_clip_skip: dict[int, _ClipSkipEmbeddings] = {}
-        self._sdxl_providers: tuple[EmbeddingsProvider, EmbeddingsProvider] | None = None
-
-    def __call__(self, prompt: str, negative_prompt: str, clip_skip: int) -> dict:
-        if self._is_sdxl:
-            clip_skip = 1  # A1111 leaves SDXL's (penultimate-layer) conditioning alone by default
-        positive, negative = parse_prompt_attention(prompt), parse_prompt_attention(negative_prompt)
-        if clip_skip == 1 and all(weight == 1.0 for _, weight in positive + negative):
-            return {"prompt": _plain(positive), "negative_prompt": _plain(negative) or None}
-        if self._is_sdxl:
-            return self._sdxl(positive, negative)
-        if clip_skip not in self._by_clip_skip:
-            pipe = self._pipe
-            self._by_clip_skip[clip_skip] = _ClipSkipEmbeddings(pipe.tokenizer, pipe.text_encoder, clip_skip)
-        provider = self._by_clip_skip[clip_skip]
-        return {"prompt_embeds": _embed(provider, positive), "negative_prompt_embeds": _embed(provider, negative)}
-
-    def _sdxl(self, positive, negative) -> dict:
-        if self._sdxl_providers is None:  # both encoders' penultimate layer, unnormalized, as SDXL was trained
-            kind = ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
-            pipe = self._pipe
-            self._sdxl_providers = (
-                EmbeddingsProvider(pipe.tokenizer, pipe.text_encoder, returned_embeddings_type=kind),
-                EmbeddingsProvider(pipe.tokenizer_2, pipe.text_encoder_2, returned_embeddings_type=kind),
-            )
-        first, second = self._sdxl_providers
-
-        def encode(runs):  # the pooled embedding (second encoder) is of the text without weights
-            embeds = torch.cat([_embed(first, runs), _embed(second, runs)], dim=-1)
-            return embeds, second.get_pooled_embeddings([_plain(runs)])
-
-        embeds, pooled = encode(positive)
-        if not _plain(negative) and getattr(self._pipe.config, "force_zeros_for_empty_prompt", True):
-            negative_embeds, negative_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)  # as diffusers
-        else:
-            negative_embeds, negative_pooled = encode(negative)
-        return {
-            "prompt_embeds": embeds,
-            "pooled_prompt_embeds": pooled,
-            "negative_prompt_embeds": negative_embeds,
-            "negative_pooled_prompt_embeds": negative_pooled,
-        }
-
-
-def _embed(provider, runs: list[tuple[str, float]]) -> torch.Tensor:
-    texts, weights = zip(*runs, strict=True)
-    return provider.get_embeddings_for_weighted_prompt_fragments([list(texts)], [list(weights)], device=provider.device)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Noise
-
-
-def _slerp(value: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """A1111's spherical interpolation of two noise tensors of one image, (C, H, W), normed along H."""
-    low_norm = low / torch.norm(low, dim=1, keepdim=True)
-    high_norm = high / torch.norm(high, dim=1, keepdim=True)
-    dot = (low_norm * high_norm).sum(1)
-    if dot.mean() > 0.9995:  # nearly parallel: a straight line is as good and avoids 0/0
-        return low * (1 - value) + high * value
-    omega = torch.acos(dot)
-    sin_omega = torch.sin(omega)
-    return (torch.sin((1.0 - value) * omega) / sin_omega).unsqueeze(1) * low + (
-        torch.sin(value * omega) / sin_omega
-    ).unsqueeze(1) * high
-
-
-class _BatchRNG(list):
-    """A1111's random numbers for one batch, in the form diffusers takes a ``generator``.
-
-    A list of CPU generators, one per image seeded with its seed; diffusers' ancestral samplers draw
-    from them image by image. ``noise`` holds each generator's first draw, slerped toward the image's
-    subseed noise by the variation strength. ``fill`` is ``(inpainting_fill, latent mask)`` for fills 2
-    and 3. The pipelines below read ``noise`` and ``fill`` where diffusers would draw its own noise.
-    """
-
-    def __init__(self, seeds, subseeds, subseed_strength: float, shape, fill=None):
-        super().__init__(torch.Generator("cpu").manual_seed(seed) for seed in seeds)
-        first = []
-        for generator, subseed in zip(self, subseeds, strict=True):
-            noise = torch.randn(shape, generator=generator)
-            if subseed_strength:
-                sub_noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed))
-                noise = _slerp(subseed_strength, noise, sub_noise)
-            first.append(noise)
-        self.noise = torch.stack(first)
-        self.fill = fill
-
-    def start(self, image_latents: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The latents an img2img/inpaint run noises: the image's, the masked area set per ``fill``."""
-        if self.fill is None:
-            return image_latents
-        fill, mask = self.fill
-        mask = mask.to(image_latents)
-        return image_latents * (1 - mask) + (noise * mask if fill == 2 else 0)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Pipelines whose first latents come from the engine
-
-
-@contextmanager
-def _vae_precision(pipe):
-    """Run the VAE in float32 where diffusers does: SDXL's (``force_upcast``) overflows in float16."""
-    vae = pipe.vae
-    upcast = vae.dtype == torch.float16 and vae.config.force_upcast and hasattr(pipe, "text_encoder_2")
-    if upcast:
-        vae.to(dtype=torch.float32)
-    try:
-        yield vae.dtype
-    finally:
-        if upcast:
-            vae.to(dtype=torch.float16)
-
-
-def _latents_mean_std(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-    if mean is None or std is None:
-        return None
-    return tuple(torch.tensor(v).view(1, -1, 1, 1).to(like) for v in (mean, std))
-
-
-def _encode_mean(pipe, image: torch.Tensor) -> torch.Tensor:
-    """Scaled VAE latents of ``image`` from the latent distribution's mean: deterministic, no random draw."""
-    with _vae_precision(pipe) as dtype:
-        latents = pipe.vae.encode(image.to(dtype)).latent_dist.mode().to(image.dtype)
-    scaling = pipe.vae.config.scaling_factor
-    if (mean_std := _latents_mean_std(pipe.vae, latents)) is not None:
-        return (latents - mean_std[0]) * scaling / mean_std[1]
-    return latents * scaling
-
-
-class _Img2ImgFromEngine:
-    """img2img whose noise is ``generator.noise`` (a ``_BatchRNG``) instead of a fresh draw."""
-
-    def prepare_latents(
-        self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None, add_noise=True
-    ):
-        latents = _encode_mean(self, image.to(device=device, dtype=dtype))
-        latents = latents.repeat(batch_size * num_images_per_prompt // latents.shape[0], 1, 1, 1)
-        noise = generator.noise.to(device=device, dtype=dtype)
-        return self.scheduler.add_noise(generator.start(latents, noise), noise, timestep)
-
-
-class _InpaintFromEngine:
-    """Inpainting whose noise is ``generator.noise`` and whose start honours ``inpainting_fill``."""
-
-    def prepare_latents(
-        self,
-        batch_size,
-        num_channels_latents,
-        height,
-        width,
-        dtype,
-        device,
-        generator,
-        latents=None,
-        image=None,
-        timestep=None,
-        is_strength_max=True,
-        add_noise=True,
-        return_noise=False,
-        return_image_latents=False,
-    ):
-        noise = generator.noise.to(device=device, dtype=dtype)
-        image_latents = None
-        if return_image_latents or not is_strength_max:
-            image_latents = _encode_mean(self, image.to(device=device, dtype=dtype))
-            image_latents = image_latents.repeat(batch_size // image_latents.shape[0], 1, 1, 1)
-        if is_strength_max:
-            latents = noise * self.scheduler.init_noise_sigma
-        else:
-            latents = self.scheduler.add_noise(generator.start(image_latents, noise), noise, timestep)
-        return (latents, *([noise] if return_noise else []), *([image_latents] if return_image_latents else []))
-
-    def _encode_vae_image(self, image, generator=None):  # the masked image a 9-channel UNet is conditioned on
-        return _encode_mean(self, image)
-
-
-class _SDImg2Img(_Img2ImgFromEngine, StableDiffusionImg2ImgPipeline):
-    pass
-
-
-class _SDInpaint(_InpaintFromEngine, StableDiffusionInpaintPipeline):
-    pass
-
-
-class _SDXLImg2Img(_Img2ImgFromEngine, StableDiffusionXLImg2ImgPipeline):
-    pass
-
-
-class _SDXLInpaint(_InpaintFromEngine, StableDiffusionXLInpaintPipeline):
-    pass
-
-
-# pipeline role -> class; txt2img and edit take the engine's noise as ``latents=``
-_SD_PIPELINES = {
-    "txt2img": StableDiffusionPipeline,
-    "img2img": _SDImg2Img,
-    "inpaint": _SDInpaint,
-    "edit": StableDiffusionInstructPix2PixPipeline,
-}
-_SDXL_PIPELINES = {"txt2img": StableDiffusionXLPipeline, "img2img": _SDXLImg2Img, "inpaint": _SDXLInpaint}
-# UNet input channels -> which pipeline role serves each mode. A 9-channel model does everything through
-# its inpainting pipeline, with a full mask for txt2img/img2img, as A1111 conditions it.
-_ROLES = {
-    4: {"txt2img": "txt2img", "img2img": "img2img", "inpaint": "inpaint"},
-    9: {"txt2img": "inpaint", "img2img": "inpaint", "inpaint": "inpaint"},
-    8: {"edit": "edit"},
-}
-_KINDS = {4: "standard", 9: "inpainting", 8: "InstructPix2Pix"}
-
-
-def _folder_variant(path: Path, index: dict) -> str | None:
-    """The weight variant a diffusers folder must be loaded with: the one its components hold only.
-
-    A folder pulled with the fp16 files alone (``unet/diffusion_pytorch_model.fp16.safetensors``, ...)
-    fails to load without ``variant="fp16"``; diffusers does not look for a variant it is not told of.
-    A component that has plain weights needs none; diffusers falls back to them for the rest.
-    """
-    needed = set()
-    for component, spec in index.items():
-        if component.startswith("_") or component == "safety_checker" or not (isinstance(spec, list) and spec[:1]):
-            continue
-        if spec[0] is None:  # a component the pipeline does without ([null, null])
-            continue
-        variants = {weight_variant(f.name) for f in (path / component).glob("*") if is_weight_file(f.name)}
-        if variants and None not in variants:
-            needed |= variants
-    if len(needed) > 1:
-        raise ValueError(
-            f"{path}: its components hold weights of different variants only ({', '.join(sorted(needed))}), "
-            "so which to load is unclear; keep one variant's files (or the plain ones) in each component folder"
-        )
-    return needed.pop() if needed else None
-
-
-def _load_pipeline(
-    path: Path,
-    config_dir: Path | None,
-    dtype: torch.dtype,
-    prediction_type: str | None = None,
-    variant: str | None = None,
-):
-    if path.is_dir():
-        index_file = path / "model_index.json"
-        if not index_file.is_file():
-            raise FileNotFoundError(f"{path} is not a diffusers model folder: it has no model_index.json")
-        index = json.loads(index_file.read_text(encoding="utf-8"))
-        # No safety checker runs (as in A1111): diffusers' would black out images it flags, and no
-        # NSFW check of the studio's own exists yet
-        no_checker = {"safety_checker": None, "requires_safety_checker": False}
-        extra = no_checker if "safety_checker" in index else {}
-        # fp16 weights load upcast to ``dtype`` (float32 on the CPU).
-        variant = variant or _folder_variant(path, index)
-        if variant:
-            extra["variant"] = variant
-        return DiffusionPipeline.from_pretrained(path, local_files_only=True, dtype=dtype, **extra)
-    if path.suffix.lower() not in (".safetensors", ".ckpt"):
-        raise ValueError(f"{path.name}: a model must be a diffusers folder or a .safetensors / .ckpt file")
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    # A diffusers config folder beside the checkpoint, named after it ("model-config/" for
-    # "model.safetensors"), describes it exactly — as A1111 reads a "model.yaml" placed beside it.
-    beside = path.with_name(f"{path.stem}-config")
-    if (beside / "model_index.json").is_file():
-        config_dir = beside
-    elif config_dir is None or not (config_dir / "model_index.json").is_file():
-        arch = detect_architecture(path, prediction_type)
-        config_dir = reference_config_dir(arch, config_dir or path.parent / ".aigc-sd-configs")
-    return load_single_file(path, config_dir, dtype=dtype)
-
-
-def _pipeline_on(pipeline_class: type, base: DiffusionPipeline) -> DiffusionPipeline:
-    """A ``pipeline_class`` sharing ``base``'s loaded modules and settings: ``from_pipe`` without the cast
-    to float32 it does unless told a dtype (and the warning that cast logs for every module)."""
-    accepted = inspect.signature(pipeline_class.__init__).parameters
-    settings = {name: value for name, value in base.config.items() if not name.startswith("_")}
-    arguments = {name: value for name, value in {**settings, **base.components}.items() if name in accepted}
-    if "requires_safety_checker" in accepted:
-        arguments["requires_safety_checker"] = False
-    return pipeline_class(**arguments)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The engine
+def _iterations(scheduler, num_inference_steps: int, strength: float) -> int:
+    """How many denoising iterations diffusers' img2img loop will run: for progress before it starts."""
+    scheduler.set_timesteps(num_inference_steps)
+    skipped = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+    return len(scheduler.timesteps) - skipped * scheduler.order
 
 
 class _StopBatch(Exception):
@@ -455,18 +116,57 @@ class _StopBatch(Exception):
 
 
 @dataclass
+class _Pass:
+    """One sampling pass: its pipeline, scheduler choice and fixed arguments."""
+
+    pipe: DiffusionPipeline
+    scheduler: object  # set on the pipeline before the pass: passes may share a pipeline, not a scheduler
+    steps: int  # diffusers' num_inference_steps
+    arguments: dict = field(default_factory=dict)
+    takes_latents: bool = False  # txt2img and edit pipelines take the initial noise as ``latents=``
+
+
+@dataclass
+class _Hires:
+    """Hires fix: where to upscale to, with what, and the second pass (None: denoising strength 0)."""
+
+    size: HiresSize
+    upscaler: str
+    second: _Pass | None
+    iterations: int  # of the second pass, known before it runs, for progress
+
+
+@dataclass
 class _Run:
     """What every batch of one ``generate`` call shares."""
 
-    pipe: DiffusionPipeline
     request: ImageRequest
-    arguments: dict  # the pipeline's mode-specific arguments
-    takes_latents: bool  # txt2img and edit pipelines take the initial noise as ``latents=``
+    first: _Pass
     on_step: Callable[[StepInfo], None]
     control: Control
-    unchanged: Image.Image | None = None  # denoising strength 0: the answer is the input
-    overlay: tuple[Image.Image, Image.Image] | None = None  # inpaint: (original, blurred mask)
+    init: InitInput | None = None  # img2img / inpaint / edit: the prepared input and how results are finished
+    unchanged: bool = False  # denoising strength 0: the answer is the input
+    init_latents: torch.Tensor | None = None  # resize_mode 3: the input's latents, resized
     fill: tuple[int, torch.Tensor] | None = None
+    from_noise: bool = False  # txt2img on an inpainting model
+    hires: _Hires | None = None
+
+
+class _Progress:
+    """Steps of one batch, counted across the first pass and hires fix's second."""
+
+    def __init__(self, run: _Run, batch: int):
+        self.run, self.batch = run, batch
+        self.done = 0  # iterations of passes that have ended
+        self.later = run.hires.iterations if run.hires and run.hires.second else 0
+
+    def report(self, index: int, pass_total: int, preview: Callable[[], object | None]) -> None:
+        total = self.done + pass_total + self.later
+        self.run.on_step(StepInfo(self.done + index + 1, total, self.batch, preview=preview))
+
+    def pass_ended(self, iterations: int) -> None:
+        self.done += iterations
+        self.later = 0
 
 
 class DiffusersEngine(ImageEngine):
@@ -506,20 +206,19 @@ class DiffusersEngine(ImageEngine):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         config_dir = Path(config_dir) if config_dir is not None else None
-        base = _load_pipeline(Path(path), config_dir, self.dtype, prediction_type, variant).to(self.device)
+        base = load_pipeline(Path(path), config_dir, self.dtype, prediction_type, variant).to(self.device)
         self.is_sdxl = "text_encoder_2" in base.components
         self.unet_in_channels = in_channels = base.unet.config.in_channels
-        if in_channels not in _ROLES or (self.is_sdxl and in_channels == 8):
+        if in_channels not in ROLES or (self.is_sdxl and in_channels == 8):
             family = "SDXL" if self.is_sdxl else "SD"
             raise ValueError(f"{model_id}: an {family} UNet with {in_channels} input channels is not supported")
-        self.kind = _KINDS[in_channels]
-        classes = _SDXL_PIPELINES if self.is_sdxl else _SD_PIPELINES
+        self.kind = KINDS[in_channels]
+        classes = pipeline_classes(self.is_sdxl)
         built: dict[str, DiffusionPipeline] = {}
         self._pipes: dict[str, DiffusionPipeline] = {}
-        for mode, role in _ROLES[in_channels].items():
+        for mode, role in ROLES[in_channels].items():
             if role not in built:
-                built[role] = _pipeline_on(classes[role], base)
-                built[role].set_progress_bar_config(disable=True)
+                built[role] = pipeline_on(classes[role], base)
             self._pipes[mode] = built[role]
         self.supports_txt2img = "txt2img" in self._pipes
         self.supports_img2img = "img2img" in self._pipes
@@ -527,7 +226,7 @@ class DiffusersEngine(ImageEngine):
         self.supports_instruct_edit = "edit" in self._pipes
         self.native_inpaint = in_channels == 9  # an inpainting model; a standard one inpaints with its 4 channels
         self._schedulers = SchedulerCache(base.scheduler.config)
-        self._prompts = _PromptEncoder(base, self.is_sdxl)
+        self._prompts = PromptEncoder(base, self.is_sdxl)
         self._preview_factors = torch.tensor(_PREVIEW_SDXL if self.is_sdxl else _PREVIEW_SD)
         self._lock = threading.Lock()
 
@@ -555,7 +254,7 @@ class DiffusersEngine(ImageEngine):
         seeds = [request.seed + (0 if request.subseed_strength else k) for k in range(count)]
         subseeds = [request.subseed + k for k in range(count)]
         result = ImageResult(images=[], seeds=[], subseeds=[])
-        with self._lock, torch.no_grad():
+        with self._lock, torch.no_grad(), circular_padding(self._pipes[mode], request.tiling):
             run = self._prepare(request, mode, init_image, mask, on_step, control or Control())
             for batch in range(request.n_iter):
                 if run.control.interrupt.is_set():
@@ -568,66 +267,132 @@ class DiffusersEngine(ImageEngine):
             result.interrupted = run.control.interrupt.is_set()
         return result
 
+    # -----------------------------------------------------------------------------------------------
+    # Preparing a run
+
     def _prepare(self, request, mode, init_image, mask, on_step, control) -> _Run:
         if mode != "txt2img" and init_image is None:
             raise ValueError(f"{mode} needs an init_image")
         if mode == "inpaint" and mask is None:
             raise ValueError("inpaint needs a mask (white where to repaint)")
-        for name, image in (("init_image", init_image), ("mask", mask)):
-            if image is not None and image.size != (request.width, request.height):
-                size = f"{request.width}x{request.height}"
-                raise ValueError(f"{name} is {image.width}x{image.height}, the request {size}")
+        if request.enable_hr and mode != "txt2img":
+            raise ValueError(f"enable_hr: hires fix is for txt2img, not {mode}")
+        if request.resize_mode == 3 and mode == "edit":
+            raise ValueError("resize_mode 3 (latent resize) is for img2img and inpaint; an edit takes 0, 1 or 2")
         pipe = self._pipes[mode]
         pipe.scheduler = self._schedulers.get(request.sampler_name, request.scheduler, eta=request.eta)[0]
         size = {"height": request.height, "width": request.width}
-        run = _Run(pipe, request, size, mode in ("txt2img", "edit") and not self.native_inpaint, on_step, control)
-        strength = request.denoising_strength
-        if int(request.steps * strength) == 0:  # diffusers would run no step at all; A1111 runs one
-            strength = min(1.0, 1.5 / request.steps)
+        first = _Pass(pipe, pipe.scheduler, request.steps, dict(size))
+        first.takes_latents = mode in ("txt2img", "edit") and not self.native_inpaint
+        run = _Run(request, first, on_step, control)
+        if mode != "txt2img":
+            run.init = prepare_init(request, init_image, mask if mode == "inpaint" else None)
+        if run.init is not None and run.init.latent_resize:
+            run.init_latents = self._latent_resize(pipe, run.init.image, request)
+        steps, strength = _img2img_steps(request.steps, request.denoising_strength)
         if mode == "edit":
-            run.arguments = {"image": init_image, "image_guidance_scale": request.image_cfg_scale}
+            first.arguments = {"image": run.init.image, "image_guidance_scale": request.image_cfg_scale}
         elif mode in ("img2img", "inpaint") and request.denoising_strength == 0:
-            run.unchanged = init_image
+            run.unchanged = True
         elif mode == "img2img" and not self.native_inpaint:
-            run.arguments = {"image": init_image, "strength": strength}
+            image = run.init_latents if run.init_latents is not None else run.init.image
+            first.steps, first.arguments = steps, {"image": image, "strength": strength}
         elif mode == "inpaint":
-            blurred = mask.convert("L")
-            if request.mask_blur:
-                blurred = blurred.filter(ImageFilter.GaussianBlur(request.mask_blur))
-            image = _fill(init_image, blurred) if request.inpainting_fill == 0 else init_image
-            run.arguments.update(image=image, mask_image=blurred, strength=strength)
-            run.overlay = (init_image, blurred)
+            image = run.init.image if run.init_latents is None else run.init.original
+            first.steps = steps
+            first.arguments.update(image=image, mask_image=run.init.mask, strength=strength)
             if request.inpainting_fill in (2, 3):  # A1111 rounds the latent-size mask
                 latent_size = (request.width // pipe.vae_scale_factor, request.height // pipe.vae_scale_factor)
-                latent_mask = np.asarray(blurred.resize(latent_size), dtype=np.float32) / 255
+                latent_mask = np.asarray(run.init.mask.resize(latent_size), dtype=np.float32) / 255
                 run.fill = (request.inpainting_fill, torch.from_numpy(latent_mask).round()[None, None])
         elif self.native_inpaint:  # txt2img / img2img on an inpainting model: all of it is masked
             white = Image.new("L", (request.width, request.height), 255)
-            image = init_image if mode == "img2img" else Image.new("RGB", white.size, (127, 127, 127))
-            run.arguments.update(image=image, mask_image=white, strength=strength if mode == "img2img" else 1.0)
-        run.arguments.update(self._prompts(request.prompt, request.negative_prompt, request.clip_skip))
+            if mode == "img2img":
+                image = run.init.image if run.init_latents is None else run.init.original
+                first.steps = steps
+                first.arguments.update(image=image, mask_image=white, strength=strength)
+            else:
+                first.arguments.update(image=Image.new("RGB", white.size, (127, 127, 127)), mask_image=white)
+                first.arguments["strength"] = 1.0
+                run.from_noise = True
+        first.arguments.update(self._prompts(request.prompt, request.negative_prompt, request.clip_skip))
+        if request.enable_hr:
+            run.hires = self._prepare_hires(request, first.arguments)
         return run
 
+    def _latent_resize(self, pipe, image: Image.Image, request: ImageRequest) -> torch.Tensor:
+        """resize_mode 3: the input encoded at its own size, its latents resized to the request's (bilinear)."""
+        latents = encode_images(pipe, [image], self.device, self.dtype)
+        size = (request.height // pipe.vae_scale_factor, request.width // pipe.vae_scale_factor)
+        return torch.nn.functional.interpolate(latents, size=size, mode="bilinear")
+
+    def _prepare_hires(self, request: ImageRequest, first_arguments: dict) -> _Hires:
+        target = hires_size(request.width, request.height, request.hr_scale, request.hr_resize_x, request.hr_resize_y)
+        hires = _Hires(target, request.hr_upscaler, second=None, iterations=0)
+        if request.denoising_strength == 0:
+            return hires
+        pipe = self._pipes["img2img"]
+        sampler = request.hr_sampler_name or request.sampler_name
+        schedule = request.hr_scheduler or request.scheduler
+        steps, strength = _img2img_steps(
+            request.hr_second_pass_steps or request.steps, request.denoising_strength, True
+        )
+        scheduler = self._schedulers.get(sampler, schedule, eta=request.eta)[0]
+        second = _Pass(pipe, scheduler, steps, {"strength": strength})
+        if self.native_inpaint:  # as txt2img on it: everything masked, nothing of the picture to condition on
+            width, height = target.size
+            white = Image.new("L", (width, height), 255)
+            grey = Image.new("RGB", (width, height), (127, 127, 127))
+            second.arguments.update(image=grey, mask_image=white, width=width, height=height)
+        prompt = request.hr_prompt or request.prompt
+        negative = request.hr_negative_prompt or request.negative_prompt
+        if (prompt, negative) == (request.prompt, request.negative_prompt):
+            second.arguments.update({k: v for k, v in first_arguments.items() if k.endswith("prompt_embeds")})
+        else:
+            second.arguments.update(self._prompts(prompt, negative, request.clip_skip))
+        hires.second = second
+        hires.iterations = _iterations(scheduler, steps, strength)
+        return hires
+
+    # -----------------------------------------------------------------------------------------------
+    # Running a batch
+
     def _run_batch(self, run: _Run, batch: int, seeds: list[int], subseeds: list[int]) -> list[Image.Image]:
-        request, pipe = run.request, run.pipe
-        if run.unchanged is not None:
-            return [run.unchanged.copy() for _ in seeds]
+        request, pipe = run.request, run.first.pipe
+        if run.unchanged:
+            return [run.init.original.copy() for _ in seeds]
         shape = (
             pipe.vae.config.latent_channels,
             request.height // pipe.vae_scale_factor,
             request.width // pipe.vae_scale_factor,
         )
-        rng = _BatchRNG(seeds, subseeds, request.subseed_strength, shape, run.fill)
+        rng = BatchRNG(seeds, subseeds, request.subseed_strength, shape, run.fill)
+        rng.init_latents, rng.from_noise = run.init_latents, run.from_noise
+        progress = _Progress(run, batch)
+        latents, stopped = self._sample(run, run.first, rng, progress)
+        if run.hires is not None:
+            latents = self._hires_pass(run, latents, seeds, subseeds, progress, stopped)
+        images = decode_latents(pipe, latents)
+        return [run.init.finish(image) for image in images] if run.init is not None else images
+
+    def _sample(
+        self, run: _Run, step: _Pass, rng: BatchRNG, progress: _Progress, **batch_arguments
+    ) -> tuple[torch.Tensor, bool]:
+        """Run one pass; returns its latents and whether interrupt or skip stopped it."""
+        pipe = step.pipe
+        pipe.scheduler = step.scheduler
         if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPM++ SDE / 2M SDE: one Brownian tree per image,
-            pipe.scheduler.noise_sampler_seed = list(seeds)  # seeded with its seed, as A1111 seeds them
-        arguments = dict(run.arguments)
-        if run.takes_latents:
+            pipe.scheduler.noise_sampler_seed = [int(g.initial_seed()) for g in rng]  # seeded with its seed
+        arguments = {**step.arguments, **batch_arguments}
+        if step.takes_latents:
             arguments["latents"] = rng.noise.to(device=self.device, dtype=self.dtype)
+        iterations = 0
 
         def on_step_end(pipe, index, timestep, tensors):
+            nonlocal iterations
             latents = tensors["latents"]
-            info = StepInfo(index + 1, pipe.num_timesteps, batch, preview=lambda: self._preview(latents))
-            run.on_step(info)
+            iterations = index + 1
+            progress.report(index, pipe.num_timesteps, preview=lambda: self._preview(latents))
             if run.control.interrupt.is_set() or run.control.skip.is_set():
                 run.control.skip.clear()
                 raise _StopBatch(latents)
@@ -635,33 +400,47 @@ class DiffusersEngine(ImageEngine):
 
         try:
             latents = pipe(
-                num_inference_steps=request.steps,
-                guidance_scale=request.cfg_scale,
-                num_images_per_prompt=request.batch_size,
+                num_inference_steps=step.steps,
+                guidance_scale=run.request.cfg_scale,
+                num_images_per_prompt=run.request.batch_size,
                 generator=rng,
                 output_type="latent",
                 callback_on_step_end=on_step_end,
                 **arguments,
             ).images
+            stopped = False
         except _StopBatch as stop:
-            latents = stop.latents
-        images = self._decode(pipe, latents)
-        if run.overlay is not None:
-            original, blurred = run.overlay
-            images = [Image.composite(image, original, blurred) for image in images]
-        return images
+            latents, stopped = stop.latents, True
+        progress.pass_ended(iterations)
+        return latents, stopped
 
-    def _decode(self, pipe, latents: torch.Tensor) -> list[Image.Image]:
-        """Latents to images, as diffusers' pipelines decode them (one path, finished or stopped early)."""
-        scaling = pipe.vae.config.scaling_factor
-        with _vae_precision(pipe) as dtype:
-            latents = latents.to(dtype)
-            if (mean_std := _latents_mean_std(pipe.vae, latents)) is not None:
-                latents = latents * mean_std[1] / scaling + mean_std[0]
-            else:
-                latents = latents / scaling
-            images = pipe.vae.decode(latents, return_dict=False)[0]
-        return pipe.image_processor.postprocess(images, output_type="pil")
+    def _hires_pass(self, run, latents, seeds, subseeds, progress, stopped: bool) -> torch.Tensor:
+        """Upscale the first pass's latents to the hires size and, unless the batch was stopped or the
+        strength is 0, denoise them again there (A1111's ``sample_hr_pass``)."""
+        hires, pipe = run.hires, run.first.pipe
+        target = hires.size
+        latent_size = (target.upscale_to_y // pipe.vae_scale_factor, target.upscale_to_x // pipe.vae_scale_factor)
+        if hires.upscaler in LATENT_UPSCALE_MODES:
+            mode = LATENT_UPSCALE_MODES[hires.upscaler]
+            latents = torch.nn.functional.interpolate(latents, size=latent_size, **mode)
+        else:
+            images = decode_latents(pipe, latents)
+            images = [
+                upscale_image(image, target.upscale_to_x, target.upscale_to_y, hires.upscaler) for image in images
+            ]
+            latents = encode_images(pipe, images, self.device, self.dtype)
+        cut_x, cut_y = target.truncate_x, target.truncate_y  # crop to fill: the middle of the larger picture
+        latents = latents[
+            :, :, cut_y // 2 : latents.shape[2] - (cut_y + 1) // 2, cut_x // 2 : latents.shape[3] - (cut_x + 1) // 2
+        ]
+        second = hires.second
+        if stopped or second is None:
+            return latents
+        rng = BatchRNG(seeds, subseeds, run.request.subseed_strength, tuple(latents.shape[1:]))
+        rng.init_latents = latents
+        # an img2img pipeline reads 4-channel input as latents; an inpainting one has its image already
+        image = {} if self.native_inpaint else {"image": latents}
+        return self._sample(run, second, rng, progress, **image)[0]
 
     def _preview(self, latents: torch.Tensor) -> Image.Image:
         """The batch side by side at latent size (1/8), by a linear map of the latents, no VAE."""
@@ -675,15 +454,3 @@ class DiffusersEngine(ImageEngine):
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-
-
-def _fill(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """A1111's ``masking.fill``: the masked area takes the colours around it, blurred in coarse to fine."""
-    filled = Image.new("RGBA", image.size)
-    kept = Image.new("RGBa", image.size)
-    kept.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert("L")))
-    for radius, repeats in ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1)):
-        blurred = kept.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
-        for _ in range(repeats):
-            filled.alpha_composite(blurred)
-    return filled.convert("RGB")

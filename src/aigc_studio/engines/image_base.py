@@ -40,7 +40,10 @@ class ImageEngine(ABC):
         control: Control | None = None,
     ) -> ImageResult:
         """Generate ``batch_size × n_iter`` images. ``request.seed`` and ``subseed`` are already fixed
-        (never -1). ``init_image`` and ``mask`` are PIL images of the request's size.
+        (never -1). ``init_image`` and ``mask`` are PIL images at the caller's size (the same for both);
+        the engine fits them to the request as A1111 does (``images.masking.prepare_init``: resize mode,
+        mask invert and blur, "Only masked"), so an output may have the input's size ("Only masked") or
+        the hires-fix size (``enable_hr``) rather than the request's.
         """
 
     def close(self) -> None:  # noqa: B027 - optional: an engine with nothing to free keeps it

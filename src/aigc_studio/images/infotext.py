@@ -27,6 +27,8 @@ from typing import IO
 
 from PIL import Image, PngImagePlugin
 
+from .resize import RESIZE_MODES
+
 __all__ = [
     "InfotextParams",
     "format_infotext",
@@ -71,11 +73,26 @@ _REQUEST_FIELDS: tuple[tuple[str, str, type], ...] = (
     ("Denoising strength", "denoising_strength", float),
     ("Clip skip", "clip_skip", int),
     ("Hires upscale", "hr_scale", float),
+    ("Hires resize-1", "hr_resize_x", int),
+    ("Hires resize-2", "hr_resize_y", int),
     ("Hires steps", "hr_second_pass_steps", int),
     ("Hires upscaler", "hr_upscaler", str),
+    ("Hires sampler", "hr_sampler_name", str),
+    ("Hires schedule type", "hr_scheduler", str),
+    ("Hires prompt", "hr_prompt", str),
+    ("Hires negative prompt", "hr_negative_prompt", str),
+    ("Mask blur", "mask_blur", int),
+    ("Masked area padding", "inpaint_full_res_padding", int),
     ("Eta", "eta", float),
     ("Eta DDIM", "eta", float),
 )
+# infotext key -> (request field, the values A1111 writes for it, in the field's order)
+_LABELLED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Mask mode": ("inpainting_mask_invert", ("Inpaint masked", "Inpaint not masked")),
+    "Masked content": ("inpainting_fill", ("fill", "original", "latent noise", "latent nothing")),
+    "Inpaint area": ("inpaint_full_res", ("Whole picture", "Only masked")),
+    "Resize mode": ("resize_mode", tuple(RESIZE_MODES.values())),
+}
 
 
 @dataclass
@@ -204,19 +221,34 @@ def _raw(params: Mapping[str, str], key: str) -> str | None:
 
 
 def to_request_fields(parsed: InfotextParams) -> dict[str, object]:
-    """Map a parsed infotext onto A1111 ``/sdapi/v1/txt2img`` request names, typed.
+    """Map a parsed infotext onto A1111 ``/sdapi/v1/txt2img`` / ``img2img`` request names, typed.
 
     Gives prompt, negative_prompt, steps, sampler_name, scheduler, cfg_scale, seed, width, height,
     subseed, subseed_strength, denoising_strength, clip_skip, eta (from ``Eta`` or ``Eta DDIM``),
     sd_model_hash and sd_model_checkpoint (the ``Model`` name, else the ``Model hash``; A1111 accepts
-    either) where the infotext has them.
-    Fields the infotext lacks are left out rather than defaulted.
+    either); the hires-fix fields, with ``enable_hr`` true when A1111 would tick it (a denoising strength
+    and a ``Hires upscale``, ``Hires resize`` or ``Hires upscaler``); ``tiling``; and the inpainting
+    fields (mask blur, mask mode, masked content, inpaint area and padding) and ``resize_mode``, where
+    the infotext has them. Fields the infotext lacks are left out rather than defaulted.
     """
     fields: dict[str, object] = {"prompt": parsed.prompt, "negative_prompt": parsed.negative_prompt}
     for key, name, kind in _REQUEST_FIELDS:
         raw = _raw(parsed.params, key)
         if raw is not None:
             fields[name] = _typed(key, raw, kind)
+    hires_keys = ("Hires upscale", "Hires upscaler", "Hires resize-1")
+    if "Denoising strength" in parsed.params and any(key in parsed.params for key in hires_keys):
+        fields["enable_hr"] = True
+    if "Tiling" in parsed.params:
+        fields["tiling"] = parsed.params["Tiling"] in ("True", "Tiling")
+    for key, (name, labels) in _LABELLED_FIELDS.items():
+        raw = _raw(parsed.params, key)
+        if raw is None:
+            continue
+        if raw not in labels and not raw.isdigit():
+            raise ValueError(f"infotext field {key!r} must be one of {', '.join(labels)}, got {raw!r}")
+        value = labels.index(raw) if raw in labels else int(raw)
+        fields[name] = bool(value) if name == "inpaint_full_res" else value
     checkpoint = _raw(parsed.params, "Model") or parsed.params.get("Model hash")
     if checkpoint is not None:
         fields["sd_model_checkpoint"] = checkpoint
@@ -226,17 +258,34 @@ def to_request_fields(parsed: InfotextParams) -> dict[str, object]:
 def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
     """Build infotext parameters, in A1111's order, from A1111 request names.
 
-    The inverse of :func:`to_request_fields`; like A1111 it omits ``Clip skip`` at 1 or below, the
-    variation seed when ``subseed_strength`` is 0, and eta at its sampler's default. Callers append
-    extras such as ``Version`` after it.
+    The inverse of :func:`to_request_fields`; like A1111 it omits ``Clip skip`` at 1 or below and the variation
+    seed when ``subseed_strength`` is 0, and eta at its sampler's default; hires keys only with ``enable_hr``
+    ("Hires upscale" when both resizes are 0, else "Hires resize"; "Hires steps" when not 0; "Hires sampler",
+    "Hires schedule type", "Hires prompt" and "Hires negative prompt" only where they differ from the first
+    pass); "Tiling: True" with ``tiling``; the inpainting keys for the fields given (a field that does not apply
+    to the run is passed as None): "Mask blur" above 0, "Mask mode: Inpaint not masked", "Inpaint area: Only
+    masked" with "Masked area padding", "Masked content" unless it is "original"; and "Resize mode" (a key of
+    the studio's; A1111 writes none) unless it is 0. Callers append extras such as ``Version`` after it.
     """
 
     def size(w: str, h: str) -> str | None:
         return f"{fields[w]}x{fields[h]}" if fields.get(w) and fields.get(h) else None
 
+    def differs(name: str, first: str) -> object:
+        value = fields.get(name)
+        return value if value not in (None, "") and value != fields.get(first) else None
+
     varied = bool(fields.get("subseed_strength"))
     hires = bool(fields.get("enable_hr"))
+    resized = bool(fields.get("hr_resize_x") or fields.get("hr_resize_y"))
     clip_skip = fields.get("clip_skip")
+    blur_x, blur_y = fields.get("mask_blur_x"), fields.get("mask_blur_y")
+    mask_blur = fields.get("mask_blur")
+    if blur_x is not None or blur_y is not None:  # A1111 writes one blur, and none when they differ
+        blur_x, blur_y = (mask_blur if b is None else b for b in (blur_x, blur_y))
+        mask_blur = blur_x if blur_x == blur_y else None
+    fill, resize_mode = fields.get("inpainting_fill"), fields.get("resize_mode")
+    only_masked = bool(fields.get("inpaint_full_res"))
     # A1111 writes eta when it differs from the sampler's default: DDIM's 0 ("Eta DDIM"), the ancestral
     # and SDE samplers' 1 ("Eta"). A sampler without eta has None here (engines/samplers.py check_sampler).
     eta, ddim = fields.get("eta"), fields.get("sampler_name") == "DDIM"
@@ -255,7 +304,21 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
         "Seed resize from": size("seed_resize_from_w", "seed_resize_from_h"),
         "Denoising strength": fields.get("denoising_strength"),
         "Clip skip": clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
-        "Hires upscale": fields.get("hr_scale") if hires else None,
+        "Tiling": "True" if fields.get("tiling") else None,
+        "Mask mode": "Inpaint not masked" if fields.get("inpainting_mask_invert") else None,
+        "Mask blur": mask_blur if isinstance(mask_blur, int) and mask_blur > 0 else None,
+        "Inpaint area": "Only masked" if only_masked else None,
+        "Masked area padding": fields.get("inpaint_full_res_padding") if only_masked else None,
+        "Masked content": _LABELLED_FIELDS["Masked content"][1][fill] if isinstance(fill, int) and fill != 1 else None,
+        "Resize mode": RESIZE_MODES[resize_mode] if isinstance(resize_mode, int) and resize_mode else None,
+        "Hires sampler": differs("hr_sampler_name", "sampler_name") if hires else None,
+        "Hires prompt": differs("hr_prompt", "prompt") if hires else None,
+        "Hires negative prompt": differs("hr_negative_prompt", "negative_prompt") if hires else None,
+        "Hires schedule type": differs("hr_scheduler", "scheduler") if hires else None,
+        "Hires upscale": fields.get("hr_scale") if hires and not resized else None,
+        "Hires resize": f"{fields.get('hr_resize_x') or 0}x{fields.get('hr_resize_y') or 0}"
+        if hires and resized
+        else None,
         "Hires steps": (fields.get("hr_second_pass_steps") or None) if hires else None,
         "Hires upscaler": fields.get("hr_upscaler") if hires else None,
         "Eta DDIM": eta if ddim and eta else None,

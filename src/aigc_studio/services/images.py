@@ -16,13 +16,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .. import __version__
 from ..contracts import ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
 from ..errors import InvalidRequest, NotFound
 from ..images.infotext import format_infotext, params_from_request, write_png
+from ..images.masking import blank_mask
+from ..images.resize import hires_size
 from ..models.registry import ModelInfo, Registry
 from ..storage.db import Database, like_pattern
 from ..storage.history import new_id
@@ -55,6 +57,8 @@ class GenerationResult:
     interrupted: bool = False
     job_id: str = ""
     job_timestamp: str = ""
+    # infotext keys beyond A1111's fixed ones (hires fix, tiling, inpainting), as its ``info`` reports them
+    extra_generation_params: dict = field(default_factory=dict)
 
     def a1111_info(self) -> dict:
         """The ``info`` object of A1111's API responses (sent as a JSON string)."""
@@ -86,9 +90,9 @@ class GenerationResult:
             "sd_vae_hash": None,
             "seed_resize_from_w": -1,
             "seed_resize_from_h": -1,
-            "denoising_strength": r.denoising_strength if self.mode != "txt2img" else None,
+            "denoising_strength": r.denoising_strength if self.mode != "txt2img" or r.enable_hr else None,
             "image_cfg_scale": r.image_cfg_scale if self.mode == "edit" else None,
-            "extra_generation_params": {},
+            "extra_generation_params": self.extra_generation_params,
             "index_of_first_image": 0,
             "infotexts": [g.infotext for g in self.images],
             "styles": [],
@@ -110,6 +114,65 @@ def open_image(data: bytes | Image.Image, what: str) -> Image.Image:
         return image
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InvalidRequest(f"{what} is not a readable image (PNG, JPEG or WebP): {exc}", param=what) from None
+
+
+# infotext keys A1111 keeps in ``extra_generation_params`` (the rest are its fixed ones)
+_EXTRA_KEYS = {
+    "Mask mode",
+    "Mask blur",
+    "Inpaint area",
+    "Masked area padding",
+    "Masked content",
+    "Resize mode",
+    "Hires sampler",
+    "Hires prompt",
+    "Hires negative prompt",
+    "Hires schedule type",
+    "Hires upscale",
+    "Hires resize",
+    "Hires steps",
+    "Hires upscaler",
+}
+_INPAINT_FIELDS = (
+    "mask_blur",
+    "mask_blur_x",
+    "mask_blur_y",
+    "inpainting_fill",
+    "inpainting_mask_invert",
+    "inpaint_full_res",
+    "inpaint_full_res_padding",
+)
+
+
+def _fields_as_run(request: ImageRequest, mode: Mode) -> dict:
+    """The request's fields for the record, with those that did not apply to this mode set to None (so
+    the infotext leaves them out, as A1111's does)."""
+    fields = request.model_dump()
+    if mode != "inpaint":
+        fields.update(dict.fromkeys(_INPAINT_FIELDS))
+    if mode == "txt2img" or (mode == "inpaint" and request.inpaint_full_res):
+        fields["resize_mode"] = None  # "Only masked" crops instead of fitting the whole picture
+    hires = mode == "txt2img" and request.enable_hr
+    fields["denoising_strength"] = request.denoising_strength if mode in ("img2img", "inpaint") or hires else None
+    fields["image_cfg_scale"] = request.image_cfg_scale if mode == "edit" else None
+    return fields
+
+
+def _check_hires_size(request: ImageRequest) -> None:
+    target = hires_size(request.width, request.height, request.hr_scale, request.hr_resize_x, request.hr_resize_y)
+    width, height = target.size
+    if min(width, height) < 64 or max(width, height) > 2048:
+        raise InvalidRequest(
+            f"hires fix would make a {width}x{height} image; each side must be 64 to 2048 pixels "
+            "(lower hr_scale or hr_resize_x/hr_resize_y)",
+            param="hr_scale",
+        )
+    if request.batch_size * width * height > 16 * 1024 * 1024:
+        raise InvalidRequest(
+            f"hires fix would make batches of {request.batch_size} × {width}x{height}; batch_size × width × "
+            "height must be at most 16 megapixels",
+            param="batch_size",
+        )
 
 
 class ImageService:
@@ -140,6 +203,8 @@ class ImageService:
                 f"{init_image.size[0]}x{init_image.size[1]}; they must be the same size",
                 param="mask",
             )
+        if request.enable_hr and mode != "txt2img":
+            raise InvalidRequest(f"enable_hr: hires fix is for txt2img, not {mode}", param="enable_hr")
         # The model's own defaults (SD-Turbo: 1 step, CFG 0) apply to what the user did not set.
         model_defaults = {k: v for k, v in info.defaults.items() if k not in request.model_fields_set}
         if model_defaults:
@@ -157,12 +222,18 @@ class ImageService:
                 "subseed": request.subseed if request.subseed != -1 else random.randrange(2**32),
             }
         )
-        size = (request.width, request.height)
-        init = init_image.convert("RGB").resize(size, Image.LANCZOS) if init_image is not None else None
-        if mask is not None:
-            mask = mask.convert("L").resize(size, Image.NEAREST)
-            if request.mask_blur:
-                mask = mask.filter(ImageFilter.GaussianBlur(request.mask_blur))
+        steps = request.steps
+        if request.enable_hr:
+            _check_hires_size(request)
+            steps += (request.hr_second_pass_steps or request.steps) if request.denoising_strength else 0
+        if mode == "inpaint" and request.inpaint_full_res and blank_mask(request, mask):
+            # A1111: "Only masked" with nothing masked repaints the whole picture, as img2img
+            mode, mask = "img2img", None
+            request = request.model_copy(update={"inpaint_full_res": False})
+        # The engine fits image and mask to the request itself (resize mode, "Only masked"), from the
+        # caller's pixels: the mask is blurred there, once.
+        init = init_image.copy() if init_image is not None else None
+        mask = mask.copy() if mask is not None else None
 
         def work(job: Job) -> GenerationResult:
             return self._run(job, request, mode, info, init, mask)
@@ -174,7 +245,7 @@ class ImageService:
             request={**request.model_dump(), "mode": mode},
             source=source,
             batches=request.n_iter,
-            steps=request.steps,
+            steps=steps,
         )
 
     def generate(self, request: ImageRequest, mode: Mode = "txt2img", **kwargs) -> GenerationResult:
@@ -197,6 +268,11 @@ class ImageService:
         if mode in needed and not getattr(engine, needed[mode]):
             hint = " (use an InstructPix2Pix model, e.g. `aigc models pull instruct-pix2pix`)" if mode == "edit" else ""
             raise InvalidRequest(f"model '{info.id}' cannot do {mode}{hint}", param="model")
+        if mode == "edit" and request.resize_mode == 3:
+            raise InvalidRequest(
+                "resize_mode 3 (latent resize) is for img2img and inpaint; an instruction edit takes 0, 1 or 2",
+                param="resize_mode",
+            )
 
         def on_step(step: StepInfo) -> None:
             job.step, job.steps, job.batch, job.preview = step.step, step.total, step.batch, step.preview
@@ -215,20 +291,20 @@ class ImageService:
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
         day.mkdir(parents=True, exist_ok=True)
         fields = request.model_dump()
+        applied = _fields_as_run(request, mode)
         for image, seed, subseed in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
             params = params_from_request(
                 {
-                    **fields,
+                    **applied,
                     "seed": seed,
                     "subseed": subseed,
                     "sd_model_hash": model_hash,
                     "sd_model_checkpoint": info.id,
-                    "denoising_strength": request.denoising_strength if mode in ("img2img", "inpaint") else None,
-                    "image_cfg_scale": request.image_cfg_scale if mode == "edit" else None,
                 }
             )
-            if mode == "inpaint":
-                params["Mask blur"] = request.mask_blur
+            result.extra_generation_params = {
+                key: value for key, value in params.items() if key in _EXTRA_KEYS and value is not None
+            }
             params["Version"] = VERSION
             infotext = format_infotext(request.prompt, request.negative_prompt, params)
             image_id = new_id("img")
