@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .. import __version__
+from ..config import Config
 from ..contracts import ImageRequest, Mode, StepInfo
 from ..errors import InvalidRequest, NotFound
 from ..images.infotext import format_infotext, params_from_request, write_png
@@ -33,7 +34,7 @@ VERSION = f"aigc-studio-{__version__}"
 @dataclass
 class GeneratedImage:
     id: str
-    path: Path
+    path: Path | None  # None when the request asked for no file (A1111's do_not_save_samples)
     image: Image.Image
     seed: int
     subseed: int
@@ -41,7 +42,11 @@ class GeneratedImage:
 
     def png_base64(self) -> str:
         """The image as the APIs send it: the PNG already written (infotext included), base64."""
-        return base64.b64encode(self.path.read_bytes()).decode()
+        if self.path is not None:
+            return base64.b64encode(self.path.read_bytes()).decode()
+        buf = io.BytesIO()
+        write_png(self.image, buf, self.infotext)
+        return base64.b64encode(buf.getvalue()).decode()
 
 
 @dataclass
@@ -112,11 +117,14 @@ def open_image(data: bytes | Image.Image, what: str) -> Image.Image:
 
 
 class ImageService:
-    def __init__(self, db: Database, registry: Registry, queue: JobQueue, outputs_dir: Path):
+    def __init__(
+        self, db: Database, registry: Registry, queue: JobQueue, outputs_dir: Path, config: Config | None = None
+    ):
         self.db = db
         self.registry = registry
         self.queue = queue
         self.outputs_dir = outputs_dir
+        self.config = config
 
     def submit(
         self,
@@ -126,8 +134,16 @@ class ImageService:
         init_image: Image.Image | None = None,
         mask: Image.Image | None = None,
         source: str = "api",
+        defaults: dict | None = None,
+        keep: bool = True,
     ) -> Job:
-        """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult)."""
+        """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult).
+
+        What the request does not set comes from, first to last: the model's own defaults (SD-Turbo: 1
+        step, CFG 0), ``defaults`` (an API's own, such as A1111's 50 steps), the ``clip_skip`` setting, the
+        declaration. ``keep=False`` writes no file and no gallery record (A1111's do_not_save_samples);
+        the images still come back in the result.
+        """
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
         if mode != "txt2img" and init_image is None:
             raise InvalidRequest(f"{mode} needs an input image", param="init_images")
@@ -139,10 +155,11 @@ class ImageService:
                 f"{init_image.size[0]}x{init_image.size[1]}; they must be the same size",
                 param="mask",
             )
-        # The model's own defaults (SD-Turbo: 1 step, CFG 0) apply to what the user did not set.
-        model_defaults = {k: v for k, v in info.defaults.items() if k not in request.model_fields_set}
-        if model_defaults:
-            request = ImageRequest(**{**request.model_dump(exclude_unset=True), **model_defaults})
+        fallback = {"clip_skip": int(self.config.values.get("clip_skip", 1))} if self.config is not None else {}
+        fallback = {**fallback, **(defaults or {}), **info.defaults}
+        unset = {k: v for k, v in fallback.items() if k not in request.model_fields_set}
+        if unset:
+            request = ImageRequest(**{**request.model_dump(exclude_unset=True), **unset})
         # The seeds are fixed before queueing, so the record says exactly what will run.
         request = request.model_copy(
             update={
@@ -159,7 +176,7 @@ class ImageService:
                 mask = mask.filter(ImageFilter.GaussianBlur(request.mask_blur))
 
         def work(job: Job) -> GenerationResult:
-            return self._run(job, request, mode, info, init, mask)
+            return self._run(job, request, mode, info, init, mask, keep=keep)
 
         return self.queue.submit(
             mode,
@@ -183,6 +200,7 @@ class ImageService:
         info: ModelInfo,
         init: Image.Image | None,
         mask: Image.Image | None,
+        keep: bool = True,
     ) -> GenerationResult:
         engine = self.registry.image_engine(info.id)
         if mode == "img2img" and engine.supports_instruct_edit and not engine.supports_img2img:
@@ -207,7 +225,6 @@ class ImageService:
             job_timestamp=time.strftime("%Y%m%d%H%M%S"),
         )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
-        day.mkdir(parents=True, exist_ok=True)
         fields = request.model_dump()
         for image, seed, subseed in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
             params = params_from_request(
@@ -226,32 +243,36 @@ class ImageService:
             params["Version"] = VERSION
             infotext = format_infotext(request.prompt, request.negative_prompt, params)
             image_id = new_id("img")
-            path = day / f"{image_id}-{seed}.png"
-            tmp = path.with_suffix(".tmp")
-            write_png(image, tmp, infotext)
-            os.replace(tmp, path)  # a crash never leaves a half-written PNG under its real name
-            with self.db.tx() as conn:
-                conn.execute(
-                    "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt, seed,"
-                    " subseed, width, height, params, infotext, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        image_id,
-                        job.id,
-                        str(path),
-                        mode,
-                        info.id,
-                        model_hash,
-                        request.prompt,
-                        request.negative_prompt,
-                        seed,
-                        subseed,
-                        image.width,
-                        image.height,
-                        json.dumps({**fields, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False),
-                        infotext,
-                        time.time(),
-                    ),
-                )
+            path = None
+            if keep:
+                day.mkdir(parents=True, exist_ok=True)
+                path = day / f"{image_id}-{seed}.png"
+                tmp = path.with_suffix(".tmp")
+                write_png(image, tmp, infotext)
+                os.replace(tmp, path)  # a crash never leaves a half-written PNG under its real name
+                with self.db.tx() as conn:
+                    conn.execute(
+                        "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt,"
+                        " seed, subseed, width, height, params, infotext, created)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            image_id,
+                            job.id,
+                            str(path),
+                            mode,
+                            info.id,
+                            model_hash,
+                            request.prompt,
+                            request.negative_prompt,
+                            seed,
+                            subseed,
+                            image.width,
+                            image.height,
+                            json.dumps({**fields, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False),
+                            infotext,
+                            time.time(),
+                        ),
+                    )
             result.images.append(GeneratedImage(image_id, path, image, seed, subseed, infotext))
         return result
 
