@@ -12,7 +12,6 @@ from aigc_studio.config import load_config
 from aigc_studio.models.registry import embedded_model_path
 from aigc_studio.studio import Studio
 
-
 # The built-in test engines (plain, echo) are hidden from users unless this setting is on. It is set for
 # the whole session, so module-scoped studios and the servers and subprocesses that tests start see it too.
 TEST_MODELS = {"AIGC_TEST_MODELS": "1"}

@@ -135,12 +135,13 @@ class A1111Service:
         errors: list[tuple[str, str]] = []
         for name in sent:
             if name not in table:
-                close = difflib.get_close_matches(name, list(table), n=1)
+                close = [f for f in table if f.startswith(name)] or difflib.get_close_matches(name, list(table), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 errors.append((name, f"{name}: A1111's {endpoint} request has no such field{hint}"))
         overrides = dict(fields.get("override_settings") or {})
+        origins: dict[str, str] = {}  # option -> the infotext label it came from
         if fields.get("infotext"):
-            self._apply_infotext(str(fields["infotext"]), endpoint, fields, overrides)
+            origins = self._apply_infotext(str(fields["infotext"]), endpoint, fields, overrides)
 
         request_fields: dict[str, Any] = {}
         defaults: dict[str, Any] = {}
@@ -161,7 +162,7 @@ class A1111Service:
         if endpoint == "img2img":
             self._mask_blur(fields, request_fields, errors)
 
-        model, persist = self._overrides(overrides, request_fields, defaults, errors)
+        model, persist = self._overrides(overrides, origins, request_fields, defaults, errors)
         if fields.get("override_settings_restore_afterwards") is False:
             lasting = [k for k in overrides if OPTIONS.get(k) and OPTIONS[k].kind in ("field", "neutral")]
             lasting = [k for k in lasting if not _same_value(overrides[k], OPTIONS[k].default)]
@@ -214,7 +215,7 @@ class A1111Service:
             return f"alwayson_scripts: always on script {scripts} not found ({policy.why})"
         return f"{name}: {policy.why}; accepted only as {policy.allowed_text()}, got {_json(value)}"
 
-    def _apply_infotext(self, text: str, endpoint: Endpoint, fields: dict, overrides: dict) -> None:
+    def _apply_infotext(self, text: str, endpoint: Endpoint, fields: dict, overrides: dict) -> dict[str, str]:
         # As A1111's apply_infotext: a parameter fills a field only when the request did not set it, and
         # the options the infotext names join override_settings unless those already set them.
         parsed = parse_infotext(text)
@@ -227,9 +228,12 @@ class A1111Service:
         hires = "denoising_strength" in derived and _HIRES_KEYS & set(derived)
         if endpoint == "txt2img" and hires and fields.get("enable_hr") is None:
             fields["enable_hr"] = True
+        origins = {}
         for label, key in INFOTEXT_OPTIONS.items():
             if label in parsed.params and key not in overrides:
                 overrides[key] = _cast(parsed.params[label], OPTIONS[key].default)
+                origins[key] = label
+        return origins
 
     @staticmethod
     def _mask_blur(fields: dict, request_fields: dict, errors: list) -> None:
@@ -249,15 +253,15 @@ class A1111Service:
             request_fields["mask_blur"] = x
 
     def _overrides(
-        self, overrides: dict, request_fields: dict, defaults: dict, errors: list
+        self, overrides: dict, origins: dict, request_fields: dict, defaults: dict, errors: list
     ) -> tuple[ModelInfo | None, dict]:
-        """Apply a request's override_settings; returns the model it names and the options that could be
-        kept afterwards."""
+        """Apply a request's override_settings (and the options its infotext names, ``origins``); returns
+        the model they name and the options that could be kept afterwards."""
         model = None
         persist: dict[str, Any] = {}
         sampler = self._sampler(request_fields.get("sampler_name") or defaults.get("sampler_name"))
         for key, value in overrides.items():
-            where = f"override_settings.{key}"
+            where = f"infotext {origins[key]!r} ({key})" if key in origins else f"override_settings.{key}"
             option = OPTIONS.get(key)
             if option is None:
                 errors.append(
@@ -395,10 +399,11 @@ class A1111Service:
                     [(key, _json(value)) for key, value in stored.items()],
                 )
         if model is not None:
-            self.models.set_default(model.id, kind="image")
             if load:
-                # As in A1111, setting the checkpoint loads it, so the next generation starts warm.
+                # As in A1111, setting the checkpoint loads it, so the next generation starts warm; loading
+                # first leaves the default as it was when the model cannot load.
                 self.images.registry.image_engine(model.id)
+            self.models.set_default(model.id, kind="image")
 
     def _stored(self) -> dict[str, Any]:
         rows = self.db.conn.execute("SELECT key, value FROM a1111_options")
