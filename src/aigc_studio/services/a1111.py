@@ -148,7 +148,9 @@ class A1111Service:
         for name, policy in table.items():
             value = fields.get(name)
             if isinstance(policy, Honoured):
-                if value is not None and value not in policy.same:
+                # As in A1111 ("sampler_name or sampler_index", "hr_sampler_name or sampler_name"), an
+                # empty text means the field's default.
+                if value is not None and value != "" and value not in policy.same:
                     request_fields[policy.field] = value
                 elif value is None and policy.a1111_default is not None:
                     defaults[policy.field] = policy.a1111_default
