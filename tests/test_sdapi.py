@@ -654,7 +654,7 @@ def test_test_models_are_hidden_unless_the_setting_is_on(aigc_home, monkeypatch,
     try:
         assert [m.id for m in studio.registry.all()] == ["smollm2-135m", "tiny"]
         for name in ("plain", "echo"):
-            with pytest.raises(ModelNotFound):
+            with pytest.raises(ModelNotFound, match=f"'{name}' is a test engine, known only with AIGC_TEST_MODELS=1"):
                 studio.registry.resolve(name)
         with a1111_server(studio) as live:
             assert [m["model_name"] for m in live.api.get_sd_models()] == ["tiny"]

@@ -163,7 +163,10 @@ class Registry:
         for m in models:
             if m.id.lower() == wanted or wanted in (a.lower() for a in m.aliases):
                 return m
-        raise ModelNotFound(name, [m.id for m in models])
+        error = ModelNotFound(name, [m.id for m in models])
+        if wanted in TEST_ENGINES:
+            error.message += f"; '{wanted}' is a test engine, known only with AIGC_TEST_MODELS=1"
+        raise error
 
     @property
     def default_image_model(self) -> str:
