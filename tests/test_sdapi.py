@@ -551,6 +551,13 @@ def test_infotext_fills_the_fields_the_request_does_not_set(server):
     assert (info["steps"], info["seed"], info["cfg_scale"], info["width"]) == (2, 78, 5.5, 64)  # the request's win
     assert info["sd_model_name"] == "plain"  # the model stays, as with A1111's default
     assert ", Clip skip: 2," in info["infotexts"][0]
+    # a hires parameter with a denoising strength turns the hires fix on, as A1111's paste does
+    hires = (
+        "a castle\nSteps: 3, Seed: 5, Size: 64x64, Denoising strength: 0.4, Hires upscale: 1.5, Hires upscaler: Latent"
+    )
+    assert post(server, "txt2img", infotext=hires, steps=1).status_code == 200
+    queued = last_request(server)
+    assert (queued["enable_hr"], queued["hr_scale"], queued["denoising_strength"]) == (True, 1.5, 0.4)
 
 
 def test_clip_skip_by_override_settings(server):

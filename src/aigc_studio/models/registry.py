@@ -166,6 +166,7 @@ class Registry:
         error = ModelNotFound(name, [m.id for m in models])
         if wanted in TEST_ENGINES:
             error.message += f"; '{wanted}' is a test engine, known only with AIGC_TEST_MODELS=1"
+            error.args = (error.message,)
         raise error
 
     @property
