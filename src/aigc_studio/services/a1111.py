@@ -102,12 +102,6 @@ def _cast(raw: str, default: object) -> object:
     return raw
 
 
-def _same_value(value: object, default: object) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return value is default
-    return value == default
-
-
 def _type_ok(value: object, default: object) -> bool:
     if default is None:
         return True
@@ -167,7 +161,7 @@ class A1111Service:
         model, persist = self._overrides(overrides, origins, request_fields, defaults, errors)
         if fields.get("override_settings_restore_afterwards") is False:
             lasting = [k for k in overrides if OPTIONS.get(k) and OPTIONS[k].kind in ("field", "neutral")]
-            lasting = [k for k in lasting if not _same_value(overrides[k], OPTIONS[k].default)]
+            lasting = [k for k in lasting if not OPTIONS[k].is_default(overrides[k])]
             if lasting:
                 errors.append(
                     (
@@ -288,13 +282,13 @@ class A1111Service:
             elif option.kind == "field":
                 if not _type_ok(value, option.default):
                     errors.append((where, f"{where}: must be like {_json(option.default)}, got {_json(value)}"))
-                elif not _same_value(value, option.default) and option.field not in request_fields:
+                elif not option.is_default(value) and option.field not in request_fields:
                     applies = key != "eta_ddim" if sampler not in TIMESTEP_SAMPLERS else key != "eta_ancestral"
                     if applies:
                         request_fields[option.field] = value
-            elif option.kind == "neutral" and not _same_value(value, option.default):
+            elif option.kind == "neutral" and not option.is_default(value):
                 errors.append(
-                    (where, f"{where}: {option.why}; accepted only as {_json(option.default)}, got {_json(value)}")
+                    (where, f"{where}: {option.why}; accepted only as {option.neutral_text()}, got {_json(value)}")
                 )
             elif option.kind == "inert":
                 persist[key] = value
@@ -377,9 +371,9 @@ class A1111Service:
                 problem = self._clip_skip_problem(value)
                 if problem:
                     errors.append((key, f"{key}: {problem}"))
-            elif option.kind in ("field", "neutral") and not _same_value(value, option.default):
+            elif option.kind in ("field", "neutral") and not option.is_default(value):
                 why = option.why or f"the studio keeps no global {option.field}; set it per request"
-                errors.append((key, f"{key}: {why}; only its default {_json(option.default)} can be set here"))
+                errors.append((key, f"{key}: {why}; only {option.neutral_text()} can be set here"))
             elif option.kind == "inert":
                 if not _type_ok(value, option.default):
                     errors.append((key, f"{key}: must be like {_json(option.default)}, got {_json(value)}"))

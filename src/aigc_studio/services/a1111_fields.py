@@ -232,6 +232,16 @@ class Option:
     kind: str
     why: str = ""
     field: str | None = None  # for "field": the ImageRequest field it sets when the request does not
+    also: tuple = ()  # for "neutral": other values that change nothing here either
+
+    def is_default(self, value: object) -> bool:
+        """Whether ``value`` changes nothing: the default (the same type, so that 1 is not True) or ``also``."""
+        if isinstance(self.default, bool) or isinstance(value, bool):
+            return value is self.default
+        return value == self.default or value in self.also
+
+    def neutral_text(self) -> str:
+        return " or ".join(json.dumps(v) for v in (self.default, *self.also))
 
 
 def _inert(**defaults: object) -> dict[str, Option]:
@@ -395,8 +405,10 @@ OPTIONS: dict[str, Option] = {
     **_neutral("the studio's samplers add no sigma churn", s_churn=0.0),
     **_neutral("A1111 uses it only with s_churn above 0", s_tmin=0.0, s_tmax=0.0, s_noise=1.0),
     **_neutral("the studio never skips the negative prompt at low noise levels", s_min_uncond=0.0),
-    **_neutral("the studio uses the checkpoint's own VAE", sd_vae="Automatic"),
-    **_neutral("the studio uses the checkpoint's own UNet", sd_unet="Automatic"),
+    # "None": the checkpoint's own; "Automatic": a file named like the checkpoint, else its own (the studio
+    # has no such files, so the checkpoint's own).
+    "sd_vae": Option("Automatic", "neutral", "the studio uses the checkpoint's own VAE", also=("None",)),
+    "sd_unet": Option("Automatic", "neutral", "the studio uses the checkpoint's own UNet", also=("None",)),
     **_neutral("the studio has no hypernetworks", sd_hypernetwork="None"),
     **_neutral("the studio does not merge tokens", token_merging_ratio=0.0),
     **_neutral("the studio does not merge tokens", token_merging_ratio_img2img=0.0, token_merging_ratio_hr=0.0),
