@@ -78,7 +78,8 @@ def main() -> None:
 
     # (c) first: the studio server over HTTP, alone on the machine (this process has run no model yet).
     home = work / "home"
-    env = {**os.environ, "AIGC_HOME": str(home), "AIGC_MODEL": "echo"}
+    # echo (a test engine, shown only with AIGC_TEST_MODELS) keeps the text model out of the measurement.
+    env = {**os.environ, "AIGC_HOME": str(home), "AIGC_MODEL": "echo", "AIGC_TEST_MODELS": "1"}
     subprocess.run(
         [sys.executable, "-m", "aigc_studio", "models", "add", str(model_path), "--name", "bench"],
         env=env,
@@ -203,7 +204,7 @@ def main() -> None:
     from aigc_studio.studio import Studio
 
     os.environ["AIGC_HOME"] = str(work / "home-inproc")
-    inproc = Studio(load_config(model="echo"))
+    inproc = Studio(load_config(model="echo", test_models=1))
     inproc.registry.add(model_path, model_id="bench")
     inproc.registry.set_default_image_model("bench")
     server = uvicorn.Server(

@@ -12,13 +12,20 @@ from aigc_studio.config import load_config
 from aigc_studio.models.registry import embedded_model_path
 from aigc_studio.studio import Studio
 
+# The built-in test engines (plain, echo) are hidden from users unless this setting is on. It is set for
+# the whole session, so module-scoped studios and the servers and subprocesses that tests start see it too.
+TEST_MODELS = {"AIGC_TEST_MODELS": "1"}
+os.environ.update(TEST_MODELS)
+
 
 @pytest.fixture(autouse=True)
 def aigc_home(tmp_path, monkeypatch):
-    """Every test gets its own AIGC_HOME and none of the caller's AIGC_* settings."""
+    """Every test gets its own AIGC_HOME and none of the caller's AIGC_* settings but the test models."""
     for key in list(os.environ):
         if key.startswith("AIGC_"):
             monkeypatch.delenv(key)
+    for key, value in TEST_MODELS.items():
+        monkeypatch.setenv(key, value)
     home = tmp_path / "aigc-home"
     monkeypatch.setenv("AIGC_HOME", str(home))
     return home

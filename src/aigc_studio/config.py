@@ -35,6 +35,17 @@ SETTINGS: dict[str, Setting] = {
         Setting("threads", 0, "CPU threads for llama.cpp (0: all cores)."),
         Setting("context", 0, "Context length for GGUF models (0: the model's trained length)."),
         Setting("max_loaded", 2, "Text models kept loaded at once; the default model is always kept."),
+        Setting(
+            "clip_skip",
+            1,
+            "Clip skip of image generations that do not set one (A1111's CLIP_stop_at_last_layers option).",
+        ),
+        Setting(
+            "test_models",
+            0,
+            "1: show the built-in test models (the 'plain' image and 'echo' text engines) in model lists and"
+            " accept their names; the test suite turns it on.",
+        ),
     ]
 }
 

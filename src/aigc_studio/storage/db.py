@@ -139,6 +139,12 @@ def m004_superseded_answers() -> str:
     return "ALTER TABLE messages ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;"
 
 
+@migration
+def m005_a1111_options() -> str:
+    # AUTOMATIC1111 options that A1111 clients set through POST /sdapi/v1/options, kept across restarts.
+    return "CREATE TABLE a1111_options (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

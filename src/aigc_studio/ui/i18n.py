@@ -188,6 +188,8 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_threads": ("CPU threads", "CPU 线程数"),
     "set_context": ("Context length", "上下文长度"),
     "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
+    "set_clip_skip": ("Default clip skip", "默认 Clip skip"),
+    "set_test_models": ("Show test models", "显示测试模型"),
 }
 
 # Labels of declared parameters (A1111's for images, OpenAI's for text) and the Chinese of their help.
@@ -230,6 +232,8 @@ SETTINGS_HELP_ZH = {
     "threads": "llama.cpp 使用的 CPU 线程数（0：全部核心）。",
     "context": "GGUF 模型的上下文长度（0：模型训练时的长度）。",
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
+    "clip_skip": "未指定 Clip skip 的图像生成所用的值（即 A1111 的 CLIP_stop_at_last_layers 选项）。",
+    "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
 }
 
 

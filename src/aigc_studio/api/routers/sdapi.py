@@ -1,8 +1,9 @@
 """AUTOMATIC1111-compatible API under /sdapi/v1, so A1111 clients (webuiapi, plugins) work unchanged.
 
 Request and response shapes follow A1111's: ``images`` as base64 PNG, ``parameters`` echoing the
-request, ``info`` as a JSON string with seeds and infotexts. Unknown A1111 fields are accepted and
-ignored; the ones the studio uses are validated with the limits declared on ``ImageRequest``.
+request, ``info`` as a JSON string with seeds and infotexts. Every A1111 request field is either honoured
+or refused with a 422 that names it (``services/a1111_fields.py`` says which, field by field); a field
+A1111 does not have is refused too.
 """
 
 from __future__ import annotations
@@ -15,38 +16,25 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
 
 from ...contracts import SAMPLERS, SCHEDULERS, ImageRequest, Mode
-from ...errors import InvalidRequest
 from ...images.infotext import parse_infotext, read_infotext, to_request_fields
-from ...services.images import GenerationResult, open_image
+from ...services.a1111 import Prepared, decode_b64_image, request_model
+from ...services.images import GenerationResult
 from ...studio import Studio
 from ..deps import get_studio
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
-_FIELDS = set(ImageRequest.model_fields) - {"model"}
+Txt2ImgRequest = request_model("txt2img")
+Img2ImgRequest = request_model("img2img")
 
-
-class A1111Body(BaseModel):
-    """Any A1111 processing request; what the studio uses is validated as an ImageRequest."""
-
-    model_config = ConfigDict(extra="allow")
-
-    override_settings: dict[str, Any] | None = None
-    sampler_index: str | None = None
-    send_images: bool = True
-
-
-def decode_b64_image(data: str, what: str) -> Image.Image:
-    if "," in data[:100] and data.startswith("data:"):
-        data = data.split(",", 1)[1]  # a data URL, as browsers send
-    try:
-        raw = base64.b64decode(data, validate=False)
-    except (ValueError, TypeError):
-        raise InvalidRequest(f"{what} is not valid base64", param=what) from None
-    return open_image(raw, what)
+_FIELD_POLICY = """Each field's description says what the studio does with it: honoured, accepted only at
+the value that changes nothing (anything else is a 422 naming the field, and nothing is queued), or
+accepted at any value because it changes no image here. A field A1111 does not have is a 422 too. A field
+left out takes A1111's API default (50 steps, sampler Euler; img2img: inpainting_fill 0,
+inpaint_full_res true, padding 0). Images are kept as PNG files and gallery records unless
+do_not_save_samples is true, whatever save_images says (A1111 saves API images only with save_images)."""
 
 
 def encode_preview(image: Image.Image) -> str:
@@ -56,61 +44,31 @@ def encode_preview(image: Image.Image) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _image_request(body: A1111Body, studio: Studio) -> ImageRequest:
-    fields = {k: v for k, v in (body.model_extra or {}).items() if k in _FIELDS and v is not None}
-    if "sampler_name" not in fields and body.sampler_index:
-        fields["sampler_name"] = body.sampler_index
-    checkpoint = (body.override_settings or {}).get("sd_model_checkpoint")
-    if checkpoint:
-        fields["model"] = resolve_checkpoint(studio, checkpoint)
-    return ImageRequest(**fields)
-
-
-def resolve_checkpoint(studio: Studio, name: str) -> str:
-    """An A1111 checkpoint title, file name or model id -> the model id (see ``ModelService``)."""
-    return studio.models.resolve_checkpoint(name).id
-
-
-async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: A1111Body, **images: Any) -> dict:
+async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: Prepared, **images: Any) -> dict:
     # Checks run before queueing (a bad request queues nothing); the wait happens off the event loop.
     job = await run_in_threadpool(studio.images.submit, request, mode, source="sdapi", **images)
     result: GenerationResult = await run_in_threadpool(job.wait)
     return {
         "images": [g.png_base64() for g in result.images] if body.send_images else [],
-        "parameters": _echo(body),
+        "parameters": body.echo,
         "info": json.dumps(result.a1111_info(), ensure_ascii=False),
     }
 
 
-def _echo(body: A1111Body) -> dict:
-    """The request as A1111 echoes it: input images left out unless include_init_images is set."""
-    echoed = {
-        **(body.model_extra or {}),
-        "override_settings": body.override_settings,
-        "sampler_index": body.sampler_index,
-    }
-    if not echoed.get("include_init_images"):
-        for key in ("init_images", "mask"):
-            if key in echoed:
-                echoed[key] = None
-    return echoed
+@router.post("/txt2img", description=_FIELD_POLICY)
+async def txt2img(body: Txt2ImgRequest, studio: Studio = Depends(get_studio)) -> dict:
+    prepared = await run_in_threadpool(studio.a1111.prepare, body.model_dump(exclude_unset=True), "txt2img")
+    answer = await _run(studio, prepared.request, prepared.mode, prepared, **prepared.submit)
+    studio.a1111.finish(prepared)
+    return answer
 
 
-@router.post("/txt2img")
-async def txt2img(body: A1111Body, studio: Studio = Depends(get_studio)) -> dict:
-    return await _run(studio, _image_request(body, studio), "txt2img", body)
-
-
-@router.post("/img2img")
-async def img2img(body: A1111Body, studio: Studio = Depends(get_studio)) -> dict:
-    extra = body.model_extra or {}
-    init_images = extra.get("init_images") or []
-    if not init_images:
-        raise InvalidRequest("init_images must hold one base64 image", param="init_images")
-    init = decode_b64_image(init_images[0], "init_images")
-    mask = decode_b64_image(extra["mask"], "mask") if extra.get("mask") else None
-    request = _image_request(body, studio)
-    return await _run(studio, request, "inpaint" if mask is not None else "img2img", body, init_image=init, mask=mask)
+@router.post("/img2img", description=_FIELD_POLICY + " With mask, img2img inpaints.")
+async def img2img(body: Img2ImgRequest, studio: Studio = Depends(get_studio)) -> dict:
+    prepared = await run_in_threadpool(studio.a1111.prepare, body.model_dump(exclude_unset=True), "img2img")
+    answer = await _run(studio, prepared.request, prepared.mode, prepared, **prepared.submit)
+    studio.a1111.finish(prepared)
+    return answer
 
 
 @router.post("/png-info")
@@ -175,23 +133,9 @@ def skip(studio: Studio = Depends(get_studio)) -> dict:
     return {}
 
 
-def _checkpoint(studio: Studio, info) -> dict:
-    sha = studio.registry.sha256(info)
-    short = sha[:10] if sha else None
-    name = info.id
-    return {
-        "title": f"{name} [{short}]" if short else name,
-        "model_name": name,
-        "hash": short,
-        "sha256": sha,
-        "filename": info.path or name,
-        "config": None,
-    }
-
-
 @router.get("/sd-models")
 def sd_models(studio: Studio = Depends(get_studio)) -> list[dict]:
-    return [_checkpoint(studio, m) for m in studio.registry.all() if m.kind == "image"]
+    return [studio.a1111.checkpoint(m) for m in studio.registry.all() if m.kind == "image"]
 
 
 @router.post("/refresh-checkpoints")
@@ -215,28 +159,27 @@ def schedulers() -> list[dict]:
 
 @router.get("/options")
 def get_options(studio: Studio = Depends(get_studio)) -> dict:
-    try:
-        current = studio.registry.resolve(studio.registry.default_image_model, kind="image")
-        checkpoint = _checkpoint(studio, current)["title"]
-    except InvalidRequest:
-        checkpoint = None
-    return {
-        "sd_model_checkpoint": checkpoint,
-        "sd_checkpoint_hash": checkpoint.split("[")[-1].rstrip("]") if checkpoint and "[" in checkpoint else None,
-        "outdir_samples": str(studio.config.outputs_dir / "images"),
-        "samples_format": "png",
-        "CLIP_stop_at_last_layers": 1,
-    }
+    return studio.a1111.options()
 
 
-@router.post("/options")
+@router.post(
+    "/options",
+    description="Stores the A1111 options the studio knows and ignores unknown keys, as A1111 does. "
+    "sd_model_checkpoint makes a model the default (and loads it); CLIP_stop_at_last_layers is the clip skip "
+    "of later generations that do not set one; options that change no image are stored; an option that "
+    "would change later images in a way the studio cannot is a 422 naming it, and then nothing is set.",
+)
 async def set_options(options: dict[str, Any] = Body(...), studio: Studio = Depends(get_studio)) -> None:
-    unknown = sorted(set(options) - {"sd_model_checkpoint"})
-    if unknown:
-        raise InvalidRequest(f"option(s) {', '.join(unknown)} cannot be set here; supported: sd_model_checkpoint")
-    if "sd_model_checkpoint" in options:
-        model_id = resolve_checkpoint(studio, str(options["sd_model_checkpoint"]))
-        studio.models.set_default(model_id, kind="image")
-        # As in A1111, setting the checkpoint loads it, so the next generation starts warm.
-        await run_in_threadpool(studio.registry.image_engine, model_id)
+    await run_in_threadpool(studio.a1111.set_options, options)
     return None
+
+
+@router.get("/scripts")
+def scripts() -> dict:
+    # The studio runs no A1111 scripts or extensions; clients (webuiapi) read this to learn which exist.
+    return {"txt2img": [], "img2img": []}
+
+
+@router.get("/script-info")
+def script_info() -> list:
+    return []

@@ -1,0 +1,406 @@
+"""AUTOMATIC1111 compatibility: an A1111 txt2img/img2img request made into an ``ImageRequest`` by the
+field table (``a1111_fields``), and A1111's options, stored and reported.
+
+A field the studio cannot honour at the value sent is refused with a 422 that names it, before anything
+is queued, so an A1111 client gets either what it asked for or the reason it cannot. A field a client
+leaves out takes A1111's API default (50 steps, sampler Euler, inpaint "only masked" ...), so a client
+that relies on A1111's defaults gets A1111's behaviour; the CLI and the web UI keep the studio's defaults.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from ..config import Config, save_setting
+from ..contracts import ImageRequest, Mode
+from ..errors import InvalidRequest
+from ..images.infotext import parse_infotext, to_request_fields
+from ..models.registry import ModelInfo
+from ..storage.db import Database
+from .a1111_fields import (
+    IMG2IMG,
+    INFOTEXT_OPTIONS,
+    OPTIONS,
+    TIMESTEP_SAMPLERS,
+    TXT2IMG,
+    Honoured,
+    Neutral,
+)
+from .images import ImageService, open_image
+from .models import ModelService
+
+__all__ = ["A1111Service", "Endpoint", "Prepared", "decode_b64_image", "request_model"]
+
+log = logging.getLogger("aigc_studio.a1111")
+
+Endpoint = Literal["txt2img", "img2img"]
+TABLES = {"txt2img": TXT2IMG, "img2img": IMG2IMG}
+# Keys of a pasted infotext that are not request fields: the model stays the one asked for, as with
+# A1111's default "disregard checkpoint information from pasted infotext" (disable_weights_auto_swap).
+_INFOTEXT_SKIPPED = {"sd_model_hash", "sd_model_checkpoint", "clip_skip"}
+_HIRES_KEYS = {"hr_scale", "hr_upscaler", "hr_resize_x", "hr_resize_y", "hr_second_pass_steps"}
+
+
+def request_model(endpoint: Endpoint) -> type[BaseModel]:
+    """The request body of A1111's /sdapi/v1/<endpoint>, for the API schema: each field, its type and what
+    the studio does with it. Extra keys pass through so that the service can name them in its 422."""
+    fields: dict[str, Any] = {
+        name: (policy.kind | None, Field(None, description=policy.describe()))
+        for name, policy in TABLES[endpoint].items()
+    }
+    title = "StableDiffusionProcessingTxt2Img" if endpoint == "txt2img" else "StableDiffusionProcessingImg2Img"
+    return create_model(title, __config__=ConfigDict(extra="allow"), **fields)
+
+
+def decode_b64_image(data: str, what: str) -> Image.Image:
+    """A base64 image (or data URL, as browsers send) -> PIL image, with an error naming ``what``."""
+    if not isinstance(data, str):
+        raise InvalidRequest(f"{what} must be a base64 image string", param=what)
+    if "," in data[:100] and data.startswith("data:"):
+        data = data.split(",", 1)[1]
+    try:
+        raw = base64.b64decode(data, validate=False)
+    except (ValueError, TypeError):
+        raise InvalidRequest(f"{what} is not valid base64", param=what) from None
+    return open_image(raw, what)
+
+
+@dataclass
+class Prepared:
+    """An A1111 request made ready to queue: ``ImageService.submit(request, mode, **submit)``."""
+
+    request: ImageRequest
+    mode: Mode
+    submit: dict[str, Any]
+    send_images: bool
+    echo: dict[str, Any]
+    persist: dict[str, Any] = field(default_factory=dict)  # options kept afterwards (restore_afterwards false)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _cast(raw: str, default: object) -> object:
+    """An infotext value (text) as the type of the option's default, as A1111's ``opts.cast_value``."""
+    if isinstance(default, bool):
+        return raw.strip().lower() == "true"
+    for kind in (int, float):
+        if isinstance(default, kind):
+            try:
+                return kind(raw)
+            except ValueError:
+                return raw
+    return raw
+
+
+def _type_ok(value: object, default: object) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+class A1111Service:
+    def __init__(self, db: Database, images: ImageService, models: ModelService, config: Config):
+        self.db = db
+        self.images = images
+        self.models = models
+        self.config = config
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def prepare(self, sent: dict[str, Any], endpoint: Endpoint) -> Prepared:
+        """Check an A1111 request field by field and make the ImageRequest; raises a 4xx naming every
+        field that cannot be honoured. Nothing is queued or stored here."""
+        table = TABLES[endpoint]
+        fields = {k: v for k, v in sent.items() if v is not None}
+        errors: list[tuple[str, str]] = []
+        for name in sent:
+            if name not in table:
+                close = [f for f in table if f.startswith(name)] or difflib.get_close_matches(name, list(table), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                errors.append((name, f"{name}: A1111's {endpoint} request has no such field{hint}"))
+        overrides = dict(fields.get("override_settings") or {})
+        origins: dict[str, str] = {}  # option -> the infotext label it came from
+        if fields.get("infotext"):
+            origins = self._apply_infotext(str(fields["infotext"]), endpoint, fields, overrides)
+
+        request_fields: dict[str, Any] = {}
+        defaults: dict[str, Any] = {}
+        for name, policy in table.items():
+            value = fields.get(name)
+            if isinstance(policy, Honoured):
+                # As in A1111 ("sampler_name or sampler_index", "hr_sampler_name or sampler_name"), an
+                # empty text means the field's default.
+                if value is not None and value != "" and value not in policy.same:
+                    request_fields[policy.field] = value
+                elif value is None and policy.a1111_default is not None:
+                    defaults[policy.field] = policy.a1111_default
+            elif isinstance(policy, Neutral) and not policy.accepts(value):
+                errors.append((name, self._refusal(name, policy, value)))
+        if "sampler_name" not in request_fields:
+            if fields.get("sampler_index"):
+                request_fields["sampler_name"] = fields["sampler_index"]
+            else:
+                defaults["sampler_name"] = "Euler"  # A1111's API default (sampler_index), not the studio's
+        if endpoint == "img2img":
+            self._mask_blur(fields, request_fields, errors)
+
+        model, persist = self._overrides(overrides, origins, request_fields, defaults, errors)
+        if fields.get("override_settings_restore_afterwards") is False:
+            lasting = [k for k in overrides if OPTIONS.get(k) and OPTIONS[k].kind in ("field", "neutral")]
+            lasting = [k for k in lasting if not OPTIONS[k].is_default(overrides[k])]
+            if lasting:
+                errors.append(
+                    (
+                        "override_settings_restore_afterwards",
+                        "override_settings_restore_afterwards: false keeps the overrides for later generations, "
+                        f"and the studio keeps only sd_model_checkpoint and CLIP_stop_at_last_layers, not "
+                        f"{', '.join(lasting)}",
+                    )
+                )
+        else:
+            persist = {}
+        if errors:
+            raise InvalidRequest("; ".join(message for _, message in errors), param=errors[0][0])
+
+        submit: dict[str, Any] = {"defaults": defaults, "keep": not fields.get("do_not_save_samples", False)}
+        mode: Mode = "txt2img"
+        if endpoint == "img2img":
+            init_images = fields.get("init_images") or []
+            if not init_images:
+                raise InvalidRequest("init_images must hold one base64 image", param="init_images")
+            submit["init_image"] = decode_b64_image(init_images[0], "init_images")
+            if fields.get("mask"):
+                submit["mask"] = decode_b64_image(fields["mask"], "mask")
+            mode = "inpaint" if "mask" in submit else "img2img"
+        if model is not None:
+            request_fields["model"] = model.id
+        return Prepared(
+            request=ImageRequest(**request_fields),
+            mode=mode,
+            submit=submit,
+            send_images=fields.get("send_images", True) is not False,
+            echo=self._echo(sent),
+            persist=persist,
+        )
+
+    def finish(self, prepared: Prepared) -> None:
+        """After a request ran: keep its override settings when it asked to (restore_afterwards false)."""
+        if prepared.persist:
+            self.set_options(prepared.persist, load=False)
+
+    @staticmethod
+    def _refusal(name: str, policy: Neutral, value: object) -> str:
+        if name == "script_name":
+            return f"script_name: Script {value!r} not found ({policy.why})"
+        if name == "alwayson_scripts" and isinstance(value, dict):
+            scripts = ", ".join(repr(k) for k in value)
+            return f"alwayson_scripts: always on script {scripts} not found ({policy.why})"
+        return f"{name}: {policy.why}; accepted only as {policy.allowed_text()}, got {_json(value)}"
+
+    def _apply_infotext(self, text: str, endpoint: Endpoint, fields: dict, overrides: dict) -> dict[str, str]:
+        # As A1111's apply_infotext: a parameter fills a field only when the request did not set it, and
+        # the options the infotext names join override_settings unless those already set them.
+        parsed = parse_infotext(text)
+        derived = to_request_fields(parsed)
+        table = TABLES[endpoint]
+        for name, value in derived.items():
+            if name in table and name not in _INFOTEXT_SKIPPED and fields.get(name) is None:
+                fields[name] = value
+        # A1111 turns the hires fix on when the infotext has a hires parameter and a denoising strength.
+        hires = "denoising_strength" in derived and _HIRES_KEYS & set(derived)
+        if endpoint == "txt2img" and hires and fields.get("enable_hr") is None:
+            fields["enable_hr"] = True
+        origins = {}
+        for label, key in INFOTEXT_OPTIONS.items():
+            if label in parsed.params and key not in overrides:
+                overrides[key] = _cast(parsed.params[label], OPTIONS[key].default)
+                origins[key] = label
+        return origins
+
+    @staticmethod
+    def _mask_blur(fields: dict, request_fields: dict, errors: list) -> None:
+        # A1111's mask_blur sets both directions; mask_blur_x/_y alone must agree (the studio blurs evenly).
+        if "mask_blur" in fields or ("mask_blur_x" not in fields and "mask_blur_y" not in fields):
+            return
+        x, y = fields.get("mask_blur_x", 4), fields.get("mask_blur_y", 4)
+        if x != y:
+            errors.append(
+                (
+                    "mask_blur_x",
+                    f"mask_blur_x: the studio blurs the mask evenly; mask_blur_x ({x}) must equal "
+                    f"mask_blur_y ({y}), or give mask_blur",
+                )
+            )
+        else:
+            request_fields["mask_blur"] = x
+
+    def _overrides(
+        self, overrides: dict, origins: dict, request_fields: dict, defaults: dict, errors: list
+    ) -> tuple[ModelInfo | None, dict]:
+        """Apply a request's override_settings (and the options its infotext names, ``origins``); returns
+        the model they name and the options that could be kept afterwards."""
+        model = None
+        persist: dict[str, Any] = {}
+        sampler = self._sampler(request_fields.get("sampler_name") or defaults.get("sampler_name"))
+        for key, value in overrides.items():
+            where = f"infotext {origins[key]!r} ({key})" if key in origins else f"override_settings.{key}"
+            option = OPTIONS.get(key)
+            if option is None:
+                errors.append(
+                    (
+                        where,
+                        f"{where}: not an A1111 option the studio knows, so it cannot say what it "
+                        "would change; known options: GET /sdapi/v1/options",
+                    )
+                )
+                continue
+            if key == "sd_model_checkpoint":
+                if value:
+                    model = self.models.resolve_checkpoint(str(value))
+                    persist[key] = model.id
+            elif key == "CLIP_stop_at_last_layers":
+                problem = self._clip_skip_problem(value)
+                if problem:
+                    errors.append((where, f"{where}: {problem}"))
+                else:
+                    request_fields.setdefault("clip_skip", value)  # A1111's request has no clip_skip field
+                    persist[key] = value
+            elif option.kind == "field":
+                if not _type_ok(value, option.default):
+                    errors.append((where, f"{where}: must be like {_json(option.default)}, got {_json(value)}"))
+                elif not option.is_default(value) and option.field not in request_fields:
+                    applies = key != "eta_ddim" if sampler not in TIMESTEP_SAMPLERS else key != "eta_ancestral"
+                    if applies:
+                        request_fields[option.field] = value
+            elif option.kind == "neutral" and not option.is_default(value):
+                errors.append(
+                    (where, f"{where}: {option.why}; accepted only as {option.neutral_text()}, got {_json(value)}")
+                )
+            elif option.kind == "inert":
+                persist[key] = value
+        return model, persist
+
+    @staticmethod
+    def _sampler(name: object) -> str | None:
+        try:
+            return ImageRequest(sampler_name=name).sampler_name if isinstance(name, str) else None
+        except ValidationError:
+            return None  # the request itself reports it
+
+    @staticmethod
+    def _clip_skip_problem(value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number from 1 to 12, got {_json(value)}"
+        try:
+            ImageRequest(clip_skip=value)
+        except ValidationError as exc:
+            return exc.errors()[0]["msg"] + f", got {value}"
+        return None
+
+    @staticmethod
+    def _echo(sent: dict) -> dict:
+        """The request as A1111 echoes it in ``parameters``: input images left out unless asked for."""
+        echoed = dict(sent)
+        if not echoed.get("include_init_images"):
+            for key in ("init_images", "mask"):
+                if key in echoed:
+                    echoed[key] = None
+        return echoed
+
+    # -- options ---------------------------------------------------------------------------------
+
+    def checkpoint(self, info: ModelInfo) -> dict:
+        """A model as A1111's /sd-models lists a checkpoint: title "name [hash]", hash, sha256, file."""
+        sha = self.images.registry.sha256(info)
+        short = sha[:10] if sha else None
+        return {
+            "title": f"{info.id} [{short}]" if short else info.id,
+            "model_name": info.id,
+            "hash": short,
+            "sha256": sha,
+            "filename": info.path or info.id,
+            "config": None,
+        }
+
+    def options(self) -> dict[str, Any]:
+        """A1111's options as the studio holds them: stored values, the studio's own where it has one."""
+        values = {key: option.default for key, option in OPTIONS.items()}
+        values.update(self._stored())
+        images_dir = str(self.config.outputs_dir / "images")
+        for key in ("outdir_samples", "outdir_txt2img_samples", "outdir_img2img_samples"):
+            values[key] = images_dir
+        registry = self.images.registry
+        try:
+            title = self.checkpoint(registry.resolve(registry.default_image_model, kind="image"))["title"]
+        except InvalidRequest:
+            title = None  # no image model installed
+        values["sd_model_checkpoint"] = title
+        values["sd_checkpoint_hash"] = title.split("[")[-1].rstrip("]") if title and "[" in title else None
+        values["CLIP_stop_at_last_layers"] = int(self.config.values.get("clip_skip", 1))
+        return values
+
+    def set_options(self, options: dict[str, Any], *, load: bool = True) -> None:
+        """A1111's POST /options: keeps the options it knows (the model and clip skip are studio settings,
+        options that change no image are stored) and ignores unknown keys, as A1111 does. An option that
+        would change later images in a way the studio cannot is refused, and then nothing is set."""
+        errors: list[tuple[str, str]] = []
+        model: ModelInfo | None = None
+        stored: dict[str, Any] = {}
+        for key, value in options.items():
+            option = OPTIONS.get(key)
+            if option is None:
+                continue
+            if key == "sd_model_checkpoint":
+                if value:
+                    model = self.models.resolve_checkpoint(str(value))
+            elif key == "CLIP_stop_at_last_layers":
+                problem = self._clip_skip_problem(value)
+                if problem:
+                    errors.append((key, f"{key}: {problem}"))
+            elif option.kind in ("field", "neutral") and not option.is_default(value):
+                why = option.why or f"the studio keeps no global {option.field}; set it per request"
+                errors.append((key, f"{key}: {why}; only {option.neutral_text()} can be set here"))
+            elif option.kind == "inert":
+                if not _type_ok(value, option.default):
+                    errors.append((key, f"{key}: must be like {_json(option.default)}, got {_json(value)}"))
+                else:
+                    stored[key] = value
+        if errors:
+            raise InvalidRequest("; ".join(message for _, message in errors), param=errors[0][0])
+        ignored = sorted(set(options) - set(OPTIONS))
+        if ignored:
+            log.info("ignored options that A1111 or the studio does not know: %s", ", ".join(ignored))
+        if "CLIP_stop_at_last_layers" in options:
+            save_setting("clip_skip", int(options["CLIP_stop_at_last_layers"]))
+            self.config.values["clip_skip"] = int(options["CLIP_stop_at_last_layers"])
+        if stored:
+            with self.db.tx() as conn:
+                conn.executemany(
+                    "INSERT INTO a1111_options (key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [(key, _json(value)) for key, value in stored.items()],
+                )
+        if model is not None:
+            if load:
+                # As in A1111, setting the checkpoint loads it, so the next generation starts warm; loading
+                # first leaves the default as it was when the model cannot load.
+                self.images.registry.image_engine(model.id)
+            self.models.set_default(model.id, kind="image")
+
+    def _stored(self) -> dict[str, Any]:
+        rows = self.db.conn.execute("SELECT key, value FROM a1111_options")
+        return {row["key"]: json.loads(row["value"]) for row in rows if row["key"] in OPTIONS}
