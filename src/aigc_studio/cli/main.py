@@ -57,7 +57,18 @@ def _friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AIGC"})
+class _StudioGroup(click.Group):
+    """Every command's StudioError (a bad setting in config.toml, an unknown model, ...) is one line
+    on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StudioError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=_StudioGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AIGC"})
 @click.version_option(__version__, prog_name="aigc")
 def cli() -> None:
     """AIGC Studio: chat, write, code and draw with local models.
@@ -403,7 +414,14 @@ def serve(host, port, model, log_level):
         err=True,
     )
     uvicorn.run(
-        create_app(studio), host=str(config.host), port=int(config.port), log_level=log_level, log_config=log_config
+        create_app(studio),
+        host=str(config.host),
+        port=int(config.port),
+        log_level=log_level,
+        log_config=log_config,
+        # Requests still waiting at shutdown (a queued image, a long answer) are cancelled after this,
+        # rather than holding the server open until their jobs end; studio.close() then stops the jobs.
+        timeout_graceful_shutdown=5,
     )
     studio.close()
 

@@ -188,6 +188,8 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_threads": ("CPU threads", "CPU 线程数"),
     "set_context": ("Context length", "上下文长度"),
     "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
+    "set_max_body_mb": ("Largest request (MiB)", "最大请求体（MiB）"),
+    "set_max_image_megapixels": ("Largest image (megapixels)", "最大图像（百万像素）"),
 }
 
 # Labels of declared parameters (A1111's for images, OpenAI's for text) and the Chinese of their help.
@@ -230,6 +232,8 @@ SETTINGS_HELP_ZH = {
     "threads": "llama.cpp 使用的 CPU 线程数（0：全部核心）。",
     "context": "GGUF 模型的上下文长度（0：模型训练时的长度）。",
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
+    "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
+    "max_image_megapixels": "可解码的最大图像，单位百万像素（宽 × 高 ÷ 1,000,000）。",
 }
 
 
