@@ -32,8 +32,16 @@ class Studio:
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)
         self.jobs = JobQueue(self.db)
-        self.images = ImageService(self.db, self.registry, self.jobs, self.config.outputs_dir)
+        self.images = ImageService(
+            self.db,
+            self.registry,
+            self.jobs,
+            self.config.outputs_dir,
+            max_megapixels=int(self.config.max_image_megapixels),
+        )
 
-    def close(self) -> None:
-        self.jobs.close()
-        self.registry.close()
+    def close(self, timeout: float = 30) -> None:
+        """Shut down: cancel queued and running work, wait (bounded) for it to stop, then free the
+        models. An engine whose job does not stop in time is left to it, not freed under it."""
+        self.jobs.close(timeout)
+        self.registry.close(timeout)
