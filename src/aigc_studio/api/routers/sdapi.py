@@ -12,7 +12,7 @@ import io
 import json
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict
 from ...contracts import SAMPLERS, SCHEDULERS, ImageRequest, Mode
 from ...errors import InvalidRequest
 from ...images.infotext import parse_infotext, read_infotext, to_request_fields
-from ...services.images import GenerationResult, open_image
+from ...services.images import GenerationResult
 from ...studio import Studio
 from ..deps import get_studio
+from ..waiting import wait_for_job
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
@@ -39,14 +40,17 @@ class A1111Body(BaseModel):
     send_images: bool = True
 
 
-def decode_b64_image(data: str, what: str) -> Image.Image:
+def decode_b64_image(data: object, what: str, studio: Studio) -> Image.Image:
+    """A base64 (or data URL) image from a request, checked against the studio's pixel limit."""
+    if not isinstance(data, str):
+        raise InvalidRequest(f"{what} must be a base64-encoded image (a string), got {type(data).__name__}", param=what)
     if "," in data[:100] and data.startswith("data:"):
         data = data.split(",", 1)[1]  # a data URL, as browsers send
     try:
-        raw = base64.b64decode(data, validate=False)
+        raw = base64.b64decode("".join(data.split()), validate=True)
     except (ValueError, TypeError):
         raise InvalidRequest(f"{what} is not valid base64", param=what) from None
-    return open_image(raw, what)
+    return studio.images.open_image(raw, what)
 
 
 def encode_preview(image: Image.Image) -> str:
@@ -71,10 +75,13 @@ def resolve_checkpoint(studio: Studio, name: str) -> str:
     return studio.models.resolve_checkpoint(name).id
 
 
-async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: A1111Body, **images: Any) -> dict:
-    # Checks run before queueing (a bad request queues nothing); the wait happens off the event loop.
+async def _run(
+    http: Request, studio: Studio, request: ImageRequest, mode: Mode, body: A1111Body, **images: Any
+) -> dict:
+    # Checks run before queueing (a bad request queues nothing); the wait holds no thread, and a
+    # client that disconnects interrupts its job.
     job = await run_in_threadpool(studio.images.submit, request, mode, source="sdapi", **images)
-    result: GenerationResult = await run_in_threadpool(job.wait)
+    result: GenerationResult = await wait_for_job(http, studio.jobs, job)
     return {
         "images": [g.png_base64() for g in result.images] if body.send_images else [],
         "parameters": _echo(body),
@@ -97,25 +104,28 @@ def _echo(body: A1111Body) -> dict:
 
 
 @router.post("/txt2img")
-async def txt2img(body: A1111Body, studio: Studio = Depends(get_studio)) -> dict:
-    return await _run(studio, _image_request(body, studio), "txt2img", body)
+async def txt2img(body: A1111Body, http: Request, studio: Studio = Depends(get_studio)) -> dict:
+    return await _run(http, studio, _image_request(body, studio), "txt2img", body)
 
 
 @router.post("/img2img")
-async def img2img(body: A1111Body, studio: Studio = Depends(get_studio)) -> dict:
+async def img2img(body: A1111Body, http: Request, studio: Studio = Depends(get_studio)) -> dict:
     extra = body.model_extra or {}
     init_images = extra.get("init_images") or []
+    if not isinstance(init_images, list):
+        raise InvalidRequest("init_images must be a list of base64 images", param="init_images")
     if not init_images:
         raise InvalidRequest("init_images must hold one base64 image", param="init_images")
-    init = decode_b64_image(init_images[0], "init_images")
-    mask = decode_b64_image(extra["mask"], "mask") if extra.get("mask") else None
+    init = decode_b64_image(init_images[0], "init_images", studio)
+    mask = decode_b64_image(extra["mask"], "mask", studio) if extra.get("mask") else None
     request = _image_request(body, studio)
-    return await _run(studio, request, "inpaint" if mask is not None else "img2img", body, init_image=init, mask=mask)
+    mode = "inpaint" if mask is not None else "img2img"
+    return await _run(http, studio, request, mode, body, init_image=init, mask=mask)
 
 
 @router.post("/png-info")
-def png_info(image: str = Body(..., embed=True)) -> dict:
-    picture = decode_b64_image(image, "image")
+def png_info(image: str = Body(..., embed=True), studio: Studio = Depends(get_studio)) -> dict:
+    picture = decode_b64_image(image, "image", studio)
     text = read_infotext(picture)
     items = {k: v for k, v in picture.info.items() if isinstance(v, str)}
     if text is None:
