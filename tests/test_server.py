@@ -269,3 +269,65 @@ def test_a_request_body_over_the_limit_is_a_413_in_the_paths_shape(aigc_home):
         assert r.json()["choices"][0]["text"] == "still fine"
     assert studio.db.conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
     studio.close()
+
+
+def test_stopping_aigc_serve_cancels_an_answer_in_progress_and_exits_cleanly(aigc_home, smollm_path):
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "AIGC_HOME": str(aigc_home), "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aigc_studio", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert time.time() < deadline and server.poll() is None, "aigc serve did not start"
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        streaming, ended = threading.Event(), []
+
+        def long_answer():
+            body = {
+                "model": "smollm2",
+                "stream": True,
+                "max_tokens": 4000,
+                "messages": [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
+            }
+            try:
+                with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as r:
+                    for line in r.iter_lines():
+                        if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                            streaming.set()
+                        if line:
+                            ended.append(line)
+            except httpx.HTTPError as exc:
+                ended.append(exc)
+
+        client = threading.Thread(target=long_answer, daemon=True)
+        client.start()
+        assert streaming.wait(60), "the answer never started"
+        started = time.perf_counter()
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0 and time.perf_counter() - started < 15
+    assert "Traceback" not in output and "Aborted" not in output
+    client.join(10)
+    assert ended[-1] == "data: [DONE]"  # the client got a proper end, not a dropped connection
+    rows = Studio(load_config()).db.conn.execute("SELECT status, finish_reason FROM responses").fetchall()
+    assert [tuple(r) for r in rows] == [("cancelled", "cancelled")]

@@ -40,6 +40,12 @@ class Studio:
             max_megapixels=int(self.config.max_image_megapixels),
         )
 
+    def cancel(self) -> None:
+        """Stop all work in progress (image jobs, text answers) without shutting anything down; each
+        waiting caller gets what was done so far, recorded as interrupted or cancelled."""
+        self.jobs.interrupt_all()
+        self.registry.cancel_all()
+
     def close(self, timeout: float = 30) -> None:
         """Shut down: cancel queued and running work, wait (bounded) for it to stop, then free the
         models. An engine whose job does not stop in time is left to it, not freed under it."""

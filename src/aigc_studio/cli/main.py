@@ -400,6 +400,8 @@ def models_info(name):
 @click.option("--log-level", default="info", show_default=True, help="Server log level.")
 def serve(host, port, model, log_level):
     """Start the studio server: OpenAI-compatible API at /v1, health at /health."""
+    import asyncio
+
     import uvicorn
 
     from ..api.app import create_app
@@ -413,17 +415,33 @@ def serve(host, port, model, log_level):
         fg="green",
         err=True,
     )
-    uvicorn.run(
-        create_app(studio),
-        host=str(config.host),
-        port=int(config.port),
-        log_level=log_level,
-        log_config=log_config,
-        # Requests still waiting at shutdown (a queued image, a long answer) are cancelled after this,
-        # rather than holding the server open until their jobs end; studio.close() then stops the jobs.
-        timeout_graceful_shutdown=5,
+
+    class StudioServer(uvicorn.Server):
+        """uvicorn's server, which at shutdown first stops the studio's work in progress: the requests
+        waiting for it (a queued image, a long answer) then end by themselves, with what was done so
+        far, instead of holding the server open until their jobs would have finished."""
+
+        async def shutdown(self, sockets=None) -> None:
+            await asyncio.to_thread(studio.cancel)
+            await super().shutdown(sockets)
+
+    server = StudioServer(
+        uvicorn.Config(
+            create_app(studio),
+            host=str(config.host),
+            port=int(config.port),
+            log_level=log_level,
+            log_config=log_config,
+            # A request that still has not ended 5 s after its work was stopped is cancelled outright.
+            timeout_graceful_shutdown=5,
+        )
     )
-    studio.close()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again once it is done
+        pass
+    finally:
+        studio.close()
 
 
 def _server_log_config(path: Path, level: str) -> dict:

@@ -174,6 +174,12 @@ class EngineWorker:
         # Only this thread ever ran the engine, and it has finished its last job: free it here.
         self.engine.close()
 
+    def cancel_all(self) -> None:
+        """Cancel every queued and running job; the worker stays up for new ones."""
+        with self._lock:
+            for job in self._active:
+                job.cancel()
+
     def stop(self, cancel: bool) -> None:
         """Refuse new jobs and let the thread end after the queued ones (cancelled first when
         ``cancel``); the thread frees the engine as it ends. Does not wait."""

@@ -487,6 +487,13 @@ class Registry:
         if worker is not None:
             worker.close(timeout)
 
+    def cancel_all(self) -> None:
+        """Cancel every text request queued or running; the models stay loaded."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel_all()
+
     def close(self, timeout: float = 30) -> None:
         """Shut down: cancel every text request, wait (at most ``timeout`` s in all) for the workers to
         free their engines, and free the image engine once no generation uses it. An engine whose job

@@ -173,6 +173,11 @@ class JobQueue:
             self._finish(job, "interrupted")
         return True
 
+    def interrupt_all(self) -> None:
+        """Drop every queued job and interrupt the running one."""
+        for job in self.pending():
+            self.interrupt(job.id)
+
     def skip(self) -> bool:
         """End the current batch of the running job early and go on with its next batch."""
         job = self.current
@@ -255,8 +260,7 @@ class JobQueue:
         s) for it to stop. Returns whether the worker ended; if not, one log line says so, and the
         engine it uses stays loaded (the registry frees an image engine only once no job uses it)."""
         self._closed = True
-        for job in self.pending():
-            self.interrupt(job.id)
+        self.interrupt_all()
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
