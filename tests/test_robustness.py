@@ -290,8 +290,8 @@ def test_a_text_client_that_disconnects_cancels_its_answer(server, path, stream)
     try:
         if stream:
             with httpx.stream("POST", server.url + path, json=body, timeout=10) as r:
-                lines = r.iter_lines()
-                assert next(line for line in lines if line.startswith("data:"))  # it started; now go away
+                # Read until the first words arrive: the answer is being generated; now go away.
+                assert next(line for line in r.iter_lines() if "w0" in line)
         else:
             with pytest.raises(httpx.ReadTimeout):
                 httpx.post(server.url + path, json=body, timeout=0.6)
@@ -302,7 +302,7 @@ def test_a_text_client_that_disconnects_cancels_its_answer(server, path, stream)
             ).fetchone()
 
         wait_until(lambda: last_record() and last_record()["status"] == "cancelled", seconds=5, what="cancelling")
-        assert last_record()["finish_reason"] == "cancelled" and last_record()["completion_tokens"] < 100
+        assert last_record()["finish_reason"] == "cancelled" and 0 < last_record()["completion_tokens"] < 100
     finally:
         engine.delay = 0
     # The model's worker is free at once for the next request.
@@ -417,7 +417,9 @@ def test_a_checkpoint_the_detector_cannot_read_is_still_added_and_fails_when_loa
     unknown = tmp_path / "odd.safetensors"
     placeholder(unknown, 4, text_encoder="some_other_encoder.")
     info = studio.registry.add(unknown)
-    assert info.unet_in_channels is None and studio.registry.image_capabilities(info) is None
+    assert (
+        info.unet_in_channels is None and info.capabilities == [] and studio.registry.image_capabilities(info) is None
+    )
     job = studio.images.submit(ImageRequest(prompt="x", model="odd", steps=1, **SMALL))  # nothing to refuse yet
     with pytest.raises(Exception, match="cannot load image model 'odd'"):
         job.wait(60)

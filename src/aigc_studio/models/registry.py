@@ -98,7 +98,7 @@ def unet_in_channels(path: Path) -> int | None:
             return int(json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))["in_channels"])
         if path.is_file():
             return arch_in_channels(detect_architecture(path))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except Exception as exc:  # torch.load of a .ckpt alone raises half a dozen kinds
         # Unreadable or of an unknown architecture: loading it will say exactly why.
         log.info("cannot tell what %s can do before loading it: %s", path, exc)
     return None
@@ -263,10 +263,9 @@ class Registry:
         if any(m.id == model_id or model_id in m.aliases for m in self.all()):
             raise InvalidRequest(f"a model called '{model_id}' already exists; pick another name with --name")
         in_channels = unet_in_channels(p) if kind == "image" else None
-        if kind == "text":
-            capabilities = ["chat", "stream", "seed", "stop"]
-        else:
-            capabilities = IMAGE_CAPABILITIES.get(in_channels, ["txt2img", "img2img", "inpaint"])
+        # An image model claims only what its files say it can do.
+        text_capabilities = ["chat", "stream", "seed", "stop"]
+        capabilities = text_capabilities if kind == "text" else IMAGE_CAPABILITIES.get(in_channels, [])
         info = ModelInfo(
             id=model_id,
             engine=engine,
@@ -419,7 +418,8 @@ class Registry:
                         stored = json.loads(row["info"])
                         stored.update(unet_in_channels=info.unet_in_channels, capabilities=info.capabilities)
                         conn.execute("UPDATE models SET info = ? WHERE id = ?", (json.dumps(stored), info.id))
-        return info.capabilities if info.unet_in_channels is not None else None
+        # None also for channels no engine here runs: loading it says so.
+        return IMAGE_CAPABILITIES.get(info.unet_in_channels)
 
     def _image_engine_for(self, info: ModelInfo) -> ImageEngine:
         if self._image_engine and self._image_engine[0] == info.id:
