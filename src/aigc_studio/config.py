@@ -1,17 +1,91 @@
 """Settings: one place that says where state lives and what the defaults are.
 
 Precedence, highest first: a CLI flag, an environment variable (``AIGC_*``), the config file
-``$AIGC_HOME/config.toml``, the built-in default. Every setting is declared once in ``SETTINGS``
-so the CLI help, the environment names and the config file keys cannot drift apart.
+``$AIGC_HOME/config.toml``, the built-in default. Every setting is declared once in ``SETTINGS``, with
+the check its value must pass, so the CLI help, the environment names, the config file keys and what is
+refused cannot drift apart. A value the studio could not start with is refused where it is read or
+saved, with the key and where it came from (the file, the variable).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import SettingError
+
+
+def _integer(value: object) -> int:
+    # TOML gives ints; variables, flags and UI boxes give strings. A bool or a float is a mistake.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    raise ValueError
+
+
+def integer(low: int, high: int | None = None) -> Callable[[object], int]:
+    """A check: an integer from ``low`` to ``high`` (no upper end when None)."""
+    allowed = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+
+    def check(value: object) -> int:
+        try:
+            number = _integer(value)
+        except ValueError:
+            raise ValueError(f"must be {allowed}, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"must be {allowed}, got {number}")
+        return number
+
+    return check
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def host(value: object) -> str:
+    """A check: an IP address (v4 or v6) or a host name (letters, digits, hyphens, dot-separated labels)."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text:
+        try:
+            ipaddress.ip_address(text)
+            return text
+        except ValueError:
+            labels = text.removesuffix(".").split(".")
+            # An all-digit last label is a mistyped address (999.1.1.1), never a host name.
+            named = len(labels) == 1 or not labels[-1].isdigit()
+            if len(text) <= 253 and named and all(_HOST_LABEL.fullmatch(label) for label in labels):
+                return text
+    raise ValueError(f"must be an IP address (127.0.0.1, ::1, 0.0.0.0) or a host name (localhost), got {value!r}")
+
+
+def text(required: bool) -> Callable[[object], str]:
+    """A check: a string; with ``required``, not an empty one."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text, got {value!r}")
+        if required and not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    return check
+
+
+def boolean(value: object) -> bool:
+    """A check: true or false (a variable may say 1/0, yes/no, on/off)."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -19,32 +93,66 @@ class Setting:
     key: str
     default: object
     help: str
+    # Returns the value to use, or raises ValueError saying what is allowed ("must be ..., got ...").
+    # None: the check that the default's type implies (true/false, an integer of at least 0, text).
+    check: Callable[[object], object] | None = None
 
     @property
     def env(self) -> str:
         return "AIGC_" + self.key.upper()
 
+    def parse(self, value: object, where: str) -> object:
+        """``value`` as the studio uses it; SettingError naming the key and ``where`` if it is refused."""
+        check = self.check
+        if check is None:
+            kind = type(self.default)
+            check = boolean if kind is bool else integer(0) if kind is int else text(required=False)
+        try:
+            return check(value)
+        except ValueError as exc:
+            prefix = f"{where}: " if where else ""
+            raise SettingError(f"{prefix}{self.key} {exc}", param=self.key) from None
+
 
 SETTINGS: dict[str, Setting] = {
     s.key: s
     for s in [
-        Setting("host", "127.0.0.1", "Address the server binds to; loopback unless you say otherwise."),
-        Setting("port", 7860, "Port of the web UI and the APIs."),
-        Setting("model", "smollm2-135m", "Default text model id or alias."),
-        Setting("image_model", "", "Default image model id or alias (unset: the image model added last)."),
-        Setting("threads", 0, "CPU threads for llama.cpp (0: all cores)."),
-        Setting("context", 0, "Context length for GGUF models (0: the model's trained length)."),
-        Setting("max_loaded", 2, "Text models kept loaded at once; the default model is always kept."),
+        Setting("host", "127.0.0.1", "Address the server binds to; loopback unless you say otherwise.", host),
+        Setting("port", 7860, "Port of the web UI and the APIs.", integer(1, 65535)),
+        Setting("model", "smollm2-135m", "Default text model id or alias.", text(required=True)),
+        Setting(
+            "image_model",
+            "",
+            "Default image model id or alias (unset: the image model added last).",
+            text(required=False),
+        ),
+        Setting("threads", 0, "CPU threads for llama.cpp (0: all cores).", integer(0, 1024)),
+        Setting("context", 0, "Context length for GGUF models (0: the model's trained length).", integer(0)),
+        Setting("max_loaded", 2, "Text models kept loaded at once; the default model is always kept.", integer(1, 64)),
+        Setting(
+            "max_body_mb",
+            64,
+            "Largest request body the server accepts, in MiB (uploaded images included).",
+            integer(1, 4096),
+        ),
+        Setting(
+            "max_image_megapixels",
+            64,
+            "Largest image the studio decodes, in megapixels (width × height ÷ 1,000,000).",
+            integer(1, 178),  # past 178, Pillow's own guard against decompression bombs refuses first
+        ),
         Setting(
             "clip_skip",
             1,
             "Clip skip of image generations that do not set one (A1111's CLIP_stop_at_last_layers option).",
+            integer(1, 12),
         ),
         Setting(
             "test_models",
             0,
             "1: show the built-in test models (the 'plain' image and 'echo' text engines) in model lists and"
             " accept their names; the test suite turns it on.",
+            integer(0, 1),
         ),
     ]
 }
@@ -84,37 +192,46 @@ class Config:
 
 
 def load_config(**overrides: object) -> Config:
-    """Read the config file and environment, then apply non-None ``overrides`` (CLI flags)."""
+    """Read the config file and environment, then apply non-None ``overrides`` (CLI flags).
+
+    Raises SettingError (one line: the source, the key, what is allowed) for a value the studio
+    could not start with, or a key it does not know.
+    """
     home = aigc_home()
     home.mkdir(parents=True, exist_ok=True)
     from_file: dict[str, object] = {}
     config_file = home / "config.toml"
     if config_file.exists():
-        with config_file.open("rb") as f:
-            from_file = tomllib.load(f)
+        try:
+            with config_file.open("rb") as f:
+                from_file = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingError(f"{config_file} is not valid TOML: {exc}") from None
         unknown = sorted(set(from_file) - set(SETTINGS))
         if unknown:
-            raise ValueError(f"{config_file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+            raise SettingError(f"{config_file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
     values: dict[str, object] = {}
     for key, setting in SETTINGS.items():
-        value = from_file.get(key, setting.default)
+        value, where = setting.default, "the default"
+        if key in from_file:
+            value, where = from_file[key], str(config_file)
         if setting.env in os.environ:
-            value = os.environ[setting.env]
+            value, where = os.environ[setting.env], f"environment variable {setting.env}"
         if overrides.get(key) is not None:
-            value = overrides[key]
-        if isinstance(setting.default, int) and not isinstance(value, int):
-            try:
-                value = int(value)  # type: ignore[arg-type]
-            except ValueError:
-                raise ValueError(f"{setting.env} must be an integer, got {value!r}") from None
-        values[key] = value
+            value, where = overrides[key], f"option --{key.replace('_', '-')}"
+        values[key] = setting.parse(value, where)
     return Config(home=home, values=values)
 
 
 def save_setting(key: str, value: object) -> Path:
-    """Write one setting to ``$AIGC_HOME/config.toml``, keeping the others (the file is flat)."""
+    """Write one setting to ``$AIGC_HOME/config.toml``, keeping the others (the file is flat).
+
+    The value is checked first: one the studio could not start with is refused (SettingError) and
+    the file is left as it was.
+    """
     if key not in SETTINGS:
-        raise ValueError(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+        raise SettingError(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}", param=key)
+    value = SETTINGS[key].parse(value, "")
     home = aigc_home()
     home.mkdir(parents=True, exist_ok=True)
     path = home / "config.toml"

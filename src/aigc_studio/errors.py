@@ -1,6 +1,7 @@
 """Errors a user can act on. Each carries the HTTP status and OpenAI error fields it maps to.
 
-None of these is a 5xx: OpenAI clients retry 5xx, and retrying a request that is wrong only wastes time.
+None of these is a 5xx but ``ModelUnavailable``: OpenAI clients retry 5xx, and retrying a request that is
+wrong only wastes time; a model being unloaded under a request is the one case where a retry succeeds.
 """
 
 from __future__ import annotations
@@ -51,6 +52,32 @@ class ModelLoadError(StudioError):
 
     status = 422
     code = "model_load_failed"
+
+
+class SettingError(StudioError, ValueError):
+    """A setting the studio cannot start with; the message names the key and where the value came from."""
+
+
+class ModelUnavailable(StudioError):
+    """The model's worker stopped (shutdown, or the model was removed) before the request reached it."""
+
+    status = 503
+    type = "server_error"
+    code = "model_unavailable"
+
+
+class TooLarge(StudioError):
+    """A request body or an uploaded image is over a configured limit."""
+
+    status = 413
+    code = "too_large"
+
+
+class Interrupted(StudioError):
+    """A queued job was interrupted before it started, so there is nothing to return."""
+
+    status = 409
+    code = "interrupted"
 
 
 def validation_message(errors: list[dict]) -> tuple[str, str | None]:

@@ -34,9 +34,24 @@ class Studio:
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)
         self.jobs = JobQueue(self.db)
-        self.images = ImageService(self.db, self.registry, self.jobs, self.config.outputs_dir, config=self.config)
+        self.images = ImageService(
+            self.db,
+            self.registry,
+            self.jobs,
+            self.config.outputs_dir,
+            config=self.config,
+            max_megapixels=int(self.config.max_image_megapixels),
+        )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
 
-    def close(self) -> None:
-        self.jobs.close()
-        self.registry.close()
+    def cancel(self) -> None:
+        """Stop all work in progress (image jobs, text answers) without shutting anything down; each
+        waiting caller gets what was done so far, recorded as interrupted or cancelled."""
+        self.jobs.interrupt_all()
+        self.registry.cancel_all()
+
+    def close(self, timeout: float = 30) -> None:
+        """Shut down: cancel queued and running work, wait (bounded) for it to stop, then free the
+        models. An engine whose job does not stop in time is left to it, not freed under it."""
+        self.jobs.close(timeout)
+        self.registry.close(timeout)

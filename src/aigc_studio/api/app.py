@@ -5,20 +5,74 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..config import load_config
 from ..errors import StudioError, validation_message
 from ..studio import Studio
 from .routers import openai, sdapi
 from .routers import studio as studio_api
 
 log = logging.getLogger("aigc_studio.server")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a request body streams in past the limit. An HTTPException, so that FastAPI passes
+    it through from reading the body (other errors there become a 400) to the 413 handler."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class BodyLimit:
+    """A limit on request bodies: a Content-Length over it is refused before anything is read; a body
+    without one (chunked) is counted as it arrives and refused once it passes the limit. Either way
+    the client gets a 413 in the path's error shape, and no more of the body is held in memory."""
+
+    def __init__(self, app: ASGIApp, limit: int, respond: Callable[[Scope], JSONResponse]):
+        self.app, self.limit, self.respond = app, limit, respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self.respond(scope)(scope, receive, send)
+            return
+        received, started = 0, False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge()
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self.respond(scope)(scope, receive, send)
 
 
 def create_app(studio: Studio | None = None, *, load_default: bool = True) -> FastAPI:
@@ -50,17 +104,27 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
             app.state.studio.close()
 
     app = FastAPI(title="AIGC Studio", version=__version__, lifespan=lifespan)
+    max_body_mb = int((studio.config if studio is not None else load_config()).max_body_mb)
+    too_large = (
+        f"the request body is larger than the limit of {max_body_mb} MiB "
+        "(setting max_body_mb, environment variable AIGC_MAX_BODY_MB)"
+    )
 
     def error_response(
         request: Request, status: int, message: str, param: str | None, code: str | None, kind: str
     ) -> JSONResponse:
+        if status < 500:
+            # A user's mistake is routine: one line that says what was refused, never a traceback.
+            shown = 422 if status == 400 and request.url.path.startswith("/sdapi/") else status
+            log.info("%s %s refused (%d): %s", request.method, request.url.path, shown, message)
         if request.url.path.startswith("/sdapi/"):
             # A1111's shape (modules/api/api.py): what failed, and the message in "detail" and "errors".
             return JSONResponse(
                 {"error": kind, "detail": message, "body": "", "errors": message},
                 status_code=422 if status == 400 else status,
             )
-        body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(StudioError)
@@ -81,6 +145,19 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         message, param = validation_message(exc.errors())
         return error_response(request, 400, message, param, None, "ValidationError")
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if not isinstance(exc, BodyTooLarge):
+            return await http_exception_handler(request, exc)
+        return error_response(request, 413, too_large, None, "too_large", "TooLarge")
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        # A real bug: uvicorn logs its traceback (Starlette re-raises it after this answer); the client
+        # gets the path's error shape instead of a bare text page.
+        message = f"internal error ({type(exc).__name__}); the server log has the details"
+        return error_response(request, 500, message, None, "internal_error", "InternalError")
+
     @app.get("/health")
     def health(request: Request) -> JSONResponse:
         state = request.app.state
@@ -91,6 +168,11 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
             return JSONResponse({"status": "error", "model": model, "error": state.load_error}, status_code=503)
         return JSONResponse({"status": "ok", "model": model, "version": __version__})
 
+    def too_large_response(scope: Scope) -> JSONResponse:
+        request = Request(scope)
+        return error_response(request, 413, too_large, None, "too_large", "TooLarge")
+
+    app.add_middleware(BodyLimit, limit=max_body_mb * 2**20, respond=too_large_response)
     app.include_router(openai.router)
     app.include_router(sdapi.router)
     app.include_router(studio_api.router)

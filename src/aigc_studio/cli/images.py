@@ -116,9 +116,10 @@ def _build_request(prompt: str, kwargs: dict, default_size: tuple[int, int] | No
 
 
 def _load(path: Path, what: str):
+    from ..config import load_config
     from ..services.images import open_image
 
-    return open_image(path.read_bytes(), what)
+    return open_image(path.read_bytes(), what, int(load_config().max_image_megapixels))
 
 
 def _fit(size: tuple[int, int]) -> tuple[int, int]:

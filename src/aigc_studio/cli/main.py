@@ -57,7 +57,18 @@ def _friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AIGC"})
+class _StudioGroup(click.Group):
+    """Every command's StudioError (a bad setting in config.toml, an unknown model, ...) is one line
+    on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StudioError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=_StudioGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AIGC"})
 @click.version_option(__version__, prog_name="aigc")
 def cli() -> None:
     """AIGC Studio: chat, write, code and draw with local models.
@@ -389,6 +400,8 @@ def models_info(name):
 @click.option("--log-level", default="info", show_default=True, help="Server log level.")
 def serve(host, port, model, log_level):
     """Start the studio server: OpenAI-compatible API at /v1, health at /health."""
+    import asyncio
+
     import uvicorn
 
     from ..api.app import create_app
@@ -402,10 +415,33 @@ def serve(host, port, model, log_level):
         fg="green",
         err=True,
     )
-    uvicorn.run(
-        create_app(studio), host=str(config.host), port=int(config.port), log_level=log_level, log_config=log_config
+
+    class StudioServer(uvicorn.Server):
+        """uvicorn's server, which at shutdown first stops the studio's work in progress: the requests
+        waiting for it (a queued image, a long answer) then end by themselves, with what was done so
+        far, instead of holding the server open until their jobs would have finished."""
+
+        async def shutdown(self, sockets=None) -> None:
+            await asyncio.to_thread(studio.cancel)
+            await super().shutdown(sockets)
+
+    server = StudioServer(
+        uvicorn.Config(
+            create_app(studio),
+            host=str(config.host),
+            port=int(config.port),
+            log_level=log_level,
+            log_config=log_config,
+            # A request that still has not ended 5 s after its work was stopped is cancelled outright.
+            timeout_graceful_shutdown=5,
+        )
     )
-    studio.close()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again once it is done
+        pass
+    finally:
+        studio.close()
 
 
 def _server_log_config(path: Path, level: str) -> dict:

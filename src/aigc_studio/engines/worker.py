@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from ..contracts import TextChunk, TextRequest
+from ..errors import ModelUnavailable
 from .base import TextEngine
 
 _END = object()
@@ -39,6 +40,7 @@ class Job:
         self.cancel_event = threading.Event()
         self.done = threading.Event()
         self.on_done = on_done
+        self.on_end: Callable[[], None] | None = None
         self.text: list[str] = []
         self.final: TextChunk | None = None
         self.submitted_at = time.perf_counter()
@@ -90,31 +92,57 @@ class Job:
 
 
 class EngineWorker:
-    """Runs jobs for one engine, first come first served, on a daemon thread."""
+    """Runs jobs for one engine, first come first served, on a daemon thread.
+
+    The worker's own thread frees the engine, after its last job: so an engine is never freed under
+    a job that still runs, whoever stops the worker and however long that job takes. The registry
+    holds leases (``leases``) on a worker while a request goes from preparing to its end; eviction
+    only stops a worker with no lease and no job.
+    """
 
     def __init__(self, engine: TextEngine):
         self.engine = engine
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._pending = 0
+        self._active: set[Job] = set()  # queued or running
+        self._stopped = False
         self._lock = threading.Lock()
+        self.leases = 0  # changed by the registry, under its lock
         self._thread = threading.Thread(target=self._run, name=f"engine-{engine.model_id}", daemon=True)
         self._thread.start()
 
     @property
     def pending(self) -> int:
         """Jobs queued or running."""
-        return self._pending
+        return len(self._active)
+
+    @property
+    def idle(self) -> bool:
+        """No job queued or running and no request holding the worker: safe to stop."""
+        return not self._active and self.leases == 0
 
     def submit(
         self,
         request: TextRequest,
         loop: asyncio.AbstractEventLoop | None = None,
         on_done: Callable[[Job, BaseException | None], None] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> Job:
+        """Queue a request. ``on_end`` runs on the worker thread once the job is over and no longer
+        counted as pending, before the consumer sees the end (the registry releases its lease there).
+
+        A stopped worker refuses the request with ModelUnavailable instead of queueing it where no
+        thread will ever run it.
+        """
         job = Job(request, loop, on_done)
+        job.on_end = on_end
         with self._lock:
-            self._pending += 1
-        self._jobs.put(job)
+            if self._stopped:
+                raise ModelUnavailable(
+                    f"model '{self.engine.model_id}' was unloaded before this request reached it "
+                    "(the studio is shutting down or the model was removed); send the request again"
+                )
+            self._active.add(job)
+            self._jobs.put(job)
         return job
 
     def _run(self) -> None:
@@ -132,15 +160,56 @@ class EngineWorker:
                     job.on_done(job, error)
                 except Exception:
                     log.exception("recording a finished job failed")
+            with self._lock:
+                self._active.discard(job)
+            if job.on_end is not None:
+                try:
+                    job.on_end()
+                except Exception:
+                    log.exception("releasing a finished job's model failed")
             job.done.set()
             if error is not None:
                 job._put(error)
             job._put(_END)
-            with self._lock:
-                self._pending -= 1
-
-    def close(self) -> None:
-        """Finish queued jobs, then free the engine."""
-        self._jobs.put(None)
-        self._thread.join(timeout=60)
+        # Only this thread ever ran the engine, and it has finished its last job: free it here.
         self.engine.close()
+
+    def cancel_all(self) -> None:
+        """Cancel every queued and running job; the worker stays up for new ones."""
+        with self._lock:
+            for job in self._active:
+                job.cancel()
+
+    def stop(self, cancel: bool) -> None:
+        """Refuse new jobs and let the thread end after the queued ones (cancelled first when
+        ``cancel``); the thread frees the engine as it ends. Does not wait."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if cancel:
+                for job in self._active:
+                    job.cancel()
+            self._jobs.put(None)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the thread (and so the engine) to be done; whether it is."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self, timeout: float = 30) -> bool:
+        """Cancel queued and running jobs, stop, and wait (bounded) for the engine to be freed.
+
+        If the running job does not end in time, its engine is left to its thread, which frees it
+        when the job ends; one line says so. Returns whether the engine was freed.
+        """
+        self.stop(cancel=True)
+        if self.join(timeout):
+            return True
+        log.warning(
+            "model '%s' is still running a job %.1f s after it was cancelled; "
+            "its engine is left to that job's thread, which frees it when the job ends",
+            self.engine.model_id,
+            timeout,
+        )
+        return False

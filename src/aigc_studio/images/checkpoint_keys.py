@@ -1,21 +1,33 @@
 """Stable Diffusion checkpoint key layouts: diffusers -> original (CompVis / A1111) conversion, and
-telling a checkpoint's architecture from its keys and shapes.
+telling a checkpoint's architecture from its keys and shapes — the studio's one architecture detector,
+used by the engine's single-file loading, by ``registry.add`` (what a model can do) and by the A1111
+import.
 
 diffusers ships only the original -> diffusers direction (``loaders/single_file_utils.convert_ldm_*``);
-tests check that it maps ``to_original_checkpoint``'s output back exactly.
+tests check that it maps ``to_original_checkpoint``'s output back exactly. Detection reads a
+``.safetensors`` file's JSON header only (no torch, no weights), so adding or scanning models stays quick.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 from pathlib import Path
-
-import torch
-from safetensors import safe_open
+from typing import TYPE_CHECKING
 
 from .sd_configs import REFERENCE_ARCHS
 
-__all__ = ["checkpoint_shapes", "detect_architecture", "to_original_checkpoint"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "arch_in_channels",
+    "checkpoint_shapes",
+    "detect_architecture",
+    "safetensors_header",
+    "to_original_checkpoint",
+]
 
 
 def _unet_prefixes(config) -> list[tuple[str, str]]:
@@ -130,6 +142,8 @@ def _vae_inner(prefix, new_prefix, rest, tensor):
 
 def _ddpm_buffers(scheduler_config) -> dict[str, torch.Tensor]:
     """The schedule buffers an original LatentDiffusion checkpoint carries (betas, alphas_cumprod, ...)."""
+    import torch
+
     steps = scheduler_config["num_train_timesteps"]
     start, end = scheduler_config["beta_start"] ** 0.5, scheduler_config["beta_end"] ** 0.5
     betas = torch.linspace(start, end, steps, dtype=torch.float64) ** 2  # "scaled_linear"
@@ -168,6 +182,8 @@ _OPEN_CLIP_NAMES = {  # CLIPTextModel (less "text_model.") -> OpenCLIP's text to
 
 def _open_clip_text_encoder(text_encoder) -> dict[str, torch.Tensor]:
     """A CLIPTextModel's weights in OpenCLIP's layout: q/k/v projections stacked into ``attn.in_proj_*``."""
+    import torch
+
     out = {}
     for key, value in text_encoder.state_dict().items():
         key = key.removeprefix("text_model.")
@@ -194,6 +210,8 @@ def to_original_checkpoint(pipe, open_clip: bool = False) -> dict[str, torch.Ten
     ``cond_stage_model.model.`` (only the layers the pipeline has: a real SD2 file also carries the last
     one, which SD2 skips). Otherwise it is SD1.x's ``cond_stage_model.transformer.text_model.``.
     """
+    import torch
+
     if pipe.unet.config.addition_embed_type is not None:
         raise ValueError("only SD1.x/SD2.x-style pipelines (one text encoder) can be written as an original checkpoint")
     checkpoint = {}
@@ -215,18 +233,59 @@ def to_original_checkpoint(pipe, open_clip: bool = False) -> dict[str, torch.Ten
     return {key: value.detach().contiguous() for key, value in checkpoint.items()}
 
 
+_MAX_HEADER = 100 * 1024 * 1024  # a safetensors header past this is not one to parse
+
+
+def safetensors_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """A ``.safetensors`` file's tensor shapes by key and its ``__metadata__``, from its JSON header
+    alone; ValueError if the file is not one."""
+    path = Path(path)
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{path.name} is not a safetensors file (shorter than its header length)")
+        (length,) = struct.unpack("<Q", head)
+        if not 2 <= length <= _MAX_HEADER:
+            raise ValueError(f"{path.name} is not a safetensors file (header length {length})")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path.name} is not a safetensors file (its header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name} is not a safetensors file (its header is not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    shapes = {
+        key: tuple(entry["shape"])
+        for key, entry in header.items()
+        if isinstance(entry, dict) and isinstance(entry.get("shape"), list)
+    }
+    return shapes, metadata if isinstance(metadata, dict) else {}
+
+
 def checkpoint_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Every tensor's key and shape in a ``.safetensors`` or ``.ckpt`` file, without reading the weights."""
+    """Every tensor's key and shape in a ``.safetensors`` or ``.ckpt`` file, without reading the weights.
+
+    A ``.ckpt`` is opened with ``weights_only=True`` (tensors and plain data only; no code runs).
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
-        with safe_open(path, framework="pt") as file:
-            return {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}  # noqa: SIM118
+        return safetensors_header(path)[0]
+    import torch
+
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     checkpoint = checkpoint.get("state_dict", checkpoint)
     return {key: tuple(value.shape) for key, value in checkpoint.items() if isinstance(value, torch.Tensor)}
 
 
 _UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+# The UNet's input channels: 4 latents; + 4 of the input image for InstructPix2Pix; + 5 (masked image
+# and mask) to inpaint. An architecture's name ends with the suffix of its channels.
+_CHANNEL_SUFFIXES = {4: "", 9: "-inpainting", 8: "-pix2pix"}
+
+
+def arch_in_channels(arch: str) -> int:
+    """The UNet input channels of a ``detect_architecture`` answer (4, 8 or 9)."""
+    return next((n for n, suffix in _CHANNEL_SUFFIXES.items() if suffix and arch.endswith(suffix)), 4)
 
 
 def _sd2_predicts_v(path: Path, prediction_type: str | None) -> bool:
@@ -240,14 +299,15 @@ def _sd2_predicts_v(path: Path, prediction_type: str | None) -> bool:
         text = yaml.read_text(encoding="utf-8")
         return re.search(r"^\s*parameterization:\s*[\"']?v[\"']?\s*$", text, re.MULTILINE) is not None
     if path.suffix == ".safetensors":
-        with safe_open(path, framework="pt") as file:
-            metadata = file.metadata() or {}
+        metadata = safetensors_header(path)[1]
         if "modelspec.prediction_type" in metadata:  # Stability's ModelSpec: "v" or "epsilon"
             return metadata["modelspec.prediction_type"] in ("v", "v_prediction")
         if "modelspec.architecture" in metadata:  # "stable-diffusion-v2-768-v" or "stable-diffusion-v2-512"
             return metadata["modelspec.architecture"].endswith("-v")
         return True
     # diffusers' rule: the SD2 base checkpoints' training step marks epsilon; any other SD2 file is v
+    import torch
+
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return checkpoint.get("global_step") != 875000
 
@@ -285,7 +345,7 @@ def detect_architecture(path: str | Path, prediction_type: str | None = None) ->
         family = "sd15"
     else:
         raise ValueError(f"{path.name} has no text encoder this studio knows (SD1.x, SD2.x or SDXL)")
-    arch = family + {4: "", 9: "-inpainting", 8: "-pix2pix"}.get(in_channels, f"-{in_channels}-channels")
+    arch = family + _CHANNEL_SUFFIXES.get(in_channels, f"-{in_channels}-channels")
     if arch == "sd2":
         arch = "sd21" if _sd2_predicts_v(path, prediction_type) else "sd21-base"
     if arch not in REFERENCE_ARCHS:

@@ -38,9 +38,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import diffusers
-from transformers import CLIPTextConfig
-
 __all__ = [
     "CLIP_MAX_LENGTH",
     "END_TOKEN",
@@ -272,6 +269,11 @@ def write_reference_config_dir(arch: str, config_dir: str | Path, clip_tokenizer
     """
     if arch not in _REFERENCE_ARCHS:
         raise ValueError(f"arch must be one of {', '.join(REFERENCE_ARCHS)}, got {arch!r}")
+    # Imported here, not at the top: the architecture detector (checkpoint_keys) reads REFERENCE_ARCHS
+    # when a model is added, which should not cost the seconds diffusers and transformers take to import.
+    import diffusers
+    from transformers import CLIPTextConfig
+
     pipeline_name, unet, vae, scheduler = _REFERENCE_ARCHS[arch]
     config_dir = Path(config_dir)
     version = {"_diffusers_version": diffusers.__version__}
@@ -351,6 +353,8 @@ def load_single_file(path: str | Path, config_dir: str | Path, pipeline_class: t
     if not (config_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{config_dir} has no model_index.json; it must be a diffusers config folder")
     if pipeline_class is None:
+        import diffusers
+
         class_name = json.loads((config_dir / "model_index.json").read_text())["_class_name"]
         pipeline_class = getattr(diffusers, class_name)
     return pipeline_class.from_single_file(str(path), config=str(config_dir), local_files_only=True, **kwargs)

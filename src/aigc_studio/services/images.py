@@ -12,6 +12,7 @@ import io
 import json
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from .. import __version__
 from ..config import Config
 from ..contracts import ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
-from ..errors import InvalidRequest, NotFound, validation_message
+from ..errors import InvalidRequest, NotFound, TooLarge, validation_message
 from ..images.infotext import format_infotext, params_from_request, write_png
 from ..images.masking import blank_mask
 from ..images.resize import hires_size
@@ -110,16 +111,47 @@ class GenerationResult:
         }
 
 
-def open_image(data: bytes | Image.Image, what: str) -> Image.Image:
-    """A PIL image from bytes, with a clear error for anything that is not a readable image."""
+DEFAULT_MAX_MEGAPIXELS = 64  # the ``max_image_megapixels`` setting's default
+
+
+def _check_pixels(size: tuple[int, int], what: str, max_megapixels: int) -> None:
+    if size[0] * size[1] > max_megapixels * 1_000_000:
+        raise TooLarge(
+            f"{what} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} megapixels); the limit is "
+            f"{max_megapixels} megapixels (setting max_image_megapixels)",
+            param=what,
+        )
+
+
+def open_image(data: bytes | Image.Image, what: str, max_megapixels: int = DEFAULT_MAX_MEGAPIXELS) -> Image.Image:
+    """A PIL image from bytes, with a clear error for anything that is not a readable image
+    (InvalidRequest) or that is larger than ``max_megapixels`` (TooLarge). The size is checked from
+    the image's header, before a single pixel is decoded, so a small file that claims a huge image
+    costs nothing."""
     if isinstance(data, Image.Image):
+        _check_pixels(data.size, what, max_megapixels)
         return data
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        return image
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard fires first for sizes far past any limit the setting allows.
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(claimed[1]) / 1e6:.0f} megapixels" if claimed else "too large for Pillow to decode safely"
+        raise TooLarge(
+            f"{what} is {size}; the limit is {max_megapixels} megapixels (setting max_image_megapixels)",
+            param=what,
+        ) from None
+    except UnidentifiedImageError:
+        message = f"{what} is not a readable image (PNG, JPEG or WebP): not an image format"
+        raise InvalidRequest(message, param=what) from None
+    except (OSError, ValueError) as exc:
         raise InvalidRequest(f"{what} is not a readable image (PNG, JPEG or WebP): {exc}", param=what) from None
+    _check_pixels(image.size, what, max_megapixels)
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data after a valid header
+        raise InvalidRequest(f"{what} is not a readable image (PNG, JPEG or WebP): {exc}", param=what) from None
+    return image
 
 
 # infotext keys A1111 keeps in ``extra_generation_params`` (the rest are its fixed ones)
@@ -183,13 +215,24 @@ def _check_hires_size(request: ImageRequest) -> None:
 
 class ImageService:
     def __init__(
-        self, db: Database, registry: Registry, queue: JobQueue, outputs_dir: Path, config: Config | None = None
+        self,
+        db: Database,
+        registry: Registry,
+        queue: JobQueue,
+        outputs_dir: Path,
+        config: Config | None = None,
+        max_megapixels: int = DEFAULT_MAX_MEGAPIXELS,
     ):
         self.db = db
         self.registry = registry
         self.queue = queue
         self.outputs_dir = outputs_dir
         self.config = config
+        self.max_megapixels = max_megapixels
+
+    def open_image(self, data: bytes | Image.Image, what: str) -> Image.Image:
+        """``open_image`` with this studio's pixel limit (setting ``max_image_megapixels``)."""
+        return open_image(data, what, self.max_megapixels)
 
     def submit(
         self,
@@ -210,6 +253,24 @@ class ImageService:
         the images still come back in the result.
         """
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
+        # What the model can do is known without loading it, so a request it cannot serve is refused
+        # here: nothing is queued and the loaded model stays loaded.
+        capabilities = self.registry.image_capabilities(info)
+        if capabilities is not None:
+            if mode == "img2img" and "img2img" not in capabilities and "edit" in capabilities:
+                mode = "edit"  # as in A1111: img2img with an InstructPix2Pix checkpoint edits by instruction
+            if mode not in capabilities:
+                hint = (
+                    " (use an InstructPix2Pix model, e.g. `aigc models pull instruct-pix2pix`)"
+                    if mode == "edit"
+                    else ""
+                )
+                raise InvalidRequest(
+                    f"model '{info.id}' cannot do {mode}; it can do {', '.join(capabilities)}{hint}", param="model"
+                )
+        for image, what in ((init_image, "init_images"), (mask, "mask")):
+            if image is not None:
+                _check_pixels(image.size, what, self.max_megapixels)
         if mode != "txt2img" and init_image is None:
             raise InvalidRequest(f"{mode} needs an input image", param="init_images")
         if mode == "inpaint" and mask is None:
@@ -302,7 +363,8 @@ class ImageService:
         def on_step(step: StepInfo) -> None:
             job.step, job.steps, job.batch, job.preview = step.step, step.total, step.batch, step.preview
 
-        produced = engine.generate(request, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
+        with self.registry.use_image_engine(info.id) as engine:  # a model swap waits for this generation
+            produced = engine.generate(request, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
         model_hash = self.registry.model_hash(info)
         result = GenerationResult(
             request=request,

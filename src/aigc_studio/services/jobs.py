@@ -2,11 +2,15 @@
 
 Jobs are recorded in SQLite when their state changes (queued, running, done, failed, interrupted);
 progress lives in memory and is read by the progress endpoint, the CLI bar and the UI. A job that
-fails is marked failed and the worker goes on with the next one.
+fails — or whose record cannot be written — is marked failed with the reason and the worker goes on
+with the next one: nothing a job does ends the worker thread. Waiting is possible from a thread
+(``Job.wait``) and from asyncio without holding a thread (``Job.wait_async``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..contracts import Control
+from ..errors import ModelUnavailable, StudioError
 from ..storage.db import Database
 from ..storage.history import new_id
 
@@ -46,6 +51,8 @@ class Job:
     error: str | None = None
     exception: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    _on_end: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _end_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def progress(self) -> float:
@@ -65,21 +72,57 @@ class Job:
         return max(0.0, elapsed / self.progress - elapsed)
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the job ends; return its result (raising its error if it failed)."""
+        """Block until the job ends; return its result (raising its error if it failed). The result
+        is None for a job interrupted before it started."""
         if not self.done.wait(timeout):
             raise TimeoutError(f"job {self.id} still {self.state} after {timeout} s")
+        return self._outcome()
+
+    async def wait_async(self) -> Any:
+        """``wait`` for asyncio: the event loop is woken when the job ends; no thread waits for it."""
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(lambda: ended.done() or ended.set_result(None))
+
+        self._when_ended(wake)
+        await ended
+        return self._outcome()
+
+    def _outcome(self) -> Any:
         if self.exception is not None:
             raise self.exception
         return self.result
 
+    def _when_ended(self, callback: Callable[[], None]) -> None:
+        with self._end_lock:
+            if not self.done.is_set():
+                self._on_end.append(callback)
+                return
+        callback()
+
+    def _ended(self) -> None:
+        with self._end_lock:
+            self.done.set()
+            callbacks, self._on_end = self._on_end, []
+        for callback in callbacks:
+            callback()
+
 
 class JobQueue:
+    """One worker thread running jobs in order. The job table (``get``, ``pending``) is shared by
+    the callers' threads, the progress readers and the worker, under one lock."""
+
     def __init__(self, db: Database, name: str = "cpu"):
         self.db = db
         self.name = name
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
         self.current: Job | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"jobs-{name}", daemon=True)
         self._thread.start()
 
@@ -94,29 +137,46 @@ class JobQueue:
         batches: int = 1,
         steps: int = 0,
     ) -> Job:
+        if self._closed:
+            raise ModelUnavailable("the studio is shutting down and takes no new image jobs; send the request again")
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
         with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, kind, state, model, request, source, created) VALUES (?,?,?,?,?,?,?)",
                 (job.id, kind, job.state, model, json.dumps(request, ensure_ascii=False), source, job.created),
             )
-        self._jobs[job.id] = job
+        with self._lock:
+            self._jobs[job.id] = job
         self._queue.put(job)
         return job
 
     def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
+        with self._lock:
+            return self._jobs.get(job_id)
 
     def pending(self) -> list[Job]:
-        return [j for j in self._jobs.values() if j.state in ("queued", "running")]
+        with self._lock:
+            return [j for j in self._jobs.values() if j.state in ("queued", "running")]
 
     def interrupt(self, job_id: str | None = None) -> bool:
-        """Stop a job (default: the running one). A queued job is dropped before it starts."""
-        job = self._jobs.get(job_id) if job_id else self.current
-        if job is None or job.state not in ("queued", "running"):
-            return False
-        job.control.interrupt.set()
+        """Stop a job (default: the running one). A queued job is dropped at once: it is recorded as
+        interrupted and never starts."""
+        with self._lock:
+            job = self._jobs.get(job_id) if job_id else self.current
+            if job is None or job.state not in ("queued", "running"):
+                return False
+            job.control.interrupt.set()
+            dropped = job.state == "queued"
+            if dropped:
+                job.state = "interrupted"  # under the lock, so the worker will not start it
+        if dropped:
+            self._finish(job, "interrupted")
         return True
+
+    def interrupt_all(self) -> None:
+        """Drop every queued job and interrupt the running one."""
+        for job in self.pending():
+            self.interrupt(job.id)
 
     def skip(self) -> bool:
         """End the current batch of the running job early and go on with its next batch."""
@@ -128,31 +188,64 @@ class JobQueue:
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
-            if job.control.interrupt.is_set():
-                self._finish(job, "interrupted")
-                continue
-            self.current = job
-            job.state, job.started = "running", time.time()
-            self._record(job)
             try:
-                job.result = job.work(job)
-                state = "interrupted" if job.control.interrupt.is_set() else "done"
-            except Exception as exc:  # the job fails; the queue goes on
-                log.warning("job %s failed: %s", job.id, exc)
-                job.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-                job.exception = exc
-                state = "failed"
-            self.current = None
-            self._finish(job, state)
+                self._run_one(job)
+            except Exception:  # a bug here must not end the queue: every later job would wait forever
+                log.exception("job %s: the job queue failed around it", job.id)
+                if not job.done.is_set():
+                    job._ended()
+
+    def _run_one(self, job: Job) -> None:
+        with self._lock:
+            if job.state != "queued":  # dropped while it waited
+                return
+            if job.control.interrupt.is_set():
+                start = False
+            else:
+                start = True
+                self.current = job
+                job.state, job.started = "running", time.time()
+        if not start:
+            self._finish(job, "interrupted")
+            return
+        try:
+            try:
+                self._record(job)
+            except Exception as exc:
+                raise RuntimeError(f"the job's record could not be written, so it did not run: {exc}") from exc
+            job.result = job.work(job)
+            state = "interrupted" if job.control.interrupt.is_set() else "done"
+        except Exception as exc:  # the job fails; the queue goes on
+            if isinstance(exc, StudioError):
+                # The user's request, not a bug: whoever waits (API, CLI, UI) reports it, once.
+                log.debug("job %s failed: %s", job.id, exc.message)
+            else:
+                log.exception("job %s failed", job.id)
+            job.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            job.exception = exc
+            state = "failed"
+        finally:
+            with self._lock:
+                self.current = None
+        self._finish(job, state)
 
     def _finish(self, job: Job, state: str) -> None:
         job.state, job.finished = state, time.time()
-        self._record(job)
-        job.done.set()
-        # Keep finished jobs for a while so progress and results can still be read, not forever.
-        finished = [j for j in self._jobs.values() if j.done.is_set()]
-        for old in finished[:-50]:
-            self._jobs.pop(old.id, None)
+        try:
+            self._record(job)
+        except Exception as exc:
+            # The record could not be written (disk full, database locked): the job still ends, and
+            # says why its record is missing, rather than leaving its waiters hanging.
+            log.exception("job %s: recording its end (%s) failed", job.id, state)
+            if state == "done":
+                job.state, job.exception = "failed", exc
+                job.error = f"the job ran but its record could not be written: {exc}"
+        with self._lock:
+            # Keep finished jobs for a while so progress and results can still be read, not forever.
+            finished = [j for j in self._jobs.values() if j.done.is_set() or j is job]
+            for old in finished[:-50]:
+                self._jobs.pop(old.id, None)
+        job._ended()
 
     def _record(self, job: Job) -> None:
         n_images = len(getattr(job.result, "images", []) or [])
@@ -162,8 +255,20 @@ class JobQueue:
                 (job.state, job.error, job.started, job.finished, n_images, job.id),
             )
 
-    def close(self) -> None:
-        if self.current:
-            self.current.control.interrupt.set()
+    def close(self, timeout: float = 30) -> bool:
+        """Shut down: drop the queued jobs, interrupt the running one, and wait (at most ``timeout``
+        s) for it to stop. Returns whether the worker ended; if not, one log line says so, and the
+        engine it uses stays loaded (the registry frees an image engine only once no job uses it)."""
+        self._closed = True
+        self.interrupt_all()
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            running = self.current
+            log.warning(
+                "image job %s is still running %.1f s after it was interrupted; it is left to finish",
+                running.id if running else "?",
+                timeout,
+            )
+            return False
+        return True

@@ -190,6 +190,8 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
     "set_clip_skip": ("Default clip skip", "默认 Clip skip"),
     "set_test_models": ("Show test models", "显示测试模型"),
+    "set_max_body_mb": ("Largest request (MiB)", "最大请求体（MiB）"),
+    "set_max_image_megapixels": ("Largest image (megapixels)", "最大图像（百万像素）"),
 }
 
 # Labels of declared parameters (A1111's for images, OpenAI's for text) and the Chinese of their help.
@@ -234,6 +236,8 @@ SETTINGS_HELP_ZH = {
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
     "clip_skip": "未指定 Clip skip 的图像生成所用的值（即 A1111 的 CLIP_stop_at_last_layers 选项）。",
     "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
+    "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
+    "max_image_megapixels": "可解码的最大图像，单位百万像素（宽 × 高 ÷ 1,000,000）。",
 }
 
 

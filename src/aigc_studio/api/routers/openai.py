@@ -23,6 +23,7 @@ from ...errors import InvalidRequest, StudioError
 from ...services.chat import ChatRun, PreparedChat
 from ...studio import Studio
 from ..deps import get_studio
+from ..waiting import wait_for_job
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -299,7 +300,7 @@ async def images_generations(
         prompt=body.prompt, model=body.model, width=width, height=height, batch_size=body.n, **extras
     )
     job = await run_in_threadpool(studio.images.submit, image_request, "txt2img", source="openai")
-    result = await run_in_threadpool(job.wait)
+    result = await wait_for_job(request, studio.jobs, job)  # holds no thread; a disconnect interrupts it
     if body.response_format == "url":
         base = str(request.base_url).rstrip("/")
         data = [{"url": f"{base}/api/images/{g.id}.png", "revised_prompt": None} for g in result.images]

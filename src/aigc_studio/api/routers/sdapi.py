@@ -13,7 +13,7 @@ import io
 import json
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
@@ -23,6 +23,7 @@ from ...services.a1111 import Prepared, decode_b64_image, request_model
 from ...services.images import GenerationResult
 from ...studio import Studio
 from ..deps import get_studio
+from ..waiting import wait_for_job
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
@@ -44,10 +45,11 @@ def encode_preview(image: Image.Image) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: Prepared, **images: Any) -> dict:
-    # Checks run before queueing (a bad request queues nothing); the wait happens off the event loop.
+async def _run(http: Request, studio: Studio, request: ImageRequest, mode: Mode, body: Prepared, **images: Any) -> dict:
+    # Checks run before queueing (a bad request queues nothing); the wait holds no thread, and a
+    # client that disconnects interrupts its job.
     job = await run_in_threadpool(studio.images.submit, request, mode, source="sdapi", **images)
-    result: GenerationResult = await run_in_threadpool(job.wait)
+    result: GenerationResult = await wait_for_job(http, studio.jobs, job)
     return {
         "images": [g.png_base64() for g in result.images] if body.send_images else [],
         "parameters": body.echo,
@@ -56,24 +58,24 @@ async def _run(studio: Studio, request: ImageRequest, mode: Mode, body: Prepared
 
 
 @router.post("/txt2img", description=_FIELD_POLICY)
-async def txt2img(body: Txt2ImgRequest, studio: Studio = Depends(get_studio)) -> dict:
+async def txt2img(body: Txt2ImgRequest, http: Request, studio: Studio = Depends(get_studio)) -> dict:
     prepared = await run_in_threadpool(studio.a1111.prepare, body.model_dump(exclude_unset=True), "txt2img")
-    answer = await _run(studio, prepared.request, prepared.mode, prepared, **prepared.submit)
+    answer = await _run(http, studio, prepared.request, prepared.mode, prepared, **prepared.submit)
     studio.a1111.finish(prepared)
     return answer
 
 
 @router.post("/img2img", description=_FIELD_POLICY + " With mask, img2img inpaints.")
-async def img2img(body: Img2ImgRequest, studio: Studio = Depends(get_studio)) -> dict:
+async def img2img(body: Img2ImgRequest, http: Request, studio: Studio = Depends(get_studio)) -> dict:
     prepared = await run_in_threadpool(studio.a1111.prepare, body.model_dump(exclude_unset=True), "img2img")
-    answer = await _run(studio, prepared.request, prepared.mode, prepared, **prepared.submit)
+    answer = await _run(http, studio, prepared.request, prepared.mode, prepared, **prepared.submit)
     studio.a1111.finish(prepared)
     return answer
 
 
 @router.post("/png-info")
-def png_info(image: str = Body(..., embed=True)) -> dict:
-    picture = decode_b64_image(image, "image")
+def png_info(image: str = Body(..., embed=True), studio: Studio = Depends(get_studio)) -> dict:
+    picture = decode_b64_image(image, "image", studio.images.open_image)
     text = read_infotext(picture)
     items = {k: v for k, v in picture.info.items() if isinstance(v, str)}
     if text is None:
