@@ -5,7 +5,8 @@ built against unstable's C library. ``fetch_llama_server`` downloads that packag
 needs with ``apt-get download`` (a private apt configuration that lists only the suite ``sid`` on the
 mirror the machine's own sources use; the system's package state is never touched), unpacks them with
 ``dpkg-deb -x`` into one folder, and runs the server through unstable's own dynamic loader, so the
-machine's older libraries are never mixed in. About 12 MB, fetched once into a cache folder.
+machine's older libraries are never mixed in. 12 MB of packages, plus unstable's package list (23 MB as
+apt keeps it), fetched once into a cache folder.
 
 Where that cannot be done (no apt-get or dpkg-deb, no Debian mirror in the sources, no network, a binary
 that does not start), ``PeerUnavailable`` says why; the text bench then skips the peer and says so.
