@@ -44,6 +44,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -135,7 +136,6 @@ def worker(kind: str, model: Path, threads: int) -> None:
         pipe = StableDiffusionPipeline.from_pretrained(model, local_files_only=True, safety_checker=None)
         pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-        scheduler = pipe.scheduler
     else:
         from aigc_studio.contracts import ImageRequest
         from aigc_studio.engines.diffusers_engine import DiffusersEngine
@@ -174,9 +174,8 @@ def worker(kind: str, model: Path, threads: int) -> None:
                 seed=seed,
                 subseed=seed,
             )
-            image = engine.generate(request, "txt2img", on_step=lambda info: marks.append(time.perf_counter())).images[
-                0
-            ]
+            result = engine.generate(request, "txt2img", on_step=lambda info: marks.append(time.perf_counter()))
+            image = result.images[0]
         total = time.perf_counter() - t0
         return {"total": total, "marks": [m - t0 for m in marks], "size": list(image.size)}
 
@@ -185,8 +184,8 @@ def worker(kind: str, model: Path, threads: int) -> None:
         job = json.loads(line)
         answer = generate(job["seed"], job["steps"], job["size"])
         if first:  # the engine builds its scheduler on its first request
-            scheduler = scheduler if kind == "raw" else engine.pipeline.scheduler
-            answer["scheduler"] = {"class": type(scheduler).__name__, "config": dict(scheduler.config)}
+            used = pipe.scheduler if kind == "raw" else engine.pipeline.scheduler
+            answer["scheduler"] = {"class": type(used).__name__, "config": dict(used.config)}
             answer["load"] = load
             first = False
         answers.write(json.dumps(answer, default=str) + "\n")
@@ -245,7 +244,7 @@ class Worker(Process):
 class Api(Process):
     def __init__(self, model: Path, log: Path):
         super().__init__("api")
-        home = Path(tempfile.mkdtemp(prefix="aigc-bench-image-"))
+        self.home = home = Path(tempfile.mkdtemp(prefix="aigc-bench-image-home-"))
         env = {**os.environ, "AIGC_HOME": str(home), "PYTHONPATH": str(BENCH.parent / "src")}
         cli = [sys.executable, "-m", "aigc_studio"]
         for args in (["models", "add", str(model), "--name", "bench"], ["models", "default", "bench"]):
@@ -256,18 +255,11 @@ class Api(Process):
                 [*cli, "serve", "--port", str(self.port), "--log-level", "warning"], env=env, stdout=out, stderr=out
             )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 300
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"aigc serve exited with {self.proc.returncode}; see {log}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError(f"aigc serve not ready after 300 s; see {log}")
-            time.sleep(0.2)
+        try:
+            _wait_ready(self.proc, self.url + "/health", log)
+        except BaseException:
+            self.close()
+            raise
         self.rss_at_start = _status_kb(self.pid, "VmRSS") / 1e6  # server and text model, no image model yet
         self.client = httpx.Client(timeout=3600)
 
@@ -281,6 +273,25 @@ class Api(Process):
             raise RuntimeError(f"/sdapi/v1/txt2img answered {answer.status_code}: {answer.text[:300]}")
         info = json.loads(answer.json()["info"])
         return {"total": total, "marks": [], "size": [info["width"], info["height"]]}
+
+    def close(self) -> None:
+        super().close()
+        shutil.rmtree(self.home, ignore_errors=True)  # its database, its images
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"aigc serve exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"aigc serve not ready after {timeout:.0f} s; see {log}")
+        time.sleep(0.2)
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -346,10 +357,10 @@ def main() -> None:
         for kind in kinds:  # loaded one at a time, so that no load competes with another
             log = logs / f"image-{kind}.log"
             process = Api(model, log) if kind == "api" else Worker(kind, model, args.threads, log)
+            processes.append(process)
             started = time.perf_counter()
             first[kind] = process.run(0, 1, args.size)  # warm-up: loads the model (lazily, in the API)
             first[kind]["wall"] = time.perf_counter() - started
-            processes.append(process)
             process.pause()
         for process in processes:  # CPU each one uses when nothing is asked of it
             process.resume()
@@ -369,6 +380,7 @@ def main() -> None:
     finally:
         for process in processes:
             process.close()
+        shutil.rmtree(work, ignore_errors=True)
     report(args, label, model, kinds, runs, first, idle, peaks, api_start)
 
 

@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -233,20 +234,27 @@ class Server(Variant):
         self.pid = self.proc.pid
         self.sampling = sampling
         base = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 180
+        try:
+            self._wait_ready(base + ready)
+        except BaseException:
+            self.close()
+            raise
+        http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=600)
+        self.client = openai.OpenAI(base_url=base + "/v1", api_key="bench", max_retries=0, http_client=http)
+
+    def _wait_ready(self, url: str, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.proc.returncode}; see {log}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
             try:
-                if httpx.get(base + ready, timeout=2).status_code == 200:
-                    break
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
             if time.time() > deadline:
-                raise RuntimeError(f"{name} not ready after 180 s; see {log}")
+                raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s; see {self.log}")
             time.sleep(0.1)
-        http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=600)
-        self.client = openai.OpenAI(base_url=base + "/v1", api_key="bench", max_retries=0, http_client=http)
 
     def pause(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)
@@ -433,6 +441,7 @@ def main() -> None:
     finally:
         for v in variants:
             v.close()
+        shutil.rmtree(home, ignore_errors=True)
     report(args, variants, clients_list, samples, walls, idle, notes, peer)
 
 
