@@ -405,7 +405,7 @@ def main() -> None:
             print(notes[-1], file=sys.stderr)
 
     raw, engine = Raw(model, sampling), Engine(model, sampling)
-    for text in PROMPTS:
+    for text in (prompt(i, 0) for i in range(len(PROMPTS))):
         studio_tokens = engine.engine.count_prompt_tokens([Message(**m) for m in messages(text)])
         if len(raw.tokens(text)) != studio_tokens:
             sys.exit(f"raw prompt: {len(raw.tokens(text))} tokens, the studio's: {studio_tokens}; not the same input")
@@ -416,7 +416,10 @@ def main() -> None:
         if peer is not None:
             variants.append(peer_server(peer, model, sampling, None, logs))
             if args.peer_cpu != "none" and variants[-1].backend != args.peer_cpu:
-                variants.append(peer_server(peer, model, sampling, args.peer_cpu, logs))
+                try:
+                    variants.append(peer_server(peer, model, sampling, args.peer_cpu, logs))
+                except PeerUnavailable as exc:
+                    notes.append(f"llama-server ({args.peer_cpu}) skipped: {exc}")
         for variant in variants:
             variant.ask(WARMUP, 16)  # loads what loads lazily; not measured
         time.sleep(2)  # let the warm-ups' after-work (history writes, ...) finish before measuring idle use
