@@ -8,6 +8,7 @@ from __future__ import annotations
 from .config import Config, load_config
 from .models.registry import Registry
 from .services.chat import ChatService
+from .services.gallery import GalleryService
 from .services.images import ImageService
 from .services.jobs import JobQueue
 from .services.models import ModelService
@@ -33,6 +34,7 @@ class Studio:
         self.chat = ChatService(self.registry, self.history)
         self.jobs = JobQueue(self.db)
         self.images = ImageService(self.db, self.registry, self.jobs, self.config.outputs_dir)
+        self.gallery = GalleryService(self.images, self.history)
 
     def close(self) -> None:
         self.jobs.close()
