@@ -192,8 +192,11 @@ class ImageService:
             hint = " (use an InstructPix2Pix model, e.g. `aigc models pull instruct-pix2pix`)" if mode == "edit" else ""
             raise InvalidRequest(f"model '{info.id}' cannot do {mode}{hint}", param="model")
 
+        reached: dict[int, tuple[int, int]] = {}  # batch -> (last step it ran, steps it would run)
+
         def on_step(step: StepInfo) -> None:
             job.step, job.steps, job.batch, job.preview = step.step, step.total, step.batch, step.preview
+            reached[step.batch] = (step.step, step.total)
 
         produced = engine.generate(request, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
         model_hash = self.registry.model_hash(info)
@@ -209,10 +212,16 @@ class ImageService:
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
         day.mkdir(parents=True, exist_ok=True)
         fields = request.model_dump()
-        for image, seed, subseed in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
+        for index, (image, seed, subseed) in enumerate(
+            zip(produced.images, produced.seeds, produced.subseeds, strict=False)
+        ):
+            # An image whose batch was interrupted or skipped part-way records the steps that ran.
+            ran, total = reached.get(index // request.batch_size, (request.steps, request.steps))
+            steps = ran if ran < total else request.steps
             params = params_from_request(
                 {
                     **fields,
+                    "steps": steps,
                     "seed": seed,
                     "subseed": subseed,
                     "sd_model_hash": model_hash,
@@ -247,7 +256,10 @@ class ImageService:
                         subseed,
                         image.width,
                         image.height,
-                        json.dumps({**fields, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False),
+                        json.dumps(
+                            {**fields, "steps": steps, "seed": seed, "subseed": subseed, "mode": mode},
+                            ensure_ascii=False,
+                        ),
                         infotext,
                         time.time(),
                     ),
