@@ -773,6 +773,14 @@ def test_hires_fix_and_tiling_widgets_send_their_values(open_page, server):
     }
     assert (params["hr_scale"], params["tiling"]) == (1.5, True)
     screenshot(page, "hires")
+    # Hires. fix is txt2img's (as in A1111): img2img from the result runs without it.
+    first = server.studio.images.list(limit=1)[0]["id"]
+    page.click("#img-to-img2img")
+    wait_until(lambda: page.locator("#img-init img").count() >= 1, what="the image in img2img")
+    page.click("#img-generate")
+    wait_until(lambda: server.studio.images.list(limit=1)[0]["id"] != first, what="the img2img result")
+    params = server.studio.images.list(limit=1)[0]["params"]
+    assert (params["mode"], params["enable_hr"]) == ("img2img", False)
 
 
 def test_images_show_loading_the_model_before_step_0(open_page, server, tmp_path_factory):
@@ -780,7 +788,8 @@ def test_images_show_loading_the_model_before_step_0(open_page, server, tmp_path
 
     tiny = build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
     studio = server.studio
-    studio.registry.add(tiny.folder, model_id="tiny-sd")
+    # The single file, as A1111 keeps it: loading it converts the checkpoint, long enough to be seen.
+    studio.registry.add(tiny.single_file, model_id="tiny-sd")
     try:
         page = open_page()  # the model list is read when the page opens
         open_tab(page, "Images")

@@ -103,11 +103,13 @@ def starts_from_image(mode: str) -> bool:
 
 def request_fields(mode: str, values: tuple) -> dict:
     """The form's values as ImageRequest fields: an empty model is the default one; in txt2img the
-    hires. fix slider is the denoising strength."""
+    hires. fix slider is the denoising strength; hires. fix is txt2img's only (as in A1111)."""
     fields = dict(zip(FORM_FIELDS, values, strict=True))
     hires_denoising = fields.pop(HIRES_DENOISING)
     if mode == "txt2img":
         fields["denoising_strength"] = hires_denoising
+    else:
+        fields["enable_hr"] = False
     if not fields["model"]:
         del fields["model"]
     if fields["eta"] is None:
@@ -313,7 +315,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         try:
             yield {progress: job_progress(lang_value, job), preview: gr.Image(value=None, visible=True)}
             shown_step = None
-            while not job.done.wait(POLL_SECONDS):
+            # Quicker until the first step, so a model load of a fraction of a second still shows.
+            while not job.done.wait(POLL_SECONDS if job.step else POLL_SECONDS / 4):
                 # A new preview only when a step has passed: each one sent is a file in Gradio's cache.
                 step = (job.batch, job.step)
                 update = {progress: job_progress(lang_value, job)}
