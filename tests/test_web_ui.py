@@ -478,6 +478,10 @@ def test_a_mistake_is_one_message_by_the_action_and_one_log_line(open_page, serv
     page.click("#chat-delete")
     wait_until(lambda: "Open a conversation first" in page.locator("#chat-manage-note").inner_text(), what="delete")
     assert page.locator("#chat-conversations").is_visible() and no_error_badges(page)
+    # Regenerate on a new chat: nothing to answer again; Send stays (comes back) in place of Stop.
+    page.click("#chat-regenerate")
+    wait_until(lambda: "Nothing to regenerate" in page.locator("#chat-status").inner_text(), what="regenerate")
+    wait_until(lambda: page.locator("#chat-send").is_visible(), what="Send")
     # A mistyped path: the box to fix stays, with the message under it.
     open_tab(page, "Models")
     wait_until(lambda: "echo" in page.locator("#models-table").inner_text(), what="the model table")
@@ -494,6 +498,7 @@ def test_a_mistake_is_one_message_by_the_action_and_one_log_line(open_page, serv
     assert lines == [
         "web UI, reuse refused: Pick a generation in the list to see its parameters.",
         "web UI, delete refused: Open a conversation first (and give a title to rename it).",
+        "web UI, regenerate refused: Nothing to regenerate yet: ask something, or open a conversation.",
         f"web UI, add refused: {typo} is not a file; give the path of a .gguf, .safetensors or .ckpt model",
     ]
     assert "Traceback" not in capfd.readouterr().err

@@ -235,7 +235,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
             return
         try:
             if not conversation_id:
-                raise Mistake("chat_pick_first")
+                raise Mistake("chat_nothing_to_regenerate")
             prepared = ctx.studio.chat.prepare(
                 [],
                 model=model_id,

@@ -85,6 +85,10 @@ TABLE: dict[str, tuple[str, str]] = {
         "请先打开一个对话（重命名需填写标题）。",
     ),
     "chat_renamed": ("Renamed.", "已重命名。"),
+    "chat_nothing_to_regenerate": (
+        "Nothing to regenerate yet: ask something, or open a conversation.",
+        "还没有可以重新生成的回答：请先提问，或打开一个对话。",
+    ),
     "chat_deleted": ("Deleted “{title}”.", "已删除“{title}”。"),
     # images
     "img_prompt_ph": ("a lighthouse at dusk, (oil painting:1.2)", "黄昏的灯塔，(油画:1.2)"),
