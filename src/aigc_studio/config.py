@@ -243,3 +243,31 @@ def save_setting(key: str, value: object) -> Path:
     lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def file_settings() -> dict[str, object]:
+    """What ``$AIGC_HOME/config.toml`` holds, with the default for each setting it leaves out (no
+    environment variables, no flags): what the next start reads from the file."""
+    path = aigc_home() / "config.toml"
+    from_file: dict[str, object] = {}
+    if path.exists():
+        with path.open("rb") as f:
+            from_file = tomllib.load(f)
+    return {key: from_file.get(key, setting.default) for key, setting in SETTINGS.items()}
+
+
+def save_settings(changes: dict[str, object]) -> Path:
+    """Write several settings to ``config.toml``, all or none: when ``save_setting`` refuses one (a
+    ValueError naming it), the file is put back as it was and the error raised."""
+    path = aigc_home() / "config.toml"
+    before = path.read_bytes() if path.exists() else None
+    try:
+        for key, value in changes.items():
+            save_setting(key, value)
+    except ValueError:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
+        raise
+    return path

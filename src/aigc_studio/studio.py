@@ -9,6 +9,7 @@ from .config import Config, load_config
 from .models.registry import Registry
 from .services.a1111 import A1111Service
 from .services.chat import ChatService
+from .services.gallery import GalleryService
 from .services.images import ImageService
 from .services.jobs import JobQueue
 from .services.models import ModelService
@@ -43,6 +44,7 @@ class Studio:
             max_megapixels=int(self.config.max_image_megapixels),
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
+        self.gallery = GalleryService(self.images, self.history)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

@@ -213,6 +213,29 @@ def _check_hires_size(request: ImageRequest) -> None:
         )
 
 
+def _steps_that_ran(request: ImageRequest, mode: Mode, reached: int, total: int) -> dict:
+    """What to record of a batch that stopped at iteration ``reached`` of ``total`` (interrupt or skip):
+    the whole denoising steps that ran, as ``steps_run`` (or ``hr_steps_run`` when it stopped in the
+    hires pass). Nothing when it ran to the end.
+
+    ``steps`` itself stays as asked: it sets the noise schedule, so pasting the infotext back makes the
+    whole picture. Iterations are the engine's progress ticks; a sampler that evaluates the model twice
+    a step (Heun, DPM2) ticks 2·steps − 1 times, so they are turned into whole steps by their share.
+    """
+    if reached >= total:
+        return {}
+    if mode in ("img2img", "inpaint"):  # A1111 runs the last int(s·n) + 1 steps of an n-step schedule
+        first = int(min(request.denoising_strength, 0.999) * request.steps) + 1
+    else:
+        first = request.steps
+    hires = mode == "txt2img" and request.enable_hr and request.denoising_strength > 0
+    second = (request.hr_second_pass_steps or request.steps) if hires else 0
+    done = int(reached * (first + second) / total + 1e-9)
+    if done <= first:
+        return {"steps_run": done}
+    return {"hr_steps_run": done - first}
+
+
 class ImageService:
     def __init__(
         self,
@@ -360,8 +383,11 @@ class ImageService:
                 param="resize_mode",
             )
 
+        reached: dict[int, tuple[int, int]] = {}  # batch -> (last step it ran, steps it would run)
+
         def on_step(step: StepInfo) -> None:
             job.step, job.steps, job.batch, job.preview = step.step, step.total, step.batch, step.preview
+            reached[step.batch] = (step.step, step.total)
 
         with self.registry.use_image_engine(info.id) as engine:  # a model swap waits for this generation
             produced = engine.generate(request, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
@@ -378,7 +404,11 @@ class ImageService:
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
         fields = request.model_dump()
         applied = _fields_as_run(request, mode)
-        for image, seed, subseed in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
+        for index, (image, seed, subseed) in enumerate(
+            zip(produced.images, produced.seeds, produced.subseeds, strict=False)
+        ):
+            # An image whose batch was interrupted or skipped part-way records the steps that ran.
+            ran = _steps_that_ran(request, mode, *reached.get(index // request.batch_size, (1, 1)))
             params = params_from_request(
                 {
                     **applied,
@@ -391,6 +421,10 @@ class ImageService:
             result.extra_generation_params = {
                 key: value for key, value in params.items() if key in _EXTRA_KEYS and value is not None
             }
+            if "steps_run" in ran:  # the studio's own keys: A1111 records no stop
+                params["Steps run"] = ran["steps_run"]
+            if "hr_steps_run" in ran:
+                params["Hires steps run"] = ran["hr_steps_run"]
             params["Version"] = VERSION
             infotext = format_infotext(request.prompt, request.negative_prompt, params)
             image_id = new_id("img")
@@ -419,7 +453,9 @@ class ImageService:
                             subseed,
                             image.width,
                             image.height,
-                            json.dumps({**fields, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False),
+                            json.dumps(
+                                {**fields, **ran, "seed": seed, "subseed": subseed, "mode": mode}, ensure_ascii=False
+                            ),
                             infotext,
                             time.time(),
                         ),

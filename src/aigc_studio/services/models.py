@@ -7,6 +7,7 @@ AUTOMATIC1111 checkpoint title, import an A1111 install, pull a catalog model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,14 @@ class ModelService:
         save_setting(key, info.id)
         self.config.values[key] = info.id
         return info
+
+    def pull(self, name: str, progress: Callable[[int, int, str], None] | None = None) -> tuple[ModelInfo, bool]:
+        """Pull the catalog model ``name`` (id or alias) into ``AIGC_HOME/models`` and add it with its
+        catalog defaults; returns (the model, whether it was newly added). ``progress(done, total, file)``."""
+        from ..models.catalog import find
+        from ..models.pull import pull_and_register
+
+        return pull_and_register(find(name), self.registry, self.config.models_dir, progress=progress)
 
     def resolve_checkpoint(self, name: str) -> ModelInfo:
         """An A1111 checkpoint title ("name.safetensors [hash]"), file name or model id -> the image model."""

@@ -15,7 +15,8 @@ from ..config import aigc_home
 from ..studio import Studio
 from . import chat, gallery, images, models, settings
 from .common import UIContext
-from .i18n import I18N, LANGUAGES, locale_script, t
+from .i18n import I18N, LANGUAGES, t
+from .page_script import page_script
 
 THEME = gr.themes.Soft(
     primary_hue="indigo",
@@ -67,6 +68,12 @@ CSS = """
   font-size: 1.1rem; padding: 0; }
 .aigc-conversation { max-height: 360px; overflow-y: auto; }
 .aigc-conversation pre, .aigc-conversation code { white-space: pre-wrap; word-break: break-word; }
+.aigc-note { padding: 6px 10px; border-radius: 6px; font-size: .9rem; line-height: 1.35; }
+.aigc-note.error { color: var(--error-text-color); background: var(--error-background-fill);
+  border: 1px solid var(--error-border-color); }
+.aigc-note.ok { color: var(--body-text-color); background: var(--color-accent-soft);
+  border: 1px solid var(--border-color-accent); }
+.aigc-note.info { color: var(--body-text-color-subdued); }
 #gal-table .cell-wrap, #gal-table .header-content, #models-table .cell-wrap, #models-table .header-content {
   font-family: var(--font); }
 """
@@ -81,18 +88,28 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 LANGUAGES, value="en", show_label=False, container=False, scale=0, min_width=240, elem_id="aigc-lang"
             )
         with gr.Tabs(elem_id="aigc-tabs") as main_tabs:
-            with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat"):
+            with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab_item:
                 chat_tab = chat.build(ctx, lang)
-            with gr.Tab(t("tab_images"), id="images", elem_id="tab-images"):
+            with gr.Tab(t("tab_images"), id="images", elem_id="tab-images") as images_tab_item:
                 images_tab = images.build(ctx, lang)
             with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
                 listing, filters, list_outputs = gallery.build(ctx, lang, main_tabs, chat_tab, images_tab)
             with gr.Tab(t("tab_models"), id="models", elem_id="tab-models") as models_tab:
                 refresh_models, models_outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
-            with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings"):
+            with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
                 load_settings, settings_outputs = settings.build(ctx, lang)
             # Later tabs go here, each its own module: Writing (writing.py), Code (code.py),
             # Compare (compare.py) — `with gr.Tab(t("tab_writing"), id="writing"): writing.build(ctx, lang)`.
+        # Every tab label, by its i18n key: Gradio draws the labels of tabs not yet opened once, in the
+        # page's first language, so a language switch sends them again (translated in the browser).
+        tab_labels = {
+            "tab_chat": chat_tab_item,
+            "tab_images": images_tab_item,
+            "tab_gallery": gallery_tab,
+            "tab_models": models_tab,
+            "tab_settings": settings_tab,
+            **images_tab.tabs,
+        }
 
         def on_page_load():
             return (*chat_tab.on_load(), *images_tab.on_load(), *load_settings())
@@ -103,8 +120,17 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         # Pick the language in the browser (saved choice, else the browser's), then apply it.
         blocks.load(None, None, lang, js="() => window.aigcInitialLocale()")
         lang.input(None, lang, None, js="(lang) => { window.aigcSetLocale(lang, true); return []; }")
+        lang.change(
+            lambda _: [gr.Tab(label=t(key)) for key in tab_labels],
+            lang,
+            list(tab_labels.values()),
+            js="async (lang) => { await window.aigcSetLocale(lang, false); return lang; }",
+            queue=False,
+        )
         gallery_tab.select(listing, filters, list_outputs)
         models_tab.select(refresh_models, lang, models_outputs)
+        # Settings read config.toml each time the tab opens: a default set in Models shows here.
+        settings_tab.select(load_settings, lang, settings_outputs, queue=False)
     for fn in blocks.fns.values():
         # The studio's APIs are /v1, /sdapi/v1 and /api; the UI's own endpoints stay out of Gradio's
         # API page (which would also put ~250 KB of endpoint descriptions into every page load).
@@ -125,7 +151,7 @@ def mount_ui(app: FastAPI, studio: Studio | None = None) -> None:
         path="/",
         theme=THEME,
         css=CSS,
-        head=locale_script(),
+        head=page_script(),
         i18n=I18N,
         footer_links=[],
         ssr_mode=False,

@@ -1,5 +1,5 @@
-"""The Gallery / History tab: every text and image generation, newest first; search by prompt, filter
-by kind and model, open one to see all its parameters, reuse them, delete."""
+"""The Gallery / History tab: every text and image generation, newest first (the gallery service);
+search by prompt, filter by kind and model, open one to see all its parameters, reuse them, delete."""
 
 from __future__ import annotations
 
@@ -8,55 +8,13 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from ..studio import Studio
+from ..services.gallery import KINDS, GalleryEntry
 from .chat import OPTION_FIELDS, ChatTab
-from .common import UIContext, shows_errors
+from .common import Mistake, UIContext, note, reports_to
 from .i18n import t, text
 from .images import ImagesTab
 
 LIMIT = 200
-KINDS = ["all", "image", "text"]
-
-
-def gallery_entries(
-    studio: Studio, query: str = "", kind: str = "all", model: str = "", limit: int = LIMIT
-) -> list[dict]:
-    """Text and image generations, newest first, from the image service and history."""
-    query = query.strip()
-    entries: list[dict] = []
-    if kind in ("all", "image"):
-        for row in studio.images.list(limit=limit, query=query or None, model=model or None):
-            entries.append(
-                {
-                    "kind": "image",
-                    "id": row["id"],
-                    "created": row["created"],
-                    "model": row["model"],
-                    "prompt": row["prompt"],
-                    "path": row["path"],
-                    "params": row["params"],
-                    "infotext": row["infotext"],
-                    "mode": row["mode"],
-                }
-            )
-    if kind in ("all", "text"):
-        rows = studio.history.search(query, limit=limit) if query else studio.history.list(limit=limit)
-        seen: set[str] = set()
-        for row in rows:
-            if row["id"] in seen or (model and row["model"] != model):
-                continue
-            seen.add(row["id"])
-            entries.append(
-                {
-                    "kind": "text",
-                    "id": row["id"],
-                    "created": row["updated"],
-                    "model": row["model"],
-                    "prompt": row["title"],
-                }
-            )
-    entries.sort(key=lambda e: e["created"], reverse=True)
-    return entries[:limit]
 
 
 def build(
@@ -100,22 +58,23 @@ def build(
             with gr.Row():
                 reuse = gr.Button(t("gal_reuse"), variant="primary", size="sm", elem_id="gal-reuse")
                 delete = gr.Button(t("gal_delete"), variant="stop", size="sm", elem_id="gal-delete")
+            action_note = gr.HTML(elem_id="gal-note")
     entries = gr.State([])
     chosen = gr.State(None)
 
     def listing(query_value: str, kind_value: str, model_value: str, lang_value: str):
-        found = gallery_entries(ctx.studio, query_value or "", kind_value or "all", model_value or "")
+        found = ctx.studio.gallery.entries(query_value or "", kind_value or "all", model_value or "", limit=LIMIT)
         rows = [
             [
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"])),
-                text(lang_value, f"gal_kind_{e['kind']}"),
-                e["model"],
-                e["prompt"],
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)),
+                text(lang_value, f"gal_kind_{e.kind}"),
+                e.model,
+                e.prompt,
             ]
             for e in found
         ]
         headers = [text(lang_value, key) for key in ("gal_col_time", "gal_col_kind", "gal_col_model", "gal_col_prompt")]
-        images = [(e["path"], e["prompt"][:60]) for e in found if e["kind"] == "image"]
+        images = [(e.path, e.prompt[:60]) for e in found if e.kind == "image"]
         models = [("—", "")] + [(m.id, m.id) for m in ctx.studio.registry.all()]
         return (
             gr.Dataframe(value=rows or [["", "", "", ""]], headers=headers),
@@ -124,44 +83,48 @@ def build(
             gr.Dropdown(choices=models),
         )
 
-    def show(entry: dict, lang_value: str):
-        if entry["kind"] == "image":
-            title = f"### 🖼 {entry['id']}"
-            body = f"```\n{entry['infotext']}\n```"
-            return entry, title, gr.Image(value=entry["path"], visible=True), body, entry["params"]
-        conv = ctx.studio.history.get(entry["id"])
+    def show(entry: GalleryEntry, lang_value: str):
+        if entry.kind == "image":
+            body = f"```\n{entry.infotext}\n```"
+            image = gr.Image(value=entry.path, visible=True)
+            return entry, f"### 🖼 {entry.id}", image, body, entry.params, ""
+        conv = ctx.studio.history.get(entry.id)
         lines = [f"**{text(lang_value, 'role_' + m['role'])}**: {m['content']}" for m in conv["messages"]]
         params = {"model": conv["model"], "responses": conv["responses"]}
-        return entry, f"### 💬 {conv['title']}", gr.Image(value=None, visible=False), "\n\n".join(lines), params
+        hidden = gr.Image(value=None, visible=False)
+        return entry, f"### 💬 {conv['title']}", hidden, "\n\n".join(lines), params, ""
 
-    @shows_errors
-    def on_row(found: list[dict], lang_value: str, event: gr.SelectData):
+    @reports_to(action_note)
+    def on_row(lang_value: str, found: list[GalleryEntry], event: gr.SelectData):
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
         if row is None or row >= len(found):
-            return [gr.skip()] * 5
+            return [gr.skip()] * 6
         return show(found[row], lang_value)
 
-    @shows_errors
-    def on_thumb(found: list[dict], lang_value: str, event: gr.SelectData):
-        images = [e for e in found if e["kind"] == "image"]
+    @reports_to(action_note)
+    def on_thumb(lang_value: str, found: list[GalleryEntry], event: gr.SelectData):
+        images = [e for e in found if e.kind == "image"]
         return show(images[event.index], lang_value)
 
-    @shows_errors
-    def on_reuse(entry: dict | None, lang_value: str):
+    n_image_targets = 2 + len(images_tab.form_outputs)
+    n_chat_targets = 5 + len(OPTION_FIELDS)
+
+    @reports_to(action_note)
+    def on_reuse(lang_value: str, entry: GalleryEntry | None):
         if entry is None:
-            raise gr.Error(text(lang_value, "gal_pick"))
-        if entry["kind"] == "image":
-            fields = images_tab.with_known_model(entry["params"])
+            raise Mistake("gal_pick")
+        if entry.kind == "image":
+            fields = images_tab.with_known_model(ctx.studio.gallery.reuse_fields(entry))
             # The input image of img2img/inpaint/edit is not recorded, so its parameters go to txt2img.
-            chat_skip = [gr.skip()] * (5 + len(OPTION_FIELDS))
             return (
                 gr.Tabs(selected="images"),
                 gr.Tabs(selected="txt2img"),
                 "txt2img",
                 *images_tab.fill_form(fields, mode="txt2img"),
-                *chat_skip,
+                *[gr.skip()] * n_chat_targets,
+                "",
             )
-        conv = ctx.studio.history.get(entry["id"])
+        conv = ctx.studio.history.get(entry.id)
         shown = [
             {"role": m["role"], "content": m["content"]}
             for m in conv["messages"]
@@ -172,32 +135,45 @@ def build(
         options = [("\n".join(last.get(n) or []) if n == "stop" else last.get(n)) for n in OPTION_FIELDS]
         return (
             gr.Tabs(selected="chat"),
-            gr.skip(),
-            gr.skip(),
-            *[gr.skip()] * len(images_tab.form_outputs),
+            *[gr.skip()] * n_image_targets,
             shown,
             conv["id"],
             gr.Radio(value=conv["id"]),
             system,
             conv["model"],
             *options,
+            "",
         )
 
-    @shows_errors
-    def on_delete(entry: dict | None, query_value: str, kind_value: str, model_value: str, lang_value: str):
+    @reports_to(action_note)
+    def on_delete(
+        lang_value: str,
+        entry: GalleryEntry | None,
+        open_conversation: str | None,
+        query_value: str,
+        kind_value: str,
+        model_value: str,
+    ):
         if entry is None:
-            raise gr.Error(text(lang_value, "gal_pick"))
-        if entry["kind"] == "text":
-            ctx.studio.history.delete(entry["id"])
-        else:
-            ctx.studio.images.delete(entry["id"])
-        gr.Info(text(lang_value, "gal_deleted"))
+            raise Mistake("gal_pick")
+        ctx.studio.gallery.delete(entry)
         cleared = (None, t("gal_pick"), gr.Image(value=None, visible=False), "", None)
-        return *cleared, *listing(query_value, kind_value, model_value, lang_value)
+        # One truth across tabs: a deleted conversation leaves the Chat list, and the Chat tab too
+        # when it was open there.
+        was_open = entry.kind == "text" and entry.id == open_conversation
+        chat = ([], None) if was_open else (gr.skip(), gr.skip())
+        keep = None if was_open else open_conversation
+        return (
+            *cleared,
+            *listing(query_value, kind_value, model_value, lang_value),
+            *chat,
+            chat_tab.conversation_choices(keep),
+            note(text(lang_value, "gal_deleted"), "ok"),
+        )
 
     filters = [query, kind, model, lang]
     list_outputs = [table, thumbs, entries, model]
-    detail_outputs = [chosen, detail_title, detail_image, detail_text, detail_params]
+    detail_outputs = [chosen, detail_title, detail_image, detail_text, detail_params, action_note]
     for trigger in (refresh.click, query.submit, kind.input, model.input):
         trigger(listing, filters, list_outputs)
 
@@ -206,8 +182,8 @@ def build(
         return listing(*values) if found else [gr.skip()] * len(list_outputs)
 
     lang.change(on_language, [entries, *filters], list_outputs)
-    table.select(on_row, [entries, lang], detail_outputs)
-    thumbs.select(on_thumb, [entries, lang], detail_outputs)
+    table.select(on_row, [lang, entries], detail_outputs)
+    thumbs.select(on_thumb, [lang, entries], detail_outputs)
     chat_targets = [
         chat_tab.chatbot,
         chat_tab.conversation,
@@ -217,6 +193,17 @@ def build(
         *[chat_tab.options[n] for n in OPTION_FIELDS],
     ]
     image_targets = [images_tab.mode_tabs, images_tab.mode, *images_tab.form_outputs]
-    reuse.click(on_reuse, [chosen, lang], [main_tabs, *image_targets, *chat_targets])
-    delete.click(on_delete, [chosen, *filters], [*detail_outputs, *list_outputs])
+    reuse.click(on_reuse, [lang, chosen], [main_tabs, *image_targets, *chat_targets, action_note])
+    delete.click(
+        on_delete,
+        [lang, chosen, chat_tab.conversation, query, kind, model],
+        [
+            *detail_outputs[:5],
+            *list_outputs,
+            chat_tab.chatbot,
+            chat_tab.conversation,
+            chat_tab.conversations,
+            action_note,
+        ],
+    )
     return listing, filters, list_outputs

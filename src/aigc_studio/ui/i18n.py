@@ -3,13 +3,11 @@
 Static labels are sent to the browser as ``gr.I18n`` keys and translated there, so switching the
 language needs no round trip; text a handler writes (progress, counts) goes through ``text(lang, key)``
 with the language the page reports. The English help of each parameter is its declared description
-(``ImageRequest``, ``TextOptions``, ``SETTINGS``); only the Chinese is written here.
+(``ImageRequest``, ``TextOptions``, ``SETTINGS``); only the Chinese is written here. The studio's
+messages in Chinese are in ``messages.py``; the page's language switch in ``page_script.py``.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import gradio as gr
 
@@ -36,6 +34,24 @@ TABLE: dict[str, tuple[str, str]] = {
     "role_user": ("You", "你"),
     "role_assistant": ("Assistant", "助手"),
     "role_system": ("System", "系统"),
+    # Toast titles: Gradio writes its toast type ("Error", "Info") as the title; the page script swaps it.
+    "toast_error": ("Error", "错误"),
+    "toast_warning": ("Warning", "警告"),
+    "toast_info": ("Info", "提示"),
+    "toast_success": ("Success", "成功"),
+    # messages about a value the user gave (validation): "{field}: {what}"
+    "v_field": ("{field}: {what}", "{field}：{what}"),
+    "v_got": ("{what}, got {got}", "{what}，当前为 {got}"),
+    "v_le": ("must be at most {limit}", "不能大于 {limit}"),
+    "v_ge": ("must be at least {limit}", "不能小于 {limit}"),
+    "v_lt": ("must be less than {limit}", "必须小于 {limit}"),
+    "v_gt": ("must be more than {limit}", "必须大于 {limit}"),
+    "v_multiple_of": ("must be a multiple of {limit}", "必须是 {limit} 的倍数"),
+    "v_max_length": ("must be at most {limit} characters long", "不能超过 {limit} 个字符"),
+    "v_max_items": ("takes at most {limit} entries", "最多 {limit} 项"),
+    "v_number": ("must be a number", "必须是数字"),
+    "v_integer": ("must be a whole number", "必须是整数"),
+    "v_missing": ("is required", "不能为空"),
     # chat
     "chat_new": ("+ New chat", "+ 新对话"),
     "chat_conversations": ("Conversations", "对话记录"),
@@ -68,6 +84,12 @@ TABLE: dict[str, tuple[str, str]] = {
         "Open a conversation first (and give a title to rename it).",
         "请先打开一个对话（重命名需填写标题）。",
     ),
+    "chat_renamed": ("Renamed.", "已重命名。"),
+    "chat_nothing_to_regenerate": (
+        "Nothing to regenerate yet: ask something, or open a conversation.",
+        "还没有可以重新生成的回答：请先提问，或打开一个对话。",
+    ),
+    "chat_deleted": ("Deleted “{title}”.", "已删除“{title}”。"),
     # images
     "img_prompt_ph": ("a lighthouse at dusk, (oil painting:1.2)", "黄昏的灯塔，(油画:1.2)"),
     "img_generate": ("Generate", "生成"),
@@ -98,6 +120,21 @@ TABLE: dict[str, tuple[str, str]] = {
     "img_to_edit": ("Send to edit", "发送到指令编辑"),
     "img_infotext": ("Parameters", "生成参数"),
     "img_queued": ("Queued…", "排队中…"),
+    "img_loading": ("Loading model {model}…", "正在加载模型 {model}…"),
+    "img_starting": ("Starting…", "准备开始…"),
+    "img_shortcut": (
+        "Ctrl+Enter generates, Alt+Enter skips (as in A1111).",
+        "Ctrl+回车 生成，Alt+回车 跳过（与 A1111 相同）。",
+    ),
+    "img_hires": ("Hires. fix", "高分辨率修复 (Hires. fix)"),
+    "resize_0": ("Just resize", "仅调整大小"),
+    "resize_1": ("Crop and resize", "裁剪后缩放"),
+    "resize_2": ("Resize and fill", "缩放后填充空白"),
+    "resize_3": ("Just resize (latent upscale)", "调整大小（潜空间放大）"),
+    "maskmode_0": ("Inpaint masked", "重绘蒙版内容"),
+    "maskmode_1": ("Inpaint not masked", "重绘非蒙版内容"),
+    "area_0": ("Whole picture", "整张图片"),
+    "area_1": ("Only masked", "仅蒙版区域"),
     "img_progress": (
         "Step {step}/{steps} · batch {batch}/{batches} · ETA {eta} s",
         "第 {step}/{steps} 步 · 批次 {batch}/{batches} · 预计剩余 {eta} 秒",
@@ -106,8 +143,12 @@ TABLE: dict[str, tuple[str, str]] = {
     "img_interrupted": ("Interrupted: {n} image(s) kept, {seconds} s", "已中断：保留 {n} 张图像，用时 {seconds} 秒"),
     "img_nothing_selected": ("Generate an image first.", "请先生成一张图像。"),
     "png_drop": ("Drop a PNG here", "把 PNG 拖到这里"),
-    "png_text": ("Parameters in the image (sent to the form)", "图像中的参数（已填入表单）"),
+    "png_text": ("Parameters in the image", "图像中的参数"),
     "png_none": ("This image carries no generation parameters.", "这张图像不含生成参数。"),
+    "png_unreadable": ("The parameters in this image cannot be read: {why}", "无法读取这张图像中的参数：{why}"),
+    "png_to_txt2img": ("Send to txt2img", "发送到文生图"),
+    "png_to_img2img": ("Send to img2img", "发送到图生图"),
+    "png_drop_first": ("Drop a PNG with parameters first.", "请先放入一张带生成参数的 PNG。"),
     # gallery
     "gal_search": ("Search prompts", "搜索提示词"),
     "gal_search_ph": ("lighthouse, 人工智能 …", "灯塔、lighthouse …"),
@@ -152,6 +193,23 @@ TABLE: dict[str, tuple[str, str]] = {
     "mod_default_image": ("Default image model", "默认图像模型"),
     "mod_set_default": ("Set as default", "设为默认"),
     "mod_default_set": ("{id} is now the default (saved to config.toml).", "{id} 已设为默认（已写入 config.toml）。"),
+    "mod_pick_model": ("Pick a model first.", "请先选择一个模型。"),
+    "mod_import_title": ("Import an AUTOMATIC1111 install", "导入 AUTOMATIC1111 安装目录"),
+    "mod_import_path": (
+        "A1111 folder (or its models/Stable-diffusion)",
+        "A1111 文件夹（或其 models/Stable-diffusion）",
+    ),
+    "mod_import_ph": ("~/stable-diffusion-webui", "~/stable-diffusion-webui"),
+    "mod_import": ("Import", "导入"),
+    "mod_import_note": (
+        "Adds its checkpoints; the files stay where they are.",
+        "添加其中的模型文件；文件保留在原处。",
+    ),
+    "mod_imported": (
+        "Added {added}; already here: {already}; skipped: {skipped}.",
+        "已添加 {added} 个；已存在 {already} 个；跳过 {skipped} 个。",
+    ),
+    "mod_import_skipped": ("{name}: {why}", "{name}：{why}"),
     "mod_pull_title": ("Pull a model from the catalog", "从模型目录下载"),
     "mod_pull_pick": ("Catalog model", "目录中的模型"),
     "mod_pull": ("Pull", "下载"),
@@ -181,6 +239,10 @@ TABLE: dict[str, tuple[str, str]] = {
     ),
     "set_nothing": ("Nothing changed.", "没有改动。"),
     "set_env_wins": ("An environment variable overrides: {envs}.", "以下环境变量优先：{envs}。"),
+    "set_running": (
+        "This server runs with {values} (a command-line flag or an environment variable); config.toml is shown here.",
+        "当前服务使用 {values}（来自命令行参数或环境变量）；这里显示的是 config.toml 中的值。",
+    ),
     "set_host": ("Host", "监听地址"),
     "set_port": ("Port", "端口"),
     "set_model": ("Default text model", "默认文本模型"),
@@ -215,6 +277,34 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "inpainting_fill": ("Masked content", "蒙版区域内容", "局部重绘：蒙版区域的初始内容。"),
     "image_cfg_scale": ("Image CFG Scale", "图像引导系数", "指令编辑：保持原图的程度。"),
     "clip_skip": ("Clip skip", "跳过 CLIP 层数", "文本编码器提前停止的层数（1：关闭）。"),
+    "eta": ("Eta (noise multiplier)", "噪声倍率 (eta)", "祖先采样器的噪声倍率（留空：1）与 DDIM 的 eta（留空：0）。"),
+    "tiling": ("Tiling", "平铺图 (Tiling)", "无缝平铺：图像可以无接缝地重复拼接。"),
+    "enable_hr": (
+        "Enable hires. fix",
+        "启用高分辨率修复",
+        "高分辨率修复（文生图）：先生成，再放大，然后在更大的尺寸上再次去噪。",
+    ),
+    "hr_upscaler": ("Upscaler", "放大算法", "高分辨率修复使用的放大算法。"),
+    "hr_second_pass_steps": ("Hires steps", "高分迭代步数", "高分辨率修复第二遍的步数（0：与迭代步数相同）。"),
+    "hr_scale": ("Upscale by", "放大倍数", "高分辨率修复：按此倍数放大。"),
+    "hr_resize_x": ("Resize width to", "将宽度调整为", "高分辨率修复：放大到此宽度，而不按倍数（0：按倍数）。"),
+    "hr_resize_y": ("Resize height to", "将高度调整为", "高分辨率修复：放大到此高度，而不按倍数（0：按倍数）。"),
+    "resize_mode": (
+        "Resize mode",
+        "缩放模式",
+        "图生图：输入图像如何适配目标尺寸。",
+    ),
+    "inpainting_mask_invert": ("Mask mode", "蒙版模式", "局部重绘：重绘蒙版（白色）区域，或重绘蒙版以外的区域。"),
+    "inpaint_full_res": (
+        "Inpaint area",
+        "重绘区域",
+        "局部重绘：整张图片，或仅以全分辨率重绘蒙版区域再贴回原图。",
+    ),
+    "inpaint_full_res_padding": (
+        "Only masked padding, pixels",
+        "仅蒙版区域下边缘预留像素",
+        "局部重绘（仅蒙版区域）：蒙版区域周围保留的上下文像素。",
+    ),
     "model": ("Stable Diffusion checkpoint", "Stable Diffusion 模型", "图像模型；留空使用默认图像模型。"),
     "temperature": ("Temperature", "温度", "采样温度；0 为贪心解码。"),
     "top_p": ("Top P", "Top P", "核采样：保留累计概率达到该值的词元。"),
@@ -241,6 +331,67 @@ SETTINGS_HELP_ZH = {
 }
 
 
+# Keys Gradio's own frontend looks up but its dictionaries lack (in 6.31: some in both languages, such as
+# the screen-reader status "common.complete", more in zh-CN). Missing, the raw key would show.
+GRADIO_KEYS: dict[str, tuple[str, str]] = {
+    "common.complete": ("Complete", "完成"),
+    "common.upload": ("Upload", "上传"),
+    "common.video": ("Video", "视频"),
+    "common.webcam": ("Webcam", "摄像头"),
+    "common.download_all": ("Download All", "全部下载"),
+    "common.progress": ("Progress", "进度"),
+    "common.screen_studio": ("Screen Studio", "屏幕录制"),
+    "image.no_webcam_support": ("This browser cannot use a webcam.", "此浏览器无法使用摄像头。"),
+    "chatbot.copy_message": ("Copy message", "复制消息"),
+    "chatbot.copied_message": ("Copied message", "已复制消息"),
+    "dataframe.filter": ("Filter", "筛选"),
+    "dataframe.clear_filter": ("Clear filters", "清除筛选"),
+    "dataframe.import_empty_file": ("The dropped file is empty.", "拖入的文件是空的。"),
+    "dataframe.import_no_column_names": ("The dropped file has no column names.", "拖入的文件没有列名。"),
+    "dataframe.import_ragged_row": (
+        "Line {line} of the file has {fields} fields, the header has {columns}.",
+        "文件第 {line} 行有 {fields} 个字段，表头有 {columns} 个。",
+    ),
+    "dataframe.import_static_columns": (
+        "Cannot import into a table with read-only columns.",
+        "无法导入到列为只读的表格。",
+    ),
+    "dataframe.import_fixed_columns": (
+        "This table takes exactly {expected} columns, the file has {actual}.",
+        "此表格需要正好 {expected} 列，文件有 {actual} 列。",
+    ),
+    "dataframe.import_fixed_rows": (
+        "This table takes exactly {expected} rows, the file has {actual}.",
+        "此表格需要正好 {expected} 行，文件有 {actual} 行。",
+    ),
+    "image_editor.add_layer": ("Add Layer", "添加图层"),
+    "image_editor.brush": ("Brush", "画笔"),
+    "image_editor.brush_size": ("Brush Size", "画笔大小"),
+    "image_editor.clear_canvas": ("Clear canvas", "清空画布"),
+    "image_editor.color": ("Color", "颜色"),
+    "image_editor.confirm_crop": ("Confirm crop", "确认裁剪"),
+    "image_editor.crop": ("Crop", "裁剪"),
+    "image_editor.erase": ("Erase", "橡皮擦"),
+    "image_editor.eraser_size": ("Eraser Size", "橡皮擦大小"),
+    "image_editor.fit_to_screen": ("Fit to screen", "适应屏幕"),
+    "image_editor.layer": ("Layer", "图层"),
+    "image_editor.layers": ("Layers", "图层"),
+    "image_editor.pan": ("Pan", "平移"),
+    "image_editor.paste": ("Paste", "粘贴"),
+    "image_editor.redo": ("Redo", "重做"),
+    "image_editor.resize": ("Resize", "调整大小"),
+    "image_editor.save_changes": ("Save changes", "保存更改"),
+    "image_editor.select_draw_tool": ("select the draw tool to start", "选择画笔工具开始绘制"),
+    "image_editor.show_layers": ("Show Layers", "显示图层"),
+    "image_editor.upload": ("Upload", "上传"),
+    "image_editor.upload_image": ("Upload an image", "上传图像"),
+    "image_editor.webcam": ("Webcam", "摄像头"),
+    "image_editor.zoom_in": ("Zoom in", "放大"),
+    "image_editor.zoom_out": ("Zoom out", "缩小"),
+    "status.queue_position": ("In queue: {position} of {size}", "排队中：第 {position} 位，共 {size} 位"),
+}
+
+
 def _declared_help(name: str) -> str:
     for model in (ImageRequest, TextOptions):
         if name in model.model_fields:
@@ -249,14 +400,16 @@ def _declared_help(name: str) -> str:
 
 
 def _tables() -> tuple[dict[str, str], dict[str, str]]:
-    en = {key: pair[0] for key, pair in TABLE.items()}
-    zh = {key: pair[1] for key, pair in TABLE.items()}
+    en = {key: pair[0] for key, pair in {**GRADIO_KEYS, **TABLE}.items()}
+    zh = {key: pair[1] for key, pair in {**GRADIO_KEYS, **TABLE}.items()}
     for name, (label_en, label_zh, help_zh) in FIELDS.items():
         en[f"f_{name}"], zh[f"f_{name}"] = label_en, label_zh
         en[f"h_{name}"], zh[f"h_{name}"] = _declared_help(name), help_zh
     # The text box takes one stop string per line; the declaration speaks of a list.
     en["h_stop"] = _declared_help("stop").rstrip(".") + ", one per line (at most 8)."
     for key, setting in SETTINGS.items():
+        if key not in SETTINGS_HELP_ZH or f"set_{key}" not in TABLE:
+            raise KeyError(f"setting {key!r} needs its labels in ui/i18n.py (TABLE 'set_{key}', SETTINGS_HELP_ZH)")
         en[f"set_{key}_help"], zh[f"set_{key}_help"] = setting.help, SETTINGS_HELP_ZH[key]
     return en, zh
 
@@ -274,39 +427,13 @@ def t(key: str) -> gr.i18n.I18nData:
 
 def text(lang: str | None, key: str, **values: object) -> str:
     """A label in ``lang`` ("en" or "zh-CN"), formatted, for text that handlers write."""
-    table = ZH if (lang or "").lower().startswith("zh") else EN
-    return table[key].format(**values)
+    return (ZH if is_zh(lang) else EN)[key].format(**values)
 
 
-def locale_script() -> str:
-    """A <head> script with the page's language switch: the saved choice, else the browser's language.
+def is_zh(lang: str | None) -> bool:
+    return (lang or "").lower().startswith("zh")
 
-    Gradio's frontend translates I18n keys through its svelte-i18n locale, which its settings panel
-    changes with ``changeLocale`` exported by its core module; that module is imported here by its
-    built file name, read from the installed Gradio (pinned in pyproject).
-    """
-    assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
-    cores = sorted(p.name for p in assets.glob("core-*.js"))
-    if len(cores) != 1:
-        raise RuntimeError(f"expected one core-*.js in {assets}, found {cores}: Gradio changed its build")
-    codes = [code for _, code in LANGUAGES]
-    return f"""<script>
-(() => {{
-  const SUPPORTED = {json.dumps(codes)};
-  const core = () => import(new URL("assets/{cores[0]}", document.baseURI).href);
-  window.aigcInitialLocale = () => {{
-    let lang = localStorage.getItem("aigc-lang");
-    if (!SUPPORTED.includes(lang)) {{
-      const browser = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
-      lang = browser.toLowerCase().startsWith("zh") ? "zh-CN" : "en";
-    }}
-    window.aigcSetLocale(lang, false);
-    return lang;
-  }};
-  window.aigcSetLocale = (lang, remember) => {{
-    if (remember) localStorage.setItem("aigc-lang", lang);
-    document.documentElement.lang = lang;
-    return core().then((m) => m.changeLocale(lang)).catch((e) => console.error("language switch failed", e));
-  }};
-}})();
-</script>"""
+
+def field_label(lang: str | None, name: str) -> str:
+    """The label a user sees for a declared parameter, in ``lang``; else the name itself."""
+    return (ZH if is_zh(lang) else EN).get(f"f_{name}", name)

@@ -1,17 +1,19 @@
-"""The Models tab: installed models (kind, size, hash, license, source), add a local file, set the
-default text and image model, pull a catalog model with a progress bar."""
+"""The Models tab: installed models (kind, size, hash, license, source), add a local file, import an
+AUTOMATIC1111 install, set the default text and image model, pull a catalog model with a progress bar.
+The work is the model service's (``studio.models``) and the registry's; each action's outcome, good or
+bad, is a message by its button."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
 
 from ..errors import StudioError
 from ..models.catalog import CATALOG, find
-from ..models.pull import pull_and_register
-from .common import UIContext, progress_bar, shows_errors
+from .common import Mistake, UIContext, note, progress_bar, reports_to
 from .i18n import t, text
 
 COLUMNS = (
@@ -48,6 +50,7 @@ def build(
             with gr.Row(elem_classes=["aigc-bottom-row"]):
                 name = gr.Textbox(label=t("mod_name"), placeholder=t("mod_name_ph"), elem_id="models-name", scale=3)
                 add = gr.Button(t("mod_add"), variant="primary", scale=1, min_width=120, elem_id="models-add")
+            add_note = gr.HTML(elem_id="models-add-note")
         with gr.Column():
             gr.Markdown(t("mod_defaults_title"))
             with gr.Row(elem_classes=["aigc-bottom-row"]):
@@ -56,6 +59,7 @@ def build(
             with gr.Row(elem_classes=["aigc-bottom-row"]):
                 default_image = gr.Dropdown([], label=t("mod_default_image"), scale=3, elem_id="models-default-image")
                 set_image = gr.Button(t("mod_set_default"), scale=1, min_width=120, elem_id="models-set-image")
+            default_note = gr.HTML(elem_id="models-default-note")
     with gr.Accordion(t("mod_pull_title"), open=False, elem_id="models-pull-section"):
         gr.Markdown(t("mod_pull_note"))
         with gr.Row(elem_classes=["aigc-bottom-row"]):
@@ -69,8 +73,18 @@ def build(
                 t("mod_pull"), variant="primary", scale=1, min_width=120, elem_id="models-pull-button"
             )
         pull_progress = gr.HTML(elem_id="models-pull-progress")
+    with gr.Accordion(t("mod_import_title"), open=False, elem_id="models-import-section"):
+        gr.Markdown(t("mod_import_note"))
+        with gr.Row(elem_classes=["aigc-bottom-row"]):
+            import_path = gr.Textbox(
+                label=t("mod_import_path"), placeholder=t("mod_import_ph"), scale=3, elem_id="models-import-path"
+            )
+            import_button = gr.Button(t("mod_import"), scale=1, min_width=120, elem_id="models-import-button")
+        import_note = gr.HTML(elem_id="models-import-note")
 
-    def refresh(lang_value: str):
+    def refresh(lang_value: str, new_default: bool = False):
+        """The table and the model lists; with ``new_default``, the Chat and Images tabs switch to the
+        defaults too (otherwise a model picked there stays picked)."""
         registry = ctx.studio.registry
         try:
             image_default = registry.default_image_model
@@ -97,44 +111,46 @@ def build(
         headers = [text(lang_value, key) for key in COLUMNS]
         text_ids = [m.id for m in registry.all() if m.kind == "text"]
         image_ids = [m.id for m in registry.all() if m.kind == "image"]
+        picked = {"text": {"value": registry.default_model}, "image": {"value": image_default}}
         return (
             gr.Dataframe(value=rows, headers=headers),
             gr.Dropdown(choices=text_ids, value=registry.default_model),
             gr.Dropdown(choices=image_ids, value=image_default),
-            gr.Dropdown(choices=text_ids),
-            gr.Dropdown(choices=image_ids),
+            gr.Dropdown(choices=text_ids, **(picked["text"] if new_default else {})),
+            gr.Dropdown(choices=image_ids, **(picked["image"] if new_default else {})),
         )
 
-    @shows_errors
-    def on_add(path_value: str, name_value: str, lang_value: str):
+    @reports_to(add_note)
+    def on_add(lang_value: str, path_value: str, name_value: str):
         if not path_value.strip():
-            raise gr.Error(text(lang_value, "mod_path_missing"))
+            raise Mistake("mod_path_missing")
         info = ctx.studio.registry.add(path_value.strip(), model_id=name_value.strip() or None)
-        gr.Info(text(lang_value, "mod_added", id=info.id, kind=text(lang_value, f"kind_{info.kind}")))
-        return "", "", *refresh(lang_value)
+        added = text(lang_value, "mod_added", id=info.id, kind=text(lang_value, f"kind_{info.kind}"))
+        return "", "", *refresh(lang_value), note(added, "ok")
 
-    @shows_errors
-    def on_set_text(model_id: str, lang_value: str):
-        chosen = ctx.studio.models.set_default(model_id, kind="text").id
-        gr.Info(text(lang_value, "mod_default_set", id=chosen))
-        return refresh(lang_value)
+    def set_default(kind: str):
+        @reports_to(default_note)
+        def on_set_default(lang_value: str, model_id: str | None):
+            if not model_id:
+                raise Mistake("mod_pick_model")
+            chosen = ctx.studio.models.set_default(model_id, kind=kind).id
+            return *refresh(lang_value, new_default=True), note(text(lang_value, "mod_default_set", id=chosen), "ok")
 
-    @shows_errors
-    def on_pull(entry_id: str | None, lang_value: str):
-        """Pull in a thread and show its progress every half second; the service does the work."""
+        return on_set_default
+
+    @reports_to(pull_progress)
+    def on_pull(lang_value: str, entry_id: str | None):
+        """Pull in a thread and show its progress every half second; the model service does the work."""
         if not entry_id:
-            raise gr.Error(text(lang_value, "mod_pull_pick"))
+            raise Mistake("mod_pull_pick")
         entry = find(entry_id)
         state = {"done": 0, "total": entry.size_bytes, "file": ""}
         outcome: dict = {}
 
         def work() -> None:
             try:
-                outcome["info"] = pull_and_register(
-                    entry,
-                    ctx.studio.registry,
-                    ctx.studio.config.models_dir,
-                    progress=lambda done, total, file: state.update(done=done, total=total, file=file),
+                outcome["info"] = ctx.studio.models.pull(
+                    entry.id, progress=lambda done, total, file: state.update(done=done, total=total, file=file)
                 )[0]
             except StudioError as exc:
                 outcome["error"] = exc
@@ -149,26 +165,36 @@ def build(
                 done=state["done"] / 2**20,
                 total=state["total"] / 2**20,
             )
-            yield progress_bar(100 * state["done"] / max(state["total"], 1), label), *[gr.skip()] * len(outputs)
+            yield {pull_progress: progress_bar(100 * state["done"] / max(state["total"], 1), label)}
             worker.join(0.5)
         if "error" in outcome:
-            raise outcome["error"]
-        yield (
-            progress_bar(100, text(lang_value, "mod_pulled", id=outcome["info"].id), done=True),
-            *refresh(lang_value),
-        )
+            raise outcome["error"]  # shown in place of the bar; the table stays as it was
+        pulled = progress_bar(100, text(lang_value, "mod_pulled", id=outcome["info"].id), done=True)
+        yield dict(zip([*outputs, pull_progress], [*refresh(lang_value), pulled], strict=True))
 
-    @shows_errors
-    def on_set_image(model_id: str, lang_value: str):
-        chosen = ctx.studio.models.set_default(model_id, kind="image").id
-        gr.Info(text(lang_value, "mod_default_set", id=chosen))
-        return refresh(lang_value)
+    @reports_to(import_note)
+    def on_import(lang_value: str, folder: str):
+        if not folder.strip():
+            raise Mistake("mod_path_missing")
+        outcome = ctx.studio.models.import_a1111(Path(folder.strip()).expanduser())
+        lines = [
+            text(
+                lang_value,
+                "mod_imported",
+                added=len(outcome.added),
+                already=len(outcome.already),
+                skipped=len(outcome.skipped),
+            )
+        ]
+        lines += [text(lang_value, "mod_import_skipped", name=name, why=why) for name, why in outcome.skipped]
+        return *refresh(lang_value), note(" ".join(lines), "ok")
 
     outputs = [table, default_text, default_image, chat_model, image_model]
-    add.click(on_add, [path, name, lang], [path, name, *outputs])
-    set_text.click(on_set_text, [default_text, lang], outputs)
-    pull_button.click(on_pull, [catalog, lang], [pull_progress, *outputs])
-    set_image.click(on_set_image, [default_image, lang], outputs)
+    add.click(on_add, [lang, path, name], [path, name, *outputs, add_note])
+    set_text.click(set_default("text"), [lang, default_text], [*outputs, default_note])
+    set_image.click(set_default("image"), [lang, default_image], [*outputs, default_note])
+    pull_button.click(on_pull, [lang, catalog], [*outputs, pull_progress])
+    import_button.click(on_import, [lang, import_path], [*outputs, import_note])
 
     def on_language(lang_value: str, shown):
         # Only a table already filled (the tab was opened) is redrawn: filling it may hash files.

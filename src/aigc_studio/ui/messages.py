@@ -1,0 +1,115 @@
+"""What a user reads when something is refused, in the page's language: the studio's own messages
+(English, from the services) in Chinese where the table below knows them, and validation errors as
+"the field's label: what is allowed, what was given"."""
+
+from __future__ import annotations
+
+import re
+
+from .i18n import field_label, is_zh, text
+
+# The studio's own error messages a UI user meets (services, registry, pull), in Chinese. A message that
+# matches none stays in English: it still says what was wrong and what is allowed.
+ERRORS_ZH: list[tuple[re.Pattern, str]] = [
+    (re.compile(p, re.DOTALL), zh)
+    for p, zh in [
+        (r"The model '(.+)' does not exist; available: (.*)", "模型“{0}”不存在；可用的模型：{1}"),
+        (r"The model '(.+)' does not exist", "模型“{0}”不存在"),
+        (
+            r"no image model is installed: .*",
+            "还没有安装图像模型：请在“模型”页从模型目录下载（如 sd-turbo），或添加本地的 .safetensors 模型文件。",
+        ),
+        (
+            r"(.+) is not a file; give the path of a \.gguf, \.safetensors or \.ckpt model",
+            "{0} 不是文件；请填写 .gguf、.safetensors 或 .ckpt 模型文件的路径",
+        ),
+        (
+            r"(.+) is a folder without model_index\.json; give a diffusers model folder",
+            "{0} 文件夹中没有 model_index.json；请填写 diffusers 模型文件夹",
+        ),
+        (r"(.+) is not a GGUF file \(it does not start with 'GGUF'\)", "{0} 不是 GGUF 文件（开头不是“GGUF”）"),
+        (r"(.+) is not a safetensors file \(its header is not one\)", "{0} 不是 safetensors 文件（文件头不符）"),
+        (
+            r"(.+) is neither a GGUF file \(text\) nor a \.safetensors/\.ckpt checkpoint \(image\)",
+            "{0} 既不是 GGUF 文件（文本），也不是 .safetensors/.ckpt 模型（图像）",
+        ),
+        (r"a model called '(.+)' already exists; .*", "已有名为“{0}”的模型；请换一个名称"),
+        (r"(txt2img|img2img|inpaint|edit) needs an input image", "{0} 需要一张输入图像"),
+        (r"inpainting needs a mask .*", "局部重绘需要蒙版：请在图像上涂抹需要重绘的区域"),
+        (
+            r"the mask is (\d+x\d+) but the image is (\d+x\d+); .*",
+            "蒙版尺寸 {0} 与图像尺寸 {1} 不同；两者必须一致",
+        ),
+        (r"model '(.+)' cannot do (\w+).*", "模型“{0}”不支持 {1}"),
+        (r"'(.+)' is not in the model catalog; known: (.*)", "“{0}”不在模型目录中；目录中有：{1}"),
+        (
+            r"could not reach the hub at (\S+) .*",
+            "无法连接模型仓库 {0}：请检查网络连接（或把 HF_ENDPOINT 设为可访问的镜像），"
+            "然后再次下载；已下载的部分会保留",
+        ),
+        (
+            r"the repo (\S+) does not exist on (\S+) .*",
+            "仓库 {0} 在 {1} 上不存在（或为私有）；模型目录中的条目有误，或 HF_ENDPOINT 指向的镜像没有它",
+        ),
+        (
+            r"(\S+) on (\S+) is gated: .*",
+            "{1} 上的 {0} 需要授权：请先在网站上接受其许可，再登录（hf auth login 或设置 HF_TOKEN）后重试",
+        ),
+        (r"the hub at (\S+) answered HTTP (\d+) for (\S+); .*", "模型仓库 {0} 对 {2} 返回 HTTP {1}；请稍后再次下载"),
+        (r"the disk holding (.+) is full; .*", "{0} 所在的磁盘已满；请腾出空间后再次下载"),
+        (r"HF_HUB_OFFLINE is set, .*", "已设置 HF_HUB_OFFLINE，无法下载；请取消该设置后再次下载"),
+        (
+            r"batch_size × width × height must be at most 16 megapixels per batch",
+            "单批数量 × 宽度 × 高度 每批不能超过 1600 万像素",
+        ),
+        (
+            r"(.+) is not an AUTOMATIC1111 install or its models folder: .*",
+            "{0} 不是 AUTOMATIC1111 安装目录或其 models 文件夹：其中没有 Stable-diffusion 文件夹",
+        ),
+        (r"unknown (sampler|schedule type|hires upscaler) '(.*)'; valid: (.*)", "未知的取值“{1}”；可选：{2}"),
+    ]
+]
+
+
+def message_text(lang: str | None, message: str) -> str:
+    """A studio error message (English, from a service) in ``lang``, where the table knows it."""
+    if is_zh(lang):
+        for pattern, zh in ERRORS_ZH:
+            if match := pattern.fullmatch(message):
+                return zh.format(*match.groups())
+    return message
+
+
+_LIMITS = {
+    "less_than_equal": ("v_le", "le"),
+    "greater_than_equal": ("v_ge", "ge"),
+    "less_than": ("v_lt", "lt"),
+    "greater_than": ("v_gt", "gt"),
+    "multiple_of": ("v_multiple_of", "multiple_of"),
+    "string_too_long": ("v_max_length", "max_length"),
+    "too_long": ("v_max_items", "max_length"),
+}
+_KINDS = {"int_parsing": "v_integer", "int_type": "v_integer", "int_from_float": "v_integer", "missing": "v_missing"}
+
+
+def validation_text(lang: str | None, errors: list[dict]) -> str:
+    """Pydantic errors as a user reads them: the field's label, what is allowed, what was given
+    ("Width: must be a multiple of 8, got 513")."""
+    parts = []
+    for err in errors:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        ctx, kind, given = err.get("ctx") or {}, err["type"], err.get("input")
+        if kind in _LIMITS:
+            key, limit = _LIMITS[kind]
+            value = ctx.get(limit)
+            what = text(lang, key, limit=int(value) if isinstance(value, float) and value.is_integer() else value)
+        elif kind in _KINDS:
+            what = text(lang, _KINDS[kind])
+        elif kind.startswith("float"):
+            what = text(lang, "v_number")
+        else:
+            what, given = message_text(lang, err["msg"].removeprefix("Value error, ")), None
+        if given is not None and not isinstance(given, (dict, list)) and kind != "string_too_long":
+            what = text(lang, "v_got", what=what, got=given)
+        parts.append(text(lang, "v_field", field=field_label(lang, loc[0]), what=what) if loc else what)
+    return ("；" if is_zh(lang) else "; ").join(parts)
