@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "HR_UPSCALERS",
@@ -24,6 +24,7 @@ __all__ = [
     "Control",
     "ImageRequest",
     "ImageResult",
+    "JsonInt",
     "Message",
     "Mode",
     "Role",
@@ -34,6 +35,19 @@ __all__ = [
     "Usage",
     "split_sampler_name",
 ]
+
+
+def _integral(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer, got {value!r}")
+    return value
+
+
+# An integer as JSON Schema's "integer" has it, for request models in strict mode: 3 or 3.0, never 3.5,
+# "3" or true (strict pydantic alone refuses 3.0, which JSON Schema calls an integer).
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 # ---------------------------------------------------------------------------------------------------
 # Text
