@@ -139,6 +139,18 @@ def m004_superseded_answers() -> str:
     return "ALTER TABLE messages ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;"
 
 
+@migration
+def m005_tool_messages() -> str:
+    # OpenAI clients send tool calls (an assistant turn, often without text), tool results (role
+    # "tool", answering a call by its id) and participant names; all are kept so a resent
+    # conversation is recognised and a stored one is given back as it was.
+    return """
+        ALTER TABLE messages ADD COLUMN name TEXT;
+        ALTER TABLE messages ADD COLUMN tool_calls TEXT;  -- JSON [{id, name, arguments}]
+        ALTER TABLE messages ADD COLUMN tool_call_id TEXT;
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
