@@ -57,10 +57,12 @@ class LlamaCppEngine(TextEngine):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         from llama_cpp.llama_grammar import LlamaGrammar
 
+        from .grammar_sampler import GrammarFirstLlama
+
         self._llama_cpp, self._llama_grammar = llama_cpp, LlamaGrammar
         threads = threads or os.cpu_count() or 1
         try:
-            self.llm = llama_cpp.Llama(
+            self.llm = GrammarFirstLlama(
                 model_path=str(path),
                 n_ctx=context_length,
                 n_threads=threads,
