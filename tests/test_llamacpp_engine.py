@@ -248,3 +248,20 @@ def test_schemas_with_defs_enums_and_optionals_convert():
     a = grammar.add({"$defs": {"T": {"enum": [1]}}, "$ref": "#/$defs/T"}, "a", "tools")
     b = grammar.add({"$defs": {"T": {"enum": [2]}}, "$ref": "#/$defs/T"}, "b", "tools")
     assert a != b and set(grammar.defs) == {"zzdef1-T", "zzdef2-T"}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_strings_in_a_constrained_answer_hold_no_raw_control_characters(engine, seed):
+    """A poem wants newlines; inside a JSON string they must come escaped, or the answer does not parse."""
+    from aigc_studio.contracts import ResponseFormat
+
+    schema = {"type": "object", "properties": {"poem": {"type": "string", "maxLength": 60}}, "required": ["poem"]}
+    request = TextRequest(
+        [Message(role="user", content="Write a poem of four short lines about rain.")],
+        TextOptions(seed=seed, temperature=1.0, max_tokens=60),
+        response_format=ResponseFormat(type="json_schema", schema=schema),
+    )
+    text = "".join(c.text for c in engine.stream(request, threading.Event()))
+    assert isinstance(json.loads(text)["poem"], str)  # strict JSON: a raw newline in a string fails here
+    gbnf = engine._grammar(request)
+    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in gbnf

@@ -88,7 +88,22 @@ class SchemaGrammar:
             # The checks above should leave nothing for the converter to trip over; if one slips
             # through, it is still the schema's fault and a 400, never a 500.
             raise InvalidRequest(f"the JSON Schema cannot be turned into a grammar: {exc}", param=None) from exc
-        return converter.format_grammar()
+        return _json_strings(converter.format_grammar())
+
+
+# The converter lets a string hold raw control characters (a newline, a tab), which JSON forbids: an
+# answer with one does not parse. llama.cpp's newer converter keeps them out the same way.
+_STRING_CHAR = ('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |')
+_PATTERN_DOT = ("dot ::= [^\\x0A\\x0D]", 'dot ::= [^"\\\\\\x7F\\x00-\\x1F]')
+
+
+def _json_strings(gbnf: str) -> str:
+    lines = gbnf.split("\n")
+    for i, line in enumerate(lines):
+        for old, new in (_STRING_CHAR, _PATTERN_DOT):
+            if line.startswith(old):
+                lines[i] = new + line[len(old) :]
+    return "\n".join(lines)
 
 
 def schema_gbnf(schema: dict, label: str, param: str) -> str:

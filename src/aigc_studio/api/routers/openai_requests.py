@@ -9,6 +9,7 @@ read by one validator; the OpenAPI schema lists every field with what is done wi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -33,7 +34,7 @@ class Policy:
     def describe(self) -> str:
         if self.action == "ignore":
             return f"Accepted and ignored: {self.why}."
-        allowed = " or ".join("null" if v is None else repr(v) for v in self.harmless)
+        allowed = " or ".join(json.dumps(v) for v in self.harmless)
         return f"Refused (400) unless {allowed}: {self.why}."
 
 
