@@ -382,17 +382,24 @@ def test_a_forced_tool_call_streams_as_openai_python_accumulates_it(client):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_auto_tool_choice_gives_an_answer_or_a_valid_call(client, seed):
+    # One call at most, whose arguments are bounded by the schema, so a call always ends within max_tokens.
     out = client.chat.completions.create(
-        model=MODEL, messages=WEATHER_ASK, tools=[WEATHER, TIME], seed=seed, temperature=1.0, max_tokens=150
+        model=MODEL,
+        messages=WEATHER_ASK,
+        tools=[WEATHER, TIME],
+        parallel_tool_calls=False,
+        seed=seed,
+        temperature=1.0,
+        max_tokens=150,
     )
     choice = out.choices[0]
     if choice.finish_reason == "tool_calls":
-        assert choice.message.content is None and choice.message.tool_calls
-        for call in choice.message.tool_calls:
-            valid_call(call)
+        assert choice.message.content is None and len(choice.message.tool_calls) == 1
+        valid_call(choice.message.tool_calls[0])
     else:
-        assert choice.finish_reason == "stop" and choice.message.tool_calls is None
-        assert isinstance(choice.message.content, str) and "response" not in choice.message.content[:12]
+        # A plain answer, decoded out of {"response": "..."}; a long one may end at max_tokens.
+        assert choice.finish_reason in ("stop", "length") and choice.message.tool_calls is None
+        assert isinstance(choice.message.content, str) and '"response"' not in choice.message.content[:14]
 
 
 def test_a_conversation_with_a_tool_result_continues_and_is_stored(live, client):
