@@ -211,6 +211,9 @@ def test_generic_output_is_read_as_it_streams(step):
         ({"type": "object", "properties": {"p": {"type": "string", "format": "uri"}}}, "#/properties/p"),
         ({"type": "array", "prefixItems": [{"type": "string"}], "minItems": 1}, "a tuple"),
         (False, "JSON Schema object"),
+        ({"type": "string", "minLength": 10**6}, "too large for a grammar: at most 1000"),
+        ({"type": "array", "items": {}, "minItems": 3, "maxItems": 2}, "nothing can match"),
+        ({"type": "string", "pattern": "^a{1,5000}$"}, "repeats more than 1000"),
     ],
 )
 def test_schema_keywords_the_grammar_cannot_enforce_are_named(schema, words):
@@ -243,6 +246,14 @@ def test_schemas_with_defs_enums_and_optionals_convert():
     }
     gbnf = schema_gbnf(schema, "s", "response_format")
     assert '"\\"red\\""' in gbnf and "zzdef1-Colour" in gbnf
+    # A recursive schema (a linked list) refers to itself through $defs, from the very top.
+    linked = {
+        "$defs": {
+            "Node": {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}}}
+        },
+        "$ref": "#/$defs/Node",
+    }
+    assert "zzdef1-Node" in schema_gbnf(linked, "s", "response_format")
     # Two schemas with the same $defs name each keep their own.
     grammar = SchemaGrammar()
     a = grammar.add({"$defs": {"T": {"enum": [1]}}, "$ref": "#/$defs/T"}, "a", "tools")

@@ -12,6 +12,7 @@ each have a ``$defs/Item`` of their own.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -48,6 +49,9 @@ FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uui
 # schema as "any object").
 ANY: dict[str, Any] = {"type": ["string", "number", "boolean", "null", "object", "array"]}
 _STRING_KEYWORDS = {"pattern", "format", "minLength", "maxLength"}
+# The converter spells out every repetition (x{3} is "x x x"), so a large bound makes a grammar of
+# millions of rules; beyond this many it is refused.
+MAX_REPEAT = 1000
 _ARRAY_KEYWORDS = {"items", "prefixItems", "minItems", "maxItems"}
 _OBJECT_KEYWORDS = {"properties", "required", "additionalProperties"}
 
@@ -75,10 +79,13 @@ class SchemaGrammar:
         top = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
         return checker.check(top, "#")
 
-    def gbnf(self, root: Any) -> str:
+    def gbnf(self, root: Any, param: str) -> str:
         """The GBNF grammar of ``root`` (a schema returned by ``add``, or one built from them)."""
         from llama_cpp.llama_grammar import SchemaConverter
 
+        if "$ref" in root:
+            # The converter does not look beside a $ref, so the $defs would go unread at the top.
+            root = {"anyOf": [root]}
         document = {**root, "$defs": self.defs} if self.defs else root
         converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         try:
@@ -87,7 +94,9 @@ class SchemaGrammar:
         except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
             # The checks above should leave nothing for the converter to trip over; if one slips
             # through, it is still the schema's fault and a 400, never a 500.
-            raise InvalidRequest(f"the JSON Schema cannot be turned into a grammar: {exc}", param=None) from exc
+            raise InvalidRequest(
+                f"the JSON Schema of {param} cannot be turned into a grammar: {exc}", param=param
+            ) from exc
         return _json_strings(converter.format_grammar())
 
 
@@ -109,7 +118,7 @@ def _json_strings(gbnf: str) -> str:
 def schema_gbnf(schema: dict, label: str, param: str) -> str:
     """The grammar for one schema (a response format's): checked, converted."""
     grammar = SchemaGrammar()
-    return grammar.gbnf(grammar.add(schema, label, param))
+    return grammar.gbnf(grammar.add(schema, label, param), param)
 
 
 class _Checker:
@@ -234,9 +243,7 @@ class _Checker:
             out["prefixItems"] = [self.check(s, f"{path}/prefixItems/{i}") for i, s in enumerate(tuple_items)]
             return
         out["items"] = self.check(True if items is None else items, f"{path}/items")
-        for bound in ("minItems", "maxItems"):
-            if bound in schema and (not isinstance(schema[bound], int) or schema[bound] < 0):
-                raise self.refuse(path, f"{bound} must be a whole number >= 0")
+        self._bounds(schema, "minItems", "maxItems", path)
 
     def _string(self, schema: dict, out: dict, path: str) -> None:
         present = _STRING_KEYWORDS & set(schema)
@@ -252,14 +259,25 @@ class _Checker:
             pattern = schema["pattern"]
             if not isinstance(pattern, str) or "(?" in pattern:
                 raise self.not_enforced("pattern", path, f"{pattern!r} uses (?...) groups, which the grammar lacks")
+            for low, high in re.findall(r"\{(\d*),?(\d*)\}", pattern):
+                if max(int(low or 0), int(high or 0)) > MAX_REPEAT:
+                    raise self.refuse(path, f"pattern {pattern!r} repeats more than {MAX_REPEAT} times")
             # JSON Schema patterns match anywhere in the string; the converter wants them anchored.
             # Matching the whole string is one way of containing a match, so the answer stays valid.
             core = pattern[1:] if pattern.startswith("^") else pattern
             core = core[:-1] if core.endswith("$") and not core.endswith("\\$") else core
             out["pattern"] = f"^({_class_escapes(core)})$"
-        for bound in ("minLength", "maxLength"):
-            if bound in schema and (not isinstance(schema[bound], int) or schema[bound] < 0):
-                raise self.refuse(path, f"{bound} must be a whole number >= 0")
+        self._bounds(schema, "minLength", "maxLength", path)
+
+    def _bounds(self, schema: dict, low: str, high: str, path: str) -> None:
+        for bound in (low, high):
+            value = schema.get(bound)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise self.refuse(path, f"{bound} must be a whole number >= 0, got {value!r}")
+            if value is not None and value > MAX_REPEAT:
+                raise self.refuse(path, f"{bound} {value} is too large for a grammar: at most {MAX_REPEAT}")
+        if schema.get(low) is not None and schema.get(high) is not None and schema[low] > schema[high]:
+            raise self.refuse(path, f"{low} {schema[low]} is above {high} {schema[high]}: nothing can match")
 
 
 _CLASSES = {"d": "0-9", "w": "a-zA-Z0-9_", "s": " \\t\\n\\r"}

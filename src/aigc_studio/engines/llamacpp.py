@@ -153,7 +153,7 @@ class LlamaCppEngine(TextEngine):
             grammar = SchemaGrammar()
             if fmt is not None and fmt.type == "json_schema":
                 response_schema = grammar.add(fmt.schema_, "response_format.json_schema.schema", "response_format")
-            gbnf = grammar.gbnf(generic_tools.answer_schema(request, grammar, response_schema))
+            gbnf = grammar.gbnf(generic_tools.answer_schema(request, grammar, response_schema), "tools")
         elif fmt is not None and fmt.type == "json_schema":
             gbnf = schema_gbnf(fmt.schema_, "response_format.json_schema.schema", "response_format")
         else:

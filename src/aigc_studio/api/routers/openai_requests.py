@@ -167,8 +167,10 @@ class ChatMessageIn(_Strict):
         where = f"messages[{index}]"
         # "developer" is OpenAI's newer name for the system role.
         role = "system" if self.role == "developer" else self.role
-        calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in self.tool_calls or []]
         try:
+            calls = [
+                ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in self.tool_calls or []
+            ]
             return Message(
                 role=role,
                 content=_text(self.content, where),
