@@ -456,7 +456,6 @@ def test_a_latest_tag_names_the_model_and_another_tag_is_a_404(client):
     [
         ("logprobs", True),
         ("top_logprobs", 3),
-        ("logit_bias", {"1234": -100}),
         ("audio", {"voice": "alloy", "format": "mp3"}),
         ("modalities", ["text", "audio"]),
         ("prediction", {"type": "content", "content": "x"}),
@@ -503,7 +502,7 @@ def test_completions_fields_echo_and_refusals(client):
     assert out.choices[0].text == "one twoone two"
     streamed = client.completions.create(model="echo", prompt="one two", echo=True, stream=True)
     assert "".join(c.choices[0].text for c in streamed) == "one twoone two"
-    for field, value in [("best_of", 2), ("suffix", "end"), ("logprobs", 2), ("logit_bias", {"1": 5})]:
+    for field, value in [("best_of", 2), ("suffix", "end"), ("logprobs", 2)]:
         with pytest.raises(openai.BadRequestError) as err:
             client.completions.create(model="echo", prompt="x", extra_body={field: value})
         assert err.value.body["param"] == field, field
@@ -566,3 +565,30 @@ def test_catalog_defaults_apply_to_what_a_request_leaves_unset_and_reach_the_rec
         assert (mine["temperature"], mine["top_p"], mine["top_k"]) == (0.9, 0.8, 20)
     finally:
         registry.remove("qwen-like")
+
+
+def test_logit_bias_steers_the_tokens(live, client):
+    llm = live.studio.registry.engine(MODEL).llm
+    banana = llm.tokenize(b" banana", add_bos=False)
+    assert len(banana) == 1
+    forced = client.chat.completions.create(
+        model=MODEL, messages=ASK, temperature=0, max_tokens=3, logit_bias={str(banana[0]): 100}
+    )
+    assert forced.choices[0].message.content == " banana banana banana"
+    plain = client.chat.completions.create(model=MODEL, messages=ASK, temperature=0, max_tokens=3)
+    first = llm.tokenize(plain.choices[0].message.content.encode(), add_bos=False)[0]
+    banned = client.chat.completions.create(
+        model=MODEL, messages=ASK, temperature=0, max_tokens=3, logit_bias={str(first): -100}
+    )
+    assert llm.tokenize(banned.choices[0].message.content.encode(), add_bos=False)[0] != first
+    raw = client.completions.create(
+        model=MODEL, prompt="I like", temperature=0, max_tokens=2, logit_bias={str(banana[0]): 100}
+    )
+    assert raw.choices[0].text == " banana banana"
+    for bias, words in [({"999999": 5}, "outside this model's vocabulary"), ({"12": 101}, "from -100 to 100")]:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2, logit_bias=bias)
+        assert err.value.body["param"] == "logit_bias" and words in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="echo", messages=ASK, logit_bias={"1": 1})
+    assert err.value.body["param"] == "logit_bias"

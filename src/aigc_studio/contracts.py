@@ -167,6 +167,7 @@ class TextRequest:
     ``response_format`` constrains the answer (JSON, or JSON matching a schema). ``tools`` are functions
     the model may call; ``tool_choice`` says whether it must ("required", or one function's name), may
     ("auto") or must not ("none"); ``parallel_tool_calls`` lets one answer hold several calls.
+    ``logit_bias`` adds to a token's logit before sampling (token id -> -100..100, OpenAI's meaning).
     """
 
     messages: list[Message]
@@ -176,6 +177,7 @@ class TextRequest:
     tools: list[Tool] = field(default_factory=list)
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
+    logit_bias: dict[int, float] = field(default_factory=dict)
 
     @property
     def calls_tools(self) -> bool:

@@ -26,6 +26,7 @@ class TextEngine(ABC):
     supports_stop = True
     supports_response_format = False  # JSON / JSON Schema answers (TextRequest.response_format)
     supports_tools = False  # function calls (TextRequest.tools)
+    supports_logit_bias = False  # TextRequest.logit_bias
 
     def __init__(self, model_id: str, context_length: int):
         self.model_id = model_id
@@ -46,6 +47,10 @@ class TextEngine(ABC):
                 f"model '{self.model_id}' cannot constrain its answer to JSON; response_format must be "
                 "{'type': 'text'} with it (a llama.cpp model can)",
                 param="response_format",
+            )
+        if request.logit_bias and not self.supports_logit_bias:
+            raise InvalidRequest(
+                f"model '{self.model_id}' cannot bias tokens; leave logit_bias out", param="logit_bias"
             )
         if request.calls_tools and not self.supports_tools:
             raise InvalidRequest(

@@ -1,4 +1,4 @@
-"""Grammar-constrained sampling the fast way, as llama.cpp's own server samples.
+"""Grammar-constrained (and logit-biased) sampling the fast way, as llama.cpp's own server samples.
 
 llama-cpp-python puts the grammar into the sampler chain ahead of top-k, so every step checks all
 ~50k vocabulary tokens against the grammar; inside a JSON string (where almost any token is allowed)
@@ -6,6 +6,9 @@ that costs several times the model's own time per token. llama.cpp's ``common_sa
 first and asks the grammar only about the chosen token, and runs the full grammar pass only when that
 token is refused. The answer obeys the grammar either way; this is the same rule, with the same cost
 as llama.cpp's server.
+
+OpenAI's ``logit_bias`` is added to the logits here too, before the chain samples (llama-cpp-python's
+own hook for that runs Python over every logit of every step, and its code says it is "probably broken").
 """
 
 from __future__ import annotations
@@ -18,14 +21,24 @@ import numpy as np
 from llama_cpp._internals import LlamaSampler, LlamaTokenDataArray
 
 
-class GrammarFirstSampler:
-    """Stands in for llama-cpp-python's ``LlamaSampler`` (it has the same ``sample``) when a grammar is set."""
+class LogitBias(dict):
+    """Token id -> bias, handed to ``generate`` as its ``logits_processor`` and applied by the sampler."""
 
-    def __init__(self, llama: llama_cpp.Llama, chain: LlamaSampler, gbnf: str):
+
+class GrammarFirstSampler:
+    """Stands in for llama-cpp-python's ``LlamaSampler`` (it has the same ``sample``) when a grammar or a
+    logit bias is set."""
+
+    def __init__(self, llama: llama_cpp.Llama, chain: LlamaSampler, gbnf: str | None, bias: LogitBias | None):
         self._chain = chain  # penalties, top-k ... dist: everything but the grammar
-        self._grammar = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
-        if not self._grammar:
-            raise ValueError("llama.cpp could not parse the grammar")
+        self._grammar = None
+        if gbnf is not None:
+            self._grammar = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
+            if not self._grammar:
+                raise ValueError("llama.cpp could not parse the grammar")
+        bias = bias or {}
+        self._bias_ids = np.array(list(bias), dtype=np.intc)
+        self._bias_values = np.array(list(bias.values()), dtype=np.single)
         self._n_vocab = llama.n_vocab()
         self._all = LlamaTokenDataArray(n_vocab=self._n_vocab)
         self._one = np.recarray((1,), dtype=self._all.candidates_data.dtype)
@@ -34,6 +47,8 @@ class GrammarFirstSampler:
         )
 
     def _allowed(self, token: int) -> bool:
+        if self._grammar is None:
+            return True
         self._one.id[0], self._one.logit[0], self._one.p[0] = token, 0.0, 0.0
         self._one_array.size, self._one_array.selected = 1, -1
         llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one_array))
@@ -41,6 +56,8 @@ class GrammarFirstSampler:
 
     def _pick(self, logits: np.ndarray, grammar_first: bool) -> int:
         self._all.copy_logits(logits)
+        if len(self._bias_ids):
+            self._all.candidates_data.logit[self._bias_ids] += self._bias_values
         candidates = ctypes.byref(self._all.candidates)
         if grammar_first:
             llama_cpp.llama_sampler_apply(self._grammar, candidates)
@@ -54,7 +71,8 @@ class GrammarFirstSampler:
         if not self._allowed(token):
             token = self._pick(logits, grammar_first=True)
         llama_cpp.llama_sampler_accept(self._chain.sampler, token)
-        llama_cpp.llama_sampler_accept(self._grammar, token)
+        if self._grammar is not None:
+            llama_cpp.llama_sampler_accept(self._grammar, token)
         return token
 
     def close(self) -> None:
@@ -69,10 +87,14 @@ class GrammarFirstSampler:
 
 
 class GrammarFirstLlama(llama_cpp.Llama):
-    """``llama_cpp.Llama`` whose ``generate(..., grammar=...)`` samples with ``GrammarFirstSampler``."""
+    """``llama_cpp.Llama`` whose ``generate(..., grammar=..., logits_processor=LogitBias(...))`` samples
+    with ``GrammarFirstSampler``."""
 
-    def _init_sampler(self, *args, grammar=None, **kwargs):
-        chain = super()._init_sampler(*args, grammar=None, **kwargs)
-        if grammar is None:
+    def _init_sampler(self, *args, grammar=None, logits_processor=None, **kwargs):
+        bias = logits_processor if isinstance(logits_processor, LogitBias) else None
+        chain = super()._init_sampler(
+            *args, grammar=None, logits_processor=None if bias is not None else logits_processor, **kwargs
+        )
+        if grammar is None and bias is None:
             return chain
-        return GrammarFirstSampler(self, chain, grammar._grammar)
+        return GrammarFirstSampler(self, chain, grammar._grammar if grammar is not None else None, bias)

@@ -51,15 +51,16 @@ def _held_back(text: str, stops: list[str]) -> int:
 class LlamaCppEngine(TextEngine):
     supports_response_format = True
     supports_tools = True
+    supports_logit_bias = True
 
     def __init__(self, model_id: str, path: str | Path, context_length: int = 0, threads: int = 0):
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        from .grammar_sampler import GrammarFirstLlama
+        from .grammar_sampler import GrammarFirstLlama, LogitBias
 
-        self._llama_cpp, self._llama_grammar = llama_cpp, LlamaGrammar
+        self._llama_cpp, self._llama_grammar, self._logit_bias = llama_cpp, LlamaGrammar, LogitBias
         threads = threads or os.cpu_count() or 1
         try:
             self.llm = GrammarFirstLlama(
@@ -125,6 +126,14 @@ class LlamaCppEngine(TextEngine):
         """Build (and keep) the request's grammar now, so a schema the grammar cannot enforce is a 400
         before the request is queued."""
         super().check(request)
+        vocabulary = self.llm.n_vocab()
+        outside = sorted(t for t in request.logit_bias if not 0 <= t < vocabulary)
+        if outside:
+            raise InvalidRequest(
+                f"logit_bias names token ids outside this model's vocabulary (0..{vocabulary - 1}): "
+                + ", ".join(map(str, outside[:10])),
+                param="logit_bias",
+            )
         fmt = request.response_format
         if request.prompt is not None and (request.calls_tools or (fmt is not None and fmt.type != "text")):
             raise InvalidRequest("a raw completion takes neither tools nor a response format", param="prompt")
@@ -217,6 +226,7 @@ class LlamaCppEngine(TextEngine):
             frequency_penalty=opts.frequency_penalty or 0.0,
             presence_penalty=opts.presence_penalty or 0.0,
             grammar=grammar,
+            logits_processor=self._logit_bias(request.logit_bias) if request.logit_bias else None,
             **sampling,
         )
         try:

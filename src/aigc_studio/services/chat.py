@@ -41,6 +41,8 @@ class PreparedChat:
         options = request.options.model_dump(exclude_none=True, exclude_defaults=True)
         if request.response_format is not None and request.response_format.type != "text":
             options["response_format"] = request.response_format.model_dump(by_alias=True, exclude_none=True)
+        if request.logit_bias:
+            options["logit_bias"] = {str(k): v for k, v in request.logit_bias.items()}
         if request.tools:
             options["tools"] = [t.name for t in request.tools]
             options["tool_choice"] = request.tool_choice
@@ -195,6 +197,7 @@ class ChatService:
         tools: list[Tool] | None = None,
         tool_choice: str | None = None,
         parallel_tool_calls: bool = True,
+        logit_bias: dict[int, float] | None = None,
     ) -> PreparedChat:
         """Resolve model and conversation and check the prompt fits; blocking (may load the model).
 
@@ -203,7 +206,8 @@ class ChatService:
         messages asks for a raw completion. ``regenerate`` answers the last question of
         ``conversation_id`` again (``messages`` unused). ``response_format`` constrains the answer;
         ``tools`` may be called as ``tool_choice`` says ("auto" when unset, "none", "required" or a
-        tool's name). Raises StudioError subclasses for the user.
+        tool's name); ``logit_bias`` adds to token logits (token id -> -100..100). Raises StudioError
+        subclasses for the user.
         """
         info = self.resolve_model(model or self.registry.default_model)
         options = with_model_defaults(options or TextOptions(), info)
@@ -257,6 +261,7 @@ class ChatService:
             tools=tools,
             tool_choice=tool_choice,
             parallel_tool_calls=parallel_tool_calls,
+            logit_bias=dict(logit_bias or {}),
         )
         engine.check(request)
         need = options.max_tokens or 1

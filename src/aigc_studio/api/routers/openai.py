@@ -104,6 +104,7 @@ async def chat_completions(
         tools=[t.to_tool() for t in body.tools or []],
         tool_choice=body.tool_choice_name(),
         parallel_tool_calls=body.parallel_tool_calls is not False,
+        logit_bias=body.token_bias(),
     )
     run = studio.chat.start(prepared)
     completion_id, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
@@ -192,7 +193,7 @@ async def completions(
     body: CompletionRequest, request: Request, studio: Studio = Depends(get_studio)
 ) -> JSONResponse | StreamingResponse:
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    prepared = await _prepare(studio, body, messages=[], prompt=prompt)
+    prepared = await _prepare(studio, body, messages=[], prompt=prompt, logit_bias=body.token_bias())
     echoed = prompt if body.echo else ""
     run = studio.chat.start(prepared)
     completion_id, created = "cmpl-" + secrets.token_hex(12), int(time.time())

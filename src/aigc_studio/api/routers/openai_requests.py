@@ -47,7 +47,6 @@ def refuse(why: str, *harmless: Any) -> Policy:
 
 
 _NO_LOGPROBS = "the studio does not return log probabilities"
-_NO_BIAS = "the studio does not apply token biases"
 
 # POST /v1/chat/completions: OpenAI's fields that the request model does not declare.
 CHAT_FIELDS: dict[str, Policy] = {
@@ -61,7 +60,6 @@ CHAT_FIELDS: dict[str, Policy] = {
     "prompt_cache_options": ignore("OpenAI's cache breakpoints"),
     "logprobs": refuse(_NO_LOGPROBS, False),
     "top_logprobs": refuse(_NO_LOGPROBS, 0),
-    "logit_bias": refuse(_NO_BIAS, {}),
     "audio": refuse("the studio's text models give no audio"),
     "modalities": refuse("the studio's text models answer in text only", ["text"]),
     "prediction": refuse("predicted outputs are not used"),
@@ -76,7 +74,6 @@ CHAT_FIELDS: dict[str, Policy] = {
 COMPLETION_FIELDS: dict[str, Policy] = {
     "user": CHAT_FIELDS["user"],
     "logprobs": refuse(_NO_LOGPROBS),
-    "logit_bias": refuse(_NO_BIAS, {}),
     "best_of": refuse("only one completion is generated per request", 1),
     "suffix": refuse("text insertion (a suffix after the completion) is not supported", ""),
 }
@@ -264,6 +261,22 @@ class SamplingFields(_Strict):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     stop: str | list[str] | None = None
+    logit_bias: dict[str, float] | None = Field(
+        None, description="Token id (as a string) -> a bias from -100 to 100, added to its logit before sampling."
+    )
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (value or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"keys must be token ids (whole numbers), got {token!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"biases must be from -100 to 100, got {bias} for token {token}")
+        return value
+
+    def token_bias(self) -> dict[int, float]:
+        return {int(k): v for k, v in (self.logit_bias or {}).items()}
 
     @model_validator(mode="before")
     @classmethod
