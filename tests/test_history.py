@@ -224,3 +224,14 @@ def test_model_defaults_fill_what_the_request_leaves_unset(studio, smollm_path):
     )
     assert (prepared.request.options.temperature, prepared.request.options.top_k) == (0.2, 3)
     assert prepared.record.options == {"temperature": 0.2, "top_k": 3}
+
+
+def test_history_show_prints_tool_calls_and_results(studio):
+    from click.testing import CliRunner
+
+    from aigc_studio.cli.main import cli
+
+    r = studio.chat.complete(studio.chat.prepare(list(TOOL_TURNS), source="test"))
+    shown = CliRunner().invoke(cli, ["history", "show", r.conversation_id], catch_exceptions=False).output
+    assert '-> get_weather({"city": "Paris"})  [call_abc123]' in shown
+    assert "tool: (to call_abc123)\n18 degrees and sunny" in shown
