@@ -383,7 +383,7 @@ def test_a_forced_tool_call_streams_as_openai_python_accumulates_it(client):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_auto_tool_choice_gives_an_answer_or_a_valid_call(client, seed):
     # One call at most, whose arguments are bounded by the schema, so a call always ends within max_tokens.
-    out = client.chat.completions.create(
+    kwargs = dict(
         model=MODEL,
         messages=WEATHER_ASK,
         tools=[WEATHER, TIME],
@@ -392,7 +392,14 @@ def test_auto_tool_choice_gives_an_answer_or_a_valid_call(client, seed):
         temperature=1.0,
         max_tokens=150,
     )
+    out = client.chat.completions.create(**kwargs)
     choice = out.choices[0]
+    # Streamed, the same answer arrives as it is generated: a plain one in many pieces, not at the end.
+    chunks = [c.choices[0] for c in client.chat.completions.create(**kwargs, stream=True) if c.choices]
+    streamed = "".join(c.delta.content or "" for c in chunks)
+    assert streamed == (choice.message.content or "")
+    if choice.message.content:
+        assert len([c for c in chunks if c.delta.content]) > 3
     if choice.finish_reason == "tool_calls":
         assert choice.message.content is None and len(choice.message.tool_calls) == 1
         valid_call(choice.message.tool_calls[0])
