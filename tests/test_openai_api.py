@@ -461,8 +461,6 @@ def test_a_latest_tag_names_the_model_and_another_tag_is_a_404(client):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("logprobs", True),
-        ("top_logprobs", 3),
         ("audio", {"voice": "alloy", "format": "mp3"}),
         ("modalities", ["text", "audio"]),
         ("prediction", {"type": "content", "content": "x"}),
@@ -496,6 +494,7 @@ def test_fields_that_cannot_change_the_answer_are_accepted(client):
         prompt_cache_key="k",
         safety_identifier="s",
         logprobs=False,
+        top_logprobs=0,
         modalities=["text"],
         parallel_tool_calls=False,
         stream_options=None,
@@ -599,3 +598,35 @@ def test_logit_bias_steers_the_tokens(live, client):
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="echo", messages=ASK, logit_bias={"1": 1})
     assert err.value.body["param"] == "logit_bias"
+
+
+def test_logprobs_come_with_each_token_streamed_and_not(live, client):
+    import math
+
+    # A seed makes each request evaluate the prompt afresh, so the same request gives the same numbers.
+    kwargs = dict(model=MODEL, messages=ASK, temperature=0, seed=1, max_tokens=6, logprobs=True, top_logprobs=3)
+    out = client.chat.completions.create(**kwargs)
+    tokens = out.choices[0].logprobs.content
+    assert "".join(t.token for t in tokens) == out.choices[0].message.content and len(tokens) == 6
+    for t in tokens:
+        assert t.logprob <= 0 and bytes(t.bytes).decode() == t.token and len(t.top_logprobs) == 3
+        alternatives = [a.logprob for a in t.top_logprobs]
+        assert alternatives == sorted(alternatives, reverse=True)
+        # Greedy: the token taken is the likeliest one.
+        assert t.top_logprobs[0].token == t.token and math.isclose(t.top_logprobs[0].logprob, t.logprob)
+    streamed = list(client.chat.completions.create(**kwargs, stream=True))
+    pieces = [t for c in streamed if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [(t.token, round(t.logprob, 4)) for t in pieces] == [(t.token, round(t.logprob, 4)) for t in tokens]
+    # A stop string is left out, and so are its tokens.
+    cut = out.choices[0].message.content.split()[-1]
+    stopped = client.chat.completions.create(**kwargs | {"stop": [cut]})
+    text = stopped.choices[0].message.content
+    assert "".join(t.token for t in stopped.choices[0].logprobs.content) == text
+    assert client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2).choices[0].logprobs is None
+    for change, param in [({"top_logprobs": 3}, "top_logprobs"), ({"tools": [WEATHER], "logprobs": True}, "logprobs")]:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2, **change)
+        assert err.value.body["param"] == param
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="echo", messages=ASK, logprobs=True)
+    assert err.value.body["param"] == "logprobs"

@@ -35,6 +35,7 @@ __all__ = [
     "TextChunk",
     "TextOptions",
     "TextRequest",
+    "TokenLogprob",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -168,6 +169,8 @@ class TextRequest:
     the model may call; ``tool_choice`` says whether it must ("required", or one function's name), may
     ("auto") or must not ("none"); ``parallel_tool_calls`` lets one answer hold several calls.
     ``logit_bias`` adds to a token's logit before sampling (token id -> -100..100, OpenAI's meaning).
+    ``logprobs`` (unset: none) asks for each generated token's log probability and that many of the
+    most likely alternatives.
     """
 
     messages: list[Message]
@@ -178,6 +181,7 @@ class TextRequest:
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: int | None = None
 
     @property
     def calls_tools(self) -> bool:
@@ -206,6 +210,17 @@ class ToolCallDelta:
     arguments: str = ""
 
 
+@dataclass
+class TokenLogprob:
+    """A generated token with its log probability (under the model's distribution, after logit_bias and
+    before temperature and truncation) and, in ``top``, the most likely tokens at its place."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TokenLogprob] = field(default_factory=list)
+
+
 FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
 
 
@@ -225,6 +240,8 @@ class TextChunk:
     tool_calls: list[ToolCall] | None = None
     # The sampling values the engine actually used (its own defaults included), for the record.
     sampling: dict | None = None
+    # With TextRequest.logprobs: the tokens whose text is in this chunk.
+    logprobs: list[TokenLogprob] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------

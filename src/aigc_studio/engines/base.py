@@ -27,6 +27,7 @@ class TextEngine(ABC):
     supports_response_format = False  # JSON / JSON Schema answers (TextRequest.response_format)
     supports_tools = False  # function calls (TextRequest.tools)
     supports_logit_bias = False  # TextRequest.logit_bias
+    supports_logprobs = False  # TextRequest.logprobs
 
     def __init__(self, model_id: str, context_length: int):
         self.model_id = model_id
@@ -52,6 +53,8 @@ class TextEngine(ABC):
             raise InvalidRequest(
                 f"model '{self.model_id}' cannot bias tokens; leave logit_bias out", param="logit_bias"
             )
+        if request.logprobs is not None and not self.supports_logprobs:
+            raise InvalidRequest(f"model '{self.model_id}' gives no log probabilities (logprobs)", param="logprobs")
         if request.calls_tools and not self.supports_tools:
             raise InvalidRequest(
                 f"model '{self.model_id}' cannot call tools; leave tools out or set tool_choice to 'none' "

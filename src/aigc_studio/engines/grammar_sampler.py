@@ -8,7 +8,8 @@ token is refused. The answer obeys the grammar either way; this is the same rule
 as llama.cpp's server.
 
 OpenAI's ``logit_bias`` is added to the logits here too, before the chain samples (llama-cpp-python's
-own hook for that runs Python over every logit of every step, and its code says it is "probably broken").
+own hook for that runs Python over every logit of every step, and its code says it is "probably broken"),
+and OpenAI's ``logprobs`` are read off the same logits.
 """
 
 from __future__ import annotations
@@ -21,24 +22,31 @@ import numpy as np
 from llama_cpp._internals import LlamaSampler, LlamaTokenDataArray
 
 
-class LogitBias(dict):
-    """Token id -> bias, handed to ``generate`` as its ``logits_processor`` and applied by the sampler."""
+class SamplingExtras:
+    """What the studio's sampler adds, handed to ``generate`` as its ``logits_processor``: OpenAI's
+    ``logit_bias`` (token id -> bias) and ``logprobs`` (None: off; n: also the n most likely tokens)."""
+
+    def __init__(self, bias: dict[int, float], logprobs: int | None):
+        self.bias, self.logprobs = bias, logprobs
 
 
 class GrammarFirstSampler:
     """Stands in for llama-cpp-python's ``LlamaSampler`` (it has the same ``sample``) when a grammar or a
     logit bias is set."""
 
-    def __init__(self, llama: llama_cpp.Llama, chain: LlamaSampler, gbnf: str | None, bias: LogitBias | None):
+    def __init__(self, llama: llama_cpp.Llama, chain: LlamaSampler, gbnf: str | None, extras: SamplingExtras | None):
         self._chain = chain  # penalties, top-k ... dist: everything but the grammar
         self._grammar = None
         if gbnf is not None:
             self._grammar = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
             if not self._grammar:
                 raise ValueError("llama.cpp could not parse the grammar")
-        bias = bias or {}
+        bias = extras.bias if extras is not None else {}
         self._bias_ids = np.array(list(bias), dtype=np.intc)
         self._bias_values = np.array(list(bias.values()), dtype=np.single)
+        self._logprobs = extras.logprobs if extras is not None else None
+        # (log probability of the last sampled token, [(token id, log probability)] of the most likely)
+        self.last_logprobs: tuple[float, list[tuple[int, float]]] | None = None
         self._n_vocab = llama.n_vocab()
         self._all = LlamaTokenDataArray(n_vocab=self._n_vocab)
         self._one = np.recarray((1,), dtype=self._all.candidates_data.dtype)
@@ -73,7 +81,20 @@ class GrammarFirstSampler:
         llama_cpp.llama_sampler_accept(self._chain.sampler, token)
         if self._grammar is not None:
             llama_cpp.llama_sampler_accept(self._grammar, token)
+        if self._logprobs is not None:
+            self.last_logprobs = self._log_probabilities(logits, token)
         return token
+
+    def _log_probabilities(self, logits: np.ndarray, token: int) -> tuple[float, list[tuple[int, float]]]:
+        z = logits.astype(np.float64)
+        if len(self._bias_ids):
+            z[self._bias_ids] += self._bias_values
+        top = z.max()
+        z -= top + np.log(np.exp(z - top).sum())
+        n = self._logprobs or 0
+        best = np.argpartition(-z, n)[:n] if n else np.array([], dtype=np.intc)
+        best = best[np.argsort(-z[best])]
+        return float(z[token]), [(int(i), float(z[i])) for i in best]
 
     def close(self) -> None:
         if getattr(self, "_grammar", None):
@@ -87,14 +108,14 @@ class GrammarFirstSampler:
 
 
 class GrammarFirstLlama(llama_cpp.Llama):
-    """``llama_cpp.Llama`` whose ``generate(..., grammar=..., logits_processor=LogitBias(...))`` samples
-    with ``GrammarFirstSampler``."""
+    """``llama_cpp.Llama`` whose ``generate(..., grammar=..., logits_processor=SamplingExtras(...))``
+    samples with ``GrammarFirstSampler``."""
 
     def _init_sampler(self, *args, grammar=None, logits_processor=None, **kwargs):
-        bias = logits_processor if isinstance(logits_processor, LogitBias) else None
+        extras = logits_processor if isinstance(logits_processor, SamplingExtras) else None
         chain = super()._init_sampler(
-            *args, grammar=None, logits_processor=None if bias is not None else logits_processor, **kwargs
+            *args, grammar=None, logits_processor=None if extras is not None else logits_processor, **kwargs
         )
-        if grammar is None and bias is None:
+        if grammar is None and extras is None:
             return chain
-        return GrammarFirstSampler(self, chain, grammar._grammar if grammar is not None else None, bias)
+        return GrammarFirstSampler(self, chain, grammar._grammar if grammar is not None else None, extras)

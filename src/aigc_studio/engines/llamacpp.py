@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..contracts import Message, TextChunk, TextRequest, ToolCallDelta, Usage
+from ..contracts import Message, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
 from ..errors import ContextLengthExceeded, InvalidRequest, ModelLoadError
 from . import generic_tools
 from .base import TextEngine
@@ -48,19 +48,30 @@ def _held_back(text: str, stops: list[str]) -> int:
     return longest
 
 
+def _released(waiting: list[tuple[int, TokenLogprob]], upto: int) -> list[TokenLogprob] | None:
+    """Takes the tokens whose text starts before character ``upto`` off ``waiting``."""
+    if not waiting:
+        return None
+    n = next((i for i, (start, _) in enumerate(waiting) if start >= upto), len(waiting))
+    out = [entry for _, entry in waiting[:n]]
+    del waiting[:n]
+    return out
+
+
 class LlamaCppEngine(TextEngine):
     supports_response_format = True
     supports_tools = True
     supports_logit_bias = True
+    supports_logprobs = True
 
     def __init__(self, model_id: str, path: str | Path, context_length: int = 0, threads: int = 0):
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        from .grammar_sampler import GrammarFirstLlama, LogitBias
+        from .grammar_sampler import GrammarFirstLlama, SamplingExtras
 
-        self._llama_cpp, self._llama_grammar, self._logit_bias = llama_cpp, LlamaGrammar, LogitBias
+        self._llama_cpp, self._llama_grammar, self._extras = llama_cpp, LlamaGrammar, SamplingExtras
         threads = threads or os.cpu_count() or 1
         try:
             self.llm = GrammarFirstLlama(
@@ -134,6 +145,8 @@ class LlamaCppEngine(TextEngine):
                 + ", ".join(map(str, outside[:10])),
                 param="logit_bias",
             )
+        if request.logprobs is not None and request.calls_tools:
+            raise InvalidRequest("log probabilities are not given for answers that may call tools", param="logprobs")
         fmt = request.response_format
         if request.prompt is not None and (request.calls_tools or (fmt is not None and fmt.type != "text")):
             raise InvalidRequest("a raw completion takes neither tools nor a response format", param="prompt")
@@ -219,6 +232,12 @@ class LlamaCppEngine(TextEngine):
         stops = opts.stop
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pending, produced, finish = "", 0, "length"
+        emitted = 0  # characters handed out so far
+        # (where its text starts, the token) for each token whose text is not handed out yet
+        waiting: list[tuple[int, TokenLogprob]] = []
+        extras = None
+        if request.logit_bias or request.logprobs is not None:
+            extras = self._extras(request.logit_bias, request.logprobs)
         started = time.perf_counter()
         first_token_at: float | None = None
         tokens = self.llm.generate(
@@ -226,7 +245,7 @@ class LlamaCppEngine(TextEngine):
             frequency_penalty=opts.frequency_penalty or 0.0,
             presence_penalty=opts.presence_penalty or 0.0,
             grammar=grammar,
-            logits_processor=self._logit_bias(request.logit_bias) if request.logit_bias else None,
+            logits_processor=extras,
             **sampling,
         )
         try:
@@ -240,7 +259,10 @@ class LlamaCppEngine(TextEngine):
                     finish = "stop"
                     break
                 produced += 1
-                pending += decoder.decode(self.llm._model.detokenize([token]))
+                piece = self.llm._model.detokenize([token])
+                if request.logprobs is not None:
+                    waiting.append((emitted + len(pending), self._logprob(token, piece)))
+                pending += decoder.decode(piece)
                 if stops:
                     hits = [i for i in (pending.find(s) for s in stops) if i >= 0]
                     if hits:
@@ -251,7 +273,9 @@ class LlamaCppEngine(TextEngine):
                 else:
                     keep = 0
                 if len(pending) > keep:
-                    yield from self._pieces(pending[: len(pending) - keep], calls)
+                    text = pending[: len(pending) - keep]
+                    emitted += len(text)
+                    yield from self._pieces(text, calls, _released(waiting, emitted))
                     pending = pending[len(pending) - keep :]
                 if produced >= limit:
                     break
@@ -260,7 +284,8 @@ class LlamaCppEngine(TextEngine):
         if finish != "stop" or not stops:
             pending += decoder.decode(b"", final=True)
         if pending:
-            yield from self._pieces(pending, calls)
+            # The tokens of a stop string start past the text kept, and are left out with it.
+            yield from self._pieces(pending, calls, _released(waiting, emitted + len(pending)))
         ended = time.perf_counter()
         first_token_at = first_token_at or ended
         if calls is not None and calls.called and finish == "stop":
@@ -276,11 +301,23 @@ class LlamaCppEngine(TextEngine):
             sampling=used,
         )
 
+    def _logprob(self, token: int, piece: bytes) -> TokenLogprob:
+        logprob, best = self.llm._sampler.last_logprobs
+
+        def entry(token_id: int, value: float, raw: bytes) -> TokenLogprob:
+            return TokenLogprob(raw.decode("utf-8", errors="replace"), value, list(raw))
+
+        top = [entry(i, v, self.llm._model.detokenize([i])) for i, v in best]
+        return TokenLogprob(piece.decode("utf-8", errors="replace"), logprob, list(piece), top)
+
     @staticmethod
-    def _pieces(text: str, calls: generic_tools.GenericOutput | None) -> Iterator[TextChunk]:
-        """Generated text as chunks: as it is, or read through the tool-call format."""
+    def _pieces(
+        text: str, calls: generic_tools.GenericOutput | None, logprobs: list[TokenLogprob] | None = None
+    ) -> Iterator[TextChunk]:
+        """Generated text as chunks: as it is (with its tokens' log probabilities, when asked), or read
+        through the tool-call format."""
         if calls is None:
-            yield TextChunk(text)
+            yield TextChunk(text, logprobs=logprobs)
             return
         for piece in calls.feed(text):
             if isinstance(piece, ToolCallDelta):

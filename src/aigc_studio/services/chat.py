@@ -43,6 +43,8 @@ class PreparedChat:
             options["response_format"] = request.response_format.model_dump(by_alias=True, exclude_none=True)
         if request.logit_bias:
             options["logit_bias"] = {str(k): v for k, v in request.logit_bias.items()}
+        if request.logprobs is not None:
+            options["logprobs"] = request.logprobs
         if request.tools:
             options["tools"] = [t.name for t in request.tools]
             options["tool_choice"] = request.tool_choice
@@ -198,6 +200,7 @@ class ChatService:
         tool_choice: str | None = None,
         parallel_tool_calls: bool = True,
         logit_bias: dict[int, float] | None = None,
+        logprobs: int | None = None,
     ) -> PreparedChat:
         """Resolve model and conversation and check the prompt fits; blocking (may load the model).
 
@@ -206,8 +209,9 @@ class ChatService:
         messages asks for a raw completion. ``regenerate`` answers the last question of
         ``conversation_id`` again (``messages`` unused). ``response_format`` constrains the answer;
         ``tools`` may be called as ``tool_choice`` says ("auto" when unset, "none", "required" or a
-        tool's name); ``logit_bias`` adds to token logits (token id -> -100..100). Raises StudioError
-        subclasses for the user.
+        tool's name); ``logit_bias`` adds to token logits (token id -> -100..100); ``logprobs`` asks for
+        the tokens' log probabilities and that many alternatives. Raises StudioError subclasses for
+        the user.
         """
         info = self.resolve_model(model or self.registry.default_model)
         options = with_model_defaults(options or TextOptions(), info)
@@ -262,6 +266,7 @@ class ChatService:
             tool_choice=tool_choice,
             parallel_tool_calls=parallel_tool_calls,
             logit_bias=dict(logit_bias or {}),
+            logprobs=logprobs,
         )
         engine.check(request)
         need = options.max_tokens or 1

@@ -12,7 +12,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...contracts import ToolCall
+from ...contracts import TextChunk, TokenLogprob, ToolCall
 from ...errors import StudioError
 from ...services.chat import ChatRun, PreparedChat
 from ...studio import Studio
@@ -48,12 +48,13 @@ async def _prepare(studio: Studio, body: SamplingFields, **kwargs: Any) -> Prepa
     return await run_in_threadpool(studio.chat.prepare, model=body.model, options=options, source="api", **kwargs)
 
 
-async def _run_to_end(request: Request, run: ChatRun) -> None:
+async def _run_to_end(request: Request, run: ChatRun, on_piece: Callable[[TextChunk], None] | None = None) -> None:
     """Consume a run; if the client disconnects first, cancel it (the answer so far is still kept)."""
 
     async def consume() -> None:
-        async for _ in run:
-            pass
+        async for piece in run:
+            if on_piece is not None:
+                on_piece(piece)
 
     task = asyncio.ensure_future(consume())
     while not task.done():
@@ -62,6 +63,13 @@ async def _run_to_end(request: Request, run: ChatRun) -> None:
             task.cancel()
             break
     await task
+
+
+def _logprobs(tokens: list[TokenLogprob] | None) -> dict:
+    def entry(t: TokenLogprob) -> dict:
+        return {"token": t.token, "logprob": t.logprob, "bytes": t.bytes}
+
+    return {"content": [{**entry(t), "top_logprobs": [entry(a) for a in t.top]} for t in tokens or []], "refusal": None}
 
 
 def _tool_calls(calls: list[ToolCall]) -> list[dict]:
@@ -105,11 +113,14 @@ async def chat_completions(
         tool_choice=body.tool_choice_name(),
         parallel_tool_calls=body.parallel_tool_calls is not False,
         logit_bias=body.token_bias(),
+        logprobs=body.logprobs_wanted(),
     )
     run = studio.chat.start(prepared)
     completion_id, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+    wants_logprobs = prepared.request.logprobs is not None
     if not body.stream:
-        await _run_to_end(request, run)
+        tokens: list[TokenLogprob] = []
+        await _run_to_end(request, run, lambda piece: tokens.extend(piece.logprobs or []))
         result = run.result
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         if result.tool_calls:
@@ -125,7 +136,14 @@ async def chat_completions(
                 "object": "chat.completion",
                 "created": created,
                 "model": prepared.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": result.finish_reason,
+                        "logprobs": _logprobs(tokens) if wants_logprobs else None,
+                    }
+                ],
                 "usage": _usage(run),
             },
             headers=_headers(prepared),
@@ -135,7 +153,7 @@ async def chat_completions(
     # With tools the answer may be a call, which has content null: the role goes with the first piece.
     role_sent = not prepared.request.calls_tools
 
-    def chunk(delta: dict, finish_reason: str | None = None) -> str:
+    def chunk(delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> str:
         nonlocal role_sent
         if not role_sent and (delta or finish_reason):
             delta = {"role": "assistant", **delta}
@@ -147,7 +165,7 @@ async def chat_completions(
             "object": "chat.completion.chunk",
             "created": created,
             "model": prepared.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}],
         }
         if include_usage:
             payload["usage"] = None
@@ -159,7 +177,7 @@ async def chat_completions(
         try:
             async for piece in run:
                 if piece.text:
-                    yield chunk({"content": piece.text})
+                    yield chunk({"content": piece.text}, logprobs=_logprobs(piece.logprobs) if wants_logprobs else None)
                 if piece.tool_call is not None:
                     call = piece.tool_call
                     entry: dict[str, Any] = {"index": call.index, "function": {"arguments": call.arguments}}

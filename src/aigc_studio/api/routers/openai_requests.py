@@ -46,7 +46,7 @@ def refuse(why: str, *harmless: Any) -> Policy:
     return Policy("refuse", why, (None, *harmless))
 
 
-_NO_LOGPROBS = "the studio does not return log probabilities"
+_NO_LOGPROBS = "legacy log probabilities of /v1/completions are not given (chat completions give them)"
 
 # POST /v1/chat/completions: OpenAI's fields that the request model does not declare.
 CHAT_FIELDS: dict[str, Policy] = {
@@ -58,8 +58,6 @@ CHAT_FIELDS: dict[str, Policy] = {
     "prompt_cache_key": ignore("OpenAI's cache bucketing; llama.cpp reuses a cached prompt prefix by itself"),
     "prompt_cache_retention": ignore("OpenAI's cache lifetime"),
     "prompt_cache_options": ignore("OpenAI's cache breakpoints"),
-    "logprobs": refuse(_NO_LOGPROBS, False),
-    "top_logprobs": refuse(_NO_LOGPROBS, 0),
     "audio": refuse("the studio's text models give no audio"),
     "modalities": refuse("the studio's text models answer in text only", ["text"]),
     "prediction": refuse("predicted outputs are not used"),
@@ -301,6 +299,18 @@ class ChatCompletionRequest(SamplingFields):
     tools: list[ToolIn] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = Field(None, description="Let one answer call several tools (default true).")
+    logprobs: bool | None = Field(None, description="Give each answer token's log probability.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="With logprobs: this many likeliest tokens too.")
+
+    @model_validator(mode="after")
+    def _top_logprobs_with_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs: true", param="top_logprobs")
+        return self
+
+    def logprobs_wanted(self) -> int | None:
+        """None when no log probabilities are asked for, else how many alternatives per token."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def tool_choice_name(self) -> str | None:
         choice = self.tool_choice
