@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
 from aigc_studio.config import load_config
-from aigc_studio.contracts import Message, TextOptions
+from aigc_studio.contracts import Message, TextOptions, ToolCall
 from aigc_studio.errors import ContextLengthExceeded, InvalidRequest, NotFound
 from aigc_studio.storage.db import MIGRATIONS, Database
+from aigc_studio.storage.history import messages_hash
 from aigc_studio.studio import Studio
 
 
@@ -143,3 +145,93 @@ def test_regenerate_answers_again_in_place_and_keeps_the_replaced_answer(studio)
     assert [m.content for m in studio.history.messages(first.conversation_id)] == ["one two three", "one two "]
     with pytest.raises(InvalidRequest, match="needs the conversation"):
         studio.chat.prepare([], regenerate=True)
+
+
+CALL = ToolCall(id="call_abc123", name="get_weather", arguments='{"city": "Paris"}')
+TOOL_TURNS = [
+    Message(role="user", content="Weather in Paris?", name="ann"),
+    Message(role="assistant", tool_calls=[CALL]),
+    Message(role="tool", tool_call_id="call_abc123", content="18 degrees and sunny"),
+]
+
+
+def test_tool_turns_are_stored_restored_and_recognised_when_resent(studio):
+    first = studio.chat.complete(studio.chat.prepare(list(TOOL_TURNS), source="test"))
+    assert first.text == "Weather in Paris?"  # echo answers the last user message
+    restored = studio.history.messages(first.conversation_id)
+    assert restored[:3] == TOOL_TURNS
+    # The client resends everything, the answer and one more question: the same conversation goes on.
+    resent = [*TOOL_TURNS, Message(role="assistant", content=first.text), Message(role="user", content="And Rome?")]
+    second = studio.chat.complete(studio.chat.prepare(resent, source="test"))
+    assert second.conversation_id == first.conversation_id
+    conv = studio.history.get(first.conversation_id)
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
+    assert conv["messages"][1]["tool_calls"] == [CALL.model_dump()] and conv["messages"][1]["content"] == ""
+    assert conv["messages"][2]["tool_call_id"] == "call_abc123" and conv["messages"][0]["name"] == "ann"
+    # Changed arguments are another conversation, not this one.
+    other = CALL.model_copy(update={"arguments": '{"city": "Rome"}'})
+    changed = [TOOL_TURNS[0], Message(role="assistant", tool_calls=[other]), *resent[2:]]
+    third = studio.chat.complete(studio.chat.prepare(changed, source="test"))
+    assert third.conversation_id != first.conversation_id
+
+
+def test_results_of_several_tool_calls_continue_the_conversation_that_called_them(studio):
+    calls = [CALL, CALL.model_copy(update={"id": "call_def456", "arguments": '{"city": "Rome"}'})]
+    asked = studio.chat.complete(studio.chat.prepare([Message(role="user", content="Paris and Rome?")], source="test"))
+    # The stored answer is replaced here by the calls a real model made; the client resends those.
+    studio.db.conn.execute(
+        "UPDATE messages SET tool_calls = ?, content = '' WHERE conversation_id = ? AND role = 'assistant'",
+        (json.dumps([c.model_dump() for c in calls]), asked.conversation_id),
+    )
+    studio.db.conn.execute(
+        "UPDATE conversations SET tail_hash = ? WHERE id = ?",
+        (
+            messages_hash(
+                [Message(role="user", content="Paris and Rome?"), Message(role="assistant", tool_calls=calls)]
+            ),
+            asked.conversation_id,
+        ),
+    )
+    results = [Message(role="tool", tool_call_id=c.id, content=f"result {i}") for i, c in enumerate(calls)]
+    turns = [Message(role="user", content="Paris and Rome?"), Message(role="assistant", tool_calls=calls), *results]
+    answer = studio.chat.complete(studio.chat.prepare(turns, source="test"))
+    assert answer.conversation_id == asked.conversation_id
+    roles = [m["role"] for m in studio.history.get(asked.conversation_id)["messages"]]
+    assert roles == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+def test_plain_conversations_hash_as_before_so_older_ones_are_still_recognised():
+    import hashlib
+
+    plain = [Message(role="user", content="hi"), Message(role="assistant", content="hello")]
+    before = hashlib.sha256(json.dumps([["user", "hi"], ["assistant", "hello"]]).encode()).hexdigest()
+    assert messages_hash(plain) == before
+
+
+def test_export_and_import_keep_tool_turns(studio, aigc_home):
+    r = studio.chat.complete(studio.chat.prepare(list(TOOL_TURNS), source="test"))
+    data = json.loads(json.dumps(studio.history.export([r.conversation_id])))
+    studio.history.delete(r.conversation_id)
+    assert studio.history.import_(data) == (1, 0)
+    assert studio.history.messages(r.conversation_id)[:3] == TOOL_TURNS
+
+
+def test_model_defaults_fill_what_the_request_leaves_unset(studio, smollm_path):
+    """A catalog model's defaults apply in the chat service (so to the CLI, the API and the UI alike)."""
+    studio.registry.add(smollm_path, model_id="catalog-like", defaults={"temperature": 0.2, "top_k": 7})
+    prepared = studio.chat.prepare(
+        [Message(role="user", content="hi")], model="catalog-like", options=TextOptions(top_k=3), source="test"
+    )
+    assert (prepared.request.options.temperature, prepared.request.options.top_k) == (0.2, 3)
+    assert prepared.record.options == {"temperature": 0.2, "top_k": 3}
+
+
+def test_history_show_prints_tool_calls_and_results(studio):
+    from click.testing import CliRunner
+
+    from aigc_studio.cli.main import cli
+
+    r = studio.chat.complete(studio.chat.prepare(list(TOOL_TURNS), source="test"))
+    shown = CliRunner().invoke(cli, ["history", "show", r.conversation_id], catch_exceptions=False).output
+    assert '-> get_weather({"city": "Paris"})  [call_abc123]' in shown
+    assert "tool: (to call_abc123)\n18 degrees and sunny" in shown

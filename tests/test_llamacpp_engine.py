@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -107,7 +108,8 @@ def test_concurrent_jobs_do_not_mix(engine):
         t.start()
     for t in threads:
         t.join(60)
-    worker._jobs.put(None)  # stop the thread; the module fixture closes the engine
+    # The worker is left parked on its empty queue: a stopped worker frees its engine as its thread
+    # ends, and this engine is the module's, which its fixture closes.
     assert results == expected
 
 
@@ -115,3 +117,163 @@ def test_held_back_suffix():
     assert _held_back("hello wor", ["world"]) == 3
     assert _held_back("hello", ["xyz"]) == 0
     assert _held_back("ab", ["b", "abc"]) == 2
+
+
+# -- grammars: response formats and tool calls -------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_grammar_first_sampling_keeps_every_answer_inside_the_schema(engine, seed):
+    """The fast path asks the grammar only about the sampled token; a refused token is sampled again
+    with the full grammar pass, so whatever the model prefers, the answer matches the schema."""
+    from aigc_studio.contracts import ResponseFormat
+
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"enum": ["red", "green", "blue"]}, "count": {"type": "integer"}},
+        "required": ["colour", "count"],
+    }
+    request = TextRequest(
+        [Message(role="user", content="Write a poem about the sea.")],  # an answer the model wants in prose
+        TextOptions(seed=seed, temperature=1.0, max_tokens=40),
+        response_format=ResponseFormat(type="json_schema", schema=schema),
+    )
+    chunks = list(engine.stream(request, threading.Event()))
+    answer = json.loads("".join(c.text for c in chunks))
+    assert answer["colour"] in ("red", "green", "blue") and isinstance(answer["count"], int)
+    assert chunks[-1].finish_reason == "stop"
+
+
+def test_tool_results_are_rendered_for_templates_without_a_tool_role():
+    from aigc_studio.contracts import Tool, ToolCall
+    from aigc_studio.engines.generic_tools import render
+
+    call = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    messages = [
+        Message(role="user", content="Weather in Paris?"),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id="call_1", content="18 C"),
+    ]
+    plain = render(messages, None, native_tool_role=False)
+    assert json.loads(plain[1]["content"]) == {
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_1"}]
+    }
+    assert plain[2]["role"] == "user"
+    assert json.loads(plain[2]["content"]) == {
+        "tool_response": {"tool": "get_weather", "content": "18 C", "tool_call_id": "call_1"}
+    }
+    native = render(messages, None, native_tool_role=True)
+    assert native[2] == {"role": "tool", "content": "18 C"}
+    # Offering tools adds the note to the system prompt, after the client's own.
+    offered = TextRequest([Message(role="system", content="Be brief."), *messages], tools=[Tool(name="get_weather")])
+    with_tools = render(offered.messages, offered, native_tool_role=True)
+    assert with_tools[0]["content"].startswith("Be brief.\n\nYou can call these tools")
+    assert '"get_weather"' in with_tools[0]["content"] and '{"response": "<your reply>"}' in with_tools[0]["content"]
+
+
+@pytest.mark.parametrize("step", [1, 2, 7, 1000])
+def test_generic_output_is_read_as_it_streams(step):
+    from aigc_studio.contracts import ToolCallDelta
+    from aigc_studio.engines.generic_tools import GenericOutput
+
+    def read(text):
+        reader, pieces = GenericOutput(), []
+        for i in range(0, len(text), step):
+            pieces += reader.feed(text[i : i + step])
+        return reader, pieces
+
+    _, pieces = read('{ "response": "Caf\\u00e9 \\ud83d\\ude00 \\"ok\\"\\nbye" }')
+    assert "".join(pieces) == 'Café 😀 "ok"\nbye'
+    reader, pieces = read(
+        '{"tool_calls": [{"name": "f", "arguments": {"name": "x", "list": [1, {"b": "}]"}]}}, '
+        '{"name": "g", "arguments": {} }]}'
+    )
+    assert [(c.name, c.arguments) for c in reader.calls] == [
+        ("f", '{"name": "x", "list": [1, {"b": "}]"}]}'),
+        ("g", "{}"),
+    ]
+    deltas = [p for p in pieces if isinstance(p, ToolCallDelta)]
+    assert [d.name for d in deltas if d.id] == ["f", "g"] and all(d.id.startswith("call_") for d in deltas if d.id)
+    for index in (0, 1):
+        assert "".join(d.arguments for d in deltas if d.index == index) == reader.calls[index].arguments
+    _, pieces = read('{"response": {"a": [1, 2]} }')
+    assert "".join(pieces) == '{"a": [1, 2]}'
+
+
+@pytest.mark.parametrize(
+    "schema, words",
+    [
+        ({"type": "integer", "exclusiveMaximum": 3}, "'exclusiveMaximum'"),
+        ({"type": "object", "patternProperties": {"^a": {}}}, "'patternProperties'"),
+        ({"not": {"type": "string"}}, "'not'"),
+        ({"allOf": [{"type": "string"}, {"maxLength": 3}]}, "'allOf' with more than one schema"),
+        ({"$ref": "#/$defs/missing"}, "'$ref' to '#/$defs/missing'"),
+        ({"type": "string", "pattern": "^a+$", "maxLength": 3}, "maxLength, pattern together"),
+        ({"type": "object", "properties": {"p": {"type": "string", "format": "uri"}}}, "#/properties/p"),
+        ({"type": "array", "prefixItems": [{"type": "string"}], "minItems": 1}, "a tuple"),
+        (False, "JSON Schema object"),
+        ({"type": "string", "minLength": 10**6}, "too large for a grammar: at most 1000"),
+        ({"type": "array", "items": {}, "minItems": 3, "maxItems": 2}, "nothing can match"),
+        ({"type": "string", "pattern": "^a{1,5000}$"}, "repeats more than 1000"),
+    ],
+)
+def test_schema_keywords_the_grammar_cannot_enforce_are_named(schema, words):
+    from aigc_studio.engines.json_grammar import schema_gbnf
+    from aigc_studio.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as err:
+        schema_gbnf(schema, "response_format.json_schema.schema", "response_format")
+    assert words in err.value.message and err.value.param == "response_format"
+
+
+def test_schemas_with_defs_enums_and_optionals_convert():
+    """What pydantic writes for a model with an enum, an optional field and a nested model."""
+    from aigc_studio.engines.json_grammar import SchemaGrammar, schema_gbnf
+
+    schema = {
+        "$defs": {
+            "Colour": {"enum": ["red", "blue"], "title": "Colour", "type": "string"},
+            "Point": {"properties": {"x": {"type": "integer"}}, "required": ["x"], "type": "object"},
+        },
+        "properties": {
+            "colour": {"$ref": "#/$defs/Colour"},
+            "at": {"anyOf": [{"$ref": "#/$defs/Point"}, {"type": "null"}], "default": None},
+            "any": {},
+            "when": {"type": "string", "format": "date"},
+        },
+        "required": ["colour"],
+        "title": "Thing",
+        "type": "object",
+    }
+    gbnf = schema_gbnf(schema, "s", "response_format")
+    assert '"\\"red\\""' in gbnf and "zzdef1-Colour" in gbnf
+    # A recursive schema (a linked list) refers to itself through $defs, from the very top.
+    linked = {
+        "$defs": {
+            "Node": {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}}}
+        },
+        "$ref": "#/$defs/Node",
+    }
+    assert "zzdef1-Node" in schema_gbnf(linked, "s", "response_format")
+    # Two schemas with the same $defs name each keep their own.
+    grammar = SchemaGrammar()
+    a = grammar.add({"$defs": {"T": {"enum": [1]}}, "$ref": "#/$defs/T"}, "a", "tools")
+    b = grammar.add({"$defs": {"T": {"enum": [2]}}, "$ref": "#/$defs/T"}, "b", "tools")
+    assert a != b and set(grammar.defs) == {"zzdef1-T", "zzdef2-T"}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_strings_in_a_constrained_answer_hold_no_raw_control_characters(engine, seed):
+    """A poem wants newlines; inside a JSON string they must come escaped, or the answer does not parse."""
+    from aigc_studio.contracts import ResponseFormat
+
+    schema = {"type": "object", "properties": {"poem": {"type": "string", "maxLength": 60}}, "required": ["poem"]}
+    request = TextRequest(
+        [Message(role="user", content="Write a poem of four short lines about rain.")],
+        TextOptions(seed=seed, temperature=1.0, max_tokens=60),
+        response_format=ResponseFormat(type="json_schema", schema=schema),
+    )
+    text = "".join(c.text for c in engine.stream(request, threading.Event()))
+    assert isinstance(json.loads(text)["poem"], str)  # strict JSON: a raw newline in a string fails here
+    gbnf = engine._grammar(request)
+    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in gbnf

@@ -1,6 +1,7 @@
 """The studio's contract types: what every layer passes to every other, and imports from here.
 
-Text: ``Message``, ``TextOptions``, ``TextRequest``, ``TextChunk``, ``Usage``. Images: ``ImageRequest``
+Text: ``Message`` (with ``ToolCall``), ``TextOptions``, ``TextRequest`` (with ``Tool`` and
+``ResponseFormat``), ``TextChunk`` (with ``ToolCallDelta``), ``Usage``. Images: ``ImageRequest``
 (every AUTOMATIC1111 parameter declared once, with its limits and description: the API schema, the CLI
 options and the UI widgets are made from it), the sampler and schedule-type names, ``StepInfo``,
 ``Control``, ``ImageResult``. This module imports nothing of the studio, so an import line shows the
@@ -19,19 +20,27 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 __all__ = [
     "HR_UPSCALERS",
     "INPAINTING_FILL",
+    "MAX_STOP",
     "SAMPLERS",
     "SCHEDULERS",
     "Control",
+    "FinishReason",
     "ImageRequest",
     "ImageResult",
     "JsonInt",
     "Message",
     "Mode",
+    "ResponseFormat",
     "Role",
     "StepInfo",
     "TextChunk",
     "TextOptions",
     "TextRequest",
+    "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "Usage",
     "split_sampler_name",
 ]
@@ -52,14 +61,80 @@ JsonInt = Annotated[int, BeforeValidator(_integral)]
 # ---------------------------------------------------------------------------------------------------
 # Text
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+# llama.cpp's server takes any number of stop strings; this cap only keeps one request from making every
+# generated token scan thousands of them.
+MAX_STOP = 64
+TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class ToolCall(BaseModel):
+    """A function call the model made: OpenAI's ``tool_calls`` entry, flattened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    arguments: str = Field(description="The arguments, as JSON text (OpenAI sends and returns them as a string).")
 
 
 class Message(BaseModel):
+    """One chat turn. An assistant turn may carry ``tool_calls`` (then ``content`` is often empty); a
+    ``tool`` turn carries the result of the call named by ``tool_call_id``."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Role
-    content: str
+    content: str = ""
+    name: str | None = Field(None, max_length=200, description="Optional name of the participant.")
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _tool_fields_fit_the_role(self) -> Message:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"only assistant messages carry tool_calls, not {self.role} messages")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.tool_call_id is not None and self.role != "tool":
+            raise ValueError(f"only tool messages carry a tool_call_id, not {self.role} messages")
+        return self
+
+
+class Tool(BaseModel):
+    """A function the model may call: its name, what it does, and a JSON Schema of its arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN, description="a-z, A-Z, 0-9, _ and -, at most 64 characters.")
+    description: str = ""
+    parameters: dict = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the arguments object (unset: no arguments).",
+    )
+
+
+class ResponseFormat(BaseModel):
+    """What the answer must be: free text, any JSON object, or JSON matching ``schema``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: str | None = None
+    schema_: dict | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _schema_only_for_json_schema(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.schema_ is None:
+            raise ValueError("a json_schema response format needs its schema")
+        if self.type != "json_schema" and self.schema_ is not None:
+            raise ValueError(f"a schema goes with type json_schema, not {self.type}")
+        return self
+
+
+# "none", "auto", "required", or the name of the one function that must be called.
+ToolChoice = str
 
 
 class TextOptions(BaseModel):
@@ -80,7 +155,9 @@ class TextOptions(BaseModel):
     max_tokens: int | None = Field(
         None, ge=1, le=1_000_000, description="Most tokens to generate (unset: until the context is full)."
     )
-    stop: list[str] = Field(default_factory=list, max_length=8, description="Stop at any of these strings.")
+    stop: list[str] = Field(
+        default_factory=list, max_length=MAX_STOP, description=f"Stop at any of these strings (at most {MAX_STOP})."
+    )
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -101,11 +178,30 @@ class TextOptions(BaseModel):
 
 @dataclass
 class TextRequest:
-    """Chat messages to answer, or (``prompt`` set) raw text to continue without a chat template."""
+    """Chat messages to answer, or (``prompt`` set) raw text to continue without a chat template.
+
+    ``response_format`` constrains the answer (JSON, or JSON matching a schema). ``tools`` are functions
+    the model may call; ``tool_choice`` says whether it must ("required", or one function's name), may
+    ("auto") or must not ("none"); ``parallel_tool_calls`` lets one answer hold several calls.
+    ``logit_bias`` adds to a token's logit before sampling (token id -> -100..100, OpenAI's meaning).
+    ``logprobs`` (unset: none) asks for each generated token's log probability and that many of the
+    most likely alternatives.
+    """
 
     messages: list[Message]
     options: TextOptions = field(default_factory=TextOptions)
     prompt: str | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: int | None = None
+
+    @property
+    def calls_tools(self) -> bool:
+        """True when the model is offered tools (some given, and tool_choice is not "none")."""
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 @dataclass
@@ -119,16 +215,48 @@ class Usage:
 
 
 @dataclass
+class ToolCallDelta:
+    """A piece of a tool call as it is generated: the first piece of call ``index`` has its ``id`` and
+    ``name``; later pieces add text to its ``arguments``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass
+class TokenLogprob:
+    """A generated token with its log probability (under the model's distribution, after logit_bias and
+    before temperature and truncation) and, in ``top``, the most likely tokens at its place."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TokenLogprob] = field(default_factory=list)
+
+
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+
+
+@dataclass
 class TextChunk:
-    """A piece of generated text. The last chunk of a stream has ``finish_reason`` and ``usage`` set."""
+    """A piece of generated text (or of a tool call). The last chunk of a stream has ``finish_reason`` and
+    ``usage`` set, and the complete ``tool_calls`` when the model called tools."""
 
     text: str
-    finish_reason: Literal["stop", "length", "cancelled"] | None = None
+    finish_reason: FinishReason | None = None
     usage: Usage | None = None
     seed: int | None = None
     # Seconds spent evaluating the prompt and generating, measured by the engine.
     prompt_seconds: float | None = None
     decode_seconds: float | None = None
+    tool_call: ToolCallDelta | None = None
+    tool_calls: list[ToolCall] | None = None
+    # The sampling values the engine actually used (its own defaults included), for the record.
+    sampling: dict | None = None
+    # With TextRequest.logprobs: the tokens whose text is in this chunk.
+    logprobs: list[TokenLogprob] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -203,8 +203,11 @@ def history_show(conversation_id, as_json):
     responses = {r["id"]: r for r in conv["responses"]}
     for m in conv["messages"]:
         replaced = " (replaced by a regenerated answer)" if m.get("superseded") else ""
-        click.secho(f"\n{m['role']}:{replaced}", fg="cyan")
+        answers = f" (to {m['tool_call_id']})" if m.get("tool_call_id") else ""
+        click.secho(f"\n{m['role']}:{replaced}{answers}", fg="cyan")
         click.echo(m["content"])
+        for call in m.get("tool_calls") or []:
+            click.echo(f"-> {call['name']}({call['arguments']})  [{call['id']}]")
         r = responses.get(m["response_id"])
         if r:
             speed = f", {r['tokens_per_s']:.1f} tok/s" if r["tokens_per_s"] else ""

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from ..contracts import Message, TextChunk, TextRequest
+from ..errors import InvalidRequest
 
 __all__ = ["TextEngine"]
 
@@ -23,14 +24,43 @@ class TextEngine(ABC):
     can_stream = True
     supports_seed = True
     supports_stop = True
+    supports_response_format = False  # JSON / JSON Schema answers (TextRequest.response_format)
+    supports_tools = False  # function calls (TextRequest.tools)
+    supports_logit_bias = False  # TextRequest.logit_bias
+    supports_logprobs = False  # TextRequest.logprobs
 
     def __init__(self, model_id: str, context_length: int):
         self.model_id = model_id
         self.context_length = context_length
 
     @abstractmethod
-    def count_prompt_tokens(self, messages: list[Message], prompt: str | None = None) -> int:
-        """Tokens the messages take once the chat template is applied (or that ``prompt`` takes)."""
+    def count_prompt_tokens(
+        self, messages: list[Message], prompt: str | None = None, request: TextRequest | None = None
+    ) -> int:
+        """Tokens the messages take once the chat template is applied (or that ``prompt`` takes);
+        ``request`` adds what its tools put in the prompt."""
+
+    def check(self, request: TextRequest) -> None:
+        """Refuse (InvalidRequest) what this engine cannot do for ``request``, before it is queued."""
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text" and not self.supports_response_format:
+            raise InvalidRequest(
+                f"model '{self.model_id}' cannot constrain its answer to JSON; response_format must be "
+                "{'type': 'text'} with it (a llama.cpp model can)",
+                param="response_format",
+            )
+        if request.logit_bias and not self.supports_logit_bias:
+            raise InvalidRequest(
+                f"model '{self.model_id}' cannot bias tokens; leave logit_bias out", param="logit_bias"
+            )
+        if request.logprobs is not None and not self.supports_logprobs:
+            raise InvalidRequest(f"model '{self.model_id}' gives no log probabilities (logprobs)", param="logprobs")
+        if request.calls_tools and not self.supports_tools:
+            raise InvalidRequest(
+                f"model '{self.model_id}' cannot call tools; leave tools out or set tool_choice to 'none' "
+                "(a llama.cpp model can call them)",
+                param="tools",
+            )
 
     @abstractmethod
     def stream(self, request: TextRequest, cancel: threading.Event) -> Iterator[TextChunk]:

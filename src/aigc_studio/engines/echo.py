@@ -1,7 +1,8 @@
 """An engine that answers with the last user message, word by word.
 
 Ships in the package so tests and demos of what is not about the model (history, HTTP, CLI) run in
-milliseconds. One "token" is one whitespace-separated word.
+milliseconds. One "token" is one whitespace-separated word. It cannot constrain its answer or call
+tools (``supports_response_format`` and ``supports_tools`` stay off), so such requests are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ class EchoEngine(TextEngine):
         super().__init__(model_id, context_length)
         self.delay = delay
 
-    def count_prompt_tokens(self, messages: list[Message], prompt: str | None = None) -> int:
+    def count_prompt_tokens(
+        self, messages: list[Message], prompt: str | None = None, request: TextRequest | None = None
+    ) -> int:
         if prompt is not None:
             return len(prompt.split())
         return sum(len(m.content.split()) + 2 for m in messages)

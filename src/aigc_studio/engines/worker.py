@@ -57,7 +57,7 @@ class Job:
 
     def _put(self, item: object) -> None:
         if isinstance(item, TextChunk):
-            if item.text:
+            if item.text or item.tool_call:  # a tool call's first piece is the answer's first output
                 self.first_text_at = self.first_text_at or time.perf_counter()
                 self.text.append(item.text)
             if item.finish_reason is not None:

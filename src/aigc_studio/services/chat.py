@@ -1,8 +1,11 @@
 """Chat: the product logic of one answer, shared by the CLI, the APIs and the web UI.
 
-``prepare`` resolves the model and the conversation, checks the prompt fits the context (trimming the
-oldest turns only when asked, and saying so), and ``stream``/``astream`` run it and record it in
-history — including answers that failed or were cancelled part-way.
+``prepare`` resolves the model (an Ollama-style ``:latest`` tag included) and the conversation, fills in
+the model's own defaults (a catalog model's sampling settings) for the options a request leaves unset,
+has the engine check what it cannot do (a JSON Schema its grammar cannot enforce, tools it cannot call)
+and checks the prompt fits the context (trimming the oldest turns only when asked, and saying so) — all
+before anything is queued. ``start`` runs it and records it in history, with the sampling values that
+actually ran, including answers that failed or were cancelled part-way.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
-from ..contracts import Message, TextChunk, TextOptions, TextRequest, Usage
+from ..contracts import Message, ResponseFormat, TextChunk, TextOptions, TextRequest, Tool, ToolCall, Usage
 from ..engines.worker import Job
-from ..errors import ContextLengthExceeded, InvalidRequest
-from ..models.registry import Lease, Registry
+from ..errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
+from ..models.registry import Lease, ModelInfo, Registry
 from ..storage.history import History, ResponseRecord
 
 log = logging.getLogger("aigc_studio.chat")
@@ -36,10 +39,22 @@ class PreparedChat:
     record: ResponseRecord = field(init=False)
 
     def __post_init__(self) -> None:
+        request = self.request
+        options = request.options.model_dump(exclude_none=True, exclude_defaults=True)
+        if request.response_format is not None and request.response_format.type != "text":
+            options["response_format"] = request.response_format.model_dump(by_alias=True, exclude_none=True)
+        if request.logit_bias:
+            options["logit_bias"] = {str(k): v for k, v in request.logit_bias.items()}
+        if request.logprobs is not None:
+            options["logprobs"] = request.logprobs
+        if request.tools:
+            options["tools"] = [t.name for t in request.tools]
+            options["tool_choice"] = request.tool_choice
+            options["parallel_tool_calls"] = request.parallel_tool_calls
         self.record = ResponseRecord(
             model=self.model,
             source=self.source,
-            options=self.request.options.model_dump(exclude_none=True, exclude_defaults=True),
+            options=options,
             prompt_tokens=self.prompt_tokens,
             trimmed_messages=self.trimmed,
         )
@@ -54,6 +69,7 @@ class ChatResult:
     conversation_id: str
     response_id: str
     trimmed: int
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 class ChatRun:
@@ -116,6 +132,9 @@ class ChatRun:
         rec.finish_reason = final.finish_reason if final else ("cancelled" if error is None else None)
         if final is not None:
             rec.seed = final.seed
+            if final.sampling:
+                # What the engine ran with, its own defaults included, over what was asked.
+                rec.options = {**rec.options, **final.sampling}
             if final.usage:
                 rec.prompt_tokens, rec.completion_tokens = final.usage.prompt_tokens, final.usage.completion_tokens
                 if final.decode_seconds and final.usage.completion_tokens > 1:
@@ -133,8 +152,15 @@ class ChatRun:
             rec.tokens_per_s or 0,
             rec.status if rec.status != "ok" else rec.finish_reason,
         )
+        tool_calls = list(final.tool_calls or []) if final is not None else []
         conversation_id = self.service.history.record(
-            p.conversation_id, p.new_messages, rec, text, p.request.messages or p.new_messages, p.supersedes
+            p.conversation_id,
+            p.new_messages,
+            rec,
+            text,
+            p.request.messages or p.new_messages,
+            p.supersedes,
+            tool_calls=tool_calls,
         )
         return ChatResult(
             text=text,
@@ -144,6 +170,7 @@ class ChatRun:
             conversation_id=conversation_id,
             response_id=rec.id,
             trimmed=p.trimmed,
+            tool_calls=tool_calls,
         )
 
 
@@ -151,6 +178,22 @@ class ChatService:
     def __init__(self, registry: Registry, history: History):
         self.registry = registry
         self.history = history
+
+    def resolve_model(self, name: str) -> ModelInfo:
+        """The text model called ``name``; ``name:latest`` (as Ollama clients send it) is ``name``.
+
+        Any other tag is unknown: ModelNotFound lists the models there are.
+        """
+        try:
+            return self.registry.resolve(name, kind="text")
+        except ModelNotFound as missing:
+            base, colon, tag = name.rpartition(":")
+            if not colon or tag.strip().lower() != "latest" or not base:
+                raise
+            try:
+                return self.registry.resolve(base, kind="text")
+            except ModelNotFound:
+                raise missing from None
 
     def prepare(
         self,
@@ -163,16 +206,28 @@ class ChatService:
         source: str = "api",
         prompt: str | None = None,
         regenerate: bool = False,
+        response_format: ResponseFormat | None = None,
+        tools: list[Tool] | None = None,
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool = True,
+        logit_bias: dict[int, float] | None = None,
+        logprobs: int | None = None,
     ) -> PreparedChat:
         """Resolve model and conversation and check the prompt fits; blocking (may load the model).
 
         ``messages`` are the new messages when ``conversation_id`` is given (the stored ones come
         first), otherwise the whole conversation as an OpenAI client sends it. ``prompt`` instead of
         messages asks for a raw completion. ``regenerate`` answers the last question of
-        ``conversation_id`` again (``messages`` unused). Raises StudioError subclasses for the user.
+        ``conversation_id`` again (``messages`` unused). ``response_format`` constrains the answer;
+        ``tools`` may be called as ``tool_choice`` says ("auto" when unset, "none", "required" or a
+        tool's name); ``logit_bias`` adds to token logits (token id -> -100..100); ``logprobs`` asks for
+        the tokens' log probabilities and that many alternatives. Raises StudioError subclasses for
+        the user.
         """
-        options = options or TextOptions()
-        info = self.registry.resolve(model or self.registry.default_model, kind="text")
+        info = self.resolve_model(model or self.registry.default_model)
+        options = with_model_defaults(options or TextOptions(), info)
+        tools = list(tools or [])
+        tool_choice = check_tool_choice(tools, tool_choice)
         supersedes: list[int] = []
         if regenerate:
             # Answer the conversation's last question again. The answer it replaces stays in history,
@@ -198,9 +253,14 @@ class ChatService:
                     stored = [m for m in stored if m.role != "system"]
                 full, new = [*stored, *messages], list(messages)
             elif prompt is None:
-                conversation_id = self.history.find_continuation(messages[:-1]) if len(messages) > 1 else None
+                # The client resent the conversation: what comes after its last answer is new (a user
+                # question, or the results of the tools that answer called).
+                last_answer = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
+                conversation_id = (
+                    self.history.find_continuation(messages[: last_answer + 1]) if last_answer >= 0 else None
+                )
                 full = list(messages)
-                new = messages[-1:] if conversation_id else list(messages)
+                new = messages[last_answer + 1 :] if conversation_id else list(messages)
             else:
                 full, new = [], [Message(role="user", content=prompt)]
             if conversation_id is not None and any(m.role == "system" for m in new):
@@ -210,21 +270,39 @@ class ChatService:
         # The lease keeps the model loaded from here to the end of the run (or until the prepared chat
         # is dropped): eviction cannot close the engine under the token count or before the submit.
         lease = self.registry.lease(info.id)
-        engine = lease.engine
-        need = options.max_tokens or 1
-        n_prompt = engine.count_prompt_tokens(full, prompt)
-        trimmed = 0
-        while trim and prompt is None and n_prompt + need > engine.context_length:
-            # Drop the oldest turn after any system message; never the newest user message.
-            first = next((i for i, m in enumerate(full) if m.role != "system"), None)
-            if first is None or first >= len(full) - 1:
-                break
-            del full[first]
-            trimmed += 1
-            n_prompt = engine.count_prompt_tokens(full)
+        try:  # a request refused here gives its lease back at once
+            engine = lease.engine
+            request = TextRequest(
+                messages=full,
+                options=options,
+                prompt=prompt,
+                response_format=response_format,
+                tools=tools,
+                tool_choice=tool_choice,
+                parallel_tool_calls=parallel_tool_calls,
+                logit_bias=dict(logit_bias or {}),
+                logprobs=logprobs,
+            )
+            engine.check(request)
+            need = options.max_tokens or 1
+            n_prompt = engine.count_prompt_tokens(full, prompt, request)
+            if n_prompt == 0:
+                raise InvalidRequest("prompt is empty: give at least one token of text to continue", param="prompt")
+            trimmed = 0
+            while trim and prompt is None and n_prompt + need > engine.context_length:
+                # Drop the oldest turn after any system message; never the newest user message.
+                first = next((i for i, m in enumerate(full) if m.role != "system"), None)
+                if first is None or first >= len(full) - 1:
+                    break
+                del full[first]
+                trimmed += 1
+                n_prompt = engine.count_prompt_tokens(full, None, request)
+        except BaseException:
+            lease.release()
+            raise
         prepared = PreparedChat(
             model=info.id,
-            request=TextRequest(messages=full, options=options, prompt=prompt),
+            request=request,
             source=source,
             conversation_id=conversation_id,
             new_messages=new,
@@ -261,3 +339,34 @@ class ChatService:
             pass
         assert run.result is not None
         return run.result
+
+
+def with_model_defaults(options: TextOptions, info: ModelInfo) -> TextOptions:
+    """``options`` with the model's own defaults (a catalog model's, e.g. Qwen's temperature 0.7, top_p
+    0.8, top_k 20) for the options the request left unset."""
+    defaults = {
+        k: v for k, v in info.defaults.items() if k in TextOptions.model_fields and getattr(options, k) in (None, [])
+    }
+    if not defaults:
+        return options
+    return TextOptions(**{**options.model_dump(exclude_unset=True), **defaults})
+
+
+def check_tool_choice(tools: list[Tool], tool_choice: str | None) -> str:
+    """The tool choice to use ("auto" when tools are given and nothing is said); InvalidRequest when it
+    names no given tool or comes without tools."""
+    names = [t.name for t in tools]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequest(f"tool names must be unique; given more than once: {', '.join(duplicates)}", param="tools")
+    if tool_choice is None:
+        return "auto"
+    if not tools and tool_choice != "none":
+        raise InvalidRequest("tool_choice is only allowed when tools are given", param="tool_choice")
+    if tool_choice in ("none", "auto", "required") or tool_choice in names:
+        return tool_choice
+    raise InvalidRequest(
+        f"tool_choice names the function {tool_choice!r}, which is not among the tools ({', '.join(names)}); "
+        "or use 'none', 'auto' or 'required'",
+        param="tool_choice",
+    )

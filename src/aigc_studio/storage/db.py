@@ -145,6 +145,18 @@ def m005_a1111_options() -> str:
     return "CREATE TABLE a1111_options (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 
 
+@migration
+def m006_tool_messages() -> str:
+    # OpenAI clients send tool calls (an assistant turn, often without text), tool results (role
+    # "tool", answering a call by its id) and participant names; all are kept so a resent
+    # conversation is recognised and a stored one is given back as it was.
+    return """
+        ALTER TABLE messages ADD COLUMN name TEXT;
+        ALTER TABLE messages ADD COLUMN tool_calls TEXT;  -- JSON [{id, name, arguments}]
+        ALTER TABLE messages ADD COLUMN tool_call_id TEXT;
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

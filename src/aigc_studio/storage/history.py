@@ -8,7 +8,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
-from ..contracts import Message
+from ..contracts import Message, ToolCall
 from ..errors import InvalidRequest, NotFound
 from .db import Database, like_pattern
 
@@ -21,8 +21,32 @@ def new_id(prefix: str) -> str:
 
 
 def messages_hash(messages: list[Message]) -> str:
-    payload = json.dumps([[m.role, m.content] for m in messages], ensure_ascii=False)
+    """A hash of what a client would resend: roles and contents, and the tool calls, tool-call ids and
+    names of the turns that have them (a plain turn hashes as it always did, so older conversations are
+    still recognised)."""
+    rows = []
+    for m in messages:
+        row: list = [m.role, m.content]
+        if m.tool_calls or m.tool_call_id is not None or m.name is not None:
+            row += [[[c.id, c.name, c.arguments] for c in m.tool_calls], m.tool_call_id, m.name]
+        rows.append(row)
+    payload = json.dumps(rows, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _tool_calls_json(calls: list[ToolCall]) -> str | None:
+    return json.dumps([c.model_dump() for c in calls], ensure_ascii=False) if calls else None
+
+
+def _message(row: dict) -> Message:
+    calls = row.get("tool_calls") or []
+    return Message(
+        role=row["role"],
+        content=row["content"],
+        name=row.get("name"),
+        tool_calls=[ToolCall(**c) for c in calls],
+        tool_call_id=row.get("tool_call_id"),
+    )
 
 
 @dataclass
@@ -68,15 +92,18 @@ class History:
         answer: str,
         all_messages: list[Message],
         supersedes: list[int] | None = None,
+        tool_calls: list[ToolCall] | None = None,
     ) -> str:
         """Store one exchange in a single transaction and return the conversation id.
 
-        ``new_messages`` are the inputs not stored yet; ``answer`` is kept even when the response
-        failed or was cancelled part-way, so nothing generated is lost. ``all_messages`` is the full
-        input, used to recognise a client that resends the conversation next time. ``supersedes``
-        names stored answers that this one replaces (regenerate); they are marked, not deleted, and
-        only once there is a new answer to show instead.
+        ``new_messages`` are the inputs not stored yet (tool calls and results included); ``answer``
+        (with the ``tool_calls`` the model made) is kept even when the response failed or was
+        cancelled part-way, so nothing generated is lost. ``all_messages`` is the full input, used to
+        recognise a client that resends the conversation next time. ``supersedes`` names stored
+        answers that this one replaces (regenerate); they are marked, not deleted, and only once
+        there is a new answer to show instead.
         """
+        tool_calls = tool_calls or []
         now = time.time()
         with self.db.tx() as conn:
             if conversation_id is None:
@@ -112,16 +139,18 @@ class History:
             )
             for m in new_messages:
                 conn.execute(
-                    "INSERT INTO messages (conversation_id, role, content, created) VALUES (?,?,?,?)",
-                    (conversation_id, m.role, m.content, now),
+                    "INSERT INTO messages (conversation_id, role, content, name, tool_calls, tool_call_id, created)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (conversation_id, m.role, m.content, m.name, _tool_calls_json(m.tool_calls), m.tool_call_id, now),
                 )
             tail = None
-            if answer or response.status == "ok":
+            if answer or tool_calls or response.status == "ok":
                 conn.execute(
-                    "INSERT INTO messages (conversation_id, response_id, role, content, created) VALUES (?,?,?,?,?)",
-                    (conversation_id, response.id, "assistant", answer, now),
+                    "INSERT INTO messages (conversation_id, response_id, role, content, tool_calls, created)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (conversation_id, response.id, "assistant", answer, _tool_calls_json(tool_calls), now),
                 )
-                tail = messages_hash([*all_messages, Message(role="assistant", content=answer)])
+                tail = messages_hash([*all_messages, Message(role="assistant", content=answer, tool_calls=tool_calls)])
                 for message_id in supersedes or []:
                     conn.execute(
                         "UPDATE messages SET superseded = 1 WHERE id = ? AND conversation_id = ?",
@@ -155,14 +184,15 @@ class History:
         if row is None:
             raise NotFound(f"no conversation with id '{conversation_id}' (see `aigc history list`)")
         conv = dict(row)
-        conv["messages"] = [
-            dict(r)
-            for r in conn.execute(
-                "SELECT role, content, response_id, created, superseded FROM messages"
-                " WHERE conversation_id = ? ORDER BY id",
-                (conversation_id,),
-            )
-        ]
+        conv["messages"] = []
+        for r in conn.execute(
+            "SELECT role, content, name, tool_calls, tool_call_id, response_id, created, superseded FROM messages"
+            " WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
+        ):
+            message = dict(r)
+            message["tool_calls"] = json.loads(message["tool_calls"]) if message["tool_calls"] else None
+            conv["messages"].append(message)
         conv["responses"] = []
         for r in conn.execute("SELECT * FROM responses WHERE conversation_id = ? ORDER BY created", (conversation_id,)):
             resp = dict(r)
@@ -173,11 +203,7 @@ class History:
 
     def messages(self, conversation_id: str) -> list[Message]:
         """The conversation as the model sees it: replaced (regenerated) answers left out."""
-        return [
-            Message(role=m["role"], content=m["content"])
-            for m in self.get(conversation_id)["messages"]
-            if not m["superseded"]
-        ]
+        return [_message(m) for m in self.get(conversation_id)["messages"] if not m["superseded"]]
 
     def trailing_answer_ids(self, conversation_id: str) -> list[int]:
         """Ids of the answers after the last question: what a regenerate replaces."""
@@ -265,13 +291,16 @@ class History:
                     )
                 for m in conv["messages"]:
                     conn.execute(
-                        "INSERT INTO messages (conversation_id, response_id, role, content, created, superseded)"
-                        " VALUES (?,?,?,?,?,?)",
+                        "INSERT INTO messages (conversation_id, response_id, role, content, name, tool_calls,"
+                        " tool_call_id, created, superseded) VALUES (?,?,?,?,?,?,?,?,?)",
                         (
                             conv["id"],
                             m.get("response_id"),
                             m["role"],
                             m["content"],
+                            m.get("name"),
+                            json.dumps(m["tool_calls"], ensure_ascii=False) if m.get("tool_calls") else None,
+                            m.get("tool_call_id"),
                             m["created"],
                             m.get("superseded", 0),
                         ),

@@ -57,12 +57,17 @@ def _plain(content) -> str:
 
 
 def _shown(messages: list[dict]) -> list[dict]:
-    # Replaced (regenerated) answers stay in history but are not shown in the conversation.
+    # Replaced (regenerated) answers stay in history but are not shown in the conversation. Tool calls
+    # (from API clients) show as the calls; the chat box has no tool role, so results are left out.
     return [
-        {"role": m["role"], "content": _plain(m["content"])}
+        {"role": m["role"], "content": _plain(m["content"]) or _calls(m.get("tool_calls"))}
         for m in messages
-        if m["role"] != "system" and not m.get("superseded")
+        if m["role"] in ("user", "assistant") and not m.get("superseded")
     ]
+
+
+def _calls(calls: list[dict] | None) -> str:
+    return "\n".join(f"`{c['name']}({c['arguments']})`" for c in calls or [])
 
 
 def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:

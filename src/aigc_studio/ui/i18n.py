@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..config import SETTINGS
-from ..contracts import ImageRequest, TextOptions
+from ..contracts import MAX_STOP, ImageRequest, TextOptions
 
 LANGUAGES = [("English", "en"), ("简体中文", "zh-CN")]
 
@@ -314,7 +314,7 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "presence_penalty": ("Presence penalty", "存在惩罚", "对已出现词元的惩罚。"),
     "frequency_penalty": ("Frequency penalty", "频率惩罚", "按出现次数对词元施加惩罚。"),
     "max_tokens": ("Max tokens", "最大词元数", "最多生成的词元数（留空：直到上下文用尽）。"),
-    "stop": ("Stop sequences", "停止序列", "遇到其中任一字符串即停止，每行一个（最多 8 个）。"),
+    "stop": ("Stop sequences", "停止序列", f"遇到其中任一字符串即停止，每行一个（最多 {MAX_STOP} 个）。"),
 }
 SETTINGS_HELP_ZH = {
     "host": "服务监听的地址；默认仅本机。",
@@ -406,7 +406,7 @@ def _tables() -> tuple[dict[str, str], dict[str, str]]:
         en[f"f_{name}"], zh[f"f_{name}"] = label_en, label_zh
         en[f"h_{name}"], zh[f"h_{name}"] = _declared_help(name), help_zh
     # The text box takes one stop string per line; the declaration speaks of a list.
-    en["h_stop"] = _declared_help("stop").rstrip(".") + ", one per line (at most 8)."
+    en["h_stop"] = f"Stop at any of these strings, one per line (at most {MAX_STOP})."
     for key, setting in SETTINGS.items():
         if key not in SETTINGS_HELP_ZH or f"set_{key}" not in TABLE:
             raise KeyError(f"setting {key!r} needs its labels in ui/i18n.py (TABLE 'set_{key}', SETTINGS_HELP_ZH)")

@@ -1,7 +1,9 @@
 """OpenAI-compatible API under /v1: models, chat completions, completions.
 
 Shapes follow OpenAI's so the official clients work unchanged: SSE ``data: {...}`` chunks ending with
-``data: [DONE]``, ``usage`` and ``finish_reason`` filled in, errors as ``{"error": {...}}``.
+``data: [DONE]``, ``usage`` and ``finish_reason`` filled in, tool calls as ``message.tool_calls`` (and
+``delta.tool_calls`` pieces when streamed), errors as ``{"error": {...}}``. What is done with each
+request field is in ``openai_requests``.
 """
 
 from __future__ import annotations
@@ -10,92 +12,23 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from ...contracts import Message, TextOptions
-from ...errors import InvalidRequest, StudioError
+from ...contracts import TextChunk, TokenLogprob, ToolCall
+from ...errors import StudioError
 from ...services.chat import ChatRun, PreparedChat
 from ...studio import Studio
 from ..deps import get_studio
 from ..waiting import wait_for_job
+from .openai_requests import ChatCompletionRequest, CompletionRequest, SamplingFields
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-
-class ContentPart(BaseModel):
-    type: str
-    text: str | None = None
-
-
-class ChatMessageIn(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None
-
-    def to_message(self) -> Message:
-        content = self.content
-        if isinstance(content, list):
-            if any(p.type != "text" for p in content):
-                kinds = sorted({p.type for p in content if p.type != "text"})
-                raise InvalidRequest(
-                    f"content parts of type {', '.join(kinds)} are not supported; only 'text'", param="messages"
-                )
-            content = "".join(p.text or "" for p in content)
-        # "developer" is OpenAI's newer name for the system role.
-        role = "system" if self.role == "developer" else self.role
-        return Message(role=role, content=content or "")
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class _SamplingFields(BaseModel):
-    """Fields shared by both completion endpoints; unknown OpenAI fields (user, logit_bias...) are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field(description="Model id or alias, as listed by GET /v1/models.")
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    repeat_penalty: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stop: str | list[str] | None = None
-
-    def options(self) -> TextOptions:
-        fields = self.model_dump(include=set(TextOptions.model_fields) - {"max_tokens"}, exclude_none=True)
-        max_tokens = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
-        # Validated here (not on this model) so the error names the OpenAI field and its allowed range.
-        return TextOptions(**fields, max_tokens=max_tokens)
-
-
-class ChatCompletionRequest(_SamplingFields):
-    messages: list[ChatMessageIn] = Field(min_length=1)
-
-
-class CompletionRequest(_SamplingFields):
-    prompt: str | list[str]
-
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and len(value) != 1:
-            raise ValueError("exactly one prompt per request is supported")
-        return value
 
 
 def _sse(payload: dict | str) -> str:
@@ -110,18 +43,19 @@ def _headers(prepared: PreparedChat) -> dict[str, str]:
     return headers
 
 
-async def _prepare(studio: Studio, body: _SamplingFields, **kwargs: Any) -> PreparedChat:
+async def _prepare(studio: Studio, body: SamplingFields, **kwargs: Any) -> PreparedChat:
     options = body.options()
     # Preparing may load the model and tokenizes the prompt: keep it off the event loop.
     return await run_in_threadpool(studio.chat.prepare, model=body.model, options=options, source="api", **kwargs)
 
 
-async def _run_to_end(request: Request, run: ChatRun) -> None:
+async def _run_to_end(request: Request, run: ChatRun, on_piece: Callable[[TextChunk], None] | None = None) -> None:
     """Consume a run; if the client disconnects first, cancel it (the answer so far is still kept)."""
 
     async def consume() -> None:
-        async for _ in run:
-            pass
+        async for piece in run:
+            if on_piece is not None:
+                on_piece(piece)
 
     task = asyncio.ensure_future(consume())
     while not task.done():
@@ -130,6 +64,17 @@ async def _run_to_end(request: Request, run: ChatRun) -> None:
             task.cancel()
             break
     await task
+
+
+def _logprobs(tokens: list[TokenLogprob] | None) -> dict:
+    def entry(t: TokenLogprob) -> dict:
+        return {"token": t.token, "logprob": t.logprob, "bytes": t.bytes}
+
+    return {"content": [{**entry(t), "top_logprobs": [entry(a) for a in t.top]} for t in tokens or []], "refusal": None}
+
+
+def _tool_calls(calls: list[ToolCall]) -> list[dict]:
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
 
 def _usage(run: ChatRun) -> dict:
@@ -152,7 +97,7 @@ def list_models(studio: Studio = Depends(get_studio)) -> dict:
 
 @router.get("/models/{model_id:path}")
 def get_model(model_id: str, studio: Studio = Depends(get_studio)) -> dict:
-    m = studio.registry.resolve(model_id)
+    m = studio.chat.resolve_model(model_id)
     return {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "aigc-studio"}
 
 
@@ -160,11 +105,32 @@ def get_model(model_id: str, studio: Studio = Depends(get_studio)) -> dict:
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, studio: Studio = Depends(get_studio)
 ) -> JSONResponse | StreamingResponse:
-    prepared = await _prepare(studio, body, messages=[m.to_message() for m in body.messages])
+    prepared = await _prepare(
+        studio,
+        body,
+        messages=[m.to_message(i) for i, m in enumerate(body.messages)],
+        response_format=body.response_format.to_format() if body.response_format else None,
+        tools=[t.to_tool() for t in body.tools or []],
+        tool_choice=body.tool_choice_name(),
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+        logit_bias=body.token_bias(),
+        logprobs=body.logprobs_wanted(),
+    )
     run = studio.chat.start(prepared)
     completion_id, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+    wants_logprobs = prepared.request.logprobs is not None
     if not body.stream:
-        await _run_to_end(request, run)
+        tokens: list[TokenLogprob] = []
+        await _run_to_end(request, run, lambda piece: tokens.extend(piece.logprobs or []))
+        result = run.result
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            # OpenAI's shape for a call: no text, content null.
+            message = {
+                "role": "assistant",
+                "content": result.text or None,
+                "tool_calls": _tool_calls(result.tool_calls),
+            }
         return JSONResponse(
             {
                 "id": completion_id,
@@ -174,9 +140,9 @@ async def chat_completions(
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": run.result.text},
-                        "finish_reason": run.result.finish_reason,
-                        "logprobs": None,
+                        "message": message,
+                        "finish_reason": result.finish_reason,
+                        "logprobs": _logprobs(tokens) if wants_logprobs else None,
                     }
                 ],
                 "usage": _usage(run),
@@ -185,26 +151,42 @@ async def chat_completions(
         )
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    # With tools the answer may be a call, which has content null: the role goes with the first piece.
+    role_sent = not prepared.request.calls_tools
 
-    def chunk(delta: dict, finish_reason: str | None = None) -> str:
+    def chunk(delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> str:
+        nonlocal role_sent
+        if not role_sent and (delta or finish_reason):
+            delta = {"role": "assistant", **delta}
+            if "tool_calls" in delta:
+                delta["content"] = None
+            role_sent = True
         payload = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": prepared.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}],
         }
         if include_usage:
             payload["usage"] = None
         return _sse(payload)
 
     async def events() -> AsyncIterator[str]:
-        yield chunk({"role": "assistant", "content": ""})
+        if role_sent:
+            yield chunk({"role": "assistant", "content": ""})
         try:
             async for piece in run:
                 if piece.text:
-                    yield chunk({"content": piece.text})
-                if piece.finish_reason in ("stop", "length"):
+                    yield chunk({"content": piece.text}, logprobs=_logprobs(piece.logprobs) if wants_logprobs else None)
+                if piece.tool_call is not None:
+                    call = piece.tool_call
+                    entry: dict[str, Any] = {"index": call.index, "function": {"arguments": call.arguments}}
+                    if call.id is not None:
+                        entry = {"index": call.index, "id": call.id, "type": "function"}
+                        entry["function"] = {"name": call.name, "arguments": call.arguments}
+                    yield chunk({"tool_calls": [entry]})
+                if piece.finish_reason in ("stop", "length", "tool_calls"):
                     yield chunk({}, piece.finish_reason)
         except StudioError as exc:
             yield _sse(exc.to_openai())
@@ -230,7 +212,8 @@ async def completions(
     body: CompletionRequest, request: Request, studio: Studio = Depends(get_studio)
 ) -> JSONResponse | StreamingResponse:
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    prepared = await _prepare(studio, body, messages=[], prompt=prompt)
+    prepared = await _prepare(studio, body, messages=[], prompt=prompt, logit_bias=body.token_bias())
+    echoed = prompt if body.echo else ""
     run = studio.chat.start(prepared)
     completion_id, created = "cmpl-" + secrets.token_hex(12), int(time.time())
 
@@ -246,12 +229,15 @@ async def completions(
     if not body.stream:
         await _run_to_end(request, run)
         return JSONResponse(
-            {**payload(run.result.text, run.result.finish_reason), "usage": _usage(run)}, headers=_headers(prepared)
+            {**payload(echoed + run.result.text, run.result.finish_reason), "usage": _usage(run)},
+            headers=_headers(prepared),
         )
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     async def events() -> AsyncIterator[str]:
+        if echoed:
+            yield _sse(payload(echoed, None))
         try:
             async for piece in run:
                 if piece.text:
