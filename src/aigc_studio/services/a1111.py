@@ -287,8 +287,9 @@ class A1111Service:
                 if problem:
                     errors.append((where, f"{where}: {problem}"))
                 else:
-                    request_fields.setdefault("clip_skip", value)  # A1111's request has no clip_skip field
-                    persist[key] = value
+                    # A1111's request has no clip_skip field
+                    request_fields.setdefault("clip_skip", int(value))
+                    persist[key] = int(value)
             elif option.kind == "field":
                 problem = self._field_option_problem(option, value)
                 if problem:
@@ -342,10 +343,10 @@ class A1111Service:
 
     @staticmethod
     def _clip_skip_problem(value: object) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not _type_ok(value, 1):  # a JSON integer: 2 or 2.0
             return f"must be a whole number from 1 to 12, got {_json(value)}"
         try:
-            ImageRequest(clip_skip=value)
+            ImageRequest(clip_skip=int(value))
         except ValidationError as exc:
             return exc.errors()[0]["msg"] + f", got {value}"
         return None

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
-from ..contracts import HR_UPSCALERS, SAMPLERS, SCHEDULERS, ImageRequest, JsonInt
+from ..contracts import HR_UPSCALERS, SAMPLERS, SCHEDULERS, ImageRequest, JsonInt, limits_of
 from .a1111_fields import IMG2IMG, OPTIONS, TXT2IMG, Accepted, Handled, Honoured, Neutral, Option
 
 __all__ = [
@@ -39,6 +39,9 @@ __all__ = [
 # Schema cannot say "decodes to an image"; a string that does not is a 422 that says so.
 IMAGE_FORMAT = "base64-image"
 _REGEX_SPECIAL = set("\\^$.|?*+()[]{}/")
+# Whitespace as Python's str.strip() has it (ECMA's \s differs: U+FEFF is in, U+001C-U+001F and U+0085 out),
+# spelled out so that the pattern means the same in both dialects.
+WHITESPACE = "[" + "".join(f"\\u{c:04x}" for c in range(0x3001) if chr(c).isspace()) + "]"
 
 
 def _any_case(text: str) -> str:
@@ -59,11 +62,11 @@ def names_pattern(names: list[str], suffixes: list[str] = ()) -> str:
     whitespace around, and optionally one of ``suffixes`` after a space (a sampler name carrying its
     schedule type, as ``contracts.split_sampler_name`` reads it); whitespace alone means the default.
 
-    ``$`` is kept after ``\\s*`` on purpose: in Python it also matches before a final newline, which
-    ``\\s*`` takes anyway, so the pattern means the same in both dialects."""
+    ``$`` comes after optional whitespace: Python's ``$`` also matches before a final newline, which that
+    whitespace takes anyway, so the pattern means the same in both dialects."""
     alternatives = "|".join(_any_case(n) for n in names)
-    suffix = f"(?:\\s* (?:{'|'.join(_any_case(s) for s in suffixes)}))?" if suffixes else ""
-    return f"^\\s*(?:(?:{alternatives}){suffix})?\\s*$"
+    suffix = f"(?:{WHITESPACE}* (?:{'|'.join(_any_case(s) for s in suffixes)}))?" if suffixes else ""
+    return f"^{WHITESPACE}*(?:(?:{alternatives}){suffix})?{WHITESPACE}*$"
 
 
 SAMPLER_PATTERN = names_pattern(
@@ -80,8 +83,16 @@ _NAME_PATTERNS = {
     "hr_scheduler": SCHEDULE_PATTERN,
     "hr_upscaler": UPSCALER_PATTERN,
 }
-# ImageRequest constraints, as JSON Schema keywords
-_KEYWORDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+# Field limits, as JSON Schema keywords
+_KEYWORDS = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusiveMinimum",
+    "lt": "exclusiveMaximum",
+    "multiple_of": "multipleOf",
+    "min_length": "minLength",
+    "max_length": "maxLength",
+}
 
 
 def _json_type(kind: Any) -> dict[str, Any]:
@@ -104,13 +115,7 @@ def _json_type(kind: Any) -> dict[str, Any]:
 
 def _declared_limits(field: str) -> dict[str, Any]:
     """ImageRequest's limits on ``field`` as JSON Schema keywords (minimum, maximum, multipleOf, maxLength)."""
-    limits: dict[str, Any] = {}
-    for item in ImageRequest.model_fields[field].metadata:
-        for attribute, keyword in (*_KEYWORDS.items(), ("multiple_of", "multipleOf"), ("max_length", "maxLength")):
-            value = getattr(item, attribute, None)
-            if value is not None:
-                limits[keyword] = value
-    return limits
+    return {_KEYWORDS[name]: value for name, value in limits_of(ImageRequest, field).items()}
 
 
 def image_string(description: str) -> Any:
@@ -132,7 +137,7 @@ def _honoured(policy: Honoured) -> tuple[Any, Any]:
         pattern = _NAME_PATTERNS[policy.field]
         if policy.same:  # "Use same sampler": exactly that text means the first pass's
             same = "|".join(_exact(s) for s in policy.same)
-            pattern = f"^\\s*(?:{same})\\s*$|{pattern}"
+            pattern = f"^{WHITESPACE}*(?:{same}){WHITESPACE}*$|{pattern}"
         schema["pattern"] = pattern
     return _nullable(policy.kind, schema, f"{policy.describe()} {declared.description}")
 
