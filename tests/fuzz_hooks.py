@@ -10,7 +10,8 @@ Two things JSON Schema cannot say, supplied here:
   operation's 400 or 422 documents:
   - images: width and height at most 128, batch_size, n_iter and n at most 2, the hires fix by a scale of
     at most 2 or to a size of 64–256 a side (so batch × width × height and the hires size fit);
-  - text: max_tokens at most 4 (set when the request leaves it out), tool names made unique, a
+  - text: every string at most 100 characters (so the prompt fits the model's context), max_tokens at
+    most 4 (set when the request leaves it out), tool names made unique, a
     tool_choice that names a given tool (or "none" without tools), top_logprobs only with logprobs,
     logit_bias tokens under 1000 (every model has those), and a small JSON Schema the llama.cpp grammar
     enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
@@ -82,7 +83,18 @@ def _ours(body: dict) -> bool:
     return zlib.crc32(json.dumps(body, sort_keys=True, default=str).encode()) % 2 == 0
 
 
+def _short(value: object) -> object:
+    if isinstance(value, str):
+        return value[:100]
+    if isinstance(value, list):
+        return [_short(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    return value
+
+
 def _small_text(body: dict) -> None:
+    body.update(_short(body))
     if _ours(body):
         body["model"] = TEXT_MODEL
     for key in ("max_tokens", "max_completion_tokens"):

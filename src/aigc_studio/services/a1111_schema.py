@@ -133,13 +133,15 @@ def _nullable(kind: Any, schema: dict[str, Any], description: str) -> tuple[Any,
 def _honoured(policy: Honoured) -> tuple[Any, Any]:
     declared = ImageRequest.model_fields[policy.field]
     schema = {**_json_type(policy.kind), **_declared_limits(policy.field)}
+    description = f"{policy.describe()} {declared.description}"
     if policy.field in _NAME_PATTERNS:
+        description += " Any case, spaces around; empty: the default."
         pattern = _NAME_PATTERNS[policy.field]
         if policy.same:  # "Use same sampler": exactly that text means the first pass's
             same = "|".join(_exact(s) for s in policy.same)
             pattern = f"^{WHITESPACE}*(?:{same}){WHITESPACE}*$|{pattern}"
         schema["pattern"] = pattern
-    return _nullable(policy.kind, schema, f"{policy.describe()} {declared.description}")
+    return _nullable(policy.kind, schema, description)
 
 
 def _exact(text: str) -> str:

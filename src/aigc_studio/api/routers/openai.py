@@ -157,7 +157,17 @@ def _answer(model: type[BaseModel], chunk: str) -> dict:
         },
         "required": ["data"],
     }
-    return {200: {"model": model, "content": {"text/event-stream": {"schema": event}}}}
+    record = {
+        "description": "The id of the answer's history record (aigc history show).",
+        "schema": {"type": "string"},
+    }
+    return {
+        200: {
+            "model": model,
+            "content": {"text/event-stream": {"schema": event}},
+            "headers": {"X-AIGC-Response-Id": record},
+        }
+    }
 
 
 def _sse(payload: dict | str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -16,6 +16,8 @@ from ..openapi import ErrorBody, errors
 router = APIRouter(prefix="/api", tags=["studio"])
 
 _NOT_FOUND = {404: "No such record (the message gives the id)."}
+# The ids the studio gives (storage.history.new_id); any other is simply not found.
+_ID = {"pattern": "^[a-z]+-[0-9a-f]+$"}
 _BAD_QUERY = {400: "A query parameter is of the wrong type or out of range; the message names it and its range."}
 
 
@@ -66,7 +68,10 @@ class JobState(BaseModel):
     responses={200: {"content": {"image/png": {}}, "description": "The PNG, infotext included."}}
     | errors(ErrorBody, _NOT_FOUND),
 )
-def image_file(image_id: str, studio: Studio = Depends(get_studio)) -> FileResponse:
+def image_file(
+    image_id: str = Path(description="img-…, as /api/images lists it.", json_schema_extra=_ID),
+    studio: Studio = Depends(get_studio),
+) -> FileResponse:
     return FileResponse(studio.images.file(image_id), media_type="image/png")
 
 
@@ -80,7 +85,10 @@ def list_images(
 
 
 @router.get("/jobs/{job_id}", responses=errors(ErrorBody, _NOT_FOUND))
-def job_state(job_id: str, studio: Studio = Depends(get_studio)) -> JobState:
+def job_state(
+    job_id: str = Path(description="job-…, as the job's record names it.", json_schema_extra=_ID),
+    studio: Studio = Depends(get_studio),
+) -> JobState:
     state = studio.jobs.describe(job_id)
     if state is None:
         raise NotFound(f"no job with id '{job_id}'")
