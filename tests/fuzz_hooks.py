@@ -63,14 +63,20 @@ images = st.builds(
 schemathesis.openapi.format(IMAGE_FORMAT, images)
 
 
+def _over(body: dict, key: str, limit: float) -> bool:
+    # a number (an integer may come as 3.0) above the limit
+    value = body.get(key)
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > limit
+
+
 def _small_a1111(body: dict) -> None:
     for key in ("width", "height"):
-        if isinstance(body.get(key), int) and body[key] > MAX_SIDE:
+        if _over(body, key, MAX_SIDE):
             body[key] = MAX_SIDE
     for key in ("batch_size", "n_iter"):
-        if isinstance(body.get(key), int) and body[key] > MAX_BATCH:
+        if _over(body, key, MAX_BATCH):
             body[key] = MAX_BATCH
-    if isinstance(body.get("hr_scale"), int | float) and body["hr_scale"] > 2:
+    if _over(body, "hr_scale", 2):
         body["hr_scale"] = 2
     x, y = body.get("hr_resize_x") or 0, body.get("hr_resize_y") or 0
     if x and y:  # both: the picture covers that size
@@ -98,7 +104,7 @@ def _small_text(body: dict) -> None:
     if _ours(body):
         body["model"] = TEXT_MODEL
     for key in ("max_tokens", "max_completion_tokens"):
-        if isinstance(body.get(key), int) and body[key] > MAX_TOKENS:
+        if _over(body, key, MAX_TOKENS):
             body[key] = MAX_TOKENS
     if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
         body["max_tokens"] = MAX_TOKENS
@@ -129,7 +135,7 @@ def _small_text(body: dict) -> None:
 def _small_openai_images(body: dict) -> None:
     if _ours(body):
         body["model"] = IMAGE_MODEL
-    if isinstance(body.get("n"), int) and body["n"] > MAX_BATCH:
+    if _over(body, "n", MAX_BATCH):
         body["n"] = MAX_BATCH
     if isinstance(body.get("size"), str):
         width, height = (min(int(side), MAX_SIDE) for side in body["size"].split("x"))

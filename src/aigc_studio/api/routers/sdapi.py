@@ -249,7 +249,11 @@ def sd_models(studio: Studio = Depends(get_studio)) -> list[SDModelItem]:
     return [studio.a1111.checkpoint(m) for m in studio.registry.all() if m.kind == "image"]
 
 
-@router.post("/refresh-checkpoints")
+# A1111 answers these with JSON null.
+_NULL = {200: {"description": "Done.", "content": {"application/json": {"schema": {"type": "null"}}}}}
+
+
+@router.post("/refresh-checkpoints", responses=_NULL)
 def refresh_checkpoints() -> None:
     # Models live in the studio's registry, read fresh on every call: nothing to rescan.
     return None
@@ -279,7 +283,8 @@ def get_options(studio: Studio = Depends(get_studio)) -> Options:  # type: ignor
     "sd_model_checkpoint makes a model the default (and loads it); CLIP_stop_at_last_layers is the clip skip "
     "of later generations that do not set one; options that change no image are stored; an option that "
     "would change later images in a way the studio cannot is a 422 naming it, and then nothing is set.",
-    responses=errors(
+    responses=_NULL
+    | errors(
         A1111ErrorBody,
         {
             404: "sd_model_checkpoint names no image model.",
