@@ -79,13 +79,13 @@ class GuardedEcho(EchoEngine):
         self.go_on = threading.Event()  # the count waits for this when ``pause`` is set
         self.pause = pause
 
-    def count_prompt_tokens(self, messages, prompt=None):
+    def count_prompt_tokens(self, messages, prompt=None, request=None):
         if self.pause:
             self.in_count.set()
             assert self.go_on.wait(10), "the test never let the count go on"
         if self.closed:
             raise RuntimeError(f"engine {self.model_id} used after it was closed")
-        return super().count_prompt_tokens(messages, prompt)
+        return super().count_prompt_tokens(messages, prompt, request)
 
     def stream(self, request, cancel):
         if self.closed:
@@ -142,8 +142,9 @@ def test_a_model_being_prepared_is_not_evicted_when_another_loads(aigc_home):
     studio, engines = guarded_studio(max_loaded=1, pause="a")
     studio.registry.worker("echo")
     thread, outcome = in_thread(lambda: ask(studio, "a", "answer from a"))
+    deadline = time.monotonic() + 30
     while "a" not in engines or not engines["a"].in_count.wait(0.01):
-        pass
+        assert thread.is_alive() and time.monotonic() < deadline, f"'a' never counted its prompt: {outcome}"
     # "a" is counting its prompt when "b" is loaded: both are past max_loaded, but "a" is in use.
     assert ask(studio, "b", "answer from b") == "answer from b"
     engines["a"].go_on.set()

@@ -710,7 +710,7 @@ def test_reusing_one_image_of_a_batch_sets_its_seed_and_one_batch(open_page, ser
     page.fill("#gal-search textarea, #gal-search input", "a batch of four")
     page.locator("#gal-search textarea, #gal-search input").first.press("Enter")
     thumbs = page.locator("#gal-thumbs img")
-    wait_until(lambda: thumbs.count() == 4, what="the four thumbnails")
+    wait_until(lambda: thumbs.count() == 4, timeout=30, what="the four thumbnails")
     # The gallery lists newest first: the images of one batch share a time; pick by the record.
     rows = server.studio.gallery.entries("a batch of four", "image")
     thumbs.nth([e.id for e in rows].index(third["id"])).click()

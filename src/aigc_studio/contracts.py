@@ -18,8 +18,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "HIRES_FIELDS",
     "HR_UPSCALERS",
     "INPAINTING_FILL",
+    "INPAINT_FIELDS",
     "MAX_STOP",
     "SAMPLERS",
     "SCHEDULERS",
@@ -316,6 +318,29 @@ HR_UPSCALERS: tuple[str, ...] = (
     "Latent (nearest-exact)",
     "Lanczos",
     "Nearest",
+)
+# The ImageRequest fields that only some modes use: the hires fix (txt2img) and inpainting. The CLI
+# offers them, and records leave them out, by these lists.
+HIRES_FIELDS: tuple[str, ...] = (
+    "enable_hr",
+    "hr_scale",
+    "hr_resize_x",
+    "hr_resize_y",
+    "hr_upscaler",
+    "hr_second_pass_steps",
+    "hr_sampler_name",
+    "hr_scheduler",
+    "hr_prompt",
+    "hr_negative_prompt",
+)
+INPAINT_FIELDS: tuple[str, ...] = (
+    "mask_blur",
+    "mask_blur_x",
+    "mask_blur_y",
+    "inpainting_fill",
+    "inpainting_mask_invert",
+    "inpaint_full_res",
+    "inpaint_full_res_padding",
 )
 # A1111's inpainting_fill values: what the masked area starts from.
 INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}

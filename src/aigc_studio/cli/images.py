@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from ..contracts import ImageRequest, Mode
+from ..contracts import HIRES_FIELDS, INPAINT_FIELDS, ImageRequest, Mode
 from ..errors import StudioError, validation_message
 from .options import field_option
 
@@ -45,31 +45,10 @@ COMMON = [
     "eta",
     "model",
 ]
-HIRES = [
-    "enable_hr",
-    "hr_scale",
-    "hr_resize_x",
-    "hr_resize_y",
-    "hr_upscaler",
-    "hr_second_pass_steps",
-    "hr_sampler_name",
-    "hr_scheduler",
-    "hr_prompt",
-    "hr_negative_prompt",
-]
-MASK = [
-    "mask_blur",
-    "mask_blur_x",
-    "mask_blur_y",
-    "inpainting_fill",
-    "inpainting_mask_invert",
-    "inpaint_full_res",
-    "inpaint_full_res_padding",
-]
 PER_MODE: dict[Mode, list[str]] = {
-    "txt2img": [*COMMON, "tiling", *HIRES, "denoising_strength"],
+    "txt2img": [*COMMON, "tiling", *HIRES_FIELDS, "denoising_strength"],
     "img2img": [*COMMON, "tiling", "denoising_strength", "resize_mode"],
-    "inpaint": [*COMMON, "tiling", "denoising_strength", "resize_mode", *MASK],
+    "inpaint": [*COMMON, "tiling", "denoising_strength", "resize_mode", *INPAINT_FIELDS],
     "edit": [*COMMON, "tiling", "image_cfg_scale", "resize_mode"],
 }
 # Help added to a field's own description where a command uses it in its own way.

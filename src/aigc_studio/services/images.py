@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..config import Config
-from ..contracts import ImageRequest, Mode, StepInfo
+from ..contracts import INPAINT_FIELDS, ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
 from ..errors import InvalidRequest, NotFound, TooLarge, validation_message
 from ..images.infotext import format_infotext, params_from_request, write_png
@@ -171,15 +171,6 @@ _EXTRA_KEYS = {
     "Hires steps",
     "Hires upscaler",
 }
-_INPAINT_FIELDS = (
-    "mask_blur",
-    "mask_blur_x",
-    "mask_blur_y",
-    "inpainting_fill",
-    "inpainting_mask_invert",
-    "inpaint_full_res",
-    "inpaint_full_res_padding",
-)
 
 
 def _fields_as_run(request: ImageRequest, mode: Mode) -> dict:
@@ -187,7 +178,7 @@ def _fields_as_run(request: ImageRequest, mode: Mode) -> dict:
     the infotext leaves them out, as A1111's does)."""
     fields = request.model_dump()
     if mode != "inpaint":
-        fields.update(dict.fromkeys(_INPAINT_FIELDS))
+        fields.update(dict.fromkeys(INPAINT_FIELDS))
     if mode == "txt2img" or (mode == "inpaint" and request.inpaint_full_res):
         fields["resize_mode"] = None  # "Only masked" crops instead of fitting the whole picture
     hires = mode == "txt2img" and request.enable_hr
