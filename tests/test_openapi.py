@@ -88,12 +88,12 @@ def test_a_query_limit_out_of_range_is_a_400_naming_it(server):
 @pytest.mark.parametrize(
     "method, path, allowed, shape",
     [
-        ("TRACE", "/v1/models", "GET", "openai"),
+        ("TRACE", "/v1/models", "GET, HEAD", "openai"),
         ("DELETE", "/v1/chat/completions", "POST", "openai"),
-        ("PUT", "/health", "GET", "openai"),
+        ("PUT", "/health", "GET, HEAD", "openai"),
         ("GET", "/sdapi/v1/txt2img", "POST", "a1111"),
-        ("PATCH", "/sdapi/v1/options", "GET, POST", "a1111"),
-        ("POST", "/api/images", "GET", "openai"),
+        ("PATCH", "/sdapi/v1/options", "GET, HEAD, POST", "a1111"),
+        ("POST", "/api/images", "GET, HEAD", "openai"),
     ],
 )
 def test_an_undeclared_method_is_a_405_with_allow(server, method, path, allowed, shape):
@@ -107,6 +107,13 @@ def test_an_undeclared_method_is_a_405_with_allow(server, method, path, allowed,
         }
     else:
         assert r.json() == {"error": "MethodNotAllowed", "detail": message, "body": "", "errors": message}
+
+
+def test_head_is_get_without_the_body(server):
+    r = httpx.head(server.url + "/health")
+    assert r.status_code == 200 and r.content == b""
+    assert int(r.headers["content-length"]) == len(httpx.get(server.url + "/health").content)
+    assert httpx.head(server.url + "/sdapi/v1/txt2img").headers["allow"] == "POST"
 
 
 def test_an_unknown_api_path_is_a_404_in_its_apis_shape_and_the_web_ui_still_answers(server):

@@ -92,13 +92,19 @@ class DeclaredRoutes:
 
     A path an API route declares, asked with a method no route declares for it, is a 405 with an
     ``Allow`` header listing the methods that are; an unknown path under an API's prefix is a 404. Both
-    in that API's error shape. Every other request goes on to the routes, and the UI."""
+    in that API's error shape. HEAD is answered wherever GET is, as GET without its body (HTTP's rule;
+    FastAPI's routes take GET alone). Every other request goes on to the routes, and the UI."""
 
     def __init__(self, app: ASGIApp, api: FastAPI, respond: Callable[[Scope, int, str, str], JSONResponse]):
         self.app, self.api, self.respond = app, api, respond
 
-    def _matches(self, scope: Scope) -> set[Match]:
+    def _matches(self, scope: Scope, method: str | None = None) -> set[Match]:
+        scope = {**scope, "method": method} if method else scope
         return {route.matches(scope)[0] for route in self.api.router.routes if not isinstance(route, Mount)}
+
+    def _allows(self, scope: Scope, method: str) -> bool:
+        method = "GET" if method == "HEAD" else method
+        return Match.FULL in self._matches(scope, method)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,8 +113,16 @@ class DeclaredRoutes:
         found = self._matches(scope)
         if Match.FULL in found:
             await self.app(scope, receive, send)
+        elif scope["method"] == "HEAD" and self._allows(scope, "HEAD"):
+
+            async def headers_only(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    message = {**message, "body": b""}
+                await send(message)
+
+            await self.app({**scope, "method": "GET"}, receive, headers_only)
         elif Match.PARTIAL in found:
-            allowed = [m for m in _METHODS if Match.FULL in self._matches({**scope, "method": m})]
+            allowed = [m for m in _METHODS if self._allows(scope, m)]
             message = f"{scope['method']} is not allowed on {scope['path']}; allowed: {', '.join(allowed)}"
             response = self.respond(scope, 405, message, "method_not_allowed")
             response.headers["Allow"] = ", ".join(allowed)

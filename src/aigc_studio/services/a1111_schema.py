@@ -35,8 +35,9 @@ __all__ = [
     "request_model",
 ]
 
-# The JSON Schema format of an input image: a PNG, JPEG or WebP file, base64 (a data: URL too). JSON
-# Schema cannot say "decodes to an image"; a string that does not is a 422 that says so.
+# The JSON Schema format of an input image: a PNG, JPEG or WebP file, base64 (a data: URL too), so not
+# plain contentEncoding base64. JSON Schema cannot say "decodes to an image"; a string that does not is a
+# 422 that says so.
 IMAGE_FORMAT = "base64-image"
 _REGEX_SPECIAL = set("\\^$.|?*+()[]{}/")
 # Whitespace as Python's str.strip() has it (ECMA's \s differs: U+FEFF is in, U+001C-U+001F and U+0085 out),
@@ -120,7 +121,7 @@ def _declared_limits(field: str) -> dict[str, Any]:
 
 def image_string(description: str) -> Any:
     """A str declared as an input image (``IMAGE_FORMAT``)."""
-    schema = {"type": "string", "format": IMAGE_FORMAT, "contentEncoding": "base64", "description": description}
+    schema = {"type": "string", "format": IMAGE_FORMAT, "description": description}
     return Annotated[str, WithJsonSchema(schema)]
 
 
@@ -178,7 +179,7 @@ def _handled(name: str, policy: Handled) -> tuple[Any, Any]:
     if name == "infotext":
         return _nullable(str, {"type": "string", "maxLength": 20_000}, policy.describe())
     if name == "init_images":
-        items = {"type": "string", "format": IMAGE_FORMAT, "contentEncoding": "base64"}
+        items = {"type": "string", "format": IMAGE_FORMAT}
         schema = {"type": "array", "items": items, "minItems": 1}
         # Required, and not null; left out or null, the service says what is missing.
         return Annotated[list[str] | None, WithJsonSchema(schema)], Field(None, description=policy.describe())
