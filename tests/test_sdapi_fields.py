@@ -247,7 +247,7 @@ def test_what_a_client_leaves_out_takes_a1111s_api_default(server):
         ("img2img", {"initial_noise_multiplier": 0.5}, "initial_noise_multiplier: the studio does not scale"),
         ("img2img", {"latent_mask": "abc"}, "latent_mask: the studio has no separate latent mask"),
         ("img2img", {"mask_round": False}, "mask_round: the studio always rounds"),
-        ("img2img", {"mask_blur_x": 2, "mask_blur_y": 6}, "mask_blur_x: the studio blurs the mask evenly"),
+        ("img2img", {"mask_blur_x": -1, "mask_blur": 4}, "mask_blur_x: Input should be greater than or equal to 0"),
         ("img2img", {"enable_hr": True}, "enable_hr: A1111's img2img request has no such field"),
     ],
 )
@@ -257,6 +257,17 @@ def test_a_field_the_studio_cannot_honour_is_a_422_naming_it_and_queues_nothing(
     assert r.status_code == 422 and named in r.json()["detail"], r.text
     assert set(r.json()) == {"error", "detail", "body", "errors"}  # A1111's error shape
     assert jobs(server) == before
+
+
+def test_mask_blur_x_and_y_are_honoured_apart_unless_mask_blur_sets_both(server):
+    mask = b64png(Image.new("L", (64, 64), 255))
+    assert post(server, "img2img", **img2img_body(mask=mask, mask_blur_x=2, mask_blur_y=6)).status_code == 200
+    queued = last_request(server)
+    assert (queued["mask_blur_x"], queued["mask_blur_y"]) == (2, 6)
+    # A1111: mask_blur sets both directions, whatever mask_blur_x and mask_blur_y say
+    assert post(server, "img2img", **img2img_body(mask=mask, mask_blur=3, mask_blur_x=2)).status_code == 200
+    queued = last_request(server)
+    assert (queued["mask_blur"], queued["mask_blur_x"], queued["mask_blur_y"]) == (3, None, None)
 
 
 def test_every_refusal_in_one_answer(server):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "HIRES_FIELDS",
@@ -29,6 +29,7 @@ __all__ = [
     "FinishReason",
     "ImageRequest",
     "ImageResult",
+    "JsonInt",
     "Message",
     "Mode",
     "ResponseFormat",
@@ -43,8 +44,41 @@ __all__ = [
     "ToolCallDelta",
     "ToolChoice",
     "Usage",
+    "json_int",
+    "limits_of",
     "split_sampler_name",
 ]
+
+
+def _integral(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer, got {value!r}")
+    return value
+
+
+def json_int(**bounds: int) -> Any:
+    """An integer as JSON Schema's "integer" has it, for request models in strict mode: 3 or 3.0, never
+    3.5, "3" or true (strict pydantic alone refuses 3.0, which JSON Schema calls an integer). ``bounds``
+    (ge, le, ...) are checked and declared as the schema's minimum and maximum."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_integral)]
+
+
+JsonInt = json_int()
+
+
+def limits_of(model: type[BaseModel], field: str) -> dict[str, Any]:
+    """The limits declared on ``model.field`` (ge, le, gt, lt, multiple_of, min_length, max_length), as
+    Field arguments: for a request model that takes the field under its own name."""
+    names = ("ge", "le", "gt", "lt", "multiple_of", "min_length", "max_length")
+    return {
+        name: getattr(item, name)
+        for item in model.model_fields[field].metadata
+        for name in names
+        if getattr(item, name, None) is not None
+    }
+
 
 # ---------------------------------------------------------------------------------------------------
 # Text

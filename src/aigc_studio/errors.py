@@ -85,7 +85,9 @@ def validation_message(errors: list[dict]) -> tuple[str, str | None]:
     first field named, for OpenAI's ``param``."""
     parts, param = [], None
     for err in errors:
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        loc = [str(x) for x in err.get("loc", ())]
+        if loc[:1] and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]  # where FastAPI found it; the field's name is what a client knows
         where = ".".join(loc) or "body"
         param = param or (loc[0] if loc else None)
         msg = err["msg"].removeprefix("Value error, ")

@@ -7,20 +7,22 @@ import os
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..config import load_config
 from ..errors import StudioError, validation_message
 from ..studio import Studio
+from .openapi import drop_default_422
 from .routers import openai, sdapi
 from .routers import studio as studio_api
 
@@ -73,6 +75,79 @@ class BodyLimit:
             if started:
                 raise
             await self.respond(scope)(scope, receive, send)
+
+
+# The paths the APIs own: nothing under them is the web UI's, which is mounted at "/".
+API_PREFIXES = ("/v1", "/sdapi", "/api", "/health")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def is_api_path(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in API_PREFIXES)
+
+
+class DeclaredRoutes:
+    """Routing for the paths the APIs declare, ahead of the web UI mounted at "/" (which would answer
+    anything the API routes do not match with its own 404 page).
+
+    A path an API route declares, asked with a method no route declares for it, is a 405 with an
+    ``Allow`` header listing the methods that are; an unknown path under an API's prefix is a 404. Both
+    in that API's error shape. HEAD is answered wherever GET is, as GET without its body (HTTP's rule;
+    FastAPI's routes take GET alone). Every other request goes on to the routes, and the UI."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI, respond: Callable[[Scope, int, str, str], JSONResponse]):
+        self.app, self.api, self.respond = app, api, respond
+
+    def _matches(self, scope: Scope, method: str | None = None) -> set[Match]:
+        scope = {**scope, "method": method} if method else scope
+        return {route.matches(scope)[0] for route in self.api.router.routes if not isinstance(route, Mount)}
+
+    def _allows(self, scope: Scope, method: str) -> bool:
+        method = "GET" if method == "HEAD" else method
+        return Match.FULL in self._matches(scope, method)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = self._matches(scope)
+        if Match.FULL in found:
+            await self.app(scope, receive, send)
+        elif scope["method"] == "HEAD" and self._allows(scope, "HEAD"):
+
+            async def headers_only(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    message = {**message, "body": b""}
+                await send(message)
+
+            await self.app({**scope, "method": "GET"}, receive, headers_only)
+        elif Match.PARTIAL in found:
+            allowed = [m for m in _METHODS if self._allows(scope, m)]
+            message = f"{scope['method']} is not allowed on {scope['path']}; allowed: {', '.join(allowed)}"
+            response = self.respond(scope, 405, message, "method_not_allowed")
+            response.headers["Allow"] = ", ".join(allowed)
+            await response(scope, receive, send)
+        elif is_api_path(scope["path"]):
+            message = f"there is no endpoint {scope['path']}; the API's endpoints are listed at /docs"
+            await self.respond(scope, 404, message, "not_found")(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class Health(BaseModel):
+    """The server can answer: the default text model is loaded."""
+
+    status: Literal["ok"]
+    model: str = Field(description="The default text model.")
+    version: str
+
+
+class HealthNotReady(BaseModel):
+    """The default text model is still loading, or failed to load (``error`` says why)."""
+
+    status: Literal["loading", "error"]
+    model: str = Field(description="The default text model.")
+    error: str | None = Field(None, description="Why the model could not be loaded (status error).")
 
 
 def create_app(studio: Studio | None = None, *, load_default: bool = True) -> FastAPI:
@@ -147,9 +222,12 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if not isinstance(exc, BodyTooLarge):
-            return await http_exception_handler(request, exc)
-        return error_response(request, 413, too_large, None, "too_large", "TooLarge")
+        if isinstance(exc, BodyTooLarge):
+            return error_response(request, 413, too_large, None, "too_large", "TooLarge")
+        # Starlette's and FastAPI's own (a body that cannot be read, ...): the path's shape too.
+        response = error_response(request, exc.status_code, str(exc.detail), None, None, type(exc).__name__)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
@@ -158,7 +236,11 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         message = f"internal error ({type(exc).__name__}); the server log has the details"
         return error_response(request, 500, message, None, "internal_error", "InternalError")
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        response_model=Health,
+        responses={503: {"model": HealthNotReady, "description": "The default model is loading, or failed to."}},
+    )
     def health(request: Request) -> JSONResponse:
         state = request.app.state
         model = state.studio.registry.default_model
@@ -172,7 +254,14 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         request = Request(scope)
         return error_response(request, 413, too_large, None, "too_large", "TooLarge")
 
+    def routing_response(scope: Scope, status: int, message: str, code: str) -> JSONResponse:
+        kind = "MethodNotAllowed" if status == 405 else "NotFound"
+        return error_response(Request(scope), status, message, None, code, kind)
+
     app.add_middleware(BodyLimit, limit=max_body_mb * 2**20, respond=too_large_response)
+    app.add_middleware(DeclaredRoutes, api=app, respond=routing_response)
+    generate_openapi = app.openapi
+    app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
     app.include_router(openai.router)
     app.include_router(sdapi.router)
     app.include_router(studio_api.router)

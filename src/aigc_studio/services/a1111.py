@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import ValidationError
 
 from ..config import Config, save_setting
 from ..contracts import ImageRequest, Mode
@@ -34,11 +34,13 @@ from .a1111_fields import (
     TXT2IMG,
     Honoured,
     Neutral,
+    Option,
 )
+from .a1111_schema import NAME_FIELDS
 from .images import ImageService, open_image
 from .models import ModelService
 
-__all__ = ["A1111Service", "Endpoint", "Prepared", "decode_b64_image", "request_model"]
+__all__ = ["A1111Service", "Endpoint", "Prepared", "decode_b64_image"]
 
 log = logging.getLogger("aigc_studio.a1111")
 
@@ -48,17 +50,6 @@ TABLES = {"txt2img": TXT2IMG, "img2img": IMG2IMG}
 # A1111's default "disregard checkpoint information from pasted infotext" (disable_weights_auto_swap).
 _INFOTEXT_SKIPPED = {"sd_model_hash", "sd_model_checkpoint", "clip_skip"}
 _HIRES_KEYS = {"hr_scale", "hr_upscaler", "hr_resize_x", "hr_resize_y", "hr_second_pass_steps"}
-
-
-def request_model(endpoint: Endpoint) -> type[BaseModel]:
-    """The request body of A1111's /sdapi/v1/<endpoint>, for the API schema: each field, its type and what
-    the studio does with it. Extra keys pass through so that the service can name them in its 422."""
-    fields: dict[str, Any] = {
-        name: (policy.kind | None, Field(None, description=policy.describe()))
-        for name, policy in TABLES[endpoint].items()
-    }
-    title = "StableDiffusionProcessingTxt2Img" if endpoint == "txt2img" else "StableDiffusionProcessingImg2Img"
-    return create_model(title, __config__=ConfigDict(extra="allow"), **fields)
 
 
 def decode_b64_image(
@@ -107,12 +98,15 @@ def _cast(raw: str, default: object) -> object:
 
 
 def _type_ok(value: object, default: object) -> bool:
+    """Whether ``value`` has the JSON type of ``default`` (what the schema declares for the option)."""
     if default is None:
         return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int | float):
-        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):  # a JSON integer: 3 or 3.0, never 3.5
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(default, float):
+        return isinstance(value, int | float)
     return isinstance(value, type(default))
 
 
@@ -136,10 +130,22 @@ class A1111Service:
                 close = [f for f in table if f.startswith(name)] or difflib.get_close_matches(name, list(table), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 errors.append((name, f"{name}: A1111's {endpoint} request has no such field{hint}"))
+        for name in (*NAME_FIELDS, "sampler_index"):
+            if isinstance(fields.get(name), str):
+                # Spaces around a name do not count (ImageRequest strips them): whitespace alone is "".
+                fields[name] = fields[name].strip()
+        if fields.get("sampler_index"):
+            # Checked even where sampler_name wins, so that a value the schema refuses is refused.
+            problem = self._sampler_problem(fields["sampler_index"])
+            if problem:
+                errors.append(("sampler_index", f"sampler_index: {problem}"))
+        infotext = fields.get("infotext") or ""
+        if len(infotext) > 20_000:
+            errors.append(("infotext", f"infotext: at most 20000 characters, got {len(infotext)}"))
         overrides = dict(fields.get("override_settings") or {})
         origins: dict[str, str] = {}  # option -> the infotext label it came from
-        if fields.get("infotext"):
-            origins = self._apply_infotext(str(fields["infotext"]), endpoint, fields, overrides)
+        if infotext and len(infotext) <= 20_000:
+            origins = self._apply_infotext(infotext, endpoint, fields, overrides)
 
         request_fields: dict[str, Any] = {}
         defaults: dict[str, Any] = {}
@@ -237,22 +243,18 @@ class A1111Service:
                 origins[key] = label
         return origins
 
-    @staticmethod
-    def _mask_blur(fields: dict, request_fields: dict, errors: list) -> None:
-        # A1111's mask_blur sets both directions; mask_blur_x/_y alone must agree (the studio blurs evenly).
-        if "mask_blur" in fields or ("mask_blur_x" not in fields and "mask_blur_y" not in fields):
-            return
-        x, y = fields.get("mask_blur_x", 4), fields.get("mask_blur_y", 4)
-        if x != y:
-            errors.append(
-                (
-                    "mask_blur_x",
-                    f"mask_blur_x: the studio blurs the mask evenly; mask_blur_x ({x}) must equal "
-                    f"mask_blur_y ({y}), or give mask_blur",
-                )
-            )
-        else:
-            request_fields["mask_blur"] = x
+    @classmethod
+    def _mask_blur(cls, fields: dict, request_fields: dict, errors: list) -> None:
+        # A1111: mask_blur sets both directions; without it, mask_blur_x and mask_blur_y (default 4 each).
+        # Either way each is checked: the schema declares their range whether or not they apply.
+        for key in ("mask_blur_x", "mask_blur_y"):
+            if fields.get(key) is None:
+                continue
+            problem = cls._field_problem(key, fields[key])
+            if problem:
+                errors.append((key, f"{key}: {problem}"))
+            elif "mask_blur" not in fields:
+                request_fields[key] = fields[key]
 
     def _overrides(
         self, overrides: dict, origins: dict, request_fields: dict, defaults: dict, errors: list
@@ -275,19 +277,23 @@ class A1111Service:
                 )
                 continue
             if key == "sd_model_checkpoint":
-                if value:
-                    model = self.models.resolve_checkpoint(str(value))
+                if value is not None and not isinstance(value, str):
+                    errors.append((where, f"{where}: must be a model name (text) or null, got {_json(value)}"))
+                elif value:
+                    model = self.models.resolve_checkpoint(value)
                     persist[key] = model.id
             elif key == "CLIP_stop_at_last_layers":
                 problem = self._clip_skip_problem(value)
                 if problem:
                     errors.append((where, f"{where}: {problem}"))
                 else:
-                    request_fields.setdefault("clip_skip", value)  # A1111's request has no clip_skip field
-                    persist[key] = value
+                    # A1111's request has no clip_skip field
+                    request_fields.setdefault("clip_skip", int(value))
+                    persist[key] = int(value)
             elif option.kind == "field":
-                if not _type_ok(value, option.default):
-                    errors.append((where, f"{where}: must be like {_json(option.default)}, got {_json(value)}"))
+                problem = self._field_option_problem(option, value)
+                if problem:
+                    errors.append((where, f"{where}: {problem}"))
                 elif not option.is_default(value) and option.field not in request_fields:
                     applies = key != "eta_ddim" if sampler not in TIMESTEP_SAMPLERS else key != "eta_ancestral"
                     if applies:
@@ -297,8 +303,36 @@ class A1111Service:
                     (where, f"{where}: {option.why}; accepted only as {option.neutral_text()}, got {_json(value)}")
                 )
             elif option.kind == "inert":
-                persist[key] = value
+                if not _type_ok(value, option.default):
+                    errors.append((where, f"{where}: must be like {_json(option.default)}, got {_json(value)}"))
+                else:
+                    persist[key] = value
         return model, persist
+
+    @classmethod
+    def _field_option_problem(cls, option: Option, value: object) -> str | None:
+        # Checked whether or not it applies (eta_ddim with an ancestral sampler): the schema declares
+        # the option's range, so a value out of it is refused either way.
+        if not _type_ok(value, option.default):
+            return f"must be like {_json(option.default)}, got {_json(value)}"
+        return cls._field_problem(str(option.field), value)
+
+    @staticmethod
+    def _field_problem(field: str, value: object) -> str | None:
+        """What is wrong with ``value`` for ImageRequest's ``field``, or None."""
+        try:
+            ImageRequest(**{field: value})
+        except ValidationError as exc:
+            return exc.errors()[0]["msg"].removeprefix("Value error, ") + f", got {_json(value)}"
+        return None
+
+    @staticmethod
+    def _sampler_problem(name: str) -> str | None:
+        try:
+            ImageRequest(sampler_name=name)
+        except ValidationError as exc:
+            return exc.errors()[0]["msg"].removeprefix("Value error, ")
+        return None
 
     @staticmethod
     def _sampler(name: object) -> str | None:
@@ -309,10 +343,10 @@ class A1111Service:
 
     @staticmethod
     def _clip_skip_problem(value: object) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not _type_ok(value, 1):  # a JSON integer: 2 or 2.0
             return f"must be a whole number from 1 to 12, got {_json(value)}"
         try:
-            ImageRequest(clip_skip=value)
+            ImageRequest(clip_skip=int(value))
         except ValidationError as exc:
             return exc.errors()[0]["msg"] + f", got {value}"
         return None
@@ -371,8 +405,10 @@ class A1111Service:
             if option is None:
                 continue
             if key == "sd_model_checkpoint":
-                if value:
-                    model = self.models.resolve_checkpoint(str(value))
+                if value is not None and not isinstance(value, str):
+                    errors.append((key, f"{key}: must be a model name (text) or null, got {_json(value)}"))
+                elif value:
+                    model = self.models.resolve_checkpoint(value)
             elif key == "CLIP_stop_at_last_layers":
                 problem = self._clip_skip_problem(value)
                 if problem:
@@ -409,4 +445,6 @@ class A1111Service:
 
     def _stored(self) -> dict[str, Any]:
         rows = self.db.conn.execute("SELECT key, value FROM a1111_options")
-        return {row["key"]: json.loads(row["value"]) for row in rows if row["key"] in OPTIONS}
+        stored = {row["key"]: json.loads(row["value"]) for row in rows if row["key"] in OPTIONS}
+        # A value of another type than the option's (stored by an older studio) is reported as the default.
+        return {key: value for key, value in stored.items() if _type_ok(value, OPTIONS[key].default)}

@@ -60,6 +60,7 @@ class Neutral:
     why: str
     test: Callable[[Any], bool] | None = None  # instead of ``allowed``, for ranges
     shown: str = ""  # how ``allowed`` reads in a message, where the values alone would not say it
+    schema: dict | None = None  # with ``test``: the JSON Schema keywords that say the same
 
     def accepts(self, value: object) -> bool:
         if value is None:
@@ -115,10 +116,20 @@ COMMON: dict[str, Honoured | Neutral | Accepted | Handled] = {
     "subseed": Honoured("subseed", int),
     "subseed_strength": Honoured("subseed_strength", float),
     "seed_resize_from_h": Neutral(
-        int, (), "the studio cannot resize the seed's noise", test=_not_positive, shown="0 or -1 (off)"
+        int,
+        (),
+        "the studio cannot resize the seed's noise",
+        test=_not_positive,
+        shown="0 or -1 (off)",
+        schema={"maximum": 0},
     ),
     "seed_resize_from_w": Neutral(
-        int, (), "the studio cannot resize the seed's noise", test=_not_positive, shown="0 or -1 (off)"
+        int,
+        (),
+        "the studio cannot resize the seed's noise",
+        test=_not_positive,
+        shown="0 or -1 (off)",
+        schema={"maximum": 0},
     ),
     "sampler_name": Honoured("sampler_name", str),
     "sampler_index": Handled(
@@ -204,8 +215,12 @@ IMG2IMG = {
     "resize_mode": Honoured("resize_mode", int),
     "image_cfg_scale": Honoured("image_cfg_scale", float),
     "mask": Handled(str, "Inpainting mask, base64: white is repainted."),
-    "mask_blur_x": Handled(int, "Honoured as mask_blur when equal to mask_blur_y (the studio blurs evenly)."),
-    "mask_blur_y": Handled(int, "Honoured as mask_blur when equal to mask_blur_x (the studio blurs evenly)."),
+    "mask_blur_x": Handled(
+        int, "Honoured as the mask's horizontal blur, unless mask_blur is given (it sets both, as in A1111)."
+    ),
+    "mask_blur_y": Handled(
+        int, "Honoured as the mask's vertical blur, unless mask_blur is given (it sets both, as in A1111)."
+    ),
     "mask_blur": Honoured("mask_blur", int),
     "mask_round": Neutral(bool, (True,), "the studio always rounds the latent mask, as A1111 does by default"),
     "inpainting_fill": Honoured("inpainting_fill", int, a1111_default=0),

@@ -467,6 +467,17 @@ class ImageService:
         rows = self.db.conn.execute(sql + " ORDER BY created DESC LIMIT ?", (*args, limit))
         return [{**dict(r), "params": json.loads(r["params"])} for r in rows]
 
+    def file(self, image_id: str) -> Path:
+        """The PNG file of a recorded image; NotFound for an id the gallery does not have, or whose file
+        is gone from the disk."""
+        row = self.db.conn.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no image with id '{image_id}'")
+        path = Path(row["path"])
+        if not path.is_file():
+            raise NotFound(f"image '{image_id}' is recorded, but its file {path} is no longer there")
+        return path
+
     def delete(self, image_id: str) -> None:
         """Remove an image's record and its file."""
         with self.db.tx() as conn:

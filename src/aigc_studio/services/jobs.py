@@ -154,6 +154,24 @@ class JobQueue:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def describe(self, job_id: str) -> dict[str, Any] | None:
+        """A job's state for the API: live progress while the queue still holds it, else its record
+        (progress only as its state implies, the step counts unknown); None for an unknown id."""
+        job = self.get(job_id)
+        if job is not None:
+            fields = ("id", "kind", "state", "model", "source", "error", "created", "started", "finished")
+            counts = {"step": job.step, "steps": job.steps, "batch": job.batch, "batches": job.batches}
+            return {**{k: getattr(job, k) for k in fields}, "progress": job.progress, "eta": job.eta, **counts}
+        row = self.db.conn.execute(
+            "SELECT id, kind, state, model, source, error, created, started, finished FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        progress = 1.0 if row["state"] in ("done", "interrupted") else 0.0
+        unknown = dict.fromkeys(("step", "steps", "batch", "batches"))
+        return {**dict(row), "progress": progress, "eta": None, **unknown}
+
     def pending(self) -> list[Job]:
         with self._lock:
             return [j for j in self._jobs.values() if j.state in ("queued", "running")]

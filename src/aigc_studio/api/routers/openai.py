@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,17 +19,155 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...contracts import TextChunk, TokenLogprob, ToolCall
+from ...contracts import ImageRequest, TextChunk, TokenLogprob, ToolCall, json_int, limits_of
 from ...errors import StudioError
+from ...services.a1111_schema import SAMPLER_PATTERN
 from ...services.chat import ChatRun, PreparedChat
 from ...studio import Studio
 from ..deps import get_studio
+from ..openapi import ErrorBody, errors
 from ..waiting import wait_for_job
 from .openai_requests import ChatCompletionRequest, CompletionRequest, SamplingFields
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+
+_TEXT_ERRORS = errors(
+    ErrorBody,
+    {
+        400: "A field is of the wrong type or out of range, OpenAI's API has no such field, the studio refuses the "
+        "value (each named), or the request cannot be served as sent: tool names given twice, a tool_choice "
+        "that names no given tool or comes without tools, top_logprobs without logprobs, a tool or answer "
+        "schema the llama.cpp grammar cannot enforce, a logit_bias token the model does not have, a model that "
+        "cannot do what is asked (tools, JSON answers, logit_bias, logprobs), an empty prompt, or messages and "
+        "max_tokens past the model's context length (both numbers given).",
+        404: "No text model has that name; the message lists the available ones.",
+        413: "The request body is over max_body_mb.",
+        422: "The model's file could not be loaded (missing or corrupt).",
+        503: "The model stopped (the server is shutting down) before the request reached it; send it again.",
+    },
+)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="The arguments, as JSON text.")
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class AnswerMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class TokenLogprobOut(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenWithTop(TokenLogprobOut):
+    top_logprobs: list[TokenLogprobOut]
+
+
+class Logprobs(BaseModel):
+    content: list[TokenWithTop]
+    refusal: None
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AnswerMessage
+    finish_reason: FinishReason
+    logprobs: Logprobs | None
+
+
+class ChatCompletion(BaseModel):
+    """The answer, when stream is false. Streamed (stream true), it comes as text/event-stream: ``data:``
+    lines of chat.completion.chunk objects, then ``data: [DONE]``."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: FinishReason
+    logprobs: None
+
+
+class Completion(BaseModel):
+    """The completion, when stream is false. Streamed, it comes as text/event-stream: ``data:`` lines of
+    text_completion objects, then ``data: [DONE]``."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+def _answer(model: type[BaseModel], chunk: str) -> dict:
+    # Each event of the stream (OpenAPI 3.1: the schema of text/event-stream describes one event).
+    event = {
+        "type": "object",
+        "properties": {
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "description": f"A {chunk} object as JSON; an error object if the answer fails; [DONE] last.",
+            },
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+        "required": ["data"],
+    }
+    record = {
+        "description": "The id of the answer's history record (aigc history show).",
+        "schema": {"type": "string"},
+    }
+    return {
+        200: {
+            "model": model,
+            "content": {"text/event-stream": {"schema": event}},
+            "headers": {"X-AIGC-Response-Id": record},
+        }
+    }
 
 
 def _sse(payload: dict | str) -> str:
@@ -83,7 +222,7 @@ def _usage(run: ChatRun) -> dict:
 
 
 @router.get("/models")
-def list_models(studio: Studio = Depends(get_studio)) -> dict:
+def list_models(studio: Studio = Depends(get_studio)) -> ModelList:
     created = int(time.time())
     return {
         "object": "list",
@@ -95,13 +234,18 @@ def list_models(studio: Studio = Depends(get_studio)) -> dict:
     }
 
 
-@router.get("/models/{model_id:path}")
-def get_model(model_id: str, studio: Studio = Depends(get_studio)) -> dict:
+@router.get(
+    "/models/{model_id:path}",
+    responses=errors(ErrorBody, {404: "No text model has that name; the message lists the available ones."}),
+)
+def get_model(model_id: str, studio: Studio = Depends(get_studio)) -> ModelCard:
     m = studio.chat.resolve_model(model_id)
     return {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "aigc-studio"}
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions", response_model=None, responses=_answer(ChatCompletion, "chat.completion.chunk") | _TEXT_ERRORS
+)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, studio: Studio = Depends(get_studio)
 ) -> JSONResponse | StreamingResponse:
@@ -207,7 +351,7 @@ async def chat_completions(
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(prepared))
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=_answer(Completion, "text_completion") | _TEXT_ERRORS)
 async def completions(
     body: CompletionRequest, request: Request, studio: Studio = Depends(get_studio)
 ) -> JSONResponse | StreamingResponse:
@@ -254,34 +398,85 @@ async def completions(
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(prepared))
 
 
+def _sizes() -> re.Pattern[str]:
+    # Every WIDTHxHEIGHT ImageRequest takes: each side a multiple of 8 within its limits.
+    limits = limits_of(ImageRequest, "width")
+    sides = range(limits["ge"], limits["le"] + 1, limits["multiple_of"])
+    side = "(?:" + "|".join(str(n) for n in reversed(sides)) + ")"
+    return re.compile(f"^{side}x{side}$")
+
+
+SIZES = _sizes()
+
+
 class ImageGenerationRequest(BaseModel):
     """OpenAI's image request. ``size`` is WIDTHxHEIGHT; the studio's own fields may be added too."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     prompt: str = Field(min_length=1, max_length=20_000)
-    model: str | None = None
-    n: int = Field(1, ge=1, le=16)
-    size: str = Field("512x512", pattern=r"^\d{2,4}x\d{2,4}$", description="WIDTHxHEIGHT, e.g. 512x512")
+    model: str | None = Field(None, description="Image model id or alias; unset: the default image model.")
+    n: json_int(ge=1, le=16) = Field(1, description="Images, made as one batch (n × width × height ≤ 16 megapixels).")
+    size: str = Field(
+        "512x512",
+        description="WIDTHxHEIGHT, each side 64 to 2048 and a multiple of 8, e.g. 512x512.",
+        json_schema_extra={"pattern": SIZES.pattern},
+    )
     response_format: Literal["b64_json", "url"] = "b64_json"
     # The studio's extras, with A1111's names, for clients that pass them in extra_body.
-    negative_prompt: str | None = None
-    steps: int | None = None
-    sampler_name: str | None = None
-    cfg_scale: float | None = None
-    seed: int | None = None
+    negative_prompt: str | None = Field(None, max_length=20_000)
+    steps: json_int(**limits_of(ImageRequest, "steps")) | None = None
+    sampler_name: str | None = Field(
+        None,
+        description="A1111's sampler name (any case; a schedule type may follow, as 'DPM++ 2M Karras').",
+        json_schema_extra={"anyOf": [{"type": "string", "pattern": SAMPLER_PATTERN}, {"type": "null"}]},
+    )
+    cfg_scale: float | None = Field(None, **limits_of(ImageRequest, "cfg_scale"))
+    seed: json_int(**limits_of(ImageRequest, "seed")) | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        if not SIZES.fullmatch(value):
+            raise ValueError(f"must be WIDTHxHEIGHT, each side 64 to 2048 and a multiple of 8, got {value!r}")
+        return value
 
 
-@router.post("/images/generations")
+class ImageData(BaseModel):
+    b64_json: str | None = Field(None, description="response_format b64_json: the PNG, base64.")
+    url: str | None = Field(None, description="response_format url: where GET serves the PNG.")
+    revised_prompt: None
+
+
+class ImagesResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+
+
+@router.post(
+    "/images/generations",
+    responses=errors(
+        ErrorBody,
+        {
+            400: "A field is of the wrong type or out of range (each named), n × width × height is over 16 "
+            "megapixels, no image model is installed, or the model cannot make images from text.",
+            404: "No image model has that name; the message lists the available ones.",
+            409: "The job was interrupted (POST /sdapi/v1/interrupt, or the client went away) before it started.",
+            413: "The request body is over max_body_mb.",
+            422: "The model's files could not be loaded.",
+            503: "The server is shutting down and takes no new image jobs; send the request again.",
+        },
+    ),
+)
 async def images_generations(
     body: ImageGenerationRequest, request: Request, studio: Studio = Depends(get_studio)
-) -> dict:
-    from ...contracts import ImageRequest
-
+) -> ImagesResponse:
     width, height = (int(x) for x in body.size.split("x"))
     extras = body.model_dump(
         include={"negative_prompt", "steps", "sampler_name", "cfg_scale", "seed"}, exclude_none=True
     )
+    if not extras.get("sampler_name", "x").strip():
+        del extras["sampler_name"]  # spaces alone: the default, as under /sdapi
     image_request = ImageRequest(
         prompt=body.prompt, model=body.model, width=width, height=height, batch_size=body.n, **extras
     )

@@ -5,6 +5,12 @@ change the answer (``IGNORED``: it is accepted and dropped), or refused because 
 what it asks (``REFUSED``: a 400 that names it, unless its value asks for nothing, such as
 ``logprobs: false``). A field OpenAI does not have is a 400 naming it too. The decision is the tables,
 read by one validator; the OpenAPI schema lists every field with what is done with it.
+
+Types are strict, as the schema declares them ("1" is not a number, true is not 1), and the schema
+states each limit and each rule a message must follow for its role, so that a request the schema
+accepts is served. What JSON Schema cannot state (tool names unique, a tool_choice among the tools, a
+tool or answer schema the llama.cpp grammar can enforce, a model that can call tools, the context
+length) is a 400 that names it, as the operations' 400 says.
 """
 
 from __future__ import annotations
@@ -15,7 +21,17 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ...contracts import TOOL_NAME_PATTERN, Message, ResponseFormat, TextOptions, Tool, ToolCall
+from ...contracts import (
+    MAX_STOP,
+    TOOL_NAME_PATTERN,
+    Message,
+    ResponseFormat,
+    TextOptions,
+    Tool,
+    ToolCall,
+    json_int,
+    limits_of,
+)
 from ...errors import InvalidRequest, validation_message
 
 # Fields the studio adds to OpenAI's, in llama.cpp's names (clients pass them in extra_body).
@@ -104,20 +120,36 @@ def _apply_policy(data: Any, declared: dict, policy: dict[str, Policy], where: s
     return kept
 
 
+def _policy_schema(rule: Policy) -> dict[str, Any]:
+    # An ignored field takes any value; a refused one only the values that ask for nothing.
+    if rule.action == "ignore":
+        return {"description": rule.describe()}
+    return {"enum": list(rule.harmless), "description": rule.describe()}
+
+
 def _document(policy: dict[str, Policy]):
     def add(schema: dict, _cls: type) -> None:
         for name, rule in policy.items():
-            schema.setdefault("properties", {})[name] = {"description": rule.describe()}
+            schema.setdefault("properties", {})[name] = _policy_schema(rule)
 
     return add
 
 
+def _bounds(field: str) -> dict[str, Any]:
+    """TextOptions' limits on ``field``, to declare (and check) them on the OpenAI field of that name."""
+    return limits_of(TextOptions, field)
+
+
+# Strict: a value of another JSON type than declared is refused, not converted.
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
 
 class ContentPart(_Strict):
-    type: str
+    type: str = Field(json_schema_extra={"enum": ["text"]}, description="Only text parts are supported.")
     text: str | None = None
 
 
@@ -133,19 +165,45 @@ def _text(content: str | list[ContentPart] | None, where: str) -> str:
 
 
 class FunctionCallIn(_Strict):
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     arguments: str
 
 
 class ToolCallIn(_Strict):
-    id: str
+    id: str = Field(min_length=1, max_length=200)
     type: Literal["function"] = "function"
     function: FunctionCallIn
 
 
+def _message_schema(schema: dict, cls: type) -> None:
+    """What each role's message may hold (Message's rules): tool_calls only on an assistant's,
+    tool_call_id (1 to 200 characters) on a tool's and only there."""
+    _document(MESSAGE_FIELDS)(schema, cls)
+    none_or_empty = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]}
+    no_id = {"type": "null"}
+    schema["anyOf"] = [
+        {
+            "properties": {
+                "role": {"enum": ["system", "developer", "user"]},
+                "tool_calls": none_or_empty,
+                "tool_call_id": no_id,
+            }
+        },
+        {"properties": {"role": {"const": "assistant"}, "tool_call_id": no_id}},
+        {
+            "properties": {
+                "role": {"const": "tool"},
+                "tool_calls": none_or_empty,
+                "tool_call_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            },
+            "required": ["tool_call_id"],
+        },
+    ]
+
+
 class ChatMessageIn(_Strict):
     FIELD_POLICY: ClassVar[dict[str, Policy]] = MESSAGE_FIELDS
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_document(MESSAGE_FIELDS))
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_message_schema)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -187,7 +245,12 @@ class StreamOptions(_Strict):
 class FunctionIn(_Strict):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
-    parameters: dict | None = Field(None, description="JSON Schema of the arguments object (unset: none).")
+    parameters: dict | None = Field(
+        None,
+        description="JSON Schema of the arguments object (unset: none); the keywords the llama.cpp grammar "
+        "enforces, anything else is a 400 that names it.",
+        json_schema_extra={"properties": {"type": {"const": "object"}}},
+    )
     strict: bool | None = Field(None, description="Accepted: the arguments always match the schema.")
 
 
@@ -218,11 +281,28 @@ class NamedToolChoice(_Strict):
 class JSONSchemaIn(_Strict):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
-    schema_: dict = Field(alias="schema", description="The JSON Schema the answer must match.")
+    schema_: dict = Field(
+        alias="schema",
+        description="The JSON Schema the answer must match: the keywords the llama.cpp grammar enforces, "
+        "anything else is a 400 that names it.",
+    )
     strict: bool | None = Field(None, description="Accepted: the answer always matches the schema.")
 
 
+def _format_schema(schema: dict, _cls: type) -> None:
+    # json_schema comes with type json_schema, and only then.
+    schema["anyOf"] = [
+        {"properties": {"type": {"enum": ["text", "json_object"]}, "json_schema": {"type": "null"}}},
+        {
+            "properties": {"type": {"const": "json_schema"}, "json_schema": {"type": "object"}},
+            "required": ["json_schema"],
+        },
+    ]
+
+
 class ResponseFormatIn(_Strict):
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_format_schema)
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaIn | None = None
 
@@ -247,27 +327,55 @@ class SamplingFields(_Strict):
     model: str = Field(min_length=1, description="Model id or alias, as listed by GET /v1/models.")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = Field(None, description="The studio's extra (llama.cpp): keep the k most likely tokens.")
-    min_p: float | None = Field(None, description="The studio's extra (llama.cpp): drop unlikely tokens.")
-    repeat_penalty: float | None = Field(None, description="The studio's extra (llama.cpp): penalise repeats.")
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stop: str | list[str] | None = None
+    n: json_int(ge=1, le=1) = Field(1, description="Only one choice per request is supported.")
+    temperature: float | None = Field(None, **_bounds("temperature"))
+    top_p: float | None = Field(None, **_bounds("top_p"))
+    top_k: json_int(**_bounds("top_k")) | None = Field(
+        None, description="The studio's extra (llama.cpp): keep the k most likely tokens."
+    )
+    min_p: float | None = Field(
+        None, **_bounds("min_p"), description="The studio's extra (llama.cpp): drop unlikely tokens."
+    )
+    repeat_penalty: float | None = Field(
+        None, **_bounds("repeat_penalty"), description="The studio's extra (llama.cpp): penalise repeats."
+    )
+    presence_penalty: float | None = Field(None, **_bounds("presence_penalty"))
+    frequency_penalty: float | None = Field(None, **_bounds("frequency_penalty"))
+    seed: json_int(**_bounds("seed")) | None = None
+    max_tokens: json_int(**_bounds("max_tokens")) | None = None
+    max_completion_tokens: json_int(**_bounds("max_tokens")) | None = None
+    stop: str | list[str] | None = Field(
+        None,
+        description=f"Stop at this string, or at any of these (at most {MAX_STOP}); none of them empty.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_STOP},
+                {"type": "null"},
+            ]
+        },
+    )
     logit_bias: dict[str, float] | None = Field(
-        None, description="Token id (as a string) -> a bias from -100 to 100, added to its logit before sampling."
+        None,
+        description="Token id (as a string) -> a bias from -100 to 100, added to its logit before sampling; "
+        "an id past the model's vocabulary is a 400.",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "type": "object",
+                    "propertyNames": {"pattern": "^[0-9]+$"},
+                    "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+                },
+                {"type": "null"},
+            ]
+        },
     )
 
     @field_validator("logit_bias")
     @classmethod
     def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for token, bias in (value or {}).items():
-            if not token.isdigit():
+            if not (token.isascii() and token.isdigit()):
                 raise ValueError(f"keys must be token ids (whole numbers), got {token!r}")
             if not -100 <= bias <= 100:
                 raise ValueError(f"biases must be from -100 to 100, got {bias} for token {token}")
@@ -290,9 +398,13 @@ class SamplingFields(_Strict):
 
 class ChatCompletionRequest(SamplingFields):
     FIELD_POLICY: ClassVar[dict[str, Policy]] = CHAT_FIELDS
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_document(CHAT_FIELDS))
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_document(CHAT_FIELDS))
 
-    messages: list[ChatMessageIn] = Field(min_length=1)
+    messages: list[ChatMessageIn] = Field(
+        min_length=1,
+        description="The conversation; at least one message that is not a system (or developer) message.",
+        json_schema_extra={"contains": {"properties": {"role": {"enum": ["user", "assistant", "tool"]}}}},
+    )
     response_format: ResponseFormatIn | None = Field(
         None, description="text, json_object, or json_schema (enforced by a llama.cpp grammar)."
     )
@@ -300,7 +412,9 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = Field(None, description="Let one answer call several tools (default true).")
     logprobs: bool | None = Field(None, description="Give each answer token's log probability.")
-    top_logprobs: int | None = Field(None, ge=0, le=20, description="With logprobs: this many likeliest tokens too.")
+    top_logprobs: json_int(ge=0, le=20) | None = Field(
+        None, description="With logprobs: this many likeliest tokens too."
+    )
 
     @model_validator(mode="after")
     def _top_logprobs_with_logprobs(self) -> ChatCompletionRequest:
@@ -319,9 +433,17 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     FIELD_POLICY: ClassVar[dict[str, Policy]] = COMPLETION_FIELDS
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_document(COMPLETION_FIELDS))
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_document(COMPLETION_FIELDS))
 
-    prompt: str | list[str]
+    prompt: str | list[str] = Field(
+        description="The text to continue (a list holds exactly one); it must come to at least one token.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1},
+            ]
+        },
+    )
     echo: bool = Field(False, description="Put the prompt before the completion in the answer.")
 
     @field_validator("prompt")

@@ -11,24 +11,121 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ...contracts import SAMPLERS, SCHEDULERS, ImageRequest, Mode
 from ...images.infotext import parse_infotext, read_infotext, to_request_fields
-from ...services.a1111 import Prepared, decode_b64_image, request_model
+from ...services.a1111 import Prepared, decode_b64_image
+from ...services.a1111_schema import image_string, options_model, options_request_schema, request_model
 from ...services.images import GenerationResult
 from ...studio import Studio
 from ..deps import get_studio
+from ..openapi import A1111ErrorBody, errors
 from ..waiting import wait_for_job
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
 Txt2ImgRequest = request_model("txt2img")
 Img2ImgRequest = request_model("img2img")
+Options = options_model()
+
+_INVALID = (
+    "A field is of the wrong type or out of range, A1111's request has no such field, the studio cannot honour "
+    "the value sent, or the values do not fit together (batch_size × width × height at most 16 megapixels; "
+    "the hires fix's size 64 to 2048 pixels a side; override_settings_restore_afterwards false only with "
+    "override_settings it can keep; an input image that is not one). Every such field is named; nothing is "
+    "queued. Also: the model cannot do this mode, no image model is installed, or it failed to load."
+)
+_GENERATION_ERRORS = errors(
+    A1111ErrorBody,
+    {
+        404: "The model named by override_settings.sd_model_checkpoint does not exist.",
+        409: "The job was interrupted (POST /sdapi/v1/interrupt, or the client went away) before it started.",
+        413: "The request body is over max_body_mb, or an input image over max_image_megapixels.",
+        422: _INVALID,
+        503: "The server is shutting down and takes no new image jobs; send the request again.",
+    },
+)
+
+
+class GenerationResponse(BaseModel):
+    """A1111's TextToImageResponse and ImageToImageResponse."""
+
+    images: list[str] = Field(description="The images, base64 PNG with their infotext (empty: send_images false).")
+    parameters: dict[str, Any] = Field(description="The request as sent (input images left out).")
+    info: str = Field(description="A JSON object as text: seeds, infotexts, the model and what ran.")
+
+
+class PNGInfoRequest(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    image: image_string("The image to read, base64 (a data: URL too).")  # type: ignore[valid-type]
+
+
+class PNGInfoResponse(BaseModel):
+    info: str = Field(description="The infotext, as stored in the image; empty when it has none.")
+    items: dict[str, str] = Field(description="The image's other text chunks.")
+    parameters: dict[str, Any] = Field(description="The infotext's parameters, by A1111's labels.")
+    request: dict[str, Any] | None = Field(
+        None, description="The infotext as request fields (A1111's names); absent when there is no infotext."
+    )
+
+
+class ProgressState(BaseModel):
+    skipped: bool
+    interrupted: bool
+    job: str
+    job_count: int
+    job_timestamp: str
+    job_no: int
+    sampling_step: int
+    sampling_steps: int
+
+
+class ProgressResponse(BaseModel):
+    progress: float = Field(ge=0, le=1)
+    eta_relative: float
+    state: ProgressState
+    current_image: str | None = Field(description="A preview of the image being made, base64 PNG.")
+    textinfo: str | None
+
+
+class SDModelItem(BaseModel):
+    title: str
+    model_name: str
+    hash: str | None
+    sha256: str | None
+    filename: str
+    config: str | None
+
+
+class SamplerItem(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, Any]
+
+
+class SchedulerItem(BaseModel):
+    name: str
+    label: str
+    aliases: list[str] | None
+    default_rho: float
+    need_inner_model: bool
+
+
+class ScriptsList(BaseModel):
+    txt2img: list[str]
+    img2img: list[str]
+
+
+class Empty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
 
 _FIELD_POLICY = """Each field's description says what the studio does with it: honoured, accepted only at
 the value that changes nothing (anything else is a 422 naming the field, and nothing is queued), or
@@ -57,25 +154,34 @@ async def _run(http: Request, studio: Studio, request: ImageRequest, mode: Mode,
     }
 
 
-@router.post("/txt2img", description=_FIELD_POLICY)
-async def txt2img(body: Txt2ImgRequest, http: Request, studio: Studio = Depends(get_studio)) -> dict:
+@router.post("/txt2img", description=_FIELD_POLICY, responses=_GENERATION_ERRORS)
+async def txt2img(body: Txt2ImgRequest, http: Request, studio: Studio = Depends(get_studio)) -> GenerationResponse:
     prepared = await run_in_threadpool(studio.a1111.prepare, body.model_dump(exclude_unset=True), "txt2img")
     answer = await _run(http, studio, prepared.request, prepared.mode, prepared, **prepared.submit)
     studio.a1111.finish(prepared)
     return answer
 
 
-@router.post("/img2img", description=_FIELD_POLICY + " With mask, img2img inpaints.")
-async def img2img(body: Img2ImgRequest, http: Request, studio: Studio = Depends(get_studio)) -> dict:
+@router.post("/img2img", description=_FIELD_POLICY + " With mask, img2img inpaints.", responses=_GENERATION_ERRORS)
+async def img2img(body: Img2ImgRequest, http: Request, studio: Studio = Depends(get_studio)) -> GenerationResponse:
     prepared = await run_in_threadpool(studio.a1111.prepare, body.model_dump(exclude_unset=True), "img2img")
     answer = await _run(http, studio, prepared.request, prepared.mode, prepared, **prepared.submit)
     studio.a1111.finish(prepared)
     return answer
 
 
-@router.post("/png-info")
-def png_info(image: str = Body(..., embed=True), studio: Studio = Depends(get_studio)) -> dict:
-    picture = decode_b64_image(image, "image", studio.images.open_image)
+@router.post(
+    "/png-info",
+    responses=errors(
+        A1111ErrorBody,
+        {
+            413: "The request body is over max_body_mb, or the image over max_image_megapixels.",
+            422: "image is missing, not text, not base64, or not a readable image (PNG, JPEG or WebP).",
+        },
+    ),
+)
+def png_info(body: PNGInfoRequest, studio: Studio = Depends(get_studio)) -> PNGInfoResponse:
+    picture = decode_b64_image(body.image, "image", studio.images.open_image)
     text = read_infotext(picture)
     items = {k: v for k, v in picture.info.items() if isinstance(v, str)}
     if text is None:
@@ -85,8 +191,11 @@ def png_info(image: str = Body(..., embed=True), studio: Studio = Depends(get_st
     return {"info": text, "items": items, "parameters": parameters, "request": to_request_fields(parsed)}
 
 
-@router.get("/progress")
-def progress(skip_current_image: bool = False, studio: Studio = Depends(get_studio)) -> dict:
+@router.get("/progress", responses=errors(A1111ErrorBody, {422: "skip_current_image is not true or false."}))
+def progress(
+    skip_current_image: bool = Query(False, description="true: leave the preview out (current_image null)."),
+    studio: Studio = Depends(get_studio),
+) -> ProgressResponse:
     job = studio.jobs.current
     pending = studio.jobs.pending()
     if job is None:
@@ -124,35 +233,39 @@ def _state(job, job_count: int) -> dict:
 
 
 @router.post("/interrupt")
-def interrupt(studio: Studio = Depends(get_studio)) -> dict:
+def interrupt(studio: Studio = Depends(get_studio)) -> Empty:
     studio.jobs.interrupt()
     return {}
 
 
 @router.post("/skip")
-def skip(studio: Studio = Depends(get_studio)) -> dict:
+def skip(studio: Studio = Depends(get_studio)) -> Empty:
     studio.jobs.skip()
     return {}
 
 
 @router.get("/sd-models")
-def sd_models(studio: Studio = Depends(get_studio)) -> list[dict]:
+def sd_models(studio: Studio = Depends(get_studio)) -> list[SDModelItem]:
     return [studio.a1111.checkpoint(m) for m in studio.registry.all() if m.kind == "image"]
 
 
-@router.post("/refresh-checkpoints")
+# A1111 answers these with JSON null.
+_NULL = {200: {"description": "Done.", "content": {"application/json": {"schema": {"type": "null"}}}}}
+
+
+@router.post("/refresh-checkpoints", responses=_NULL)
 def refresh_checkpoints() -> None:
     # Models live in the studio's registry, read fresh on every call: nothing to rescan.
     return None
 
 
 @router.get("/samplers")
-def samplers() -> list[dict]:
+def samplers() -> list[SamplerItem]:
     return [{"name": name, "aliases": [], "options": {}} for name in SAMPLERS]
 
 
 @router.get("/schedulers")
-def schedulers() -> list[dict]:
+def schedulers() -> list[SchedulerItem]:
     return [
         {"name": name, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
         for name, label in SCHEDULERS.items()
@@ -160,7 +273,7 @@ def schedulers() -> list[dict]:
 
 
 @router.get("/options")
-def get_options(studio: Studio = Depends(get_studio)) -> dict:
+def get_options(studio: Studio = Depends(get_studio)) -> Options:  # type: ignore[valid-type]
     return studio.a1111.options()
 
 
@@ -170,18 +283,31 @@ def get_options(studio: Studio = Depends(get_studio)) -> dict:
     "sd_model_checkpoint makes a model the default (and loads it); CLIP_stop_at_last_layers is the clip skip "
     "of later generations that do not set one; options that change no image are stored; an option that "
     "would change later images in a way the studio cannot is a 422 naming it, and then nothing is set.",
+    responses=_NULL
+    | errors(
+        A1111ErrorBody,
+        {
+            404: "sd_model_checkpoint names no image model.",
+            413: "The request body is over max_body_mb.",
+            422: "An option of the wrong type, one that would change later images in a way the studio cannot, "
+            "or a model that failed to load; each is named, and nothing is set.",
+        },
+    ),
 )
-async def set_options(options: dict[str, Any] = Body(...), studio: Studio = Depends(get_studio)) -> None:
+async def set_options(
+    options: Annotated[dict[str, Any], WithJsonSchema(options_request_schema(in_request=False)), Body()],
+    studio: Studio = Depends(get_studio),
+) -> None:
     await run_in_threadpool(studio.a1111.set_options, options)
     return None
 
 
 @router.get("/scripts")
-def scripts() -> dict:
+def scripts() -> ScriptsList:
     # The studio runs no A1111 scripts or extensions; clients (webuiapi) read this to learn which exist.
     return {"txt2img": [], "img2img": []}
 
 
 @router.get("/script-info")
-def script_info() -> list:
+def script_info() -> list[dict[str, Any]]:
     return []

@@ -2,45 +2,94 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from ...errors import NotFound
 from ...studio import Studio
 from ..deps import get_studio
+from ..openapi import ErrorBody, errors
 
 router = APIRouter(prefix="/api", tags=["studio"])
 
-
-@router.get("/images/{image_id}.png")
-def image_file(image_id: str, studio: Studio = Depends(get_studio)) -> FileResponse:
-    row = studio.db.conn.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no image with id '{image_id}'")
-    return FileResponse(row["path"], media_type="image/png")
+_NOT_FOUND = {404: "No such record (the message gives the id)."}
+# The ids the studio gives (storage.history.new_id); any other is simply not found.
+_ID = {"pattern": "^[a-z]+-[0-9a-f]+$"}
+_BAD_QUERY = {400: "A query parameter is of the wrong type or out of range; the message names it and its range."}
 
 
-@router.get("/images")
-def list_images(limit: int = 50, q: str | None = None, studio: Studio = Depends(get_studio)) -> list[dict]:
+class ImageRecord(BaseModel):
+    """A generated image as the gallery keeps it."""
+
+    id: str
+    job_id: str | None
+    path: str = Field(description="The PNG file on the server (GET /api/images/{id}.png serves it).")
+    mode: Literal["txt2img", "img2img", "inpaint", "edit"]
+    model: str
+    model_hash: str | None
+    prompt: str
+    negative_prompt: str
+    seed: int
+    subseed: int | None
+    width: int
+    height: int
+    params: dict[str, Any] = Field(description="The whole request as it ran, with A1111's field names.")
+    infotext: str = Field(description="A1111's infotext, as written into the PNG.")
+    created: float = Field(description="Unix time.")
+
+
+class JobState(BaseModel):
+    """An image job. Progress is live while the queue holds the job (the last 50 finished ones too);
+    for an older job, only what its record keeps: the step counts are null."""
+
+    id: str
+    kind: str = Field(description="txt2img, img2img, inpaint or edit.")
+    state: Literal["queued", "running", "done", "failed", "interrupted"]
+    model: str | None
+    source: str = Field(description="Who asked: sdapi, openai, cli, ui, ...")
+    error: str | None = Field(description="Why the job failed (state failed).")
+    created: float
+    started: float | None
+    finished: float | None
+    progress: float = Field(ge=0, le=1)
+    eta: float | None = Field(description="Seconds left, from the pace so far; null before the first step.")
+    step: int | None
+    steps: int | None
+    batch: int | None
+    batches: int | None
+
+
+@router.get(
+    "/images/{image_id}.png",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}, "description": "The PNG, infotext included."}}
+    | errors(ErrorBody, _NOT_FOUND),
+)
+def image_file(
+    image_id: str = Path(description="img-…, as /api/images lists it.", json_schema_extra=_ID),
+    studio: Studio = Depends(get_studio),
+) -> FileResponse:
+    return FileResponse(studio.images.file(image_id), media_type="image/png")
+
+
+@router.get("/images", responses=errors(ErrorBody, _BAD_QUERY))
+def list_images(
+    limit: int = Query(50, ge=1, le=1000, description="At most this many images, newest first."),
+    q: str | None = Query(None, max_length=1000, description="Only images whose prompt contains this text."),
+    studio: Studio = Depends(get_studio),
+) -> list[ImageRecord]:
     return studio.images.list(limit=limit, query=q)
 
 
-@router.get("/jobs/{job_id}")
-def job_state(job_id: str, studio: Studio = Depends(get_studio)) -> dict:
-    job = studio.jobs.get(job_id)
-    if job is None:
-        row = studio.db.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no job with id '{job_id}'")
-        return dict(row)
-    return {
-        "id": job.id,
-        "state": job.state,
-        "progress": job.progress,
-        "eta": job.eta,
-        "step": job.step,
-        "steps": job.steps,
-        "batch": job.batch,
-        "batches": job.batches,
-        "error": job.error,
-    }
+@router.get("/jobs/{job_id}", responses=errors(ErrorBody, _NOT_FOUND))
+def job_state(
+    job_id: str = Path(description="job-…, as the job's record names it.", json_schema_extra=_ID),
+    studio: Studio = Depends(get_studio),
+) -> JobState:
+    state = studio.jobs.describe(job_id)
+    if state is None:
+        raise NotFound(f"no job with id '{job_id}'")
+    return state

@@ -1,0 +1,160 @@
+"""Schemathesis hooks for fuzzing the studio's APIs: used by tests/test_openapi.py, and by ``st run`` from
+the repository root (schemathesis.toml names this file), so a run by hand fuzzes the same way.
+
+Two things JSON Schema cannot say, supplied here:
+
+- What an input image is. The schema declares ``init_images``, ``mask`` and PNG info's ``image`` as
+  strings of format ``base64-image``; this file makes them real images (PNG, JPEG or WebP; RGB, grey or
+  RGBA; sometimes as a data: URL), all 64×64 so that a mask always fits its image.
+- Positive requests that generate stay small, and inside the rules that span several fields, which the
+  operation's 400 or 422 documents:
+  - images: width and height at most 128, batch_size, n_iter and n at most 2, the hires fix by a scale of
+    at most 2 or to a size of 64–256 a side (so batch × width × height and the hires size fit);
+  - text: every string at most 100 characters (so the prompt fits the model's context), max_tokens at
+    most 4 (set when the request leaves it out), tool names made unique, a
+    tool_choice that names a given tool (or "none" without tools), top_logprobs only with logprobs,
+    logit_bias tokens under 1000 (every model has those), and a small JSON Schema the llama.cpp grammar
+    enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
+  - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
+    reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
+  With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
+  generated: the server must refuse each before anything is queued.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import zlib
+
+import schemathesis
+from hypothesis import strategies as st
+from PIL import Image
+
+IMAGE_FORMAT = "base64-image"  # aigc_studio.services.a1111_schema.IMAGE_FORMAT
+A1111_PATHS = {"/sdapi/v1/txt2img", "/sdapi/v1/img2img"}
+TEXT_PATHS = {"/v1/chat/completions", "/v1/completions"}
+IMAGES_PATH = "/v1/images/generations"
+MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
+TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
+IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
+SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
+
+
+def _encode(mode: str, colour: int, kind: str, data_url: bool) -> str:
+    image = Image.new(mode, (64, 64), colour if mode == "L" else (colour, 255 - colour, colour // 2, 200)[: len(mode)])
+    if kind == "JPEG" and mode == "RGBA":
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, kind)
+    text = base64.b64encode(buf.getvalue()).decode()
+    return f"data:image/{kind.lower()};base64,{text}" if data_url else text
+
+
+images = st.builds(
+    _encode,
+    st.sampled_from(["RGB", "L", "RGBA"]),
+    st.integers(0, 255),
+    st.sampled_from(["PNG", "JPEG", "WEBP"]),
+    st.booleans(),
+)
+schemathesis.openapi.format(IMAGE_FORMAT, images)
+
+
+def _over(body: dict, key: str, limit: float) -> bool:
+    # a number (an integer may come as 3.0) above the limit
+    value = body.get(key)
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > limit
+
+
+def _small_a1111(body: dict) -> None:
+    for key in ("width", "height"):
+        if _over(body, key, MAX_SIDE):
+            body[key] = MAX_SIDE
+    for key in ("batch_size", "n_iter"):
+        if _over(body, key, MAX_BATCH):
+            body[key] = MAX_BATCH
+    if _over(body, "hr_scale", 2):
+        body["hr_scale"] = 2
+    x, y = body.get("hr_resize_x") or 0, body.get("hr_resize_y") or 0
+    if x and y:  # both: the picture covers that size
+        body["hr_resize_x"], body["hr_resize_y"] = min(max(x, 64), 256), min(max(y, 64), 256)
+    elif x or y:  # one: the other follows the aspect ratio, which could leave it under 64
+        body["hr_resize_x"] = body["hr_resize_y"] = 0
+
+
+def _ours(body: dict) -> bool:
+    return zlib.crc32(json.dumps(body, sort_keys=True, default=str).encode()) % 2 == 0
+
+
+def _short(value: object) -> object:
+    if isinstance(value, str):
+        return value[:100]
+    if isinstance(value, list):
+        return [_short(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    return value
+
+
+def _small_text(body: dict) -> None:
+    body.update(_short(body))
+    if _ours(body):
+        body["model"] = TEXT_MODEL
+    for key in ("max_tokens", "max_completion_tokens"):
+        if _over(body, key, MAX_TOKENS):
+            body[key] = MAX_TOKENS
+    if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
+        body["max_tokens"] = MAX_TOKENS
+    tools = body.get("tools") or []
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        function = tool["function"]
+        if function["name"] in names:
+            function["name"] = f"{function['name'][:56]}_{i}"
+        names.add(function["name"])
+        if function.get("parameters") is not None:
+            function["parameters"] = dict(SMALL_SCHEMA)
+    choice = body.get("tool_choice")
+    named = choice["function"]["name"] if isinstance(choice, dict) else None
+    if choice not in (None, "none") and not tools:
+        body["tool_choice"] = "none"
+    elif named is not None and named not in names:
+        body["tool_choice"] = "auto"
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
+        response_format["json_schema"]["schema"] = dict(SMALL_SCHEMA)
+    if body.get("top_logprobs") and not body.get("logprobs"):
+        body["top_logprobs"] = None
+    if isinstance(body.get("logit_bias"), dict):
+        body["logit_bias"] = {str(int(k) % 1000): v for k, v in body["logit_bias"].items()}
+
+
+def _small_openai_images(body: dict) -> None:
+    if _ours(body):
+        body["model"] = IMAGE_MODEL
+    if _over(body, "n", MAX_BATCH):
+        body["n"] = MAX_BATCH
+    if isinstance(body.get("size"), str):
+        width, height = (min(int(side), MAX_SIDE) for side in body["size"].split("x"))
+        body["size"] = f"{width}x{height}"
+    elif "size" not in body:
+        body["size"] = f"{MAX_SIDE}x{MAX_SIDE}"
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """Keep positive generation requests small (see the module's docstring)."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
+        return case
+    path = case.operation.path
+    if path in A1111_PATHS:
+        _small_a1111(case.body)
+    elif path in TEXT_PATHS:
+        _small_text(case.body)
+    elif path == IMAGES_PATH:
+        _small_openai_images(case.body)
+    return case
