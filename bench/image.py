@@ -47,9 +47,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +60,8 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH.parent))  # tests.tiny_models
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from procs import Child, cpu_seconds, fmt, free_port, spread, status_kb, wait_ready  # noqa: E402
 
 PROMPT, NEGATIVE = "a lighthouse on a cliff at dusk, oil painting", "blurry, text"
 VARIANTS = ("raw", "engine", "api")
@@ -199,37 +198,12 @@ def worker(kind: str, model: Path, threads: int) -> None:
         answers.write(json.dumps(answer, default=str) + "\n")
 
 
-class Process:
+class Process(Child):
     """A variant running in its own process."""
 
     def __init__(self, kind: str):
         self.kind = kind
         self.label = LABELS[kind]
-        self.proc: subprocess.Popen
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def pause(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
-
-    def peak_rss(self) -> float:
-        """Peak resident memory of the process so far, in GB (``VmHWM``)."""
-        return _status_kb(self.pid, "VmHWM") / 1e6
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.resume()  # a stopped process acts on SIGTERM only once it runs again
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Worker(Process):
@@ -257,18 +231,18 @@ class Api(Process):
         cli = [sys.executable, "-m", "aigc_studio"]
         for args in (["models", "add", str(model), "--name", "bench"], ["models", "default", "bench"]):
             subprocess.run([*cli, *args], env=env, check=True, capture_output=True)
-        self.port = _free_port()
+        self.port = free_port()
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 [*cli, "serve", "--port", str(self.port), "--log-level", "warning"], env=env, stdout=out, stderr=out
             )
         self.url = f"http://127.0.0.1:{self.port}"
         try:
-            _wait_ready(self.proc, self.url + "/health", log)
+            wait_ready(self.proc, self.url + "/health", "aigc serve", log)
         except BaseException:
             self.close()
             raise
-        self.rss_at_start = _status_kb(self.pid, "VmRSS") / 1e6  # server and text model, no image model yet
+        self.rss_at_start = status_kb(self.pid, "VmRSS") / 1e6  # server and text model, no image model yet
         self.client = httpx.Client(timeout=3600)
 
     def run(self, seed: int, steps: int, size: int) -> dict:
@@ -287,56 +261,8 @@ class Api(Process):
         shutil.rmtree(self.home, ignore_errors=True)  # its database, its images
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"aigc serve exited with {proc.returncode}; see {log}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.time() > deadline:
-            raise RuntimeError(f"aigc serve not ready after {timeout:.0f} s; see {log}")
-        time.sleep(0.2)
-
-
-def _status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---------------------------------------------------------------------------------------------------
 # The run
-
-
-def spread(values: list[float]) -> dict | None:
-    values = [v for v in values if v == v]  # NaN: not measured
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def fmt(s: dict | None, digits: int) -> str:
-    if s is None:
-        return "–"
-    if s["n"] == 1 or s["min"] == s["max"]:
-        return f"{s['median']:.{digits}f}"
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
 def main() -> None:
@@ -372,9 +298,9 @@ def main() -> None:
             process.pause()
         for process in processes:  # CPU each one uses when nothing is asked of it
             process.resume()
-        before = {p.kind: _cpu_seconds(p.pid) for p in processes}
+        before = {p.kind: cpu_seconds(p.pid) for p in processes}
         time.sleep(3)
-        idle = {p.kind: (_cpu_seconds(p.pid) - before[p.kind]) / 3 for p in processes}
+        idle = {p.kind: (cpu_seconds(p.pid) - before[p.kind]) / 3 for p in processes}
         for process in processes:
             process.pause()
         for i in range(args.runs):

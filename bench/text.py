@@ -48,8 +48,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,6 +64,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
 
 from llama_server import LlamaServer, PeerUnavailable, fetch_llama_server  # noqa: E402
+from procs import Child, cpu_seconds, fmt, free_port, spread, wait_ready  # noqa: E402
 
 from aigc_studio.contracts import Message, TextOptions, TextRequest  # noqa: E402
 from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine  # noqa: E402
@@ -216,10 +215,11 @@ class Engine(Variant):
         self.worker.close()
 
 
-class Server(Variant):
+class Server(Child, Variant):
     """An OpenAI-compatible server in its own process, asked through the official ``openai`` client."""
 
     backend: str | None = None  # llama-server: the ggml CPU backend it loaded
+    stop_timeout = 30.0
 
     def __init__(self, name: str, command: list[str], ready: str, sampling: dict, log: Path, **popen):
         import openai
@@ -231,36 +231,15 @@ class Server(Variant):
             self.proc = subprocess.Popen(
                 [part.format(port=self.port) for part in command], stdout=out, stderr=subprocess.STDOUT, **popen
             )
-        self.pid = self.proc.pid
         self.sampling = sampling
         base = f"http://127.0.0.1:{self.port}"
         try:
-            self._wait_ready(base + ready)
+            wait_ready(self.proc, base + ready, name, log, timeout=180)
         except BaseException:
             self.close()
             raise
         http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=600)
         self.client = openai.OpenAI(base_url=base + "/v1", api_key="bench", max_retries=0, http_client=http)
-
-    def _wait_ready(self, url: str, timeout: float = 180) -> None:
-        deadline = time.time() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s; see {self.log}")
-            time.sleep(0.1)
-
-    def pause(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
 
     def ask(self, text: str, max_tokens: int) -> Sample:
         usage = []
@@ -283,28 +262,6 @@ class Server(Variant):
 
         ttft, decode = timed(pieces())
         return Sample(ttft, decode, usage[0].prompt_tokens, usage[0].completion_tokens)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.resume()  # a stopped process acts on SIGTERM only once it runs again
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def studio_server(sampling: dict, home: Path, logs: Path) -> Server:
@@ -357,14 +314,6 @@ def idle_cpu(variants: list[Variant], seconds: float = 5.0) -> dict[str, float]:
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     time.sleep(seconds)
     return {name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in pids.items()}
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def fmt(s: dict, digits: int = 1) -> str:
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
 def main() -> None:
