@@ -235,3 +235,11 @@ def test_history_show_prints_tool_calls_and_results(studio):
     shown = CliRunner().invoke(cli, ["history", "show", r.conversation_id], catch_exceptions=False).output
     assert '-> get_weather({"city": "Paris"})  [call_abc123]' in shown
     assert "tool: (to call_abc123)\n18 degrees and sunny" in shown
+
+
+def test_a_run_not_stored_answers_but_leaves_no_conversation(studio):
+    before = studio.history.list(limit=1000)
+    prepared = studio.chat.prepare([Message(role="user", content="one two three")], source="write", store=False)
+    result = studio.chat.complete(prepared)
+    assert result.text and result.conversation_id is None
+    assert studio.history.list(limit=1000) == before

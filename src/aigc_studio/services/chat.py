@@ -34,6 +34,9 @@ class PreparedChat:
     prompt_tokens: int
     trimmed: int = 0
     supersedes: list[int] = field(default_factory=list)  # stored answers a regenerate replaces
+    # False: a one-off generation another service keeps in its own records (an article's section, an
+    # edit, a prompt expansion); it is logged but leaves no conversation in chat history.
+    store: bool = True
     # Held from prepare to the end of the run, so the model cannot be evicted in between.
     lease: Lease | None = field(default=None, repr=False, compare=False)
     record: ResponseRecord = field(init=False)
@@ -66,7 +69,7 @@ class ChatResult:
     finish_reason: str
     usage: Usage
     seed: int | None
-    conversation_id: str
+    conversation_id: str | None  # None when the run was not stored (PreparedChat.store)
     response_id: str
     trimmed: int
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -153,15 +156,17 @@ class ChatRun:
             rec.status if rec.status != "ok" else rec.finish_reason,
         )
         tool_calls = list(final.tool_calls or []) if final is not None else []
-        conversation_id = self.service.history.record(
-            p.conversation_id,
-            p.new_messages,
-            rec,
-            text,
-            p.request.messages or p.new_messages,
-            p.supersedes,
-            tool_calls=tool_calls,
-        )
+        conversation_id = p.conversation_id
+        if p.store:
+            conversation_id = self.service.history.record(
+                p.conversation_id,
+                p.new_messages,
+                rec,
+                text,
+                p.request.messages or p.new_messages,
+                p.supersedes,
+                tool_calls=tool_calls,
+            )
         return ChatResult(
             text=text,
             finish_reason=rec.finish_reason or "error",
@@ -212,6 +217,7 @@ class ChatService:
         parallel_tool_calls: bool = True,
         logit_bias: dict[int, float] | None = None,
         logprobs: int | None = None,
+        store: bool = True,
     ) -> PreparedChat:
         """Resolve model and conversation and check the prompt fits; blocking (may load the model).
 
@@ -221,7 +227,8 @@ class ChatService:
         ``conversation_id`` again (``messages`` unused). ``response_format`` constrains the answer;
         ``tools`` may be called as ``tool_choice`` says ("auto" when unset, "none", "required" or a
         tool's name); ``logit_bias`` adds to token logits (token id -> -100..100); ``logprobs`` asks for
-        the tokens' log probabilities and that many alternatives. Raises StudioError subclasses for
+        the tokens' log probabilities and that many alternatives. ``store=False`` keeps the run out of
+        chat history (a service that keeps its own record of it). Raises StudioError subclasses for
         the user.
         """
         info = self.resolve_model(model or self.registry.default_model)
@@ -310,6 +317,7 @@ class ChatService:
             trimmed=trimmed,
             supersedes=supersedes,
             lease=lease,
+            store=store,
         )
         if n_prompt + need > engine.context_length:
             error = ContextLengthExceeded(
