@@ -41,8 +41,8 @@ def expansion_schema() -> dict:
     return {
         "type": "object",
         "properties": {
-            "prompt": {"type": "string", "pattern": f"^{_PROMPT_CHARS}{{1,600}}$"},
-            "negative_prompt": {"type": "string", "pattern": f"^{_PROMPT_CHARS}{{0,300}}$"},
+            "prompt": {"type": "string", "pattern": f"^{_PROMPT_CHARS}{{1,400}}$"},
+            "negative_prompt": {"type": "string", "pattern": f"^{_PROMPT_CHARS}{{0,200}}$"},
         },
         "required": ["prompt", "negative_prompt"],
         "additionalProperties": False,
