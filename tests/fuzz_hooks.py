@@ -8,7 +8,8 @@ Two things JSON Schema cannot say, supplied here:
   RGBA; sometimes as a data: URL), all 64×64 so that a mask always fits its image.
 - Positive requests that generate stay small, and inside the rules that span several fields, which the
   operation's 400 or 422 documents:
-  - images: width and height at most 128, batch_size, n_iter and n at most 2, the hires fix by a scale of
+  - images: no saved style names and no braces or wildcards in dynamic prompts (the server has none),
+    width and height at most 128, batch_size, n_iter and n at most 2, the hires fix by a scale of
     at most 2 or to a size of 64–256 a side (so batch × width × height and the hires size fit);
   - text: every string at most 100 characters (so the prompt fits the model's context), max_tokens at
     most 4 (set when the request leaves it out), tool names made unique, a
@@ -70,6 +71,14 @@ def _over(body: dict, key: str, limit: float) -> bool:
 
 
 def _small_a1111(body: dict) -> None:
+    # Which style names exist, and which prompts are well-formed dynamic templates with wildcard files,
+    # JSON Schema cannot say: positive requests name no style and give dynamic prompts plain text.
+    if body.get("styles"):
+        body["styles"] = []
+    if body.get("alwayson_scripts"):
+        for key in ("prompt", "negative_prompt"):
+            if isinstance(body.get(key), str):
+                body[key] = body[key].replace("{", "").replace("}", "").replace("__", "_")
     for key in ("width", "height"):
         if _over(body, key, MAX_SIDE):
             body[key] = MAX_SIDE
