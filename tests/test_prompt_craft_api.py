@@ -168,3 +168,26 @@ def test_the_schema_declares_styles_and_the_script(server):
     body = schema["components"]["schemas"]["StableDiffusionProcessingTxt2Img"]["properties"]
     assert "prompt-styles" in json.dumps(body["styles"]) or "styles.csv" in json.dumps(body["styles"])
     assert "/sdapi/v1/prompt-styles" in schema["paths"] and "/api/prompts/expand" in schema["paths"]
+
+
+def test_images_api_gives_the_template_and_styles_of_a_record(server, styles):
+    server.api.txt2img(
+        prompt="a __colors__ kite",
+        styles=["Cinematic"],
+        steps=1,
+        width=64,
+        height=64,
+        alwayson_scripts={"Dynamic Prompts": {"args": [True, False]}},
+    )
+    record = httpx.get(server.url + "/api/images", params={"limit": 1, "q": "__colors__ kite"}).json()[0]
+    assert record["prompt_template"] == "cinematic still of a __colors__ kite, film grain"
+    assert record["styles"] == ["Cinematic"] and record["prompt"] in (
+        "cinematic still of a red kite, film grain",
+        "cinematic still of a blue kite, film grain",
+    )
+
+
+@pytest.mark.parametrize("name", [" lead", "trail ", "two\nlines"])
+def test_a_style_name_the_file_cannot_hold_is_a_400(server, name):
+    r = httpx.post(server.url + "/api/prompts/styles", json={"name": name, "prompt": "x"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "name"

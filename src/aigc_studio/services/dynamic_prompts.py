@@ -46,28 +46,23 @@ class WildcardFile:
 
 
 def check_braces(template: str, what: str = "prompt") -> None:
-    """InvalidRequest naming the first ``{`` never closed or ``}`` never opened (``\\{`` is literal)."""
+    """InvalidRequest naming the first ``{`` never closed or ``}`` never opened."""
     opened: list[int] = []
-    escaped = False
     for i, ch in enumerate(template):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "{":
+        if ch == "{":
             opened.append(i)
         elif ch == "}":
             if not opened:
                 raise InvalidRequest(
                     f"{what}: unbalanced braces: '}}' at character {i + 1} closes no '{{' "
-                    "(dynamic prompts read {a|b} as a choice; write \\} for a literal brace)",
+                    "(dynamic prompts read {a|b} as a choice; turn them off for literal braces)",
                     param=what,
                 )
             opened.pop()
     if opened:
         raise InvalidRequest(
             f"{what}: unbalanced braces: '{{' at character {opened[-1] + 1} is never closed "
-            "(dynamic prompts read {a|b} as a choice; write \\{ for a literal brace)",
+            "(dynamic prompts read {a|b} as a choice; turn them off for literal braces)",
             param=what,
         )
 

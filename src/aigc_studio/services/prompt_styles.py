@@ -74,9 +74,11 @@ def check_style(name: str, prompt: str, negative_prompt: str, where: str = "styl
         raise InvalidRequest(f"{where}: name is at most {MAX_NAME} characters, got {len(name)}", param="name")
     if "\n" in name or "\r" in name:
         raise InvalidRequest(f"{where}: name {name!r} must be one line", param="name")
-    for field, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+    for field, value in (("name", name), ("prompt", prompt), ("negative_prompt", negative_prompt)):
         if not isinstance(value, str):
             raise InvalidRequest(f"{where}: {field} must be text", param=field)
+        if "\x00" in value:
+            raise InvalidRequest(f"{where}: {field} must not hold a NUL character", param=field)
         if len(value) > MAX_TEXT:
             raise InvalidRequest(f"{where}: {field} is at most {MAX_TEXT} characters, got {len(value)}", param=field)
     return PromptStyle(name, prompt, negative_prompt)

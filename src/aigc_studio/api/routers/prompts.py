@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...services.a1111_schema import WHITESPACE
 from ...services.dynamic_prompts import MAX_COMBINATIONS
 from ...services.prompt_craft import MAX_IDEA
 from ...services.prompt_styles import MAX_NAME, MAX_STYLES_FILE_BYTES, MAX_TEXT
@@ -20,7 +21,13 @@ from ..openapi import ErrorBody, errors
 
 router = APIRouter(prefix="/api/prompts", tags=["prompts"])
 
-_STYLE_NAME = Path(description="The style's name, as GET /api/prompts/styles lists it.", max_length=MAX_NAME)
+_SPACE = WHITESPACE[1:-1]  # Python's whitespace (str.strip), spelled out so every regex dialect agrees
+# A style name: one line, no spaces at either end, no NUL (the csv file could not hold it).
+NAME_PATTERN = f"^[^{_SPACE}\\x00](?:[^\\r\\n\\x00]*[^{_SPACE}\\x00])?$"
+TEXT_PATTERN = "^[^\\x00]*$"
+_STYLE_NAME = Path(
+    description="The style's name, as GET /api/prompts/styles lists it.", max_length=MAX_NAME, pattern=NAME_PATTERN
+)
 _BAD_FILE = "AIGC_HOME/styles.csv is malformed (the message names the line)."
 
 
@@ -29,7 +36,9 @@ class Strict(BaseModel):
 
 
 class ExpandRequest(Strict):
-    idea: str = Field(min_length=1, max_length=MAX_IDEA, description="A short idea of what to draw, any language.")
+    idea: str = Field(
+        max_length=MAX_IDEA, pattern=f"[^{_SPACE}]", description="A short idea of what to draw, any language."
+    )
     language: Literal["en", "zh"] | None = Field(
         None, description="The language of the template the model is asked in (unset: the idea's own)."
     )
@@ -57,12 +66,19 @@ class Style(BaseModel):
 
 
 class StyleBody(Strict):
-    prompt: str = Field("", max_length=MAX_TEXT, description="{prompt} takes the prompt; else appended after ', '.")
-    negative_prompt: str = Field("", max_length=MAX_TEXT, description="Applied to the negative prompt the same way.")
+    prompt: str = Field(
+        "",
+        max_length=MAX_TEXT,
+        pattern=TEXT_PATTERN,
+        description="{prompt} takes the prompt; else appended after ', '.",
+    )
+    negative_prompt: str = Field(
+        "", max_length=MAX_TEXT, pattern=TEXT_PATTERN, description="Applied to the negative prompt the same way."
+    )
 
 
 class NewStyle(StyleBody):
-    name: str = Field(min_length=1, max_length=MAX_NAME, description="One line, no spaces at either end.")
+    name: str = Field(max_length=MAX_NAME, pattern=NAME_PATTERN, description="One line, no spaces at either end.")
 
 
 class ImportRequest(Strict):
