@@ -299,3 +299,14 @@ def test_expansion_answer_parsing():
         _read_answer('{"prompt": "a ca', True, "m")
     with pytest.raises(InvalidRequest, match="without a prompt"):
         _read_answer('{"text": "x"}', True, "m")
+
+
+def test_prompt_craft_errors_read_in_chinese(studio):
+    from aigc_studio.ui.messages import message_text
+
+    with pytest.raises(InvalidRequest) as refused:
+        studio.prompts.preview("a __gone__", "random")
+    assert message_text("zh-CN", refused.value.message).startswith("template：找不到通配符 __gone__ 的文件")
+    with pytest.raises(NotFound) as missing:
+        studio.prompts.styles.get("Nope")
+    assert message_text("zh-CN", missing.value.message).startswith("没有风格 'Nope'；现有风格：")

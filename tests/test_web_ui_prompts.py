@@ -111,4 +111,8 @@ def test_prompt_tools_in_chinese(open_page, crafted):  # noqa: F811
     wait_until(lambda: "由 echo 扩写" in page.locator("#img-expand-note").inner_text(), timeout=20, what="expansion")
     assert "sd-expand.zh" in page.locator("#img-expand-note").inner_text()
     page.locator("#img-dynamic-box").get_by_text("动态提示词 / 通配符").click()
+    page.fill("#imagerequest-prompt textarea", "一辆 {红色|蓝色 的车")
+    page.click("#img-dynamic-preview")
+    note = page.locator("#img-dynamic-note")
+    wait_until(lambda: "花括号不成对" in note.inner_text(), what="the refusal in Chinese")
     screenshot(page, "images-prompt-tools-zh")
