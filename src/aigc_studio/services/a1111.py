@@ -267,6 +267,10 @@ class A1111Service:
     def _alwayson(fields: dict, request_fields: dict, errors: list) -> None:
         # The sd-dynamic-prompts extension is the one always-on script the studio runs (see a1111_fields).
         scripts = fields.get("alwayson_scripts") or {}
+        if len(scripts) > 1:
+            names = ", ".join(repr(name) for name in scripts)
+            errors.append(("alwayson_scripts", f"alwayson_scripts: one script at most (Dynamic Prompts), got {names}"))
+            return
         for name, value in scripts.items():
             if not re.fullmatch(DYNAMIC_PROMPTS_PATTERN, name):
                 errors.append(
@@ -277,7 +281,7 @@ class A1111Service:
                     )
                 )
                 continue
-            args = value.get("args", []) if isinstance(value, dict) else None
+            args = value.get("args", []) if isinstance(value, dict) and set(value) <= {"args"} else None
             if not isinstance(args, list) or len(args) > len(DYNAMIC_PROMPTS_ARGS):
                 errors.append(
                     (
