@@ -178,7 +178,7 @@ def map_case(context, case):
         _small_openai_images(case.body)
     elif path == "/api/prompts/wildcards/preview" and isinstance(case.body.get("template"), str):
         case.body["template"] = _plain_template(case.body["template"])
-    elif path == "/api/prompts/styles/import":
+    elif path == "/api/prompts/styles.csv":
         case.body["csv"] = STYLES_CSV
     elif path == "/api/prompts/expand":
         case.body["model"] = "echo"  # the test model answers at once; tests/test_prompt_craft_live.py runs SmolLM2

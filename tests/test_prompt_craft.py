@@ -14,7 +14,13 @@ from aigc_studio.errors import InvalidRequest, NotFound
 from aigc_studio.images.infotext import parse_infotext, read_infotext, to_request_fields
 from aigc_studio.services.dynamic_prompts import MAX_COMBINATIONS
 from aigc_studio.services.prompt_craft import idea_language
-from aigc_studio.services.prompt_styles import PromptStyle, apply_styles, parse_styles_csv, styles_csv
+from aigc_studio.services.prompt_styles import (
+    PromptStyle,
+    StyleExists,
+    apply_styles,
+    parse_styles_csv,
+    styles_csv,
+)
 from aigc_studio.studio import Studio
 
 # A styles.csv as A1111 writes one: BOM, CRLF, quoting of commas, quotes and newlines.
@@ -73,7 +79,7 @@ def test_style_store_add_edit_remove_export(studio, aigc_home):
     store = studio.prompts.styles
     store.save("Cinematic", "cinematic still of {prompt}", "cartoon, flat")
     store.save("Oil", "oil painting", "")
-    with pytest.raises(InvalidRequest, match="already exists"):
+    with pytest.raises(StyleExists, match="already exists"):
         store.save("Oil", "x", replace=False)
     store.save("Oil", "oil painting, impasto", "blurry")
     assert store.get("Oil") == PromptStyle("Oil", "oil painting, impasto", "blurry")

@@ -46,27 +46,32 @@ def test_styles_crud_import_export_over_http(server, styles):
     r = httpx.post(url, json={"name": "Oil", "prompt": "oil painting", "negative_prompt": ""})
     assert r.status_code == 201 and r.json()["name"] == "Oil"
     r = httpx.post(url, json={"name": "Oil", "prompt": "again"})
-    assert r.status_code == 400 and "already exists" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "already exists" in r.json()["error"]["message"]
     assert httpx.put(url + "/Oil", json={"prompt": "oil, impasto"}).json()["prompt"] == "oil, impasto"
-    r = httpx.post(url + "/apply", json={"prompt": "a cat", "negative_prompt": "", "styles": ["Oil", "Cinematic"]})
+    r = httpx.post(
+        server.url + "/api/prompts/apply-styles",
+        json={"prompt": "a cat", "negative_prompt": "", "styles": ["Oil", "Cinematic"]},
+    )
     assert r.json() == {
         "prompt": "cinematic still of a cat, oil, impasto, film grain",
         "negative_prompt": "cartoon, flat",
     }
-    exported = httpx.get(url + "/export")
+    exported = httpx.get(server.url + "/api/prompts/styles.csv")
     assert exported.headers["content-type"].startswith("text/csv")
     assert exported.content.decode("utf-8-sig").splitlines()[2] == 'Oil,"oil, impasto",'
     assert httpx.delete(url + "/Oil").status_code == 204
     r = httpx.get(url + "/Oil")
     assert r.status_code == 404 and r.json()["error"]["message"] == "no style 'Oil'; the styles are: Cinematic"
-    r = httpx.post(url + "/import", json={"csv": exported.content.decode("utf-8"), "replace": True})
+    r = httpx.post(
+        server.url + "/api/prompts/styles.csv", json={"csv": exported.content.decode("utf-8"), "replace": True}
+    )
     assert [s["name"] for s in r.json()] == ["Cinematic", "Oil"]
 
 
 def test_a_malformed_import_is_a_400_naming_the_line_and_keeps_the_styles(server, styles):
     before = styles.path.read_bytes()
     r = httpx.post(
-        server.url + "/api/prompts/styles/import",
+        server.url + "/api/prompts/styles.csv",
         json={"csv": 'name,prompt\nok,fine\nbad,"open\n', "replace": True},
     )
     assert r.status_code == 400 and "line 3" in r.json()["error"]["message"]

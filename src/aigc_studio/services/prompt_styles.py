@@ -20,11 +20,12 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound, StudioError
 
 __all__ = [
     "MAX_STYLES_FILE_BYTES",
     "PromptStyle",
+    "StyleExists",
     "StyleStore",
     "apply_styles",
     "merge_prompts",
@@ -36,6 +37,13 @@ FIELDS = ("name", "prompt", "negative_prompt")
 MAX_STYLES_FILE_BYTES = 5_000_000
 MAX_NAME = 200
 MAX_TEXT = 20_000  # as ImageRequest's prompt
+
+
+class StyleExists(StudioError):
+    """A style of that name is already there (409: edit it instead)."""
+
+    status = 409
+    code = "style_exists"
 
 
 @dataclass(frozen=True)
@@ -178,13 +186,13 @@ class StyleStore:
         return [styles[n] for n in names]
 
     def save(self, name: str, prompt: str = "", negative_prompt: str = "", *, replace: bool = True) -> PromptStyle:
-        """Add the style ``name``, or change it (``replace``); InvalidRequest when it exists and
-        ``replace`` is False."""
+        """Add the style ``name``, or change it (``replace``); StyleExists when it exists and ``replace``
+        is False."""
         style = check_style(name, prompt, negative_prompt)
         with self._lock:
             styles = {s.name: s for s in self.all()}
             if name in styles and not replace:
-                raise InvalidRequest(f"a style named {name!r} already exists; edit it instead", param="name")
+                raise StyleExists(f"a style named {name!r} already exists; edit it instead", param="name")
             styles[name] = style
             self._write(list(styles.values()))
         return style

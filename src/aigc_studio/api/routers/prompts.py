@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...contracts import json_int
 from ...services.a1111_schema import WHITESPACE
 from ...services.dynamic_prompts import MAX_COMBINATIONS
 from ...services.prompt_craft import MAX_IDEA
@@ -42,7 +43,7 @@ class ExpandRequest(Strict):
     language: Literal["en", "zh"] | None = Field(
         None, description="The language of the template the model is asked in (unset: the idea's own)."
     )
-    seed: int | None = Field(None, ge=-1, le=2**32 - 1, description="The same seed gives the same expansion.")
+    seed: json_int(ge=-1, le=2**32 - 1) | None = Field(None, description="The same seed gives the same expansion.")
     model: str | None = Field(None, max_length=200, description="Text model id (unset: the default).")
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature (unset: 0.8).")
 
@@ -105,8 +106,8 @@ class Wildcard(BaseModel):
 class PreviewRequest(Strict):
     template: str = Field(max_length=20_000, description="A prompt with {a|b} choices and __wildcards__.")
     mode: Literal["random", "combinatorial"] = "random"
-    count: int = Field(1, ge=1, le=MAX_COMBINATIONS, description="Random mode: how many prompts.")
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random mode: the same seed, the same picks.")
+    count: json_int(ge=1, le=MAX_COMBINATIONS) = Field(1, description="Random mode: how many prompts.")
+    seed: json_int(ge=0, le=2**32 - 1) | None = Field(None, description="Random mode: the same seed, the same picks.")
 
 
 class PreviewResponse(BaseModel):
@@ -145,14 +146,16 @@ def list_styles(studio: Studio = Depends(get_studio)) -> list[Style]:
 @router.post(
     "/styles",
     status_code=201,
-    responses=errors(ErrorBody, {400: "A field is wrong (named), a style of that name exists, or " + _BAD_FILE}),
+    responses=errors(
+        ErrorBody, {400: "A field is wrong (named), or " + _BAD_FILE, 409: "A style of that name exists: PUT edits it."}
+    ),
 )
 def add_style(body: NewStyle, studio: Studio = Depends(get_studio)) -> Style:
     return studio.prompts.styles.save(body.name, body.prompt, body.negative_prompt, replace=False).as_dict()
 
 
 @router.get(
-    "/styles/export",
+    "/styles.csv",
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}, "description": "styles.csv as A1111 writes it."}}
     | errors(ErrorBody, {400: _BAD_FILE}),
@@ -166,7 +169,7 @@ def export_styles(studio: Studio = Depends(get_studio)) -> Response:
 
 
 @router.post(
-    "/styles/import",
+    "/styles.csv",
     responses=errors(ErrorBody, {400: "The file is malformed (the message names the line); nothing is changed."}),
 )
 def import_styles(body: ImportRequest, studio: Studio = Depends(get_studio)) -> list[Style]:
@@ -175,7 +178,7 @@ def import_styles(body: ImportRequest, studio: Studio = Depends(get_studio)) -> 
 
 
 @router.post(
-    "/styles/apply",
+    "/apply-styles",
     responses=errors(ErrorBody, {400: "A field is wrong (named), or " + _BAD_FILE, 404: "No style of a name given."}),
 )
 def apply_styles(body: ApplyRequest, studio: Studio = Depends(get_studio)) -> Prompts:
