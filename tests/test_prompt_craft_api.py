@@ -44,7 +44,7 @@ def test_styles_crud_import_export_over_http(server, styles):
         {"name": "Cinematic", "prompt": "cinematic still of {prompt}, film grain", "negative_prompt": "cartoon, flat"}
     ]
     r = httpx.post(url, json={"name": "Oil", "prompt": "oil painting", "negative_prompt": ""})
-    assert r.status_code == 201 and r.json()["name"] == "Oil"
+    assert r.status_code == 200 and r.json()["name"] == "Oil"
     r = httpx.post(url, json={"name": "Oil", "prompt": "again"})
     assert r.status_code == 409 and "already exists" in r.json()["error"]["message"]
     assert httpx.put(url + "/Oil", json={"prompt": "oil, impasto"}).json()["prompt"] == "oil, impasto"
@@ -59,7 +59,7 @@ def test_styles_crud_import_export_over_http(server, styles):
     exported = httpx.get(server.url + "/api/prompts/styles.csv")
     assert exported.headers["content-type"].startswith("text/csv")
     assert exported.content.decode("utf-8-sig").splitlines()[2] == 'Oil,"oil, impasto",'
-    assert httpx.delete(url + "/Oil").status_code == 204
+    assert httpx.delete(url + "/Oil").json() == {"name": "Oil", "prompt": "oil, impasto", "negative_prompt": ""}
     r = httpx.get(url + "/Oil")
     assert r.status_code == 404 and r.json()["error"]["message"] == "no style 'Oil'; the styles are: Cinematic"
     r = httpx.post(

@@ -197,13 +197,12 @@ class StyleStore:
             self._write(list(styles.values()))
         return style
 
-    def remove(self, name: str) -> None:
-        """Remove the style ``name``; NotFound when there is none."""
+    def remove(self, name: str) -> PromptStyle:
+        """Remove the style ``name`` and return it; NotFound when there is none."""
         with self._lock:
-            styles = self.all()
-            if not any(s.name == name for s in styles):
-                self.get(name)  # raises NotFound with the list
-            self._write([s for s in styles if s.name != name])
+            removed = self.get(name)
+            self._write([s for s in self.all() if s.name != name])
+        return removed
 
     def import_csv(self, text: str, where: str = "the imported file", *, replace: bool = False) -> list[PromptStyle]:
         """Read an A1111 styles.csv and add its styles: ``replace`` swaps the whole set, otherwise a style

@@ -30,6 +30,7 @@ _STYLE_NAME = Path(
     description="The style's name, as GET /api/prompts/styles lists it.", max_length=MAX_NAME, pattern=NAME_PATTERN
 )
 _BAD_FILE = "AIGC_HOME/styles.csv is malformed (the message names the line)."
+_TOO_LARGE = {413: "The request body is over max_body_mb."}
 
 
 class Strict(BaseModel):
@@ -122,6 +123,7 @@ class PreviewResponse(BaseModel):
             400: "A field is missing, of the wrong type or out of range; the idea is empty; the prompt does not fit "
             "the model's context; or the model's answer was not usable. The message says which.",
             404: "No such text model, or no sd-expand template in that language.",
+            **_TOO_LARGE,
         },
     ),
 )
@@ -145,9 +147,13 @@ def list_styles(studio: Studio = Depends(get_studio)) -> list[Style]:
 
 @router.post(
     "/styles",
-    status_code=201,
     responses=errors(
-        ErrorBody, {400: "A field is wrong (named), or " + _BAD_FILE, 409: "A style of that name exists: PUT edits it."}
+        ErrorBody,
+        {
+            400: "A field is wrong (named), or " + _BAD_FILE,
+            409: "A style of that name exists: PUT edits it.",
+            **_TOO_LARGE,
+        },
     ),
 )
 def add_style(body: NewStyle, studio: Studio = Depends(get_studio)) -> Style:
@@ -170,7 +176,9 @@ def export_styles(studio: Studio = Depends(get_studio)) -> Response:
 
 @router.post(
     "/styles.csv",
-    responses=errors(ErrorBody, {400: "The file is malformed (the message names the line); nothing is changed."}),
+    responses=errors(
+        ErrorBody, {400: "The file is malformed (the message names the line); nothing is changed.", **_TOO_LARGE}
+    ),
 )
 def import_styles(body: ImportRequest, studio: Studio = Depends(get_studio)) -> list[Style]:
     """Add (or with replace, swap in) the styles of an A1111 styles.csv; answers the styles imported."""
@@ -179,7 +187,9 @@ def import_styles(body: ImportRequest, studio: Studio = Depends(get_studio)) -> 
 
 @router.post(
     "/apply-styles",
-    responses=errors(ErrorBody, {400: "A field is wrong (named), or " + _BAD_FILE, 404: "No style of a name given."}),
+    responses=errors(
+        ErrorBody, {400: "A field is wrong (named), or " + _BAD_FILE, 404: "No style of a name given.", **_TOO_LARGE}
+    ),
 )
 def apply_styles(body: ApplyRequest, studio: Studio = Depends(get_studio)) -> Prompts:
     """The prompts with the styles applied, as generation would apply them."""
@@ -192,18 +202,18 @@ def get_style(name: str = _STYLE_NAME, studio: Studio = Depends(get_studio)) -> 
     return studio.prompts.styles.get(name).as_dict()
 
 
-@router.put("/styles/{name}", responses=errors(ErrorBody, {400: "A field is wrong (named), or " + _BAD_FILE}))
+@router.put(
+    "/styles/{name}", responses=errors(ErrorBody, {400: "A field is wrong (named), or " + _BAD_FILE, **_TOO_LARGE})
+)
 def put_style(body: StyleBody, name: str = _STYLE_NAME, studio: Studio = Depends(get_studio)) -> Style:
     """Create the style, or change it."""
     return studio.prompts.styles.save(name, body.prompt, body.negative_prompt).as_dict()
 
 
-@router.delete(
-    "/styles/{name}", status_code=204, responses=errors(ErrorBody, {400: _BAD_FILE, 404: "No style of that name."})
-)
-def delete_style(name: str = _STYLE_NAME, studio: Studio = Depends(get_studio)) -> Response:
-    studio.prompts.styles.remove(name)
-    return Response(status_code=204)
+@router.delete("/styles/{name}", responses=errors(ErrorBody, {400: _BAD_FILE, 404: "No style of that name."}))
+def delete_style(name: str = _STYLE_NAME, studio: Studio = Depends(get_studio)) -> Style:
+    """Remove the style; answers it as it was."""
+    return studio.prompts.styles.remove(name).as_dict()
 
 
 @router.get("/wildcards", responses=errors(ErrorBody, {400: "A wildcard file cannot be read."}))
@@ -218,7 +228,8 @@ def list_wildcards(studio: Studio = Depends(get_studio)) -> list[Wildcard]:
         ErrorBody,
         {
             400: "A field is wrong; unbalanced braces; a wildcard with no file; more than "
-            f"{MAX_COMBINATIONS} combinations. The message names it."
+            f"{MAX_COMBINATIONS} combinations. The message names it.",
+            **_TOO_LARGE,
         },
     ),
 )
