@@ -8,13 +8,16 @@ Two things JSON Schema cannot say, supplied here:
   RGBA; sometimes as a data: URL), all 64×64 so that a mask always fits its image.
 - Positive requests that generate stay small, and inside the rules that span several fields, which the
   operation's 400 or 422 documents:
-  - images: width and height at most 128, batch_size, n_iter and n at most 2, the hires fix by a scale of
+  - images: no saved style names and no braces or wildcards in dynamic prompts (the server has none),
+    width and height at most 128, batch_size, n_iter and n at most 2, the hires fix by a scale of
     at most 2 or to a size of 64–256 a side (so batch × width × height and the hires size fit);
   - text: every string at most 100 characters (so the prompt fits the model's context), max_tokens at
     most 4 (set when the request leaves it out), tool names made unique, a
     tool_choice that names a given tool (or "none" without tools), top_logprobs only with logprobs,
     logit_bias tokens under 1000 (every model has those), and a small JSON Schema the llama.cpp grammar
     enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
+  - prompt tools: a styles file that is one (import), expansion by the echo test model, and dynamic
+    templates without choices or wildcards (the server has no wildcard files);
   - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
     reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
@@ -40,6 +43,7 @@ IMAGES_PATH = "/v1/images/generations"
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
+STYLES_CSV = 'name,prompt,negative_prompt\nfuzzed,"a style, {prompt}",blurry\n'
 SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
 
 
@@ -69,7 +73,22 @@ def _over(body: dict, key: str, limit: float) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > limit
 
 
+def _plain_template(text: str) -> str:
+    # No choices, wildcards or variables: a dynamic template that gives itself back.
+    for mark in ("{", "}", "$", "__"):
+        text = text.replace(mark, "")
+    return text
+
+
 def _small_a1111(body: dict) -> None:
+    # Which style names exist, and which prompts are well-formed dynamic templates with wildcard files,
+    # JSON Schema cannot say: positive requests name no style and give dynamic prompts plain text.
+    if body.get("styles"):
+        body["styles"] = []
+    if body.get("alwayson_scripts"):
+        for key in ("prompt", "negative_prompt"):
+            if isinstance(body.get(key), str):
+                body[key] = _plain_template(body[key])
     for key in ("width", "height"):
         if _over(body, key, MAX_SIDE):
             body[key] = MAX_SIDE
@@ -157,4 +176,10 @@ def map_case(context, case):
         _small_text(case.body)
     elif path == IMAGES_PATH:
         _small_openai_images(case.body)
+    elif path == "/api/prompts/wildcards/preview" and isinstance(case.body.get("template"), str):
+        case.body["template"] = _plain_template(case.body["template"])
+    elif path == "/api/prompts/styles.csv":
+        case.body["csv"] = STYLES_CSV
+    elif path == "/api/prompts/expand":
+        case.body["model"] = "echo"  # the test model answers at once; tests/test_prompt_craft_live.py runs SmolLM2
     return case

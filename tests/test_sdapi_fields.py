@@ -216,7 +216,7 @@ def test_what_a_client_leaves_out_takes_a1111s_api_default(server):
     "endpoint, body, named",
     [
         ("txt2img", {"restore_faces": True}, "restore_faces: the studio has no face restoration model"),
-        ("txt2img", {"styles": ["cinematic"]}, "styles: the studio has no saved prompt styles"),
+        ("txt2img", {"styles": ["cinematic"]}, "styles: no style 'cinematic'; the styles are: none"),
         ("txt2img", {"refiner_checkpoint": "sdxl-refiner"}, "refiner_checkpoint: the studio has no refiner pass"),
         ("txt2img", {"script_name": "x/y/z plot"}, "script_name: Script 'x/y/z plot' not found"),
         (

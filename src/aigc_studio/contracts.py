@@ -463,6 +463,19 @@ class ImageRequest(BaseModel):
         "", max_length=20_000, description="Hires fix: negative prompt of the second pass (empty: the same)."
     )
     model: str | None = Field(None, description="Image model id or alias; unset: the default image model.")
+    styles: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Saved prompt styles (AIGC_HOME/styles.csv) applied to the prompts, in order, as A1111 does.",
+    )
+    dynamic_prompts: Literal["random", "combinatorial"] | None = Field(
+        None,
+        description="Dynamic prompts: {a|b} choices and __wildcards__ drawn per image; random (one per image) or "
+        "combinatorial (one image per combination). Unset: braces are literal, as in A1111.",
+    )
+    dynamic_seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Seed of the random dynamic-prompt picks (unset: the image seed)."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,8 @@ from .services.gallery import GalleryService
 from .services.images import ImageService
 from .services.jobs import JobQueue
 from .services.models import ModelService
+from .services.prompt_craft import PromptCraft
+from .services.templates import TemplateStore
 from .storage.db import Database
 from .storage.history import History
 
@@ -34,6 +36,9 @@ class Studio:
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)
+        self.templates = TemplateStore(self.config.home / "templates")
+        # Styles (AIGC_HOME/styles.csv), wildcards (AIGC_HOME/wildcards/) and prompt expansion.
+        self.prompts = PromptCraft(self.config.home, self.chat, self.templates)
         self.jobs = JobQueue(self.db)
         self.images = ImageService(
             self.db,
@@ -42,6 +47,7 @@ class Studio:
             self.config.outputs_dir,
             config=self.config,
             max_megapixels=int(self.config.max_image_megapixels),
+            prompt_craft=self.prompts,
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.gallery = GalleryService(self.images, self.history)

@@ -26,6 +26,8 @@ FLAGS = {
     "image_cfg_scale": ("--image-cfg",),
     "inpainting_fill": ("--fill",),
     "model": ("-m", "--model"),
+    "styles": ("--style",),
+    "dynamic_seed": ("--dynamic-seed",),
 }
 # Which fields each command offers (the rest do not apply to it).
 COMMON = [
@@ -44,6 +46,8 @@ COMMON = [
     "clip_skip",
     "eta",
     "model",
+    "styles",
+    "dynamic_seed",
 ]
 PER_MODE: dict[Mode, list[str]] = {
     "txt2img": [*COMMON, "tiling", *HIRES_FIELDS, "denoising_strength"],
@@ -64,6 +68,17 @@ def _request_options(mode: Mode) -> Callable:
             default = ImageRequest.model_fields[name].default
             shown = HELP.get((mode, name), "") + ("" if default in (None, "") else f" (default {default})")
             fn = field_option(ImageRequest, name, *FLAGS.get(name, ()), suffix=shown)(fn)
+        fn = click.option(
+            "--dynamic",
+            "dynamic_prompts",
+            type=click.Choice(["random", "combinatorial"]),
+            default=None,
+            is_flag=False,
+            flag_value="random",
+            help="Dynamic prompts: {a|b} choices and __wildcards__ (AIGC_HOME/wildcards) drawn per image: random "
+            "(from the seed; the default with --dynamic alone) or combinatorial (an image per combination). "
+            "Without it braces are literal, as in A1111.",
+        )(fn)
         fn = click.option("--size", help="WIDTHxHEIGHT, e.g. 512x768 (sets --width and --height).")(fn)
         fn = click.option(
             "-o",
@@ -78,7 +93,7 @@ def _request_options(mode: Mode) -> Callable:
 
 def _build_request(prompt: str, kwargs: dict, default_size: tuple[int, int] | None = None) -> ImageRequest:
     fields = {k: kwargs.pop(k) for k in list(kwargs) if k in ImageRequest.model_fields}
-    fields = {k: v for k, v in fields.items() if v is not None}
+    fields = {k: v for k, v in fields.items() if v is not None and v != ()}
     size = kwargs.pop("size", None)
     if size:
         m = re.fullmatch(r"(\d+)[xX×](\d+)", size.strip())
@@ -135,6 +150,9 @@ def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> No
                 target = output if i == 0 else output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
                 save_image(generated.image, target, generated.infotext)
                 click.echo(str(target))
+        if len({g.prompt for g in result.images}) > 1:
+            for generated in result.images:
+                click.secho(f"{generated.seed}: {generated.prompt}", err=True)
         seeds = ", ".join(str(g.seed) for g in result.images)
         click.secho(f"seed {seeds}; model {result.model} [{result.model_hash or '-'}]", fg="cyan", err=True)
     except StudioError as exc:

@@ -472,8 +472,10 @@ def _server_log_config(path: Path, level: str) -> dict:
 
 
 from . import images as _images  # noqa: E402  (registers its commands on the group above)
+from . import prompt as _prompt  # noqa: E402
 
 _images.register(cli)
+_prompt.register(cli)
 
 
 def main() -> None:

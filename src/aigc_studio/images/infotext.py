@@ -31,6 +31,7 @@ from .resize import RESIZE_MODES
 
 __all__ = [
     "InfotextParams",
+    "add_templates",
     "format_infotext",
     "params_from_request",
     "parse_infotext",
@@ -47,6 +48,9 @@ _PARAM_RE = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _KEY_RE = re.compile(r"\w[\w \-/]+")
 _SIZE_RE = re.compile(r"(\d+)x(\d+)")  # used with fullmatch: A1111's "^...$" also splits "8x8" + newline
 _NEGATIVE_PREFIX = "Negative prompt:"
+# The sd-dynamic-prompts extension's lines after the parameter line (its pnginfo_saver).
+_TEMPLATE_PREFIX = "Template: "
+_NEGATIVE_TEMPLATE_PREFIX = "Negative Template: "
 _PNG_KEY = "parameters"
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
@@ -161,6 +165,38 @@ def format_infotext(prompt: str, negative_prompt: str, params: Mapping[str, obje
     return f"{prompt}{negative}\n{', '.join(pairs)}".strip()
 
 
+def add_templates(infotext: str, template: str | None, negative_template: str | None) -> str:
+    """``infotext`` with the dynamic-prompt templates its prompts were drawn from, as the sd-dynamic-prompts
+    extension writes them: ``Template: ...`` and ``Negative Template: ...`` lines after the parameter line
+    (each only when not empty). :func:`parse_infotext` gives them back as ``params["Template"]`` and
+    ``params["Negative Template"]``."""
+    if template:
+        infotext += f"\n{_TEMPLATE_PREFIX}{template}"
+    if negative_template:
+        infotext += f"\n{_NEGATIVE_TEMPLATE_PREFIX}{negative_template}"
+    return infotext
+
+
+def _split_templates(lines: list[str]) -> tuple[list[str], dict[str, str]]:
+    # The extension's template lines follow the parameter line; a template may hold newlines of its own.
+    for k in range(1, len(lines)):
+        starts = lines[k].startswith(_TEMPLATE_PREFIX) or lines[k].startswith(_NEGATIVE_TEMPLATE_PREFIX)
+        if starts and len(_PARAM_RE.findall(lines[k - 1])) >= 3:
+            break
+    else:
+        return lines, {}
+    templates: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines[k:]:
+        if line.startswith(_NEGATIVE_TEMPLATE_PREFIX) and "Negative Template" not in templates:
+            current = templates["Negative Template"] = [line[len(_NEGATIVE_TEMPLATE_PREFIX) :]]
+        elif line.startswith(_TEMPLATE_PREFIX) and not templates:
+            current = templates["Template"] = [line[len(_TEMPLATE_PREFIX) :]]
+        elif current is not None:
+            current.append(line)
+    return lines[:k], {key: "\n".join(value) for key, value in templates.items()}
+
+
 def _append_line(text: str, line: str) -> str:
     # A1111 joins with "\n" but never starts with one, so an empty first line vanishes.
     return line if text == "" else f"{text}\n{line}"
@@ -171,9 +207,12 @@ def parse_infotext(text: str) -> InfotextParams:
 
     The last line is the parameter line when it holds at least 3 ``key: value`` pairs; lines before
     the first ``Negative prompt:`` line are the prompt, the rest the negative prompt. Every line is
-    stripped of surrounding whitespace, as in A1111.
+    stripped of surrounding whitespace, as in A1111. ``Template:`` and ``Negative Template:`` lines after
+    the parameter line (the sd-dynamic-prompts extension's) become ``params["Template"]`` and
+    ``params["Negative Template"]``, and the prompts stay the ones that ran, as the extension reads them.
     """
-    *lines, last_line = text.strip().split("\n")
+    all_lines, templates = _split_templates(text.strip().split("\n"))
+    *lines, last_line = all_lines
     if len(_PARAM_RE.findall(last_line)) < 3:
         lines.append(last_line)
         last_line = ""
@@ -201,6 +240,7 @@ def parse_infotext(text: str) -> InfotextParams:
             params[f"{key}-1"], params[f"{key}-2"] = size.group(1), size.group(2)
         else:
             params[key] = value
+    params.update(templates)
     return InfotextParams(prompt=prompt, negative_prompt=negative, params=params)
 
 

@@ -13,6 +13,7 @@ import base64
 import difflib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,11 +23,13 @@ from pydantic import ValidationError
 
 from ..config import Config, save_setting
 from ..contracts import ImageRequest, Mode
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, NotFound
 from ..images.infotext import parse_infotext, to_request_fields
 from ..models.registry import ModelInfo
 from ..storage.db import Database
 from .a1111_fields import (
+    DYNAMIC_PROMPTS_ARGS,
+    DYNAMIC_PROMPTS_SCRIPT,
     IMG2IMG,
     INFOTEXT_OPTIONS,
     OPTIONS,
@@ -35,8 +38,9 @@ from .a1111_fields import (
     Honoured,
     Neutral,
     Option,
+    dynamic_prompts_arg_problem,
 )
-from .a1111_schema import NAME_FIELDS
+from .a1111_schema import DYNAMIC_PROMPTS_PATTERN, NAME_FIELDS
 from .images import ImageService, open_image
 from .models import ModelService
 
@@ -167,6 +171,8 @@ class A1111Service:
                 defaults["sampler_name"] = "Euler"  # A1111's API default (sampler_index), not the studio's
         if endpoint == "img2img":
             self._mask_blur(fields, request_fields, errors)
+        self._styles(fields, request_fields, errors)
+        self._alwayson(fields, request_fields, errors)
 
         model, persist = self._overrides(overrides, origins, request_fields, defaults, errors)
         if fields.get("override_settings_restore_afterwards") is False:
@@ -218,9 +224,6 @@ class A1111Service:
     def _refusal(name: str, policy: Neutral, value: object) -> str:
         if name == "script_name":
             return f"script_name: Script {value!r} not found ({policy.why})"
-        if name == "alwayson_scripts" and isinstance(value, dict):
-            scripts = ", ".join(repr(k) for k in value)
-            return f"alwayson_scripts: always on script {scripts} not found ({policy.why})"
         return f"{name}: {policy.why}; accepted only as {policy.allowed_text()}, got {_json(value)}"
 
     def _apply_infotext(self, text: str, endpoint: Endpoint, fields: dict, overrides: dict) -> dict[str, str]:
@@ -242,6 +245,62 @@ class A1111Service:
                 overrides[key] = _cast(parsed.params[label], OPTIONS[key].default)
                 origins[key] = label
         return origins
+
+    def _styles(self, fields: dict, request_fields: dict, errors: list) -> None:
+        # Checked here so that an unknown name is a 422 like every other refused field (the studio's own
+        # API answers 404 for it).
+        names = fields.get("styles") or []
+        if not names:
+            return
+        craft = self.images.prompt_craft
+        if craft is None:
+            errors.append(("styles", "styles: this studio has no prompt service to apply them"))
+            return
+        try:
+            craft.styles.resolve(list(names))
+        except NotFound as exc:
+            errors.append(("styles", f"styles: {exc.message}"))
+            return
+        request_fields["styles"] = list(names)
+
+    @staticmethod
+    def _alwayson(fields: dict, request_fields: dict, errors: list) -> None:
+        # The sd-dynamic-prompts extension is the one always-on script the studio runs (see a1111_fields).
+        scripts = fields.get("alwayson_scripts") or {}
+        if len(scripts) > 1:
+            names = ", ".join(repr(name) for name in scripts)
+            errors.append(("alwayson_scripts", f"alwayson_scripts: one script at most (Dynamic Prompts), got {names}"))
+            return
+        for name, value in scripts.items():
+            if not re.fullmatch(DYNAMIC_PROMPTS_PATTERN, name):
+                errors.append(
+                    (
+                        "alwayson_scripts",
+                        f"alwayson_scripts: always on script {name!r} not found (the studio runs only "
+                        f"{DYNAMIC_PROMPTS_SCRIPT.title()!r}, as the sd-dynamic-prompts extension is called)",
+                    )
+                )
+                continue
+            args = value.get("args", []) if isinstance(value, dict) and set(value) <= {"args"} else None
+            if not isinstance(args, list) or len(args) > len(DYNAMIC_PROMPTS_ARGS):
+                errors.append(
+                    (
+                        "alwayson_scripts",
+                        f'alwayson_scripts.{name}: give {{"args": [...]}} with at most '
+                        f"{len(DYNAMIC_PROMPTS_ARGS)} script args",
+                    )
+                )
+                continue
+            values = [*args, *(default for _, _, default in DYNAMIC_PROMPTS_ARGS[len(args) :])]
+            problems = [
+                f"alwayson_scripts.{name}.args[{i}] ({DYNAMIC_PROMPTS_ARGS[i][0]}): {problem}"
+                for i, value in enumerate(args)
+                if (problem := dynamic_prompts_arg_problem(i, value))
+            ]
+            if problems:
+                errors += [("alwayson_scripts", problem) for problem in problems]
+            elif values[0]:
+                request_fields["dynamic_prompts"] = "combinatorial" if values[1] else "random"
 
     @classmethod
     def _mask_blur(cls, fields: dict, request_fields: dict, errors: list) -> None:

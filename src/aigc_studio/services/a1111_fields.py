@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DYNAMIC_PROMPTS_ARGS",
+    "DYNAMIC_PROMPTS_SCRIPT",
     "IMG2IMG",
     "INFOTEXT_OPTIONS",
     "OPTIONS",
@@ -34,6 +36,7 @@ __all__ = [
     "Honoured",
     "Neutral",
     "Option",
+    "dynamic_prompts_arg_problem",
 ]
 
 
@@ -111,7 +114,12 @@ _NO_SCRIPTS = "the studio has no scripts or extensions"
 COMMON: dict[str, Honoured | Neutral | Accepted | Handled] = {
     "prompt": Honoured("prompt", str),
     "negative_prompt": Honoured("negative_prompt", str),
-    "styles": Neutral(list[str], ([],), "the studio has no saved prompt styles; put the text in the prompt"),
+    "styles": Handled(
+        list[str],
+        "Saved prompt styles (GET /sdapi/v1/prompt-styles; AIGC_HOME/styles.csv) applied in order to the prompt and "
+        "negative prompt as A1111 applies them ({prompt} in a style takes the prompt, else the style is appended "
+        "after ', '); infotext and info record the prompts that ran. An unknown name is a 422 naming it.",
+    ),
     "seed": Honoured("seed", int),
     "subseed": Honoured("subseed", int),
     "subseed_strength": Honoured("subseed_strength", float),
@@ -179,12 +187,70 @@ COMMON: dict[str, Honoured | Neutral | Accepted | Handled] = {
         "Accepted at any value. A1111 saves API images only when it is true; the studio keeps every image "
         "(file and gallery record) unless do_not_save_samples is true.",
     ),
-    "alwayson_scripts": Neutral(dict[str, Any], ({},), _NO_SCRIPTS),
+    "alwayson_scripts": Handled(
+        dict[str, Any],
+        'Only "Dynamic Prompts" (the sd-dynamic-prompts extension\'s name, any case, a version such as " v2.17.1" '
+        "after it), with the extension's script args: [enabled (default true), combinatorial (default false), "
+        "combinatorial batches 1, magic prompt false, feeling lucky false, attention grabber false, min attention, "
+        "max attention, magic prompt length, magic temperature, fixed seed false, unlink seed false, "
+        "disable negative prompt, Jinja2 false, no image generation false, max generations 0, magic model, "
+        "blocklist]: enabled draws {a|b} choices and __wildcards__ (AIGC_HOME/wildcards) per image, random "
+        "from the seed or every combination, and the infotext gets Template: and Negative Template: lines. "
+        "Without it braces are literal, as in A1111. Another script, or an arg the studio cannot honour at the "
+        "value sent, is a 422 naming it.",
+    ),
     "force_task_id": Accepted(str, "the studio's job ids are its own"),
     "infotext": Handled(
         str, "A1111 infotext: its parameters apply to the fields this request does not set (the model stays)."
     ),
 }
+
+# The sd-dynamic-prompts extension as an A1111 "alwayson" script: its name (a version may follow) and its
+# script args in its order, each with the JSON Schema of the values the studio accepts and the extension's
+# default. The first two are honoured; the others only where they change nothing here.
+DYNAMIC_PROMPTS_SCRIPT = "dynamic prompts"
+DYNAMIC_PROMPTS_ARGS: tuple[tuple[str, dict[str, Any], object], ...] = (
+    ("enabled", {"type": "boolean"}, True),
+    ("combinatorial generation", {"type": "boolean"}, False),
+    ("combinatorial batches", {"enum": [1]}, 1),
+    ("magic prompt", {"enum": [False]}, False),
+    ("I'm feeling lucky", {"enum": [False]}, False),
+    ("attention grabber", {"enum": [False]}, False),
+    ("minimum attention", {"type": "number"}, 1.1),
+    ("maximum attention", {"type": "number"}, 1.5),
+    ("max magic prompt length", {"type": "number"}, 100),
+    ("magic prompt creativity", {"type": "number"}, 0.7),
+    ("fixed seed", {"enum": [False]}, False),
+    ("unlink seed from prompt", {"enum": [False]}, False),
+    ("don't apply to negative prompts", {"type": "boolean"}, True),
+    ("Jinja2 templates", {"enum": [False]}, False),
+    ("don't generate images", {"enum": [False]}, False),
+    ("max generations", {"enum": [0]}, 0),
+    ("magic prompt model", {"type": ["string", "null"]}, None),
+    ("magic prompt blocklist regex", {"type": ["string", "null"]}, None),
+)
+
+
+def dynamic_prompts_arg_problem(index: int, value: object) -> str | None:
+    """Why the extension's script arg ``index`` cannot be ``value`` here, or None when it can."""
+    name, schema, _ = DYNAMIC_PROMPTS_ARGS[index]
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if kinds is not None:
+        ok = any(
+            (kind == "boolean" and isinstance(value, bool))
+            or (kind == "number" and isinstance(value, int | float) and not isinstance(value, bool))
+            or (kind == "string" and isinstance(value, str))
+            or (kind == "null" and value is None)
+            for kind in kinds
+        )
+        return None if ok else f"must be {' or '.join(kinds)}, got {json.dumps(value)}"
+    allowed = schema["enum"][0]
+    same = value is allowed if isinstance(allowed, bool) else (value == allowed and not isinstance(value, bool))
+    if same:
+        return None
+    return f"the studio does not do {name!r}; accepted only as {json.dumps(allowed)}, got {json.dumps(value)}"
+
 
 TXT2IMG = {
     **COMMON,

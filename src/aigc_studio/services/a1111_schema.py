@@ -19,14 +19,27 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from ..contracts import HR_UPSCALERS, SAMPLERS, SCHEDULERS, ImageRequest, JsonInt, limits_of
-from .a1111_fields import IMG2IMG, OPTIONS, TXT2IMG, Accepted, Handled, Honoured, Neutral, Option
+from .a1111_fields import (
+    DYNAMIC_PROMPTS_ARGS,
+    DYNAMIC_PROMPTS_SCRIPT,
+    IMG2IMG,
+    OPTIONS,
+    TXT2IMG,
+    Accepted,
+    Handled,
+    Honoured,
+    Neutral,
+    Option,
+)
 
 __all__ = [
+    "DYNAMIC_PROMPTS_PATTERN",
     "IMAGE_FORMAT",
     "NAME_FIELDS",
     "SAMPLER_PATTERN",
     "SCHEDULE_PATTERN",
     "UPSCALER_PATTERN",
+    "alwayson_scripts_schema",
     "image_string",
     "names_pattern",
     "option_schema",
@@ -178,6 +191,11 @@ def _handled(name: str, policy: Handled) -> tuple[Any, Any]:
         return _nullable(dict[str, Any], options_request_schema(in_request=True), policy.describe())
     if name == "infotext":
         return _nullable(str, {"type": "string", "maxLength": 20_000}, policy.describe())
+    if name == "styles":
+        schema = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 200}, "maxItems": 20}
+        return _nullable(list[str], schema, policy.describe())
+    if name == "alwayson_scripts":
+        return _nullable(dict[str, Any], alwayson_scripts_schema(), policy.describe())
     if name == "init_images":
         items = {"type": "string", "format": IMAGE_FORMAT}
         schema = {"type": "array", "items": items, "minItems": 1}
@@ -186,6 +204,27 @@ def _handled(name: str, policy: Handled) -> tuple[Any, Any]:
     if name == "mask":
         return image_string(policy.describe()) | None, Field(None, description=policy.describe())
     return _nullable(policy.kind, {**_json_type(policy.kind), **_declared_limits_or_none(name)}, policy.describe())
+
+
+# "Dynamic Prompts", in any case, spaces around, a version such as " v2.17.1" after it.
+DYNAMIC_PROMPTS_PATTERN = f"^{WHITESPACE}*{_any_case(DYNAMIC_PROMPTS_SCRIPT)}(?: [vV][0-9][0-9.]*)?{WHITESPACE}*$"
+
+
+def alwayson_scripts_schema() -> dict[str, Any]:
+    """The always-on scripts the studio runs: the sd-dynamic-prompts extension only, with the script args
+    it honours (see ``a1111_fields.DYNAMIC_PROMPTS_ARGS``)."""
+    args = {
+        "type": "array",
+        "prefixItems": [{**schema, "description": name} for name, schema, _ in DYNAMIC_PROMPTS_ARGS],
+        "maxItems": len(DYNAMIC_PROMPTS_ARGS),
+    }
+    script = {"type": "object", "properties": {"args": args}, "additionalProperties": False}
+    return {
+        "type": "object",
+        "patternProperties": {DYNAMIC_PROMPTS_PATTERN: script},
+        "additionalProperties": False,
+        "maxProperties": 1,
+    }
 
 
 def _declared_limits_or_none(name: str) -> dict[str, Any]:

@@ -25,13 +25,14 @@ from ..config import Config
 from ..contracts import INPAINT_FIELDS, ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
 from ..errors import InvalidRequest, NotFound, TooLarge, validation_message
-from ..images.infotext import format_infotext, params_from_request, write_png
+from ..images.infotext import add_templates, format_infotext, params_from_request, write_png
 from ..images.masking import blank_mask
 from ..images.resize import hires_size
 from ..models.registry import ModelInfo, Registry
 from ..storage.db import Database, like_pattern
 from ..storage.history import new_id
 from .jobs import Job, JobQueue
+from .prompt_craft import PromptCraft, PromptPlan
 
 VERSION = f"aigc-studio-{__version__}"
 
@@ -44,6 +45,8 @@ class GeneratedImage:
     seed: int
     subseed: int
     infotext: str
+    prompt: str = ""  # the prompt this image ran with (styles applied, dynamic prompts drawn)
+    negative_prompt: str = ""
 
     def png_base64(self) -> str:
         """The image as the APIs send it: the PNG already written (infotext included), base64."""
@@ -66,17 +69,23 @@ class GenerationResult:
     job_timestamp: str = ""
     # infotext keys beyond A1111's fixed ones (hires fix, tiling, inpainting), as its ``info`` reports them
     extra_generation_params: dict = field(default_factory=dict)
+    # what the prompts were made from: the styles applied and the dynamic-prompt templates (None without)
+    styles: list[str] = field(default_factory=list)
+    template: str | None = None
+    negative_template: str | None = None
 
     def a1111_info(self) -> dict:
         """The ``info`` object of A1111's API responses (sent as a JSON string)."""
         r = self.request
         seeds = [g.seed for g in self.images] or [r.seed]
         subseeds = [g.subseed for g in self.images] or [r.subseed]
+        prompts = [g.prompt for g in self.images] or [r.prompt]
+        negatives = [g.negative_prompt for g in self.images] or [r.negative_prompt]
         return {
-            "prompt": r.prompt,
-            "all_prompts": [r.prompt] * len(seeds),
-            "negative_prompt": r.negative_prompt,
-            "all_negative_prompts": [r.negative_prompt] * len(seeds),
+            "prompt": prompts[0],
+            "all_prompts": prompts,
+            "negative_prompt": negatives[0],
+            "all_negative_prompts": negatives,
             "seed": seeds[0],
             "all_seeds": seeds,
             "subseed": subseeds[0],
@@ -102,7 +111,7 @@ class GenerationResult:
             "extra_generation_params": self.extra_generation_params,
             "index_of_first_image": 0,
             "infotexts": [g.infotext for g in self.images],
-            "styles": [],
+            "styles": self.styles,
             "job_timestamp": self.job_timestamp,
             "clip_skip": r.clip_skip,
             "is_using_inpainting_conditioning": False,
@@ -236,8 +245,10 @@ class ImageService:
         outputs_dir: Path,
         config: Config | None = None,
         max_megapixels: int = DEFAULT_MAX_MEGAPIXELS,
+        prompt_craft: PromptCraft | None = None,
     ):
         self.db = db
+        self.prompt_craft = prompt_craft
         self.registry = registry
         self.queue = queue
         self.outputs_dir = outputs_dir
@@ -321,6 +332,7 @@ class ImageService:
                 "subseed": request.subseed if request.subseed != -1 else random.randrange(2**32),
             }
         )
+        plan = self._plan(request)
         steps = request.steps
         if request.enable_hr:
             _check_hires_size(request)
@@ -335,7 +347,7 @@ class ImageService:
         mask = mask.copy() if mask is not None else None
 
         def work(job: Job) -> GenerationResult:
-            return self._run(job, request, mode, info, init, mask, keep=keep)
+            return self._run(job, request, mode, info, init, mask, keep=keep, plan=plan)
 
         return self.queue.submit(
             mode,
@@ -343,9 +355,18 @@ class ImageService:
             model=info.id,
             request={**request.model_dump(), "mode": mode},
             source=source,
-            batches=request.n_iter,
+            batches=len(plan.prompts) if plan.varies else request.n_iter,
             steps=steps,
         )
+
+    def _plan(self, request: ImageRequest) -> PromptPlan:
+        """The prompts each image runs with (styles applied, dynamic prompts drawn); checked here, so
+        a bad style or template queues nothing."""
+        if not request.styles and request.dynamic_prompts is None:
+            return PromptPlan([(request.prompt, request.negative_prompt)] * (request.batch_size * request.n_iter))
+        if self.prompt_craft is None:
+            raise InvalidRequest("styles and dynamic prompts need the studio's prompt service", param="styles")
+        return self.prompt_craft.plan(request)
 
     def generate(self, request: ImageRequest, mode: Mode = "txt2img", **kwargs) -> GenerationResult:
         """Queue a generation and wait for it."""
@@ -360,7 +381,9 @@ class ImageService:
         init: Image.Image | None,
         mask: Image.Image | None,
         keep: bool = True,
+        plan: PromptPlan | None = None,
     ) -> GenerationResult:
+        plan = plan or PromptPlan([(request.prompt, request.negative_prompt)] * (request.batch_size * request.n_iter))
         engine = self.registry.image_engine(info.id)
         if mode == "img2img" and engine.supports_instruct_edit and not engine.supports_img2img:
             mode = "edit"  # as in A1111: img2img with an InstructPix2Pix checkpoint edits by instruction
@@ -375,31 +398,67 @@ class ImageService:
             )
 
         reached: dict[int, tuple[int, int]] = {}  # batch -> (last step it ran, steps it would run)
+        offset = 0  # the batch number of the current run's first batch
 
         def on_step(step: StepInfo) -> None:
-            job.step, job.steps, job.batch, job.preview = step.step, step.total, step.batch, step.preview
-            reached[step.batch] = (step.step, step.total)
+            job.step, job.steps, job.batch, job.preview = step.step, step.total, offset + step.batch, step.preview
+            reached[offset + step.batch] = (step.step, step.total)
 
+        # Images whose prompts differ run one by one, each with its own prompt and the seed it has in the
+        # batch (seed + index, as A1111 gives it); otherwise the request runs as one, with its prompt made.
+        if plan.varies:
+            runs = [
+                request.model_copy(
+                    update={
+                        "prompt": positive,
+                        "negative_prompt": negative,
+                        "batch_size": 1,
+                        "n_iter": 1,
+                        "seed": request.seed + index,
+                        "subseed": request.subseed + index,
+                    }
+                )
+                for index, (positive, negative) in enumerate(plan.prompts)
+            ]
+            per_batch = 1
+        else:
+            positive, negative = plan.prompts[0]
+            runs = [request.model_copy(update={"prompt": positive, "negative_prompt": negative})]
+            per_batch = request.batch_size
+        images: list[tuple[Image.Image, int, int, ImageRequest]] = []
+        interrupted = False
         with self.registry.use_image_engine(info.id) as engine:  # a model swap waits for this generation
-            produced = engine.generate(request, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
+            for index, run in enumerate(runs):
+                offset = index  # on_step numbers this run's batches from here
+                if job.control.interrupt.is_set():
+                    interrupted = True
+                    break
+                produced = engine.generate(run, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
+                images += [
+                    (*made, run) for made in zip(produced.images, produced.seeds, produced.subseeds, strict=False)
+                ]
+                interrupted = interrupted or produced.interrupted
         model_hash = self.registry.model_hash(info)
         result = GenerationResult(
             request=request,
             mode=mode,
             model=info.id,
             model_hash=model_hash,
-            interrupted=produced.interrupted,
+            interrupted=interrupted,
             job_id=job.id,
             job_timestamp=time.strftime("%Y%m%d%H%M%S"),
+            styles=plan.styles,
+            template=plan.template,
+            negative_template=plan.negative_template,
         )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
-        fields = request.model_dump()
-        applied = _fields_as_run(request, mode)
-        for index, (image, seed, subseed) in enumerate(
-            zip(produced.images, produced.seeds, produced.subseeds, strict=False)
-        ):
+        for index, (image, seed, subseed, run) in enumerate(images):
+            # The record holds the prompts that ran and no styles or dynamic mode, so reusing it makes
+            # this very image again; what they were made from is kept beside it.
+            fields = {**run.model_dump(), "styles": [], "dynamic_prompts": None, "dynamic_seed": None}
+            applied = _fields_as_run(run, mode)
             # An image whose batch was interrupted or skipped part-way records the steps that ran.
-            ran = _steps_that_ran(request, mode, *reached.get(index // request.batch_size, (1, 1)))
+            ran = _steps_that_ran(request, mode, *reached.get(index // per_batch, (1, 1)))
             params = params_from_request(
                 {
                     **applied,
@@ -417,7 +476,10 @@ class ImageService:
             if "hr_steps_run" in ran:
                 params["Hires steps run"] = ran["hr_steps_run"]
             params["Version"] = VERSION
-            infotext = format_infotext(request.prompt, request.negative_prompt, params)
+            infotext = format_infotext(run.prompt, run.negative_prompt, params)
+            if plan.dynamic is not None:
+                # As the sd-dynamic-prompts extension writes them: after the parameter line.
+                infotext = add_templates(infotext, plan.template, plan.negative_template)
             image_id = new_id("img")
             path = None
             if keep:
@@ -429,8 +491,9 @@ class ImageService:
                 with self.db.tx() as conn:
                     conn.execute(
                         "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt,"
-                        " seed, subseed, width, height, params, infotext, created)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        " seed, subseed, width, height, params, infotext, created, prompt_template,"
+                        " negative_template, styles)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             image_id,
                             job.id,
@@ -438,8 +501,8 @@ class ImageService:
                             mode,
                             info.id,
                             model_hash,
-                            request.prompt,
-                            request.negative_prompt,
+                            run.prompt,
+                            run.negative_prompt,
                             seed,
                             subseed,
                             image.width,
@@ -449,23 +512,29 @@ class ImageService:
                             ),
                             infotext,
                             time.time(),
+                            plan.template,
+                            plan.negative_template,
+                            json.dumps(plan.styles, ensure_ascii=False),
                         ),
                     )
-            result.images.append(GeneratedImage(image_id, path, image, seed, subseed, infotext))
+            result.images.append(
+                GeneratedImage(image_id, path, image, seed, subseed, infotext, run.prompt, run.negative_prompt)
+            )
         return result
 
     def list(self, limit: int = 50, query: str | None = None, model: str | None = None) -> list[dict]:
-        """Recorded images, newest first; ``query`` matches the prompt, ``model`` the model id."""
+        """Recorded images, newest first; ``query`` matches the prompt or the template it was drawn from,
+        ``model`` the model id."""
         where, args = [], []
         if query:
-            where.append("prompt LIKE ? ESCAPE '\\'")
-            args.append(like_pattern(query))
+            where.append("(prompt LIKE ? ESCAPE '\\' OR prompt_template LIKE ? ESCAPE '\\')")
+            args += [like_pattern(query)] * 2
         if model:
             where.append("model = ?")
             args.append(model)
         sql = "SELECT * FROM images" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.db.conn.execute(sql + " ORDER BY created DESC LIMIT ?", (*args, limit))
-        return [{**dict(r), "params": json.loads(r["params"])} for r in rows]
+        return [{**dict(r), "params": json.loads(r["params"]), "styles": json.loads(r["styles"])} for r in rows]
 
     def file(self, image_id: str) -> Path:
         """The PNG file of a recorded image; NotFound for an id the gallery does not have, or whose file

@@ -157,6 +157,17 @@ def m006_tool_messages() -> str:
     """
 
 
+@migration
+def m008_image_prompt_templates() -> str:
+    # What an image's prompt was made from: the dynamic-prompt templates it was drawn from (the prompt
+    # column keeps the prompt that ran) and the saved styles applied to it, so history can show both.
+    return """
+        ALTER TABLE images ADD COLUMN prompt_template TEXT;
+        ALTER TABLE images ADD COLUMN negative_template TEXT;
+        ALTER TABLE images ADD COLUMN styles TEXT NOT NULL DEFAULT '[]';  -- JSON list of style names
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

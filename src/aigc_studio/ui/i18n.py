@@ -142,6 +142,38 @@ TABLE: dict[str, tuple[str, str]] = {
     "img_done": ("Done: {n} image(s) in {seconds} s", "完成：{n} 张图像，用时 {seconds} 秒"),
     "img_interrupted": ("Interrupted: {n} image(s) kept, {seconds} s", "已中断：保留 {n} 张图像，用时 {seconds} 秒"),
     "img_nothing_selected": ("Generate an image first.", "请先生成一张图像。"),
+    # prompt tools on the Images tab
+    "pc_expand": ("✨ Expand", "✨ 扩写"),
+    "pc_expand_empty": (
+        "Type a short idea in the prompt box first, e.g. “a lighthouse in a storm”.",
+        "请先在提示词框中写一个简短的想法，例如“暴风雨中的灯塔”。",
+    ),
+    "pc_expanded": (
+        "Expanded by {model} (seed {seed}, template {template}).",
+        "由 {model} 扩写（种子 {seed}，模板 {template}）。",
+    ),
+    "pc_styles": ("Styles", "风格"),
+    "pc_styles_help": (
+        "Saved styles (styles.csv), applied at generation in this order.",
+        "已保存的风格（styles.csv），生成时按此顺序应用。",
+    ),
+    "pc_apply_styles": ("Apply to prompt", "应用到提示词"),
+    "pc_styles_none": ("Choose one or more styles first.", "请先选择一个或多个风格。"),
+    "pc_dynamic": ("Dynamic prompts / wildcards", "动态提示词 / 通配符"),
+    "pc_dynamic_mode": ("Dynamic prompts", "动态提示词"),
+    "pc_dynamic_help": (
+        "{a|b} picks one, {2$$a|b|c} two, __name__ a line of wildcards/name.txt. Off: braces stay as typed.",
+        "{a|b} 任选其一，{2$$a|b|c} 选两个，__name__ 取 wildcards/name.txt 中的一行。关闭时花括号按原样保留。",
+    ),
+    "pc_dynamic_off": ("Off", "关闭"),
+    "pc_dynamic_random": ("Random (from the seed)", "随机（由种子决定）"),
+    "pc_dynamic_all": ("Every combination", "全部组合"),
+    "pc_preview": ("Preview", "预览"),
+    "pc_preview_out": ("Prompts it gives", "生成的提示词"),
+    "pc_no_wildcards": (
+        "No wildcard files yet: put NAME.txt (one value a line) in {folder}.",
+        "还没有通配符文件：请在 {folder} 中放入 NAME.txt（每行一个取值）。",
+    ),
     "png_drop": ("Drop a PNG here", "把 PNG 拖到这里"),
     "png_text": ("Parameters in the image", "图像中的参数"),
     "png_none": ("This image carries no generation parameters.", "这张图像不含生成参数。"),

@@ -15,6 +15,7 @@ from PIL import Image
 from ..contracts import HR_UPSCALERS, INPAINTING_FILL, SAMPLERS, SCHEDULERS, ImageRequest
 from ..errors import StudioError
 from ..images.infotext import parse_infotext, read_infotext, to_request_fields
+from . import prompt_tools
 from .common import Mistake, UIContext, field_widget, note, progress_bar, reports_to, snaps_to_multiple
 from .i18n import t, text
 
@@ -53,6 +54,8 @@ FORM_FIELDS = [
     "hr_scale",
     "hr_resize_x",
     "hr_resize_y",
+    "styles",
+    "dynamic_prompts",
 ]
 HIRES_DENOISING = "hires_denoising_strength"
 HIRES_FIELDS = ("hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y")
@@ -88,6 +91,8 @@ class ImagesTab:
             value = fields.get(name, gr.skip())
             if isinstance(value, bool) and isinstance(self.form[name], gr.Radio):
                 value = int(value)  # a yes/no field shown as two choices has the values 0 and 1
+            if name == "dynamic_prompts" and value is None:
+                value = prompt_tools.DYNAMIC_OFF
             values.append(value)
         if mode is not None:
             for name in ("denoising_strength", "resize_mode"):
@@ -114,6 +119,7 @@ def request_fields(mode: str, values: tuple) -> dict:
         del fields["model"]
     if fields["eta"] is None:
         del fields["eta"]
+    fields.update(prompt_tools.request_values(fields["styles"], fields["dynamic_prompts"]))
     return fields
 
 
@@ -148,6 +154,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         with gr.Column(scale=5):
             widget("prompt", lines=3, max_lines=8, placeholder=t("img_prompt_ph"))
             widget("negative_prompt", lines=2, max_lines=6)
+            tools = prompt_tools.build_widgets()
+            form["styles"], form["dynamic_prompts"] = tools.styles, tools.dynamic
         with gr.Column(scale=1, min_width=220, elem_classes=["aigc-params"]):
             generate = gr.Button(t("img_generate"), variant="primary", size="lg", elem_id="img-generate")
             with gr.Row():
@@ -429,7 +437,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             default = registry.default_image_model
         except StudioError:
             default = None  # no image model installed yet: the service says so on Generate
-        return (gr.Dropdown(choices=ids, value=default),)
+        return gr.Dropdown(choices=ids, value=default), prompt_tools.style_choices(ctx)
 
     outputs = [progress, preview, gallery, infotext, results, selected]
     form_inputs = [form[name] for name in FORM_FIELDS]
@@ -482,5 +490,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
     png_to_txt2img.click(png_send("txt2img"), [lang, png_fields, png], png_targets)
     png_to_img2img.click(png_send("img2img"), [lang, png_fields, png], png_targets)
 
-    tab.on_load, tab.load_outputs, tab.with_known_model = on_load, [form["model"]], with_known_model
+    prompt_tools.wire(ctx, tools, lang, form)
+    tab.on_load, tab.load_outputs = on_load, [form["model"], tools.styles]
+    tab.with_known_model = with_known_model
     return tab

@@ -67,6 +67,26 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
             "{0} 不是 AUTOMATIC1111 安装目录或其 models 文件夹：其中没有 Stable-diffusion 文件夹",
         ),
         (r"unknown (sampler|schedule type|hires upscaler) '(.*)'; valid: (.*)", "未知的取值“{1}”；可选：{2}"),
+        # prompt craft (services/prompt_styles.py, dynamic_prompts.py)
+        (r"no style (.+); the styles are: (.*)", "没有风格 {0}；现有风格：{1}"),
+        (
+            r"(.+?): unbalanced braces: '\}' at character (\d+) closes no '\{' .*",
+            "{0}：花括号不成对：第 {1} 个字符处的“}}”没有对应的“{{”"
+            "（动态提示词把 {{a|b}} 当作选项；要保留花括号请关闭动态提示词）",
+        ),
+        (
+            r"(.+?): unbalanced braces: '\{' at character (\d+) is never closed .*",
+            "{0}：花括号不成对：第 {1} 个字符处的“{{”没有闭合"
+            "（动态提示词把 {{a|b}} 当作选项；要保留花括号请关闭动态提示词）",
+        ),
+        (
+            r"(.+?): no wildcard file for __(.+?)__ \(looked for (.+)\); the wildcards are: (.*)",
+            "{0}：找不到通配符 __{1}__ 的文件（查找了 {2}）；现有通配符：{3}",
+        ),
+        (
+            r"(.+?): combinatorial mode gives more than (\d+) prompts from this template; .*",
+            "{0}：全部组合会生成超过 {1} 条提示词；最多 {1} 条（请减少选项或通配符，或改用随机模式）",
+        ),
     ]
 ]
 

@@ -302,6 +302,22 @@ async def set_options(
     return None
 
 
+class PromptStyleItem(BaseModel):
+    """A1111's PromptStyleItem: a saved style (AIGC_HOME/styles.csv)."""
+
+    name: str
+    prompt: str | None = Field(description="Applied to the prompt: {prompt} takes it, else appended after ', '.")
+    negative_prompt: str | None = Field(description="Applied to the negative prompt the same way.")
+
+
+@router.get(
+    "/prompt-styles",
+    responses=errors(A1111ErrorBody, {422: "AIGC_HOME/styles.csv is malformed; the message names the line."}),
+)
+def prompt_styles(studio: Studio = Depends(get_studio)) -> list[PromptStyleItem]:
+    return [style.as_dict() for style in studio.prompts.styles.all()]
+
+
 @router.get("/scripts")
 def scripts() -> ScriptsList:
     # The studio runs no A1111 scripts or extensions; clients (webuiapi) read this to learn which exist.

@@ -39,6 +39,9 @@ class ImageRecord(BaseModel):
     params: dict[str, Any] = Field(description="The whole request as it ran, with A1111's field names.")
     infotext: str = Field(description="A1111's infotext, as written into the PNG.")
     created: float = Field(description="Unix time.")
+    prompt_template: str | None = Field(description="The dynamic-prompt template the prompt was drawn from.")
+    negative_template: str | None = Field(description="The dynamic-prompt template of the negative prompt.")
+    styles: list[str] = Field(description="The saved styles applied to the prompts (prompt holds the result).")
 
 
 class JobState(BaseModel):
@@ -78,7 +81,9 @@ def image_file(
 @router.get("/images", responses=errors(ErrorBody, _BAD_QUERY))
 def list_images(
     limit: int = Query(50, ge=1, le=1000, description="At most this many images, newest first."),
-    q: str | None = Query(None, max_length=1000, description="Only images whose prompt contains this text."),
+    q: str | None = Query(
+        None, max_length=1000, description="Only images whose prompt, or the template it was drawn from, has this text."
+    ),
     studio: Studio = Depends(get_studio),
 ) -> list[ImageRecord]:
     return studio.images.list(limit=limit, query=q)
