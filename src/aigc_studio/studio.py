@@ -9,10 +9,12 @@ from .config import Config, load_config
 from .models.registry import Registry
 from .services.a1111 import A1111Service
 from .services.chat import ChatService
+from .services.editing import EditingService
 from .services.gallery import GalleryService
 from .services.images import ImageService
 from .services.jobs import JobQueue
 from .services.models import ModelService
+from .services.template_library import TemplateLibrary
 from .storage.db import Database
 from .storage.history import History
 
@@ -45,6 +47,8 @@ class Studio:
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.gallery = GalleryService(self.images, self.history)
+        self.templates = TemplateLibrary(self.config.home / "templates", self.chat)
+        self.editing = EditingService(self.chat, self.templates)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each
