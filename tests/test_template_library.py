@@ -7,7 +7,7 @@ import pytest
 
 from aigc_studio.config import load_config
 from aigc_studio.errors import NotFound
-from aigc_studio.services.template_library import TemplateExists, source_of, template_from_fields
+from aigc_studio.services.template_library import ShippedTemplate, TemplateExists, source_of, template_from_fields
 from aigc_studio.services.templates import BUILTIN_DIR, TemplateError, TemplateStore
 from aigc_studio.studio import Studio
 
@@ -81,7 +81,7 @@ def test_a_template_from_fields_is_checked_like_a_file(studio):
 
 def test_a_shipped_template_cannot_be_deleted_but_an_override_can_restoring_it(studio):
     lib = studio.templates
-    with pytest.raises(TemplateError, match=r"'polish\.en' is a shipped template and cannot be deleted"):
+    with pytest.raises(ShippedTemplate, match=r"'polish\.en' is a shipped template and cannot be deleted"):
         lib.delete("polish.en")
     _, shipped = lib.export("polish.en")
     override = lib.save(shipped.replace("Polish the text below", "Gently polish the text below"), key="polish.en")

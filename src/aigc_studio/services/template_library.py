@@ -31,7 +31,15 @@ from .templates import (
     parse_template,
 )
 
-__all__ = ["KEY_PATTERN", "Source", "TemplateExists", "TemplateLibrary", "source_of", "template_from_fields"]
+__all__ = [
+    "KEY_PATTERN",
+    "ShippedTemplate",
+    "Source",
+    "TemplateExists",
+    "TemplateLibrary",
+    "source_of",
+    "template_from_fields",
+]
 
 # A key as the API, the CLI and file names use it.
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(en|zh)$"
@@ -43,6 +51,13 @@ class TemplateExists(StudioError):
 
     status = 409
     code = "template_exists"
+
+
+class ShippedTemplate(StudioError):
+    """A shipped template cannot be deleted (a user's copy of it can)."""
+
+    status = 409
+    code = "template_is_shipped"
 
 
 def source_of(template: Template) -> Source:
@@ -212,7 +227,7 @@ class TemplateLibrary:
         shipped = (self.builtin_dir / f"{key}.toml").is_file()
         if not path.is_file():
             if shipped:
-                raise TemplateError(
+                raise ShippedTemplate(
                     f"'{key}' is a shipped template and cannot be deleted; to change it, edit it (your copy "
                     "then takes its place, and deleting your copy restores it)",
                     param="key",
