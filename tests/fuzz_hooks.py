@@ -17,6 +17,10 @@ Two things JSON Schema cannot say, supplied here:
     enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
   - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
     reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
+  - editing (/api/write/edit): the selection inside the text and not blank, tone only for the tone
+    operation, translate into the other language, max_tokens at most 4;
+  - templates: a created or edited template's prompt uses exactly its variables, each with a default (so
+    a run needs no values), an imported one is a valid file, and a run gives no values.
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -27,6 +31,7 @@ import base64
 import io
 import json
 import os
+import re
 import zlib
 
 import schemathesis
@@ -37,6 +42,11 @@ IMAGE_FORMAT = "base64-image"  # aigc_studio.services.a1111_schema.IMAGE_FORMAT
 A1111_PATHS = {"/sdapi/v1/txt2img", "/sdapi/v1/img2img"}
 TEXT_PATHS = {"/v1/chat/completions", "/v1/completions"}
 IMAGES_PATH = "/v1/images/generations"
+EDIT_PATH = "/api/write/edit"
+TEMPLATE_PATHS = {"/api/templates", "/api/templates/{key}"}  # create (POST) and edit (PUT)
+IMPORT_PATH = "/api/templates/import"
+RUN_PATH = "/api/templates/{key}/run"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # aigc_studio.services.templates.IDENTIFIER
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
@@ -144,6 +154,60 @@ def _small_openai_images(body: dict) -> None:
         body["size"] = f"{MAX_SIDE}x{MAX_SIDE}"
 
 
+def _small_options(body: dict) -> None:
+    options = body.get("options")
+    if not isinstance(options, dict):
+        options = body["options"] = {}
+    if options.get("max_tokens") is None or _over(options, "max_tokens", MAX_TOKENS):
+        options["max_tokens"] = MAX_TOKENS
+    if isinstance(options.get("stop"), list):
+        options["stop"] = [s for s in options["stop"] if s]  # an empty stop string is refused
+
+
+def _fitting_edit(body: dict) -> None:
+    body.update(_short(body))
+    if _ours(body):
+        body["model"] = TEXT_MODEL
+    text = body.get("text") or ""
+    if not text.strip():
+        text = body["text"] = "Some text to edit."
+    size, op = len(text), body.get("op")
+    start = min(body.get("start") or 0, size)
+    end = size if body.get("end") is None else min(body["end"], size)
+    start, end = min(start, end), max(start, end)
+    # the selection must be inside the text and hold something to edit (continue: text before it)
+    if not (text[:end] if op == "continue" else text[start:end]).strip():
+        start, end = 0, size
+    body["start"], body["end"] = start, end
+    if op == "tone":
+        body["tone"] = (body.get("tone") or "").strip() or "formal"
+    else:
+        body.pop("tone", None)
+    body.pop("target", None)  # translate: into the other language
+    _small_options(body)
+
+
+def _valid_template(body: dict) -> None:
+    body.update(_short(body))
+    variables = {k: v for k, v in (body.get("variables") or {}).items() if IDENTIFIER.match(k)}
+    for spec in variables.values():
+        spec["default"] = spec.get("default") or "x"  # so that running it needs no values
+    body["variables"] = variables
+    body["prompt"] = "Write about " + " and ".join("{" + name + "}" for name in variables) + "."
+    if isinstance(body.get("system"), str):
+        body["system"] = body["system"].replace("{", "").replace("}", "")
+
+
+IMPORTED = """name = "fuzz-import"
+language = "en"
+kind = "general"
+prompt = "Write about {topic}."
+
+[variables.topic]
+default = "the sea"
+"""
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
@@ -157,4 +221,16 @@ def map_case(context, case):
         _small_text(case.body)
     elif path == IMAGES_PATH:
         _small_openai_images(case.body)
+    elif path == EDIT_PATH:
+        _fitting_edit(case.body)
+    elif path in TEMPLATE_PATHS and case.operation.method.upper() in ("POST", "PUT"):
+        _valid_template(case.body)
+    elif path == IMPORT_PATH:
+        case.body["toml"] = IMPORTED
+    elif path == RUN_PATH:
+        case.body.update(_short(case.body))
+        case.body["variables"] = {}  # the fuzzer's templates give every variable a default
+        if _ours(case.body):
+            case.body["model"] = TEXT_MODEL
+        _small_options(case.body)
     return case

@@ -141,3 +141,14 @@ def test_run_renders_and_streams_a_one_off_generation(studio):
         studio.templates.prepare_run("haiku.en", {"subject": "x", "topic": "y"})
     with pytest.raises(TemplateError, match=r"template 'haiku\.en' needs a value for 'subject'"):
         studio.templates.prepare_run("haiku.en", {})
+
+
+def test_any_text_a_form_sends_round_trips_through_the_file(studio):
+    odd = 'tab\there, DEL \x7f, NUL \x00, quote " and backslash \\ and 中文'
+    text = template_from_fields(
+        name="odd", language="en", kind="general", title=odd, prompt=odd + " {v}", variables={"v": odd}
+    )
+    saved = studio.templates.save(text)
+    assert saved.title == odd and saved.prompt == odd + " {v}" and saved.variables[0].description == odd
+    with pytest.raises(TemplateError, match=r"not a TOML file: .*Unicode scalar value"):
+        studio.templates.save(template_from_fields(name="bad", language="en", kind="general", prompt="\ud800"))
