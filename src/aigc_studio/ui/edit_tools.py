@@ -14,6 +14,7 @@ import gradio as gr
 from ..services.editing import OPERATIONS, Change, EditRequest, EditResult, EditRun
 from .common import Mistake, UIContext, note, reports_to
 from .i18n import t, text
+from .messages import message_text
 
 # The Python offsets are code points; a textarea counts UTF-16 units (an emoji is two): convert.
 # The page's language comes along for the messages (the page script keeps it on <html lang>).
@@ -144,7 +145,7 @@ def build(ctx: UIContext, editor: gr.Textbox) -> None:
             run = ctx.studio.editing.start(prepared)
             with lock:
                 runs[session] = run
-            notes = " ".join(prepared.notes)
+            notes = " ".join(message_text(lang_value, n) for n in prepared.notes)
             working = text(lang_value, "edit_running", start=prepared.start, end=prepared.end)
             yield {
                 status: note(working + (" " + notes if notes else ""), "info"),
@@ -161,7 +162,7 @@ def build(ctx: UIContext, editor: gr.Textbox) -> None:
                 written += chunk.text
                 yield {answer: written}
             result = run.result
-            said = " ".join(result.notes)
+            said = " ".join(message_text(lang_value, n) for n in result.notes)
             if result.finish_reason == "cancelled":
                 yield idle(note(text(lang_value, "edit_stopped"), "info"), None)
             elif result.items is not None:
