@@ -10,8 +10,9 @@ import pytest
 from aigc_studio.config import load_config
 from aigc_studio.contracts import TextOptions
 from aigc_studio.errors import ContextLengthExceeded, InvalidRequest
+from aigc_studio.models.registry import ModelInfo
 from aigc_studio.services.editing import OPERATIONS, Change, EditRequest, char_diff, line_diff, parse_list
-from aigc_studio.services.language_fit import detect_language, language_fit
+from aigc_studio.services.language_fit import detect_language, language_fit, model_languages
 from aigc_studio.studio import Studio
 
 
@@ -195,3 +196,6 @@ def test_language_detection_and_fit(studio):
     assert warning.startswith("the model 'smollm2-135m' writes English only, and this text is in Chinese")
     assert "aigc models pull qwen2.5-0.5b-instruct" in warning
     assert language_fit(studio.registry.resolve("echo"), "zh") is None  # languages not known: no guess
+    # A catalog model pulled before the catalog listed languages: its entry still knows them.
+    pulled_earlier = ModelInfo(id="qwen2.5-0.5b-instruct", engine="llamacpp", path="/models/qwen.gguf")
+    assert model_languages(pulled_earlier) == ["en", "zh"] and language_fit(pulled_earlier, "zh") is None

@@ -89,6 +89,7 @@ def test_a_shipped_template_cannot_be_deleted_but_an_override_can_restoring_it(s
     assert source_of({t.key: t for t in lib.all()}["polish.en"]) == "override"
     assert lib.delete("polish.en").restored is True
     assert source_of(lib.get("polish.en")) == "shipped" and "Gently" not in lib.get("polish.en").prompt
+    assert lib.get("polish", "zh").title == "润色"  # TemplateStore's way of asking works too
 
 
 @pytest.mark.parametrize(

@@ -166,9 +166,10 @@ class TemplateLibrary:
                 found.append(exc.message)
         return found
 
-    def get(self, key: str) -> Template:
-        """The template ``name.language``; NotFound lists the keys there are."""
-        name, language = split_key(key)
+    def get(self, key: str, language: str | None = None) -> Template:
+        """The template ``name.language`` (or ``get(name, language)``, as ``TemplateStore.get``); NotFound
+        lists the keys there are."""
+        name, language = split_key(key if language is None else f"{key}.{language}")
         template = self.store.get(name, language)
         if template.source == "user":
             shipped = (self.builtin_dir / f"{key}.toml").is_file()
