@@ -36,6 +36,8 @@ _INVALID = {
     "declared but unused, unbalanced braces, a malformed file with its line, a bad name)."
 }
 _NOT_FOUND = {404: "No template has that key; the message lists the keys there are."}
+_TOO_LARGE = {413: "The request body is over the server's limit (max_body_mb)."}
+_BAD_QUERY = {400: "kind or language is not one of the allowed values; the message lists them."}
 
 
 class VariableOut(BaseModel):
@@ -160,7 +162,7 @@ def _toml(name: str, language: str, body: TemplateEdit) -> str:
     )
 
 
-@router.get("")
+@router.get("", responses=errors(ErrorBody, _BAD_QUERY))
 def list_templates(
     kind: Kind | None = Query(None, description="Only templates of this kind."),
     language: Literal["en", "zh"] | None = Query(None, description="Only templates in this language."),
@@ -173,7 +175,7 @@ def list_templates(
 _EXISTS = {409: "A user template with that key exists and replace was not asked."}
 
 
-@router.post("", status_code=201, responses=errors(ErrorBody, _INVALID | _EXISTS))
+@router.post("", status_code=201, responses=errors(ErrorBody, _INVALID | _EXISTS | _TOO_LARGE))
 def create_template(body: TemplateCreate, studio: Studio = Depends(get_studio)) -> TemplateOut:
     """Create a user template from fields. One with a shipped template's key overrides it."""
     text = _toml(body.name, body.language, body)
@@ -182,7 +184,7 @@ def create_template(body: TemplateCreate, studio: Studio = Depends(get_studio)) 
     )
 
 
-@router.post("/import", status_code=201, responses=errors(ErrorBody, _INVALID | _EXISTS))
+@router.post("/import", status_code=201, responses=errors(ErrorBody, _INVALID | _EXISTS | _TOO_LARGE))
 def import_template(body: TemplateImport, studio: Studio = Depends(get_studio)) -> TemplateOut:
     """Import a template file (as GET /api/templates/{key}/export gives it); checked before it is kept."""
     return template_out(studio.templates.save(body.toml, replace=body.replace, where="the imported file"))
@@ -193,7 +195,7 @@ def get_template(key: str = _KEY, studio: Studio = Depends(get_studio)) -> Templ
     return template_out(studio.templates.get(key))
 
 
-@router.put("/{key}", responses=errors(ErrorBody, _INVALID | _NOT_FOUND))
+@router.put("/{key}", responses=errors(ErrorBody, _INVALID | _NOT_FOUND | _TOO_LARGE))
 def edit_template(body: TemplateEdit, key: str = _KEY, studio: Studio = Depends(get_studio)) -> TemplateOut:
     """Change a template. Changing a shipped one keeps the user's copy in its place (deleting the copy
     restores it)."""
@@ -233,6 +235,7 @@ _RUN_ERRORS = {
     400: "A variable the template does not have, or a required one left out (the message names it); a prompt "
     "longer than the model's context (with the numbers); an option out of range.",
     404: "No template with that key, or no text model of that name; the message lists what there is.",
+    **_TOO_LARGE,
 }
 
 
