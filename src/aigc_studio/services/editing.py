@@ -166,11 +166,13 @@ class EditRun:
                 yield chunk
 
     def _begin(self) -> bool:
+        if self._cancelled:
+            if self.prepared.chat.lease is not None:
+                self.prepared.chat.lease.release()  # stopped before it began: free the model at once
+                self.prepared.chat.lease = None
+            return False
         self._started = True
-        if self._cancelled and self.prepared.chat.lease is not None:
-            self.prepared.chat.lease.release()  # stopped before it began: free the model at once
-            self.prepared.chat.lease = None
-        return not self._cancelled
+        return True
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -180,7 +182,7 @@ class EditRun:
     def result(self) -> EditResult:
         """The proposal: the new whole text and its diff (the original, unchanged, when cancelled)."""
         p = self.prepared
-        if (self._cancelled and not self._started) or self._run._job is None:
+        if not self._started:  # stopped before it began (or never run): nothing was proposed
             return _result(p, "", "cancelled", Usage(), "")
         done = self._run.result
         return _result(p, done.text, done.finish_reason, done.usage, done.response_id)
