@@ -66,6 +66,11 @@ def test_continue_inserts_after_the_selection_and_keeps_the_rest(studio):
     assert result.text == "The sea was calm. " + proposal + " Then the wind came."
     whole = studio.editing.run(EditRequest(op="continue", text=text))
     assert whole.text == text + " " + answer(studio, "continue", "en", text=text)
+    # A cursor (an empty selection) is where the continuation goes; Chinese takes no spaces around it.
+    zh = "第一段。\n\n第二段。"
+    at = zh.index("\n")
+    cursor = studio.editing.run(EditRequest(op="continue", text=zh, start=at, end=at))
+    assert cursor.text == "第一段。" + answer(studio, "continue", "zh", text="第一段。") + "\n\n第二段。"
 
 
 def test_chinese_text_gets_the_chinese_template_and_a_character_diff(studio):
