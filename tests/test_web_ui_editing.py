@@ -101,6 +101,12 @@ def type_and_select(page, text: str, start: int, end: int) -> None:
     )
 
 
+def upload(page, path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.click("#tpl-import")
+    chooser.value.set_files(str(path))
+
+
 def editor_value(page) -> str:
     return page.locator("#write-editor textarea").input_value()
 
@@ -230,7 +236,7 @@ def test_settings_templates_list_edit_export_import_delete(open_page, studio_ser
     page.click("#tpl-delete")
     wait_until(lambda: "Deleted haiku.en." in page.locator("#tpl-note").inner_text(), what="the delete")
     assert not (studio.config.home / "templates" / "haiku.en.toml").exists()
-    page.locator("#tpl-import input[type=file]").set_input_files(str(saved))
+    upload(page, saved)
     wait_until(lambda: "Imported haiku.en (yours)" in page.locator("#tpl-note").inner_text(), what="the import")
-    page.locator("#tpl-import input[type=file]").set_input_files(str(saved))
+    upload(page, saved)
     wait_until(lambda: "already exists" in page.locator("#tpl-note").inner_text(), what="the clash")
