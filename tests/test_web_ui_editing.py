@@ -157,7 +157,8 @@ def test_chinese_translate_shows_a_character_diff_and_reject_keeps_the_text(open
     text = "今天天气很好。我们去公园散步吧。"
     type_and_select(page, text, text.index("我们"), len(text))
     choose(page, "edit-op", "Translate")
-    assert page.locator("#edit-target").is_visible() and not page.locator("#edit-tone").is_visible()
+    wait_until(lambda: page.locator("#edit-target").is_visible(), what="the target language choice")
+    assert not page.locator("#edit-tone").is_visible()
     page.click("#edit-run")
     wait_until(lambda: page.locator("#edit-diff ins").count(), what="the proposal")
     expected = proposal(studio, "translate", "zh", text="我们去公园散步吧。", target="英文")
@@ -175,6 +176,7 @@ def test_stop_leaves_the_text_and_mistakes_are_one_message(open_page, panel_page
     text = " ".join(f"word{i}" for i in range(80))
     page.locator("#write-editor textarea").fill(text)
     choose(page, "edit-op", "Change tone")
+    wait_until(lambda: page.locator("#edit-tone").is_visible(), what="the tone box")
     page.click("#edit-run")
     wait_until(lambda: "needs the tone to write in" in note_text(page), what="the missing tone")
     page.fill("#edit-tone textarea", "friendly")
@@ -206,7 +208,7 @@ def test_settings_templates_list_edit_export_import_delete(open_page, studio_ser
     page = open_page(studio_server.url + "/", ready="#chat-input textarea")
     open_tab(page, "Settings")
     table = page.locator("#tpl-table")
-    wait_until(lambda: "blog-post.zh" in table.inner_text(), what="the template list")
+    wait_until(lambda: "continue.en" in table.inner_text(), timeout=30, what="the template list")
     assert "shipped" in table.inner_text()
     choose(page, "tpl-pick", "polish.en — Polish")
     wait_until(lambda: 'name = "polish"' in page.locator("#tpl-body textarea").input_value(), what="the file")
@@ -223,7 +225,7 @@ def test_settings_templates_list_edit_export_import_delete(open_page, studio_ser
     body.fill(body.input_value().replace("{topic", "{topic}").replace("my-template", "haiku"))
     page.click("#tpl-save")
     wait_until(lambda: "Saved haiku.en (yours)" in page.locator("#tpl-note").inner_text(), what="the save")
-    wait_until(lambda: "haiku.en" in table.inner_text(), what="the new row")
+    wait_until(lambda: "haiku.en" in table.inner_text(), what="the new row, first")
     assert (studio.config.home / "templates" / "haiku.en.toml").is_file()
     screenshot(page, "settings-templates-en")
 
@@ -240,3 +242,15 @@ def test_settings_templates_list_edit_export_import_delete(open_page, studio_ser
     wait_until(lambda: "Imported haiku.en (yours)" in page.locator("#tpl-note").inner_text(), what="the import")
     upload(page, saved)
     wait_until(lambda: "already exists" in page.locator("#tpl-note").inner_text(), what="the clash")
+
+
+def test_settings_templates_in_chinese(open_page, studio_server):
+    page = open_page(studio_server.url + "/", locale="zh-CN", ready="#chat-input textarea")
+    open_tab(page, "设置")
+    table = page.locator("#tpl-table")
+    wait_until(
+        lambda: "内置" in table.inner_text() and "续写" in table.inner_text(), timeout=30, what="the list in Chinese"
+    )
+    page.click("#tpl-delete")
+    wait_until(lambda: "请先选择一个模板" in page.locator("#tpl-note").inner_text(), what="the message in Chinese")
+    screenshot(page, "settings-templates-zh")

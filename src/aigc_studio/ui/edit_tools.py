@@ -137,7 +137,7 @@ def build(ctx: UIContext, editor: gr.Textbox) -> None:
                 text=current,
                 start=start,
                 end=end,
-                tone=tone_value if op_name == "tone" else None,
+                tone=(tone_value or "").strip() or None if op_name == "tone" else None,
                 target=target_value if op_name == "translate" and target_value in ("en", "zh") else None,
                 model=model_id or None,
             )

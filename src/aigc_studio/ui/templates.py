@@ -46,7 +46,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
     def listing(lang_value: str | None, selected: str | None = None):
         """The table, the picker (on ``selected``) and what could not be read."""
         library = ctx.studio.templates
-        templates = library.all()
+        # Yours first (what one comes here to manage), then the shipped ones, each by kind and key.
+        templates = sorted(library.all(), key=lambda tp: source_of(tp) == "shipped")
         rows = [[tp.key, tp.kind, shown_source(lang_value, tp), tp.title] for tp in templates]
         headers = [text(lang_value, key) for key in COLUMNS]
         choices = [(f"{tp.key} — {tp.title}" if tp.title else tp.key, tp.key) for tp in templates]
@@ -94,7 +95,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
         # Saving the template that is open changes it; a file naming another key is a new template.
         key = parse_template(content, "template").key
         saved = ctx.studio.templates.save(content, replace=replace_value or key == selected, where="template")
-        done = note(text(lang_value, "tpl_saved", key=saved.key, source=shown_source(lang_value, saved)), "ok")
+        done = note(text(lang_value, "tpl_saved", template=saved.key, source=shown_source(lang_value, saved)), "ok")
         return (*listing(lang_value, saved.key), *opened(lang_value, saved.key), done)
 
     @reports_to(message)
@@ -103,9 +104,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
             raise Mistake("tpl_pick_first")
         deleted = ctx.studio.templates.delete(selected)
         if deleted.restored:
-            done = text(lang_value, "tpl_restored", key=selected)
+            done = text(lang_value, "tpl_restored", template=selected)
             return (*listing(lang_value, selected), *opened(lang_value, selected), note(done, "ok"))
-        done = text(lang_value, "tpl_deleted", key=selected)
+        done = text(lang_value, "tpl_deleted", template=selected)
         return (*listing(lang_value), *opened(lang_value, None), note(done, "ok"))
 
     @reports_to(message)
@@ -114,7 +115,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
             raise Mistake("tpl_empty")
         content = Path(path).read_text(encoding="utf-8")
         saved = ctx.studio.templates.save(content, replace=replace_value, where=Path(path).name)
-        done = note(text(lang_value, "tpl_imported", key=saved.key, source=shown_source(lang_value, saved)), "ok")
+        done = note(text(lang_value, "tpl_imported", template=saved.key, source=shown_source(lang_value, saved)), "ok")
         return (*listing(lang_value, saved.key), *opened(lang_value, saved.key), done)
 
     listed = [table, pick, problems]
