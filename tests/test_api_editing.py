@@ -204,7 +204,10 @@ def test_a_real_polish_by_smollm2_through_the_api(live):
     assert r.status_code == 200
     body = r.json()
     assert body["model"] == "smollm2-135m" and body["language"] == "en" and body["notes"] == []
-    assert body["output"].strip() and body["text"] == body["output"].strip() and body["changed"]
+    # A 135M model may hand the text back as it was: what is checked is that its answer is the proposal,
+    # and that the diff says exactly what differs.
+    assert body["output"].strip() and body["text"] == body["output"].strip()
+    assert body["changed"] == (body["text"] != text) and body["finish_reason"] in ("stop", "length")
     assert "".join(c["text"] for c in body["changes"] if c["op"] != "insert") == text
     assert "".join(c["text"] for c in body["changes"] if c["op"] != "delete") == body["text"]
     assert body["usage"]["completion_tokens"] > 0
