@@ -20,7 +20,8 @@ Two things JSON Schema cannot say, supplied here:
   - editing (/api/write/edit): the selection inside the text and not blank, tone only for the tone
     operation, translate into the other language, max_tokens at most 4;
   - templates: a created or edited template's prompt uses exactly its variables, each with a default (so
-    a run needs no values), an imported one is a valid file, and a run gives no values.
+    a run needs no values; an edited shipped one keeps its variables), an imported one is a valid file,
+    and a run gives values for a shipped template's required variables only.
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -32,7 +33,9 @@ import io
 import json
 import os
 import re
+import tomllib
 import zlib
+from pathlib import Path
 
 import schemathesis
 from hypothesis import strategies as st
@@ -43,9 +46,9 @@ A1111_PATHS = {"/sdapi/v1/txt2img", "/sdapi/v1/img2img"}
 TEXT_PATHS = {"/v1/chat/completions", "/v1/completions"}
 IMAGES_PATH = "/v1/images/generations"
 EDIT_PATH = "/api/write/edit"
-TEMPLATE_PATHS = {"/api/templates", "/api/templates/{key}"}  # create (POST) and edit (PUT)
-IMPORT_PATH = "/api/templates/import"
+TEMPLATE_PATHS = {"/api/templates", "/api/templates/{key}"}  # create or import (POST) and edit (PUT)
 RUN_PATH = "/api/templates/{key}/run"
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "aigc_studio" / "templates"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # aigc_studio.services.templates.IDENTIFIER
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
@@ -187,9 +190,22 @@ def _fitting_edit(body: dict) -> None:
     _small_options(body)
 
 
-def _valid_template(body: dict) -> None:
+def _shipped_variables(key: str | None) -> dict:
+    """The variables of the shipped template ``key`` ({} when there is none): links from a listing can
+    lead the fuzzer to one."""
+    path = SHIPPED / f"{key}.toml"
+    return tomllib.loads(path.read_text(encoding="utf-8")).get("variables", {}) if key and path.is_file() else {}
+
+
+def _valid_template(body: dict, key: str | None) -> None:
+    if "toml" in body:  # an import
+        body.clear()
+        body["toml"] = IMPORTED
+        return
     body.update(_short(body))
     variables = {k: v for k, v in (body.get("variables") or {}).items() if IDENTIFIER.match(k)}
+    # Editing a shipped template keeps its variables, so the operations that fill them still can.
+    variables.update({name: {} for name in _shipped_variables(key)})
     for spec in variables.values():
         spec["default"] = spec.get("default") or "x"  # so that running it needs no values
     body["variables"] = variables
@@ -224,12 +240,12 @@ def map_case(context, case):
     elif path == EDIT_PATH:
         _fitting_edit(case.body)
     elif path in TEMPLATE_PATHS and case.operation.method.upper() in ("POST", "PUT"):
-        _valid_template(case.body)
-    elif path == IMPORT_PATH:
-        case.body["toml"] = IMPORTED
+        _valid_template(case.body, (case.path_parameters or {}).get("key"))
     elif path == RUN_PATH:
         case.body.update(_short(case.body))
-        case.body["variables"] = {}  # the fuzzer's templates give every variable a default
+        # the fuzzer's templates give every variable a default; a shipped one gets its required ones
+        required = _shipped_variables((case.path_parameters or {}).get("key"))
+        case.body["variables"] = {name: "x" for name, spec in required.items() if "default" not in spec}
         if _ours(case.body):
             case.body["model"] = TEXT_MODEL
         _small_options(case.body)

@@ -133,7 +133,7 @@ def test_templates_crud_export_import_over_http(server):
     assert exported.headers["content-disposition"] == 'attachment; filename="slogan.en.toml"'
     assert httpx.delete(url + "/slogan.en").json() == {"deleted": "slogan.en", "restored": False}
     assert httpx.get(url + "/slogan.en").status_code == 404
-    imported = httpx.post(url + "/import", json={"toml": exported.text})
+    imported = httpx.post(url, json={"toml": exported.text})
     assert imported.status_code == 201 and imported.json()["prompt"] == "Two slogans for {product}."
     ran = httpx.post(url + "/slogan.en/run", json={"variables": {"product": "tea"}, "model": "echo"})
     assert ran.json()["text"] == "Two slogans for tea." and ran.json()["finish_reason"] == "stop"
@@ -175,7 +175,14 @@ def test_template_override_and_restore_over_http(server):
             400,
             "variable x declared but never used",
         ),
-        ("post", "/import", {"toml": 'name = "t"\nlanguage = "en"\nkind = \n'}, 400, "not a TOML file"),
+        ("post", "", {"toml": 'name = "t"\nlanguage = "en"\nkind = \n'}, 400, "not a TOML file"),
+        (
+            "post",
+            "",
+            {"name": "t", "language": "en", "prompt": "Hi", "replace": 0},
+            400,
+            "Input should be a valid boolean",
+        ),
         ("put", "/nope.en", {"prompt": "Hi"}, 404, "no template 'nope.en'"),
         ("get", "/polish", None, 400, "key: String should match pattern"),
         (

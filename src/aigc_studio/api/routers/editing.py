@@ -10,14 +10,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ...contracts import TextChunk
+from ...contracts import MAX_STOP, TextChunk, TextOptions, json_int, limits_of
 from ...errors import StudioError
 from ...services.editing import EditRequest, EditResult
 from ...studio import Studio
@@ -72,6 +72,38 @@ async def run_until_done(request: Request, run: Any, on_chunk: Callable[[TextChu
         await task
 
 
+# Strict, as the schema declares: a value of another JSON type is refused, not converted.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def _option(name: str, limits: bool = True) -> Any:
+    """TextOptions' field ``name``: its description, and its limits unless its type carries them."""
+    extra = limits_of(TextOptions, name) if limits else {}
+    return Field(None, description=TextOptions.model_fields[name].description, **extra)
+
+
+class OptionsIn(BaseModel):
+    """Sampling options (TextOptions), with their limits; unset: the model's defaults."""
+
+    model_config = STRICT
+
+    temperature: float | None = _option("temperature")
+    top_p: float | None = _option("top_p")
+    top_k: json_int(**limits_of(TextOptions, "top_k")) | None = _option("top_k", limits=False)  # type: ignore[valid-type]
+    min_p: float | None = _option("min_p")
+    repeat_penalty: float | None = _option("repeat_penalty")
+    presence_penalty: float | None = _option("presence_penalty")
+    frequency_penalty: float | None = _option("frequency_penalty")
+    seed: json_int(**limits_of(TextOptions, "seed")) | None = _option("seed", limits=False)  # type: ignore[valid-type]
+    max_tokens: json_int(**limits_of(TextOptions, "max_tokens")) | None = _option("max_tokens", limits=False)  # type: ignore[valid-type]
+    stop: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list, max_length=MAX_STOP, description=f"Stop at any of these strings (at most {MAX_STOP})."
+    )
+
+    def to_options(self) -> TextOptions:
+        return TextOptions(**self.model_dump(exclude_none=True))
+
+
 class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -123,6 +155,9 @@ class OperationOut(BaseModel):
 
 
 class EditBody(EditRequest):
+    model_config = STRICT
+
+    options: OptionsIn | None = Field(None, description="Sampling options (temperature, seed, max_tokens...).")
     stream: bool = Field(False, description="Stream server-sent events instead of one JSON answer.")
 
 
@@ -175,8 +210,9 @@ async def edit(
     body: EditBody, request: Request, studio: Studio = Depends(get_studio)
 ) -> JSONResponse | StreamingResponse:
     """Run an editing operation on ``text`` (or ``start``:``end`` of it): the whole new text and its diff."""
-    fields = body.model_dump(exclude={"stream"})
-    prepared = await run_in_threadpool(studio.editing.prepare, EditRequest(**fields), source="api")
+    fields = body.model_dump(exclude={"stream", "options"})
+    options = body.options.to_options() if body.options is not None else None
+    prepared = await run_in_threadpool(studio.editing.prepare, EditRequest(**fields, options=options), source="api")
     run = studio.editing.start(prepared)
     if not body.stream:
         await run_until_done(request, run)

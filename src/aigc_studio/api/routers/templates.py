@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
-from ...contracts import TextOptions
 from ...errors import StudioError
 from ...services.language_fit import language_fit
 from ...services.template_library import KEY_PATTERN, source_of, template_from_fields
@@ -19,7 +18,7 @@ from ...services.templates import IDENTIFIER, KINDS, MAX_TEMPLATE_CHARS, NAME, T
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
-from .editing import UsageOut, run_until_done, sse, streamed
+from .editing import STRICT, OptionsIn, UsageOut, run_until_done, sse, streamed
 
 router = APIRouter(prefix="/api/templates", tags=["templates"])
 
@@ -63,7 +62,7 @@ class TemplateOut(BaseModel):
 
 
 class VariableSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     description: str = Field("", max_length=1000)
     default: str | None = Field(None, max_length=10_000, description="Unset: the variable must be given.")
@@ -72,7 +71,7 @@ class VariableSpec(BaseModel):
 class TemplateEdit(BaseModel):
     """A template's content, as fields; the studio writes it as a TOML file and checks it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     kind: Kind = "general"
     title: str = Field("", max_length=200)
@@ -98,7 +97,7 @@ class TemplateCreate(TemplateEdit):
 
 
 class TemplateImport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     toml: str = Field(min_length=1, max_length=MAX_TEMPLATE_CHARS, description="The template file's text.")
     replace: bool = Field(False, description="Replace a user template of the same key (else a 409).")
@@ -110,7 +109,7 @@ class Deleted(BaseModel):
 
 
 class RunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     variables: dict[str, Annotated[str, StringConstraints(max_length=100_000)]] = Field(
         default_factory=dict,
@@ -118,7 +117,7 @@ class RunBody(BaseModel):
         description="A value for each variable (those with defaults may be left out).",
     )
     model: str | None = Field(None, min_length=1, max_length=200, description="Text model; unset: the default.")
-    options: TextOptions | None = None
+    options: OptionsIn | None = None
     stream: bool = Field(False, description="Stream server-sent events instead of one JSON answer.")
 
 
@@ -176,18 +175,21 @@ _EXISTS = {409: "A user template with that key exists and replace was not asked.
 
 
 @router.post("", status_code=201, responses=errors(ErrorBody, _INVALID | _EXISTS | _TOO_LARGE))
-def create_template(body: TemplateCreate, studio: Studio = Depends(get_studio)) -> TemplateOut:
-    """Create a user template from fields. One with a shipped template's key overrides it."""
-    text = _toml(body.name, body.language, body)
-    return template_out(
-        studio.templates.save(text, replace=body.replace, where=f"template '{body.name}.{body.language}'")
-    )
-
-
-@router.post("/import", status_code=201, responses=errors(ErrorBody, _INVALID | _EXISTS | _TOO_LARGE))
-def import_template(body: TemplateImport, studio: Studio = Depends(get_studio)) -> TemplateOut:
-    """Import a template file (as GET /api/templates/{key}/export gives it); checked before it is kept."""
-    return template_out(studio.templates.save(body.toml, replace=body.replace, where="the imported file"))
+def create_template(
+    body: Annotated[
+        TemplateCreate | TemplateImport,
+        Body(description="A template as fields, or a template file to import ({toml, replace})."),
+    ],
+    studio: Studio = Depends(get_studio),
+) -> TemplateOut:
+    """Create a user template from fields, or import a template file (as GET /api/templates/{key}/export
+    gives it). Checked before it is kept; one with a shipped template's key overrides it."""
+    if isinstance(body, TemplateImport):
+        saved = studio.templates.save(body.toml, replace=body.replace, where="the imported file")
+    else:
+        where = f"template '{body.name}.{body.language}'"
+        saved = studio.templates.save(_toml(body.name, body.language, body), replace=body.replace, where=where)
+    return template_out(saved)
 
 
 @router.get("/{key}", responses=errors(ErrorBody, _NOT_FOUND | {400: "The key is not NAME.LANGUAGE."}))
@@ -224,7 +226,7 @@ def delete_template(key: str = _KEY, studio: Studio = Depends(get_studio)) -> De
     | errors(ErrorBody, _NOT_FOUND | {400: "The key is not NAME.LANGUAGE."}),
 )
 def export_template(key: str = _KEY, studio: Studio = Depends(get_studio)) -> Response:
-    """The template as its TOML file, for download (POST /api/templates/import reads it back)."""
+    """The template as its TOML file, for download (POST /api/templates with {toml} reads it back)."""
     filename, text = studio.templates.export(key)
     return Response(
         text, media_type="application/toml", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
@@ -250,7 +252,12 @@ async def run_template(
     """Fill the template with ``variables`` and generate (one-off: kept out of chat history)."""
     template = studio.templates.get(key)
     prepared = await run_in_threadpool(
-        studio.templates.prepare_run, key, body.variables, model=body.model, options=body.options, source="api"
+        studio.templates.prepare_run,
+        key,
+        body.variables,
+        model=body.model,
+        options=body.options.to_options() if body.options is not None else None,
+        source="api",
     )
     fit = language_fit(studio.chat.resolve_model(prepared.model), template.language)
     notes = [fit] if fit else []
