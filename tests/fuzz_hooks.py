@@ -18,10 +18,12 @@ Two things JSON Schema cannot say, supplied here:
   - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
     reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
   - editing (/api/write/edit): the selection inside the text and not blank, tone only for the tone
-    operation, translate into the other language, max_tokens at most 4;
+    operation, translate into the other language, max_tokens at most 4; these and template runs name
+    AIGC_FUZZ_EDIT_MODEL (echo) where they name the server's model or none;
   - templates: a created or edited template's prompt uses exactly its variables, each with a default (so
-    a run needs no values; an edited shipped one keeps its variables), an imported one is a valid file,
-    and a run gives values for a shipped template's required variables only.
+    a run needs no values), and is the fuzzer's own, never an override of a shipped one (see
+    _own_template); an imported one is a valid file; a run gives values for a shipped template's
+    required variables.
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -52,6 +54,9 @@ SHIPPED = Path(__file__).resolve().parents[1] / "src" / "aigc_studio" / "templat
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # aigc_studio.services.templates.IDENTIFIER
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
+# Editing and template runs: the echo test engine (the operations' prompts are long for SmolLM2 on 2 cores;
+# what is fuzzed here is the API, and tests/test_api_editing.py runs a real SmolLM2 edit).
+EDIT_MODEL = os.environ.get("AIGC_FUZZ_EDIT_MODEL", "echo")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
 SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
 
@@ -169,8 +174,8 @@ def _small_options(body: dict) -> None:
 
 def _fitting_edit(body: dict) -> None:
     body.update(_short(body))
-    if _ours(body):
-        body["model"] = TEXT_MODEL
+    if _ours(body) or body.get("model") is None:
+        body["model"] = EDIT_MODEL
     text = body.get("text") or ""
     if not text.strip():
         text = body["text"] = "Some text to edit."
@@ -197,21 +202,30 @@ def _shipped_variables(key: str | None) -> dict:
     return tomllib.loads(path.read_text(encoding="utf-8")).get("variables", {}) if key and path.is_file() else {}
 
 
-def _valid_template(body: dict, key: str | None) -> None:
+def _valid_template(body: dict) -> None:
     if "toml" in body:  # an import
         body.clear()
         body["toml"] = IMPORTED
         return
     body.update(_short(body))
+    if isinstance(body.get("name"), str) and (SHIPPED / f"{body['name']}.{body.get('language')}.toml").is_file():
+        body["name"] = "fuzz-" + body["name"][:58]  # see _own_template
     variables = {k: v for k, v in (body.get("variables") or {}).items() if IDENTIFIER.match(k)}
-    # Editing a shipped template keeps its variables, so the operations that fill them still can.
-    variables.update({name: {} for name in _shipped_variables(key)})
     for spec in variables.values():
         spec["default"] = spec.get("default") or "x"  # so that running it needs no values
     body["variables"] = variables
     body["prompt"] = "Write about " + " and ".join("{" + name + "}" for name in variables) + "."
     if isinstance(body.get("system"), str):
         body["system"] = body["system"].replace("{", "").replace("}", "")
+
+
+def _own_template(case) -> None:
+    """Edit a template of the fuzzer's own, never a shipped one. Editing a shipped template saves an
+    override, and deleting that brings the shipped one back at the same address — as documented, but a
+    stateful fuzzer reads it as a deleted resource still served (use after free)."""
+    key = (case.path_parameters or {}).get("key")
+    if key and (SHIPPED / f"{key}.toml").is_file():
+        case.path_parameters["key"] = "fuzz-" + key
 
 
 IMPORTED = """name = "fuzz-import"
@@ -240,13 +254,14 @@ def map_case(context, case):
     elif path == EDIT_PATH:
         _fitting_edit(case.body)
     elif path in TEMPLATE_PATHS and case.operation.method.upper() in ("POST", "PUT"):
-        _valid_template(case.body, (case.path_parameters or {}).get("key"))
+        _own_template(case)
+        _valid_template(case.body)
     elif path == RUN_PATH:
         case.body.update(_short(case.body))
         # the fuzzer's templates give every variable a default; a shipped one gets its required ones
         required = _shipped_variables((case.path_parameters or {}).get("key"))
         case.body["variables"] = {name: "x" for name, spec in required.items() if "default" not in spec}
-        if _ours(case.body):
-            case.body["model"] = TEXT_MODEL
+        if _ours(case.body) or case.body.get("model") is None:
+            case.body["model"] = EDIT_MODEL
         _small_options(case.body)
     return case
