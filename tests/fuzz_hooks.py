@@ -20,6 +20,13 @@ Two things JSON Schema cannot say, supplied here:
     templates without choices or wildcards (the server has no wildcard files);
   - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
     reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
+  - editing (/api/write/edit): the selection inside the text and not blank, tone only for the tone
+    operation, translate into the other language, max_tokens at most 4; these and template runs name
+    AIGC_FUZZ_EDIT_MODEL (echo) where they name the server's model or none;
+  - templates: a created or edited template's prompt uses exactly its variables, each with a default (so
+    a run needs no values), and is the fuzzer's own, never an override of a shipped one (see
+    _own_template); an imported one is a valid file; a run gives values for a shipped template's
+    required variables.
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -30,7 +37,10 @@ import base64
 import io
 import json
 import os
+import re
+import tomllib
 import zlib
+from pathlib import Path
 
 import schemathesis
 from hypothesis import strategies as st
@@ -40,8 +50,16 @@ IMAGE_FORMAT = "base64-image"  # aigc_studio.services.a1111_schema.IMAGE_FORMAT
 A1111_PATHS = {"/sdapi/v1/txt2img", "/sdapi/v1/img2img"}
 TEXT_PATHS = {"/v1/chat/completions", "/v1/completions"}
 IMAGES_PATH = "/v1/images/generations"
+EDIT_PATH = "/api/write/edit"
+TEMPLATE_PATHS = {"/api/templates", "/api/templates/{key}"}  # create or import (POST) and edit (PUT)
+RUN_PATH = "/api/templates/{key}/run"
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "aigc_studio" / "templates"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # aigc_studio.services.templates.IDENTIFIER
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
+# Editing and template runs: the echo test engine (the operations' prompts are long for SmolLM2 on 2 cores;
+# what is fuzzed here is the API, and tests/test_api_editing.py runs a real SmolLM2 edit).
+EDIT_MODEL = os.environ.get("AIGC_FUZZ_EDIT_MODEL", "echo")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
 STYLES_CSV = 'name,prompt,negative_prompt\nfuzzed,"a style, {prompt}",blurry\n'
 SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
@@ -163,6 +181,82 @@ def _small_openai_images(body: dict) -> None:
         body["size"] = f"{MAX_SIDE}x{MAX_SIDE}"
 
 
+def _small_options(body: dict) -> None:
+    options = body.get("options")
+    if not isinstance(options, dict):
+        options = body["options"] = {}
+    if options.get("max_tokens") is None or _over(options, "max_tokens", MAX_TOKENS):
+        options["max_tokens"] = MAX_TOKENS
+    if isinstance(options.get("stop"), list):
+        options["stop"] = [s for s in options["stop"] if s]  # an empty stop string is refused
+
+
+def _fitting_edit(body: dict) -> None:
+    body.update(_short(body))
+    if _ours(body) or body.get("model") is None:
+        body["model"] = EDIT_MODEL
+    text = body.get("text") or ""
+    if not text.strip():
+        text = body["text"] = "Some text to edit."
+    size, op = len(text), body.get("op")
+    start = min(body.get("start") or 0, size)
+    end = size if body.get("end") is None else min(body["end"], size)
+    start, end = min(start, end), max(start, end)
+    # the selection must be inside the text and hold something to edit (continue: text before it)
+    if not (text[:end] if op == "continue" else text[start:end]).strip():
+        start, end = 0, size
+    body["start"], body["end"] = start, end
+    if op == "tone":
+        body["tone"] = (body.get("tone") or "").strip() or "formal"
+    else:
+        body.pop("tone", None)
+    body.pop("target", None)  # translate: into the other language
+    _small_options(body)
+
+
+def _shipped_variables(key: str | None) -> dict:
+    """The variables of the shipped template ``key`` ({} when there is none): links from a listing can
+    lead the fuzzer to one."""
+    path = SHIPPED / f"{key}.toml"
+    return tomllib.loads(path.read_text(encoding="utf-8")).get("variables", {}) if key and path.is_file() else {}
+
+
+def _valid_template(body: dict) -> None:
+    if "toml" in body:  # an import
+        body.clear()
+        body["toml"] = IMPORTED
+        return
+    body.update(_short(body))
+    if isinstance(body.get("name"), str) and (SHIPPED / f"{body['name']}.{body.get('language')}.toml").is_file():
+        body["name"] = "fuzz-" + body["name"][:58]  # see _own_template
+    variables = {k: v for k, v in (body.get("variables") or {}).items() if IDENTIFIER.match(k)}
+    for spec in variables.values():
+        spec["default"] = spec.get("default") or "x"  # so that running it needs no values
+    body["variables"] = variables
+    body["prompt"] = "Write about " + " and ".join("{" + name + "}" for name in variables) + "."
+    if isinstance(body.get("system"), str):
+        body["system"] = body["system"].replace("{", "").replace("}", "")
+
+
+def _own_template(case) -> None:
+    """Edit a template of the fuzzer's own, never a shipped one. Editing a shipped template saves an
+    override, and deleting that brings the shipped one back at the same address — as documented, but a
+    stateful fuzzer reads it as a deleted resource still served (use after free)."""
+    key = (case.path_parameters or {}).get("key")
+    if key and (SHIPPED / f"{key}.toml").is_file():
+        case.path_parameters["key"] = "fuzz-" + key
+
+
+IMPORTED = """name = "fuzz-import"
+language = "en"
+kind = "general"
+prompt = "Write about {topic}."
+
+[variables.topic]
+default = "the sea"
+"""
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
@@ -182,4 +276,17 @@ def map_case(context, case):
         case.body["csv"] = STYLES_CSV
     elif path == "/api/prompts/expand":
         case.body["model"] = "echo"  # the test model answers at once; tests/test_prompt_craft_live.py runs SmolLM2
+    elif path == EDIT_PATH:
+        _fitting_edit(case.body)
+    elif path in TEMPLATE_PATHS and case.operation.method.upper() in ("POST", "PUT"):
+        _own_template(case)
+        _valid_template(case.body)
+    elif path == RUN_PATH:
+        case.body.update(_short(case.body))
+        # the fuzzer's templates give every variable a default; a shipped one gets its required ones
+        required = _shipped_variables((case.path_parameters or {}).get("key"))
+        case.body["variables"] = {name: "x" for name, spec in required.items() if "default" not in spec}
+        if _ours(case.body) or case.body.get("model") is None:
+            case.body["model"] = EDIT_MODEL
+        _small_options(case.body)
     return case

@@ -9,12 +9,13 @@ from .config import Config, load_config
 from .models.registry import Registry
 from .services.a1111 import A1111Service
 from .services.chat import ChatService
+from .services.editing import EditingService
 from .services.gallery import GalleryService
 from .services.images import ImageService
 from .services.jobs import JobQueue
 from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
-from .services.templates import TemplateStore
+from .services.template_library import TemplateLibrary
 from .storage.db import Database
 from .storage.history import History
 
@@ -36,7 +37,7 @@ class Studio:
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)
-        self.templates = TemplateStore(self.config.home / "templates")
+        self.templates = TemplateLibrary(self.config.home / "templates", self.chat)
         # Styles (AIGC_HOME/styles.csv), wildcards (AIGC_HOME/wildcards/) and prompt expansion.
         self.prompts = PromptCraft(self.config.home, self.chat, self.templates)
         self.jobs = JobQueue(self.db)
@@ -51,6 +52,7 @@ class Studio:
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.gallery = GalleryService(self.images, self.history)
+        self.editing = EditingService(self.chat, self.templates)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

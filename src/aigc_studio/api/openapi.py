@@ -26,7 +26,8 @@ class ErrorDetail(BaseModel):
     param: str | None = Field(description="The request field the error is about, where there is one.")
     code: str | None = Field(
         description="A machine-readable reason where there is one: model_not_found, not_found, too_large, "
-        "context_length_exceeded, model_load_failed, interrupted, method_not_allowed, model_unavailable."
+        "context_length_exceeded, model_load_failed, interrupted, method_not_allowed, model_unavailable, "
+        "invalid_template, template_not_found, template_exists, template_is_shipped."
     )
 
 

@@ -471,11 +471,15 @@ def _server_log_config(path: Path, level: str) -> dict:
     return cfg
 
 
-from . import images as _images  # noqa: E402  (registers its commands on the group above)
+from . import editing as _editing  # noqa: E402  (each registers its commands on the group above)
+from . import images as _images  # noqa: E402
 from . import prompt as _prompt  # noqa: E402
+from . import templates as _templates  # noqa: E402
 
 _images.register(cli)
 _prompt.register(cli)
+_templates.register(cli)
+_editing.register(cli)
 
 
 def main() -> None:

@@ -50,6 +50,9 @@ class CatalogEntry:
     defaults: dict[str, object] = field(default_factory=dict, hash=False)
     architecture: str | None = None  # "sd15", "sd21", "sdxl", "sd15-pix2pix", "qwen2", ...
     variant: str | None = None  # diffusers weight variant to load, e.g. "fp16"
+    # The languages a text model writes well, as the studio's templates name them ("en", "zh"); empty
+    # when not stated. The editing and writing tools warn when a text's language is not among them.
+    languages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.files) == bool(self.allow_patterns):
@@ -177,6 +180,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         description="Qwen2.5 0.5B chat, Q4_K_M: small and quick, Chinese and English, 32k context.",
         defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.05},
         architecture="qwen2",
+        languages=("en", "zh"),
     ),
     CatalogEntry(
         id="qwen2.5-1.5b-instruct",
@@ -190,6 +194,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         description="Qwen2.5 1.5B chat, Q4_K_M: noticeably better than 0.5B, still fine on a laptop CPU.",
         defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.05},
         architecture="qwen2",
+        languages=("en", "zh"),
     ),
 )
 

@@ -507,5 +507,6 @@ def pull_and_register(
         description=entry.description,
         defaults=dict(entry.defaults),
         variant=entry.variant,
+        languages=list(entry.languages) or None,
     )
     return info, True

@@ -52,6 +52,9 @@ class ModelInfo:
     variant: str | None = None  # diffusers weight variant, e.g. "fp16"
     # An image model's UNet input channels, read from its files when added (None: not known yet).
     unet_in_channels: int | None = None
+    # The languages a text model writes well ("en", "zh"), from the catalog or the built-in list; None
+    # when not known (a file added by hand), and then no language warning is given for it.
+    languages: list[str] | None = None
 
     @property
     def size_bytes(self) -> int | None:
@@ -142,6 +145,7 @@ def builtin_models(test_models: bool = False) -> list[ModelInfo]:
             license="Apache-2.0",
             description="Embedded default: small, fast, English, often wrong.",
             builtin=True,
+            languages=["en"],
         ),
         ModelInfo(
             id="plain",
@@ -266,6 +270,7 @@ class Registry:
         description: str = "",
         defaults: dict | None = None,
         variant: str | None = None,
+        languages: list[str] | None = None,
     ) -> ModelInfo:
         """Register a local model: a GGUF file (text), or a Stable Diffusion checkpoint (.safetensors,
         .ckpt) or diffusers folder (image). Its header is read so a wrong file is refused now."""
@@ -291,6 +296,7 @@ class Registry:
             defaults=defaults or {},
             variant=variant,
             unet_in_channels=in_channels,
+            languages=languages,
         )
         extra = {
             "context_length": None,
@@ -301,6 +307,7 @@ class Registry:
             "defaults": info.defaults,
             "variant": variant,
             "unet_in_channels": in_channels,
+            "languages": languages,
         }
         with self.db.tx() as conn:
             conn.execute(

@@ -24,7 +24,7 @@ from ..errors import InvalidRequest
 from .chat import ChatService
 from .dynamic_prompts import MAX_COMBINATIONS, DynamicMode, DynamicPrompts
 from .prompt_styles import StyleStore, apply_styles
-from .templates import TemplateStore
+from .template_library import TemplateLibrary
 
 __all__ = ["EXPAND_TEMPLATE", "Expansion", "PromptCraft", "PromptPlan", "expansion_schema", "idea_language"]
 
@@ -87,7 +87,7 @@ class PromptPlan:
 
 
 class PromptCraft:
-    def __init__(self, home: Path, chat: ChatService, templates: TemplateStore):
+    def __init__(self, home: Path, chat: ChatService, templates: TemplateLibrary):
         self.styles = StyleStore(home / "styles.csv")
         self.dynamic = DynamicPrompts(home / "wildcards")
         self.chat = chat

@@ -141,10 +141,12 @@ class Template:
 
 
 def _toml_str(value: str) -> str:
-    # A TOML basic string: JSON's escapes are TOML's, bar \/ which json.dumps never writes.
+    # A TOML basic string: JSON's escapes are TOML's, bar \/ which json.dumps never writes. JSON leaves
+    # DEL and lone surrogates raw, which TOML (and UTF-8) cannot hold: escaped, DEL reads back as
+    # itself and a surrogate is refused as the invalid text it is, instead of failing the write.
     import json
 
-    return json.dumps(value, ensure_ascii=False)
+    return re.sub(r"[\x7f\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def placeholders(text: str, where: str) -> list[str]:

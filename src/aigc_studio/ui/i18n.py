@@ -13,6 +13,7 @@ import gradio as gr
 
 from ..config import SETTINGS
 from ..contracts import MAX_STOP, ImageRequest, TextOptions
+from .i18n_editing import LABELS as EDITING_LABELS
 
 LANGUAGES = [("English", "en"), ("简体中文", "zh-CN")]
 
@@ -432,8 +433,9 @@ def _declared_help(name: str) -> str:
 
 
 def _tables() -> tuple[dict[str, str], dict[str, str]]:
-    en = {key: pair[0] for key, pair in {**GRADIO_KEYS, **TABLE}.items()}
-    zh = {key: pair[1] for key, pair in {**GRADIO_KEYS, **TABLE}.items()}
+    labels = {**GRADIO_KEYS, **TABLE, **EDITING_LABELS}
+    en = {key: pair[0] for key, pair in labels.items()}
+    zh = {key: pair[1] for key, pair in labels.items()}
     for name, (label_en, label_zh, help_zh) in FIELDS.items():
         en[f"f_{name}"], zh[f"f_{name}"] = label_en, label_zh
         en[f"h_{name}"], zh[f"h_{name}"] = _declared_help(name), help_zh

@@ -87,6 +87,34 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
             r"(.+?): combinatorial mode gives more than (\d+) prompts from this template; .*",
             "{0}：全部组合会生成超过 {1} 条提示词；最多 {1} 条（请减少选项或通配符，或改用随机模式）",
         ),
+        # editing and templates (services/editing.py, services/template_library.py)
+        (
+            r"the selection (\d+):(\d+) is outside the text, which has (\d+) characters; .*",
+            "选区 {0}:{1} 超出了文字范围（全文共 {2} 个字符）；应满足 0 ≤ 起点 ≤ 终点 ≤ {2}",
+        ),
+        (r"the selection (\d+):(\d+) is empty; .*", "选区 {0}:{1} 是空的；请选中要处理的文字，或不选以处理全文"),
+        (r"the selection (\d+):(\d+) holds only spaces; .*", "选区 {0}:{1} 只有空白；请选中要处理的文字"),
+        (r"the operation 'tone' needs the tone to write in.*", "“改变语气”需要填写语气，例如正式、亲切、有说服力"),
+        (
+            r"the model '(.+)' writes English only, and this text is in Chinese: expect a poor answer; "
+            r"for it, pull a model that writes it: (.*)",
+            "模型“{0}”只会写英文，而这段文字是中文，效果会很差；请下载能写中文的模型：{1}",
+        ),
+        (
+            r"the answer was cut short by the token limit or the model's context; .*",
+            "回答因词元上限或模型上下文长度被截断，可能停在句子中间",
+        ),
+        (r"the model gave an empty answer; the text is unchanged", "模型的回答为空；文字没有改动"),
+        (r"(.+): (\{.+\}) used but not declared under \[variables\]", "{0}：{1} 没有在 [variables] 中声明"),
+        (r"(.+): variable (.+) declared but never used", "{0}：变量 {1} 已声明但没有使用"),
+        (
+            r"'(.+)' is a shipped template and cannot be deleted; .*",
+            "“{0}”是内置模板，不能删除；可以修改它（你的副本会替换它，删除副本即可恢复）",
+        ),
+        (
+            r"a user template '(.+)' already exists; .*",
+            "已有自定义模板“{0}”；请勾选“替换同名的自定义模板”，或换一个名称",
+        ),
     ]
 ]
 

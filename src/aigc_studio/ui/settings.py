@@ -1,6 +1,7 @@
 """The Settings tab: where outputs go, and the studio's defaults as ``$AIGC_HOME/config.toml`` holds
 them, one widget per declared setting (``config.SETTINGS``). Save writes the changed ones, all or none:
-a value the studio could not start with is refused with a message by the button."""
+a value the studio could not start with is refused with a message by the button. Below them, the prompt
+templates (ui/templates.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import gradio as gr
 
 from ..config import SETTINGS, file_settings, save_settings
 from ..errors import InvalidRequest
+from . import templates
 from .common import Mistake, UIContext, note, reports_to
 from .i18n import t, text
 
@@ -42,6 +44,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
                     widgets[key] = gr.Number(precision=0, **common)
                 else:
                     widgets[key] = gr.Textbox(**common)
+    load_templates, template_outputs = templates.build(ctx, lang)
 
     def differences(lang_value: str | None, saved: dict) -> str:
         """Which values this server runs with that config.toml does not say (a flag, a variable)."""
@@ -52,7 +55,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
     def on_load(lang_value: str | None = None):
         config = ctx.studio.config
         saved = file_settings()
-        return str(config.home), str(config.outputs_dir), differences(lang_value, saved), *saved.values()
+        shown = str(config.home), str(config.outputs_dir), differences(lang_value, saved), *saved.values()
+        return *shown, *load_templates(lang_value)
 
     @reports_to(message)
     def on_save(lang_value: str, *values):
@@ -80,4 +84,4 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
         return note(done, "ok"), differences(lang_value, file_settings())
 
     save.click(on_save, [lang, *widgets.values()], [message, running])
-    return on_load, [home, outputs_dir, running, *widgets.values()]
+    return on_load, [home, outputs_dir, running, *widgets.values(), *template_outputs]
