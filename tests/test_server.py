@@ -230,6 +230,10 @@ def test_a_users_mistake_is_one_log_line_and_a_bug_logs_its_traceback(aigc_home)
             r = httpx.get(server.url + "/v1/models")
             assert r.status_code == 500
             assert r.json()["error"]["message"] == "internal error (RuntimeError); the server log has the details"
+            # uvicorn logs the traceback after the 500 has been sent: wait for it, bounded
+            deadline = time.monotonic() + 10
+            while not uvicorns.records and time.monotonic() < deadline:
+                time.sleep(0.02)
             (logged,) = uvicorns.records
             assert logged.exc_info is not None and "a bug in the registry" in str(logged.exc_info[1])
         finally:
