@@ -13,7 +13,10 @@ from .services.gallery import GalleryService
 from .services.images import ImageService
 from .services.jobs import JobQueue
 from .services.models import ModelService
+from .services.templates import TemplateStore
+from .services.writing import WritingService
 from .storage.db import Database
+from .storage.documents import DocumentStore
 from .storage.history import History
 
 
@@ -45,6 +48,9 @@ class Studio:
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.gallery = GalleryService(self.images, self.history)
+        self.writing = WritingService(
+            self.chat, self.models, DocumentStore(self.db), TemplateStore(self.config.home / "templates")
+        )
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

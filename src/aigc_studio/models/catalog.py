@@ -25,7 +25,7 @@ from typing import Literal
 
 from ..errors import ModelNotFound
 
-__all__ = ["CATALOG", "CatalogEntry", "NotInCatalog", "find"]
+__all__ = ["BUILTIN_LANGUAGES", "CATALOG", "CatalogEntry", "NotInCatalog", "find", "languages_of"]
 
 Kind = Literal["text", "image"]
 Engine = Literal["llamacpp", "diffusers"]
@@ -50,6 +50,8 @@ class CatalogEntry:
     defaults: dict[str, object] = field(default_factory=dict, hash=False)
     architecture: str | None = None  # "sd15", "sd21", "sdxl", "sd15-pix2pix", "qwen2", ...
     variant: str | None = None  # diffusers weight variant to load, e.g. "fp16"
+    # Languages a text model was trained to write (ISO 639-1, the strongest first); empty: not known.
+    languages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.files) == bool(self.allow_patterns):
@@ -84,6 +86,13 @@ _SD_FP16 = {"unet": _UNET_FP16, "vae": _UNET_FP16, "text_encoder": _CLIP_FP16, "
 _SD_FP32 = {"unet": _UNET, "vae": _UNET, "text_encoder": _CLIP}
 _SD_PARTS = ("tokenizer", "text_encoder", "unet", "vae")
 _FEATURE_EXTRACTOR = ("feature_extractor/preprocessor_config.json",)
+
+# Qwen2.5's model card: "multilingual support for over 29 languages, including Chinese, English, French,
+# Spanish, Portuguese, German, Italian, Russian, Japanese, Korean, Vietnamese, Thai, Arabic, and more".
+QWEN_LANGUAGES = ("zh", "en", "fr", "es", "pt", "de", "it", "ru", "ja", "ko", "vi", "th", "ar")
+
+# Models that come with the studio rather than from the catalog: SmolLM2 was trained on English text only.
+BUILTIN_LANGUAGES: dict[str, tuple[str, ...]] = {"smollm2-135m": ("en",)}
 
 CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry(
@@ -177,6 +186,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         description="Qwen2.5 0.5B chat, Q4_K_M: small and quick, Chinese and English, 32k context.",
         defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.05},
         architecture="qwen2",
+        languages=QWEN_LANGUAGES,
     ),
     CatalogEntry(
         id="qwen2.5-1.5b-instruct",
@@ -190,6 +200,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         description="Qwen2.5 1.5B chat, Q4_K_M: noticeably better than 0.5B, still fine on a laptop CPU.",
         defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.05},
         architecture="qwen2",
+        languages=QWEN_LANGUAGES,
     ),
 )
 
@@ -211,3 +222,12 @@ def find(name: str) -> CatalogEntry:
         if wanted == entry.id.lower() or wanted in (alias.lower() for alias in entry.aliases):
             return entry
     raise NotInCatalog(name)
+
+
+def languages_of(model_id: str) -> tuple[str, ...] | None:
+    """The languages the model ``model_id`` (a built-in or a pulled catalog model) writes; None when the
+    studio does not know (a model the user added themselves, a test engine)."""
+    if model_id in BUILTIN_LANGUAGES:
+        return BUILTIN_LANGUAGES[model_id]
+    entry = next((e for e in CATALOG if e.id == model_id), None)
+    return entry.languages if entry is not None and entry.languages else None

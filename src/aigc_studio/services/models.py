@@ -2,11 +2,13 @@
 
 The registry knows what exists and what is loaded; this service holds what a user does with it: make a
 model the default (for this process and in ``config.toml``, so every tab and command agrees), resolve an
-AUTOMATIC1111 checkpoint title, import an A1111 install, pull a catalog model.
+AUTOMATIC1111 checkpoint title, import an A1111 install, pull a catalog model, and say whether a model
+writes a language (``language_fit``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from ..config import Config, save_setting
 from ..errors import ModelNotFound, StudioError
 from ..models.registry import ModelInfo, Registry
 
-__all__ = ["A1111Import", "ModelService"]
+__all__ = ["A1111Import", "LanguageFit", "ModelService", "detect_language"]
 
 
 @dataclass
@@ -25,6 +27,55 @@ class A1111Import:
     added: list[tuple[str, str]] = field(default_factory=list)  # (model id, A1111 title)
     already: list[str] = field(default_factory=list)  # titles of checkpoints added before
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative name, why)
+
+
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese"}
+# Han ideographs (CJK Unified Ideographs and Extension A) and CJK punctuation, full-width forms.
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")
+
+
+def detect_language(text: str) -> str:
+    """ "zh" when at least a fifth of the text's non-space characters are Chinese, else "en"."""
+    letters = [c for c in text if not c.isspace()]
+    if not letters:
+        return "en"
+    return "zh" if len(_CJK.findall(text)) * 5 >= len(letters) else "en"
+
+
+@dataclass
+class LanguageFit:
+    """Whether a text model writes a language: ``fits`` is None when the studio does not know the
+    model's languages (a model the user added), and then nothing is said."""
+
+    model: str
+    language: str
+    fits: bool | None
+    languages: tuple[str, ...] = ()  # what the model writes, when known
+    suggestion: str | None = None  # a catalog model that writes the language, when this one does not
+
+    @property
+    def message(self) -> str | None:
+        """The warning a shell shows when the model does not fit (English; the web UI has its own)."""
+        if self.fits is not False:
+            return None
+        name = LANGUAGE_NAMES.get(self.language, self.language)
+        knows = ", ".join(LANGUAGE_NAMES.get(code, code) for code in self.languages)
+        hint = (
+            f"; for {name}, pull a model that writes it: aigc models pull {self.suggestion} (then -m {self.suggestion})"
+            if self.suggestion
+            else ""
+        )
+        return f"model '{self.model}' writes {knows} only, not {name}: expect poor text{hint}"
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "language": self.language,
+            "fits": self.fits,
+            "languages": list(self.languages),
+            "suggestion": self.suggestion,
+            "message": self.message,
+        }
 
 
 class ModelService:
@@ -82,3 +133,20 @@ class ModelService:
                 continue
             outcome.added.append((m.model_name.lower(), m.title))
         return outcome
+
+    def language_fit(self, model: str | None, language: str | None = None, text: str | None = None) -> LanguageFit:
+        """Whether the text model ``model`` (the default when None) writes ``language`` (or, without it,
+        the language ``text`` is in: Chinese when a fifth of it is), and if not, which catalog model to
+        pull instead: the largest one that writes it."""
+        from ..models.catalog import CATALOG, languages_of
+
+        info = self.registry.resolve(model or self.registry.default_model, kind="text")
+        language = language or detect_language(text or "")
+        languages = languages_of(info.id)
+        if languages is None:
+            return LanguageFit(info.id, language, None)
+        if language in languages:
+            return LanguageFit(info.id, language, True, languages)
+        writers = [e for e in CATALOG if e.kind == "text" and language in e.languages]
+        best = max(writers, key=lambda e: e.size_bytes).id if writers else None
+        return LanguageFit(info.id, language, False, languages, best)
