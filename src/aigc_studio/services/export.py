@@ -48,9 +48,14 @@ def _markdown() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 
+def _without_comments(content: str) -> str:
+    # The pipeline's notes to itself (an unfinished section) are HTML comment lines: not for readers.
+    return re.sub(r"(?m)^<!--.*-->[ \t]*$", "", content)
+
+
 def to_html(content: str, title: str, language: str = "en") -> str:
     """A standalone HTML page of the Markdown ``content``."""
-    body = _markdown().render(re.sub(r"(?m)^<!--.*-->\s*$", "", content))
+    body = _markdown().render(_without_comments(content))
     lang = "zh-CN" if language == "zh" else "en"
     return (
         f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
@@ -97,7 +102,7 @@ def to_docx(content: str, title: str) -> bytes:
 
     document = Document()
     document.core_properties.title = title
-    tokens = _markdown().parse(content)
+    tokens = _markdown().parse(_without_comments(content))
     lists: list[str] = []  # "bullet" or "ordered", innermost last
     quote = 0
     style_for_paragraph: str | None = None

@@ -365,10 +365,10 @@ class WritingService:
                     break
                 current = i
                 yield from self._write_section(run, i)
-                current = None
                 if article.sections[i]["state"] != "done":
                     status = "cancelled"
                     break
+                current = None
             complete = all(s["state"] == "done" for s in article.sections)
             if status == "done" and complete and run.mode != "regenerate" and not run.cancelled.is_set():
                 if not article.abstract or run.mode == "new":
@@ -480,6 +480,7 @@ class WritingService:
         previous: list[tuple[int, str]] = list(values.pop("previous", None) or [])
         dropped: list[int] = []
         notes: list[str] = []
+        optional = {v.name for v in self.templates.get(template, language).variables if not v.required}
 
         def render() -> list[Message]:
             shown = dict(values)
@@ -513,7 +514,7 @@ class WritingService:
                     low = mid
                 else:
                     high = mid - 1
-            values[key] = full[:low] or None
+            values[key] = full[:low] or (None if key in optional else "")
             messages = render()
             n = count(messages)
             notes.append(
