@@ -199,11 +199,11 @@ def test_documents_are_searchable_in_any_language(studio):
     ("field", "value", "message"),
     [
         ("title", "   ", "title: must not be empty: give a title or keywords"),
-        ("length", 0, "length: length must be 100-20000 (words in English, characters in Chinese), got 0"),
-        ("length", 10**7, "length must be 100-20000 (words in English, characters in Chinese), got 10000000"),
-        ("sections", 0, "sections must be 1-20, got 0"),
-        ("sections", 21, "sections must be 1-20, got 21"),
-        ("notes", "x" * 20_001, "notes must be at most 20000 characters, got 20001"),
+        ("length", 0, "length: must be 100-20000 (words in English, characters in Chinese), got 0"),
+        ("length", 10**7, "length: must be 100-20000 (words in English, characters in Chinese), got 10000000"),
+        ("sections", 0, "sections: must be 1-20, got 0"),
+        ("sections", 21, "sections: must be 1-20, got 21"),
+        ("notes", "x" * 20_001, "notes: must be at most 20000 characters, got 20001"),
     ],
 )
 def test_bad_spec_is_refused_with_the_range(studio, field, value, message):

@@ -475,6 +475,10 @@ from . import images as _images  # noqa: E402  (registers its commands on the gr
 
 _images.register(cli)
 
+from . import write as _write  # noqa: E402
+
+_write.register(cli)
+
 
 def main() -> None:
     cli(prog_name="aigc")

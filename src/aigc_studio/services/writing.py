@@ -85,7 +85,7 @@ class ArticleSpec(BaseModel):
     def _length_in_range(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool) and not MIN_LENGTH <= value <= MAX_LENGTH:
             raise ValueError(
-                f"length must be {MIN_LENGTH}-{MAX_LENGTH} (words in English, characters in Chinese), got {value}"
+                f"must be {MIN_LENGTH}-{MAX_LENGTH} (words in English, characters in Chinese), got {value}"
             )
         return value
 
@@ -93,14 +93,14 @@ class ArticleSpec(BaseModel):
     @classmethod
     def _sections_in_range(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= MAX_SECTIONS:
-            raise ValueError(f"sections must be 1-{MAX_SECTIONS}, got {value}")
+            raise ValueError(f"must be 1-{MAX_SECTIONS}, got {value}")
         return value
 
     @field_validator("notes", mode="before")
     @classmethod
     def _notes_in_limit(cls, value: object) -> object:
         if isinstance(value, str) and len(value) > MAX_NOTES:
-            raise ValueError(f"notes must be at most {MAX_NOTES} characters, got {len(value)}")
+            raise ValueError(f"must be at most {MAX_NOTES} characters, got {len(value)}")
         return value
 
 
