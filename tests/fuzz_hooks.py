@@ -15,6 +15,9 @@ Two things JSON Schema cannot say, supplied here:
     tool_choice that names a given tool (or "none" without tools), top_logprobs only with logprobs,
     logit_bias tokens under 1000 (every model has those), and a small JSON Schema the llama.cpp grammar
     enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
+  - articles (/api/write/article, /api/write/outline): one section of 100 words, every string at most 100
+    characters, a section's max_tokens at most 4, and an article's outline given (one heading), so only
+    the abstract and tags are written at length;
   - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
     reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
@@ -37,6 +40,7 @@ IMAGE_FORMAT = "base64-image"  # aigc_studio.services.a1111_schema.IMAGE_FORMAT
 A1111_PATHS = {"/sdapi/v1/txt2img", "/sdapi/v1/img2img"}
 TEXT_PATHS = {"/v1/chat/completions", "/v1/completions"}
 IMAGES_PATH = "/v1/images/generations"
+WRITE_PATHS = {"/api/write/article", "/api/write/outline"}
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
@@ -144,6 +148,18 @@ def _small_openai_images(body: dict) -> None:
         body["size"] = f"{MAX_SIDE}x{MAX_SIDE}"
 
 
+def _small_write(body: dict, path: str) -> None:
+    body.update(_short(body))
+    if _ours(body):
+        body["model"] = TEXT_MODEL
+    body["sections"], body["length"] = 1, 100
+    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    options["max_tokens"] = min(options.get("max_tokens") or MAX_TOKENS, MAX_TOKENS)
+    body["options"] = options
+    if path == "/api/write/article":
+        body["headings"] = (body.get("headings") or ["One"])[:1]
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
@@ -157,4 +173,6 @@ def map_case(context, case):
         _small_text(case.body)
     elif path == IMAGES_PATH:
         _small_openai_images(case.body)
+    elif path in WRITE_PATHS:
+        _small_write(case.body, path)
     return case

@@ -56,7 +56,9 @@ class ArticleSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=300, description="The title, or keywords, of the article.")
+    title: str = Field(
+        min_length=1, max_length=300, pattern=r"\S", description="The title, or keywords, of the article."
+    )
     language: Literal["en", "zh"] = Field("en", description="The language to write in: en or zh.")
     audience: str = Field("", max_length=200, description="Who the article is for (empty: general readers).")
     tone: str = Field("", max_length=100, description="The tone to write in (empty: clear and friendly).")

@@ -26,7 +26,8 @@ router = APIRouter(prefix="/api", tags=["writing"])
 _ID = {"pattern": "^doc-[0-9a-f]+$"}
 _BAD = {400: "A field is missing, of the wrong type or out of range; the message names it and its range."}
 _MISSING = {404: "No such document, version or model (the message names it)."}
-Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING)]
+# Not blank: at least one character that is not a space (the services refuse blank text, saying so).
+Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING, pattern=r"\S")]
 
 
 class ArticleRequest(ArticleSpec):
@@ -63,7 +64,9 @@ class OutlineRequest(BaseModel):
 class SaveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, max_length=MAX_CONTENT, description="The whole article as Markdown.")
+    content: str = Field(
+        min_length=1, max_length=MAX_CONTENT, pattern=r"\S", description="The whole article as Markdown."
+    )
 
 
 class Section(BaseModel):
@@ -262,7 +265,9 @@ def write_save(body: SaveRequest, document_id: str = _DOC, studio: Studio = Depe
 
 @router.get("/documents", responses=errors(ErrorBody, _BAD))
 def list_documents(
-    q: str | None = Query(None, min_length=1, max_length=1000, description="Title or any version's text contains it."),
+    q: str | None = Query(
+        None, min_length=1, max_length=1000, pattern=r"\S", description="Title or any version's text contains it."
+    ),
     limit: int = Query(50, ge=1, le=1000, description="At most this many, most recently changed first."),
     studio: Studio = Depends(get_studio),
 ) -> list[DocumentSummary]:
