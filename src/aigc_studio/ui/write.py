@@ -359,5 +359,6 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
         return _fit_note(lang_value, fit_now.as_dict())
 
     language.change(on_fit, [lang, language, model], fit)
+    lang.change(on_fit, [lang, language, model], fit)  # the warning in the page's new language
     model.change(on_fit, [lang, language, model], fit)
     return WriteTab(refresh=refresh, refresh_outputs=[model, documents])
