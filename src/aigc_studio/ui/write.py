@@ -13,7 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import InvalidRequest, StudioError
-from ..services.writing import MAX_LENGTH, MAX_NOTES, MAX_SECTIONS, MIN_LENGTH, ArticleRun, ArticleSpec
+from ..services.article_spec import MAX_LENGTH, MAX_NOTES, MAX_SECTIONS, MIN_LENGTH, ArticleSpec
+from ..services.writing import ArticleRun
 from . import edit_tools
 from .common import Mistake, UIContext, note, progress_bar, reports_to
 from .i18n import t, text

@@ -15,8 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...services.article_spec import MAX_CONTENT, MAX_HEADING, MAX_SECTIONS, ArticleSpec
 from ...services.export import FORMATS
-from ...services.writing import MAX_CONTENT, MAX_HEADING, MAX_SECTIONS, ArticleRun, ArticleSpec
+from ...services.writing import ArticleRun
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
