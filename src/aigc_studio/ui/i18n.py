@@ -89,6 +89,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "w_progress_outline": ("Writing the outline…", "正在生成大纲…"),
     "w_progress_section": ("Section {k}/{n}: {heading}", "第 {k}/{n} 节：{heading}"),
     "w_progress_finish": ("Abstract and tags…", "正在生成摘要和标签…"),
+    "w_nothing": ("Nothing left to write: every section is done.", "没有要写的内容了：所有小节都已写完。"),
     "w_done": ("Done: saved as version {version} of {doc}.", "完成：已保存为 {doc} 的第 {version} 版。"),
     "w_outline_done": (
         "Outline saved ({doc}). Edit it, then Write article.",

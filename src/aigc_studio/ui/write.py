@@ -177,6 +177,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
                     written = sum(s["state"] == "done" for s in run.article.sections)
                     if kind == "done":
                         key = "w_outline_done" if run.kwargs.get("outline_only") else "w_done"
+                        key = key if event.version is not None else "w_nothing"
                         message = note(text(lang_value, key, version=event.version, doc=doc_id), "ok")
                         bar = progress_bar(100, f"{written}/{total}", done=True)
                     elif kind == "cancelled":
@@ -212,13 +213,17 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
     @reports_to(status)
     def on_write(request: gr.Request, lang_value, doc_id, outline_text, *values):
         headings = _headings(outline_text)
-        if doc_id is None:
-            run = studio().writing.start(spec_from(*values), headings=headings or None)
+        spec = spec_from(*values)
+        stored = studio().writing.get(doc_id)["version"] if doc_id is not None else None
+        if stored is None or stored["spec"].get("title") != spec.title:
+            # No document yet, or a new title: a new article (with the outline in the box, if any,
+            # unless it is the open document's).
+            own = headings and (stored is None or headings != stored["outline"])
+            run = studio().writing.start(spec, headings=headings if own else None)
         else:
-            stored = studio().writing.get(doc_id)["version"]["outline"]
-            if headings and headings != stored:
+            if headings and headings != stored["outline"]:
                 studio().writing.set_outline(doc_id, headings)
-            run = studio().writing.continue_(doc_id, values[4] or None)
+            run = studio().writing.continue_(doc_id, spec.model)
         yield from follow(run, request.session_hash, lang_value)
 
     @reports_to(status)

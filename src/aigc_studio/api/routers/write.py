@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...errors import StudioError
 from ...services.article_spec import MAX_CONTENT, MAX_HEADING, MAX_SECTIONS, ArticleSpec
 from ...services.export import FORMATS
 from ...services.writing import ArticleRun
@@ -197,8 +198,6 @@ async def write_outline(body: ArticleSpec, studio: Studio = Depends(get_studio))
         run = studio.writing.start(body, outline_only=True)
         events = list(run)
         if events[-1].type == "error":
-            from ...errors import StudioError
-
             raise StudioError(events[-1].message or "the outline failed", code="generation_failed")
         notices = [e.message for e in events if e.type in ("language", "trimmed") and e.message]
         return OutlineResult(**studio.writing.get(run.document_id), notices=notices)
