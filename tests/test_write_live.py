@@ -30,7 +30,7 @@ def test_smollm2_writes_a_short_english_article_through_the_api(live):
     assert "language" not in kinds  # English with an English model: nothing to warn about
     outline = events[0]
     assert outline["type"] == "outline" and len(outline["headings"]) == 2  # the grammar holds it to two
-    assert all(0 < len(h) <= 120 for h in outline["headings"])
+    assert all(0 < len(h) <= 80 for h in outline["headings"])
     starts = [(e["section"], e["total"], e["heading"]) for e in events if e["type"] == "section_start"]
     assert starts == [(1, 2, outline["headings"][0]), (2, 2, outline["headings"][1])]
     assert kinds.count("delta") > 10 and kinds[-1] == "done"

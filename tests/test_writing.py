@@ -256,3 +256,7 @@ def test_tags_summaries_and_markdown_round_trip():
     parts = parse_markdown("# T\n\nAbs\n\n## A\n\n```\n## not a heading\n```\n\n## B\n\nb\n", "x")
     assert parts.title == "T" and parts.abstract == "Abs"
     assert [h for h, _ in parts.sections] == ["A", "B"] and "## not a heading" in parts.sections[0][1]
+
+
+def test_parse_headings_from_json_cut_short():
+    assert parse_headings('{"headings": ["Why tea", "How it is made", "Where it gr', 3) == ["Why tea", "How it is made"]

@@ -45,6 +45,10 @@ def parse_headings(answer: str, wanted: int) -> list[str]:
         data = next((v for v in data.values() if isinstance(v, list)), None)
     if isinstance(data, list):
         candidates = [str(item) for item in data if isinstance(item, (str, int, float))]
+    elif text[:1] in "{[" and text:
+        # JSON cut short (the answer ran out of tokens): the complete strings in it, bar the key.
+        strings = re.finditer(r'"((?:[^"\\]|\\.)*)"', text)
+        candidates = [json.loads(f'"{m.group(1)}"') for m in strings if not text[m.end() :].lstrip().startswith(":")]
     else:
         lines = [line for line in text.splitlines() if line.strip()]
         listed = [line for line in lines if _LIST_MARK.match(line) or _SECTION_WORD.match(line.strip())]

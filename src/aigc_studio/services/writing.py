@@ -454,7 +454,7 @@ class WritingService:
         response_format = None
         if engine.supports_response_format:
             # The grammar makes even a small model answer with exactly N headings, as a parseable list.
-            heading = {"type": "string", "minLength": 1, "maxLength": 120}
+            heading = {"type": "string", "minLength": 1, "maxLength": 80}
             schema = {
                 "type": "object",
                 "properties": {
@@ -569,7 +569,7 @@ class WritingService:
                 "additionalProperties": False,
             }
             response_format = ResponseFormat(type="json_schema", name="tags", schema=schema)
-        messages, max_tokens, notes = self._fit(run, "tags", "article-tags", values, 80, ["abstract"])
+        messages, max_tokens, notes = self._fit(run, "tags", "article-tags", values, 120, ["abstract"])
         yield from self._note(run, notes)
         answer = "".join(self._generate(run, messages, max_tokens, response_format))
         if not run.cancelled.is_set():
