@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from ..errors import InvalidRequest, StudioError
 from ..services.article_spec import MAX_LENGTH, MAX_NOTES, MAX_SECTIONS, MIN_LENGTH, ArticleSpec
@@ -324,9 +325,10 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
         if doc_id is None:
             raise Mistake("w_no_doc")
         out = studio().writing.export(doc_id, fmt_v or "md", int(number) if number else None)
-        folder = studio().config.home / "cache" / "exports" / doc_id
+        # Gradio serves files from its own upload folder (under AIGC_HOME/cache/gradio) without asking.
+        folder = Path(get_upload_folder()) / "exports" / doc_id
         folder.mkdir(parents=True, exist_ok=True)
-        path = Path(folder) / out.filename
+        path = folder / out.filename
         path.write_bytes(out.data)
         return {file: str(path), status: note(text(lang_value, "w_exported", name=html.unescape(out.filename)), "ok")}
 
