@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import docx
 import httpx
@@ -133,3 +134,21 @@ def test_errors_on_a_stored_document(server):
     fmt = httpx.get(f"{server.url}/api/documents/{doc_id}/export", params={"format": "pdf"})
     assert fmt.status_code == 400 and "format" in fmt.json()["error"]["message"]
     assert len(httpx.get(f"{server.url}/api/documents/{doc_id}/versions").json()) == 2
+
+
+def test_a_client_that_goes_away_stops_the_run_and_what_was_written_is_kept(server):
+    server.studio.registry.engine("echo").delay = 0.01
+    body = {"title": "Leaving early", "length": 600, "headings": ["One", "Two", "Three"]}
+    with httpx.stream("POST", server.url + "/api/write/article", json=body, timeout=60) as response:
+        for line in response.iter_lines():
+            event = json.loads(line.removeprefix("data: ")) if line.startswith("data: {") else {}
+            if event.get("type") == "delta" and event.get("section") == 2:
+                doc_id = event["document_id"]
+                break
+    deadline = time.time() + 20
+    while len(server.studio.writing.versions(doc_id)) < 2:
+        assert time.time() < deadline, "the stopped run was not saved"
+        time.sleep(0.05)
+    version = server.studio.writing.get(doc_id)["version"]
+    assert version["reason"] == "article written, stopped in section 2 of 3"
+    assert [s["state"] for s in version["sections"]] == ["done", "partial", "pending"]
