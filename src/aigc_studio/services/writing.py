@@ -277,6 +277,10 @@ class WritingService:
             status = "cancelled"
             run.cancel()
             raise
+        except Exception as exc:
+            # A bug: what was written is still kept, recorded as failed, and the error goes on up.
+            status, error = "error", f"internal error ({type(exc).__name__})"
+            raise
         finally:
             if current is not None and article.sections[current]["state"] == "writing":
                 article.sections[current]["state"] = "partial" if article.sections[current]["text"] else "pending"
