@@ -94,13 +94,13 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
                     regen = gr.Button(t("w_regen"), size="sm", elem_id="write-regen")
             editor = gr.Textbox(label=t("w_editor"), lines=18, max_lines=40, elem_id="write-editor")
             edit_tools.build(ctx, editor)
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False, elem_classes=["aigc-bottom-row"]):
                 save = gr.Button(t("w_save"), size="sm", elem_id="write-save")
                 versions = gr.Dropdown([], label=t("w_versions"), elem_id="write-versions", scale=3)
                 open_version = gr.Button(t("w_open"), size="sm", elem_id="write-version-open")
                 compare = gr.Button(t("w_compare"), size="sm", elem_id="write-compare")
             diff = gr.Code(label=t("w_diff"), language="markdown", visible=False, elem_id="write-diff")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False, elem_classes=["aigc-bottom-row"]):
                 fmt = gr.Radio(["md", "html", "docx"], value="md", label=t("w_format"), elem_id="write-format")
                 export = gr.Button(t("w_export"), size="sm", elem_id="write-export")
                 file = gr.File(label=t("w_file"), interactive=False, elem_id="write-file")
