@@ -44,7 +44,8 @@ class ArticleSpec(BaseModel):
     notes: str = Field("", max_length=MAX_NOTES, description=f"Reference notes, at most {MAX_NOTES} characters.")
     model: str | None = Field(None, max_length=200, description="Text model (unset: the default).")
     options: TextOptions = Field(
-        default_factory=TextOptions, description="Sampling options; max_tokens caps each section."
+        default_factory=TextOptions,
+        description="Sampling options; max_tokens caps each section, the abstract and the tags.",
     )
 
     @field_validator("title", mode="before")

@@ -551,7 +551,7 @@ class WritingService:
             f"{k}. {s['heading']}: {summarize(s['text'], spec.language)}" for k, s in enumerate(article.sections, 1)
         )
         values = {"title": article.title, "audience": spec.audience or None, "summary": summary}
-        wanted = 200 if spec.language == "zh" else 160
+        wanted = min(200 if spec.language == "zh" else 160, spec.options.max_tokens or 1_000_000)
         messages, max_tokens, notes = self._fit(run, "abstract", "article-abstract", values, wanted, ["summary"])
         yield from self._note(run, notes)
         text = "".join(self._generate(run, messages, max_tokens)).strip()
@@ -573,7 +573,8 @@ class WritingService:
                 "additionalProperties": False,
             }
             response_format = ResponseFormat(type="json_schema", name="tags", schema=schema)
-        messages, max_tokens, notes = self._fit(run, "tags", "article-tags", values, 120, ["abstract"])
+        wanted = min(120, article.spec.options.max_tokens or 1_000_000)
+        messages, max_tokens, notes = self._fit(run, "tags", "article-tags", values, wanted, ["abstract"])
         yield from self._note(run, notes)
         answer = "".join(self._generate(run, messages, max_tokens, response_format))
         if not run.cancelled.is_set():
