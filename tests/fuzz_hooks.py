@@ -16,8 +16,9 @@ Two things JSON Schema cannot say, supplied here:
     logit_bias tokens under 1000 (every model has those), and a small JSON Schema the llama.cpp grammar
     enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
   - articles (/api/write/article, /api/write/outline): one section of 100 words, every string at most 100
-    characters, a section's max_tokens at most 4, and an article's outline given (one heading), so only
-    the abstract and tags are written at length;
+    characters, max_tokens at most 4, an article's outline given (one heading), and the model the echo
+    test engine (AIGC_FUZZ_WRITE_MODEL) unless the request names another: a run is several generations,
+    and SmolLM2's (tests/test_write_live.py) would take the whole fuzzing budget;
   - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
     reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
@@ -44,6 +45,7 @@ WRITE_PATHS = {"/api/write/article", "/api/write/outline"}
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
+WRITE_MODEL = os.environ.get("AIGC_FUZZ_WRITE_MODEL", "echo")
 SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
 
 
@@ -151,7 +153,7 @@ def _small_openai_images(body: dict) -> None:
 def _small_write(body: dict, path: str) -> None:
     body.update(_short(body))
     if _ours(body):
-        body["model"] = TEXT_MODEL
+        body["model"] = WRITE_MODEL
     body["sections"], body["length"] = 1, 100
     options = body.get("options") if isinstance(body.get("options"), dict) else {}
     options["max_tokens"] = min(options.get("max_tokens") or MAX_TOKENS, MAX_TOKENS)
@@ -164,9 +166,13 @@ def _small_write(body: dict, path: str) -> None:
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
     meta = case.meta
+    path = case.operation.path
+    if path in WRITE_PATHS and isinstance(case.body, dict) and case.body.get("model") is None:
+        # Any case, negative ones too: a request the server takes without a model would run the default
+        # model (SmolLM2) for several generations; naming the echo engine changes nothing else about it.
+        case.body["model"] = WRITE_MODEL
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
-    path = case.operation.path
     if path in A1111_PATHS:
         _small_a1111(case.body)
     elif path in TEXT_PATHS:
