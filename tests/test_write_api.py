@@ -125,7 +125,7 @@ def test_errors_on_a_stored_document(server):
     events = stream(server.url + "/api/write/article", {"title": "T", "length": 100, "headings": ["A", "B"]})
     doc_id = events[0]["document_id"]
     bad = httpx.post(f"{server.url}/api/write/{doc_id}/sections/3/regenerate", json={})
-    assert bad.status_code == 400
+    assert bad.status_code == 404
     assert bad.json()["error"]["message"] == "section must be 1-2 (the document has 2), got 3"
     missing = httpx.get(f"{server.url}/api/documents/{doc_id}", params={"version": 9})
     assert missing.status_code == 404 and "has no version 9; it has versions 1-2" in missing.json()["error"]["message"]

@@ -88,7 +88,7 @@ def test_regenerating_one_section_changes_only_it(studio):
 
 def test_regenerate_refuses_a_section_that_does_not_exist(studio):
     doc_id, _ = write(studio)
-    with pytest.raises(InvalidRequest, match=r"section must be 1-4 \(the document has 4\), got 5"):
+    with pytest.raises(NotFound, match=r"section must be 1-4 \(the document has 4\), got 5"):
         studio.writing.regenerate(doc_id, 5)
     assert len(studio.writing.versions(doc_id)) == 2
 

@@ -122,7 +122,7 @@ def register(cli: click.Group) -> None:
             tone=tone,
             notes=notes.read() if notes else None,
             model=model,
-            options=options,
+            options=options.model_dump(exclude_unset=True),
         )
         studio = _studio()
         try:

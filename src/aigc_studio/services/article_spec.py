@@ -4,14 +4,14 @@ message) and the events of a run, which the CLI, the API and the web UI each ren
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..contracts import TextOptions
+from ..contracts import MAX_STOP, TextOptions
 from ..errors import InvalidRequest
 
-__all__ = ["ArticleSpec", "EventType", "WriteEvent", "check_headings"]
+__all__ = ["ArticleOptions", "ArticleSpec", "EventType", "WriteEvent", "check_headings"]
 
 MIN_LENGTH, MAX_LENGTH = 100, 20_000
 MAX_SECTIONS = 20
@@ -21,6 +21,20 @@ MAX_CONTENT = 500_000
 # Tokens per word (English) or per character (Chinese), generously: a section's budget of new tokens.
 TOKENS_PER_UNIT = {"en": 1.5, "zh": 1.3}
 MIN_SECTION_TOKENS = 48
+
+
+class ArticleOptions(TextOptions):
+    """Sampling options as the writing API takes them: ``stop`` is a list of non-empty strings, exactly
+    as its schema says (no lone string turned into a list)."""
+
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, max_length=MAX_STOP, description=f"Stop at any of these strings (at most {MAX_STOP})."
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: object) -> object:
+        return value  # in place of TextOptions' own, which takes a lone string too
 
 
 class ArticleSpec(BaseModel):
@@ -43,7 +57,7 @@ class ArticleSpec(BaseModel):
     sections: int = Field(5, ge=1, le=MAX_SECTIONS, description=f"Number of sections, 1-{MAX_SECTIONS}.")
     notes: str = Field("", max_length=MAX_NOTES, description=f"Reference notes, at most {MAX_NOTES} characters.")
     model: str | None = Field(None, max_length=200, description="Text model (unset: the default).")
-    options: TextOptions = Field(
+    options: ArticleOptions = Field(
         default_factory=TextOptions,
         description="Sampling options; max_tokens caps each section, the abstract and the tags.",
     )

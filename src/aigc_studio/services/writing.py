@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..contracts import Message, ResponseFormat
-from ..errors import ContextLengthExceeded, InvalidRequest, StudioError
+from ..errors import ContextLengthExceeded, InvalidRequest, NotFound, StudioError
 from ..storage.documents import DocumentStore, VersionRecord
 from .article_spec import (
     MAX_CONTENT,
@@ -143,7 +143,7 @@ class WritingService:
         examples"); every other section, the abstract and the tags stay as they are."""
         article = self._load(document_id, model)
         if not 1 <= section <= len(article.sections):
-            raise InvalidRequest(
+            raise NotFound(
                 f"section must be 1-{len(article.sections)} (the document has {len(article.sections)}), got {section}",
                 param="section",
             )

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api", tags=["writing"])
 
 _ID = {"pattern": "^doc-[0-9a-f]+$"}
 _BAD = {400: "A field is missing, of the wrong type or out of range; the message names it and its range."}
-_MISSING = {404: "No such document, version or model (the message names it)."}
+_MISSING = {404: "No such document, version, section or model (the message names it)."}
 # Not blank: at least one character that is not a space (the services refuse blank text, saying so).
 Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING, pattern=r"\S")]
 
