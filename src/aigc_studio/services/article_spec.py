@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..contracts import MAX_STOP, TextOptions
+from ..contracts import MAX_STOP, TextOptions, json_int
 from ..errors import InvalidRequest
 
 __all__ = ["ArticleOptions", "ArticleSpec", "EventType", "WriteEvent", "check_headings"]
@@ -25,8 +25,16 @@ MIN_SECTION_TOKENS = 48
 
 class ArticleOptions(TextOptions):
     """Sampling options as the writing API takes them: ``stop`` is a list of non-empty strings, exactly
-    as its schema says (no lone string turned into a list)."""
+    as its schema says (no lone string turned into a list), and every value of the JSON type declared
+    (strict: ``true`` is no seed, ``"3"`` no top_k)."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    top_k: json_int(ge=0, le=1000) | None = Field(None, description="Keep the k most likely tokens (0: all).")
+    seed: json_int(ge=-1, le=2**32 - 1) | None = Field(None, description="Random seed (-1 or unset: random).")
+    max_tokens: json_int(ge=1, le=1_000_000) | None = Field(
+        None, description="Most tokens to generate (unset: until the context is full)."
+    )
     stop: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, max_length=MAX_STOP, description=f"Stop at any of these strings (at most {MAX_STOP})."
     )
@@ -40,7 +48,7 @@ class ArticleOptions(TextOptions):
 class ArticleSpec(BaseModel):
     """What to write. Lengths count words in English and characters in Chinese."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     title: str = Field(
         min_length=1, max_length=300, pattern=r"\S", description="The title, or keywords, of the article."
@@ -48,13 +56,13 @@ class ArticleSpec(BaseModel):
     language: Literal["en", "zh"] = Field("en", description="The language to write in: en or zh.")
     audience: str = Field("", max_length=200, description="Who the article is for (empty: general readers).")
     tone: str = Field("", max_length=100, description="The tone to write in (empty: clear and friendly).")
-    length: int = Field(
+    length: json_int() = Field(
         800,
         ge=MIN_LENGTH,
         le=MAX_LENGTH,
         description=f"Target length, {MIN_LENGTH}-{MAX_LENGTH}: words (en) or characters (zh).",
     )
-    sections: int = Field(5, ge=1, le=MAX_SECTIONS, description=f"Number of sections, 1-{MAX_SECTIONS}.")
+    sections: json_int() = Field(5, ge=1, le=MAX_SECTIONS, description=f"Number of sections, 1-{MAX_SECTIONS}.")
     notes: str = Field("", max_length=MAX_NOTES, description=f"Reference notes, at most {MAX_NOTES} characters.")
     model: str | None = Field(None, max_length=200, description="Text model (unset: the default).")
     options: ArticleOptions = Field(
