@@ -167,7 +167,7 @@ def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
     meta = case.meta
     path = case.operation.path
-    if path in WRITE_PATHS and isinstance(case.body, dict) and not case.body.get("model"):
+    if path in WRITE_PATHS and isinstance(case.body, dict) and case.body.get("model") in (None, ""):
         # Any case, negative ones too: a request the server takes without a model (or with "") would run
         # the default model (SmolLM2) for several generations; naming the echo engine changes nothing else.
         case.body["model"] = WRITE_MODEL
