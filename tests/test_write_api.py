@@ -94,7 +94,7 @@ def test_write_regenerate_edit_and_export_through_the_api(server):
     headings = [p.text for p in docx.Document(io.BytesIO(word.content)).paragraphs if p.style.name == "Heading 2"]
     assert headings == [HEADINGS[0], "New part"]
 
-    assert httpx.delete(f"{server.url}/api/documents/{doc_id}").status_code == 204
+    assert httpx.delete(f"{server.url}/api/documents/{doc_id}").json() == {"deleted": doc_id}
     gone = httpx.get(f"{server.url}/api/documents/{doc_id}")
     assert gone.status_code == 404 and gone.json()["error"]["message"].startswith(f"no document with id '{doc_id}'")
 

@@ -27,6 +27,7 @@ router = APIRouter(prefix="/api", tags=["writing"])
 
 _ID = {"pattern": "^doc-[0-9a-f]+$"}
 _BAD = {400: "A field is missing, of the wrong type or out of range; the message names it and its range."}
+_TOO_LARGE = {413: "The request body is over the server's limit (max_body_mb)."}
 _MISSING = {404: "No such document, version, section or model (the message names it)."}
 # Not blank: at least one character that is not a space (the services refuse blank text, saying so).
 Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING, pattern=r"\S")]
@@ -190,7 +191,7 @@ def _stream(request: Request, run: ArticleRun) -> StreamingResponse:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-@router.post("/write/outline", responses=errors(ErrorBody, {**_BAD, **_MISSING}))
+@router.post("/write/outline", responses=errors(ErrorBody, {**_BAD, **_MISSING, **_TOO_LARGE}))
 async def write_outline(body: ArticleSpec, studio: Studio = Depends(get_studio)) -> OutlineResult:
     """Generate an outline and store it as version 1 of a new document (no sections yet)."""
 
@@ -205,7 +206,11 @@ async def write_outline(body: ArticleSpec, studio: Studio = Depends(get_studio))
     return await run_in_threadpool(run_outline)
 
 
-@router.post("/write/article", response_model=None, responses=_event_stream() | errors(ErrorBody, {**_BAD, **_MISSING}))
+@router.post(
+    "/write/article",
+    response_model=None,
+    responses=_event_stream() | errors(ErrorBody, {**_BAD, **_MISSING, **_TOO_LARGE}),
+)
 async def write_article(body: ArticleRequest, request: Request, studio: Studio = Depends(get_studio)) -> Response:
     """Write an article (outline unless ``headings`` are given, sections, abstract, tags), streamed as SSE."""
     spec = ArticleSpec(**body.model_dump(exclude={"headings"}, exclude_unset=True))
@@ -219,7 +224,7 @@ _DOC = Path(description="doc-…, as /api/documents lists it.", json_schema_extr
 @router.post(
     "/write/{document_id}/continue",
     response_model=None,
-    responses=_event_stream() | errors(ErrorBody, {**_BAD, **_MISSING}),
+    responses=_event_stream() | errors(ErrorBody, {**_BAD, **_MISSING, **_TOO_LARGE}),
 )
 async def write_continue(
     request: Request,
@@ -235,7 +240,7 @@ async def write_continue(
 @router.post(
     "/write/{document_id}/sections/{section}/regenerate",
     response_model=None,
-    responses=_event_stream() | errors(ErrorBody, {**_BAD, **_MISSING}),
+    responses=_event_stream() | errors(ErrorBody, {**_BAD, **_MISSING, **_TOO_LARGE}),
 )
 async def write_regenerate(
     request: Request,
@@ -251,13 +256,13 @@ async def write_regenerate(
     return _stream(request, run)
 
 
-@router.put("/write/{document_id}/outline", responses=errors(ErrorBody, {**_BAD, **_MISSING}))
+@router.put("/write/{document_id}/outline", responses=errors(ErrorBody, {**_BAD, **_MISSING, **_TOO_LARGE}))
 def write_set_outline(body: OutlineRequest, document_id: str = _DOC, studio: Studio = Depends(get_studio)) -> Document:
     """Replace the outline (a new version); sections whose heading is unchanged keep their text."""
     return studio.writing.set_outline(document_id, body.headings)
 
 
-@router.post("/write/{document_id}/versions", responses=errors(ErrorBody, {**_BAD, **_MISSING}))
+@router.post("/write/{document_id}/versions", responses=errors(ErrorBody, {**_BAD, **_MISSING, **_TOO_LARGE}))
 def write_save(body: SaveRequest, document_id: str = _DOC, studio: Studio = Depends(get_studio)) -> Document:
     """Save the user's own Markdown as a new version ("user edit")."""
     return studio.writing.save(document_id, body.content)
@@ -305,7 +310,11 @@ def export_document(
     return Response(out.data, media_type=out.media_type, headers={"Content-Disposition": disposition})
 
 
-@router.delete("/documents/{document_id}", status_code=204, responses=errors(ErrorBody, {**_BAD, **_MISSING}))
-def delete_document(document_id: str = _DOC, studio: Studio = Depends(get_studio)) -> Response:
+class Deleted(BaseModel):
+    deleted: str = Field(description="The id of the document deleted, with all its versions.")
+
+
+@router.delete("/documents/{document_id}", responses=errors(ErrorBody, {**_BAD, **_MISSING}))
+def delete_document(document_id: str = _DOC, studio: Studio = Depends(get_studio)) -> Deleted:
     studio.writing.delete(document_id)
-    return Response(status_code=204)
+    return Deleted(deleted=document_id)
