@@ -18,6 +18,10 @@ Two things JSON Schema cannot say, supplied here:
     enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
   - prompt tools: a styles file that is one (import), expansion by the echo test model, and dynamic
     templates without choices or wildcards (the server has no wildcard files);
+  - articles (/api/write/article, /api/write/outline): one section of 100 words, every string at most 100
+    characters, max_tokens at most 4, an article's outline given (one heading), and the model the echo
+    test engine (AIGC_FUZZ_WRITE_MODEL) unless the request names another: a run is several generations,
+    and SmolLM2's (tests/test_write_live.py) would take the whole fuzzing budget;
   - half of them (chosen by the case itself, so runs repeat) name the server's own models, so that they
     reach a model rather than a 404: AIGC_FUZZ_TEXT_MODEL (smollm2-135m) and AIGC_FUZZ_IMAGE_MODEL (plain).
   - editing (/api/write/edit): the selection inside the text and not blank, tone only for the tone
@@ -55,6 +59,7 @@ TEMPLATE_PATHS = {"/api/templates", "/api/templates/{key}"}  # create or import 
 RUN_PATH = "/api/templates/{key}/run"
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "aigc_studio" / "templates"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # aigc_studio.services.templates.IDENTIFIER
+WRITE_PATHS = {"/api/write/article", "/api/write/outline"}
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 # Editing and template runs: the echo test engine (the operations' prompts are long for SmolLM2 on 2 cores;
@@ -62,6 +67,7 @@ TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 EDIT_MODEL = os.environ.get("AIGC_FUZZ_EDIT_MODEL", "echo")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
 STYLES_CSV = 'name,prompt,negative_prompt\nfuzzed,"a style, {prompt}",blurry\n'
+WRITE_MODEL = os.environ.get("AIGC_FUZZ_WRITE_MODEL", "echo")
 SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
 
 
@@ -257,13 +263,29 @@ default = "the sea"
 """
 
 
+def _small_write(body: dict, path: str) -> None:
+    body.update(_short(body))
+    if _ours(body):
+        body["model"] = WRITE_MODEL
+    body["sections"], body["length"] = 1, 100
+    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    options["max_tokens"] = min(options.get("max_tokens") or MAX_TOKENS, MAX_TOKENS)
+    body["options"] = options
+    if path == "/api/write/article":
+        body["headings"] = (body.get("headings") or ["One"])[:1]
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
     meta = case.meta
+    path = case.operation.path
+    if path in WRITE_PATHS and isinstance(case.body, dict) and case.body.get("model") in (None, ""):
+        # Any case, negative ones too: a request the server takes without a model (or with "") would run
+        # the default model (SmolLM2) for several generations; naming the echo engine changes nothing else.
+        case.body["model"] = WRITE_MODEL
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
-    path = case.operation.path
     if path in A1111_PATHS:
         _small_a1111(case.body)
     elif path in TEXT_PATHS:
@@ -290,4 +312,6 @@ def map_case(context, case):
         # template it just created not being found (an unknown model's 404 is fuzzed on /v1)
         case.body["model"] = EDIT_MODEL
         _small_options(case.body)
+    elif path in WRITE_PATHS:
+        _small_write(case.body, path)
     return case

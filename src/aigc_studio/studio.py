@@ -16,7 +16,9 @@ from .services.jobs import JobQueue
 from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
+from .services.writing import WritingService
 from .storage.db import Database
+from .storage.documents import DocumentStore
 from .storage.history import History
 
 
@@ -53,6 +55,7 @@ class Studio:
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.gallery = GalleryService(self.images, self.history)
         self.editing = EditingService(self.chat, self.templates)
+        self.writing = WritingService(self.chat, self.models, DocumentStore(self.db), self.templates)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

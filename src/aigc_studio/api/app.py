@@ -25,6 +25,7 @@ from ..studio import Studio
 from .openapi import drop_default_422
 from .routers import editing, openai, prompts, sdapi, templates
 from .routers import studio as studio_api
+from .routers import write as write_api
 
 log = logging.getLogger("aigc_studio.server")
 
@@ -268,6 +269,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     app.include_router(prompts.router)
     app.include_router(templates.router)
     app.include_router(editing.router)
+    app.include_router(write_api.router)
     if studio is not None:
         # Gradio copies shown files to its temp folder: keep those under AIGC_HOME with the rest.
         os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.config.home / "cache" / "gradio"))

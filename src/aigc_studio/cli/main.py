@@ -481,6 +481,10 @@ _prompt.register(cli)
 _templates.register(cli)
 _editing.register(cli)
 
+from . import write as _write  # noqa: E402
+
+_write.register(cli)
+
 
 def main() -> None:
     cli(prog_name="aigc")

@@ -50,8 +50,8 @@ class CatalogEntry:
     defaults: dict[str, object] = field(default_factory=dict, hash=False)
     architecture: str | None = None  # "sd15", "sd21", "sdxl", "sd15-pix2pix", "qwen2", ...
     variant: str | None = None  # diffusers weight variant to load, e.g. "fp16"
-    # The languages a text model writes well, as the studio's templates name them ("en", "zh"); empty
-    # when not stated. The editing and writing tools warn when a text's language is not among them.
+    # The languages a text model writes well (ISO 639-1, as the studio's templates name them: "en", "zh");
+    # empty when not stated. The writing and editing tools warn when a text's language is not among them.
     languages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -87,6 +87,10 @@ _SD_FP16 = {"unet": _UNET_FP16, "vae": _UNET_FP16, "text_encoder": _CLIP_FP16, "
 _SD_FP32 = {"unet": _UNET, "vae": _UNET, "text_encoder": _CLIP}
 _SD_PARTS = ("tokenizer", "text_encoder", "unet", "vae")
 _FEATURE_EXTRACTOR = ("feature_extractor/preprocessor_config.json",)
+
+# Qwen2.5's model card: "multilingual support for over 29 languages, including Chinese, English, French,
+# Spanish, Portuguese, German, Italian, Russian, Japanese, Korean, Vietnamese, Thai, Arabic, and more".
+QWEN_LANGUAGES = ("zh", "en", "fr", "es", "pt", "de", "it", "ru", "ja", "ko", "vi", "th", "ar")
 
 CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry(
@@ -180,7 +184,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         description="Qwen2.5 0.5B chat, Q4_K_M: small and quick, Chinese and English, 32k context.",
         defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.05},
         architecture="qwen2",
-        languages=("en", "zh"),
+        languages=QWEN_LANGUAGES,
     ),
     CatalogEntry(
         id="qwen2.5-1.5b-instruct",
@@ -194,7 +198,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         description="Qwen2.5 1.5B chat, Q4_K_M: noticeably better than 0.5B, still fine on a laptop CPU.",
         defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.05},
         architecture="qwen2",
-        languages=("en", "zh"),
+        languages=QWEN_LANGUAGES,
     ),
 )
 

@@ -2,7 +2,8 @@
 
 The registry knows what exists and what is loaded; this service holds what a user does with it: make a
 model the default (for this process and in ``config.toml``, so every tab and command agrees), resolve an
-AUTOMATIC1111 checkpoint title, import an A1111 install, pull a catalog model.
+AUTOMATIC1111 checkpoint title, import an A1111 install, pull a catalog model, and say whether a model
+writes a language (``language_fit``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from ..config import Config, save_setting
 from ..errors import ModelNotFound, StudioError
 from ..models.registry import ModelInfo, Registry
+from .language_fit import LanguageFit, detect_language, fit
 
 __all__ = ["A1111Import", "ModelService"]
 
@@ -82,3 +84,9 @@ class ModelService:
                 continue
             outcome.added.append((m.model_name.lower(), m.title))
         return outcome
+
+    def language_fit(self, model: str | None, language: str | None = None, text: str | None = None) -> LanguageFit:
+        """Whether the text model ``model`` (the default when None) writes ``language`` (or, without it,
+        the language ``text`` is in), and if not, which catalog models to pull instead."""
+        info = self.registry.resolve(model or self.registry.default_model, kind="text")
+        return fit(info, language or detect_language(text or ""))

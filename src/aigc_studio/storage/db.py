@@ -158,6 +158,52 @@ def m006_tool_messages() -> str:
 
 
 @migration
+def m007_documents() -> str:
+    # Articles from the writing pipeline. A document is its versions: each one whole (the Markdown, the
+    # outline, every section's text and state, the spec and the model and sampling that ran, and what
+    # made it), never changed once written, so any version can be opened, compared or exported again.
+    return """
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            language TEXT NOT NULL,
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE INDEX documents_updated ON documents(updated);
+
+        CREATE TABLE document_versions (
+            id INTEGER PRIMARY KEY,
+            document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            reason TEXT NOT NULL,         -- "outline", "section 3 regenerated", "user edit", ...
+            content TEXT NOT NULL,        -- the article as Markdown
+            outline TEXT NOT NULL,        -- JSON [heading]
+            sections TEXT NOT NULL,       -- JSON [{heading, text, state, seed, finish_reason, tokens}]
+            abstract TEXT NOT NULL,
+            tags TEXT NOT NULL,           -- JSON [tag]
+            spec TEXT NOT NULL,           -- JSON ArticleSpec
+            model TEXT,
+            options TEXT NOT NULL,        -- JSON: the sampling values that ran
+            notes TEXT NOT NULL,          -- JSON [what was left out to fit the context, ...]
+            created REAL NOT NULL,
+            UNIQUE (document_id, number)
+        );
+
+        CREATE VIRTUAL TABLE document_versions_fts USING fts5(
+            content, content='document_versions', content_rowid='id', tokenize='trigram'
+        );
+        CREATE TRIGGER document_versions_ai AFTER INSERT ON document_versions BEGIN
+            INSERT INTO document_versions_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER document_versions_ad AFTER DELETE ON document_versions BEGIN
+            INSERT INTO document_versions_fts(document_versions_fts, rowid, content)
+            VALUES ('delete', old.id, old.content);
+        END;
+    """
+
+
+@migration
 def m008_image_prompt_templates() -> str:
     # What an image's prompt was made from: the dynamic-prompt templates it was drawn from (the prompt
     # column keeps the prompt that ran) and the saved styles applied to it, so history can show both.

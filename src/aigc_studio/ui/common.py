@@ -39,6 +39,7 @@ class UIContext:
     # session hash -> its answer in progress (None: claimed, about to start)
     chat_runs: dict[str, ChatRun | None] = field(default_factory=dict)
     image_jobs: dict[str, str] = field(default_factory=dict)  # session hash -> job id
+    write_runs: dict[str, object] = field(default_factory=dict)  # session hash -> its ArticleRun
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

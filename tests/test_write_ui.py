@@ -1,0 +1,163 @@
+"""The Write tab in a real Chromium against a live studio on loopback (echo text model, slowed down so the
+sections can be seen streaming in). Screenshots of the tab in English and Chinese go to the test's tmp
+dir (and test-artifacts/)."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import docx
+import httpx
+import pytest
+
+from aigc_studio.api.app import create_app
+
+from .conftest import LiveServer, make_studio
+from .ui_helpers import CHROMIUM, CHROMIUM_ARGS, off_loopback, open_tab, screenshot, set_number, wait_until
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("write-ui-home")
+    old_home = os.environ.get("AIGC_HOME")
+    studio = make_studio(home, model="echo", image_model="plain")
+    with LiveServer(create_app(studio)) as live:
+        deadline = time.time() + 30
+        while httpx.get(live.url + "/health").status_code != 200:
+            assert time.time() < deadline, "the studio did not become healthy"
+            time.sleep(0.05)
+        studio.registry.engine("echo").delay = 0.01  # each section takes a second or two: visible
+        live.studio = studio
+        yield live
+    studio.close()
+    if old_home is not None:
+        os.environ["AIGC_HOME"] = old_home
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium (Debian's, at /usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    requested: list[str] = []
+    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1300})
+    context.on("request", lambda request: requested.append(request.url))
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#chat-input textarea")
+    yield page
+    context.close()
+    assert off_loopback(requested) == [], "the page reached beyond loopback"
+
+
+def value(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} textarea").input_value()
+
+
+def status(page) -> str:
+    return page.locator("#write-status").inner_text()
+
+
+def test_write_from_a_title_regenerate_a_section_and_export(page, server, tmp_path):
+    open_tab(page, "Write")
+    page.fill("#write-title textarea", "Local AI studios")
+    set_number(page, "write-sections", 3)
+    set_number(page, "write-length", 300)
+    page.click("#write-run")
+    # The outline arrives, then the sections one by one: the bar says which, the editor grows.
+    seen: list[tuple[str, int]] = []
+
+    def streaming() -> bool:
+        bar = page.locator("#write-progress").inner_text()
+        seen.append((bar, value(page, "write-editor").count("\n## ")))
+        return "Section 2/3" in bar and seen[-1][1] >= 1
+
+    wait_until(streaming, timeout=60, what="section 2 streaming in")
+    wait_until(lambda: "Done: saved as version 2" in status(page), timeout=60, what="the article")
+    bars = [bar for bar, _ in seen]
+    assert any("Section 1/3" in b for b in bars) and any("Section 2/3" in b for b in bars)
+    doc_id = server.studio.writing.list()[0]["id"]
+    stored = server.studio.writing.get(doc_id)["version"]
+    assert value(page, "write-editor") == stored["content"]
+    assert value(page, "write-outline").splitlines() == stored["outline"] and len(stored["outline"]) == 3
+    screenshot_en = tmp_path / "write-en.png"
+    page.screenshot(path=str(screenshot_en), full_page=True)
+    screenshot(page, "write-en")
+
+    set_number(page, "write-regen-n", 2)
+    page.fill("#write-regen-instruction textarea", "Name three tools.")
+    page.click("#write-regen")
+    wait_until(lambda: "version 3" in status(page), timeout=60, what="the regenerated section")
+    after = server.studio.writing.get(doc_id)["version"]
+    assert after["reason"] == "section 2 regenerated"
+    assert "Name three tools." in after["sections"][1]["text"]
+    assert after["sections"][0]["text"] == stored["sections"][0]["text"]
+    assert "Name three tools." in value(page, "write-editor")
+    assert "v3 · section 2 regenerated" in page.locator("#write-versions input").input_value()
+
+    page.locator("#write-format label", has_text="docx").click()
+    page.click("#write-export")
+    wait_until(lambda: "Exported Local-AI-studios.docx" in status(page), what="the export")
+    link = page.locator("#write-file a").first
+    wait_until(lambda: (link.get_attribute("href") or "").endswith(".docx"), what="the download link")
+    href = link.get_attribute("href")
+    word = httpx.get(href if href.startswith("http") else server.url + href)
+    assert word.status_code == 200
+    headings = [p.text for p in docx.Document(io.BytesIO(word.content)).paragraphs if p.style.name == "Heading 2"]
+    assert headings == stored["outline"]
+
+    # The language warning: SmolLM2 writes English only.
+    page.locator("#write-lang label", has_text="中文").click()
+    page.locator("#write-model input").click()
+    page.get_by_role("option", name="smollm2-135m", exact=True).click()
+    fit = page.locator("#write-fit")
+    wait_until(lambda: "aigc models pull qwen2.5-1.5b-instruct" in fit.inner_text(), what="the language warning")
+    assert "writes English only, not Chinese" in fit.inner_text()
+
+    page.locator("#aigc-lang label", has_text="简体中文").click()
+    wait_until(lambda: "写作" in page.get_by_role("tab").all_inner_texts(), what="Chinese labels")
+    assert page.get_by_role("button", name="撰写文章").count() == 1
+    fit = page.locator("#write-fit")
+    wait_until(lambda: "只会写英文" in fit.inner_text(), what="the warning in Chinese")
+    assert "aigc models pull qwen2.5-1.5b-instruct" in fit.inner_text()
+    screenshot_zh = tmp_path / "write-zh.png"
+    page.screenshot(path=str(screenshot_zh), full_page=True)
+    screenshot(page, "write-zh")
+    assert screenshot_en.stat().st_size > 10_000 and screenshot_zh.stat().st_size > 10_000
+    print(f"screenshots: {screenshot_en} {screenshot_zh}")
+
+
+def test_stop_keeps_the_sections_and_continue_finishes(page, server):
+    open_tab(page, "Write")
+    page.click("#write-new")
+    page.fill("#write-title textarea", "Stopping midway")
+    page.fill("#write-outline textarea", "First part\nSecond part\nThird part")
+    set_number(page, "write-length", 600)
+    page.click("#write-run")
+    wait_until(lambda: "Section 2/3" in page.locator("#write-progress").inner_text(), timeout=60, what="section 2")
+    page.click("#write-stop")
+    wait_until(lambda: "Stopped: 1 of 3 sections written" in status(page), timeout=30, what="the stop")
+    doc = server.studio.writing.list()[0]
+    version = server.studio.writing.get(doc["id"])["version"]
+    assert [s["state"] for s in version["sections"]][:1] == ["done"] and version["sections"][2]["state"] == "pending"
+    page.click("#write-continue")
+    wait_until(lambda: "Done: saved as version" in status(page), timeout=60, what="the rest")
+    final = server.studio.writing.get(doc["id"])["version"]
+    assert final["reason"].startswith("continued: sections") and all(s["state"] == "done" for s in final["sections"])
+    assert final["sections"][0]["text"] == version["sections"][0]["text"]
