@@ -630,3 +630,17 @@ def test_logprobs_come_with_each_token_streamed_and_not(live, client):
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="echo", messages=ASK, logprobs=True)
     assert err.value.body["param"] == "logprobs"
+
+
+def test_a_repeat_penalty_of_zero_is_refused_with_its_range(live):
+    r = httpx.post(
+        live.url + "/v1/chat/completions",
+        json={
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "repeat_penalty": 0,
+            "response_format": {"type": "json_object"},
+        },
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "repeat_penalty"
+    assert "0.01" in r.json()["error"]["message"]

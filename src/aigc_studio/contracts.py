@@ -168,7 +168,10 @@ class TextOptions(BaseModel):
     top_p: float | None = Field(None, ge=0, le=1, description="Nucleus sampling: keep tokens up to this mass.")
     top_k: int | None = Field(None, ge=0, le=1000, description="Keep the k most likely tokens (0: all).")
     min_p: float | None = Field(None, ge=0, le=1, description="Drop tokens below min_p × the top probability.")
-    repeat_penalty: float | None = Field(None, ge=0, le=10, description="Penalty for repeated tokens (1: off).")
+    # 0 would divide logits by zero in llama.cpp (infinite logits abort its grammar sampler).
+    repeat_penalty: float | None = Field(
+        None, ge=0.01, le=10, description="Penalty for repeated tokens (1: off; 0.01-10)."
+    )
     presence_penalty: float | None = Field(None, ge=-2, le=2, description="Penalty for tokens already present.")
     frequency_penalty: float | None = Field(
         None, ge=-2, le=2, description="Penalty proportional to how often a token appeared."
