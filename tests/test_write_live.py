@@ -59,14 +59,20 @@ def test_smollm2_writes_a_short_english_article_through_the_api(live):
 
 def test_chinese_with_smollm2_warns_and_names_the_model_to_pull(live, aigc_home):
     outline = httpx.post(
-        live.url + "/api/write/outline", json={"title": "人工智能写作", "language": "zh", "sections": 1}, timeout=120
+        live.url + "/api/write/outline",
+        json={"title": "人工智能写作", "language": "zh", "sections": 1, "options": {"seed": 1}},
+        timeout=120,
     )
-    assert outline.status_code == 200
+    assert outline.status_code == 200, outline.text
     notices = outline.json()["notices"]
-    assert any("model 'smollm2-135m' writes English only, not Chinese" in n for n in notices)
+    assert any("the model 'smollm2-135m' writes English only, and this text is in Chinese" in n for n in notices)
     assert any("aigc models pull qwen2.5-1.5b-instruct" in n for n in notices)
-    r = CliRunner().invoke(cli, ["write", "人工智能写作", "--lang", "zh", "--sections", "1", "--outline-only"])
+    r = CliRunner().invoke(
+        cli, ["write", "人工智能写作", "--lang", "zh", "--sections", "1", "--outline-only", "--seed", "1"]
+    )
     assert r.exit_code == 0
-    assert r.stderr.startswith("warning: model 'smollm2-135m' writes English only, not Chinese: expect poor text")
-    assert "aigc models pull qwen2.5-1.5b-instruct (then -m qwen2.5-1.5b-instruct)" in r.stderr
+    assert r.stderr.startswith(
+        "warning: the model 'smollm2-135m' writes English only, and this text is in Chinese: expect a poor answer"
+    )
+    assert "aigc models pull qwen2.5-1.5b-instruct" in r.stderr
     assert "Outline (doc-" in r.stderr  # and it goes on
