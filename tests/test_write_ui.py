@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from aigc_studio.api.app import create_app
+from aigc_studio.services.article_spec import ArticleSpec
 
 from .conftest import LiveServer, make_studio
 from .ui_helpers import CHROMIUM, CHROMIUM_ARGS, off_loopback, open_tab, screenshot, set_number, wait_until
@@ -161,3 +162,42 @@ def test_stop_keeps_the_sections_and_continue_finishes(page, server):
     final = server.studio.writing.get(doc["id"])["version"]
     assert final["reason"].startswith("continued: sections") and all(s["state"] == "done" for s in final["sections"])
     assert final["sections"][0]["text"] == version["sections"][0]["text"]
+
+
+def test_the_editing_panel_under_the_article_polishes_a_selection(page, server):
+    open_tab(page, "Write")
+    text = "# Tea\n\nThis are a bad sentence.\n\nLast line stays."
+    start, end = text.index("This"), text.index("\n\nLast")
+    page.locator("#write-editor textarea").fill(text)
+    page.evaluate(
+        "([s, e]) => { const a = document.querySelector('#write-editor textarea'); a.focus();"
+        " a.setSelectionRange(s, e); }",
+        [start, end],
+    )
+    page.click("#edit-run")
+    answer = page.locator("#edit-answer textarea")
+    expected = server.studio.templates.get("polish.en").render({"text": text[start:end]})[1]
+    wait_until(lambda: answer.input_value() == expected, timeout=60, what="the polished selection")
+    assert value(page, "write-editor") == text  # nothing changes before Accept
+    page.click("#edit-accept")
+    wait_until(lambda: value(page, "write-editor") != text, what="the accepted text in the editor")
+    assert value(page, "write-editor") == text[:start] + expected + text[end:]
+
+
+def test_an_article_is_found_in_the_gallery_by_its_text(page, server):
+    spec = {"title": "Gallery of teapots", "sections": 1, "length": 100}
+    run = server.studio.writing.start(ArticleSpec(**spec), headings=["Porcelain"])
+    list(run)
+    stored = server.studio.writing.get(run.document_id)["version"]
+    open_tab(page, "Gallery")
+    search = page.locator("#gal-search textarea, #gal-search input").first
+    search.fill("Porcelain")
+    search.press("Enter")
+    table = page.locator("#gal-table")
+    wait_until(lambda: "Gallery of teapots" in table.inner_text(), what="the article in the gallery")
+    assert "Article" in table.inner_text()
+    page.locator("#gal-table [data-testid='cell-0-3']").click()
+    wait_until(lambda: "Gallery of teapots" in page.locator("#gal-detail-title").inner_text(), what="opened")
+    assert stored["sections"][0]["text"][:40] in page.locator("#gal-detail-text").inner_text()
+    page.click("#gal-reuse")
+    wait_until(lambda: "Write tab" in page.locator("#gal-note").inner_text(), what="where an article is opened")

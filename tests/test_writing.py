@@ -260,3 +260,20 @@ def test_tags_summaries_and_markdown_round_trip():
 
 def test_parse_headings_from_json_cut_short():
     assert parse_headings('{"headings": ["Why tea", "How it is made", "Where it gr', 3) == ["Why tea", "How it is made"]
+
+
+def test_articles_are_in_the_gallery_found_by_their_text_and_deleted_from_it(studio):
+    doc_id, _ = write(studio)
+    body = studio.writing.get(doc_id)["version"]["sections"][2]["text"]
+    word = next(w for w in re.findall(r"[A-Za-z]{6,}", body) if w not in "Local AI studios")
+    (entry,) = [e for e in studio.gallery.entries(kind="document")]
+    assert (entry.kind, entry.id, entry.prompt, entry.model) == ("document", doc_id, "Local AI studios", "echo")
+    assert [e.id for e in studio.gallery.entries(query=word) if e.kind == "document"] == [doc_id]
+    assert [e for e in studio.gallery.entries(query="no such words at all") if e.kind == "document"] == []
+    assert [e.id for e in studio.gallery.entries(model="smollm2-135m") if e.kind == "document"] == []
+    with pytest.raises(InvalidRequest, match="is an article; only an image's parameters"):
+        studio.gallery.reuse_fields(entry)
+    studio.gallery.delete(entry)
+    assert studio.gallery.entries(kind="document") == []
+    with pytest.raises(NotFound):
+        studio.writing.get(doc_id)

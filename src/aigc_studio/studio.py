@@ -53,9 +53,9 @@ class Studio:
             prompt_craft=self.prompts,
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
-        self.gallery = GalleryService(self.images, self.history)
         self.editing = EditingService(self.chat, self.templates)
         self.writing = WritingService(self.chat, self.models, DocumentStore(self.db), self.templates)
+        self.gallery = GalleryService(self.images, self.history, self.writing)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

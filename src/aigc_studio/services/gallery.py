@@ -1,6 +1,7 @@
 """The gallery: every text and image generation in one list, newest first, shared by the UI (and any
 CLI command or API that lists "everything made"). Images come from the image service's records,
-conversations from history; an entry says which it is, so opening or deleting it goes to the right one.
+conversations from history, articles from the writing service's documents; an entry says which it is, so
+opening or deleting it goes to the right one.
 """
 
 from __future__ import annotations
@@ -11,21 +12,23 @@ from typing import Literal
 from ..errors import InvalidRequest
 from ..storage.history import History
 from .images import ImageService
+from .writing import WritingService
 
 __all__ = ["KINDS", "GalleryEntry", "GalleryService"]
 
-KINDS = ("all", "image", "text")
+KINDS = ("all", "image", "text", "document")
 
 
 @dataclass
 class GalleryEntry:
-    """One generation: an image (``path``, its request ``params`` and ``infotext``) or a conversation."""
+    """One generation: an image (``path``, its request ``params`` and ``infotext``), a conversation or an
+    article (a document of the writing pipeline)."""
 
-    kind: Literal["image", "text"]
+    kind: Literal["image", "text", "document"]
     id: str
-    created: float  # an image's time, a conversation's last update
+    created: float  # an image's time, a conversation's or a document's last update
     model: str
-    prompt: str  # an image's prompt, a conversation's title
+    prompt: str  # an image's prompt, a conversation's or a document's title
     path: str | None = None
     mode: str | None = None
     infotext: str | None = None
@@ -33,13 +36,15 @@ class GalleryEntry:
 
 
 class GalleryService:
-    def __init__(self, images: ImageService, history: History):
+    def __init__(self, images: ImageService, history: History, writing: WritingService):
         self.images = images
         self.history = history
+        self.writing = writing
 
     def entries(self, query: str = "", kind: str = "all", model: str = "", limit: int = 200) -> list[GalleryEntry]:
-        """Text and image generations, newest first. ``query`` matches an image's prompt or a
-        conversation's messages; ``kind`` is one of all, image, text; ``model`` a model id."""
+        """Text and image generations and articles, newest first. ``query`` matches an image's prompt, a
+        conversation's messages or any version of an article; ``kind`` is one of all, image, text,
+        document; ``model`` a model id."""
         if kind not in KINDS:
             raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", param="kind")
         query = query.strip()
@@ -72,6 +77,20 @@ class GalleryService:
                         kind="text", id=row["id"], created=row["updated"], model=row["model"], prompt=row["title"]
                     )
                 )
+        if kind in ("all", "document"):
+            for row in self.writing.list(limit=limit, query=query or None):
+                if model and row["model"] != model:
+                    continue
+                found.append(
+                    GalleryEntry(
+                        kind="document",
+                        id=row["id"],
+                        created=row["updated"],
+                        model=row["model"] or "",
+                        prompt=row["title"],
+                        params={"versions": row["versions"], "language": row["language"]},
+                    )
+                )
         found.sort(key=lambda e: e.created, reverse=True)
         return found[:limit]
 
@@ -79,13 +98,16 @@ class GalleryService:
         """The request fields that make this one image again: its own seed and variation seed, as one
         batch of one (the record of an image from a batch holds that image's seeds)."""
         if entry.kind != "image":
-            raise InvalidRequest(f"'{entry.id}' is a conversation; only an image's parameters make it again")
+            what = "a conversation" if entry.kind == "text" else "an article"
+            raise InvalidRequest(f"'{entry.id}' is {what}; only an image's parameters make it again")
         fields = {k: v for k, v in entry.params.items() if k != "mode"}
         return {**fields, "n_iter": 1, "batch_size": 1}
 
     def delete(self, entry: GalleryEntry) -> None:
-        """Delete an image (record and file) or a whole conversation."""
+        """Delete an image (record and file), a whole conversation or an article with its versions."""
         if entry.kind == "text":
             self.history.delete(entry.id)
+        elif entry.kind == "document":
+            self.writing.delete(entry.id)
         else:
             self.images.delete(entry.id)

@@ -19,6 +19,13 @@ __all__ = ["DocumentStore", "VersionRecord"]
 _JSON_FIELDS = ("outline", "sections", "tags", "spec", "options", "notes")
 
 
+# The model that wrote a document's latest version (a user's edit records none: then the one before).
+LATEST_MODEL = (
+    "(SELECT model FROM document_versions m WHERE m.document_id = d.id AND m.model IS NOT NULL"
+    " ORDER BY m.number DESC LIMIT 1) AS model"
+)
+
+
 @dataclass
 class VersionRecord:
     """What one version holds; ``sections`` are dicts {heading, text, state, seed, finish_reason, tokens}."""
@@ -134,8 +141,8 @@ class DocumentStore:
         conn = self.db.conn
         if query is None:
             rows = conn.execute(
-                "SELECT d.*, (SELECT max(number) FROM document_versions v WHERE v.document_id = d.id) AS versions"
-                " FROM documents d ORDER BY updated DESC LIMIT ?",
+                "SELECT d.*, (SELECT max(number) FROM document_versions v WHERE v.document_id = d.id) AS versions,"
+                f" {LATEST_MODEL} FROM documents d ORDER BY updated DESC LIMIT ?",
                 (limit,),
             )
             return [dict(r) for r in rows]
@@ -151,7 +158,8 @@ class DocumentStore:
             arg = like_pattern(query)
         rows = conn.execute(
             "SELECT d.*, (SELECT max(number) FROM document_versions w WHERE w.document_id = d.id) AS versions,"
-            f" max(v.number) AS matched_version FROM documents d JOIN document_versions v ON v.document_id = d.id"
+            f" {LATEST_MODEL}, max(v.number) AS matched_version"
+            " FROM documents d JOIN document_versions v ON v.document_id = d.id"
             f" WHERE {match} OR d.title LIKE ? ESCAPE '\\' GROUP BY d.id ORDER BY d.updated DESC LIMIT ?",
             (arg, like_pattern(query), limit),
         )

@@ -88,10 +88,16 @@ def build(
             body = f"```\n{entry.infotext}\n```"
             image = gr.Image(value=entry.path, visible=True)
             return entry, f"### 🖼 {entry.id}", image, body, entry.params, ""
+        hidden = gr.Image(value=None, visible=False)
+        if entry.kind == "document":
+            doc = ctx.studio.writing.get(entry.id)
+            version = doc["version"]
+            params = {"model": version["model"], "version": version["number"], "reason": version["reason"]}
+            params |= {"versions": entry.params.get("versions"), "notes": version["notes"]}
+            return entry, f"### 📄 {doc['title']}", hidden, version["content"], params, ""
         conv = ctx.studio.history.get(entry.id)
         lines = [f"**{text(lang_value, 'role_' + m['role'])}**: {m['content']}" for m in conv["messages"]]
         params = {"model": conv["model"], "responses": conv["responses"]}
-        hidden = gr.Image(value=None, visible=False)
         return entry, f"### 💬 {conv['title']}", hidden, "\n\n".join(lines), params, ""
 
     @reports_to(action_note)
@@ -113,6 +119,8 @@ def build(
     def on_reuse(lang_value: str, entry: GalleryEntry | None):
         if entry is None:
             raise Mistake("gal_pick")
+        if entry.kind == "document":
+            raise Mistake("gal_doc_reuse")
         if entry.kind == "image":
             fields = images_tab.with_known_model(ctx.studio.gallery.reuse_fields(entry))
             # The input image of img2img/inpaint/edit is not recorded, so its parameters go to txt2img.

@@ -253,6 +253,11 @@ TABLE: dict[str, tuple[str, str]] = {
     "gal_kind_all": ("All", "全部"),
     "gal_kind_image": ("Image", "图像"),
     "gal_kind_text": ("Text", "文本"),
+    "gal_kind_document": ("Article", "文章"),
+    "gal_doc_reuse": (
+        "An article is opened, continued and edited in the Write tab (its documents list).",
+        "文章请在“写作”标签页的文档列表中打开、续写和修改。",
+    ),
     "gal_model": ("Model", "模型"),
     "gal_images": ("Images", "图像"),
     "gal_image": ("Image", "图像"),
