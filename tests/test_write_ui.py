@@ -189,7 +189,7 @@ def test_an_article_is_found_in_the_gallery_by_its_text(page, server):
     run = server.studio.writing.start(ArticleSpec(**spec), headings=["Porcelain"])
     list(run)
     stored = server.studio.writing.get(run.document_id)["version"]
-    open_tab(page, "Gallery")
+    open_tab(page, "Gallery / History")
     search = page.locator("#gal-search textarea, #gal-search input").first
     search.fill("Porcelain")
     search.press("Enter")
