@@ -150,10 +150,15 @@ def test_stop_keeps_the_sections_and_continue_finishes(page, server):
     page.fill("#write-title textarea", "Stopping midway")
     page.fill("#write-outline textarea", "First part\nSecond part\nThird part")
     set_number(page, "write-length", 600)
-    page.click("#write-run")
-    wait_until(lambda: "Section 2/3" in page.locator("#write-progress").inner_text(), timeout=60, what="section 2")
-    page.click("#write-stop")
-    wait_until(lambda: "Stopped: 1 of 3 sections written" in status(page), timeout=30, what="the stop")
+    echo = server.studio.registry.engine("echo")
+    echo.delay = 0.05  # section 2 takes several seconds: the Stop lands inside it even on a loaded machine
+    try:
+        page.click("#write-run")
+        wait_until(lambda: "Section 2/3" in page.locator("#write-progress").inner_text(), timeout=60, what="section 2")
+        page.click("#write-stop")
+        wait_until(lambda: "Stopped: 1 of 3 sections written" in status(page), timeout=30, what="the stop")
+    finally:
+        echo.delay = 0.01
     doc = server.studio.writing.list()[0]
     version = server.studio.writing.get(doc["id"])["version"]
     assert [s["state"] for s in version["sections"]][:1] == ["done"] and version["sections"][2]["state"] == "pending"
