@@ -1,5 +1,5 @@
-"""Waiting for an image job in a request handler: on the event loop, never on a server thread, and
-cancelling the job when the client goes away.
+"""Waiting in a request handler for an image job or a text run: on the event loop, never on a server
+thread, and stopping the work when the client goes away.
 
 A thread parked in ``job.wait`` per waiting request would exhaust AnyIO's thread pool (40 threads) with
 a few dozen queued jobs, and every sync route (``/health``, ``/sdapi/v1/progress``, ``/v1/models``)
@@ -9,12 +9,15 @@ would stop answering. ``Job.wait_async`` is woken by the job's own thread instea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
+from ..contracts import TextChunk
 from ..errors import Interrupted
 from ..services.jobs import Job, JobQueue
 
@@ -46,3 +49,24 @@ async def wait_for_job(request: Request, jobs: JobQueue, job: Job) -> Any:
     if result is None:
         raise Interrupted(f"image job {job.id} was interrupted before it started; nothing was generated")
     return result
+
+
+async def run_to_end(request: Request, run: Any, on_chunk: Callable[[TextChunk], None] | None = None) -> None:
+    """Consume a text run (a chat, an edit, a template run: anything async-iterable with ``cancel``),
+    passing each chunk to ``on_chunk``; a client that disconnects first stops it (what was generated
+    so far is still recorded by the run)."""
+
+    async def consume() -> None:
+        async for chunk in run:
+            if on_chunk is not None:
+                on_chunk(chunk)
+
+    task = asyncio.ensure_future(consume())
+    while not task.done():
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+        if not done and await request.is_disconnected():
+            run.cancel()
+            task.cancel()
+            break
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -6,10 +6,8 @@ accepts or rejects."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -17,12 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ...contracts import MAX_STOP, TextChunk, TextOptions, json_int, limits_of
+from ...contracts import MAX_STOP, TextOptions, json_int, limits_of
 from ...errors import StudioError
 from ...services.editing import EditRequest, EditResult
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
+from ..waiting import run_to_end
 
 router = APIRouter(prefix="/api/write", tags=["editing"])
 
@@ -51,25 +50,6 @@ def streamed(model: type[BaseModel], what: str) -> dict[int | str, dict[str, Any
         "required": ["data"],
     }
     return {200: {"model": model, "content": {"text/event-stream": {"schema": event}}}}
-
-
-async def run_until_done(request: Request, run: Any, on_chunk: Callable[[TextChunk], None] | None = None) -> None:
-    """Consume a run; if the client disconnects first, stop it."""
-
-    async def consume() -> None:
-        async for chunk in run:
-            if on_chunk is not None:
-                on_chunk(chunk)
-
-    task = asyncio.ensure_future(consume())
-    while not task.done():
-        done, _ = await asyncio.wait({task}, timeout=0.25)
-        if not done and await request.is_disconnected():
-            run.cancel()
-            task.cancel()
-            break
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 # Strict, as the schema declares: a value of another JSON type is refused, not converted.
@@ -215,7 +195,7 @@ async def edit(
     prepared = await run_in_threadpool(studio.editing.prepare, EditRequest(**fields, options=options), source="api")
     run = studio.editing.start(prepared)
     if not body.stream:
-        await run_until_done(request, run)
+        await run_to_end(request, run)
         return JSONResponse(answer_of(run.result))
 
     async def events() -> AsyncIterator[str]:

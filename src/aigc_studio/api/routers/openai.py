@@ -8,12 +8,11 @@ request field is in ``openai_requests``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -21,14 +20,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...contracts import ImageRequest, TextChunk, TokenLogprob, ToolCall, json_int, limits_of
+from ...contracts import ImageRequest, TokenLogprob, ToolCall, json_int, limits_of
 from ...errors import StudioError
 from ...services.a1111_schema import SAMPLER_PATTERN
 from ...services.chat import ChatRun, PreparedChat
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
-from ..waiting import wait_for_job
+from ..waiting import run_to_end, wait_for_job
 from .openai_requests import ChatCompletionRequest, CompletionRequest, SamplingFields
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -188,23 +187,6 @@ async def _prepare(studio: Studio, body: SamplingFields, **kwargs: Any) -> Prepa
     return await run_in_threadpool(studio.chat.prepare, model=body.model, options=options, source="api", **kwargs)
 
 
-async def _run_to_end(request: Request, run: ChatRun, on_piece: Callable[[TextChunk], None] | None = None) -> None:
-    """Consume a run; if the client disconnects first, cancel it (the answer so far is still kept)."""
-
-    async def consume() -> None:
-        async for piece in run:
-            if on_piece is not None:
-                on_piece(piece)
-
-    task = asyncio.ensure_future(consume())
-    while not task.done():
-        done, _ = await asyncio.wait({task}, timeout=0.25)
-        if not done and await request.is_disconnected():
-            task.cancel()
-            break
-    await task
-
-
 def _logprobs(tokens: list[TokenLogprob] | None) -> dict:
     def entry(t: TokenLogprob) -> dict:
         return {"token": t.token, "logprob": t.logprob, "bytes": t.bytes}
@@ -265,7 +247,7 @@ async def chat_completions(
     wants_logprobs = prepared.request.logprobs is not None
     if not body.stream:
         tokens: list[TokenLogprob] = []
-        await _run_to_end(request, run, lambda piece: tokens.extend(piece.logprobs or []))
+        await run_to_end(request, run, lambda piece: tokens.extend(piece.logprobs or []))
         result = run.result
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         if result.tool_calls:
@@ -371,7 +353,7 @@ async def completions(
         }
 
     if not body.stream:
-        await _run_to_end(request, run)
+        await run_to_end(request, run)
         return JSONResponse(
             {**payload(echoed + run.result.text, run.result.finish_reason), "usage": _usage(run)},
             headers=_headers(prepared),

@@ -18,7 +18,8 @@ from ...services.templates import IDENTIFIER, KINDS, MAX_TEMPLATE_CHARS, NAME, T
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
-from .editing import STRICT, OptionsIn, UsageOut, run_until_done, sse, streamed
+from ..waiting import run_to_end
+from .editing import STRICT, OptionsIn, UsageOut, sse, streamed
 
 router = APIRouter(prefix="/api/templates", tags=["templates"])
 
@@ -280,7 +281,7 @@ async def run_template(
         }
 
     if not body.stream:
-        await run_until_done(request, run)
+        await run_to_end(request, run)
         return JSONResponse(answer())
 
     async def events() -> AsyncIterator[str]:
