@@ -12,6 +12,8 @@ from aigc_studio.config import load_config
 from aigc_studio.models.registry import embedded_model_path
 from aigc_studio.studio import Studio
 
+from .ui_helpers import CHROMIUM, CHROMIUM_ARGS
+
 # The built-in test engines (plain, echo) are hidden from users unless this setting is on. It is set for
 # the whole session, so module-scoped studios and the servers and subprocesses that tests start see it too.
 TEST_MODELS = {"AIGC_TEST_MODELS": "1"}
@@ -101,3 +103,19 @@ def live(tmp_path_factory, smollm_path):
     studio.close()
     if old is not None:
         os.environ["AIGC_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module (the web UI tests)."""
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium (Debian's, at /usr/bin/chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright is missing: .venv/bin/pip install playwright (the Python package only)")
+    # Playwright's launch() gives every run a fresh, throw-away user-data dir.
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

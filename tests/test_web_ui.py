@@ -27,7 +27,7 @@ from aigc_studio.ui.common import UIContext
 from aigc_studio.ui.i18n import EN, FIELDS, ZH
 
 from .conftest import LiveServer, make_studio
-from .ui_helpers import CHROMIUM, CHROMIUM_ARGS, choose, off_loopback, open_tab, screenshot, set_number, wait_until
+from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, wait_until
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -55,21 +55,6 @@ def server(tmp_path_factory):
     studio.close()
     if old_home is not None:
         os.environ["AIGC_HOME"] = old_home
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium (Debian's, at /usr/bin/chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: .venv/bin/pip install playwright (the Python package only)")
-    # Playwright's launch() gives every run a fresh, throw-away user-data dir.
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from aigc_studio.ui.common import UIContext
 from aigc_studio.ui.i18n import I18N
 
 from .conftest import LiveServer, make_studio
-from .ui_helpers import CHROMIUM, CHROMIUM_ARGS, choose, off_loopback, open_tab, screenshot, wait_until
+from .ui_helpers import choose, off_loopback, open_tab, screenshot, wait_until
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
 
@@ -58,18 +58,6 @@ def studio_server(studio):
             assert time.time() < deadline
             time.sleep(0.05)
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium (Debian's, at /usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from aigc_studio.images.infotext import parse_infotext, read_infotext
 
-from .test_web_ui import browser, generate, open_page, server  # noqa: F401  (fixtures and a gesture)
+from .test_web_ui import generate, open_page, server  # noqa: F401  (fixtures and a gesture)
 from .ui_helpers import choose, open_tab, screenshot, wait_until
 
 pytestmark = [

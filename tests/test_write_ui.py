@@ -16,7 +16,7 @@ from aigc_studio.api.app import create_app
 from aigc_studio.services.article_spec import ArticleSpec
 
 from .conftest import LiveServer, make_studio
-from .ui_helpers import CHROMIUM, CHROMIUM_ARGS, off_loopback, open_tab, screenshot, set_number, wait_until
+from .ui_helpers import off_loopback, open_tab, screenshot, set_number, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -40,18 +40,6 @@ def server(tmp_path_factory):
     studio.close()
     if old_home is not None:
         os.environ["AIGC_HOME"] = old_home
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium (Debian's, at /usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
