@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from ..services.editing import OPERATIONS, EditRequest
-from .templates import options_from, read_input, sampling_options, studio_for
+from .options import options_from, sampling_options
+from .templates import read_input, studio_for
 
 _SELECTION = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*$")
 

@@ -10,34 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 
 from .. import __version__
 from ..config import SETTINGS, load_config
-from ..contracts import Message, TextOptions
-from ..errors import StudioError, validation_message
-from .options import field_option
+from ..contracts import Message
+from ..errors import StudioError
+from .options import options_from, sampling_options
 
 
 def _setting_option(key: str, *decls: str, **kwargs) -> Callable:
     s = SETTINGS[key]
     return click.option(*decls, envvar=s.env, show_envvar=True, default=None, help=s.help, **kwargs)
-
-
-def _sampling_options(fn: Callable) -> Callable:
-    """One CLI option per TextOptions field, with the range and help declared there."""
-    for name in reversed(TextOptions.model_fields):
-        fn = field_option(TextOptions, name)(fn)
-    return fn
-
-
-def _options_from(kwargs: dict) -> TextOptions:
-    fields = {k: kwargs.pop(k) for k in list(kwargs) if k in TextOptions.model_fields}
-    fields = {k: v for k, v in fields.items() if v not in (None, ())}
-    try:
-        return TextOptions(**fields)
-    except ValidationError as exc:
-        raise click.UsageError(validation_message(exc.errors())[0]) from None
 
 
 def _studio(**overrides):
@@ -88,7 +71,7 @@ def cli() -> None:
 @click.option("--conversation", "--cid", "conversation_id", help="Continue the conversation with this id.")
 @click.option("-i", "--interactive", is_flag=True, help="Interactive even when stdin is not a terminal.")
 @click.option("--stats", is_flag=True, help="Print tokens, speed and the conversation id after each answer.")
-@_sampling_options
+@sampling_options
 @_friendly_errors
 def chat(prompt, model, system, continue_, conversation_id, interactive, stats, **kwargs):
     """Chat with a model. With PROMPT (or text on stdin): one answer, streamed. Without: interactive.
@@ -96,7 +79,7 @@ def chat(prompt, model, system, continue_, conversation_id, interactive, stats, 
     Conversations are kept in history; --continue or --conversation picks one up again. When a long
     conversation no longer fits the model's context, the oldest turns are left out and you are told.
     """
-    options = _options_from(kwargs)
+    options = options_from(kwargs)
     studio = _studio(model=model)
     if continue_ and not conversation_id:
         conversation_id = studio.history.latest_id()

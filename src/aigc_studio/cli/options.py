@@ -8,7 +8,10 @@ import typing
 from collections.abc import Callable
 
 import click
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+from ..contracts import TextOptions
+from ..errors import validation_message
 
 
 def field_option(model: type[BaseModel], name: str, *decls: str, suffix: str = "") -> Callable:
@@ -34,3 +37,19 @@ def field_option(model: type[BaseModel], name: str, *decls: str, suffix: str = "
     return click.option(
         *decls, name, type=kinds[0], default=None, show_envvar=True, help=f"{field.description}{rng}{suffix}"
     )
+
+
+def sampling_options(fn: Callable) -> Callable:
+    """One CLI option per TextOptions field, with the range and help declared there."""
+    for name in reversed(TextOptions.model_fields):
+        fn = field_option(TextOptions, name)(fn)
+    return fn
+
+
+def options_from(kwargs: dict) -> TextOptions:
+    """The TextOptions the user typed (the rest stay unset), taken out of ``kwargs``."""
+    fields = {k: kwargs.pop(k) for k in list(kwargs) if k in TextOptions.model_fields}
+    try:
+        return TextOptions(**{k: v for k, v in fields.items() if v not in (None, ())})
+    except ValidationError as exc:
+        raise click.UsageError(validation_message(exc.errors())[0]) from None

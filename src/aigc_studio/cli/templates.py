@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 
 from ..config import load_config
-from ..contracts import TextOptions
-from ..errors import validation_message
 from ..services.language_fit import language_fit
 from ..services.template_library import source_of, template_from_fields
 from ..services.templates import KINDS, LANGUAGES
-from .options import field_option
-
-
-def sampling_options(fn: Callable) -> Callable:
-    """One option per TextOptions field, with the range and help declared there."""
-    for name in reversed(TextOptions.model_fields):
-        fn = field_option(TextOptions, name)(fn)
-    return fn
-
-
-def options_from(kwargs: dict) -> TextOptions:
-    """The TextOptions the user typed (the rest stay unset), taken out of ``kwargs``."""
-    fields = {k: kwargs.pop(k) for k in list(kwargs) if k in TextOptions.model_fields}
-    try:
-        return TextOptions(**{k: v for k, v in fields.items() if v not in (None, ())})
-    except ValidationError as exc:
-        raise click.UsageError(validation_message(exc.errors())[0]) from None
+from .options import options_from, sampling_options
 
 
 def studio_for(**overrides):

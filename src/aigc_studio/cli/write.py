@@ -83,7 +83,8 @@ def _output(studio, document_id: str | None, output: Path | None) -> None:
 
 
 def register(cli: click.Group) -> None:
-    from .main import _options_from, _sampling_options, _studio
+    from .main import _studio
+    from .options import options_from, sampling_options
 
     @cli.command()
     @click.argument("title")
@@ -102,7 +103,7 @@ def register(cli: click.Group) -> None:
     @click.option("-m", "--model", help="Text model (default: the default model).")
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the article here.")
     @click.option("-q", "--quiet", is_flag=True, help="Progress only, not the text as it is written.")
-    @_sampling_options
+    @sampling_options
     def write(
         title, outline_only, language, sections, length, audience, tone, notes, headings, model, output, quiet, **kwargs
     ):
@@ -112,7 +113,7 @@ def register(cli: click.Group) -> None:
         written; `aigc docs continue ID` goes on from there. The document and each version are kept
         (`aigc docs list`).
         """
-        options = _options_from(kwargs)
+        options = options_from(kwargs)
         spec = _spec(
             title=title,
             language=language,
