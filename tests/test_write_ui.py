@@ -134,7 +134,10 @@ def test_write_from_a_title_regenerate_a_section_and_export(page, server, tmp_pa
 
 def test_stop_keeps_the_sections_and_continue_finishes(page, server):
     open_tab(page, "Write")
+    # "New" clears the form from the server: wait for it to land, or it can blank the title filled after it.
+    page.fill("#write-title textarea", "to be cleared")
     page.click("#write-new")
+    wait_until(lambda: value(page, "write-title") == "", what="the form cleared by New")
     page.fill("#write-title textarea", "Stopping midway")
     page.fill("#write-outline textarea", "First part\nSecond part\nThird part")
     set_number(page, "write-length", 600)
