@@ -147,6 +147,13 @@ SETTINGS: dict[str, Setting] = {
             "Clip skip of image generations that do not set one (A1111's CLIP_stop_at_last_layers option).",
             integer(1, 12),
         ),
+        # The most a code run may ask for (see contracts.RunLimits for each one's default and ceiling).
+        Setting("run_max_wall_seconds", 60, "Most wall-clock seconds a code run may ask for.", integer(1, 600)),
+        Setting("run_max_cpu_seconds", 60, "Most CPU seconds per process a code run may ask for.", integer(1, 600)),
+        Setting("run_max_memory_mb", 2048, "Most memory (MiB per process) a code run may ask for.", integer(16, 65536)),
+        Setting("run_max_processes", 128, "Most processes a code run may ask for.", integer(1, 1024)),
+        Setting("run_max_output_kb", 16384, "Most output (KiB) a code run may ask for.", integer(1, 1048576)),
+        Setting("run_max_files_mb", 512, "Most temp-dir space (MiB) a code run may ask for.", integer(1, 4096)),
         Setting(
             "test_models",
             0,

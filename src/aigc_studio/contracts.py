@@ -4,7 +4,8 @@ Text: ``Message`` (with ``ToolCall``), ``TextOptions``, ``TextRequest`` (with ``
 ``ResponseFormat``), ``TextChunk`` (with ``ToolCallDelta``), ``Usage``. Images: ``ImageRequest``
 (every AUTOMATIC1111 parameter declared once, with its limits and description: the API schema, the CLI
 options and the UI widgets are made from it), the sampler and schedule-type names, ``StepInfo``,
-``Control``, ``ImageResult``. This module imports nothing of the studio, so an import line shows the
+``Control``, ``ImageResult``. Code: ``RunLimits``, ``RunRequest``, ``RunResult`` (a run in the
+sandbox). This module imports nothing of the studio, so an import line shows the
 layer it crosses: engines, services, storage and the shells all take their data types from here.
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "INPAINTING_FILL",
     "INPAINT_FIELDS",
     "MAX_STOP",
+    "RUN_LANGUAGES",
     "SAMPLERS",
     "SCHEDULERS",
     "Control",
@@ -34,6 +36,9 @@ __all__ = [
     "Mode",
     "ResponseFormat",
     "Role",
+    "RunLimits",
+    "RunRequest",
+    "RunResult",
     "StepInfo",
     "TextChunk",
     "TextOptions",
@@ -556,3 +561,110 @@ class ImageResult:
     seeds: list[int]  # the seed of each image (A1111: seed + index)
     subseeds: list[int]
     interrupted: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Code runs (the sandbox)
+
+# The languages the sandbox runs, with the names a user may give each.
+RUN_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "python": ("python", "py", "python3"),
+    "javascript": ("javascript", "js", "node", "nodejs"),
+}
+
+
+def run_language(value: str) -> str:
+    """The canonical name ("python", "javascript") of a language a user named; ValueError listing the
+    names allowed when the sandbox does not run it."""
+    name = str(value).strip().lower()
+    for language, names in RUN_LANGUAGES.items():
+        if name in names:
+            return language
+    allowed = ", ".join(n for names in RUN_LANGUAGES.values() for n in names)
+    raise ValueError(f"language must be one of {allowed}, got {value!r}")
+
+
+class RunLimits(BaseModel):
+    """What one run may use. The defaults are safe for a small program; each may be raised up to the
+    maximum the studio is configured with (settings ``run_max_*``), which is itself bounded by ``le``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wall_seconds: float = Field(10.0, gt=0, le=600, description="Wall-clock time before the run is killed.")
+    cpu_seconds: json_int(ge=1, le=600) = Field(10, description="CPU seconds of each process before it is killed.")
+    memory_mb: json_int(ge=16, le=65536) = Field(512, description="Memory (data segment) of each process, MiB.")
+    processes: json_int(ge=1, le=1024) = Field(32, description="Processes and threads the run may have at once.")
+    output_kb: json_int(ge=1, le=1048576) = Field(
+        1024, description="stdout and stderr together, KiB; past this the run is killed and the output cut."
+    )
+    files_mb: json_int(ge=1, le=4096) = Field(64, description="Size of the run's writable temp dir, MiB.")
+
+
+class RunRequest(BaseModel):
+    """One program to run in the sandbox: its source, language, command-line arguments and stdin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str = Field(description="python (py) or javascript (js, node).")
+    code: str = Field(min_length=1, max_length=1_000_000, description="The program's source.")
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list, max_length=64, description="Command-line arguments."
+    )
+    stdin: str = Field("", max_length=1_000_000, description="What the program reads on standard input.")
+    limits: RunLimits = Field(default_factory=RunLimits)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return run_language(value)
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty: give the program to run")
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+# Which limit stopped a run: the studio's own timers and counters (wall, output) or the kernel's (cpu,
+# memory, processes, files), the latter read from how the program died and what it printed.
+RunLimit = Literal["wall", "cpu", "memory", "processes", "output", "files"]
+
+
+@dataclass
+class RunResult:
+    """What a run did: its output (cut at ``output_kb``), how it ended, what it cost."""
+
+    language: str
+    runtime: str  # the interpreter and its version, e.g. "Python 3.11.2", "Node.js v20.20.2"
+    stdout: str
+    stderr: str
+    exit_code: int | None  # None when it was killed by a signal
+    signal: str | None  # "SIGKILL", "SIGXCPU", ... when it was killed by one
+    wall_seconds: float
+    cpu_seconds: float | None  # user + system of every process the run waited for; None when it was killed
+    limit: RunLimit | None  # the limit that stopped it, if one did
+    truncated: bool  # stdout/stderr were cut at the output limit
+    limits: RunLimits
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.limit is None
+
+    def to_dict(self) -> dict:
+        return {
+            "language": self.language,
+            "runtime": self.runtime,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "wall_seconds": round(self.wall_seconds, 4),
+            "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 4),
+            "limit": self.limit,
+            "truncated": self.truncated,
+            "ok": self.ok,
+            "limits": self.limits.model_dump(),
+        }

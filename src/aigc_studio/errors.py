@@ -1,7 +1,8 @@
 """Errors a user can act on. Each carries the HTTP status and OpenAI error fields it maps to.
 
-None of these is a 5xx but ``ModelUnavailable``: OpenAI clients retry 5xx, and retrying a request that is
-wrong only wastes time; a model being unloaded under a request is the one case where a retry succeeds.
+None of these is a 5xx but ``ModelUnavailable`` and ``SandboxUnavailable``: OpenAI clients retry 5xx,
+and retrying a request that is wrong only wastes time; a model being unloaded under a request, or a
+sandbox that an administrator can fix, are the cases where a retry can succeed.
 """
 
 from __future__ import annotations
@@ -78,6 +79,15 @@ class Interrupted(StudioError):
 
     status = 409
     code = "interrupted"
+
+
+class SandboxUnavailable(StudioError):
+    """Generated code cannot run because the sandbox cannot start here (no bubblewrap, no user
+    namespaces, no runtime for the language). The studio never runs such code outside the sandbox."""
+
+    status = 503
+    type = "server_error"
+    code = "sandbox_unavailable"
 
 
 def validation_message(errors: list[dict]) -> tuple[str, str | None]:

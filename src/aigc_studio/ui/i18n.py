@@ -356,6 +356,12 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_test_models": ("Show test models", "显示测试模型"),
     "set_max_body_mb": ("Largest request (MiB)", "最大请求体（MiB）"),
     "set_max_image_megapixels": ("Largest image (megapixels)", "最大图像（百万像素）"),
+    "set_run_max_wall_seconds": ("Code runs: most wall time (s)", "代码运行：最长墙钟时间（秒）"),
+    "set_run_max_cpu_seconds": ("Code runs: most CPU time (s)", "代码运行：最长 CPU 时间（秒）"),
+    "set_run_max_memory_mb": ("Code runs: most memory (MiB)", "代码运行：最大内存（MiB）"),
+    "set_run_max_processes": ("Code runs: most processes", "代码运行：最多进程数"),
+    "set_run_max_output_kb": ("Code runs: most output (KiB)", "代码运行：最大输出（KiB）"),
+    "set_run_max_files_mb": ("Code runs: most temp space (MiB)", "代码运行：最大临时空间（MiB）"),
 }
 
 # Labels of declared parameters (A1111's for images, OpenAI's for text) and the Chinese of their help.
