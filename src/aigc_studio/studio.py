@@ -6,7 +6,9 @@ The CLI, the server and the web UI each build one and call its services, so they
 from __future__ import annotations
 
 from .config import Config, load_config
+from .contracts import RunLimits
 from .models.registry import Registry
+from .sandbox import Sandbox
 from .services.a1111 import A1111Service
 from .services.chat import ChatService
 from .services.editing import EditingService
@@ -55,6 +57,10 @@ class Studio:
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.editing = EditingService(self.chat, self.templates)
         self.writing = WritingService(self.chat, self.models, DocumentStore(self.db), self.templates)
+        # The only way code runs: the run_max_* settings bound what one run may ask for.
+        self.sandbox = Sandbox(
+            RunLimits(**{name: getattr(self.config, f"run_max_{name}") for name in RunLimits.model_fields})
+        )
         self.gallery = GalleryService(self.images, self.history, self.writing)
 
     def cancel(self) -> None:
