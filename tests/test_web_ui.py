@@ -27,6 +27,7 @@ from aigc_studio.ui.common import UIContext
 from aigc_studio.ui.i18n import EN, FIELDS, ZH
 
 from .conftest import LiveServer, make_studio
+from .remote_helpers import Scripted
 from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, wait_until
 
 pytestmark = [
@@ -355,6 +356,33 @@ def test_language_follows_the_browser_and_switches(open_page):
     page.wait_for_selector("#chat-input textarea")
     wait_until(lambda: "Chat" in page.get_by_role("tab").all_inner_texts(), what="the saved choice")
     screenshot(page, "language-en")
+
+
+def test_models_tab_adds_a_remote_model_and_keeps_no_key_in_the_page(open_page, server):
+    scripted = Scripted()
+    try:
+        page = open_page()
+        open_tab(page, "Models")
+        page.locator("#models-remote-section").get_by_text("Add a remote model").click()
+        fields = {"name": "scripted-remote", "url": scripted.url, "model": "nope", "key": "sk-ui-secret"}
+        for field, value in fields.items():
+            page.fill(f"#models-remote-{field} textarea, #models-remote-{field} input", value)
+        page.click("#models-remote-add")
+        note = page.locator("#models-remote-note")
+        wait_until(lambda: "does not list a model 'nope'; it lists: scripted" in note.inner_text(), what="the refusal")
+        page.fill("#models-remote-model textarea, #models-remote-model input", "scripted")
+        page.click("#models-remote-add")
+        wait_until(lambda: f"Added scripted-remote: {scripted.url} (scripted)." in note.inner_text(), what="added")
+        table = page.locator("#models-table")
+        wait_until(lambda: "scripted-remote" in table.inner_text(), what="the remote model in the table")
+        assert f"remote {scripted.url} (scripted)" in table.inner_text()
+        assert page.locator("#models-remote-key input").input_value() == ""
+        assert scripted.requests[-1][0]["Authorization"] == "Bearer sk-ui-secret"
+        assert server.studio.registry.keys.get("scripted-remote") == "sk-ui-secret"
+        assert "sk-ui-secret" not in page.content()
+    finally:
+        server.studio.registry.remove("scripted-remote")
+        scripted.close()
 
 
 def test_models_tab_lists_and_adds_a_local_model_and_settings_show_the_outputs(open_page, server, tmp_path):

@@ -1,8 +1,9 @@
 """Errors a user can act on. Each carries the HTTP status and OpenAI error fields it maps to.
 
-None of these is a 5xx but ``ModelUnavailable`` and ``SandboxUnavailable``: OpenAI clients retry 5xx,
-and retrying a request that is wrong only wastes time; a model being unloaded under a request, or a
-sandbox that an administrator can fix, are the cases where a retry can succeed.
+None of these is a 5xx but ``ModelUnavailable``, ``SandboxUnavailable`` and ``RemoteError``: OpenAI
+clients retry 5xx, and retrying a request that is wrong only wastes time; a model being unloaded under a
+request, a sandbox that an administrator can fix and a remote server that failed are the cases where a
+retry can succeed.
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ class SandboxUnavailable(StudioError):
     status = 503
     type = "server_error"
     code = "sandbox_unavailable"
+
+
+class RemoteError(StudioError):
+    """A remote model's server could not be reached, failed, hung or answered something that is not an
+    OpenAI-compatible stream: a 502 (504 when it timed out), with what the server said."""
+
+    status = 502
+    type = "server_error"
+    code = "remote_error"
+
+    def __init__(self, message: str, *, status: int = 502):
+        super().__init__(message, param="model")
+        self.status = status
 
 
 def validation_message(errors: list[dict]) -> tuple[str, str | None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .config import Config, load_config
 from .contracts import RunLimits
+from .models.keys import KeyStore
 from .models.registry import Registry
 from .sandbox import Sandbox
 from .services.a1111 import A1111Service
@@ -38,6 +39,7 @@ class Studio:
             default_image_model=str(self.config.image_model),
             cache_dir=self.config.home / "cache",
             test_models=bool(self.config.test_models),
+            keys=KeyStore(self.config.home / "keys.json"),
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)

@@ -277,7 +277,10 @@ def models_list(as_json):
         default_image = None
     for m in rows:
         mark = "*" if m["id"] in (studio.registry.default_model, default_image) else " "
-        missing = "  (file missing)" if m["path"] and not Path(m["path"]).exists() else ""
+        local = m["engine"] != "remote"
+        missing = "  (file missing)" if local and m["path"] and not Path(m["path"]).exists() else ""
+        if not local:
+            missing = f"  → {m['path']} ({m['remote_model']})"
         click.echo(
             f"{mark} {m['id']:<20} {m['kind']:<5} {m['engine']:<9} {_size(m['size_bytes']):>7}  "
             f"{', '.join(m['aliases'])}{missing}"
@@ -294,6 +297,41 @@ def models_add(path, name, aliases):
     folder (image). Files stay where they are."""
     info = _studio().registry.add(path, model_id=name, aliases=list(aliases))
     click.echo(f"added {info.id} ({_size(info.size_bytes)}) from {info.path}")
+
+
+@models.command("add-remote")
+@click.argument("name")
+@click.option(
+    "--base-url", required=True, help="The server's OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1."
+)
+@click.option("--model", "remote_model", required=True, help="The model's name on that server (see its GET /models).")
+@click.option("--api-key-env", help="Environment variable holding the API key (only its name is stored).")
+@click.option(
+    "--api-key-stdin", is_flag=True, help="Read the API key from standard input; kept in AIGC_HOME/keys.json (0600)."
+)
+@click.option("--context", "context_length", type=click.IntRange(1, 1_000_000), help="The model's context length.")
+@click.option("--alias", "aliases", multiple=True, help="Another name for it. Repeatable.")
+@click.option("--no-check", is_flag=True, help="Add it without asking the server (it may be offline now).")
+@_friendly_errors
+def models_add_remote(name, base_url, remote_model, api_key_env, api_key_stdin, context_length, aliases, no_check):
+    """Add a model served by any OpenAI-compatible server (llama.cpp's server, vLLM, Ollama, a hosted
+    service). It is then used like a local model: chat, /v1, writing, code, compare."""
+    api_key = sys.stdin.readline().strip() if api_key_stdin else None
+    if api_key_stdin and not api_key:
+        raise click.UsageError("--api-key-stdin read an empty line; pipe the key in")
+    info, listed = _studio().models.add_remote(
+        name,
+        base_url,
+        remote_model,
+        api_key=api_key,
+        api_key_env=api_key_env,
+        context_length=context_length,
+        aliases=list(aliases),
+        check=not no_check,
+    )
+    key = f"key from ${api_key_env}" if api_key_env else "key stored" if api_key else "no key"
+    seen = f"; the server lists {len(listed)} model(s)" if listed else ""
+    click.echo(f"added {info.id} → {info.path} ({info.remote_model}, {key}){seen}")
 
 
 @models.command("rm")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import re
 import threading
 import time
 import weakref
@@ -20,12 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from ..engines.base import TextEngine
 from ..engines.image_base import ImageEngine
+from ..engines.remote import UNKNOWN_CONTEXT
 from ..engines.worker import EngineWorker
 from ..errors import InvalidRequest, ModelLoadError, ModelNotFound
 from ..storage.db import Database
+from .keys import KeyStore
 
 log = logging.getLogger("aigc_studio.registry")
 
@@ -55,6 +60,11 @@ class ModelInfo:
     # The languages a text model writes well ("en", "zh"), from the catalog or the built-in list; None
     # when not known (a file added by hand), and then no language warning is given for it.
     languages: list[str] | None = None
+    # A remote model (engine "remote"): ``path`` is the server's base URL, ``remote_model`` the name the
+    # server knows it by, ``api_key_env`` the environment variable holding its key (or None: the key, if
+    # any, is in keys.json). The key itself is never part of a ModelInfo.
+    remote_model: str | None = None
+    api_key_env: str | None = None
 
     @property
     def size_bytes(self) -> int | None:
@@ -184,8 +194,10 @@ class Registry:
         default_image_model: str = "",
         cache_dir: Path | None = None,
         test_models: bool = False,
+        keys: KeyStore | None = None,
     ):
         self.db = db
+        self.keys = keys
         self.test_models = test_models
         self.cache_dir = cache_dir
         self._default_image_model = default_image_model
@@ -316,6 +328,93 @@ class Registry:
             )
         return info
 
+    def add_remote(
+        self,
+        model_id: str,
+        base_url: str,
+        remote_model: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        context_length: int | None = None,
+        aliases: list[str] | None = None,
+        languages: list[str] | None = None,
+        description: str = "",
+    ) -> ModelInfo:
+        """Register a model served by an OpenAI-compatible server at ``base_url`` (".../v1"). Its key
+        comes from ``api_key_env`` (the variable's name is stored, never its value) or ``api_key``
+        (kept in keys.json, 0600). Nothing is contacted here; ``check_remote`` does that."""
+        model_id = model_id.strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", model_id):
+            raise InvalidRequest(
+                "name must be 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit;"
+                f" got {model_id!r}",
+                param="name",
+            )
+        url = base_url.strip().rstrip("/")
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InvalidRequest(
+                f"base_url must be an http:// or https:// URL such as http://127.0.0.1:8080/v1, got {base_url!r}",
+                param="base_url",
+            )
+        if parsed.username or parsed.password:
+            raise InvalidRequest("base_url must not hold a user or password; give the key with --api-key-env")
+        if not remote_model.strip():
+            raise InvalidRequest("remote model must be the name the server knows the model by", param="remote_model")
+        if api_key and api_key_env:
+            raise InvalidRequest("give the key or the variable that holds it, not both", param="api_key")
+        if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+            raise InvalidRequest(f"api_key_env must be a variable name, got {api_key_env!r}", param="api_key_env")
+        if context_length is not None and not 1 <= context_length <= UNKNOWN_CONTEXT:
+            raise InvalidRequest(f"context length must be 1-{UNKNOWN_CONTEXT}, got {context_length}")
+        if any(m.id.lower() == model_id.lower() or model_id.lower() in m.aliases for m in self.all()):
+            raise InvalidRequest(f"a model called '{model_id}' already exists; pick another name")
+        if api_key and self.keys is None:
+            raise InvalidRequest("this studio keeps no keys; name a variable with api_key_env")
+        info = ModelInfo(
+            id=model_id,
+            engine="remote",
+            path=url,
+            aliases=aliases or [],
+            capabilities=["chat", "stream", "seed", "stop"],
+            context_length=context_length,
+            source=f"remote {url} ({remote_model.strip()})",
+            description=description,
+            languages=languages,
+            remote_model=remote_model.strip(),
+            api_key_env=api_key_env,
+        )
+        extra = {
+            "context_length": context_length,
+            "source": info.source,
+            "description": description,
+            "capabilities": info.capabilities,
+            "languages": languages,
+            "remote_model": info.remote_model,
+            "api_key_env": api_key_env,
+        }
+        with self.db.tx() as conn:
+            conn.execute(
+                "INSERT INTO models (id, kind, engine, path, aliases, info, created) VALUES (?,?,?,?,?,?,?)",
+                (model_id, "text", "remote", url, json.dumps(info.aliases), json.dumps(extra), time.time()),
+            )
+        if api_key:
+            self.keys.set(model_id, api_key)
+        return info
+
+    def api_key(self, info: ModelInfo) -> str | None:
+        """The key a remote model sends: its variable's value, else the stored key; None without one."""
+        if info.api_key_env:
+            value = os.environ.get(info.api_key_env)
+            if not value:
+                raise ModelLoadError(
+                    f"remote model '{info.id}' takes its API key from the environment variable "
+                    f"{info.api_key_env}, which is not set"
+                )
+            return value
+        return self.keys.get(info.id) if self.keys else None
+
     def remove(self, name: str) -> ModelInfo:
         info = self.resolve(name)
         if info.builtin:
@@ -327,6 +426,8 @@ class Registry:
                 self._image_engine = None
         with self.db.tx() as conn:
             conn.execute("DELETE FROM models WHERE id = ?", (info.id,))
+        if self.keys is not None:
+            self.keys.delete(info.id)
         return info
 
     # -- what is loaded --------------------------------------------------------------------------
@@ -403,6 +504,16 @@ class Registry:
             from ..engines.llamacpp import LlamaCppEngine
 
             return LlamaCppEngine(info.id, info.path, context_length=self.context, threads=self.threads)
+        if info.engine == "remote":
+            from ..engines.remote import RemoteEngine
+
+            return RemoteEngine(
+                info.id,
+                info.path or "",
+                info.remote_model or info.id,
+                api_key=self.api_key(info),
+                context_length=info.context_length,
+            )
         raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
 
     def image_engine(self, name: str) -> ImageEngine:

@@ -8,12 +8,15 @@ writes a language (``language_fit``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from ..config import Config, save_setting
-from ..errors import ModelNotFound, StudioError
+from ..errors import InvalidRequest, ModelNotFound, RemoteError, StudioError
 from ..models.registry import ModelInfo, Registry
 from .language_fit import LanguageFit, detect_language, fit
 
@@ -55,6 +58,43 @@ class ModelService:
 
         return pull_and_register(find(name), self.registry, self.config.models_dir, progress=progress)
 
+    def add_remote(
+        self,
+        name: str,
+        base_url: str,
+        remote_model: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        context_length: int | None = None,
+        aliases: list[str] | None = None,
+        check: bool = True,
+    ) -> tuple[ModelInfo, list[str]]:
+        """Add a model served by an OpenAI-compatible server; returns (the model, the models the server
+        lists). With ``check`` the server is asked for its models first (``GET {base_url}/models``) and
+        nothing is added when it cannot be reached, refuses the key, or does not list ``remote_model``."""
+        listed: list[str] = []
+        if check:
+            key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
+            if api_key_env and not key:
+                raise InvalidRequest(f"the environment variable {api_key_env} is not set", param="api_key_env")
+            listed = remote_models(base_url, key)
+            if listed and remote_model not in listed:
+                raise InvalidRequest(
+                    f"the server at {base_url} does not list a model '{remote_model}'; it lists: {', '.join(listed)}",
+                    param="remote_model",
+                )
+        info = self.registry.add_remote(
+            name,
+            base_url,
+            remote_model,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            context_length=context_length,
+            aliases=aliases,
+        )
+        return info, listed
+
     def resolve_checkpoint(self, name: str) -> ModelInfo:
         """An A1111 checkpoint title ("name.safetensors [hash]"), file name or model id -> the image model."""
         plain = name.split(" [")[0].strip()
@@ -90,3 +130,25 @@ class ModelService:
         the language ``text`` is in), and if not, which catalog models to pull instead."""
         info = self.registry.resolve(model or self.registry.default_model, kind="text")
         return fit(info, language or detect_language(text or ""))
+
+
+def remote_models(base_url: str, api_key: str | None, timeout: float = 10.0) -> list[str]:
+    """The model names an OpenAI-compatible server lists (``GET {base_url}/models``); RemoteError when
+    it cannot be reached, refuses the key or answers something else."""
+    url = base_url.strip().rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"the server at {base_url} cannot be reached: {exc}") from None
+    if response.status_code in (401, 403):
+        raise RemoteError(f"the server at {base_url} refused the API key (HTTP {response.status_code})")
+    if response.status_code >= 400:
+        raise RemoteError(f"the server at {base_url} answered GET /models with HTTP {response.status_code}")
+    try:
+        data = response.json()
+        return [str(m["id"]) for m in data.get("data", [])]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise RemoteError(
+            f"the server at {base_url} answered GET /models with something that is not a model list"
+        ) from None

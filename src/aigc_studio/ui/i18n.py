@@ -312,6 +312,25 @@ TABLE: dict[str, tuple[str, str]] = {
         "已添加 {added} 个；已存在 {already} 个；跳过 {skipped} 个。",
     ),
     "mod_import_skipped": ("{name}: {why}", "{name}：{why}"),
+    "mod_remote_title": ("Add a remote model (OpenAI-compatible server)", "添加远程模型（兼容 OpenAI 的服务）"),
+    "mod_remote_note": (
+        "llama.cpp's server, vLLM, Ollama (http://127.0.0.1:11434/v1) or a hosted service. The key is sent"
+        " only to that server; give the name of an environment variable that holds it, or the key itself"
+        " (kept in AIGC_HOME/keys.json, readable by you alone).",
+        "llama.cpp 服务、vLLM、Ollama（http://127.0.0.1:11434/v1）或在线服务。密钥只发给该服务；"
+        "请填写保存密钥的环境变量名，或直接填写密钥（保存在 AIGC_HOME/keys.json，仅本人可读）。",
+    ),
+    "mod_remote_name": ("Name in the studio", "在工作室中的名称"),
+    "mod_remote_url": ("Base URL", "基础 URL"),
+    "mod_remote_model": ("Model name on the server", "服务上的模型名"),
+    "mod_remote_env": ("API key variable (optional)", "API 密钥环境变量（可选）"),
+    "mod_remote_key": ("or the API key (optional)", "或 API 密钥（可选）"),
+    "mod_remote_add": ("Add remote model", "添加远程模型"),
+    "mod_remote_missing": (
+        "Give a name, the server's base URL and the model's name on it.",
+        "请填写名称、服务的基础 URL 和服务上的模型名。",
+    ),
+    "mod_remote_added": ("Added {id}: {url} ({model}).", "已添加 {id}：{url}（{model}）。"),
     "mod_pull_title": ("Pull a model from the catalog", "从模型目录下载"),
     "mod_pull_pick": ("Catalog model", "目录中的模型"),
     "mod_pull": ("Pull", "下载"),

@@ -33,6 +33,17 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
             r"(.+) is neither a GGUF file \(text\) nor a \.safetensors/\.ckpt checkpoint \(image\)",
             "{0} 既不是 GGUF 文件（文本），也不是 .safetensors/.ckpt 模型（图像）",
         ),
+        (r"the server at (\S+) cannot be reached: .*", "无法连接 {0} 的服务"),
+        (r"the server at (\S+) refused the API key .*", "{0} 的服务拒绝了 API 密钥"),
+        (
+            r"the server at (\S+) does not list a model '(.+)'; it lists: (.*)",
+            "{0} 的服务没有名为“{1}”的模型；它提供：{2}",
+        ),
+        (r"the environment variable (\S+) is not set", "环境变量 {0} 未设置"),
+        (
+            r"base_url must be an http:// or https:// URL .*",
+            "基础 URL 必须以 http:// 或 https:// 开头，例如 http://127.0.0.1:8080/v1",
+        ),
         (r"a model called '(.+)' already exists; .*", "已有名为“{0}”的模型；请换一个名称"),
         (r"(txt2img|img2img|inpaint|edit) needs an input image", "{0} 需要一张输入图像"),
         (r"inpainting needs a mask .*", "局部重绘需要蒙版：请在图像上涂抹需要重绘的区域"),

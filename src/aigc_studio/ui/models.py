@@ -73,6 +73,19 @@ def build(
                 t("mod_pull"), variant="primary", scale=1, min_width=120, elem_id="models-pull-button"
             )
         pull_progress = gr.HTML(elem_id="models-pull-progress")
+    with gr.Accordion(t("mod_remote_title"), open=False, elem_id="models-remote-section"):
+        gr.Markdown(t("mod_remote_note"))
+        with gr.Row():
+            remote_name = gr.Textbox(label=t("mod_remote_name"), elem_id="models-remote-name")
+            remote_url = gr.Textbox(
+                label=t("mod_remote_url"), placeholder="http://127.0.0.1:8080/v1", elem_id="models-remote-url"
+            )
+            remote_model = gr.Textbox(label=t("mod_remote_model"), elem_id="models-remote-model")
+        with gr.Row(elem_classes=["aigc-bottom-row"]):
+            remote_env = gr.Textbox(label=t("mod_remote_env"), placeholder="DEEPSEEK_KEY", elem_id="models-remote-env")
+            remote_key = gr.Textbox(label=t("mod_remote_key"), type="password", elem_id="models-remote-key")
+            remote_add = gr.Button(t("mod_remote_add"), variant="primary", min_width=160, elem_id="models-remote-add")
+        remote_note = gr.HTML(elem_id="models-remote-note")
     with gr.Accordion(t("mod_import_title"), open=False, elem_id="models-import-section"):
         gr.Markdown(t("mod_import_note"))
         with gr.Row(elem_classes=["aigc-bottom-row"]):
@@ -127,6 +140,21 @@ def build(
         info = ctx.studio.registry.add(path_value.strip(), model_id=name_value.strip() or None)
         added = text(lang_value, "mod_added", id=info.id, kind=text(lang_value, f"kind_{info.kind}"))
         return "", "", *refresh(lang_value), note(added, "ok")
+
+    @reports_to(remote_note)
+    def on_add_remote(lang_value: str, name_value: str, url_value: str, model_value: str, env: str, key: str):
+        if not (name_value.strip() and url_value.strip() and model_value.strip()):
+            raise Mistake("mod_remote_missing")
+        info, _ = ctx.studio.models.add_remote(
+            name_value.strip(),
+            url_value.strip(),
+            model_value.strip(),
+            api_key=key.strip() or None,
+            api_key_env=env.strip() or None,
+        )
+        added = text(lang_value, "mod_remote_added", id=info.id, url=info.path, model=info.remote_model)
+        # The key box is emptied either way once added: it is not kept in the page.
+        return "", "", "", "", "", *refresh(lang_value), note(added, "ok")
 
     def set_default(kind: str):
         @reports_to(default_note)
@@ -195,6 +223,8 @@ def build(
     set_image.click(set_default("image"), [lang, default_image], [*outputs, default_note])
     pull_button.click(on_pull, [lang, catalog], [*outputs, pull_progress])
     import_button.click(on_import, [lang, import_path], [*outputs, import_note])
+    remote_fields = [remote_name, remote_url, remote_model, remote_env, remote_key]
+    remote_add.click(on_add_remote, [lang, *remote_fields], [*remote_fields, *outputs, remote_note])
 
     def on_language(lang_value: str, shown):
         # Only a table already filled (the tab was opened) is redrawn: filling it may hash files.

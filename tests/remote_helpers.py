@@ -1,0 +1,75 @@
+"""A scripted OpenAI-compatible server on loopback, for tests of how the studio meets a remote model that
+misbehaves on purpose (a 500, malformed JSON, a hang, a refused key)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Scripted:
+    """A loopback HTTP server whose answers a test sets: ``behaviour`` is "ok", "500", "bad-json",
+    "hang", "401" or "json" (a whole answer, not a stream). It records each request's headers and body."""
+
+    def __init__(self):
+        self.behaviour = "ok"
+        self.requests: list[tuple[dict, dict | None]] = []
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: bytes, kind: str = "application/json"):
+                self.send_response(status)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                outer.requests.append((dict(self.headers), None))
+                if outer.behaviour == "401":
+                    return self._send(401, b'{"error": {"message": "bad key"}}')
+                self._send(200, json.dumps({"data": [{"id": "scripted"}]}).encode())
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length))
+                outer.requests.append((dict(self.headers), body))
+                b = outer.behaviour
+                if b == "500":
+                    return self._send(500, b'{"error": {"message": "the GPU caught fire"}}')
+                if b == "401":
+                    return self._send(401, b'{"error": {"message": "invalid api key"}}')
+                if b == "json":
+                    answer = {"choices": [{"message": {"content": "all at once"}, "finish_reason": "stop"}]}
+                    return self._send(200, json.dumps(answer).encode())
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                if b == "bad-json":
+                    self.wfile.write(b"data: {not json\n\n")
+                    return
+                first = {"choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(first)}\n\n".encode())
+                self.wfile.flush()
+                if b == "hang":
+                    outer.release.wait(30)
+                    return
+                last = {"choices": [{"delta": {"content": " there"}, "finish_reason": "stop"}]}
+                usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
+                for event in (last, usage):
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
