@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import pwd
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -182,18 +184,26 @@ class Sandbox:
         self.check()
         memfd = os.memfd_create("aigc-source", os.MFD_CLOEXEC)
         times_read, times_write = os.pipe()
+        info_read, info_write = os.pipe()
         # Each fd is closed exactly once: closing a number twice could close another run's fd in between.
-        fds = [memfd, times_read, times_write]
+        fds = [memfd, times_read, times_write, info_read, info_write]
         try:
+            ids = _drop_to()
+            if ids:  # the shell inside opens the pipe anew through /proc, as the container's user
+                os.fchown(times_write, *ids)
             os.write(memfd, request.code.encode("utf-8"))
             os.lseek(memfd, 0, os.SEEK_SET)
             path = f"{WORKDIR}/{SOURCE_NAMES[request.language]}"
             program = [rt.path, *self._runtime_flags(request.language, limits), path, *request.args]
             # A shell inside waits for the program and reports the CPU time of it and all it waited for
-            # (``times``) on a pipe of its own, which the program does not inherit: bwrap's outer process
-            # does not reap the container's init, so the studio's own wait4 never sees that time.
-            timed = ["/bin/sh", "-c", f'"$@" {times_write}>&-; s=$?; times >&{times_write}; exit $s', "sh", *program]
-            command = self._container_command(limits, timed, source=(memfd, path), runtime_path=rt.path)
+            # (``times``) on a pipe of its own: bwrap's outer process does not reap the container's init, so
+            # the studio's own wait4 never sees that time. The pipe is named through /proc because dash
+            # parses only one-digit descriptors in a redirection, and a busy studio's are past 9. The
+            # program inherits the pipe too; writing to it, it could only lie about its own CPU time.
+            timed = ["/bin/sh", "-c", f'"$@"; s=$?; times >/proc/self/fd/{times_write}; exit $s', "sh", *program]
+            command = self._container_command(
+                limits, timed, source=(memfd, path), runtime_path=rt.path, info_fd=info_write
+            )
             return self._execute(command, request, rt, fds)
         finally:
             for fd in fds:
@@ -209,10 +219,16 @@ class Sandbox:
         return {"user": ids[0], "group": ids[1], "extra_groups": []} if ids else {}
 
     def _container_command(
-        self, limits: RunLimits, program: list[str], source: tuple[int, str] | None, runtime_path: str
+        self,
+        limits: RunLimits,
+        program: list[str],
+        source: tuple[int, str] | None,
+        runtime_path: str,
+        info_fd: int | None = None,
     ) -> list[str]:
         """bwrap (the container) around prlimit (the kernel's limits) around ``program``; ``source``: a file
-        descriptor whose bytes become the read-only file at the given path inside."""
+        descriptor whose bytes become the read-only file at the given path inside; ``info_fd``: where bwrap
+        writes the host PID of the container's init."""
         files = limits.files_mb * 1024 * 1024
         memory = limits.memory_mb * 1024 * 1024
         cpu = max(1, round(limits.cpu_seconds))
@@ -278,6 +294,8 @@ class Sandbox:
         ]
         if source is not None:
             container += ["--perms", "0444", "--file", str(source[0]), source[1]]
+        if info_fd is not None:
+            container += ["--info-fd", str(info_fd)]
         # bwrap's own root is an unsized tmpfs too; read-only once everything is mounted on it.
         container += ["--remount-ro", "/"]
         return [*container, _prlimit(), *rlimits, "--", *program]
@@ -304,9 +322,10 @@ class Sandbox:
         return ["--tmpfs", hidden, "--remount-ro", hidden]
 
     def _execute(self, command: list[str], request: RunRequest, rt: Runtime, fds: list[int]) -> RunResult:
-        """Start ``command`` and gather what it does; ``fds``: the source memfd, the times pipe's read and
-        write ends (the write end is closed, and taken off the list, once the container holds it)."""
-        memfd, times_read, times_write = fds
+        """Start ``command`` and gather what it does; ``fds``: the source memfd, the read and write ends of
+        the times pipe and of bwrap's info pipe (each write end is closed, and taken off the list, once
+        the container holds it)."""
+        memfd, times_read, times_write, info_read, info_write = fds
         limits = request.limits
         cap = limits.output_kb * 1024
         started = time.perf_counter()
@@ -318,16 +337,18 @@ class Sandbox:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env={"PATH": SAFE_PATH},  # bwrap itself sees nothing of the studio's environment either
-                pass_fds=(memfd, times_write),
+                pass_fds=(memfd, times_write, info_write),
                 start_new_session=True,
                 close_fds=True,
                 **self._user_args(),
             )
         except OSError as exc:
             raise SandboxUnavailable(f"cannot run code: the sandbox does not start ({exc}). {NOT_RUN}") from None
-        # The shell's end of the times pipe, held now by the container alone: EOF once it is gone.
-        fds.remove(times_write)
-        os.close(times_write)
+        # The write ends, held now by the container alone: EOF once it is gone (or, for info, has spoken).
+        for fd in (times_write, info_write):
+            fds.remove(fd)
+            os.close(fd)
+        container = _Container(proc, info_read, deadline)
         writer = threading.Thread(target=_feed, args=(proc.stdin, request.stdin.encode("utf-8")), daemon=True)
         hit: str | None = None
         status: int | None = None
@@ -336,16 +357,17 @@ class Sandbox:
             writer.start()
             hit = _collect(proc, out, err, cap, deadline)
             if hit:
-                _kill(proc)
+                container.kill()
             else:
-                status, killed = _reap(proc, deadline)
+                status, killed = container.reap(deadline)
                 if killed:  # it closed its stdout and stderr but went on running until the wall limit
                     hit = "wall"
         finally:
             # Whatever happened here (even an exception in the studio), the container does not outlive it.
             if status is None:
-                _kill(proc)
-                status, _ = _reap(proc, float("inf"))
+                container.kill()
+                status, _ = container.reap(time.perf_counter())
+            container.wait_gone()
             proc.stdout.close()
             proc.stderr.close()
             writer.join(timeout=1)
@@ -425,25 +447,83 @@ def _feed(pipe, data: bytes) -> None:
             pipe.close()
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    # The outer bwrap (the session leader); through --die-with-parent its death kills the container's init,
-    # and with it the whole PID namespace.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+class _Container:
+    """One started container: the outer bwrap (the studio's child, which it waits for) and a pidfd on the
+    container's init, whose death empties the PID namespace: the kernel kills every process in it, and
+    the init exits only once all of them are gone."""
+
+    def __init__(self, proc: subprocess.Popen, info_read: int, deadline: float):
+        self.proc = proc
+        self.init = _open_init(info_read, deadline)
+
+    def kill(self) -> None:
+        """SIGKILL the container's init, so its whole PID namespace; without a pidfd on it, bwrap, whose
+        death reaches the init through --die-with-parent."""
+        with contextlib.suppress(ProcessLookupError):
+            if self.init is not None:
+                signal.pidfd_send_signal(self.init, signal.SIGKILL)
+            else:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def reap(self, deadline: float) -> tuple[int, bool]:
+        """Wait for bwrap, killing the container past ``deadline`` (and bwrap itself, should it not follow
+        within 5 s): its wait status, and whether it was killed."""
+        killed_at = None
+        while True:
+            pid, status = os.waitpid(self.proc.pid, os.WNOHANG)
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+                return status, killed_at is not None
+            now = time.perf_counter()
+            if killed_at is None and now > deadline:
+                self.kill()
+                killed_at = now
+            elif killed_at is not None and now > killed_at + 5:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            time.sleep(0.002)
+
+    def wait_gone(self) -> None:
+        """Return once the container's init has exited, which the kernel lets happen only after every
+        other process of its namespace is gone: nothing of the run is left when ``run`` returns."""
+        if self.init is None:
+            return
+        try:
+            ready, _, _ = select.select([self.init], [], [], 5)
+            if not ready:
+                self.kill()
+                select.select([self.init], [], [], 5)
+        finally:
+            os.close(self.init)
+            self.init = None
 
 
-def _reap(proc: subprocess.Popen, deadline: float) -> tuple[int, bool]:
-    """Wait for the container, killing it past ``deadline``: its wait status, and whether it was killed."""
-    killed = False
+def _open_init(info_read: int, deadline: float) -> int | None:
+    """A pidfd on the container's init, from the host PID bwrap writes to its info fd; None when bwrap
+    said nothing (it failed to start) or the init is already gone."""
+    data = b""
     while True:
-        pid, status = os.waitpid(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
-            return status, killed
-        if not killed and time.perf_counter() > deadline:
-            _kill(proc)
-            killed = True
-        time.sleep(0.002)
+        left = deadline + 5 - time.perf_counter()
+        ready, _, _ = select.select([info_read], [], [], max(0.0, left))
+        chunk = os.read(info_read, 4096) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    try:
+        info = json.loads(data)
+        pid = int(info["child-pid"])
+        pidfd = os.pidfd_open(pid)
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
+        return None
+    try:
+        # The PID is the init's only if its namespace is the one bwrap made, not that of a process that
+        # took the number after the init was gone.
+        if os.readlink(f"/proc/{pid}/ns/pid") == f"pid:[{info['pid-namespace']}]":
+            return pidfd
+    except OSError:
+        pass
+    os.close(pidfd)
+    return None
 
 
 def _read_all(fd: int) -> bytes:
