@@ -454,7 +454,8 @@ def test_concurrent_runs_are_isolated_and_a_fork_bomb_does_not_starve_the_others
     bomb = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n"
     spawner = (
         "import os, time\nkids = []\nfor _ in range(7):\n    pid = os.fork()\n"
-        "    if pid == 0:\n        time.sleep(0.3)\n        os._exit(0)\n    kids.append(pid)\nfor pid in kids:\n    os.waitpid(pid, 0)\nprint(len(kids))\n"
+        "    if pid == 0:\n        time.sleep(0.3)\n        os._exit(0)\n    kids.append(pid)\n"
+        "for pid in kids:\n    os.waitpid(pid, 0)\nprint(len(kids))\n"
     )
     writer = "open('/tmp/secret', 'w').write('mine')\nimport time\ntime.sleep(0.5)\nprint(open('/tmp/secret').read())\n"
     reader = "import os, time\ntime.sleep(0.2)\nprint(os.path.exists('/tmp/secret'))\n"
