@@ -555,6 +555,22 @@ def test_a_limit_above_the_maximum_is_refused_naming_it(server):
     assert caught.value.message == "limits.processes must be at most 4 (setting run_max_processes), got 5"
 
 
+def test_too_few_processes_for_node_is_refused_before_it_starts(server):
+    with pytest.raises(InvalidRequest) as caught:
+        run(server, "console.log(1)", "javascript", processes=7)
+    assert caught.value.message == (
+        "limits.processes must be at least 8 for javascript (node itself runs 7 threads, and each counts), got 7"
+    )
+    assert caught.value.param == "limits.processes"
+    result = run(server, "console.log(1)", "javascript", processes=8)
+    assert (result.stdout, result.ok) == ("1\n", True)
+    # A JS program that starts threads past its limit is told so (node aborts when it cannot make one).
+    code = "const { Worker } = require('worker_threads');\nfor (let i = 0; i < 20; i++) new Worker('setTimeout(() => {}, 2000)', { eval: true });\n"
+    result = run(server, code, "javascript", processes=10)
+    assert (result.limit, result.exit_code) == ("processes", 1)
+    assert "Error: EAGAIN" in result.stderr.splitlines()
+
+
 def test_bad_input_is_refused_with_the_contracts_message():
     with pytest.raises(ValidationError) as caught:
         RunRequest(language="cobol", code="DISPLAY 'HI'.")

@@ -71,7 +71,15 @@ OVERHEAD_TASKS = 2
 NOT_RUN = "The code was not run: the studio never runs code outside its sandbox."
 # What the kernel and the runtimes print when a limit other than ours stops a program.
 MEMORY_SIGNS = ("MemoryError", "heap out of memory", "Array buffer allocation failed", "Cannot allocate memory")
-PROCESS_SIGNS = ("Resource temporarily unavailable", "EAGAIN", "can't start new thread")
+PROCESS_SIGNS = (
+    "Resource temporarily unavailable",
+    "EAGAIN",
+    "can't start new thread",
+    "uv_thread_create",  # node aborts when it cannot start its own threads
+)
+# node runs 7 threads of its own (main, V8's 4 workers, its task scheduler, libuv's signal thread) before
+# any of the program's: fewer processes than this and it aborts or hangs before the first line.
+NODE_THREADS = 7
 FILES_SIGNS = ("No space left on device", "File too large", "ENOSPC", "EFBIG")
 
 
@@ -141,8 +149,9 @@ class Sandbox:
 
     # -- checks ---------------------------------------------------------------------------------------
 
-    def check_limits(self, limits: RunLimits) -> None:
-        """InvalidRequest naming the first limit above the configured maximum."""
+    def check_limits(self, limits: RunLimits, language: str | None = None) -> None:
+        """InvalidRequest naming the first limit above the configured maximum, or (for javascript) a
+        process limit too small for node to start."""
         for name in RunLimits.model_fields:
             asked, most = getattr(limits, name), getattr(self.maxima, name)
             if asked > most:
@@ -150,6 +159,12 @@ class Sandbox:
                     f"limits.{name} must be at most {most:g} (setting run_max_{name}), got {asked:g}",
                     param=f"limits.{name}",
                 )
+        if language == "javascript" and limits.processes <= NODE_THREADS:
+            raise InvalidRequest(
+                f"limits.processes must be at least {NODE_THREADS + 1} for javascript (node itself runs"
+                f" {NODE_THREADS} threads, and each counts), got {limits.processes}",
+                param="limits.processes",
+            )
 
     def check(self) -> None:
         """SandboxUnavailable, naming what is missing, unless a container starts here (checked once)."""
@@ -179,7 +194,7 @@ class Sandbox:
         the maximum, SandboxUnavailable when no container can start; a program that fails, hangs, forks
         or floods is not an error: its result says how it ended and which limit stopped it."""
         limits = request.limits
-        self.check_limits(limits)
+        self.check_limits(limits, request.language)
         rt = runtime(request.language)
         self.check()
         memfd = os.memfd_create("aigc-source", os.MFD_CLOEXEC)
