@@ -565,7 +565,10 @@ def test_too_few_processes_for_node_is_refused_before_it_starts(server):
     result = run(server, "console.log(1)", "javascript", processes=8)
     assert (result.stdout, result.ok) == ("1\n", True)
     # A JS program that starts threads past its limit is told so (node aborts when it cannot make one).
-    code = "const { Worker } = require('worker_threads');\nfor (let i = 0; i < 20; i++) new Worker('setTimeout(() => {}, 2000)', { eval: true });\n"
+    code = (
+        "const { Worker } = require('worker_threads');\n"
+        "for (let i = 0; i < 20; i++) new Worker('setTimeout(() => {}, 2000)', { eval: true });\n"
+    )
     result = run(server, code, "javascript", processes=10)
     assert (result.limit, result.exit_code) == ("processes", 1)
     assert "Error: EAGAIN" in result.stderr.splitlines()
