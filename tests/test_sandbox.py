@@ -671,3 +671,40 @@ def test_signals_are_named():
     assert sandbox_module._decode(0x8B00) == (None, "SIGSEGV")  # exit status 139 = 128 + 11
     assert sandbox_module._decode(signal.SIGKILL) == (None, "SIGKILL")
     assert sandbox_module._decode(3 << 8) == (3, None)
+
+
+NON_ROOT_STUDIO = """
+import threading, time
+from aigc_studio.contracts import RunLimits, RunRequest
+from aigc_studio.sandbox import Sandbox
+
+# A busy studio: its user already has many tasks (threads count for RLIMIT_NPROC as processes do).
+stop = threading.Event()
+threads = [threading.Thread(target=stop.wait) for _ in range(40)]
+for thread in threads:
+    thread.start()
+code = (
+    "import os, time\\nn = 0\\nwhile True:\\n    try:\\n        pid = os.fork()\\n    except OSError as exc:\\n"
+    "        print(n, exc.strerror)\\n        break\\n    if pid == 0:\\n        time.sleep(1)\\n        os._exit(0)\\n"
+    "    n += 1\\n"
+)
+result = Sandbox().run(RunRequest(language="python", code=code, limits=RunLimits(processes=6, wall_seconds=5)))
+print(repr(result.stdout), result.exit_code, result.limit)
+stop.set()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to start a non-root studio")
+def test_a_studio_running_as_an_ordinary_user_gets_the_same_exact_process_limit(tmp_path):
+    # Under root the container runs as nobody; here the studio itself is an ordinary user with 40 threads
+    # of its own, which must not eat into the run's 6 processes.
+    import site
+    import subprocess
+    import sys
+
+    src = Path(sandbox_module.__file__).resolve().parents[1]
+    env = {"HOME": "/tmp", "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{src}:{site.getsitepackages()[0]}"}
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", NON_ROOT_STUDIO]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, cwd="/tmp")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "'5 Resource temporarily unavailable\\n' 0 None\n"
