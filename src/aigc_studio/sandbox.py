@@ -7,7 +7,7 @@ Each run is a fresh bubblewrap (``bwrap``) container:
   minimal ``/dev`` (read-only but for its ``/dev/shm``), a ``/proc`` of its own, and an empty tmpfs at
   ``/tmp`` (the working directory). The container's own root is read-only, so the only writable places
   are ``/tmp`` and ``/dev/shm``, each a tmpfs capped at ``files_mb``. No home, no ``/etc``, no
-  ``AIGC_HOME``: the studio's database and keys do not exist in there. Every mount is nosuid and nodev.
+  ``AIGC_HOME``: the studio's database and keys do not exist in there. Every mount is nosuid.
 - **No network**: a network namespace of its own, whose loopback is not the host's, so not even the
   studio's own port answers; abstract Unix sockets are per network namespace too.
 - **A clean environment**: bwrap itself is started with only ``PATH`` set and clears it again inside;
