@@ -640,7 +640,7 @@ def test_without_prlimit_nothing_runs(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
-def test_the_container_dies_with_the_studio_thread_that_ran_it(server):
+def test_an_exception_in_the_studio_mid_run_still_kills_the_container(server):
     # An exception inside the studio while a run is going (here: KeyboardInterrupt from the selector)
     # still kills the container; nothing is left running.
     marker = "interrupted-" + secrets.token_hex(8)
