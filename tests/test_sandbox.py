@@ -594,12 +594,16 @@ def escape_code(marker: Path) -> str:
     return f"open({str(marker)!r}, 'w').write('ran')\nprint('ran')\n"
 
 
-def test_without_bubblewrap_nothing_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("checked", [False, True], ids=["fresh sandbox", "the studio's, already checked"])
+def test_without_bubblewrap_nothing_runs(server, tmp_path, monkeypatch, checked):
+    sandbox = server.studio.sandbox if checked else Sandbox()
+    if checked:
+        sandbox.check()  # bwrap was there when the studio checked; it is gone by the time of this run
     monkeypatch.setattr(sandbox_module, "SAFE_PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     marker = tmp_path / "ran.txt"
     with pytest.raises(SandboxUnavailable) as caught:
-        Sandbox().run(RunRequest(language="python", code=escape_code(marker)))
+        sandbox.run(RunRequest(language="python", code=escape_code(marker)))
     assert caught.value.message == (
         "cannot run code: bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: apt-get install"
         " bubblewrap). The code was not run: the studio never runs code outside its sandbox."
