@@ -104,9 +104,10 @@ def test_infinite_loop_is_stopped_at_the_cpu_limit(server, language, code):
 
 def test_loop_that_ignores_sigxcpu_is_killed_a_second_later(server):
     code = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n"
-    result = run(server, code, wall_seconds=10)
-    assert (result.limit, result.signal) == ("cpu", "SIGKILL")
-    assert 1.9 <= result.cpu_seconds < 2.5
+    result = run(server, code, wall_seconds=20)
+    assert (result.limit, result.signal, result.stderr) == ("cpu", "SIGKILL", "Killed\n")
+    # past the 1 s soft limit, killed at the 2 s hard one (``times`` counts in clock ticks, a little low)
+    assert 1.0 < result.cpu_seconds < 2.6
 
 
 @pytest.mark.parametrize(
