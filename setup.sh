@@ -14,6 +14,15 @@ PY=${PYTHON:-python3.11}
 if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei fonts-noto-color-emoji >/dev/null
 fi
+# Code runs only in Debian's bubblewrap container, with Debian's python3 and nodejs inside it (bench and
+# tests run them too). Without them the studio works but refuses to run code, saying what is missing.
+if [ ! -x /usr/bin/bwrap ] || [ ! -x /usr/bin/node ] || [ ! -x /usr/bin/prlimit ]; then
+    if ! { apt-get update -qq && apt-get install -y -qq bubblewrap nodejs util-linux >/dev/null; }; then
+        echo "setup: could not install bubblewrap and nodejs (as root: apt-get install bubblewrap nodejs);" \
+            "until they are installed the studio refuses to run code" >&2
+        [ $dev = 1 ] && exit 1
+    fi
+fi
 command -v "$PY" >/dev/null || PY=python3
 
 # What decides the installed set; when it is unchanged, there is nothing to do.

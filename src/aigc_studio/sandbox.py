@@ -2,32 +2,46 @@
 
 Each run is a fresh bubblewrap (``bwrap``) container:
 
-- **Nothing of the host** but ``/usr`` read-only (the interpreters and their libraries), a minimal
-  ``/dev``, a ``/proc`` of its own and an empty tmpfs at ``/tmp`` (the working directory, size-capped).
-  No home, no ``/etc``, no ``AIGC_HOME``: the studio's database and keys do not exist in there.
+- **Nothing of the host** but ``/usr`` read-only (the interpreters and their libraries; ``/usr/local``,
+  where an administrator's own tools and their config live, is hidden behind an empty directory), a
+  minimal ``/dev`` (read-only but for its ``/dev/shm``), a ``/proc`` of its own, and an empty tmpfs at
+  ``/tmp`` (the working directory). The container's own root is read-only, so the only writable places
+  are ``/tmp`` and ``/dev/shm``, each a tmpfs capped at ``files_mb``. No home, no ``/etc``, no
+  ``AIGC_HOME``: the studio's database and keys do not exist in there. Every mount is nosuid.
 - **No network**: a network namespace of its own, whose loopback is not the host's, so not even the
-  studio's own port answers.
+  studio's own port answers; abstract Unix sockets are per network namespace too.
 - **A clean environment**: bwrap itself is started with only ``PATH`` set and clears it again inside;
   no API key or other variable of the studio's process reaches the program.
-- **Its own PID namespace**: when the program ends (or is killed), everything it started dies with it.
-- **Limits** (``contracts.RunLimits``): wall time (the studio kills the container), CPU time per process
-  (``RLIMIT_CPU``), memory per process (``RLIMIT_DATA``: counts what Python and V8 really allocate, where
-  ``RLIMIT_AS`` would break V8's address-space reservations; node also gets ``--max-old-space-size``),
-  processes (``RLIMIT_NPROC``, counted per user: a studio running as root starts the container as the
-  unprivileged ``nobody``, since the kernel exempts root from that limit), output (the studio stops
-  reading and kills the container), temp-dir size (the tmpfs' size and ``RLIMIT_FSIZE``).
+- **Its own namespaces** (user, PID, mount, network, IPC, UTS, cgroup) and no capabilities; the program
+  cannot create user namespaces of its own (``--disable-userns``, bubblewrap 0.8+), which closes the
+  kernel surface that nested namespaces open; ``--new-session`` keeps it off the studio's terminal.
+  When the program ends (or is killed), everything it started dies with its PID namespace.
+- **Limits** (``contracts.RunLimits``), set by ``prlimit`` inside the container just before the program:
+  wall time (the studio kills the container), CPU time per process (``RLIMIT_CPU``), memory per process
+  (``RLIMIT_DATA``: counts what Python and V8 really allocate, where ``RLIMIT_AS`` would break V8's
+  address-space reservations; node also gets ``--max-old-space-size``), processes (``RLIMIT_NPROC``; see
+  ``_container_command`` for why the count is the run's own), output (the studio stops reading and kills
+  the container), temp space (the tmpfs' size and ``RLIMIT_FSIZE``).
 
-Where the container cannot start (bwrap missing, user namespaces off), ``run`` raises
-``SandboxUnavailable`` naming what is missing; there is no unsandboxed fallback.
+No seccomp filter: bubblewrap takes one only as compiled BPF, which would need libseccomp bindings the
+studio does not otherwise depend on; the two things such filters usually block in a bwrap sandbox are
+covered without one (terminal injection through ``TIOCSTI``: ``--new-session``; nested user namespaces:
+``--disable-userns``). What is left is the kernel's own system-call surface (see the README's Sandbox
+section for what this does not protect against).
+
+Where the container cannot start (bwrap missing or older than 0.8, user namespaces off, no ``prlimit``),
+``run`` raises ``SandboxUnavailable`` naming what is missing; there is no unsandboxed fallback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import pwd
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -48,11 +62,24 @@ RUNTIME_CANDIDATES = {
     "javascript": ("/usr/bin/node", "/usr/bin/nodejs", "/usr/local/bin/node"),
 }
 RUNTIME_PACKAGES = {"python": "python3", "javascript": "nodejs"}
+# prlimit runs inside the container, so it too must come from /usr.
+PRLIMIT = "/usr/bin/prlimit"
 NOBODY = "nobody"
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Tasks in the container's innermost namespace that are not the program: bwrap's init and the timing shell.
+OVERHEAD_TASKS = 2
+NOT_RUN = "The code was not run: the studio never runs code outside its sandbox."
 # What the kernel and the runtimes print when a limit other than ours stops a program.
 MEMORY_SIGNS = ("MemoryError", "heap out of memory", "Array buffer allocation failed", "Cannot allocate memory")
-PROCESS_SIGNS = ("Resource temporarily unavailable", "EAGAIN", "can't start new thread")
+PROCESS_SIGNS = (
+    "Resource temporarily unavailable",
+    "EAGAIN",
+    "can't start new thread",
+    "uv_thread_create",  # node aborts when it cannot start its own threads
+)
+# node runs 7 threads of its own (main, V8's 4 workers, its task scheduler, libuv's signal thread) before
+# any of the program's: fewer processes than this and it aborts or hangs before the first line.
+NODE_THREADS = 7
 FILES_SIGNS = ("No space left on device", "File too large", "ENOSPC", "EFBIG")
 
 
@@ -68,9 +95,18 @@ def _bwrap() -> str:
     if not path:
         raise SandboxUnavailable(
             "cannot run code: bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: apt-get install"
-            " bubblewrap). The studio never runs generated code outside its sandbox."
+            f" bubblewrap). {NOT_RUN}"
         )
     return path
+
+
+def _prlimit() -> str:
+    if not os.access(PRLIMIT, os.X_OK):
+        raise SandboxUnavailable(
+            f"cannot run code: {PRLIMIT} is missing, which sets the run's limits; install Debian's util-linux"
+            f" package. {NOT_RUN}"
+        )
+    return PRLIMIT
 
 
 @functools.cache
@@ -78,42 +114,31 @@ def runtime(language: str) -> Runtime:
     """The interpreter that runs ``language`` in the container; SandboxUnavailable when there is none."""
     for path in RUNTIME_CANDIDATES[language]:
         if os.access(path, os.X_OK):
-            flag = "--version"
-            out = subprocess.run([path, flag], capture_output=True, text=True, timeout=30, env={"PATH": SAFE_PATH})
+            out = subprocess.run(
+                [path, "--version"], capture_output=True, text=True, timeout=30, env={"PATH": SAFE_PATH}
+            )
             version = (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 else "?"
             if language == "javascript":
                 version = f"Node.js {version}"
             return Runtime(language, path, version)
     raise SandboxUnavailable(
         f"cannot run {language}: no interpreter at {' or '.join(RUNTIME_CANDIDATES[language])}; install Debian's"
-        f" {RUNTIME_PACKAGES[language]} package"
+        f" {RUNTIME_PACKAGES[language]} package. {NOT_RUN}"
     )
 
 
 def _drop_to() -> tuple[int, int] | None:
-    """The (uid, gid) the container starts as: ``nobody`` when the studio runs as root (so the process
-    limit holds), else None (the studio's own user)."""
+    """The (uid, gid) the container starts as: ``nobody`` when the studio runs as root (the kernel exempts
+    root from RLIMIT_NPROC, and root's files are not nobody's), else None (the studio's own user)."""
     if os.geteuid() != 0:
         return None
     entry = pwd.getpwnam(NOBODY)
     return entry.pw_uid, entry.pw_gid
 
 
-def _processes_of(uid: int) -> int:
-    """How many processes ``uid`` has now (RLIMIT_NPROC counts them all, not only the run's)."""
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    count += 1
-            except OSError:
-                continue
-    return count
-
-
 class Sandbox:
-    """Runs programs in bubblewrap containers. ``maxima`` bounds what a request may raise limits to."""
+    """Runs programs in bubblewrap containers. ``maxima`` bounds what a request may raise limits to.
+    One Sandbox serves any number of threads at once: each run has its own container, pipes and limits."""
 
     def __init__(self, maxima: RunLimits | None = None):
         self.maxima = maxima or RunLimits(
@@ -124,8 +149,9 @@ class Sandbox:
 
     # -- checks ---------------------------------------------------------------------------------------
 
-    def check_limits(self, limits: RunLimits) -> None:
-        """InvalidRequest naming the first limit above the configured maximum."""
+    def check_limits(self, limits: RunLimits, language: str | None = None) -> None:
+        """InvalidRequest naming the first limit above the configured maximum, or (for javascript) a
+        process limit too small for node to start."""
         for name in RunLimits.model_fields:
             asked, most = getattr(limits, name), getattr(self.maxima, name)
             if asked > most:
@@ -133,6 +159,12 @@ class Sandbox:
                     f"limits.{name} must be at most {most:g} (setting run_max_{name}), got {asked:g}",
                     param=f"limits.{name}",
                 )
+        if language == "javascript" and limits.processes <= NODE_THREADS:
+            raise InvalidRequest(
+                f"limits.processes must be at least {NODE_THREADS + 1} for javascript (node itself runs"
+                f" {NODE_THREADS} threads, and each counts), got {limits.processes}",
+                param="limits.processes",
+            )
 
     def check(self) -> None:
         """SandboxUnavailable, naming what is missing, unless a container starts here (checked once)."""
@@ -141,17 +173,17 @@ class Sandbox:
         with self._lock:
             if self._checked:
                 return
-            command = self._container_command(RunLimits(), ["/usr/bin/true"], source=None)
+            command = self._container_command(RunLimits(), ["/usr/bin/true"], source=None, runtime_path="/usr/bin")
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=30, **self._user_args())
             except OSError as exc:
-                raise SandboxUnavailable(f"cannot run code: the sandbox does not start ({exc})") from None
+                raise SandboxUnavailable(f"cannot run code: the sandbox does not start ({exc}). {NOT_RUN}") from None
             if done.returncode != 0:
                 why = done.stderr.strip() or f"exit status {done.returncode}"
                 raise SandboxUnavailable(
-                    f"cannot run code: bubblewrap cannot create its container here ({why}); it needs unprivileged"
-                    " user namespaces (sysctl kernel.unprivileged_userns_clone=1, or"
-                    " user.max_user_namespaces > 0). The studio never runs generated code outside its sandbox."
+                    f"cannot run code: bubblewrap cannot create its container here ({why}); it needs bubblewrap 0.8"
+                    " or newer and unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or"
+                    f" user.max_user_namespaces > 0). {NOT_RUN}"
                 )
             self._checked = True
 
@@ -162,26 +194,35 @@ class Sandbox:
         the maximum, SandboxUnavailable when no container can start; a program that fails, hangs, forks
         or floods is not an error: its result says how it ended and which limit stopped it."""
         limits = request.limits
-        self.check_limits(limits)
+        self.check_limits(limits, request.language)
         rt = runtime(request.language)
         self.check()
-        memfd = os.memfd_create("aigc-source", 0)
+        memfd = os.memfd_create("aigc-source", os.MFD_CLOEXEC)
         times_read, times_write = os.pipe()
+        info_read, info_write = os.pipe()
+        # Each fd is closed exactly once: closing a number twice could close another run's fd in between.
+        fds = [memfd, times_read, times_write, info_read, info_write]
         try:
+            ids = _drop_to()
+            if ids:  # the shell inside opens the pipe anew through /proc, as the container's user
+                os.fchown(times_write, *ids)
             os.write(memfd, request.code.encode("utf-8"))
             os.lseek(memfd, 0, os.SEEK_SET)
             path = f"{WORKDIR}/{SOURCE_NAMES[request.language]}"
             program = [rt.path, *self._runtime_flags(request.language, limits), path, *request.args]
             # A shell inside waits for the program and reports the CPU time of it and all it waited for
-            # (``times``) on a pipe of its own, which the program does not inherit: bwrap's outer process
-            # does not reap the container's init, so the studio's own wait4 never sees that time.
-            timed = ["/bin/sh", "-c", f'"$@" {times_write}>&-; s=$?; times >&{times_write}; exit $s', "sh", *program]
-            command = self._container_command(limits, timed, source=(memfd, path))
-            return self._execute(command, request, rt, (memfd, times_write), times_read)
+            # (``times``) on a pipe of its own: bwrap's outer process does not reap the container's init, so
+            # the studio's own wait4 never sees that time. The pipe is named through /proc because dash
+            # parses only one-digit descriptors in a redirection, and a busy studio's are past 9. The
+            # program inherits the pipe too; writing to it, it could only lie about its own CPU time.
+            timed = ["/bin/sh", "-c", f'"$@"; s=$?; times >/proc/self/fd/{times_write}; exit $s', "sh", *program]
+            command = self._container_command(
+                limits, timed, source=(memfd, path), runtime_path=rt.path, info_fd=info_write
+            )
+            return self._execute(command, request, rt, fds)
         finally:
-            for fd in (memfd, times_read, times_write):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def _runtime_flags(self, language: str, limits: RunLimits) -> list[str]:
         if language == "python":
@@ -192,15 +233,24 @@ class Sandbox:
         ids = _drop_to()
         return {"user": ids[0], "group": ids[1], "extra_groups": []} if ids else {}
 
-    def _container_command(self, limits: RunLimits, program: list[str], source: tuple[int, str] | None) -> list[str]:
-        """prlimit (the kernel's limits) around bwrap (the container) around ``program``; ``source``: a file
-        descriptor whose bytes become the read-only file at the given path inside."""
-        ids = _drop_to()
-        uid = ids[0] if ids else os.geteuid()
-        nproc = _processes_of(uid) + limits.processes + 2  # + bwrap and its init
-        cpu = max(1, round(limits.cpu_seconds))
-        memory = limits.memory_mb * 1024 * 1024
+    def _container_command(
+        self,
+        limits: RunLimits,
+        program: list[str],
+        source: tuple[int, str] | None,
+        runtime_path: str,
+        info_fd: int | None = None,
+    ) -> list[str]:
+        """bwrap (the container) around prlimit (the kernel's limits) around ``program``; ``source``: a file
+        descriptor whose bytes become the read-only file at the given path inside; ``info_fd``: where bwrap
+        writes the host PID of the container's init."""
         files = limits.files_mb * 1024 * 1024
+        memory = limits.memory_mb * 1024 * 1024
+        cpu = max(1, round(limits.cpu_seconds))
+        # RLIMIT_NPROC counts a user's tasks (threads too) per user namespace, each level against the limit
+        # its creator had. Set inside the container's own namespace, it counts this run's tasks only:
+        # never the user's other processes, nor a concurrent run's (all runs are ``nobody`` under root).
+        nproc = limits.processes + OVERHEAD_TASKS
         rlimits = [
             f"--cpu={cpu}:{cpu + 1}",  # SIGXCPU at the limit, SIGKILL a second later
             f"--data={memory}",
@@ -212,6 +262,8 @@ class Sandbox:
         container = [
             _bwrap(),
             "--unshare-all",  # user, pid, net, ipc, uts, cgroup namespaces
+            "--unshare-user",  # --disable-userns needs it said, not implied by --unshare-all's "try"
+            "--disable-userns",
             "--die-with-parent",
             "--new-session",
             "--cap-drop",
@@ -221,9 +273,18 @@ class Sandbox:
             "/usr",
             "/usr",
             *self._usr_links(),
+            *self._hide_usr_local(runtime_path),
             "--proc",
             "/proc",
             "--dev",
+            "/dev",
+            # /dev is a tmpfs without a size: read-only, but for a capped /dev/shm (POSIX semaphores live
+            # there, which Python's multiprocessing needs).
+            "--size",
+            str(files),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
             "/dev",
             "--size",
             str(files),
@@ -248,7 +309,11 @@ class Sandbox:
         ]
         if source is not None:
             container += ["--perms", "0444", "--file", str(source[0]), source[1]]
-        return [shutil.which("prlimit", path=SAFE_PATH) or "prlimit", *rlimits, "--", *container, *program]
+        if info_fd is not None:
+            container += ["--info-fd", str(info_fd)]
+        # bwrap's own root is an unsized tmpfs too; read-only once everything is mounted on it.
+        container += ["--remount-ro", "/"]
+        return [*container, _prlimit(), *rlimits, "--", *program]
 
     @staticmethod
     def _usr_links() -> list[str]:
@@ -262,67 +327,76 @@ class Sandbox:
                 args += ["--ro-bind", path, path]
         return args
 
-    def _execute(
-        self, command: list[str], request: RunRequest, rt: Runtime, pass_fds: tuple[int, ...], times_read: int
-    ) -> RunResult:
+    @staticmethod
+    def _hide_usr_local(runtime_path: str) -> list[str]:
+        """An empty read-only /usr/local (an administrator's own tools and their config, e.g. an npmrc with
+        a token), or only its etc/ when the runtime itself lives there."""
+        hidden = "/usr/local/etc" if runtime_path.startswith("/usr/local/") else "/usr/local"
+        if not os.path.isdir(hidden):
+            return []
+        return ["--tmpfs", hidden, "--remount-ro", hidden]
+
+    def _execute(self, command: list[str], request: RunRequest, rt: Runtime, fds: list[int]) -> RunResult:
+        """Start ``command`` and gather what it does; ``fds``: the source memfd, the read and write ends of
+        the times pipe and of bwrap's info pipe (each write end is closed, and taken off the list, once
+        the container holds it)."""
+        memfd, times_read, times_write, info_read, info_write = fds
         limits = request.limits
         cap = limits.output_kb * 1024
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={"PATH": SAFE_PATH},  # bwrap itself sees nothing of the studio's environment either
-            pass_fds=pass_fds,
-            start_new_session=True,
-            close_fds=True,
-            **self._user_args(),
-        )
-        os.close(pass_fds[1])  # the shell's end of the times pipe: EOF once the container is gone
-        writer = threading.Thread(target=_feed, args=(proc.stdin, request.stdin.encode("utf-8")), daemon=True)
-        writer.start()
-        out, err, kept = bytearray(), bytearray(), 0
-        hit: str | None = None
-        truncated = False
         deadline = started + limits.wall_seconds
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ, out)
-            sel.register(proc.stderr, selectors.EVENT_READ, err)
-            while sel.get_map():
-                left = deadline - time.perf_counter()
-                if left <= 0:
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={"PATH": SAFE_PATH},  # bwrap itself sees nothing of the studio's environment either
+                pass_fds=(memfd, times_write, info_write),
+                start_new_session=True,
+                close_fds=True,
+                **self._user_args(),
+            )
+        except OSError as exc:
+            raise SandboxUnavailable(f"cannot run code: the sandbox does not start ({exc}). {NOT_RUN}") from None
+        # The write ends, held now by the container alone: EOF once it is gone (or, for info, has spoken).
+        for fd in (times_write, info_write):
+            fds.remove(fd)
+            os.close(fd)
+        container = _Container(proc, info_read, deadline)
+        writer = threading.Thread(target=_feed, args=(proc.stdin, request.stdin.encode("utf-8")), daemon=True)
+        hit: str | None = None
+        status: int | None = None
+        out, err = bytearray(), bytearray()
+        try:
+            writer.start()
+            hit = _collect(proc, out, err, cap, deadline)
+            if hit:
+                container.kill()
+            else:
+                status, killed = container.reap(deadline)
+                if killed:  # it closed its stdout and stderr but went on running until the wall limit
                     hit = "wall"
-                    break
-                for key, _ in sel.select(timeout=min(left, 0.5)):
-                    chunk = os.read(key.fileobj.fileno(), 65536)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        continue
-                    room = cap - kept
-                    key.data.extend(chunk[:room])
-                    kept += min(len(chunk), room)
-                    if len(chunk) > room:
-                        truncated, hit = True, "output"
-                        break
-                if hit:
-                    break
-        if hit:
-            _kill(proc)
-        status = _reap(proc, deadline + 5)
+        finally:
+            # Whatever happened here (even an exception in the studio), the container does not outlive it.
+            if status is None:
+                container.kill()
+                status, _ = container.reap(time.perf_counter())
+            container.wait_gone()
+            proc.stdout.close()
+            proc.stderr.close()
+            writer.join(timeout=1)
         wall = time.perf_counter() - started
-        proc.stdout.close()
-        proc.stderr.close()
-        writer.join(timeout=1)
         cpu = _cpu_from(_read_all(times_read)) if hit is None else None
         exit_code, sig = _decode(status)
-        stderr = err.decode("utf-8", errors="replace")
+        truncated = hit == "output"
+        stderr = _text(err, truncated)
         if hit is None:
             hit = _limit_from(exit_code, sig, cpu, limits, stderr)
         return RunResult(
             language=request.language,
             runtime=rt.version,
-            stdout=out.decode("utf-8", errors="replace"),
+            stdout=_text(out, truncated),
             stderr=stderr,
             exit_code=exit_code,
             signal=sig,
@@ -334,32 +408,137 @@ class Sandbox:
         )
 
 
+def _collect(proc: subprocess.Popen, out: bytearray, err: bytearray, cap: int, deadline: float) -> str | None:
+    """Read stdout and stderr into ``out`` and ``err`` until both close; "wall" past ``deadline``,
+    "output" once together they pass ``cap`` bytes (what is kept stops exactly at the cap)."""
+    kept = 0
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        while sel.get_map():
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return "wall"
+            for key, _ in sel.select(timeout=min(left, 0.5)):
+                chunk = os.read(key.fileobj.fileno(), 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                room = cap - kept
+                key.data.extend(chunk[:room])
+                kept += min(len(chunk), room)
+                if len(chunk) > room:
+                    return "output"
+    return None
+
+
+def _text(data: bytearray, truncated: bool) -> str:
+    """The program's bytes as text; a character the output cap cut in two is dropped, not shown as U+FFFD."""
+    if truncated:
+        # A UTF-8 sequence is at most 4 bytes: only the last 3 can be the head of a cut character.
+        for back in range(1, min(4, len(data)) + 1):
+            byte = data[-back]
+            if byte < 0x80:
+                break
+            if byte >= 0xC0:  # a lead byte: is its sequence complete?
+                need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+                if back < need:
+                    del data[-back:]
+                break
+    return data.decode("utf-8", errors="replace")
+
+
 def _feed(pipe, data: bytes) -> None:
+    """Write the program's stdin and close it, whether or not the program reads it all."""
+    fd = pipe.fileno()
     try:
-        if data:
-            pipe.write(data)
-        pipe.close()
-    except (BrokenPipeError, OSError, ValueError):
-        pass  # the program exited without reading all of it
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass  # the program exited (or was killed) without reading all of it: EPIPE
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    # The whole session: prlimit/bwrap and, through --die-with-parent, the container's init and all under it.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+class _Container:
+    """One started container: the outer bwrap (the studio's child, which it waits for) and a pidfd on the
+    container's init, whose death empties the PID namespace: the kernel kills every process in it, and
+    the init exits only once all of them are gone."""
+
+    def __init__(self, proc: subprocess.Popen, info_read: int, deadline: float):
+        self.proc = proc
+        self.init = _open_init(info_read, deadline)
+
+    def kill(self) -> None:
+        """SIGKILL the container's init, so its whole PID namespace; without a pidfd on it, bwrap, whose
+        death reaches the init through --die-with-parent."""
+        with contextlib.suppress(ProcessLookupError):
+            if self.init is not None:
+                signal.pidfd_send_signal(self.init, signal.SIGKILL)
+            else:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def reap(self, deadline: float) -> tuple[int, bool]:
+        """Wait for bwrap, killing the container past ``deadline`` (and bwrap itself, should it not follow
+        within 5 s): its wait status, and whether it was killed."""
+        killed_at = None
+        while True:
+            pid, status = os.waitpid(self.proc.pid, os.WNOHANG)
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+                return status, killed_at is not None
+            now = time.perf_counter()
+            if killed_at is None and now > deadline:
+                self.kill()
+                killed_at = now
+            elif killed_at is not None and now > killed_at + 5:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            time.sleep(0.002)
+
+    def wait_gone(self) -> None:
+        """Return once the container's init has exited, which the kernel lets happen only after every
+        other process of its namespace is gone: nothing of the run is left when ``run`` returns."""
+        if self.init is None:
+            return
+        try:
+            ready, _, _ = select.select([self.init], [], [], 5)
+            if not ready:
+                self.kill()
+                select.select([self.init], [], [], 5)
+        finally:
+            os.close(self.init)
+            self.init = None
 
 
-def _reap(proc: subprocess.Popen, deadline: float) -> int:
-    """Wait for the container, killing it past ``deadline``; its wait status."""
+def _open_init(info_read: int, deadline: float) -> int | None:
+    """A pidfd on the container's init, from the host PID bwrap writes to its info fd; None when bwrap
+    said nothing (it failed to start) or the init is already gone."""
+    data = b""
     while True:
-        pid, status = os.waitpid(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return status
-        if time.perf_counter() > deadline:
-            _kill(proc)
-            deadline = float("inf")
-        time.sleep(0.002)
+        left = deadline + 5 - time.perf_counter()
+        ready, _, _ = select.select([info_read], [], [], max(0.0, left))
+        chunk = os.read(info_read, 4096) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    try:
+        info = json.loads(data)
+        pid = int(info["child-pid"])
+        pidfd = os.pidfd_open(pid)
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
+        return None
+    try:
+        # The PID is the init's only if its namespace is the one bwrap made, not that of a process that
+        # took the number after the init was gone.
+        if os.readlink(f"/proc/{pid}/ns/pid") == f"pid:[{info['pid-namespace']}]":
+            return pidfd
+    except OSError:
+        pass
+    os.close(pidfd)
+    return None
 
 
 def _read_all(fd: int) -> bytes:
