@@ -49,9 +49,11 @@ from .models import ModelService
 from .template_library import TemplateLibrary
 
 __all__ = [
+    "LANGUAGE_NAME",
     "MAX_CODE",
     "MAX_PROMPT",
     "MAX_REPAIR",
+    "NO_NUL",
     "CodeEvent",
     "CodeRunRecord",
     "CodeService",
@@ -72,6 +74,8 @@ MAX_CALL = 10_000
 # How much of a failed run's output the repair prompt quotes (the end of it, where errors are).
 REPAIR_OUTPUT_CHARS = 2_000
 LANGUAGE_NAME = r"^[A-Za-z0-9_+#.-]{1,30}$"
+# Text a process is given on its command line cannot hold NUL (the kernel ends a string there).
+NO_NUL = "^[^\\x00]*$"
 RUNNABLE = tuple(RUN_LANGUAGES)
 
 
@@ -83,11 +87,12 @@ class RunSpec(BaseModel):
     call: str | None = Field(
         None,
         max_length=MAX_CALL,
+        pattern=NO_NUL,
         description="An expression whose value is printed after the program: JavaScript "
         "console.log(<call>); Python print(<call>). Unset or blank: the program runs as it is.",
     )
-    args: list[Annotated[str, Field(max_length=4096)]] = Field(
-        default_factory=list, max_length=64, description="Command-line arguments."
+    args: list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]] = Field(
+        default_factory=list, max_length=64, description="Command-line arguments (no NUL characters)."
     )
     stdin: str = Field("", max_length=1_000_000, description="What the program reads on standard input.")
     expect: str | None = Field(
@@ -104,13 +109,6 @@ class RunSpec(BaseModel):
     def _blank_call_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
-        return value
-
-    @field_validator("call")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
         return value
 
 

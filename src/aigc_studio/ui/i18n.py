@@ -436,6 +436,12 @@ SETTINGS_HELP_ZH = {
     "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
     "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
     "max_image_megapixels": "可解码的最大图像，单位百万像素（宽 × 高 ÷ 1,000,000）。",
+    "run_max_wall_seconds": "一次代码运行最多可申请的墙钟时间（秒）。",
+    "run_max_cpu_seconds": "一次代码运行中每个进程最多可申请的 CPU 时间（秒）。",
+    "run_max_memory_mb": "一次代码运行中每个进程最多可申请的内存（MiB）。",
+    "run_max_processes": "一次代码运行最多可申请的进程数。",
+    "run_max_output_kb": "一次代码运行最多可申请的输出量（KiB）。",
+    "run_max_files_mb": "一次代码运行最多可申请的临时目录空间（MiB）。",
 }
 
 
