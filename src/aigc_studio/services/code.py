@@ -343,6 +343,10 @@ class CodeTurn:
                         run.cancel()
                     if chunk.text:
                         yield CodeEvent("delta", text=chunk.text)
+            except KeyboardInterrupt:
+                # Ctrl-C in the CLI: stop the model, keep what it wrote (as a cancelled answer), end the turn.
+                self.cancel()
+                run.cancel()
             except StudioError as exc:
                 error = exc
             except Exception as exc:  # an engine failure: reported as the turn's error, the server lives on
