@@ -83,10 +83,18 @@ class RunSpecIn(BaseModel):
         return RunSpec(**self.model_dump())
 
 
+def _generate_schema(schema: dict, _cls: type) -> None:
+    # repair judges the code by a run: a nonzero repair comes with run.
+    schema["anyOf"] = [
+        {"properties": {"repair": {"const": 0}}},
+        {"required": ["run"], "properties": {"run": {"type": "object"}}},
+    ]
+
+
 class GenerateIn(BaseModel):
     """A turn of a code session: a new program (no session_id) or a change to the session's code."""
 
-    model_config = STRICT
+    model_config = ConfigDict(**STRICT, json_schema_extra=_generate_schema)
 
     prompt: str = Field(
         min_length=1,
