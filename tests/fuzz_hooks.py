@@ -78,7 +78,7 @@ CODE_GENERATE_PATH = "/api/code/generate"
 CODE_RUN_PATH = "/api/code/run"
 CODE_EDIT_PATH = "/api/code/sessions/{session_id}/versions"
 RUN_NAMES = {"python", "py", "python3", "javascript", "js", "node", "nodejs"}  # contracts.RUN_LANGUAGES
-SMALL_RUN = {"wall_seconds": 2, "cpu_seconds": 1, "processes": 8, "output_kb": 64, "files_mb": 8}
+SMALL_RUN = {"wall_seconds": 2, "cpu_seconds": 1, "memory_mb": 256, "processes": 8, "output_kb": 64, "files_mb": 8}
 SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
 
 

@@ -148,9 +148,17 @@ def _run_body_schema(schema: dict, _cls: type) -> None:
     schema["anyOf"] = [
         {
             "required": ["version_id"],
-            "properties": {"language": {"type": "null"}, "code": {"type": "null"}, "title": {"type": "null"}},
+            "properties": {
+                "version_id": {"type": "integer"},
+                "language": {"type": "null"},
+                "code": {"type": "null"},
+                "title": {"type": "null"},
+            },
         },
-        {"required": ["language", "code"], "properties": {"version_id": {"type": "null"}}},
+        {
+            "required": ["language", "code"],
+            "properties": {"language": {"type": "string"}, "code": {"type": "string"}, "version_id": {"type": "null"}},
+        },
     ]
 
 
