@@ -33,8 +33,8 @@ Two things JSON Schema cannot say, supplied here:
     required variables.
   - code (/api/code/...): generation by the echo test engine (AIGC_FUZZ_CODE_MODEL) in any case that names
     no model, max_tokens at most 4, repair at most 1, a language the sandbox runs when the turn runs
-    code, runs kept tiny (wall 2 s, CPU 1 s, 64 KiB of output, 8 processes, 8 MiB of temp space:
-    a fuzzed program may loop or flood), code and prompts not blank once cut to 100 characters, and
+    code, runs kept tiny (wall 2 s, CPU 1 s, 256 MiB, 64 KiB of output, 8 processes, 8 MiB of temp
+    space: a fuzzed program may loop or flood), code and prompts not blank once cut to 100 characters, and
     an edit to block 1 (one past the last is the most a block may be) in a language that runs;
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
