@@ -359,3 +359,9 @@ def test_a_caller_that_stops_iterating_mid_answer_keeps_the_answer_as_cancelled(
     status = studio.history.get(turn.session_id)["responses"][0]["status"]
     expected = [] if status == "cancelled" else [SORT_JS]
     assert [v["code"] for v in session["versions"]] == expected
+
+
+def test_the_code_tables_come_with_migration_m009(studio):
+    assert "m009_code" in studio.db.migrations_applied()
+    tables = {r[0] for r in studio.db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"code_versions", "code_runs"} <= tables
