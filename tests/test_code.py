@@ -342,7 +342,7 @@ def test_a_run_in_a_session_of_another_language_says_it_cannot_run_it(studio):
     queue_replies(answer("echo bye\n", tag="bash"))
     events = list(studio.code.turn("say bye instead", session_id=first.session_id, run=RunSpec()))
     assert events[-1].kind == "error"
-    assert "version id 2 (block 1 v2) is bash code; the sandbox runs python and javascript only" in events[-1].message
+    assert "version 2 is bash code; the sandbox runs python and javascript only" in events[-1].message
 
 
 def test_a_caller_that_stops_iterating_mid_answer_keeps_the_answer_as_cancelled(studio):

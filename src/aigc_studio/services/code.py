@@ -606,9 +606,9 @@ class CodeService:
         version = self.store.version(version_id)
         if version["language"] not in RUNNABLE:
             shown = version["language"] or "of no known language"
-            which = f"version id {version_id} (block {version['block']} v{version['version']})"
+            # "version <id>": the id a run names (the UI translates this sentence by its shape).
             raise InvalidRequest(
-                f"{which} is {shown} code; the sandbox runs {' and '.join(RUNNABLE)} only (edit the version with its "
+                f"version {version_id} is {shown} code; the sandbox runs {' and '.join(RUNNABLE)} only (edit the version with its "
                 "language set to run it as one of them)",
                 param="version_id",
             )
