@@ -608,8 +608,8 @@ class CodeService:
             shown = version["language"] or "of no known language"
             # "version <id>": the id a run names (the UI translates this sentence by its shape).
             raise InvalidRequest(
-                f"version {version_id} is {shown} code; the sandbox runs {' and '.join(RUNNABLE)} only (edit the version with its "
-                "language set to run it as one of them)",
+                f"version {version_id} is {shown} code; the sandbox runs {' and '.join(RUNNABLE)} only (edit the "
+                "version with its language set to run it as one of them)",
                 param="version_id",
             )
         result, matched = self._execute(version["language"], version["code"], spec)
