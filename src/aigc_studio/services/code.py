@@ -388,6 +388,11 @@ class CodeTurn:
             except StudioError as exc:
                 yield CodeEvent("error", message=exc.message, session_id=self.session_id)
                 return
+            except Exception as exc:  # a sandbox failure: the turn says so and ends; the server lives on
+                log.exception("code turn: the run failed")
+                message = f"the run failed: {type(exc).__name__}: {exc}"
+                yield CodeEvent("error", message=message, session_id=self.session_id)
+                return
             yield CodeEvent("run", run=record)
             if not record.failed or attempt >= turn.repair or self._cancelled.is_set():
                 break
