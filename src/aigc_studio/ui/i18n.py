@@ -13,6 +13,7 @@ import gradio as gr
 
 from ..config import SETTINGS
 from ..contracts import MAX_STOP, ImageRequest, TextOptions
+from .i18n_code import LABELS as CODE_LABELS
 from .i18n_editing import LABELS as EDITING_LABELS
 
 LANGUAGES = [("English", "en"), ("简体中文", "zh-CN")]
@@ -436,6 +437,12 @@ SETTINGS_HELP_ZH = {
     "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
     "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
     "max_image_megapixels": "可解码的最大图像，单位百万像素（宽 × 高 ÷ 1,000,000）。",
+    "run_max_wall_seconds": "一次代码运行最多可申请的墙钟时间（秒）。",
+    "run_max_cpu_seconds": "一次代码运行中每个进程最多可申请的 CPU 时间（秒）。",
+    "run_max_memory_mb": "一次代码运行中每个进程最多可申请的内存（MiB）。",
+    "run_max_processes": "一次代码运行最多可申请的进程数。",
+    "run_max_output_kb": "一次代码运行最多可申请的输出量（KiB）。",
+    "run_max_files_mb": "一次代码运行最多可申请的临时目录空间（MiB）。",
 }
 
 
@@ -508,7 +515,7 @@ def _declared_help(name: str) -> str:
 
 
 def _tables() -> tuple[dict[str, str], dict[str, str]]:
-    labels = {**GRADIO_KEYS, **TABLE, **EDITING_LABELS}
+    labels = {**GRADIO_KEYS, **TABLE, **EDITING_LABELS, **CODE_LABELS}
     en = {key: pair[0] for key, pair in labels.items()}
     zh = {key: pair[1] for key, pair in labels.items()}
     for name, (label_en, label_zh, help_zh) in FIELDS.items():

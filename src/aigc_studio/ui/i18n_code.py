@@ -1,0 +1,108 @@
+"""The labels of the Code tab (``code.py``) in English and Simplified Chinese; ``i18n.py`` merges them
+into its table. The limits' labels are ``f_<field>`` keys, so a refused limit is named the same way in
+the tab's message as on its box."""
+
+from __future__ import annotations
+
+# key: (English, 简体中文)
+LABELS: dict[str, tuple[str, str]] = {
+    "c_new": ("+ New session", "+ 新会话"),
+    "c_sessions": ("Code sessions", "代码会话"),
+    "c_delete": ("Delete session", "删除会话"),
+    "c_model": ("Model", "模型"),
+    "c_conversation": ("Conversation", "对话"),
+    "c_empty": (
+        "Ask for a program (“write a JavaScript bubble sort”), then for changes (“make it more concise”).",
+        "描述想要的程序（例如“用 JavaScript 写一个冒泡排序”），之后可以继续提出修改（例如“更简洁”）。",
+    ),
+    "c_prompt_ph": ("What should the code do, or what should change?", "代码要做什么，或者要改什么？"),
+    "c_language": ("Language", "语言"),
+    "c_lang_auto": ("auto", "自动"),
+    "c_send": ("Send", "发送"),
+    "c_stop": ("Stop", "停止"),
+    "c_repair": ("Self-repair attempts", "自动修复次数"),
+    "c_repair_help": (
+        "After each answer, run the code (with the Run settings below); when the run fails or the output "
+        "differs from the expected output, send the error back to the model, up to this many times.",
+        "每次回答后按下方“运行”设置运行代码；运行失败或输出与预期不符时，把错误发回给模型修改，最多这么多次。",
+    ),
+    "c_autorun": ("Run after each answer", "每次回答后运行"),
+    "c_editor": ("Code (newest version; edit and save as a new version)", "代码（最新版本；可编辑后另存为新版本）"),
+    "c_save": ("Save edit as version", "保存修改为新版本"),
+    "c_versions": ("Version", "版本"),
+    "c_open": ("Open", "打开"),
+    "c_diff_to": ("Compare with", "对比版本"),
+    "c_compare": ("Show diff", "显示差异"),
+    "c_diff": ("Differences", "差异"),
+    "c_run_title": ("#### Run in the sandbox", "#### 在沙箱中运行"),
+    "c_call": ("Call expression", "调用表达式"),
+    "c_call_ph": (
+        "e.g. bubbleSort([5, 2, 8, 1, 9, 3]) — printed after the code runs",
+        "例如 bubbleSort([5, 2, 8, 1, 9, 3])，运行后打印其结果",
+    ),
+    "c_args": ("Arguments (one per line)", "命令行参数（每行一个）"),
+    "c_stdin": ("Standard input", "标准输入"),
+    "c_expect": ("Expected output", "预期输出"),
+    "c_expect_ph": ("optional; compared with stdout, whitespace normalised", "可选；与标准输出比较（忽略空白差异）"),
+    "c_limits": ("Limits", "限制"),
+    "c_run": ("Run", "运行"),
+    "c_result": ("Result", "结果"),
+    "c_stdout": ("stdout", "标准输出"),
+    "c_stderr": ("stderr", "标准错误"),
+    "c_runs": ("Runs of this session", "本会话的运行记录"),
+    "f_wall_seconds": ("Wall time (s)", "墙钟时间（秒）"),
+    "f_cpu_seconds": ("CPU time (s)", "CPU 时间（秒）"),
+    "f_memory_mb": ("Memory (MiB)", "内存（MiB）"),
+    "f_processes": ("Processes", "进程数"),
+    "f_output_kb": ("Output (KiB)", "输出（KiB）"),
+    "f_files_mb": ("Temp space (MiB)", "临时空间（MiB）"),
+    # written by handlers (text(lang, key, ...))
+    "c_range": ("allowed {low}–{high}", "允许 {low}–{high}"),
+    "c_busy": (
+        "An answer or run is still going in this page: wait for it, or press Stop.",
+        "本页还有回答或运行在进行中：请等待完成，或点击“停止”。",
+    ),
+    "c_no_prompt": ("Write what the code should do (or what to change) first.", "请先写下代码要做什么（或要改什么）。"),
+    "c_no_session": (
+        "No code session is open: send a request first, or pick a session from the list.",
+        "没有打开的代码会话：请先发送请求，或从列表中选择一个会话。",
+    ),
+    "c_no_version": ("Pick a version first.", "请先选择一个版本。"),
+    "c_pick_language": (
+        "Choose JavaScript or Python to run code typed into an empty session.",
+        "要运行在空会话中输入的代码，请选择 JavaScript 或 Python。",
+    ),
+    "c_working": ("The model is answering…", "模型正在回答……"),
+    "c_attempt": (
+        "Self-repair attempt {n} of {of}: the error goes back to the model…",
+        "自动修复第 {n} 次（共 {of} 次）：把错误发回给模型……",
+    ),
+    "c_new_version": ("Version {version} of the code ({note}).", "代码版本 {version}（{note}）。"),
+    "c_no_code": (
+        "The answer holds no code block: no new version. Ask again, e.g. “show the whole program in a code block”.",
+        "回答中没有代码块，未生成新版本。请再问一次，例如“把完整程序放在代码块中”。",
+    ),
+    "c_done": ("Done.", "完成。"),
+    "c_stopped": ("Stopped; what was written is kept.", "已停止；已写出的内容会保留。"),
+    "c_failed": ("The turn failed: {message}", "本轮失败：{message}"),
+    "c_saved": ("Saved as version {version}.", "已保存为版本 {version}。"),
+    "c_same": ("The two versions are the same.", "两个版本相同。"),
+    "c_deleted": ("Deleted the session “{title}”.", "已删除会话“{title}”。"),
+    "c_ran": ("Ran version {version}.", "已运行版本 {version}。"),
+    # the run summary
+    "c_exit": ("exit {code}", "退出码 {code}"),
+    "c_signal": ("killed by {signal}", "被 {signal} 终止"),
+    "c_wall": ("{seconds:.2f} s wall", "墙钟 {seconds:.2f} 秒"),
+    "c_cpu": ("{seconds:.2f} s CPU", "CPU {seconds:.2f} 秒"),
+    "c_limit": ("stopped: the {limit} limit ({value}) was hit", "已终止：达到{limit}上限（{value}）"),
+    "c_limit_wall": ("wall-time", "墙钟时间"),
+    "c_limit_cpu": ("CPU-time", "CPU 时间"),
+    "c_limit_memory": ("memory", "内存"),
+    "c_limit_processes": ("process", "进程数"),
+    "c_limit_output": ("output", "输出"),
+    "c_limit_files": ("temp-space", "临时空间"),
+    "c_truncated": ("output cut at the limit", "输出已在上限处截断"),
+    "c_matched": ("output matches the expected output", "输出与预期一致"),
+    "c_mismatch": ("output differs from the expected output", "输出与预期不一致"),
+    "c_run_line": ("v{version} · {note}", "v{version} · {note}"),
+}
