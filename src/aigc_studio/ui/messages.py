@@ -115,6 +115,27 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
             r"a user template '(.+)' already exists; .*",
             "已有自定义模板“{0}”；请勾选“替换同名的自定义模板”，或换一个名称",
         ),
+        # running code (sandbox.py, services/code.py)
+        (
+            r"limits\.(\w+) must be at most (\S+) \(setting (\w+)\), got (\S+)",
+            "限制 {0} 不能大于 {1}（设置项 {2}），当前为 {3}",
+        ),
+        (
+            r"cannot run code: bubblewrap \(bwrap\) is not installed; .*",
+            "无法运行代码：没有安装 bubblewrap（bwrap）；请安装它（Debian/Ubuntu：apt-get install bubblewrap）。"
+            "工作室绝不在沙箱之外运行生成的代码。",
+        ),
+        (
+            r"cannot run code: bubblewrap cannot create its container here \((.*)\); .*",
+            "无法运行代码：bubblewrap 无法在此创建容器（{0}）；它需要非特权用户命名空间"
+            "（sysctl kernel.unprivileged_userns_clone=1，或 user.max_user_namespaces > 0）。"
+            "工作室绝不在沙箱之外运行生成的代码。",
+        ),
+        (r"cannot run code: the sandbox does not start \((.*)\)", "无法运行代码：沙箱无法启动（{0}）"),
+        (
+            r"cannot run (\w+): no interpreter at (.+); install Debian's (\S+) package",
+            "无法运行 {0}：在 {1} 找不到解释器；请安装 Debian 的 {2} 软件包",
+        ),
     ]
 ]
 

@@ -1,0 +1,568 @@
+"""The Code tab: a code conversation with the code service — the model's answers streamed, the code
+in an editor (each answer's code, and each edit saved, a new version), a diff between two versions,
+and a Run panel (call expression, arguments, stdin, expected output, limits bounded by the configured
+maxima) with the sandbox's result in plain words. Self-repair runs the code after each answer and sends
+a failure back to the model; every attempt's answer, version and run show as they come.
+
+Each action is one call to ``studio.code``; what is shown after a turn is read back from the session
+as stored, so the page shows what history holds."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ..contracts import RunLimits
+from ..services.code import RunSpec
+from .common import Mistake, UIContext, note, reports_to
+from .i18n import t, text
+from .messages import message_text
+
+STREAM_INTERVAL = 0.1  # seconds between conversation updates while an answer streams
+SESSIONS_SHOWN = 50
+MAX_REPAIR = 5
+LIMIT_FIELDS = list(RunLimits.model_fields)  # wall, cpu, memory, processes, output, files
+# gr.Code highlights these; a block in another language (bash, go, ...) shows as plain text.
+EDITOR_LANGUAGES = {
+    "python": "python",
+    "javascript": "javascript",
+    "typescript": "typescript",
+    "bash": "shell",
+    "sh": "shell",
+    "shell": "shell",
+    "html": "html",
+    "css": "css",
+    "json": "json",
+    "sql": "sql",
+    "c": "c",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "yaml": "yaml",
+    "r": "r",
+}
+
+
+@dataclass
+class CodeTab:
+    refresh: object  # (lang) -> updates of the model list, the session list and the limits' ranges
+    refresh_outputs: list[gr.Component]
+
+
+def _get(record, name: str):
+    """A field of a stored row (dict) or of a service object (dataclass), alike."""
+    return record[name] if isinstance(record, dict) else getattr(record, name)
+
+
+def _result_dict(result) -> dict:
+    return result if isinstance(result, dict) else result.to_dict()
+
+
+def _limit_value(name: str, limits: dict) -> str:
+    units = {
+        "wall": ("wall_seconds", "s"),
+        "cpu": ("cpu_seconds", "s"),
+        "memory": ("memory_mb", "MiB"),
+        "processes": ("processes", ""),
+        "output": ("output_kb", "KiB"),
+        "files": ("files_mb", "MiB"),
+    }
+    field, unit = units[name]
+    return f"{limits.get(field, '?'):g} {unit}".strip() if isinstance(limits.get(field), (int, float)) else "?"
+
+
+def run_summary(lang: str | None, result, matched: bool | None) -> str:
+    """A run in plain words: how it ended (exit status, the signal and the limit that stopped it), its
+    wall and CPU time, and whether its output matched the expected output."""
+    r = _result_dict(result)
+    parts = []
+    if r.get("limit"):
+        limit = text(lang, f"c_limit_{r['limit']}")
+        parts.append(text(lang, "c_limit", limit=limit, value=_limit_value(r["limit"], r.get("limits") or {})))
+    if r.get("exit_code") is not None:
+        parts.append(text(lang, "c_exit", code=r["exit_code"]))
+    elif r.get("signal"):
+        parts.append(text(lang, "c_signal", signal=r["signal"]))
+    parts.append(text(lang, "c_wall", seconds=r.get("wall_seconds") or 0.0))
+    if r.get("cpu_seconds") is not None:
+        parts.append(text(lang, "c_cpu", seconds=r["cpu_seconds"]))
+    if r.get("truncated"):
+        parts.append(text(lang, "c_truncated"))
+    if matched is not None:
+        parts.append(text(lang, "c_matched" if matched else "c_mismatch"))
+    if r.get("runtime"):
+        parts.append(r["runtime"])
+    return " · ".join(parts)
+
+
+def result_html(lang: str | None, result, matched: bool | None) -> str:
+    r = _result_dict(result)
+    good = r.get("exit_code") == 0 and not r.get("limit") and matched is not False
+    return note(run_summary(lang, r, matched), "ok" if good else "error")
+
+
+def diff_html(diff: str) -> str:
+    """A unified diff with its added and removed lines coloured."""
+    rows = []
+    for line in diff.splitlines():
+        kind = "add" if line.startswith("+") and not line.startswith("+++") else ""
+        kind = "del" if line.startswith("-") and not line.startswith("---") else kind
+        kind = "hunk" if line.startswith("@@") else kind
+        rows.append(f'<span class="{kind}">{html.escape(line) or " "}</span>')
+    return f'<pre class="aigc-diff">{"".join(rows)}</pre>'
+
+
+def _conversation(messages: list[dict]) -> list[dict]:
+    return [
+        {"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else str(m["content"])}
+        for m in messages
+        if m["role"] in ("user", "assistant") and not m.get("superseded")
+    ]
+
+
+def _editor(version) -> gr.Code:
+    if version is None:
+        return gr.Code(value="", language=None)
+    language = EDITOR_LANGUAGES.get((_get(version, "language") or "").lower())
+    return gr.Code(value=_get(version, "code"), language=language)
+
+
+def _version_label(version) -> str:
+    block = _get(version, "block")
+    prefix = f"#{block} " if block != 1 else ""
+    return f"{prefix}v{_get(version, 'version')} · {_get(version, 'note')} · {_get(version, 'language')}"
+
+
+def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
+    session = gr.State(None)  # the open session's id
+    shown = gr.State(None)  # the id of the version in the editor
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=240, elem_classes=["aigc-sidebar"]):
+            new = gr.Button(t("c_new"), size="sm", elem_id="code-new")
+            sessions = gr.Radio([], label=t("c_sessions"), elem_id="code-sessions", elem_classes=["aigc-conversations"])
+            delete = gr.Button(t("c_delete"), size="sm", variant="stop", elem_id="code-delete")
+            model = gr.Dropdown([], label=t("c_model"), elem_id="code-model")
+        with gr.Column(scale=4):
+            chatbot = gr.Chatbot(
+                elem_id="code-log",
+                height=380,
+                buttons=["copy"],
+                render_markdown=True,
+                feedback_options=None,
+                placeholder=t("c_empty"),
+                label=t("c_conversation"),
+                show_label=False,
+            )
+            with gr.Row(equal_height=True):
+                prompt = gr.Textbox(
+                    show_label=False, placeholder=t("c_prompt_ph"), lines=1, max_lines=8, scale=5, elem_id="code-input"
+                )
+                language = gr.Radio(
+                    [(t("c_lang_auto"), "auto"), ("JavaScript", "javascript"), ("Python", "python")],
+                    value="auto",
+                    label=t("c_language"),
+                    elem_id="code-lang",
+                    scale=2,
+                )
+                with gr.Column(scale=1, min_width=110):
+                    send = gr.Button(t("c_send"), variant="primary", elem_id="code-send")
+                    stop = gr.Button(t("c_stop"), variant="stop", elem_id="code-stop")
+            with gr.Row(equal_height=True):
+                repair = gr.Slider(
+                    0, MAX_REPAIR, value=0, step=1, label=t("c_repair"), info=t("c_repair_help"), elem_id="code-repair"
+                )
+                autorun = gr.Checkbox(value=False, label=t("c_autorun"), elem_id="code-autorun")
+            status = gr.HTML(elem_id="code-status", elem_classes=["aigc-status"])
+            editor = gr.Code(
+                label=t("c_editor"), language=None, interactive=True, lines=12, max_lines=40, elem_id="code-editor"
+            )
+            with gr.Row(equal_height=False, elem_classes=["aigc-bottom-row"]):
+                save = gr.Button(t("c_save"), size="sm", elem_id="code-save")
+                versions = gr.Dropdown([], label=t("c_versions"), elem_id="code-versions", scale=3)
+                open_version = gr.Button(t("c_open"), size="sm", elem_id="code-version-open")
+                diff_to = gr.Dropdown([], label=t("c_diff_to"), elem_id="code-diff-to", scale=3)
+                compare = gr.Button(t("c_compare"), size="sm", elem_id="code-compare")
+            diff = gr.HTML(label=t("c_diff"), elem_id="code-diff")
+            gr.Markdown(t("c_run_title"))
+            with gr.Row():
+                call = gr.Textbox(label=t("c_call"), placeholder=t("c_call_ph"), scale=3, elem_id="code-call")
+                expect = gr.Textbox(label=t("c_expect"), placeholder=t("c_expect_ph"), scale=2, elem_id="code-expect")
+            with gr.Row():
+                args = gr.Textbox(label=t("c_args"), lines=2, elem_id="code-args")
+                stdin = gr.Textbox(label=t("c_stdin"), lines=2, elem_id="code-stdin")
+            with gr.Accordion(t("c_limits"), open=False, elem_id="code-limits"):
+                limits: dict[str, gr.Number] = {}
+                with gr.Row():
+                    for name in LIMIT_FIELDS:
+                        info = RunLimits.model_fields[name]
+                        limits[name] = gr.Number(
+                            info.default,
+                            label=t(f"f_{name}"),
+                            precision=None if name == "wall_seconds" else 0,
+                            elem_id=f"code-limit-{name}",
+                            min_width=120,
+                        )
+                        # The sandbox says the allowed range, in the page's language, by the Run button.
+                        limits[name].raise_if_out_of_bounds = lambda *_: None
+            run_button = gr.Button(t("c_run"), variant="primary", elem_id="code-run")
+            result = gr.HTML(elem_id="code-result")
+            with gr.Row():
+                stdout = gr.Textbox(
+                    label=t("c_stdout"), lines=4, max_lines=20, interactive=False, elem_id="code-stdout"
+                )
+                stderr = gr.Textbox(
+                    label=t("c_stderr"), lines=4, max_lines=20, interactive=False, elem_id="code-stderr"
+                )
+            runs_log = gr.HTML(elem_id="code-runs")
+
+    studio = lambda: ctx.studio  # noqa: E731 - read when a handler runs (the app's lifespan builds it)
+    turns: dict[str, object] = {}  # browser session -> its CodeTurn in progress (None: claimed)
+    lock = threading.Lock()
+
+    # -- rendering ------------------------------------------------------------------------------------
+
+    def session_choices(selected: str | None = None) -> gr.Radio:
+        rows = studio().code.sessions(SESSIONS_SHOWN)
+        labels = [(f"{r['title']} · {r['language'] or '-'} · v{r['versions']}", r["id"]) for r in rows]
+        return gr.Radio(choices=labels, value=selected)
+
+    def version_pickers(all_versions: list, selected=None, compare_with=None) -> tuple[gr.Dropdown, gr.Dropdown]:
+        choices = [(_version_label(v), _get(v, "id")) for v in reversed(all_versions)]
+        return gr.Dropdown(choices=choices, value=selected), gr.Dropdown(choices=choices, value=compare_with)
+
+    def runs_html(lang_value: str | None, stored: dict) -> str:
+        by_id = {_get(v, "id"): v for v in stored["versions"]}
+        items = []
+        for number, run in enumerate(stored["runs"], 1):
+            version = by_id.get(_get(run, "version_id"))
+            label = text(lang_value, "c_run_line", version=_get(version, "version"), note=_get(version, "note"))
+            summary = run_summary(lang_value, _get(run, "result"), _get(run, "matched"))
+            items.append(f"<li><b>#{number}</b> {html.escape(label)} — {html.escape(summary)}</li>")
+        if not items:
+            return ""
+        return f"<div class='aigc-runs'><b>{html.escape(text(lang_value, 'c_runs'))}</b><ol>{''.join(items)}</ol></div>"
+
+    def show_run(lang_value: str | None, run) -> dict:
+        if run is None:
+            return {result: "", stdout: "", stderr: ""}
+        r = _result_dict(_get(run, "result"))
+        return {result: result_html(lang_value, r, _get(run, "matched")), stdout: r["stdout"], stderr: r["stderr"]}
+
+    def show_session(lang_value: str | None, session_id: str, *, changed_since: int | None = None) -> dict:
+        """Everything the tab shows of a stored session. ``changed_since``: the number of versions of
+        block 1 before this turn; when the turn made a new one, its diff from the one before shows."""
+        stored = studio().code.session(session_id)
+        block1 = [v for v in stored["versions"] if _get(v, "block") == 1]
+        newest = block1[-1] if block1 else (stored["versions"][-1] if stored["versions"] else None)
+        previous = block1[-2] if len(block1) > 1 else None
+        picked, other = version_pickers(
+            stored["versions"],
+            _get(newest, "id") if newest is not None else None,
+            _get(previous, "id") if previous is not None else None,
+        )
+        shown_diff = ""
+        if previous is not None and changed_since is not None and len(block1) > changed_since:
+            shown_diff = diff_html(studio().code.diff(_get(previous, "id"), _get(newest, "id")))
+        return {
+            session: session_id,
+            chatbot: _conversation(stored["messages"]),
+            editor: _editor(newest),
+            shown: _get(newest, "id") if newest is not None else None,
+            versions: picked,
+            diff_to: other,
+            diff: shown_diff,
+            runs_log: runs_html(lang_value, stored),
+            **show_run(lang_value, stored["runs"][-1] if stored["runs"] else None),
+        }
+
+    # -- reading the form -----------------------------------------------------------------------------
+
+    def run_spec(call_v, args_v, stdin_v, expect_v, *limit_values) -> RunSpec:
+        given = dict(zip(LIMIT_FIELDS, limit_values, strict=True))
+        return RunSpec(
+            call=(call_v or "").strip() or None,
+            args=[a for a in (args_v or "").splitlines() if a],
+            stdin=stdin_v or "",
+            expect=expect_v if (expect_v or "").strip() else None,
+            limits=RunLimits(**{k: v for k, v in given.items() if v is not None}),
+        )
+
+    def claim(session_hash: str) -> None:
+        with lock:
+            if session_hash in turns:
+                raise Mistake("c_busy")
+            turns[session_hash] = None
+
+    # -- actions --------------------------------------------------------------------------------------
+
+    @reports_to(status)
+    def on_send(
+        request: gr.Request,
+        lang_value,
+        prompt_v,
+        language_v,
+        model_v,
+        session_id,
+        repair_v,
+        autorun_v,
+        call_v,
+        args_v,
+        stdin_v,
+        expect_v,
+        *limit_values,
+    ):
+        if not (prompt_v or "").strip():
+            raise Mistake("c_no_prompt")
+        attempts = int(repair_v or 0)
+        spec = run_spec(call_v, args_v, stdin_v, expect_v, *limit_values) if attempts or autorun_v else None
+        before = 0
+        if session_id:
+            before = sum(1 for v in studio().code.session(session_id)["versions"] if _get(v, "block") == 1)
+        claim(request.session_hash)
+        try:
+            turn = studio().code.turn(
+                prompt_v,
+                session_id=session_id,
+                language=None if language_v in (None, "auto") else language_v,
+                model=model_v or None,
+                run=spec,
+                repair=attempts,
+            )
+            with lock:
+                turns[request.session_hash] = turn
+            log = [
+                *chatbot_value(session_id),
+                {"role": "user", "content": prompt_v},
+                {"role": "assistant", "content": ""},
+            ]
+            yield {chatbot: log, prompt: "", status: note(text(lang_value, "c_working"), "info"), diff: ""}
+            last, made, failure, finish, said = 0.0, 0, None, None, []
+            for event in turn:
+                kind = event.kind
+                if kind == "delta":
+                    log[-1]["content"] += event.text
+                    if time.monotonic() - last > STREAM_INTERVAL:
+                        last = time.monotonic()
+                        yield {chatbot: log}
+                elif kind == "version":
+                    made += 1
+                    v = event.version
+                    message = text(lang_value, "c_new_version", version=v.version, note=v.note)
+                    yield {chatbot: log, editor: _editor(v), shown: v.id, status: note(message, "info")}
+                elif kind == "run":
+                    yield show_run(lang_value, event.run)
+                elif kind == "attempt":
+                    # The repair request and the next answer come into the conversation as they stream.
+                    message = text(lang_value, "c_attempt", n=event.attempt, of=event.of)
+                    log += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+                    yield {chatbot: log, status: note(message, "info")}
+                elif kind == "error":
+                    failure = message_text(lang_value, event.message)
+                elif kind == "done":
+                    finish = event.finish_reason
+                    said = [message_text(lang_value, n) for n in event.notes]
+            if failure is not None:
+                final = note(text(lang_value, "c_failed", message=failure))
+            elif finish == "cancelled":
+                final = note(text(lang_value, "c_stopped"), "info")
+            elif made == 0:
+                final = note(text(lang_value, "c_no_code"), "info")
+            else:
+                final = note(text(lang_value, "c_done"), "ok")
+            final += "".join(note(n, "info") for n in said)
+            yield {
+                **show_session(lang_value, turn.session_id, changed_since=before),
+                sessions: session_choices(turn.session_id),
+                status: final,
+            }
+        finally:
+            with lock:
+                turns.pop(request.session_hash, None)
+
+    def chatbot_value(session_id: str | None) -> list[dict]:
+        return _conversation(studio().code.session(session_id)["messages"]) if session_id else []
+
+    def on_stop(request: gr.Request):
+        with lock:
+            turn = turns.get(request.session_hash)
+        if turn is not None:
+            turn.cancel()
+
+    @reports_to(status)
+    def on_run(
+        request: gr.Request,
+        lang_value,
+        session_id,
+        shown_id,
+        code_v,
+        language_v,
+        call_v,
+        args_v,
+        stdin_v,
+        expect_v,
+        *limit_values,
+    ):
+        spec = run_spec(call_v, args_v, stdin_v, expect_v, *limit_values)
+        claim(request.session_hash)
+        try:
+            if session_id is None:
+                # Code typed or pasted into a fresh tab runs as a session of its own.
+                if language_v not in ("javascript", "python"):
+                    raise Mistake("c_pick_language")
+                record = studio().code.run_source(language_v, code_v or "", spec)
+                session_id = record.session_id
+            else:
+                stored = {_get(v, "id"): v for v in studio().code.session(session_id)["versions"]}
+                version = stored.get(shown_id)
+                # gr.Code shows code stripped at both ends: only a change inside is an edit.
+                if version is None or (code_v or "").strip() != _get(version, "code").strip():
+                    # Refused limits or no sandbox must not leave the edit behind as a version.
+                    studio().sandbox.check_limits(spec.limits)
+                    studio().sandbox.check()
+                    # What is in the editor is what runs: an unsaved edit becomes a version first.
+                    block = _get(version, "block") if version is not None else 1
+                    language = _get(version, "language") if version is not None else language_v
+                    version = studio().code.edit(session_id, code_v or "", language=language, block=block)
+                studio().code.run(_get(version, "id"), spec)
+            shown_now = show_session(lang_value, session_id)
+            number = next(
+                (
+                    _get(v, "version")
+                    for v in studio().code.session(session_id)["versions"]
+                    if _get(v, "id") == shown_now[shown]
+                ),
+                "?",
+            )
+            return {
+                **shown_now,
+                sessions: session_choices(session_id),
+                status: note(text(lang_value, "c_ran", version=number), "info"),
+            }
+        finally:
+            with lock:
+                turns.pop(request.session_hash, None)
+
+    @reports_to(status)
+    def on_save(lang_value, session_id, shown_id, code_v):
+        if session_id is None:
+            raise Mistake("c_no_session")
+        stored = {_get(v, "id"): v for v in studio().code.session(session_id)["versions"]}
+        current = stored.get(shown_id)
+        version = studio().code.edit(
+            session_id,
+            code_v or "",
+            language=_get(current, "language") if current is not None else None,
+            block=_get(current, "block") if current is not None else 1,
+        )
+        return {
+            **show_session(lang_value, session_id),
+            sessions: session_choices(session_id),
+            status: note(text(lang_value, "c_saved", version=_get(version, "version")), "ok"),
+        }
+
+    @reports_to(status)
+    def on_open_session(lang_value, session_id):
+        if not session_id:
+            raise Mistake("c_no_session")
+        return {**show_session(lang_value, session_id), status: ""}
+
+    @reports_to(status)
+    def on_open_version(lang_value, session_id, version_id):
+        if session_id is None:
+            raise Mistake("c_no_session")
+        if version_id is None:
+            raise Mistake("c_no_version")
+        stored = {_get(v, "id"): v for v in studio().code.session(session_id)["versions"]}
+        if version_id not in stored:
+            raise Mistake("c_no_version")
+        return {editor: _editor(stored[version_id]), shown: version_id, status: ""}
+
+    @reports_to(status)
+    def on_compare(lang_value, session_id, a_id, b_id):
+        if session_id is None:
+            raise Mistake("c_no_session")
+        if a_id is None or b_id is None:
+            raise Mistake("c_no_version")
+        # Older first, so "+" lines are what the newer version added.
+        first, second = sorted((a_id, b_id))
+        changes = studio().code.diff(first, second)
+        if not changes.strip():
+            return {diff: "", status: note(text(lang_value, "c_same"), "info")}
+        return {diff: diff_html(changes), status: ""}
+
+    @reports_to(status)
+    def on_delete(lang_value, session_id):
+        if not session_id:
+            raise Mistake("c_no_session")
+        title = next((r["title"] for r in studio().code.sessions(SESSIONS_SHOWN) if r["id"] == session_id), session_id)
+        studio().code.delete(session_id)
+        return {
+            **cleared(),
+            sessions: session_choices(None),
+            status: note(text(lang_value, "c_deleted", title=title), "ok"),
+        }
+
+    def cleared() -> dict:
+        empty_pick = gr.Dropdown(choices=[], value=None)
+        return {
+            session: None,
+            shown: None,
+            chatbot: [],
+            editor: gr.Code(value="", language=None),
+            versions: empty_pick,
+            diff_to: empty_pick,
+            diff: "",
+            result: "",
+            stdout: "",
+            stderr: "",
+            runs_log: "",
+            status: "",
+        }
+
+    def on_new():
+        return {**cleared(), sessions: gr.Radio(value=None), prompt: ""}
+
+    def refresh(lang_value):
+        """The model list, the session list, and each limit's box bounded by the configured maximum."""
+        registry = studio().registry
+        models = gr.Dropdown(choices=[m.id for m in registry.all() if m.kind == "text"], value=registry.default_model)
+        maxima = studio().sandbox.maxima
+        boxes = []
+        for name in LIMIT_FIELDS:
+            low = 0.1 if name == "wall_seconds" else 1
+            high = getattr(maxima, name)
+            # Only the help changes: an updated maximum would make a per-page copy of the box with
+            # Gradio's own range check (an English toast); the sandbox names the range instead.
+            boxes.append(gr.Number(info=text(lang_value, "c_range", low=f"{low:g}", high=f"{high:g}")))
+        return models, session_choices(None), *boxes
+
+    limit_inputs = [limits[name] for name in LIMIT_FIELDS]
+    shown_outputs = [session, shown, chatbot, editor, versions, diff_to, diff, result, stdout, stderr, runs_log, status]
+    run_form = [call, args, stdin, expect, *limit_inputs]
+    send_event = dict(
+        fn=on_send,
+        inputs=[lang, prompt, language, model, session, repair, autorun, *run_form],
+        outputs=[*shown_outputs, sessions, prompt],
+        concurrency_limit=None,
+    )
+    send.click(**send_event)
+    prompt.submit(**send_event)
+    stop.click(on_stop, None, None, queue=False)
+    run_button.click(
+        on_run,
+        [lang, session, shown, editor, language, *run_form],
+        [*shown_outputs, sessions],
+        concurrency_limit=None,
+    )
+    save.click(on_save, [lang, session, shown, editor], [*shown_outputs, sessions])
+    sessions.input(on_open_session, [lang, sessions], shown_outputs)
+    open_version.click(on_open_version, [lang, session, versions], [editor, shown, status])
+    compare.click(on_compare, [lang, session, versions, diff_to], [diff, status])
+    delete.click(on_delete, [lang, session], [*shown_outputs, sessions])
+    new.click(on_new, None, [*shown_outputs, sessions, prompt], queue=False)
+    refresh_outputs = [model, sessions, *limit_inputs]
+    lang.change(lambda lang_value: refresh(lang_value)[2:], lang, limit_inputs, queue=False)
+    return CodeTab(refresh=refresh, refresh_outputs=refresh_outputs)
