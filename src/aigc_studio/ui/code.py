@@ -10,6 +10,7 @@ as stored, so the page shows what history holds."""
 from __future__ import annotations
 
 import html
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -115,6 +116,40 @@ def diff_html(diff: str) -> str:
     return f'<pre class="aigc-diff">{"".join(rows)}</pre>'
 
 
+_NOTES = [
+    (re.compile(r"generated"), "c_note_generated", ()),
+    (re.compile(r"refined: (.*)", re.DOTALL), "c_note_refined", ("request",)),
+    (re.compile(r"repair (\d+)/(\d+)"), "c_note_repair", ("n", "of")),
+    (re.compile(r"edited"), "c_note_edited", ()),
+    (re.compile(r"file: (.*)", re.DOTALL), "c_note_file", ("name",)),
+]
+_NOTE_SUFFIXES = {
+    "; no fenced block, the whole answer taken as code": "c_note_unfenced",
+    "; the answer ended inside the code block (cut off?)": "c_note_cut",
+}
+
+
+def note_text(lang: str | None, written: str) -> str:
+    """A version's note ("generated", "refined: ...", "repair 1/3", "edited") in ``lang``."""
+    tail = ""
+    for end, key in _NOTE_SUFFIXES.items():
+        if written.endswith(end):
+            written, tail = written.removesuffix(end), text(lang, key)
+            break
+    for pattern, key, names in _NOTES:
+        if match := pattern.fullmatch(written):
+            return text(lang, key, **dict(zip(names, match.groups(), strict=True))) + tail
+    return written + tail
+
+
+def lowest(name: str) -> float:
+    """The smallest value a limit may take, as its declaration says (``ge``; 0.1 s for ``gt=0``)."""
+    for meta in RunLimits.model_fields[name].metadata:
+        if getattr(meta, "ge", None) is not None:
+            return meta.ge
+    return 0.1
+
+
 def _conversation(messages: list[dict]) -> list[dict]:
     return [
         {"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else str(m["content"])}
@@ -130,10 +165,11 @@ def _editor(version) -> gr.Code:
     return gr.Code(value=_get(version, "code"), language=language)
 
 
-def _version_label(version) -> str:
+def _version_label(lang: str | None, version) -> str:
     block = _get(version, "block")
     prefix = f"#{block} " if block != 1 else ""
-    return f"{prefix}v{_get(version, 'version')} · {_get(version, 'note')} · {_get(version, 'language')}"
+    written = note_text(lang, _get(version, "note"))
+    return f"{prefix}v{_get(version, 'version')} · {written} · {_get(version, 'language') or '?'}"
 
 
 def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
@@ -197,9 +233,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
                 limits: dict[str, gr.Number] = {}
                 with gr.Row():
                     for name in LIMIT_FIELDS:
-                        info = RunLimits.model_fields[name]
                         limits[name] = gr.Number(
-                            info.default,
+                            RunLimits.model_fields[name].default,
                             label=t(f"f_{name}"),
                             precision=None if name == "wall_seconds" else 0,
                             elem_id=f"code-limit-{name}",
@@ -229,8 +264,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         labels = [(f"{r['title']} · {r['language'] or '-'} · v{r['versions']}", r["id"]) for r in rows]
         return gr.Radio(choices=labels, value=selected)
 
-    def version_pickers(all_versions: list, selected=None, compare_with=None) -> tuple[gr.Dropdown, gr.Dropdown]:
-        choices = [(_version_label(v), _get(v, "id")) for v in reversed(all_versions)]
+    def version_pickers(lang_value, all_versions: list, selected=None, compare_with=None):
+        choices = [(_version_label(lang_value, v), _get(v, "id")) for v in reversed(all_versions)]
         return gr.Dropdown(choices=choices, value=selected), gr.Dropdown(choices=choices, value=compare_with)
 
     def runs_html(lang_value: str | None, stored: dict) -> str:
@@ -238,7 +273,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         items = []
         for number, run in enumerate(stored["runs"], 1):
             version = by_id.get(_get(run, "version_id"))
-            label = text(lang_value, "c_run_line", version=_get(version, "version"), note=_get(version, "note"))
+            written = note_text(lang_value, _get(version, "note"))
+            label = text(lang_value, "c_run_line", version=_get(version, "version"), note=written)
             summary = run_summary(lang_value, _get(run, "result"), _get(run, "matched"))
             items.append(f"<li><b>#{number}</b> {html.escape(label)} — {html.escape(summary)}</li>")
         if not items:
@@ -259,6 +295,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         newest = block1[-1] if block1 else (stored["versions"][-1] if stored["versions"] else None)
         previous = block1[-2] if len(block1) > 1 else None
         picked, other = version_pickers(
+            lang_value,
             stored["versions"],
             _get(newest, "id") if newest is not None else None,
             _get(previous, "id") if previous is not None else None,
@@ -350,7 +387,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
                 elif kind == "version":
                     made += 1
                     v = event.version
-                    message = text(lang_value, "c_new_version", version=v.version, note=v.note)
+                    message = text(lang_value, "c_new_version", version=v.version, note=note_text(lang_value, v.note))
                     yield {chatbot: log, editor: _editor(v), shown: v.id, status: note(message, "info")}
                 elif kind == "run":
                     yield show_run(lang_value, event.run)
@@ -532,8 +569,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         maxima = studio().sandbox.maxima
         boxes = []
         for name in LIMIT_FIELDS:
-            low = 0.1 if name == "wall_seconds" else 1
-            high = getattr(maxima, name)
+            low, high = lowest(name), getattr(maxima, name)
             # Only the help changes: an updated maximum would make a per-page copy of the box with
             # Gradio's own range check (an English toast); the sandbox names the range instead.
             boxes.append(gr.Number(info=text(lang_value, "c_range", low=f"{low:g}", high=f"{high:g}")))
@@ -563,6 +599,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
     compare.click(on_compare, [lang, session, versions, diff_to], [diff, status])
     delete.click(on_delete, [lang, session], [*shown_outputs, sessions])
     new.click(on_new, None, [*shown_outputs, sessions, prompt], queue=False)
+    # The conversation's own clear button starts a new session too (the old one stays in the list).
+    chatbot.clear(on_new, None, [*shown_outputs, sessions, prompt], queue=False)
     refresh_outputs = [model, sessions, *limit_inputs]
     lang.change(lambda lang_value: refresh(lang_value)[2:], lang, limit_inputs, queue=False)
     return CodeTab(refresh=refresh, refresh_outputs=refresh_outputs)

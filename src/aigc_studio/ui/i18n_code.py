@@ -105,4 +105,15 @@ LABELS: dict[str, tuple[str, str]] = {
     "c_matched": ("output matches the expected output", "输出与预期一致"),
     "c_mismatch": ("output differs from the expected output", "输出与预期不一致"),
     "c_run_line": ("v{version} · {note}", "v{version} · {note}"),
+    # a version's note (services/code.py writes it in English)
+    "c_note_generated": ("generated", "生成"),
+    "c_note_refined": ("refined: {request}", "修改：{request}"),
+    "c_note_repair": ("repair {n}/{of}", "修复 {n}/{of}"),
+    "c_note_edited": ("edited", "手动编辑"),
+    "c_note_file": ("file: {name}", "文件：{name}"),
+    "c_note_unfenced": (
+        "; no fenced block, the whole answer taken as code",
+        "；回答中没有代码围栏，整个回答作为代码",
+    ),
+    "c_note_cut": ("; the answer ended inside the code block (cut off?)", "；回答在代码块中途结束（可能被截断）"),
 }
