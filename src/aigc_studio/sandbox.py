@@ -174,8 +174,9 @@ class Sandbox:
             program = [rt.path, *self._runtime_flags(request.language, limits), path, *request.args]
             # A shell inside waits for the program and reports the CPU time of it and all it waited for
             # (``times``) on a pipe of its own, which the program does not inherit: bwrap's outer process
-            # does not reap the container's init, so the studio's own wait4 never sees that time.
-            timed = ["/bin/sh", "-c", f'"$@" {times_write}>&-; s=$?; times >&{times_write}; exit $s', "sh", *program]
+            # does not reap the container's init, so the studio's own wait4 never sees that time. bash, not
+            # sh: dash reads only one-digit fds in a redirection, and a busy server's pipe is fd 10 or more.
+            timed = ["/bin/bash", "-c", f'"$@" {times_write}>&-; s=$?; times >&{times_write}; exit $s', "sh", *program]
             command = self._container_command(limits, timed, source=(memfd, path))
             return self._execute(command, request, rt, (memfd, times_write), times_read)
         finally:

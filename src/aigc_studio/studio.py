@@ -11,6 +11,7 @@ from .models.registry import Registry
 from .sandbox import Sandbox
 from .services.a1111 import A1111Service
 from .services.chat import ChatService
+from .services.code import CodeService
 from .services.editing import EditingService
 from .services.gallery import GalleryService
 from .services.images import ImageService
@@ -19,6 +20,7 @@ from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
 from .services.writing import WritingService
+from .storage.code import CodeStore
 from .storage.db import Database
 from .storage.documents import DocumentStore
 from .storage.history import History
@@ -61,6 +63,8 @@ class Studio:
         self.sandbox = Sandbox(
             RunLimits(**{name: getattr(self.config, f"run_max_{name}") for name in RunLimits.model_fields})
         )
+        # Code sessions: generated code, its versions, and its runs in the sandbox.
+        self.code = CodeService(self.chat, self.sandbox, CodeStore(self.db), self.templates, self.models)
         self.gallery = GalleryService(self.images, self.history, self.writing)
 
     def cancel(self) -> None:

@@ -468,6 +468,10 @@ from . import write as _write  # noqa: E402
 
 _write.register(cli)
 
+from . import code as _code  # noqa: E402
+
+_code.register(cli)
+
 
 def main() -> None:
     cli(prog_name="aigc")

@@ -15,6 +15,24 @@ from collections.abc import Iterator
 from ..contracts import Message, TextChunk, TextRequest, Usage
 from .base import TextEngine
 
+# Test-only: replies queued here are answered, one per request and in order, before echoing resumes, so a
+# test can make echo answer with code (``queue_replies``). Users never reach it: echo itself is a test
+# engine, hidden unless the test_models setting is on.
+_CANNED: list[str] = []
+_CANNED_LOCK = threading.Lock()
+
+
+def queue_replies(*replies: str) -> None:
+    """Test-only: the next requests to any echo engine are answered with ``replies``, one each, in order."""
+    with _CANNED_LOCK:
+        _CANNED.extend(replies)
+
+
+def clear_replies() -> None:
+    """Test-only: drop replies queued and not used."""
+    with _CANNED_LOCK:
+        _CANNED.clear()
+
 
 class EchoEngine(TextEngine):
     def __init__(self, model_id: str = "echo", context_length: int = 2048, delay: float = 0.0):
@@ -32,6 +50,9 @@ class EchoEngine(TextEngine):
         opts = request.options
         prompt_tokens = self.count_prompt_tokens(request.messages, request.prompt)
         last_user = request.prompt or next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        with _CANNED_LOCK:
+            if _CANNED:
+                last_user = _CANNED.pop(0)
         words = re.findall(r"\S+\s*", last_user)
         limit = min(opts.max_tokens or len(words), self.context_length - prompt_tokens)
         text, produced, finish = "", 0, "stop"

@@ -214,6 +214,46 @@ def m008_image_prompt_templates() -> str:
     """
 
 
+@migration
+def m009_code() -> str:
+    # Code sessions (issue 9). A session is a chat conversation (source "code"); what its answers held
+    # as code is kept as versions (per block, numbered 1, 2, ...; never changed once written) and every
+    # run in the sandbox as a record of the version it ran: the spec and the whole result as JSON, plus
+    # the columns that lists and filters read.
+    return """
+        CREATE TABLE code_versions (
+            id INTEGER PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            block INTEGER NOT NULL,       -- 1-based: which program of the session
+            version INTEGER NOT NULL,     -- 1-based per block
+            language TEXT NOT NULL,       -- python | javascript | a name as written (bash, ...) | ''
+            code TEXT NOT NULL,
+            message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,  -- the answer it came from
+            note TEXT NOT NULL,           -- generated | refined: <request> | repair 2/3 | edited | file: <name>
+            created REAL NOT NULL,
+            UNIQUE (session_id, block, version)
+        );
+
+        CREATE TABLE code_runs (
+            id INTEGER PRIMARY KEY,
+            version_id INTEGER NOT NULL REFERENCES code_versions(id) ON DELETE CASCADE,
+            session_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+            language TEXT NOT NULL,
+            exit_code INTEGER,            -- NULL: killed by a signal
+            limit_hit TEXT,               -- wall | cpu | memory | processes | output | files
+            ok INTEGER NOT NULL,
+            matched INTEGER,              -- NULL: no expected output was given
+            wall_seconds REAL NOT NULL,
+            spec TEXT NOT NULL,           -- JSON RunSpec
+            result TEXT NOT NULL,         -- JSON RunResult.to_dict()
+            created REAL NOT NULL
+        );
+        CREATE INDEX code_runs_version ON code_runs(version_id);
+        CREATE INDEX code_runs_session ON code_runs(session_id, id);
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from ..contracts import Message, ToolCall
@@ -93,6 +95,7 @@ class History:
         all_messages: list[Message],
         supersedes: list[int] | None = None,
         tool_calls: list[ToolCall] | None = None,
+        also: Callable[[sqlite3.Connection, str, int | None], None] | None = None,
     ) -> str:
         """Store one exchange in a single transaction and return the conversation id.
 
@@ -101,7 +104,9 @@ class History:
         cancelled part-way, so nothing generated is lost. ``all_messages`` is the full input, used to
         recognise a client that resends the conversation next time. ``supersedes`` names stored
         answers that this one replaces (regenerate); they are marked, not deleted, and only once
-        there is a new answer to show instead.
+        there is a new answer to show instead. ``also(conn, conversation_id, answer_message_id)`` writes
+        what another service keeps of the exchange (a code session's versions) in the same transaction,
+        so the exchange and that record land together or not at all.
         """
         tool_calls = tool_calls or []
         now = time.time()
@@ -143,13 +148,13 @@ class History:
                     " VALUES (?,?,?,?,?,?,?)",
                     (conversation_id, m.role, m.content, m.name, _tool_calls_json(m.tool_calls), m.tool_call_id, now),
                 )
-            tail = None
+            tail = answer_id = None
             if answer or tool_calls or response.status == "ok":
-                conn.execute(
+                answer_id = conn.execute(
                     "INSERT INTO messages (conversation_id, response_id, role, content, tool_calls, created)"
                     " VALUES (?,?,?,?,?,?)",
                     (conversation_id, response.id, "assistant", answer, _tool_calls_json(tool_calls), now),
-                )
+                ).lastrowid
                 tail = messages_hash([*all_messages, Message(role="assistant", content=answer, tool_calls=tool_calls)])
                 for message_id in supersedes or []:
                     conn.execute(
@@ -161,6 +166,8 @@ class History:
                 "UPDATE conversations SET updated = ?, model = ?, tail_hash = COALESCE(?, tail_hash) WHERE id = ?",
                 (now, response.model, tail, conversation_id),
             )
+            if also is not None:
+                also(conn, conversation_id, answer_id)
         return conversation_id
 
     # -- reading ---------------------------------------------------------------------------------
