@@ -12,6 +12,7 @@ import pytest
 
 from aigc_studio.api.app import create_app
 from aigc_studio.engines.echo import clear_replies, queue_replies
+from aigc_studio.errors import SandboxUnavailable
 
 from .conftest import LiveServer, make_studio
 from .ui_helpers import off_loopback, open_tab, screenshot, set_number, wait_until
@@ -21,20 +22,25 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
 ]
 
-BUBBLE_SORT = """def bubble_sort(items):
-    items = list(items)
-    for i in range(len(items)):
-        for j in range(len(items) - 1 - i):
-            if items[j] > items[j + 1]:
-                items[j], items[j + 1] = items[j + 1], items[j]
-    return items
+BUBBLE_SORT = """function bubbleSort(items) {
+  const a = [...items];
+  for (let i = 0; i < a.length; i++) {
+    for (let j = 0; j < a.length - 1 - i; j++) {
+      if (a[j] > a[j + 1]) {
+        [a[j], a[j + 1]] = [a[j + 1], a[j]];
+      }
+    }
+  }
+  return a;
+}
 """
-SHORTER = """def bubble_sort(items):
-    return sorted(items)
+SHORTER = """function bubbleSort(items) {
+  return [...items].sort((x, y) => x - y);
+}
 """
 
 
-def answer(code: str, language: str = "python", words: str = "Here is the program.") -> str:
+def answer(code: str, language: str = "javascript", words: str = "Here is the program.") -> str:
     return f"{words}\n\n```{language}\n{code}```\n"
 
 
@@ -104,31 +110,32 @@ def new_session(page) -> None:
 
 def test_generate_run_refine_and_see_the_diff(page, server, tmp_path):
     open_tab(page, "Code")
-    page.locator("#code-lang label", has_text="Python").click()
+    page.locator("#code-lang label", has_text="JavaScript").click()
     queue_replies(answer(BUBBLE_SORT))
-    send(page, "write a Python bubble sort")
+    send(page, "write a JavaScript bubble sort")
     wait_until(lambda: "Done." in status(page), timeout=60, what="the answer")
     assert editor(page).strip() == BUBBLE_SORT.strip()
     log = page.locator("#code-log").inner_text()
-    assert "write a Python bubble sort" in log and "Here is the program." in log
+    assert "write a JavaScript bubble sort" in log and "Here is the program." in log
     session_id = server.studio.code.sessions()[0]["id"]
     stored = server.studio.code.session(session_id)
-    assert [(v["version"], v["language"], v["note"]) for v in stored["versions"]] == [(1, "python", "generated")]
-    assert "v1 · generated · python" in page.locator("#code-versions input").input_value()
+    assert [(v["version"], v["language"], v["note"]) for v in stored["versions"]] == [(1, "javascript", "generated")]
+    assert "v1 · generated · javascript" in page.locator("#code-versions input").input_value()
 
     # Run it on the issue's input: stdout, "exit 0", the times, and the match with the expected output.
-    page.fill("#code-call textarea", "bubble_sort([5, 2, 8, 1, 9, 3])")
+    page.fill("#code-call textarea", "bubbleSort([5, 2, 8, 1, 9, 3])")
     page.fill("#code-expect textarea", "[1, 2, 3, 5, 8, 9]")
     page.click("#code-run")
     result = page.locator("#code-result")
     wait_until(lambda: "exit 0" in result.inner_text(), timeout=60, what="the run's result")
     assert "output matches the expected output" in result.inner_text()
     assert " s wall" in result.inner_text() and " s CPU" in result.inner_text()
-    assert textbox(page, "code-stdout") == "[1, 2, 3, 5, 8, 9]\n"
+    assert textbox(page, "code-stdout") == "[ 1, 2, 3, 5, 8, 9 ]\n"  # as node prints it
+    assert "Node.js v" in result.inner_text()
     assert "Ran version 1." in status(page)
     run = server.studio.code.session(session_id)["runs"][0]
     assert run["result"]["exit_code"] == 0 and run["matched"] is True
-    assert run["spec"]["call"] == "bubble_sort([5, 2, 8, 1, 9, 3])"
+    assert run["spec"]["call"] == "bubbleSort([5, 2, 8, 1, 9, 3])"
     assert "#1" in page.locator("#code-runs").inner_text()
 
     # Ask for a change: version 2 in the editor, and the diff from version 1.
@@ -136,13 +143,13 @@ def test_generate_run_refine_and_see_the_diff(page, server, tmp_path):
     send(page, "make it more concise")
     wait_until(lambda: "Done." in status(page), timeout=60, what="the refined answer")
     assert editor(page).strip() == SHORTER.strip()
-    assert "v2 · refined: make it more concise · python" in page.locator("#code-versions input").input_value()
+    assert "v2 · refined: make it more concise · javascript" in page.locator("#code-versions input").input_value()
     diff = page.locator("#code-diff").inner_text()
     assert "--- v1" in diff and "+++ v2" in diff
-    assert "+    return sorted(items)" in diff and "-    items = list(items)" in diff
+    assert "+  return [...items].sort((x, y) => x - y);" in diff and "-  const a = [...items];" in diff
     # The added line is marked as added (coloured), the removed one as removed.
-    assert page.locator("#code-diff .add", has_text="return sorted(items)").count() == 1
-    assert page.locator("#code-diff .del", has_text="items = list(items)").count() == 1
+    assert page.locator("#code-diff .add", has_text="return [...items].sort").count() == 1
+    assert page.locator("#code-diff .del", has_text="const a = [...items];").count() == 1
     screenshot_en = tmp_path / "code-en.png"
     page.screenshot(path=str(screenshot_en), full_page=True)
     screenshot(page, "code-en")
@@ -150,7 +157,7 @@ def test_generate_run_refine_and_see_the_diff(page, server, tmp_path):
 
     # The session list reopens the session as stored.
     new_session(page)
-    page.locator("#code-sessions label", has_text="write a Python bubble sort").click()
+    page.locator("#code-sessions label", has_text="write a JavaScript bubble sort").click()
     wait_until(lambda: editor(page).strip() == SHORTER.strip(), what="the reopened session's code")
     assert "make it more concise" in page.locator("#code-log").inner_text()
     assert "exit 0" in page.locator("#code-runs").inner_text()
@@ -160,7 +167,7 @@ def test_an_edit_becomes_a_version_and_a_loop_hits_the_wall_limit(page, server):
     open_tab(page, "Code")
     new_session(page)
     page.locator("#code-lang label", has_text="Python").click()
-    queue_replies(answer('print("hello")\n'))
+    queue_replies(answer('print("hello")\n', "python"))
     send(page, "print hello in Python")
     wait_until(lambda: "Done." in status(page), timeout=60, what="the answer")
     session_id = server.studio.code.sessions()[0]["id"]
@@ -201,8 +208,8 @@ def test_self_repair_shows_each_attempt_and_its_run(page, server):
     new_session(page)
     page.locator("#code-lang label", has_text="Python").click()
     queue_replies(
-        answer("def add(a, b):\n    return a - b\n"),
-        answer("def add(a, b):\n    return a + b\n", words="Fixed: it subtracted."),
+        answer("def add(a, b):\n    return a - b\n", "python"),
+        answer("def add(a, b):\n    return a + b\n", "python", words="Fixed: it subtracted."),
     )
     page.fill("#code-call textarea", "add(2, 3)")
     page.fill("#code-expect textarea", "5")
@@ -228,7 +235,7 @@ def test_the_tab_in_chinese(page, server, tmp_path):
     assert page.get_by_role("button", name="运行", exact=True).count() == 1
     assert page.get_by_role("button", name="发送", exact=True).count() == 1
     page.locator("#code-lang label", has_text="Python").click()
-    queue_replies(answer('print("你好")\n'))
+    queue_replies(answer('print("你好")\n', "python"))
     send(page, "用 Python 打印你好")
     wait_until(lambda: "完成。" in status(page), timeout=60, what="the answer")
     page.click("#code-run")
@@ -244,3 +251,58 @@ def test_the_tab_in_chinese(page, server, tmp_path):
     page.screenshot(path=str(screenshot_zh), full_page=True)
     screenshot(page, "code-zh")
     assert screenshot_zh.stat().st_size > 10_000
+
+
+def test_stop_keeps_the_answer_so_far_and_makes_no_version(page, server):
+    open_tab(page, "Code")
+    new_session(page)
+    echo = server.studio.registry.engine("echo")
+    echo.delay = 0.05  # a word every 50 ms: the Stop lands mid-answer
+    words = " ".join(f"word{i}" for i in range(400))
+    try:
+        queue_replies(f"{words}\n\n```python\nprint(1)\n```\n")
+        send(page, "write a long Python program")
+        wait_until(lambda: "word20" in page.locator("#code-log").inner_text(), timeout=30, what="the answer streaming")
+        page.click("#code-stop")
+        wait_until(lambda: "Stopped" in status(page), timeout=30, what="the stop")
+    finally:
+        echo.delay = 0
+    assert "Stopped; what was written is kept." in status(page)
+    assert editor(page).strip() == ""
+    session_id = server.studio.code.sessions()[0]["id"]
+    stored = server.studio.code.session(session_id)
+    assert stored["versions"] == [] and "word20" in stored["messages"][-1]["content"]
+    assert "word399" not in stored["messages"][-1]["content"]
+
+
+def test_delete_a_session_and_a_sandbox_that_cannot_start(page, server, monkeypatch):
+    open_tab(page, "Code")
+    new_session(page)
+    page.locator("#code-lang label", has_text="Python").click()
+    queue_replies(answer("print(42)\n", "python"))
+    send(page, "print the answer in Python")
+    wait_until(lambda: "Done." in status(page), timeout=60, what="the answer")
+    session_id = server.studio.code.sessions()[0]["id"]
+
+    # No sandbox here (bubblewrap missing, say): the run is refused with what is missing, nothing stored.
+    missing = (
+        "cannot run code: bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: apt-get install"
+        " bubblewrap). The studio never runs generated code outside its sandbox."
+    )
+
+    def no_sandbox():
+        raise SandboxUnavailable(missing)
+
+    monkeypatch.setattr(server.studio.sandbox, "check", no_sandbox)
+    page.click("#code-run")
+    wait_until(lambda: "bubblewrap (bwrap) is not installed" in status(page), timeout=30, what="the refusal")
+    assert server.studio.code.session(session_id)["runs"] == []
+    assert page.locator("#code-result").inner_text() == ""
+    monkeypatch.undo()
+
+    page.click("#code-delete")
+    wait_until(lambda: "Deleted the session" in status(page), timeout=30, what="the deletion")
+    assert "print the answer in Python" in status(page)
+    assert session_id not in [s["id"] for s in server.studio.code.sessions()]
+    assert "print the answer in Python" not in page.locator("#code-sessions").inner_text()
+    assert editor(page).strip() == ""
