@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..contracts import RunLimits
+from ..contracts import RUN_LANGUAGES, RunLimits
 from ..services.code import RunSpec
 from .common import Mistake, UIContext, note, reports_to
 from .i18n import t, text
@@ -27,6 +27,7 @@ STREAM_INTERVAL = 0.1  # seconds between conversation updates while an answer st
 SESSIONS_SHOWN = 50
 MAX_REPAIR = 5
 LIMIT_FIELDS = list(RunLimits.model_fields)  # wall, cpu, memory, processes, output, files
+RUNNABLE = tuple(RUN_LANGUAGES)  # what the sandbox runs: python, javascript
 # gr.Code highlights these; a block in another language (bash, go, ...) shows as plain text.
 EDITOR_LANGUAGES = {
     "python": "python",
@@ -53,15 +54,6 @@ class CodeTab:
     refresh_outputs: list[gr.Component]
 
 
-def _get(record, name: str):
-    """A field of a stored row (dict) or of a service object (dataclass), alike."""
-    return record[name] if isinstance(record, dict) else getattr(record, name)
-
-
-def _result_dict(result) -> dict:
-    return result if isinstance(result, dict) else result.to_dict()
-
-
 def _limit_value(name: str, limits: dict) -> str:
     units = {
         "wall": ("wall_seconds", "s"),
@@ -78,7 +70,7 @@ def _limit_value(name: str, limits: dict) -> str:
 def run_summary(lang: str | None, result, matched: bool | None) -> str:
     """A run in plain words: how it ended (exit status, the signal and the limit that stopped it), its
     wall and CPU time, and whether its output matched the expected output."""
-    r = _result_dict(result)
+    r = result
     parts = []
     if r.get("limit"):
         limit = text(lang, f"c_limit_{r['limit']}")
@@ -100,7 +92,7 @@ def run_summary(lang: str | None, result, matched: bool | None) -> str:
 
 
 def result_html(lang: str | None, result, matched: bool | None) -> str:
-    r = _result_dict(result)
+    r = result
     good = r.get("exit_code") == 0 and not r.get("limit") and matched is not False
     return note(run_summary(lang, r, matched), "ok" if good else "error")
 
@@ -161,15 +153,15 @@ def _conversation(messages: list[dict]) -> list[dict]:
 def _editor(version) -> gr.Code:
     if version is None:
         return gr.Code(value="", language=None)
-    language = EDITOR_LANGUAGES.get((_get(version, "language") or "").lower())
-    return gr.Code(value=_get(version, "code"), language=language)
+    language = EDITOR_LANGUAGES.get((version["language"] or "").lower())
+    return gr.Code(value=version["code"], language=language)
 
 
 def _version_label(lang: str | None, version) -> str:
-    block = _get(version, "block")
+    block = version["block"]
     prefix = f"#{block} " if block != 1 else ""
-    written = note_text(lang, _get(version, "note"))
-    return f"{prefix}v{_get(version, 'version')} · {written} · {_get(version, 'language') or '?'}"
+    written = note_text(lang, version["note"])
+    return f"{prefix}v{version['version']} · {written} · {version['language'] or '?'}"
 
 
 def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
@@ -265,17 +257,17 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         return gr.Radio(choices=labels, value=selected)
 
     def version_pickers(lang_value, all_versions: list, selected=None, compare_with=None):
-        choices = [(_version_label(lang_value, v), _get(v, "id")) for v in reversed(all_versions)]
+        choices = [(_version_label(lang_value, v), v["id"]) for v in reversed(all_versions)]
         return gr.Dropdown(choices=choices, value=selected), gr.Dropdown(choices=choices, value=compare_with)
 
     def runs_html(lang_value: str | None, stored: dict) -> str:
-        by_id = {_get(v, "id"): v for v in stored["versions"]}
+        by_id = {v["id"]: v for v in stored["versions"]}
         items = []
         for number, run in enumerate(stored["runs"], 1):
-            version = by_id.get(_get(run, "version_id"))
-            written = note_text(lang_value, _get(version, "note"))
-            label = text(lang_value, "c_run_line", version=_get(version, "version"), note=written)
-            summary = run_summary(lang_value, _get(run, "result"), _get(run, "matched"))
+            version = by_id.get(run["version_id"])
+            written = note_text(lang_value, version["note"])
+            label = text(lang_value, "c_run_line", version=version["version"], note=written)
+            summary = run_summary(lang_value, run["result"], run["matched"])
             items.append(f"<li><b>#{number}</b> {html.escape(label)} — {html.escape(summary)}</li>")
         if not items:
             return ""
@@ -284,31 +276,38 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
     def show_run(lang_value: str | None, run) -> dict:
         if run is None:
             return {result: "", stdout: "", stderr: ""}
-        r = _result_dict(_get(run, "result"))
-        return {result: result_html(lang_value, r, _get(run, "matched")), stdout: r["stdout"], stderr: r["stderr"]}
+        r = run["result"]
+        return {result: result_html(lang_value, r, run["matched"]), stdout: r["stdout"], stderr: r["stderr"]}
 
-    def show_session(lang_value: str | None, session_id: str, *, changed_since: int | None = None) -> dict:
-        """Everything the tab shows of a stored session. ``changed_since``: the number of versions of
-        block 1 before this turn; when the turn made a new one, its diff from the one before shows."""
+    def show_session(
+        lang_value: str | None, session_id: str, *, pick: int | None = None, changed_since: int | None = None
+    ) -> dict:
+        """Everything the tab shows of a stored session, with version ``pick`` in the editor (else the
+        newest of block 1). ``changed_since``: the number of versions of block 1 before this turn; when
+        the turn made a new one, its diff from the one before shows."""
         stored = studio().code.session(session_id)
-        block1 = [v for v in stored["versions"] if _get(v, "block") == 1]
+        block1 = [v for v in stored["versions"] if v["block"] == 1]
         newest = block1[-1] if block1 else (stored["versions"][-1] if stored["versions"] else None)
-        previous = block1[-2] if len(block1) > 1 else None
-        picked, other = version_pickers(
+        picked = next((v for v in stored["versions"] if v["id"] == pick), newest)
+        # "Compare with" starts at the version before the one shown (or after it, for a first version).
+        same_block = [v for v in stored["versions"] if picked is not None and v["block"] == picked["block"]]
+        at = same_block.index(picked) if picked is not None else 0
+        previous = same_block[at - 1] if at > 0 else (same_block[1] if len(same_block) > 1 else None)
+        chosen, other = version_pickers(
             lang_value,
             stored["versions"],
-            _get(newest, "id") if newest is not None else None,
-            _get(previous, "id") if previous is not None else None,
+            picked["id"] if picked is not None else None,
+            previous["id"] if previous is not None else None,
         )
         shown_diff = ""
-        if previous is not None and changed_since is not None and len(block1) > changed_since:
-            shown_diff = diff_html(studio().code.diff(_get(previous, "id"), _get(newest, "id")))
+        if block1 and len(block1) > 1 and changed_since is not None and len(block1) > changed_since:
+            shown_diff = diff_html(studio().code.diff(block1[-2]["id"], block1[-1]["id"]))
         return {
             session: session_id,
             chatbot: _conversation(stored["messages"]),
-            editor: _editor(newest),
-            shown: _get(newest, "id") if newest is not None else None,
-            versions: picked,
+            editor: _editor(picked),
+            shown: picked["id"] if picked is not None else None,
+            versions: chosen,
             diff_to: other,
             diff: shown_diff,
             runs_log: runs_html(lang_value, stored),
@@ -326,6 +325,14 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             expect=expect_v if (expect_v or "").strip() else None,
             limits=RunLimits(**{k: v for k, v in given.items() if v is not None}),
         )
+
+    def chosen_language(language_v: str | None, version) -> str | None:
+        """An edit's language: the version's when the sandbox runs it, else the one picked above the
+        editor (so a "bash" or untagged block can be made Python or JavaScript), else the version's."""
+        current = (version["language"] or None) if version is not None else None
+        if current in RUNNABLE or language_v not in RUNNABLE:
+            return current
+        return language_v
 
     def claim(session_hash: str) -> None:
         with lock:
@@ -355,9 +362,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             raise Mistake("c_no_prompt")
         attempts = int(repair_v or 0)
         spec = run_spec(call_v, args_v, stdin_v, expect_v, *limit_values) if attempts or autorun_v else None
-        before = 0
-        if session_id:
-            before = sum(1 for v in studio().code.session(session_id)["versions"] if _get(v, "block") == 1)
+        earlier = studio().code.session(session_id) if session_id else {"messages": [], "versions": []}
+        before = sum(1 for v in earlier["versions"] if v["block"] == 1)
         claim(request.session_hash)
         try:
             turn = studio().code.turn(
@@ -371,7 +377,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             with lock:
                 turns[request.session_hash] = turn
             log = [
-                *chatbot_value(session_id),
+                *_conversation(earlier["messages"]),
                 {"role": "user", "content": prompt_v},
                 {"role": "assistant", "content": ""},
             ]
@@ -386,11 +392,12 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
                         yield {chatbot: log}
                 elif kind == "version":
                     made += 1
-                    v = event.version
-                    message = text(lang_value, "c_new_version", version=v.version, note=note_text(lang_value, v.note))
-                    yield {chatbot: log, editor: _editor(v), shown: v.id, status: note(message, "info")}
+                    v = event.version.to_dict()
+                    written = note_text(lang_value, v["note"])
+                    message = text(lang_value, "c_new_version", version=v["version"], note=written)
+                    yield {chatbot: log, editor: _editor(v), shown: v["id"], status: note(message, "info")}
                 elif kind == "run":
-                    yield show_run(lang_value, event.run)
+                    yield show_run(lang_value, event.run.to_dict())
                 elif kind == "attempt":
                     # The repair request and the next answer come into the conversation as they stream.
                     message = text(lang_value, "c_attempt", n=event.attempt, of=event.of)
@@ -419,9 +426,6 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             with lock:
                 turns.pop(request.session_hash, None)
 
-    def chatbot_value(session_id: str | None) -> list[dict]:
-        return _conversation(studio().code.session(session_id)["messages"]) if session_id else []
-
     def on_stop(request: gr.Request):
         with lock:
             turn = turns.get(request.session_hash)
@@ -447,57 +451,53 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         try:
             if session_id is None:
                 # Code typed or pasted into a fresh tab runs as a session of its own.
-                if language_v not in ("javascript", "python"):
+                if language_v not in RUNNABLE:
                     raise Mistake("c_pick_language")
                 record = studio().code.run_source(language_v, code_v or "", spec)
-                session_id = record.session_id
+                session_id, ran = record.session_id, {"id": record.version_id, "version": 1}
             else:
-                stored = {_get(v, "id"): v for v in studio().code.session(session_id)["versions"]}
+                stored = {v["id"]: v for v in studio().code.session(session_id)["versions"]}
                 version = stored.get(shown_id)
                 # gr.Code shows code stripped at both ends: only a change inside is an edit.
-                if version is None or (code_v or "").strip() != _get(version, "code").strip():
+                if version is None or (code_v or "").strip() != version["code"].strip():
                     # Refused limits or no sandbox must not leave the edit behind as a version.
                     studio().sandbox.check_limits(spec.limits)
                     studio().sandbox.check()
                     # What is in the editor is what runs: an unsaved edit becomes a version first.
-                    block = _get(version, "block") if version is not None else 1
-                    language = _get(version, "language") if version is not None else language_v
-                    version = studio().code.edit(session_id, code_v or "", language=language, block=block)
-                studio().code.run(_get(version, "id"), spec)
-            shown_now = show_session(lang_value, session_id)
-            number = next(
-                (
-                    _get(v, "version")
-                    for v in studio().code.session(session_id)["versions"]
-                    if _get(v, "id") == shown_now[shown]
-                ),
-                "?",
-            )
+                    block = version["block"] if version is not None else 1
+                    language = chosen_language(language_v, version)
+                    version = studio().code.edit(session_id, code_v or "", language, block).to_dict()
+                studio().code.run(version["id"], spec)
+                ran = version
             return {
-                **shown_now,
+                **show_session(lang_value, session_id, pick=ran["id"]),
                 sessions: session_choices(session_id),
-                status: note(text(lang_value, "c_ran", version=number), "info"),
+                status: note(text(lang_value, "c_ran", version=ran["version"]), "info"),
             }
         finally:
             with lock:
                 turns.pop(request.session_hash, None)
 
     @reports_to(status)
-    def on_save(lang_value, session_id, shown_id, code_v):
+    def on_save(lang_value, session_id, shown_id, code_v, language_v):
         if session_id is None:
             raise Mistake("c_no_session")
-        stored = {_get(v, "id"): v for v in studio().code.session(session_id)["versions"]}
+        stored = {v["id"]: v for v in studio().code.session(session_id)["versions"]}
         current = stored.get(shown_id)
-        version = studio().code.edit(
-            session_id,
-            code_v or "",
-            language=_get(current, "language") if current is not None else None,
-            block=_get(current, "block") if current is not None else 1,
+        version = (
+            studio()
+            .code.edit(
+                session_id,
+                code_v or "",
+                language=chosen_language(language_v, current),
+                block=current["block"] if current is not None else 1,
+            )
+            .to_dict()
         )
         return {
-            **show_session(lang_value, session_id),
+            **show_session(lang_value, session_id, pick=version["id"]),
             sessions: session_choices(session_id),
-            status: note(text(lang_value, "c_saved", version=_get(version, "version")), "ok"),
+            status: note(text(lang_value, "c_saved", version=version["version"]), "ok"),
         }
 
     @reports_to(status)
@@ -512,7 +512,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             raise Mistake("c_no_session")
         if version_id is None:
             raise Mistake("c_no_version")
-        stored = {_get(v, "id"): v for v in studio().code.session(session_id)["versions"]}
+        stored = {v["id"]: v for v in studio().code.session(session_id)["versions"]}
         if version_id not in stored:
             raise Mistake("c_no_version")
         return {editor: _editor(stored[version_id]), shown: version_id, status: ""}
@@ -593,7 +593,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         [*shown_outputs, sessions],
         concurrency_limit=None,
     )
-    save.click(on_save, [lang, session, shown, editor], [*shown_outputs, sessions])
+    save.click(on_save, [lang, session, shown, editor, language], [*shown_outputs, sessions])
     sessions.input(on_open_session, [lang, sessions], shown_outputs)
     open_version.click(on_open_version, [lang, session, versions], [editor, shown, status])
     compare.click(on_compare, [lang, session, versions, diff_to], [diff, status])
