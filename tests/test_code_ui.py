@@ -180,7 +180,7 @@ def test_an_edit_becomes_a_version_and_a_loop_hits_the_wall_limit(page, server):
     page.click("#code-run")
     result = page.locator("#code-result")
     wait_until(lambda: "limit" in result.inner_text(), timeout=60, what="the loop stopped")
-    assert "stopped: the wall-time limit (1 s) was hit" in result.inner_text()
+    assert "stopped: the wall-time limit (1 s) was hit · killed by SIGKILL" in result.inner_text()
     stored = server.studio.code.session(session_id)
     assert [(v["version"], v["note"]) for v in stored["versions"]] == [(1, "generated"), (2, "edited")]
     assert stored["versions"][1]["code"] == "while True:\n    pass\n"

@@ -54,17 +54,23 @@ class CodeTab:
     refresh_outputs: list[gr.Component]
 
 
-def _limit_value(name: str, limits: dict) -> str:
-    units = {
-        "wall": ("wall_seconds", "s"),
-        "cpu": ("cpu_seconds", "s"),
-        "memory": ("memory_mb", "MiB"),
-        "processes": ("processes", ""),
-        "output": ("output_kb", "KiB"),
-        "files": ("files_mb", "MiB"),
-    }
-    field, unit = units[name]
-    return f"{limits.get(field, '?'):g} {unit}".strip() if isinstance(limits.get(field), (int, float)) else "?"
+# Which limit field each kind of limit hit reads, and its unit (an i18n key: seconds are 秒 in Chinese).
+_LIMIT_UNITS = {
+    "wall": ("wall_seconds", "c_unit_s"),
+    "cpu": ("cpu_seconds", "c_unit_s"),
+    "memory": ("memory_mb", "c_unit_mib"),
+    "processes": ("processes", None),
+    "output": ("output_kb", "c_unit_kib"),
+    "files": ("files_mb", "c_unit_mib"),
+}
+
+
+def _limit_value(lang: str | None, name: str, limits: dict) -> str:
+    field, unit = _LIMIT_UNITS[name]
+    value = limits.get(field)
+    if not isinstance(value, (int, float)):
+        return "?"
+    return f"{value:g} {text(lang, unit)}" if unit else f"{value:g}"
 
 
 def run_summary(lang: str | None, result, matched: bool | None) -> str:
@@ -74,7 +80,7 @@ def run_summary(lang: str | None, result, matched: bool | None) -> str:
     parts = []
     if r.get("limit"):
         limit = text(lang, f"c_limit_{r['limit']}")
-        parts.append(text(lang, "c_limit", limit=limit, value=_limit_value(r["limit"], r.get("limits") or {})))
+        parts.append(text(lang, "c_limit", limit=limit, value=_limit_value(lang, r["limit"], r.get("limits") or {})))
     if r.get("exit_code") is not None:
         parts.append(text(lang, "c_exit", code=r["exit_code"]))
     elif r.get("signal"):
