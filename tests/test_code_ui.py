@@ -15,7 +15,7 @@ from aigc_studio.engines.echo import clear_replies, queue_replies
 from aigc_studio.errors import SandboxUnavailable
 
 from .conftest import LiveServer, make_studio
-from .ui_helpers import off_loopback, open_tab, screenshot, set_number, wait_until
+from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -150,6 +150,23 @@ def test_generate_run_refine_and_see_the_diff(page, server, tmp_path):
     # The added line is marked as added (coloured), the removed one as removed.
     assert page.locator("#code-diff .add", has_text="return [...items].sort").count() == 1
     assert page.locator("#code-diff .del", has_text="const a = [...items];").count() == 1
+    # Any version opens in the editor; any two show their diff (older first).
+    choose(page, "code-versions", "v1 · generated · javascript")
+    page.click("#code-version-open")
+    wait_until(lambda: editor(page).strip() == BUBBLE_SORT.strip(), what="version 1 in the editor")
+    page.fill("#code-call textarea", "bubbleSort([3, 1, 2])")
+    page.fill("#code-expect textarea", "")
+    page.click("#code-run")
+    wait_until(lambda: "Ran version 1." in status(page), timeout=60, what="version 1 run again")
+    assert textbox(page, "code-stdout") == "[ 1, 2, 3 ]\n" and editor(page).strip() == BUBBLE_SORT.strip()
+    assert len(server.studio.code.session(session_id)["versions"]) == 2  # running a version stores no new one
+    choose(page, "code-diff-to", "v1 · generated · javascript")
+    page.click("#code-compare")
+    wait_until(lambda: "The two versions are the same." in status(page), what="a version compared with itself")
+    assert page.locator("#code-diff").inner_text().strip() == ""
+    choose(page, "code-diff-to", "v2 · refined: make it more concise · javascript")
+    page.click("#code-compare")
+    wait_until(lambda: "+++ v2" in page.locator("#code-diff").inner_text(), what="the diff of the two picked")
     screenshot_en = tmp_path / "code-en.png"
     page.screenshot(path=str(screenshot_en), full_page=True)
     screenshot(page, "code-en")
