@@ -31,6 +31,11 @@ Two things JSON Schema cannot say, supplied here:
     a run needs no values), and is the fuzzer's own, never an override of a shipped one (see
     _own_template); an imported one is a valid file; a run gives values for a shipped template's
     required variables.
+  - code (/api/code/...): generation by the echo test engine (AIGC_FUZZ_CODE_MODEL) in any case that names
+    no model, max_tokens at most 4, repair at most 1, a language the sandbox runs when the turn runs
+    code, runs kept tiny (wall 2 s, CPU 1 s, 256 MiB, 64 KiB of output, 8 processes, 8 MiB of temp
+    space: a fuzzed program may loop or flood), code and prompts not blank once cut to 100 characters, and
+    an edit to block 1 (one past the last is the most a block may be) in a language that runs;
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -68,6 +73,12 @@ EDIT_MODEL = os.environ.get("AIGC_FUZZ_EDIT_MODEL", "echo")
 IMAGE_MODEL = os.environ.get("AIGC_FUZZ_IMAGE_MODEL", "plain")
 STYLES_CSV = 'name,prompt,negative_prompt\nfuzzed,"a style, {prompt}",blurry\n'
 WRITE_MODEL = os.environ.get("AIGC_FUZZ_WRITE_MODEL", "echo")
+CODE_MODEL = os.environ.get("AIGC_FUZZ_CODE_MODEL", "echo")
+CODE_GENERATE_PATH = "/api/code/generate"
+CODE_RUN_PATH = "/api/code/run"
+CODE_EDIT_PATH = "/api/code/sessions/{session_id}/versions"
+RUN_NAMES = {"python", "py", "python3", "javascript", "js", "node", "nodejs"}  # contracts.RUN_LANGUAGES
+SMALL_RUN = {"wall_seconds": 2, "cpu_seconds": 1, "memory_mb": 256, "processes": 8, "output_kb": 64, "files_mb": 8}
 SMALL_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 4}}, "required": ["a"]}
 
 
@@ -275,6 +286,39 @@ def _small_write(body: dict, path: str) -> None:
         body["headings"] = (body.get("headings") or ["One"])[:1]
 
 
+def _small_run(spec: dict) -> None:
+    limits = spec.get("limits") if isinstance(spec.get("limits"), dict) else {}
+    for key, most in SMALL_RUN.items():
+        if key not in limits or _over(limits, key, most):
+            limits[key] = most
+    spec["limits"] = limits
+
+
+def _small_code(body: dict, path: str) -> None:
+    body.update(_short(body))
+    if path == CODE_GENERATE_PATH:
+        body["model"] = CODE_MODEL
+        if not str(body.get("prompt") or "").strip():
+            body["prompt"] = "write a sort"
+        _small_options(body)
+        if _over(body, "repair", 1):
+            body["repair"] = 1
+        if isinstance(body.get("run"), dict):
+            _small_run(body["run"])
+            if isinstance(body.get("language"), str) and body["language"].strip().lower() not in RUN_NAMES:
+                body["language"] = None  # only python and javascript run: another language is a 400
+    elif path == CODE_RUN_PATH:
+        _small_run(body)
+        if isinstance(body.get("code"), str) and not body["code"].strip():
+            body["code"] = "print(1)"
+    else:  # an edit
+        body["block"] = 1
+        if not str(body.get("code") or "").strip():
+            body["code"] = "print(1)"
+        if isinstance(body.get("language"), str) and body["language"].strip().lower() not in RUN_NAMES:
+            body["language"] = None  # a version that cannot run would make a later run of it a 400
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
@@ -284,6 +328,8 @@ def map_case(context, case):
         # Any case, negative ones too: a request the server takes without a model (or with "") would run
         # the default model (SmolLM2) for several generations; naming the echo engine changes nothing else.
         case.body["model"] = WRITE_MODEL
+    if path == CODE_GENERATE_PATH and isinstance(case.body, dict) and case.body.get("model") in (None, ""):
+        case.body["model"] = CODE_MODEL  # as for articles: never a whole turn of SmolLM2 by default
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
     if path in A1111_PATHS:
@@ -314,4 +360,6 @@ def map_case(context, case):
         _small_options(case.body)
     elif path in WRITE_PATHS:
         _small_write(case.body, path)
+    elif path in (CODE_GENERATE_PATH, CODE_RUN_PATH, CODE_EDIT_PATH):
+        _small_code(case.body, path)
     return case

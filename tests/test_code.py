@@ -333,3 +333,35 @@ def test_chinese_requests_and_versions_round_trip(studio):
     assert run.matched is True
     version = first_event(events, "version").version
     assert "# 冒泡排序" in studio.code.version(version.id).code
+
+
+def test_a_run_in_a_session_of_another_language_says_it_cannot_run_it(studio):
+    queue_replies(answer("echo hi\n", tag="bash"))
+    first = studio.code.turn("write a bash script")
+    list(first)
+    queue_replies(answer("echo bye\n", tag="bash"))
+    events = list(studio.code.turn("say bye instead", session_id=first.session_id, run=RunSpec()))
+    assert events[-1].kind == "error"
+    assert "version 2 is bash code; the sandbox runs python and javascript only" in events[-1].message
+
+
+def test_a_caller_that_stops_iterating_mid_answer_keeps_the_answer_as_cancelled(studio):
+    queue_replies(answer(SORT_JS))
+    turn = studio.code.turn("write a JavaScript bubble sort", run=RunSpec())
+    events = iter(turn)
+    assert next(events).kind == "delta"
+    events.close()
+    session = studio.code.session(turn.session_id)
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
+    assert session["messages"][1]["content"].startswith("Here ")
+    assert session["runs"] == []  # nothing runs after the caller left
+    # echo may have finished the answer before the stop reached it: a whole answer keeps its code
+    status = studio.history.get(turn.session_id)["responses"][0]["status"]
+    expected = [] if status == "cancelled" else [SORT_JS]
+    assert [v["code"] for v in session["versions"]] == expected
+
+
+def test_the_code_tables_come_with_migration_m009(studio):
+    assert "m009_code" in studio.db.migrations_applied()
+    tables = {r[0] for r in studio.db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"code_versions", "code_runs"} <= tables

@@ -139,7 +139,7 @@ def test_run_code_given_inline_is_stored_as_its_own_session(server):
     ("body", "status", "message"),
     [
         ({"language": "ruby", "code": "puts 1"}, 400, "language: Input should be 'python', 'py'"),
-        ({"language": "js", "code": "   "}, 400, "code: String should match pattern"),
+        ({"language": "js", "code": "   "}, 400, "code: must not be empty: give the program to run"),
         ({"language": "js"}, 400, "give version_id, or language and code"),
         ({"version_id": 1, "code": "x", "language": "js"}, 400, "give either version_id, or language and code"),
         (
@@ -162,7 +162,7 @@ def test_bad_runs_are_4xx_and_store_nothing(server, body, status, message):
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        ({"prompt": " "}, 400, "prompt: String should match pattern"),
+        ({"prompt": " "}, 400, "prompt: must not be empty: give what the program should do"),
         ({"prompt": "x", "repair": 1}, 400, "repair needs a run"),
         ({"prompt": "x", "repair": 11, "run": {}}, 400, "repair: Input should be less than or equal to 10"),
         ({"prompt": "x", "language": "bash", "run": {}}, 400, "bash code cannot be run"),

@@ -347,6 +347,13 @@ class CodeTurn:
                 # Ctrl-C in the CLI: stop the model, keep what it wrote (as a cancelled answer), end the turn.
                 self.cancel()
                 run.cancel()
+            except GeneratorExit:
+                # The caller stopped iterating mid-answer: stop the model and keep what it wrote, as Ctrl-C.
+                self.cancel()
+                run.cancel()
+                result = run.result
+                service._store_answer(self, prepared, stored_prompt, result.text, result.finish_reason, note)
+                raise
             except StudioError as exc:
                 error = exc
             except Exception as exc:  # an engine failure: reported as the turn's error, the server lives on
@@ -448,7 +455,9 @@ class CodeService:
                     param="language",
                 )
             self.sandbox.check()
-            runtime(chosen or language_in_request(prompt) or session_language or "python")
+            expected = chosen or language_in_request(prompt) or session_language
+            if expected in RUNNABLE:
+                runtime(expected)  # SandboxUnavailable now, before anything is generated or stored
         latest = self.store.latest_version(session_id, 1) if session_id else None
         requested = language_in_request(prompt)
         turn = _Turn(
@@ -597,6 +606,7 @@ class CodeService:
         version = self.store.version(version_id)
         if version["language"] not in RUNNABLE:
             shown = version["language"] or "of no known language"
+            # "version <id>": the id a run names (the UI translates this sentence by its shape).
             raise InvalidRequest(
                 f"version {version_id} is {shown} code; the sandbox runs {' and '.join(RUNNABLE)} only (edit the "
                 "version with its language set to run it as one of them)",

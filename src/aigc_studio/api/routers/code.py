@@ -8,12 +8,12 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ...contracts import RUN_LANGUAGES, RunLimits, json_int
 from ...errors import InvalidRequest
@@ -42,6 +42,25 @@ RUN_NAMES = tuple(name for names in RUN_LANGUAGES.values() for name in names)
 # Code and call text: not blank, no NUL (a program's source is a C string to the interpreter).
 SOURCE_PATTERN = "^[^\\x00]*\\S[^\\x00]*$"
 
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters (a program's arguments and source cannot hold them)")
+    return value
+
+
+def _not_blank(what: str) -> Any:
+    def check(value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(f"must not be empty: give {what}")
+        return _no_nul(value)
+
+    return AfterValidator(check)
+
+
+# The schema says it with a pattern; the check says it in words a user can act on.
+NoNul = Annotated[str, Field(json_schema_extra={"pattern": NO_NUL}), AfterValidator(_no_nul)]
+
 _BAD = {
     400: "A field is missing, of the wrong type or out of range (a limit above the server's maximum, a "
     "language the sandbox does not run, empty code, repair without a run, ...); the message names it and "
@@ -69,10 +88,10 @@ class RunSpecIn(BaseModel):
 
     model_config = STRICT
 
-    call: str | None = Field(
-        None, max_length=MAX_CALL, pattern=NO_NUL, description=RunSpec.model_fields["call"].description
+    call: Annotated[str, Field(json_schema_extra={"pattern": NO_NUL}), AfterValidator(_no_nul)] | None = Field(
+        None, max_length=MAX_CALL, description=RunSpec.model_fields["call"].description
     )
-    args: list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]] = Field(
+    args: list[Annotated[NoNul, Field(max_length=4096)]] = Field(
         default_factory=list, max_length=64, description="Command-line arguments (no NUL characters)."
     )
     stdin: str = Field("", max_length=1_000_000, description="What the program reads on standard input.")
@@ -83,15 +102,23 @@ class RunSpecIn(BaseModel):
         return RunSpec(**self.model_dump())
 
 
+def _generate_schema(schema: dict, _cls: type) -> None:
+    # repair judges the code by a run: a nonzero repair comes with run.
+    schema["anyOf"] = [
+        {"properties": {"repair": {"const": 0}}},
+        {"required": ["run"], "properties": {"run": {"type": "object"}}},
+    ]
+
+
 class GenerateIn(BaseModel):
     """A turn of a code session: a new program (no session_id) or a change to the session's code."""
 
-    model_config = STRICT
+    model_config = ConfigDict(**STRICT, json_schema_extra=_generate_schema)
 
-    prompt: str = Field(
+    prompt: Annotated[str, _not_blank("what the program should do")] = Field(
         min_length=1,
         max_length=MAX_PROMPT,
-        pattern=r"\S",
+        json_schema_extra={"pattern": r"\S"},
         description='What to write ("write a JavaScript bubble sort") or change ("make it more concise").',
     )
     session_id: str | None = Field(
@@ -121,9 +148,17 @@ def _run_body_schema(schema: dict, _cls: type) -> None:
     schema["anyOf"] = [
         {
             "required": ["version_id"],
-            "properties": {"language": {"type": "null"}, "code": {"type": "null"}, "title": {"type": "null"}},
+            "properties": {
+                "version_id": {"type": "integer"},
+                "language": {"type": "null"},
+                "code": {"type": "null"},
+                "title": {"type": "null"},
+            },
         },
-        {"required": ["language", "code"], "properties": {"version_id": {"type": "null"}}},
+        {
+            "required": ["language", "code"],
+            "properties": {"language": {"type": "string"}, "code": {"type": "string"}, "version_id": {"type": "null"}},
+        },
     ]
 
 
@@ -139,8 +174,11 @@ class RunIn(RunSpecIn):
     language: Literal[RUN_NAMES] | None = Field(  # type: ignore[valid-type]
         None, description="With code: python (py, python3) or javascript (js, node, nodejs)."
     )
-    code: str | None = Field(
-        None, max_length=MAX_CODE, pattern=SOURCE_PATTERN, description="With language: the program to run."
+    code: Annotated[str, _not_blank("the program to run")] | None = Field(
+        None,
+        max_length=MAX_CODE,
+        json_schema_extra={"pattern": SOURCE_PATTERN},
+        description="With language: the program to run.",
     )
     title: str | None = Field(
         None, max_length=200, description="With code: the new session's title (e.g. a file name)."
@@ -152,7 +190,9 @@ class EditIn(BaseModel):
 
     model_config = STRICT
 
-    code: str = Field(max_length=MAX_CODE, pattern=SOURCE_PATTERN, description="The new version's code.")
+    code: Annotated[str, _not_blank("the new version's code")] = Field(
+        max_length=MAX_CODE, json_schema_extra={"pattern": SOURCE_PATTERN}, description="The new version's code."
+    )
     language: str | None = Field(
         None, pattern=LANGUAGE_NAME, description="Its language; unset: the block's, else what the code reads as."
     )
