@@ -5,14 +5,21 @@ tab in English and Chinese go to the test's tmp dir (and test-artifacts/)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import httpx
 import pytest
 
 from aigc_studio.api.app import create_app
+from aigc_studio.config import load_config
+from aigc_studio.contracts import RunLimits
 from aigc_studio.engines.echo import clear_replies, queue_replies
-from aigc_studio.errors import SandboxUnavailable
+from aigc_studio.errors import SandboxUnavailable, StudioError
+from aigc_studio.services.code import RunSpec
+from aigc_studio.studio import Studio
+from aigc_studio.ui.code import note_text, run_summary
+from aigc_studio.ui.messages import message_text
 
 from .conftest import LiveServer, make_studio
 from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, wait_until
@@ -323,3 +330,70 @@ def test_delete_a_session_and_a_sandbox_that_cannot_start(page, server, monkeypa
     assert session_id not in [s["id"] for s in server.studio.code.sessions()]
     assert "print the answer in Python" not in page.locator("#code-sessions").inner_text()
     assert editor(page).strip() == ""
+
+
+# -- without a browser -------------------------------------------------------------------------------
+
+
+def test_a_run_in_plain_words_in_both_languages():
+    killed = {
+        "exit_code": None,
+        "signal": "SIGKILL",
+        "wall_seconds": 1.0031,
+        "cpu_seconds": None,
+        "limit": "wall",
+        "truncated": False,
+        "limits": RunLimits(wall_seconds=1).model_dump(),
+        "runtime": "Python 3.11.2",
+    }
+    assert run_summary("en", killed, None) == (
+        "stopped: the wall-time limit (1 s) was hit · killed by SIGKILL · 1.00 s wall · Python 3.11.2"
+    )
+    assert (
+        run_summary("zh-CN", killed, None)
+        == "已终止：达到墙钟时间上限（1 秒） · 被 SIGKILL 终止 · 墙钟 1.00 秒 · Python 3.11.2"
+    )
+    fine = {**killed, "exit_code": 0, "signal": None, "limit": None, "cpu_seconds": 0.04, "wall_seconds": 0.2}
+    assert run_summary("en", fine, False) == (
+        "exit 0 · 0.20 s wall · 0.04 s CPU · output differs from the expected output · Python 3.11.2"
+    )
+    assert run_summary("zh-CN", fine, True) == "退出码 0 · 墙钟 0.20 秒 · CPU 0.04 秒 · 输出与预期一致 · Python 3.11.2"
+    for limit in ("cpu", "memory", "processes", "output", "files"):
+        words = run_summary("zh-CN", {**killed, "limit": limit}, None)
+        assert words.startswith("已终止：达到") and "?" not in words, limit
+
+
+def test_version_notes_in_chinese():
+    assert note_text("zh-CN", "generated") == "生成"
+    assert note_text("zh-CN", "refined: make it {shorter}") == "修改：make it {shorter}"
+    assert note_text("zh-CN", "repair 2/3") == "修复 2/3"
+    assert note_text("zh-CN", "edited") == "手动编辑"
+    assert note_text("zh-CN", "file: sort.py") == "文件：sort.py"
+    cut = "generated; the answer ended inside the code block (cut off?)"
+    assert note_text("zh-CN", cut) == "生成；回答在代码块中途结束（可能被截断）"
+    assert note_text("en", cut) == cut
+
+
+def test_the_code_services_refusals_read_in_chinese(aigc_home):
+    studio = Studio(load_config(model="echo"))
+    try:
+        queue_replies(answer("echo hi\n", "bash"))
+        turn = studio.code.turn("a bash greeting")
+        list(turn)
+        bash = studio.code.session(turn.session_id)["versions"][0]["id"]
+        refusals = [
+            lambda: studio.code.edit(turn.session_id, "  "),
+            lambda: studio.code.run(bash, RunSpec()),
+            lambda: studio.code.run_source("python", "print(1)", RunSpec(limits=RunLimits(wall_seconds=100))),
+            lambda: studio.code.run_source("python", " ", RunSpec()),
+            lambda: studio.code.session("conv-nope"),
+            lambda: studio.code.diff(bash, 999),
+        ]
+        for refuse in refusals:
+            with pytest.raises(StudioError) as caught:
+                refuse()
+            zh = message_text("zh-CN", caught.value.message)
+            assert zh != caught.value.message and re.search(r"[\u4e00-\u9fff]", zh), caught.value.message
+    finally:
+        clear_replies()
+        studio.close()
