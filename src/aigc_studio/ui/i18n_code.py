@@ -27,7 +27,10 @@ LABELS: dict[str, tuple[str, str]] = {
         "每次回答后按下方“运行”设置运行代码；运行失败或输出与预期不符时，把错误发回给模型修改，最多这么多次。",
     ),
     "c_autorun": ("Run after each answer", "每次回答后运行"),
-    "c_editor": ("Code (newest version; edit and save as a new version)", "代码（最新版本；可编辑后另存为新版本）"),
+    "c_editor": (
+        "Code (the version picked below; edit it and save it as a new version)",
+        "代码（下方所选版本；可编辑后保存为新版本）",
+    ),
     "c_save": ("Save edit as version", "保存修改为新版本"),
     "c_versions": ("Version", "版本"),
     "c_open": ("Open", "打开"),
