@@ -185,6 +185,12 @@ def test_generate_run_refine_and_see_the_diff(page, server, tmp_path):
     wait_until(lambda: editor(page).strip() == SHORTER.strip(), what="the reopened session's code")
     assert "make it more concise" in page.locator("#code-log").inner_text()
     assert "exit 0" in page.locator("#code-runs").inner_text()
+    # Leaving the tab and coming back keeps the open session picked in the list.
+    open_tab(page, "Chat")
+    open_tab(page, "Code")
+    picked = page.locator("#code-sessions label", has_text="write a JavaScript bubble sort").locator("input")
+    time.sleep(0.5)  # the tab's refresh lands after the click
+    wait_until(lambda: picked.is_checked(), what="the open session still picked")
 
 
 def test_an_edit_becomes_a_version_and_a_loop_hits_the_wall_limit(page, server):

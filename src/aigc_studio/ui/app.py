@@ -141,7 +141,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         )
         gallery_tab.select(listing, filters, list_outputs)
         write_tab_item.select(write_tab.refresh, None, write_tab.refresh_outputs, queue=False)
-        code_tab_item.select(code_tab.refresh, lang, code_tab.refresh_outputs, queue=False)
+        code_tab_item.select(code_tab.refresh, code_tab.refresh_inputs, code_tab.refresh_outputs, queue=False)
         models_tab.select(refresh_models, lang, models_outputs)
         # Settings read config.toml each time the tab opens: a default set in Models shows here.
         settings_tab.select(load_settings, lang, settings_outputs, queue=False)

@@ -50,7 +50,8 @@ EDITOR_LANGUAGES = {
 
 @dataclass
 class CodeTab:
-    refresh: object  # (lang) -> updates of the model list, the session list and the limits' ranges
+    refresh: object  # (lang, session, model) -> the model list, the session list, the limits' ranges
+    refresh_inputs: list[gr.Component]
     refresh_outputs: list[gr.Component]
 
 
@@ -568,18 +569,23 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
     def on_new():
         return {**cleared(), sessions: gr.Radio(value=None), prompt: ""}
 
-    def refresh(lang_value):
-        """The model list, the session list, and each limit's box bounded by the configured maximum."""
-        registry = studio().registry
-        models = gr.Dropdown(choices=[m.id for m in registry.all() if m.kind == "text"], value=registry.default_model)
+    def limit_ranges(lang_value) -> list[gr.Number]:
+        """Each limit's allowed range, up to the configured maximum, as the help under its box."""
         maxima = studio().sandbox.maxima
-        boxes = []
-        for name in LIMIT_FIELDS:
-            low, high = lowest(name), getattr(maxima, name)
-            # Only the help changes: an updated maximum would make a per-page copy of the box with
-            # Gradio's own range check (an English toast); the sandbox names the range instead.
-            boxes.append(gr.Number(info=text(lang_value, "c_range", low=f"{low:g}", high=f"{high:g}")))
-        return models, session_choices(None), *boxes
+        # Only the help changes: an updated maximum would make a per-page copy of the box with Gradio's
+        # own range check (an English toast); the sandbox names the range instead, by the Run button.
+        return [
+            gr.Number(info=text(lang_value, "c_range", low=f"{lowest(name):g}", high=f"{getattr(maxima, name):g}"))
+            for name in LIMIT_FIELDS
+        ]
+
+    def refresh(lang_value, session_id, model_v):
+        """When the tab opens: the model list (keeping the model picked), the session list (keeping the
+        open one) and the limits' ranges."""
+        registry = studio().registry
+        ids = [m.id for m in registry.all() if m.kind == "text"]
+        models = gr.Dropdown(choices=ids, value=model_v if model_v in ids else registry.default_model)
+        return models, session_choices(session_id), *limit_ranges(lang_value)
 
     limit_inputs = [limits[name] for name in LIMIT_FIELDS]
     shown_outputs = [session, shown, chatbot, editor, versions, diff_to, diff, result, stdout, stderr, runs_log, status]
@@ -608,5 +614,5 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
     # The conversation's own clear button starts a new session too (the old one stays in the list).
     chatbot.clear(on_new, None, [*shown_outputs, sessions, prompt], queue=False)
     refresh_outputs = [model, sessions, *limit_inputs]
-    lang.change(lambda lang_value: refresh(lang_value)[2:], lang, limit_inputs, queue=False)
-    return CodeTab(refresh=refresh, refresh_outputs=refresh_outputs)
+    lang.change(limit_ranges, lang, limit_inputs, queue=False)
+    return CodeTab(refresh=refresh, refresh_inputs=[lang, session, model], refresh_outputs=refresh_outputs)
