@@ -32,34 +32,54 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from ..contracts import RUN_LANGUAGES, Message, RunLimits, RunRequest, RunResult, TextOptions
+from ..contracts import RUN_LANGUAGES, Message, RunRequest, RunResult, TextOptions
 from ..errors import InvalidRequest, StudioError
 from ..sandbox import Sandbox, runtime
 from ..storage.code import SESSION_SOURCE, CodeStore
 from .chat import ChatRun, ChatService, PreparedChat
 from .code_blocks import LANGUAGE_TITLES, CodeBlock, canonical_language, extract_blocks, language_in_request
 from .code_blocks import sniff_language as _sniff
+from .code_records import (
+    LANGUAGE_NAME,
+    MAX_CALL,
+    MAX_CODE,
+    MAX_PROMPT,
+    MAX_REPAIR,
+    NO_NUL,
+    RUNNABLE,
+    CodeEvent,
+    CodeRunRecord,
+    CodeVersion,
+    RunSpec,
+    normalise_output,
+    output_matches,
+    program_with_call,
+    record_from_row,
+    version_from_row,
+)
 from .language_fit import detect_language
 from .models import ModelService
 from .template_library import TemplateLibrary
 
+# The records are re-exported: ``from aigc_studio.services.code import RunSpec`` is the one import a
+# caller needs.
 __all__ = [
     "LANGUAGE_NAME",
+    "MAX_CALL",
     "MAX_CODE",
     "MAX_PROMPT",
     "MAX_REPAIR",
     "NO_NUL",
+    "RUNNABLE",
     "CodeEvent",
     "CodeRunRecord",
     "CodeService",
     "CodeTurn",
     "CodeVersion",
     "RunSpec",
+    "assign_blocks",
     "normalise_output",
     "output_matches",
     "program_with_call",
@@ -67,191 +87,8 @@ __all__ = [
 
 log = logging.getLogger("aigc_studio.code")
 
-MAX_PROMPT = 20_000
-MAX_CODE = 1_000_000
-MAX_REPAIR = 10
-MAX_CALL = 10_000
 # How much of a failed run's output the repair prompt quotes (the end of it, where errors are).
 REPAIR_OUTPUT_CHARS = 2_000
-LANGUAGE_NAME = r"^[A-Za-z0-9_+#.-]{1,30}$"
-# Text a process is given on its command line cannot hold NUL (the kernel ends a string there).
-NO_NUL = "^[^\\x00]*$"
-RUNNABLE = tuple(RUN_LANGUAGES)
-
-
-class RunSpec(BaseModel):
-    """How to run a version: what to call, its arguments and stdin, the output expected, the limits."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    call: str | None = Field(
-        None,
-        max_length=MAX_CALL,
-        pattern=NO_NUL,
-        description="An expression whose value is printed after the program: JavaScript "
-        "console.log(<call>); Python print(<call>). Unset or blank: the program runs as it is.",
-    )
-    args: list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]] = Field(
-        default_factory=list, max_length=64, description="Command-line arguments (no NUL characters)."
-    )
-    stdin: str = Field("", max_length=1_000_000, description="What the program reads on standard input.")
-    expect: str | None = Field(
-        None,
-        max_length=1_000_000,
-        description="The expected stdout. It matches when both are equal after trimming the ends, making each "
-        "run of whitespace one space and dropping spaces next to [ ] ( ) { } , : ; (so [ 1, 2 ] matches [1,2]). "
-        "Unset: no check.",
-    )
-    limits: RunLimits = Field(default_factory=RunLimits)
-
-    @field_validator("call", mode="before")
-    @classmethod
-    def _blank_call_is_none(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-
-@dataclass
-class CodeVersion:
-    """One version of one code block of a session."""
-
-    id: int
-    session_id: str
-    block: int  # 1-based: which program of the session
-    version: int  # 1-based per block
-    language: str  # "python" | "javascript" | another name as written ("bash") | "" when unknown
-    code: str
-    message_id: int | None  # the answer it came from; None for an edit or a file
-    note: str  # "generated", "refined: <request>", "repair 2/3", "edited", "file: <name>"
-    created: float
-
-    @property
-    def runnable(self) -> bool:
-        return self.language in RUNNABLE
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "session_id": self.session_id,
-            "block": self.block,
-            "version": self.version,
-            "language": self.language,
-            "code": self.code,
-            "message_id": self.message_id,
-            "note": self.note,
-            "created": self.created,
-        }
-
-
-@dataclass
-class CodeRunRecord:
-    """A stored run of a version: its spec, the sandbox's result, whether the output matched."""
-
-    id: int
-    version_id: int
-    session_id: str
-    spec: RunSpec
-    result: RunResult
-    matched: bool | None  # None when no output was expected
-    created: float
-
-    @property
-    def failed(self) -> bool:
-        """A nonzero exit, a limit hit, or output that does not match what was expected."""
-        return not self.result.ok or self.matched is False
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "version_id": self.version_id,
-            "session_id": self.session_id,
-            "spec": self.spec.model_dump(),
-            "result": self.result.to_dict(),
-            "matched": self.matched,
-            "created": self.created,
-        }
-
-
-EventKind = Literal["delta", "version", "run", "attempt", "done", "error"]
-
-
-@dataclass
-class CodeEvent:
-    """What a turn reports as it goes: answer text ("delta"), a new version, a run, the start of
-    repair attempt ``attempt`` of ``of``, the end ("done", with the session and why the last answer
-    ended), or an error (``message``; the turn ends after it)."""
-
-    kind: EventKind
-    text: str = ""
-    version: CodeVersion | None = None
-    run: CodeRunRecord | None = None
-    attempt: int | None = None
-    of: int | None = None
-    message: str | None = None
-    session_id: str | None = None
-    finish_reason: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """The event as JSON for an SSE ``data:`` line: ``kind`` and the fields that kind has."""
-        out: dict = {"kind": self.kind}
-        if self.kind == "delta":
-            out["text"] = self.text
-        elif self.kind == "version":
-            out["version"] = self.version.to_dict()
-        elif self.kind == "run":
-            out["run"] = self.run.to_dict()
-        elif self.kind == "attempt":
-            out.update(attempt=self.attempt, of=self.of)
-        elif self.kind == "error":
-            out.update(message=self.message, session_id=self.session_id)
-        else:
-            out.update(session_id=self.session_id, finish_reason=self.finish_reason, notes=self.notes)
-        return out
-
-
-# Spaces around brackets, commas and colons are how a runtime prints a value, not what it is: node prints
-# [ 1, 2, 3 ], Python [1, 2, 3], a user expects [1,2,3]; all three match.
-_PUNCTUATION_SPACE = re.compile(r"\s*([\[\](){},:;])\s*")
-
-
-def normalise_output(text: str) -> str:
-    """``text`` with its ends trimmed, each run of whitespace made one space, and no space next to
-    ``[ ] ( ) { } , : ;``: what ``expect`` is compared by."""
-    return _PUNCTUATION_SPACE.sub(r"\1", " ".join(text.split()))
-
-
-def output_matches(stdout: str, expect: str) -> bool:
-    """True when ``stdout`` and ``expect`` are equal once normalised (``normalise_output``)."""
-    return normalise_output(stdout) == normalise_output(expect)
-
-
-def program_with_call(language: str, code: str, call: str | None) -> str:
-    """The program with ``call``'s value printed after it (``console.log(...)``; ``print(...)``)."""
-    if call is None:
-        return code
-    line = f"console.log({call});" if language == "javascript" else f"print({call})"
-    return code.rstrip("\n") + "\n\n" + line + "\n"
-
-
-def _version(row: dict) -> CodeVersion:
-    return CodeVersion(**{name: row[name] for name in CodeVersion.__dataclass_fields__})
-
-
-def _record(row: dict) -> CodeRunRecord:
-    stored = dict(row["result"])
-    stored.pop("ok", None)
-    stored["limits"] = RunLimits(**stored["limits"])
-    return CodeRunRecord(
-        id=row["id"],
-        version_id=row["version_id"],
-        session_id=row["session_id"],
-        spec=RunSpec(**row["spec"]),
-        result=RunResult(**stored),
-        matched=row["matched"],
-        created=row["created"],
-    )
 
 
 def _tail(text: str, limit: int = REPAIR_OUTPUT_CHARS) -> str:
@@ -388,13 +225,20 @@ class CodeTurn:
             except StudioError as exc:
                 yield CodeEvent("error", message=exc.message, session_id=self.session_id)
                 return
+            except Exception as exc:  # a sandbox failure: the turn says so and ends; the server lives on
+                log.exception("code turn: the run failed")
+                message = f"the run failed: {type(exc).__name__}: {exc}"
+                yield CodeEvent("error", message=message, session_id=self.session_id)
+                return
             yield CodeEvent("run", run=record)
             if not record.failed or attempt >= turn.repair or self._cancelled.is_set():
                 break
             attempt += 1
             yield CodeEvent("attempt", attempt=attempt, of=turn.repair)
             try:
-                self._prepared, stored_prompt = service._prepare_repair(turn, self.session_id, _version(target), record)
+                self._prepared, stored_prompt = service._prepare_repair(
+                    turn, self.session_id, version_from_row(target), record
+                )
             except StudioError as exc:
                 yield CodeEvent("error", message=exc.message, session_id=self.session_id)
                 return
@@ -568,7 +412,9 @@ class CodeService:
                     why += "; no fenced block, the whole answer taken as code"
                 elif not block.closed:
                     why += "; the answer ended inside the code block (cut off?)"
-                rows.append(self.store.insert_version(conn, session_id, number, language, block.code, message_id, why))
+                rows.append(
+                    self.store.insert_version(conn, session_id, number, language, block.code, message_id, why)
+                )
 
         history = self.chat.history
         earlier = history.messages(handle.session_id) if handle.session_id else []
@@ -579,7 +425,7 @@ class CodeService:
         turn.session_id = handle.session_id
         if turn.session_language is None and languages:
             turn.session_language = self.store.session(handle.session_id)["language"] or None
-        return [_version(r) for r in rows]
+        return [version_from_row(r) for r in rows]
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -613,7 +459,7 @@ class CodeService:
                 param="version_id",
             )
         result, matched = self._execute(version["language"], version["code"], spec)
-        return _record(self.store.add_run(version, spec.model_dump(), result.to_dict(), matched))
+        return record_from_row(self.store.add_run(version, spec.model_dump(), result.to_dict(), matched))
 
     def run_source(self, language: str, code: str, spec: RunSpec | None = None, title: str = "") -> CodeRunRecord:
         """Run code that is no session's yet (``aigc run FILE``): a session of its own, titled ``title``
@@ -634,7 +480,7 @@ class CodeService:
             session_id = self.store.create_session(conn, name)
             version = self.store.insert_version(conn, session_id, 1, canonical, code, None, f"file: {name}")
             row = self.store.insert_run(conn, version, spec.model_dump(), result.to_dict(), matched)
-        return _record(row)
+        return record_from_row(row)
 
     # -- edits, reading, deleting ----------------------------------------------------------------
 
@@ -659,7 +505,7 @@ class CodeService:
             if not code.endswith("\n"):
                 code += "\n"
             row = self.store.insert_version(conn, session_id, block, resolved, code, None, "edited")
-        return _version(row)
+        return version_from_row(row)
 
     def latest_session_id(self) -> str | None:
         """The code session changed last, or None when there is none."""
@@ -678,13 +524,13 @@ class CodeService:
             {k: m[k] for k in ("role", "content", "created", "response_id")}
             for m in self.chat.history.get(session_id)["messages"]
         ]
-        out["versions"] = [_version(r).to_dict() for r in self.store.versions(session_id)]
-        out["runs"] = [_record(r).to_dict() for r in self.store.runs(session_id)]
+        out["versions"] = [version_from_row(r).to_dict() for r in self.store.versions(session_id)]
+        out["runs"] = [record_from_row(r).to_dict() for r in self.store.runs(session_id)]
         return out
 
     def version(self, version_id: int) -> CodeVersion:
         """A stored version; NotFound."""
-        return _version(self.store.version(version_id))
+        return version_from_row(self.store.version(version_id))
 
     def diff(self, a_version_id: int, b_version_id: int) -> str:
         """A unified diff from version ``a`` to version ``b``, labelled "v1", "v2" (with the block, and
