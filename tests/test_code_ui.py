@@ -18,7 +18,7 @@ from aigc_studio.engines.echo import clear_replies, queue_replies
 from aigc_studio.errors import SandboxUnavailable, StudioError
 from aigc_studio.services.code import RunSpec
 from aigc_studio.studio import Studio
-from aigc_studio.ui.code import note_text, run_summary
+from aigc_studio.ui.code_views import note_text, run_summary
 from aigc_studio.ui.messages import message_text
 
 from .conftest import LiveServer, make_studio

@@ -10,7 +10,6 @@ as stored, so the page shows what history holds."""
 from __future__ import annotations
 
 import html
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +18,16 @@ import gradio as gr
 
 from ..contracts import RUN_LANGUAGES, RunLimits
 from ..services.code import RunSpec
+from .code_views import (
+    conversation,
+    diff_html,
+    editor_update,
+    lowest,
+    note_text,
+    result_html,
+    run_summary,
+    version_label,
+)
 from .common import Mistake, UIContext, note, reports_to
 from .i18n import t, text
 from .messages import message_text
@@ -28,24 +37,6 @@ SESSIONS_SHOWN = 50
 MAX_REPAIR = 5
 LIMIT_FIELDS = list(RunLimits.model_fields)  # wall, cpu, memory, processes, output, files
 RUNNABLE = tuple(RUN_LANGUAGES)  # what the sandbox runs: python, javascript
-# gr.Code highlights these; a block in another language (bash, go, ...) shows as plain text.
-EDITOR_LANGUAGES = {
-    "python": "python",
-    "javascript": "javascript",
-    "typescript": "typescript",
-    "bash": "shell",
-    "sh": "shell",
-    "shell": "shell",
-    "html": "html",
-    "css": "css",
-    "json": "json",
-    "sql": "sql",
-    "c": "c",
-    "cpp": "cpp",
-    "c++": "cpp",
-    "yaml": "yaml",
-    "r": "r",
-}
 
 
 @dataclass
@@ -53,122 +44,6 @@ class CodeTab:
     refresh: object  # (lang, session, model) -> the model list, the session list, the limits' ranges
     refresh_inputs: list[gr.Component]
     refresh_outputs: list[gr.Component]
-
-
-# Which limit field each kind of limit hit reads, and its unit (an i18n key: seconds are 秒 in Chinese).
-_LIMIT_UNITS = {
-    "wall": ("wall_seconds", "c_unit_s"),
-    "cpu": ("cpu_seconds", "c_unit_s"),
-    "memory": ("memory_mb", "c_unit_mib"),
-    "processes": ("processes", None),
-    "output": ("output_kb", "c_unit_kib"),
-    "files": ("files_mb", "c_unit_mib"),
-}
-
-
-def _limit_value(lang: str | None, name: str, limits: dict) -> str:
-    field, unit = _LIMIT_UNITS[name]
-    value = limits.get(field)
-    if not isinstance(value, (int, float)):
-        return "?"
-    return f"{value:g} {text(lang, unit)}" if unit else f"{value:g}"
-
-
-def run_summary(lang: str | None, result, matched: bool | None) -> str:
-    """A run in plain words: how it ended (exit status, the signal and the limit that stopped it), its
-    wall and CPU time, and whether its output matched the expected output."""
-    r = result
-    parts = []
-    if r.get("limit"):
-        limit = text(lang, f"c_limit_{r['limit']}")
-        parts.append(text(lang, "c_limit", limit=limit, value=_limit_value(lang, r["limit"], r.get("limits") or {})))
-    if r.get("exit_code") is not None:
-        parts.append(text(lang, "c_exit", code=r["exit_code"]))
-    elif r.get("signal"):
-        parts.append(text(lang, "c_signal", signal=r["signal"]))
-    parts.append(text(lang, "c_wall", seconds=r.get("wall_seconds") or 0.0))
-    if r.get("cpu_seconds") is not None:
-        parts.append(text(lang, "c_cpu", seconds=r["cpu_seconds"]))
-    if r.get("truncated"):
-        parts.append(text(lang, "c_truncated"))
-    if matched is not None:
-        parts.append(text(lang, "c_matched" if matched else "c_mismatch"))
-    if r.get("runtime"):
-        parts.append(r["runtime"])
-    return " · ".join(parts)
-
-
-def result_html(lang: str | None, result, matched: bool | None) -> str:
-    r = result
-    good = r.get("exit_code") == 0 and not r.get("limit") and matched is not False
-    return note(run_summary(lang, r, matched), "ok" if good else "error")
-
-
-def diff_html(diff: str) -> str:
-    """A unified diff with its added and removed lines coloured."""
-    rows = []
-    for line in diff.splitlines():
-        kind = "add" if line.startswith("+") and not line.startswith("+++") else ""
-        kind = "del" if line.startswith("-") and not line.startswith("---") else kind
-        kind = "hunk" if line.startswith("@@") else kind
-        rows.append(f'<span class="{kind}">{html.escape(line) or " "}</span>')
-    return f'<pre class="aigc-diff">{"".join(rows)}</pre>'
-
-
-_NOTES = [
-    (re.compile(r"generated"), "c_note_generated", ()),
-    (re.compile(r"refined: (.*)", re.DOTALL), "c_note_refined", ("request",)),
-    (re.compile(r"repair (\d+)/(\d+)"), "c_note_repair", ("n", "of")),
-    (re.compile(r"edited"), "c_note_edited", ()),
-    (re.compile(r"file: (.*)", re.DOTALL), "c_note_file", ("name",)),
-]
-_NOTE_SUFFIXES = {
-    "; no fenced block, the whole answer taken as code": "c_note_unfenced",
-    "; the answer ended inside the code block (cut off?)": "c_note_cut",
-}
-
-
-def note_text(lang: str | None, written: str) -> str:
-    """A version's note ("generated", "refined: ...", "repair 1/3", "edited") in ``lang``."""
-    tail = ""
-    for end, key in _NOTE_SUFFIXES.items():
-        if written.endswith(end):
-            written, tail = written.removesuffix(end), text(lang, key)
-            break
-    for pattern, key, names in _NOTES:
-        if match := pattern.fullmatch(written):
-            return text(lang, key, **dict(zip(names, match.groups(), strict=True))) + tail
-    return written + tail
-
-
-def lowest(name: str) -> float:
-    """The smallest value a limit may take, as its declaration says (``ge``; 0.1 s for ``gt=0``)."""
-    for meta in RunLimits.model_fields[name].metadata:
-        if getattr(meta, "ge", None) is not None:
-            return meta.ge
-    return 0.1
-
-
-def _conversation(messages: list[dict]) -> list[dict]:
-    return [
-        {"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else str(m["content"])}
-        for m in messages
-        if m["role"] in ("user", "assistant") and not m.get("superseded")
-    ]
-
-
-def _editor(version) -> gr.Code:
-    if version is None:
-        return gr.Code(value="", language=None)
-    language = EDITOR_LANGUAGES.get((version["language"] or "").lower())
-    return gr.Code(value=version["code"], language=language)
-
-
-def _version_label(lang: str | None, version) -> str:
-    block = version["block"]
-    prefix = f"#{block} " if block != 1 else ""
-    written = note_text(lang, version["note"])
-    return f"{prefix}v{version['version']} · {written} · {version['language'] or '?'}"
 
 
 def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
@@ -264,7 +139,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         return gr.Radio(choices=labels, value=selected)
 
     def version_pickers(lang_value, all_versions: list, selected=None, compare_with=None):
-        choices = [(_version_label(lang_value, v), v["id"]) for v in reversed(all_versions)]
+        choices = [(version_label(lang_value, v), v["id"]) for v in reversed(all_versions)]
         return gr.Dropdown(choices=choices, value=selected), gr.Dropdown(choices=choices, value=compare_with)
 
     def runs_html(lang_value: str | None, stored: dict) -> str:
@@ -311,8 +186,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             shown_diff = diff_html(studio().code.diff(block1[-2]["id"], block1[-1]["id"]))
         return {
             session: session_id,
-            chatbot: _conversation(stored["messages"]),
-            editor: _editor(picked),
+            chatbot: conversation(stored["messages"]),
+            editor: editor_update(picked),
             shown: picked["id"] if picked is not None else None,
             versions: chosen,
             diff_to: other,
@@ -384,7 +259,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             with lock:
                 turns[request.session_hash] = turn
             log = [
-                *_conversation(earlier["messages"]),
+                *conversation(earlier["messages"]),
                 {"role": "user", "content": prompt_v},
                 {"role": "assistant", "content": ""},
             ]
@@ -402,7 +277,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
                     v = event.version.to_dict()
                     written = note_text(lang_value, v["note"])
                     message = text(lang_value, "c_new_version", version=v["version"], note=written)
-                    yield {chatbot: log, editor: _editor(v), shown: v["id"], status: note(message, "info")}
+                    yield {chatbot: log, editor: editor_update(v), shown: v["id"], status: note(message, "info")}
                 elif kind == "run":
                     yield show_run(lang_value, event.run.to_dict())
                 elif kind == "attempt":
@@ -522,7 +397,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         stored = {v["id"]: v for v in studio().code.session(session_id)["versions"]}
         if version_id not in stored:
             raise Mistake("c_no_version")
-        return {editor: _editor(stored[version_id]), shown: version_id, status: ""}
+        return {editor: editor_update(stored[version_id]), shown: version_id, status: ""}
 
     @reports_to(status)
     def on_compare(lang_value, session_id, a_id, b_id):
