@@ -412,9 +412,7 @@ class CodeService:
                     why += "; no fenced block, the whole answer taken as code"
                 elif not block.closed:
                     why += "; the answer ended inside the code block (cut off?)"
-                rows.append(
-                    self.store.insert_version(conn, session_id, number, language, block.code, message_id, why)
-                )
+                rows.append(self.store.insert_version(conn, session_id, number, language, block.code, message_id, why))
 
         history = self.chat.history
         earlier = history.messages(handle.session_id) if handle.session_id else []
