@@ -206,6 +206,7 @@ def test_an_edit_becomes_a_version_and_a_loop_hits_the_wall_limit(page, server):
     page.locator("#code-limits").get_by_text("Limits").click()
     wait_until(lambda: "allowed 0.1–60" in page.locator("#code-limits").inner_text(), what="the wall range")
     set_number(page, "code-limit-wall_seconds", 1)
+    wait_until(lambda: page.locator("#code-limit-wall_seconds input").input_value() == "1", what="1 typed")
     page.fill("#code-call textarea", "")
     page.click("#code-run")
     result = page.locator("#code-result")
@@ -273,7 +274,10 @@ def test_the_tab_in_chinese(page, server, tmp_path):
     wait_until(lambda: "退出码 0" in result.inner_text(), timeout=60, what="the run in Chinese")
     assert "墙钟" in result.inner_text() and textbox(page, "code-stdout") == "你好\n"
     page.locator("#code-limits").get_by_text("限制").click()
+    # The tab's refresh (the ranges) lands asynchronously: let it land before typing into the box.
+    wait_until(lambda: "允许 0.1–60" in page.locator("#code-limits").inner_text(), what="the ranges in Chinese")
     set_number(page, "code-limit-wall_seconds", 100)
+    wait_until(lambda: page.locator("#code-limit-wall_seconds input").input_value() == "100", what="100 typed")
     page.click("#code-run")
     wait_until(lambda: "不能大于 60" in status(page), timeout=30, what="the refused limit in Chinese")
     assert "限制 wall_seconds 不能大于 60（设置项 run_max_wall_seconds），当前为 100" in status(page)
