@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ..contracts import RUN_LANGUAGES, RunLimits
-from ..services.code import RunSpec
+from ..services.code import CodeTurn, RunSpec
 from .code_views import (
     conversation,
     diff_html,
@@ -37,6 +37,13 @@ SESSIONS_SHOWN = 50
 MAX_REPAIR = 5
 LIMIT_FIELDS = list(RunLimits.model_fields)  # wall, cpu, memory, processes, output, files
 RUNNABLE = tuple(RUN_LANGUAGES)  # what the sandbox runs: python, javascript
+
+
+@dataclass
+class _Claim:
+    """A page's turn or run in progress; ``turn`` once a turn has started (Stop cancels it)."""
+
+    turn: CodeTurn | None = None
 
 
 @dataclass
@@ -128,7 +135,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             runs_log = gr.HTML(elem_id="code-runs")
 
     studio = lambda: ctx.studio  # noqa: E731 - read when a handler runs (the app's lifespan builds it)
-    turns: dict[str, object] = {}  # browser session -> its CodeTurn in progress (None: claimed)
+    turns: dict[str, _Claim] = {}  # browser session -> what it has going (a turn, a run)
     lock = threading.Lock()
 
     # -- rendering ------------------------------------------------------------------------------------
@@ -216,11 +223,19 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             return current
         return language_v
 
-    def claim(session_hash: str) -> None:
+    def claim(session_hash: str) -> _Claim:
+        """One turn or run at a time per page: a second is refused until the first is released."""
         with lock:
             if session_hash in turns:
                 raise Mistake("c_busy")
-            turns[session_hash] = None
+            turns[session_hash] = held = _Claim()
+        return held
+
+    def release(session_hash: str, held: _Claim) -> None:
+        # Only this claim: a later action may have claimed the page since this one let go.
+        with lock:
+            if turns.get(session_hash) is held:
+                del turns[session_hash]
 
     # -- actions --------------------------------------------------------------------------------------
 
@@ -246,7 +261,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         spec = run_spec(call_v, args_v, stdin_v, expect_v, *limit_values) if attempts or autorun_v else None
         earlier = studio().code.session(session_id) if session_id else {"messages": [], "versions": []}
         before = sum(1 for v in earlier["versions"] if v["block"] == 1)
-        claim(request.session_hash)
+        held = claim(request.session_hash)
         try:
             turn = studio().code.turn(
                 prompt_v,
@@ -256,8 +271,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
                 run=spec,
                 repair=attempts,
             )
-            with lock:
-                turns[request.session_hash] = turn
+            held.turn = turn
             log = [
                 *conversation(earlier["messages"]),
                 {"role": "user", "content": prompt_v},
@@ -299,20 +313,22 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
             else:
                 final = note(text(lang_value, "c_done"), "ok")
             final += "".join(note(n, "info") for n in said)
+            # Free the page before the last update shows: Gradio closes the generator (and runs its
+            # finally) only after the browser has it, and a Run clicked at once must not be refused.
+            release(request.session_hash, held)
             yield {
                 **show_session(lang_value, turn.session_id, changed_since=before),
                 sessions: session_choices(turn.session_id),
                 status: final,
             }
         finally:
-            with lock:
-                turns.pop(request.session_hash, None)
+            release(request.session_hash, held)
 
     def on_stop(request: gr.Request):
         with lock:
-            turn = turns.get(request.session_hash)
-        if turn is not None:
-            turn.cancel()
+            held = turns.get(request.session_hash)
+        if held is not None and held.turn is not None:
+            held.turn.cancel()
 
     @reports_to(status)
     def on_run(
@@ -329,7 +345,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
         *limit_values,
     ):
         spec = run_spec(call_v, args_v, stdin_v, expect_v, *limit_values)
-        claim(request.session_hash)
+        held = claim(request.session_hash)
         try:
             if session_id is None:
                 # Code typed or pasted into a fresh tab runs as a session of its own.
@@ -357,8 +373,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
                 status: note(text(lang_value, "c_ran", version=ran["version"]), "info"),
             }
         finally:
-            with lock:
-                turns.pop(request.session_hash, None)
+            release(request.session_hash, held)
 
     @reports_to(status)
     def on_save(lang_value, session_id, shown_id, code_v, language_v):
