@@ -49,7 +49,6 @@ LABELS: dict[str, tuple[str, str]] = {
     "c_expect_ph": ("optional; compared with stdout, whitespace normalised", "可选；与标准输出比较（忽略空白差异）"),
     "c_limits": ("Limits", "限制"),
     "c_run": ("Run", "运行"),
-    "c_result": ("Result", "结果"),
     "c_stdout": ("stdout", "标准输出"),
     "c_stderr": ("stderr", "标准错误"),
     "c_runs": ("Runs of this session", "本会话的运行记录"),
