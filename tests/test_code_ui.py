@@ -342,6 +342,29 @@ def test_delete_a_session_and_a_sandbox_that_cannot_start(page, server, monkeypa
     assert editor(page).strip() == ""
 
 
+def test_code_typed_into_an_empty_tab_runs_as_a_session_of_its_own(page, server):
+    open_tab(page, "Code")
+    new_session(page)
+    before = len(server.studio.code.sessions())
+    page.locator("#code-lang label", has_text="auto").click()
+    type_code(page, "import sys\nprint(sys.stdin.read().upper(), sys.argv[1:])\n")
+    page.click("#code-run")
+    wait_until(lambda: "Choose JavaScript or Python" in status(page), what="the language asked for")
+    assert len(server.studio.code.sessions()) == before
+    page.locator("#code-lang label", has_text="Python").click()
+    page.fill("#code-stdin textarea", "hello")
+    page.fill("#code-args textarea", "one\ntwo")
+    page.fill("#code-call textarea", "")
+    page.click("#code-run")
+    result = page.locator("#code-result")
+    wait_until(lambda: "exit 0" in result.inner_text(), timeout=60, what="the typed code's run")
+    assert textbox(page, "code-stdout") == "HELLO ['one', 'two']\n"
+    newest = server.studio.code.sessions()[0]
+    assert (newest["title"], newest["versions"], newest["runs"]) == ("python code", 1, 1)
+    assert "python code" in page.locator("#code-sessions").inner_text()
+    assert "v1 · file: python code · python" in page.locator("#code-versions input").input_value()
+
+
 # -- without a browser -------------------------------------------------------------------------------
 
 
