@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import aigc_home
 from ..studio import Studio
-from . import chat, gallery, images, models, settings, write
+from . import chat, code, gallery, images, models, settings, write
 from .common import UIContext
 from .i18n import I18N, LANGUAGES, t
 from .page_script import page_script
@@ -74,6 +74,13 @@ CSS = """
 .aigc-note.ok { color: var(--body-text-color); background: var(--color-accent-soft);
   border: 1px solid var(--border-color-accent); }
 .aigc-note.info { color: var(--body-text-color-subdued); }
+.aigc-diff { font-family: var(--font-mono); font-size: .85rem; padding: 8px; border-radius: 6px; overflow-x: auto;
+  background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
+.aigc-diff span { display: block; white-space: pre; }
+.aigc-diff .add { background: rgba(34, 197, 94, .18); }
+.aigc-diff .del { background: rgba(239, 68, 68, .18); }
+.aigc-diff .hunk { color: var(--body-text-color-subdued); }
+.aigc-runs ol { margin: 4px 0 0 1.2rem; font-size: .85rem; }
 #gal-table .cell-wrap, #gal-table .header-content, #models-table .cell-wrap, #models-table .header-content {
   font-family: var(--font); }
 """
@@ -92,6 +99,8 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 chat_tab = chat.build(ctx, lang)
             with gr.Tab(t("tab_writing"), id="write", elem_id="tab-write") as write_tab_item:
                 write_tab = write.build(ctx, lang)
+            with gr.Tab(t("tab_code"), id="code", elem_id="tab-code") as code_tab_item:
+                code_tab = code.build(ctx, lang)
             with gr.Tab(t("tab_images"), id="images", elem_id="tab-images") as images_tab_item:
                 images_tab = images.build(ctx, lang)
             with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
@@ -100,12 +109,13 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 refresh_models, models_outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
             with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
                 load_settings, settings_outputs = settings.build(ctx, lang)
-            # Later tabs go here, each its own module: Code (code.py), Compare (compare.py).
+            # Later tabs go here, each its own module: Compare (compare.py).
         # Every tab label, by its i18n key: Gradio draws the labels of tabs not yet opened once, in the
         # page's first language, so a language switch sends them again (translated in the browser).
         tab_labels = {
             "tab_chat": chat_tab_item,
             "tab_writing": write_tab_item,
+            "tab_code": code_tab_item,
             "tab_images": images_tab_item,
             "tab_gallery": gallery_tab,
             "tab_models": models_tab,
@@ -131,6 +141,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         )
         gallery_tab.select(listing, filters, list_outputs)
         write_tab_item.select(write_tab.refresh, None, write_tab.refresh_outputs, queue=False)
+        code_tab_item.select(code_tab.refresh, code_tab.refresh_inputs, code_tab.refresh_outputs, queue=False)
         models_tab.select(refresh_models, lang, models_outputs)
         # Settings read config.toml each time the tab opens: a default set in Models shows here.
         settings_tab.select(load_settings, lang, settings_outputs, queue=False)

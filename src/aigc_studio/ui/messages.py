@@ -126,6 +126,48 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
             r"a user template '(.+)' already exists; .*",
             "已有自定义模板“{0}”；请勾选“替换同名的自定义模板”，或换一个名称",
         ),
+        # running code (sandbox.py, services/code.py)
+        (
+            r"limits\.(\w+) must be at most (\S+) \(setting (\w+)\), got (\S+)",
+            "限制 {0} 不能大于 {1}（设置项 {2}），当前为 {3}",
+        ),
+        (
+            r"cannot run code: bubblewrap \(bwrap\) is not installed; .*",
+            "无法运行代码：没有安装 bubblewrap（bwrap）；请安装它（Debian/Ubuntu：apt-get install bubblewrap）。"
+            "工作室绝不在沙箱之外运行生成的代码。",
+        ),
+        (
+            r"cannot run code: bubblewrap cannot create its container here \((.*)\); .*",
+            "无法运行代码：bubblewrap 无法在此创建容器（{0}）；它需要非特权用户命名空间"
+            "（sysctl kernel.unprivileged_userns_clone=1，或 user.max_user_namespaces > 0）。"
+            "工作室绝不在沙箱之外运行生成的代码。",
+        ),
+        (r"cannot run code: the sandbox does not start \((.*)\)", "无法运行代码：沙箱无法启动（{0}）"),
+        (
+            r"cannot run (\w+): no interpreter at (.+); install Debian's (\S+) package",
+            "无法运行 {0}：在 {1} 找不到解释器；请安装 Debian 的 {2} 软件包",
+        ),
+        (r"code must not be empty: give the new version's code", "代码不能为空：请写入新版本的代码"),
+        (r"code must not be empty: give the program to run", "代码不能为空：请写入要运行的程序"),
+        (r"code must be at most (\d+) characters, got (\d+)", "代码最多 {0} 个字符，当前为 {1} 个"),
+        (r"prompt must be at most (\d+) characters, got (\d+)", "请求最多 {0} 个字符，当前为 {1} 个"),
+        (
+            r"the answer has no code block to run; ask again, or name the language \(python or javascript\)",
+            "回答中没有可运行的代码块；请再问一次，或写明语言（python 或 javascript）",
+        ),
+        (
+            r"version (\d+) is (.+) code; the sandbox runs (\w+) and (\w+) only \(.*\)",
+            "版本 {0} 是 {1} 代码；沙箱只运行 {2} 和 {3}"
+            "（选择 Python 或 JavaScript 后点“保存修改为新版本”，即可按该语言运行）",
+        ),
+        (
+            r"(\S+) code cannot be run: the sandbox runs (\w+) and (\w+); leave out run, or choose one of them",
+            "{0} 代码无法运行：沙箱只运行 {1} 和 {2}；请不要自动运行，或选择其中一种语言",
+        ),
+        (r"no code session with id '(.+)' \(see `aigc code list`\)", "没有 id 为“{0}”的代码会话"),
+        (r"no code version with id (\d+) .*", "没有 id 为 {0} 的代码版本"),
+        (r"the model failed: (.*)", "模型出错：{0}"),
+        (r"cannot run this code: (.*)", "无法运行这段代码：{0}"),
     ]
 ]
 
