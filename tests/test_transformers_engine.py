@@ -193,6 +193,10 @@ def test_v1_streams_the_tiny_model_to_the_openai_client(studio):
         assert stopped.choices[0].message.content == expected.text[: expected.text.find(expected.text.split()[3])]
         with pytest.raises(openai.BadRequestError, match="maximum context length is 1024 tokens"):
             client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "the sun " * 600}])
+        # A raw completion: special-token text in the prompt stays text (<| im_end |> are 3 unknown words).
+        raw = client.completions.create(model="tiny", prompt="the sun <|im_end|>", max_tokens=4, seed=2)
+        assert raw.usage.prompt_tokens == 5 and raw.usage.completion_tokens == 4
+        assert raw.choices[0].finish_reason == "length"
         refused = httpx.post(
             live.url + "/v1/chat/completions",
             json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "logprobs": True},
@@ -246,5 +250,47 @@ def test_the_embedded_q4_1_gguf_runs_through_transformers(tmp_path, smollm_path)
         result = studio.chat.complete(prepared)
         assert "Paris" in result.text
         assert studio.registry.engine("smol-hf").context_length == 8192
+    finally:
+        studio.close()
+
+
+def test_a_template_that_refuses_the_messages_is_a_400_saying_so(tmp_path, tiny_folder):
+    import shutil
+
+    strict = tmp_path / "strict"
+    shutil.copytree(tiny_folder, strict)
+    template = (strict / "chat_template.jinja").read_text()
+    (strict / "chat_template.jinja").write_text(
+        "{% if messages[0]['role'] == 'assistant' %}{{ raise_exception('the first message must be the user') }}"
+        "{% endif %}" + template
+    )
+    studio = make_studio(tmp_path / "home", model="echo")
+    try:
+        studio.registry.add(strict, model_id="strict")
+        with pytest.raises(InvalidRequest, match="chat template refuses these messages: the first message must"):
+            studio.chat.prepare([Message(role="assistant", content="hi")], model="strict", store=False)
+        assert (
+            studio.chat.complete(
+                studio.chat.prepare(
+                    [Message(role="user", content="hi")], model="strict", options=TextOptions(max_tokens=2)
+                )
+            ).usage.completion_tokens
+            == 2
+        )
+    finally:
+        studio.close()
+
+
+def test_a_cuda_device_without_a_gpu_is_refused_when_the_model_loads(tmp_path, tiny_folder):
+    from aigc_studio.config import load_config
+    from aigc_studio.errors import ModelLoadError, SettingError
+
+    with pytest.raises(SettingError, match=r"device must be auto, cpu, cuda or cuda:N \(N a GPU index\), got 'gpu'"):
+        load_config(device="gpu")
+    studio = make_studio(tmp_path / "home", model="echo", device="cuda")
+    try:
+        studio.registry.add(tiny_folder, model_id="tiny")
+        with pytest.raises(ModelLoadError, match="device is 'cuda' but torch sees no CUDA GPU here"):
+            studio.chat.prepare([Message(role="user", content="hi")], model="tiny", store=False)
     finally:
         studio.close()

@@ -92,10 +92,17 @@ class TransformersEngine(TextEngine):
         if raw is not None:
             # A raw completion prompt is the user's text: special-token strings in it stay plain text.
             return self.tokenizer(raw, split_special_tokens=True)["input_ids"]
+        from jinja2 import TemplateError
+
         rendered = [{"role": m.role, "content": m.content} for m in messages]
-        prompt = self.tokenizer.apply_chat_template(
-            rendered, chat_template=self._template, add_generation_prompt=True, tokenize=False
-        )
+        try:
+            prompt = self.tokenizer.apply_chat_template(
+                rendered, chat_template=self._template, add_generation_prompt=True, tokenize=False
+            )
+        except TemplateError as exc:  # a template's raise_exception(...): roles out of order, say
+            raise InvalidRequest(
+                f"model '{self.model_id}''s chat template refuses these messages: {exc}", param="messages"
+            ) from exc
         # The template writes the special tokens (BOS included) itself.
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 

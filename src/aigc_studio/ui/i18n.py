@@ -282,8 +282,8 @@ TABLE: dict[str, tuple[str, str]] = {
     "mod_add_title": ("#### Add a local model", "#### 添加本地模型"),
     "mod_path": ("Path on this machine", "本机路径"),
     "mod_path_ph": (
-        "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf or a .safetensors / diffusers folder",
-        "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf，或 .safetensors / diffusers 文件夹",
+        "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf, a transformers folder, or a .safetensors / diffusers folder",
+        "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf、transformers 文件夹，或 .safetensors / diffusers 文件夹",
     ),
     "mod_name": ("Name (optional)", "名称（可选）"),
     "mod_name_ph": ("from the file name", "默认取文件名"),
