@@ -213,6 +213,12 @@ def test_the_cli_adds_a_folder_and_refuses_what_is_not_a_causal_lm(tmp_path, tin
     listed = runner.invoke(cli, ["models", "list"], env=env)
     line = next(line for line in listed.output.splitlines() if "tiny" in line)
     assert line.split()[:3] == ["tiny", "text", "transformers"]
+    shown = runner.invoke(cli, ["models", "info", "tiny"], env=env)
+    assert shown.exit_code == 0, shown.output
+    info = json.loads(shown.stdout)
+    assert (info["engine"], info["context_length"]) == ("transformers", 1024)
+    assert info["metadata"]["architecture"] == "LlamaForCausalLM" and info["metadata"]["device"] == "cpu"
+    assert info["metadata"]["dtype"] == "float32" and info["metadata"]["vocab_size"] == "218"
 
     wrong_engine = runner.invoke(cli, ["models", "add", str(tiny_folder), "--engine", "llamacpp"], env=env)
     assert wrong_engine.exit_code != 0 and "is a transformers model; engine llamacpp takes a GGUF file" in (

@@ -88,6 +88,20 @@ class TransformersEngine(TextEngine):
         pad = self.model.generation_config.pad_token_id
         self._pad = pad if pad is not None else (self._eos[0] if self._eos else 0)
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """What ``aigc models info`` shows: the architecture, where and in what precision it runs."""
+        config = self.model.config
+        return {
+            "architecture": ", ".join(config.architectures or [type(self.model).__name__]),
+            "model_type": str(config.model_type),
+            "parameters": str(sum(p.numel() for p in self.model.parameters())),
+            "vocab_size": str(self.vocab_size),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": self.device,
+            "template": "the tokenizer's chat template" if self.tokenizer.chat_template else "ChatML (it has none)",
+        }
+
     def _prompt_ids(self, messages: list[Message], raw: str | None = None) -> list[int]:
         if raw is not None:
             # A raw completion prompt is the user's text: special-token strings in it stay plain text.
