@@ -9,6 +9,7 @@ with them: streaming, stop strings, max_tokens, seeds, cancellation, the context
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import openai
@@ -298,5 +299,33 @@ def test_a_cuda_device_without_a_gpu_is_refused_when_the_model_loads(tmp_path, t
         studio.registry.add(tiny_folder, model_id="tiny")
         with pytest.raises(ModelLoadError, match="device is 'cuda' but torch sees no CUDA GPU here"):
             studio.chat.prepare([Message(role="user", content="hi")], model="tiny", store=False)
+    finally:
+        studio.close()
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+def test_the_models_tab_adds_a_transformers_folder_and_lists_its_engine(browser, tmp_path, tiny_folder):
+    from .ui_helpers import off_loopback, open_tab, wait_until
+
+    studio = make_studio(tmp_path / "home", model="echo")
+    requested: list[str] = []
+    try:
+        with LiveServer(create_app(studio)) as live:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.on("request", lambda request: requested.append(request.url))
+            page = context.new_page()
+            page.goto(live.url + "/")
+            page.wait_for_selector("#chat-input textarea")
+            open_tab(page, "Models")
+            table = page.locator("#models-table")
+            wait_until(lambda: "echo" in table.inner_text(), what="the model table")
+            page.fill("#models-path textarea, #models-path input", str(tiny_folder))
+            page.click("#models-add")
+            wait_until(lambda: "tiny-llama" in table.inner_text(), timeout=30, what="the added model")
+            assert re.search(r"tiny-llama\s+text\s+transformers\s", table.inner_text()), table.inner_text()
+            assert "Added tiny-llama" in page.locator("#models-add-note").inner_text()
+            context.close()
+        assert studio.registry.resolve("tiny-llama").engine == "transformers"
+        assert off_loopback(requested) == []
     finally:
         studio.close()
