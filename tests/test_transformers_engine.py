@@ -112,7 +112,15 @@ def test_the_answer_streams_and_max_tokens_ends_it_with_length(studio):
     assert len(texts) >= 3  # word by word, not one block at the end
     final = chunks[-1]
     assert final.finish_reason == "length" and final.usage.completion_tokens == 6
-    assert final.seed == 3 and final.sampling["temperature"] == 0.7 and final.sampling["device"] == "cpu"
+    assert final.seed == 3 and final.sampling == {
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "top_k": 40,
+        "min_p": 0.05,
+        "repeat_penalty": 1.1,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+    }
     # The template's tokens: <|im_start|> user tell me a story <|im_end|> <|im_start|> assistant
     assert final.usage.prompt_tokens == 9
     assert "".join(texts).split() and all(w in WORDS for w in "".join(texts).split())
@@ -329,3 +337,14 @@ def test_the_models_tab_adds_a_transformers_folder_and_lists_its_engine(browser,
         assert off_loopback(requested) == []
     finally:
         studio.close()
+
+
+def test_presence_and_frequency_penalties_count_the_answer_tokens_only():
+    import torch
+
+    from aigc_studio.engines.transformers_engine import _OpenAIPenalties
+
+    penalties = _OpenAIPenalties(prompt_length=2, presence=0.5, frequency=0.25)
+    input_ids = torch.tensor([[3, 1, 3, 3, 4]])  # prompt 3 1; the answer so far 3 3 4
+    scores = penalties(input_ids, torch.zeros(1, 6))
+    assert scores.tolist() == [[0.0, 0.0, 0.0, -1.0, -0.75, 0.0]]

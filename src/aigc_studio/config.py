@@ -134,7 +134,13 @@ SETTINGS: dict[str, Setting] = {
             text(required=False),
         ),
         Setting("threads", 0, "CPU threads for llama.cpp (0: all cores).", integer(0, 1024)),
-        Setting("context", 0, "Context length for GGUF models (0: the model's trained length).", integer(0)),
+        Setting(
+            "context",
+            0,
+            "Context length for local text models (0: the model's trained length, which a transformers model"
+            " never goes past).",
+            integer(0),
+        ),
         Setting(
             "device",
             "auto",

@@ -243,7 +243,7 @@ class TransformersEngine(TextEngine):
             seed=seed,
             prompt_seconds=first_token_at - started,
             decode_seconds=ended - first_token_at,
-            sampling={**sampling, "device": self.device},
+            sampling=sampling,
         )
 
     def _processors(self, request: TextRequest, sampling: dict, prompt_length: int, seed: int):

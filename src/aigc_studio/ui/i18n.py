@@ -450,7 +450,7 @@ SETTINGS_HELP_ZH = {
     "model": "默认文本模型的 id 或别名。",
     "image_model": "默认图像模型的 id 或别名（留空：最后添加的图像模型）。",
     "threads": "llama.cpp 使用的 CPU 线程数（0：全部核心）。",
-    "context": "GGUF 模型的上下文长度（0：模型训练时的长度）。",
+    "context": "本地文本模型的上下文长度（0：模型训练时的长度；transformers 模型不会超过该长度）。",
     "device": "transformers 模型的运行设备：auto（torch 检测到 GPU 时用 CUDA，否则用 CPU）、cpu、cuda 或 cuda:N。",
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
     "clip_skip": "未指定 Clip skip 的图像生成所用的值（即 A1111 的 CLIP_stop_at_last_layers 选项）。",
