@@ -88,6 +88,13 @@ def boolean(value: object) -> bool:
     raise ValueError(f"must be true or false, got {value!r}")
 
 
+def device(value: object) -> str:
+    """A check: a torch device for transformers models (auto, cpu, cuda, cuda:N)."""
+    if isinstance(value, str) and re.fullmatch(r"auto|cpu|cuda(:\d{1,2})?", value.strip()):
+        return value.strip()
+    raise ValueError(f"must be auto, cpu, cuda or cuda:N (N a GPU index), got {value!r}")
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -127,7 +134,19 @@ SETTINGS: dict[str, Setting] = {
             text(required=False),
         ),
         Setting("threads", 0, "CPU threads for llama.cpp (0: all cores).", integer(0, 1024)),
-        Setting("context", 0, "Context length for GGUF models (0: the model's trained length).", integer(0)),
+        Setting(
+            "context",
+            0,
+            "Context length for local text models (0: the model's trained length, which a transformers model"
+            " never goes past).",
+            integer(0),
+        ),
+        Setting(
+            "device",
+            "auto",
+            "Where transformers models run: auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N.",
+            device,
+        ),
         Setting("max_loaded", 2, "Text models kept loaded at once; the default model is always kept.", integer(1, 64)),
         Setting(
             "max_body_mb",

@@ -37,6 +37,7 @@ class Studio:
             default_model=str(self.config.model),
             context=int(self.config.context),
             threads=int(self.config.threads),
+            device=str(self.config.device),
             max_loaded=int(self.config.max_loaded),
             default_image_model=str(self.config.image_model),
             cache_dir=self.config.home / "cache",

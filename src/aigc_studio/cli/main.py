@@ -291,11 +291,16 @@ def models_list(as_json):
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", help="Model id (default: the file name without extension).")
 @click.option("--alias", "aliases", multiple=True, help="Another name for it. Repeatable.")
+@click.option(
+    "--engine",
+    type=click.Choice(["llamacpp", "transformers"]),
+    help="Text engine to run it with (default: llama.cpp for a GGUF file, transformers for a folder).",
+)
 @_friendly_errors
-def models_add(path, name, aliases):
-    """Add a local model: a GGUF file (text), or a Stable Diffusion .safetensors/.ckpt file or diffusers
-    folder (image). Files stay where they are."""
-    info = _studio().registry.add(path, model_id=name, aliases=list(aliases))
+def models_add(path, name, aliases, engine):
+    """Add a local model: a GGUF file or a Hugging Face transformers folder (text), or a Stable Diffusion
+    .safetensors/.ckpt file or diffusers folder (image). Files stay where they are."""
+    info = _studio().registry.add(path, model_id=name, aliases=list(aliases), engine=engine)
     click.echo(f"added {info.id} ({_size(info.size_bytes)}) from {info.path}")
 
 

@@ -42,7 +42,7 @@ TEST_ENGINES = ("plain", "echo")
 @dataclass
 class ModelInfo:
     id: str
-    engine: str  # "llamacpp" | "echo"
+    engine: str  # "llamacpp" | "transformers" | "remote" | "diffusers" | "echo" | "plain"
     kind: str = "text"
     path: str | None = None
     aliases: list[str] = field(default_factory=list)
@@ -191,6 +191,7 @@ class Registry:
         context: int = 0,
         threads: int = 0,
         max_loaded: int = 2,
+        device: str = "auto",
         default_image_model: str = "",
         cache_dir: Path | None = None,
         test_models: bool = False,
@@ -206,6 +207,7 @@ class Registry:
         self._hashes = None  # one HashCache, made on first use (it reads its file once)
         self.context = context
         self.threads = threads
+        self.device = device  # where transformers models run: "auto", "cpu", "cuda" or "cuda:N"
         self.max_loaded = max(1, max_loaded)
         self._workers: OrderedDict[str, EngineWorker] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
@@ -283,11 +285,14 @@ class Registry:
         defaults: dict | None = None,
         variant: str | None = None,
         languages: list[str] | None = None,
+        engine: str | None = None,
     ) -> ModelInfo:
-        """Register a local model: a GGUF file (text), or a Stable Diffusion checkpoint (.safetensors,
-        .ckpt) or diffusers folder (image). Its header is read so a wrong file is refused now."""
+        """Register a local model: a GGUF file or a transformers causal-LM folder (text), or a Stable
+        Diffusion checkpoint (.safetensors, .ckpt) or diffusers folder (image). Its header is read so a
+        wrong file is refused now. ``engine="transformers"`` runs a GGUF file with transformers instead
+        of llama.cpp."""
         p = Path(path).expanduser().resolve()
-        kind, engine = _detect(p)
+        kind, engine = _detect(p, engine)
         model_id = model_id or p.stem.lower()
         if any(m.id == model_id or model_id in m.aliases for m in self.all()):
             raise InvalidRequest(f"a model called '{model_id}' already exists; pick another name with --name")
@@ -310,8 +315,10 @@ class Registry:
             unet_in_channels=in_channels,
             languages=languages,
         )
+        if engine == "transformers" and p.is_dir():
+            info.context_length = _trained_context(p)
         extra = {
-            "context_length": None,
+            "context_length": info.context_length,
             "source": info.source,
             "license": license,
             "description": description,
@@ -504,6 +511,16 @@ class Registry:
             from ..engines.llamacpp import LlamaCppEngine
 
             return LlamaCppEngine(info.id, info.path, context_length=self.context, threads=self.threads)
+        if info.engine == "transformers":
+            if not info.path or not Path(info.path).exists():
+                raise ModelLoadError(
+                    f"model files for '{info.id}' not found ({info.path}); `aigc models rm` it and add it again"
+                )
+            from ..engines.transformers_engine import TransformersEngine
+
+            return TransformersEngine(
+                info.id, info.path, context_length=self.context, threads=self.threads, device=self.device
+            )
         if info.engine == "remote":
             from ..engines.remote import RemoteEngine
 
@@ -652,12 +669,80 @@ class Registry:
             self._image_lock.release()
 
 
-def _detect(p: Path) -> tuple[str, str]:
-    """(kind, engine) of a model file or folder, from its content; InvalidRequest if unknown."""
+TEXT_ENGINES = ("llamacpp", "transformers")
+
+
+def _causal_lm(folder: Path) -> bool:
+    """Whether a folder's config.json names a causal language model (LlamaForCausalLM, GPT2LMHeadModel)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return any(
+        isinstance(a, str) and (a.endswith("ForCausalLM") or a.endswith("LMHeadModel")) for a in architectures or []
+    )
+
+
+def _trained_context(folder: Path) -> int | None:
+    """A transformers folder's longest sequence, from its config.json (None when it does not say)."""
+    from ..engines.transformers_engine import CONTEXT_FIELDS
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return next((config[f] for f in CONTEXT_FIELDS if isinstance(config.get(f), int) and config[f] > 0), None)
+
+
+def _transformers_folder(p: Path) -> tuple[str, str]:
+    """("text", "transformers") for a folder transformers can load as a causal LM; InvalidRequest saying
+    what is missing otherwise."""
+    if not _causal_lm(p):
+        raise InvalidRequest(
+            f"{p}/config.json names no causal language model (its architectures must end in ForCausalLM or "
+            "LMHeadModel, e.g. LlamaForCausalLM); only text-generation models can be added"
+        )
+    weights = [*p.glob("*.safetensors"), *p.glob("pytorch_model*.bin")]
+    if not weights:
+        raise InvalidRequest(f"{p} has a config.json but no weights (*.safetensors or pytorch_model*.bin)")
+    if not any((p / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise InvalidRequest(f"{p} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
+    return "text", "transformers"
+
+
+def _detect(p: Path, engine: str | None = None) -> tuple[str, str]:
+    """(kind, engine) of a model file or folder, from its content; InvalidRequest if unknown.
+
+    ``engine`` asks for a text engine other than the one detected: "transformers" for a GGUF file.
+    """
+    if engine is not None and engine not in TEXT_ENGINES:
+        raise InvalidRequest(f"engine must be one of {', '.join(TEXT_ENGINES)}, got {engine!r}", param="engine")
+    kind, detected = _detect_content(p)
+    if engine is None or engine == detected:
+        return kind, detected
+    if engine == "transformers" and detected == "llamacpp":
+        if importlib.util.find_spec("gguf") is None:
+            raise InvalidRequest(
+                "transformers reads GGUF files with the gguf package, which is not installed: "
+                ".venv/bin/pip install gguf==0.19.0",
+                param="engine",
+            )
+        return kind, "transformers"
+    raise InvalidRequest(
+        f"{p} is a {detected} model; engine {engine} takes "
+        + ("a GGUF file" if engine == "llamacpp" else "a transformers folder or a GGUF file"),
+        param="engine",
+    )
+
+
+def _detect_content(p: Path) -> tuple[str, str]:
     if p.is_dir():
         if (p / "model_index.json").is_file():
             return "image", "diffusers"
-        raise InvalidRequest(f"{p} is a folder without model_index.json; give a diffusers model folder")
+        if (p / "config.json").is_file():
+            return _transformers_folder(p)
+        raise InvalidRequest(
+            f"{p} is a folder with neither model_index.json nor config.json; give a diffusers model folder "
+            "or a transformers causal-LM folder"
+        )
     if not p.is_file():
         raise InvalidRequest(f"{p} is not a file; give the path of a .gguf, .safetensors or .ckpt model")
     with p.open("rb") as f:

@@ -24,8 +24,22 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
             "{0} 不是文件；请填写 .gguf、.safetensors 或 .ckpt 模型文件的路径",
         ),
         (
-            r"(.+) is a folder without model_index\.json; give a diffusers model folder",
-            "{0} 文件夹中没有 model_index.json；请填写 diffusers 模型文件夹",
+            r"(.+) is a folder with neither model_index\.json nor config\.json; .*",
+            "{0} 文件夹中既没有 model_index.json 也没有 config.json；"
+            "请填写 diffusers 模型文件夹或 transformers 因果语言模型文件夹",
+        ),
+        (
+            r"(.+)/config\.json names no causal language model .*",
+            "{0}/config.json 不是因果语言模型（architectures 须以 ForCausalLM 或 LMHeadModel 结尾）；"
+            "只能添加文本生成模型",
+        ),
+        (
+            r"(.+) has a config\.json but no weights .*",
+            "{0} 有 config.json 但没有权重文件（*.safetensors 或 pytorch_model*.bin）",
+        ),
+        (
+            r"(.+) has no tokenizer .*",
+            "{0} 没有分词器文件（tokenizer.json、tokenizer.model 或 vocab.json）",
         ),
         (r"(.+) is not a GGUF file \(it does not start with 'GGUF'\)", "{0} 不是 GGUF 文件（开头不是“GGUF”）"),
         (r"(.+) is not a safetensors file \(its header is not one\)", "{0} 不是 safetensors 文件（文件头不符）"),
