@@ -12,6 +12,7 @@ from .models.registry import Registry
 from .sandbox import Sandbox
 from .services.a1111 import A1111Service
 from .services.chat import ChatService
+from .services.compare import CompareService
 from .services.editing import EditingService
 from .services.gallery import GalleryService
 from .services.images import ImageService
@@ -20,6 +21,7 @@ from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
 from .services.writing import WritingService
+from .storage.comparisons import ComparisonStore
 from .storage.db import Database
 from .storage.documents import DocumentStore
 from .storage.history import History
@@ -63,6 +65,8 @@ class Studio:
         self.sandbox = Sandbox(
             RunLimits(**{name: getattr(self.config, f"run_max_{name}") for name in RunLimits.model_fields})
         )
+        # Side by side: text models answering at once, image models or parameter values in a grid.
+        self.compare = CompareService(self.chat, self.images, self.registry, ComparisonStore(self.db))
         self.gallery = GalleryService(self.images, self.history, self.writing)
 
     def cancel(self) -> None:
