@@ -32,13 +32,14 @@ from PIL import Image
 from pydantic import ValidationError
 
 from ..contracts import ImageRequest, Message, TextOptions
+from ..engines.samplers import SamplerError, sampler_fields
 from ..errors import InvalidRequest, NotFound, StudioError, validation_message
 from ..images.grid import compose_grid
 from ..models.registry import Registry
 from ..storage.comparisons import ComparisonStore
 from ..storage.history import new_id
 from .chat import ChatRun, ChatService, PreparedChat
-from .images import ImageService
+from .images import ImageService, check_hires_size
 from .jobs import Job
 
 __all__ = [
@@ -386,6 +387,7 @@ class CompareService:
             raise InvalidRequest(f"the two grid axes both vary {axes[0].name}; vary two different ones", param="grid")
         for axis in axes:
             if axis.name == "model":
+                axis.values = [str(v) for v in axis.values]
                 _check_models(axis.values, lambda n: self.registry.resolve(n, kind="image"), "image")
             elif not 2 <= len(axis.values) <= MAX_AXIS_VALUES:
                 raise InvalidRequest(
@@ -423,6 +425,8 @@ class CompareService:
         x.values = list(dict.fromkeys(c["x"] for c in cells))
         if y is not None:
             y.values = list(dict.fromkeys(c["y"] for c in cells))
+        for cell, cell_request in zip(cells, cell_requests, strict=True):
+            self._check_cell(cell_request, cell)
         jobs: list[Job] = []
         try:
             for cell, cell_request in zip(cells, cell_requests, strict=True):
@@ -435,6 +439,23 @@ class CompareService:
             raise
         models_used = list(dict.fromkeys(c["model"] for c in cells))
         return ImageComparison(self, ImageRequest(**base), axes, cells, jobs, models_used)
+
+    def _check_cell(self, request: ImageRequest, cell: dict) -> None:
+        """What makes one cell differ from another (its model, sampler, size) checked before any cell is
+        queued, so a comparison is refused whole rather than dropped half-way."""
+        info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
+        capabilities = self.registry.image_capabilities(info)
+        if capabilities is not None and "txt2img" not in capabilities:
+            raise InvalidRequest(
+                f"model '{info.id}' cannot draw from a prompt (txt2img); it can do {', '.join(capabilities)}",
+                param="models",
+            )
+        try:
+            sampler_fields(request)
+        except SamplerError as exc:
+            raise InvalidRequest(f"cell {cell['index'] + 1}: {exc}", param="grid") from None
+        if request.enable_hr:
+            check_hires_size(request)
 
     def list(self, limit: int = 50, kind: str | None = None) -> list[dict]:
         """Saved comparisons, newest first (without their results)."""
