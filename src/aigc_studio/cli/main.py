@@ -506,6 +506,10 @@ from . import write as _write  # noqa: E402
 
 _write.register(cli)
 
+from . import compare as _compare  # noqa: E402
+
+_compare.register(cli)
+
 
 def main() -> None:
     cli(prog_name="aigc")
