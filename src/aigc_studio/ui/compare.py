@@ -72,6 +72,13 @@ def _cells_gallery(record_cells: list[dict], axes: list[str]) -> list[tuple[str,
     return shown
 
 
+def _unset_box(name: str) -> gr.Textbox:
+    """A box for a number that may stay unset (the model's own default). Not gr.Number: Gradio 6 shows an
+    empty Number as 0 and sends 0, so "unset" could not be told from 0 (max_tokens 0 is refused). The
+    declaration checks what is typed, and says the range in the page's language."""
+    return gr.Textbox(label=t(f"f_{name}"), info=t(f"h_{name}"), placeholder=t("unset_ph"), elem_id=f"compare-{name}")
+
+
 def build(ctx: UIContext, lang: gr.Radio):
     """The tab's widgets and handlers; returns the function that refreshes its model and saved lists."""
     runs: dict[str, object] = {}  # session hash -> its comparison in progress (to stop it)
@@ -97,14 +104,10 @@ def build(ctx: UIContext, lang: gr.Radio):
             )
             with gr.Column() as text_box:
                 system = gr.Textbox(label=t("cmp_system"), lines=2, elem_id="compare-system")
-                text_options = [
-                    field_widget(TextOptions, name, unset=True, elem_id=f"compare-{name}") for name in TEXT_OPTIONS
-                ]
+                text_options = [_unset_box(name) for name in TEXT_OPTIONS]
             with gr.Column(visible=False) as image_box:
                 image_seed = field_widget(ImageRequest, "seed", elem_id="compare-image-seed")
-                image_options = [
-                    field_widget(ImageRequest, name, unset=True, elem_id=f"compare-{name}") for name in IMAGE_OPTIONS
-                ]
+                image_options = [_unset_box(name) for name in IMAGE_OPTIONS]
                 grid_x = gr.Textbox(label=t("cmp_grid_x"), placeholder="cfg=3,7,11", elem_id="compare-grid-x")
                 grid_y = gr.Textbox(label=t("cmp_grid_y"), placeholder="steps=10,20", elem_id="compare-grid-y")
             saved = gr.Dropdown([], label=t("cmp_saved"), elem_id="compare-saved")
