@@ -31,6 +31,10 @@ Two things JSON Schema cannot say, supplied here:
     a run needs no values), and is the fuzzer's own, never an override of a shipped one (see
     _own_template); an imported one is a valid file; a run gives values for a shipped template's
     required variables.
+  - comparisons (/api/compare, /api/compare/images): every string at most 100 characters, max_tokens at
+    most 4; half of them compare the server's SmolLM2 with the echo test engine (two different models);
+    an image comparison is one image per cell (batch_size and n_iter 1, no hires fix, at most 4 steps,
+    at most 128 pixels a side) and half of them a grid of two CFG values over the plain engine.
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -275,6 +279,29 @@ def _small_write(body: dict, path: str) -> None:
         body["headings"] = (body.get("headings") or ["One"])[:1]
 
 
+COMPARE_PATH, COMPARE_IMAGES_PATH = "/api/compare", "/api/compare/images"
+
+
+def _small_compare(body: dict) -> None:
+    body.update(_short(body))
+    if _ours(body):
+        body["models"] = [TEXT_MODEL, EDIT_MODEL]
+    _small_options(body)
+
+
+def _small_compare_images(body: dict) -> None:
+    body.update(_short(body))
+    _small_a1111(body)
+    body["batch_size"] = body["n_iter"] = 1
+    body["enable_hr"] = False
+    if _over(body, "steps", 4):
+        body["steps"] = 4
+    if _ours(body):
+        body["model"] = IMAGE_MODEL
+        body["models"] = [IMAGE_MODEL]
+        body["grid"] = [{"name": "cfg", "values": [3, 7]}]
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
@@ -314,4 +341,8 @@ def map_case(context, case):
         _small_options(case.body)
     elif path in WRITE_PATHS:
         _small_write(case.body, path)
+    elif path == COMPARE_PATH:
+        _small_compare(case.body)
+    elif path == COMPARE_IMAGES_PATH:
+        _small_compare_images(case.body)
     return case
