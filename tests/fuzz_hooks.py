@@ -282,24 +282,71 @@ def _small_write(body: dict, path: str) -> None:
 COMPARE_PATH, COMPARE_IMAGES_PATH = "/api/compare", "/api/compare/images"
 
 
+# Two valid values for each parameter a grid may vary (a model axis needs two image models: the server has one).
+GRID_VALUES = {
+    "cfg": [3, 7],
+    "steps": [1, 2],
+    "sampler": ["Euler", "Euler a"],
+    "scheduler": ["Automatic", "Karras"],
+    "seed": [1, 2],
+    "width": [64, 128],
+    "height": [64, 128],
+    "denoising": [0.3, 0.6],
+    "clip_skip": [1, 2],
+}
+GRID_VALUES.update(
+    {"cfg_scale": GRID_VALUES["cfg"], "sampler_name": GRID_VALUES["sampler"], "denoising_strength": [0.3, 0.6]}
+)
+
+
+def _distinct(names: list) -> list:
+    # The same model twice (in any case) is refused; JSON Schema cannot say "distinct, ignoring case".
+    seen: set[str] = set()
+    out = []
+    for i, name in enumerate(names):
+        name = name if name.lower() not in seen else f"{name[:90]}-{i}"
+        seen.add(name.lower())
+        out.append(name)
+    return out
+
+
 def _small_compare(body: dict) -> None:
     body.update(_short(body))
-    if _ours(body):
-        body["models"] = [TEXT_MODEL, EDIT_MODEL]
+    body["models"] = [TEXT_MODEL, EDIT_MODEL] if _ours(body) else _distinct(body["models"])
     _small_options(body)
 
 
 def _small_compare_images(body: dict) -> None:
+    # Positive requests stay inside the rules the schema cannot say: values each parameter takes, one axis
+    # per parameter, at most two axes (models count as one), at least one, one image per cell.
     body.update(_short(body))
     _small_a1111(body)
     body["batch_size"] = body["n_iter"] = 1
     body["enable_hr"] = False
+    body["dynamic_prompts"] = None  # refused in a comparison (every cell has the same prompt)
+    # ImageRequest declares samplers and schedule types as text (the names are in the descriptions)
+    body.update(sampler_name="Euler a", scheduler="Automatic", hr_sampler_name=None, hr_scheduler=None)
     if _over(body, "steps", 4):
         body["steps"] = 4
     if _ours(body):
         body["model"] = IMAGE_MODEL
         body["models"] = [IMAGE_MODEL]
         body["grid"] = [{"name": "cfg", "values": [3, 7]}]
+        return
+    models = body["models"] = _distinct(body.get("models") or [])
+    grid, names = [], set()
+    for axis in body.get("grid") or []:
+        name = axis["name"] if axis["name"] in GRID_VALUES else "cfg"
+        key = GRID_VALUES[name][0]
+        if key in names:
+            continue
+        names.add(key)
+        grid.append({"name": name, "values": GRID_VALUES[name]})
+    room = 1 if len(models) >= 2 else 2
+    grid = grid[:room]
+    if not grid and len(models) < 2:
+        grid = [{"name": "cfg", "values": [3, 7]}]
+    body["grid"] = grid
 
 
 @schemathesis.hook

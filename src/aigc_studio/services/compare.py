@@ -396,6 +396,12 @@ class CompareService:
         n_cells = len(axes[0].values) * (len(axes[1].values) if len(axes) > 1 else 1)
         if n_cells > MAX_CELLS:
             raise InvalidRequest(f"an image comparison has at most {MAX_CELLS} cells, got {n_cells}", param="grid")
+        if request.dynamic_prompts is not None:
+            raise InvalidRequest(
+                "dynamic prompts draw a prompt per image; a comparison gives every cell the same prompt "
+                "(leave dynamic_prompts unset)",
+                param="dynamic_prompts",
+            )
         if request.batch_size != 1 or request.n_iter != 1:
             raise InvalidRequest(
                 "each cell of a comparison is one image: batch_size and n_iter must be 1", param="batch_size"
@@ -422,9 +428,15 @@ class CompareService:
                 cells.append(cell)
                 cell_requests.append(cell_request)
         # Each axis keeps the values as they were checked (3 -> 3.0 for cfg_scale), as the cells show them.
-        x.values = list(dict.fromkeys(c["x"] for c in cells))
+        x.values = [c["x"] for c in cells[: len(x.values)]]
         if y is not None:
-            y.values = list(dict.fromkeys(c["y"] for c in cells))
+            y.values = [c["y"] for c in cells[:: len(x.values)]]
+        for axis in axes:
+            repeated = sorted({str(v) for v in axis.values if axis.values.count(v) > 1})
+            if repeated:
+                raise InvalidRequest(
+                    f"grid axis {axis.name} repeats {', '.join(repeated)}; give each value once", param="grid"
+                )
         for cell, cell_request in zip(cells, cell_requests, strict=True):
             self._check_cell(cell_request, cell)
         jobs: list[Job] = []

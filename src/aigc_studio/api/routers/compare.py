@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from ...contracts import ImageRequest, TextOptions
 from ...services.compare import AXES, MAX_AXIS_VALUES, MAX_MODELS, MAX_PROMPT, MIN_MODELS, Axis
@@ -22,6 +23,22 @@ from ..deps import get_studio
 from ..openapi import ErrorBody, errors
 
 router = APIRouter(prefix="/api", tags=["compare"])
+
+
+class _ComparisonId(Convertor):
+    """Only a comparison's id (cmp-…) routes to a saved comparison, so /api/compare/images is never read
+    as one: a GET there is a 405 naming POST, not a search for a comparison called "images"."""
+
+    regex = "cmp-[0-9a-f]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("comparison_id", _ComparisonId())
 
 _ID = {"pattern": "^cmp-[0-9a-f]+$"}
 _BAD = {
@@ -242,7 +259,7 @@ def list_comparisons(
 _CMP = Path(description="cmp-…, as /api/compare lists it.", json_schema_extra=_ID)
 
 
-@router.get("/compare/{comparison_id}", responses=errors(ErrorBody, _MISSING))
+@router.get("/compare/{comparison_id:comparison_id}", responses=errors(ErrorBody, _MISSING))
 def get_comparison(
     comparison_id: str = _CMP, studio: Studio = Depends(get_studio)
 ) -> TextComparisonRecord | ImageComparisonRecord:
@@ -251,7 +268,7 @@ def get_comparison(
 
 
 @router.get(
-    "/compare/{comparison_id}/grid.png",
+    "/compare/{comparison_id:comparison_id}/grid.png",
     response_class=FileResponse,
     responses={200: {"content": {"image/png": {}}, "description": "The grid with axis labels."}}
     | errors(ErrorBody, _MISSING),
