@@ -254,6 +254,7 @@ def test_an_xy_grid_varies_exactly_the_parameters_on_its_axes(studio):
         (["plain"], ["cfg=3,99"], "grid: cfg_scale: Input should be less than or equal to 30"),
         (["plain"], ["cfg=1,2,3,4,5", "steps=1,2,3,4"], "an image comparison has at most 16 cells, got 20"),
         (["plain"], ["colour=1,2"], "grid axis must be NAME=V1,V2,... with NAME one of"),
+        (["plain"], ["cfg=3,3.0"], "grid axis cfg_scale repeats 3.0; give each value once"),
     ],
 )
 def test_bad_image_comparisons_are_refused_and_nothing_is_queued(studio, models, axes, message):
@@ -263,6 +264,13 @@ def test_bad_image_comparisons_are_refused_and_nothing_is_queued(studio, models,
         )
     assert refused.value.message.startswith(message), refused.value.message
     assert studio.jobs.pending() == [] and studio.images.list() == []
+
+
+def test_dynamic_prompts_are_refused_in_a_comparison(studio):
+    request = ImageRequest(prompt="a {red|blue} boat", width=64, height=64, dynamic_prompts="random")
+    with pytest.raises(InvalidRequest, match="a comparison gives every cell the same prompt"):
+        studio.compare.images_compare(request, ["plain", "plain2"])
+    assert studio.images.list() == []
 
 
 def test_a_grid_of_samplers_refuses_an_unknown_one_before_any_cell_runs(studio):
@@ -353,6 +361,8 @@ def test_the_api_compares_images_in_a_grid_and_serves_the_grid(studio):
 
         r = httpx.post(live.url + "/api/compare/images", json={**body, "grid": [{"name": "steps", "values": [1, 500]}]})
         assert r.status_code == 400 and r.json()["error"]["message"].startswith("grid: steps: Input should be less")
+        r = httpx.get(live.url + "/api/compare/images")  # not read as a comparison called "images"
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
         r = httpx.post(live.url + "/api/compare/images", json={"prompt": "x", "models": ["plain"]})
         assert r.status_code == 400 and "needs 2-4 models or a grid axis" in r.json()["error"]["message"]
 
