@@ -326,6 +326,7 @@ def _small_compare_images(body: dict) -> None:
     body["dynamic_prompts"] = None  # refused in a comparison (every cell has the same prompt)
     # ImageRequest declares samplers and schedule types as text (the names are in the descriptions)
     body.update(sampler_name="Euler a", scheduler="Automatic", hr_sampler_name=None, hr_scheduler=None)
+    body["hr_upscaler"] = "Latent"
     if _over(body, "steps", 4):
         body["steps"] = 4
     if _ours(body):

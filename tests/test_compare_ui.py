@@ -134,3 +134,25 @@ def test_too_few_models_is_said_by_the_button_in_chinese(page, server):
         )
     finally:
         screenshot(page, "compare-refused-zh")
+
+
+def test_a_grid_over_two_parameters_shows_every_cell_and_the_labelled_grid(page, server):
+    open_tab(page, "Compare")
+    page.locator("#compare-mode").get_by_text("Images", exact=True).click()
+    choose(page, "compare-image-models", "plain")
+    page.fill("#compare-prompt textarea", "a quiet harbour")
+    for name, value in (("width", "64"), ("height", "64"), ("grid-x", "cfg=3,7"), ("grid-y", "steps=1,2")):
+        page.fill(f"#compare-{name} textarea", value)
+    page.click("#compare-run")
+    wait_until(lambda: "Saved as cmp-" in page.locator("#compare-status").inner_text(), timeout=60, what="saved")
+    wait_until(lambda: page.locator("#compare-gallery img").count() >= 4, timeout=15, what="four images")
+    captions = page.locator("#compare-gallery").inner_text()
+    for label in ("cfg_scale: 3.0, steps: 1", "cfg_scale: 7.0, steps: 1", "cfg_scale: 3.0, steps: 2"):
+        assert label in captions
+    wait_until(lambda: page.locator("#compare-grid img").count() == 1, timeout=15, what="the grid image")
+    record = server.studio.compare.get(server.studio.compare.list()[0]["id"])
+    assert record["request"]["axes"] == [
+        {"name": "cfg_scale", "values": [3.0, 7.0]},
+        {"name": "steps", "values": [1, 2]},
+    ]
+    screenshot(page, "compare-image-grid")
