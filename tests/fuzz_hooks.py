@@ -36,6 +36,10 @@ Two things JSON Schema cannot say, supplied here:
     code, runs kept tiny (wall 2 s, CPU 1 s, 256 MiB, 64 KiB of output, 8 processes, 8 MiB of temp
     space: a fuzzed program may loop or flood), code and prompts not blank once cut to 100 characters, and
     an edit to block 1 (one past the last is the most a block may be) in a language that runs;
+  - comparisons (/api/compare, /api/compare/images): every string at most 100 characters, max_tokens at
+    most 4; half of them compare the server's SmolLM2 with the echo test engine (two different models);
+    an image comparison is one image per cell (batch_size and n_iter 1, no hires fix, at most 4 steps,
+    at most 128 pixels a side) and half of them a grid of two CFG values over the plain engine.
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -319,6 +323,77 @@ def _small_code(body: dict, path: str) -> None:
             body["language"] = None  # a version that cannot run would make a later run of it a 400
 
 
+COMPARE_PATH, COMPARE_IMAGES_PATH = "/api/compare", "/api/compare/images"
+
+
+# Two valid values for each parameter a grid may vary (a model axis needs two image models: the server has one).
+GRID_VALUES = {
+    "cfg": [3, 7],
+    "steps": [1, 2],
+    "sampler": ["Euler", "Euler a"],
+    "scheduler": ["Automatic", "Karras"],
+    "seed": [1, 2],
+    "width": [64, 128],
+    "height": [64, 128],
+    "denoising": [0.3, 0.6],
+    "clip_skip": [1, 2],
+}
+GRID_VALUES.update(
+    {"cfg_scale": GRID_VALUES["cfg"], "sampler_name": GRID_VALUES["sampler"], "denoising_strength": [0.3, 0.6]}
+)
+
+
+def _distinct(names: list) -> list:
+    # The same model twice (in any case) is refused; JSON Schema cannot say "distinct, ignoring case".
+    seen: set[str] = set()
+    out = []
+    for i, name in enumerate(names):
+        name = name if name.lower() not in seen else f"{name[:90]}-{i}"
+        seen.add(name.lower())
+        out.append(name)
+    return out
+
+
+def _small_compare(body: dict) -> None:
+    body.update(_short(body))
+    body["models"] = [TEXT_MODEL, EDIT_MODEL] if _ours(body) else _distinct(body["models"])
+    _small_options(body)
+
+
+def _small_compare_images(body: dict) -> None:
+    # Positive requests stay inside the rules the schema cannot say: values each parameter takes, one axis
+    # per parameter, at most two axes (models count as one), at least one, one image per cell.
+    body.update(_short(body))
+    _small_a1111(body)
+    body["batch_size"] = body["n_iter"] = 1
+    body["enable_hr"] = False
+    body["dynamic_prompts"] = None  # refused in a comparison (every cell has the same prompt)
+    # ImageRequest declares samplers and schedule types as text (the names are in the descriptions)
+    body.update(sampler_name="Euler a", scheduler="Automatic", hr_sampler_name=None, hr_scheduler=None)
+    body["hr_upscaler"] = "Latent"
+    if _over(body, "steps", 4):
+        body["steps"] = 4
+    if _ours(body):
+        body["model"] = IMAGE_MODEL
+        body["models"] = [IMAGE_MODEL]
+        body["grid"] = [{"name": "cfg", "values": [3, 7]}]
+        return
+    models = body["models"] = _distinct(body.get("models") or [])
+    grid, names = [], set()
+    for axis in body.get("grid") or []:
+        name = axis["name"] if axis["name"] in GRID_VALUES else "cfg"
+        key = GRID_VALUES[name][0]
+        if key in names:
+            continue
+        names.add(key)
+        grid.append({"name": name, "values": GRID_VALUES[name]})
+    room = 1 if len(models) >= 2 else 2
+    grid = grid[:room]
+    if not grid and len(models) < 2:
+        grid = [{"name": "cfg", "values": [3, 7]}]
+    body["grid"] = grid
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
@@ -362,4 +437,8 @@ def map_case(context, case):
         _small_write(case.body, path)
     elif path in (CODE_GENERATE_PATH, CODE_RUN_PATH, CODE_EDIT_PATH):
         _small_code(case.body, path)
+    elif path == COMPARE_PATH:
+        _small_compare(case.body)
+    elif path == COMPARE_IMAGES_PATH:
+        _small_compare_images(case.body)
     return case

@@ -13,6 +13,7 @@ from .sandbox import Sandbox
 from .services.a1111 import A1111Service
 from .services.chat import ChatService
 from .services.code import CodeService
+from .services.compare import CompareService
 from .services.editing import EditingService
 from .services.gallery import GalleryService
 from .services.images import ImageService
@@ -22,6 +23,7 @@ from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
 from .services.writing import WritingService
 from .storage.code import CodeStore
+from .storage.comparisons import ComparisonStore
 from .storage.db import Database
 from .storage.documents import DocumentStore
 from .storage.history import History
@@ -68,6 +70,8 @@ class Studio:
         )
         # Code sessions: generated code, its versions, and its runs in the sandbox.
         self.code = CodeService(self.chat, self.sandbox, CodeStore(self.db), self.templates, self.models)
+        # Side by side: text models answering at once, image models or parameter values in a grid.
+        self.compare = CompareService(self.chat, self.images, self.registry, ComparisonStore(self.db))
         self.gallery = GalleryService(self.images, self.history, self.writing)
 
     def cancel(self) -> None:

@@ -24,6 +24,7 @@ from ..errors import StudioError, validation_message
 from ..studio import Studio
 from .openapi import drop_default_422
 from .routers import code as code_api
+from .routers import compare as compare_api
 from .routers import editing, openai, prompts, sdapi, templates
 from .routers import studio as studio_api
 from .routers import write as write_api
@@ -272,6 +273,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     app.include_router(editing.router)
     app.include_router(write_api.router)
     app.include_router(code_api.router)
+    app.include_router(compare_api.router)
     if studio is not None:
         # Gradio copies shown files to its temp folder: keep those under AIGC_HOME with the rest.
         os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.config.home / "cache" / "gradio"))

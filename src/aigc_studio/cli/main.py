@@ -514,6 +514,9 @@ _write.register(cli)
 from . import code as _code  # noqa: E402
 
 _code.register(cli)
+from . import compare as _compare  # noqa: E402
+
+_compare.register(cli)
 
 
 def main() -> None:

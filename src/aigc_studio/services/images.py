@@ -196,7 +196,8 @@ def _fields_as_run(request: ImageRequest, mode: Mode) -> dict:
     return fields
 
 
-def _check_hires_size(request: ImageRequest) -> None:
+def check_hires_size(request: ImageRequest) -> None:
+    """InvalidRequest when hires fix would make an image out of bounds (a side, or the batch's pixels)."""
     target = hires_size(request.width, request.height, request.hr_scale, request.hr_resize_x, request.hr_resize_y)
     width, height = target.size
     if min(width, height) < 64 or max(width, height) > 2048:
@@ -335,7 +336,7 @@ class ImageService:
         plan = self._plan(request)
         steps = request.steps
         if request.enable_hr:
-            _check_hires_size(request)
+            check_hires_size(request)
             steps += (request.hr_second_pass_steps or request.steps) if request.denoising_strength else 0
         if mode == "inpaint" and request.inpaint_full_res and blank_mask(request, mask):
             # A1111: "Only masked" with nothing masked repaints the whole picture, as img2img

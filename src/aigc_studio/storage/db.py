@@ -254,6 +254,27 @@ def m009_code() -> str:
     """
 
 
+@migration
+def m010_comparisons() -> str:
+    # Side-by-side comparisons: one prompt to several models (text), or one image request over models or
+    # parameter values (a row, an X/Y grid). A comparison is written once, when it has ended, whole: what
+    # was asked, and per pane or cell what came back (text and timings, or the image file and infotext).
+    return """
+        CREATE TABLE comparisons (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,           -- text | image
+            prompt TEXT NOT NULL,
+            models TEXT NOT NULL,         -- JSON [model id]
+            request TEXT NOT NULL,        -- JSON: system prompt and options (text), the ImageRequest and axes (image)
+            results TEXT NOT NULL,        -- JSON [pane or cell]
+            grid_path TEXT,               -- image: the composed grid PNG
+            duration_ms REAL NOT NULL,
+            created REAL NOT NULL
+        );
+        CREATE INDEX comparisons_created ON comparisons(created);
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import aigc_home
 from ..studio import Studio
-from . import chat, code, gallery, images, models, settings, write
+from . import chat, code, compare, gallery, images, models, settings, write
 from .common import UIContext
 from .i18n import I18N, LANGUAGES, t
 from .page_script import page_script
@@ -101,6 +101,8 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 write_tab = write.build(ctx, lang)
             with gr.Tab(t("tab_code"), id="code", elem_id="tab-code") as code_tab_item:
                 code_tab = code.build(ctx, lang)
+            with gr.Tab(t("tab_compare"), id="compare", elem_id="tab-compare") as compare_tab_item:
+                refresh_compare, compare_outputs = compare.build(ctx, lang)
             with gr.Tab(t("tab_images"), id="images", elem_id="tab-images") as images_tab_item:
                 images_tab = images.build(ctx, lang)
             with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
@@ -109,13 +111,14 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 refresh_models, models_outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
             with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
                 load_settings, settings_outputs = settings.build(ctx, lang)
-            # Later tabs go here, each its own module: Compare (compare.py).
+            # Later tabs go here, each its own module.
         # Every tab label, by its i18n key: Gradio draws the labels of tabs not yet opened once, in the
         # page's first language, so a language switch sends them again (translated in the browser).
         tab_labels = {
             "tab_chat": chat_tab_item,
             "tab_writing": write_tab_item,
             "tab_code": code_tab_item,
+            "tab_compare": compare_tab_item,
             "tab_images": images_tab_item,
             "tab_gallery": gallery_tab,
             "tab_models": models_tab,
@@ -142,6 +145,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         gallery_tab.select(listing, filters, list_outputs)
         write_tab_item.select(write_tab.refresh, None, write_tab.refresh_outputs, queue=False)
         code_tab_item.select(code_tab.refresh, code_tab.refresh_inputs, code_tab.refresh_outputs, queue=False)
+        compare_tab_item.select(refresh_compare, None, compare_outputs, queue=False)
         models_tab.select(refresh_models, lang, models_outputs)
         # Settings read config.toml each time the tab opens: a default set in Models shows here.
         settings_tab.select(load_settings, lang, settings_outputs, queue=False)

@@ -14,6 +14,12 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
     (re.compile(p, re.DOTALL), zh)
     for p, zh in [
         (r"The model '(.+)' does not exist; available: (.*)", "模型“{0}”不存在；可用的模型：{1}"),
+        (r"a comparison takes (\d+)-(\d+) (text|image) models, got (\d+)", "对比需要 {0}-{1} 个模型，收到 {3} 个"),
+        (r"each model may be compared once; (.+) is given more than once .*", "每个模型只能对比一次；{0} 重复了"),
+        (
+            r"an image comparison needs (\d+)-(\d+) models or a grid axis .*",
+            "图像对比需要 {0}-{1} 个模型，或一个网格轴（如 cfg=3,7,11）",
+        ),
         (r"The model '(.+)' does not exist", "模型“{0}”不存在"),
         (
             r"no image model is installed: .*",

@@ -1,0 +1,71 @@
+"""Saved comparisons (services/compare.py), in SQLite: written once when a comparison ends, never changed."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ..errors import NotFound
+from .db import Database
+from .history import new_id
+
+__all__ = ["ComparisonStore"]
+
+
+def _row(row) -> dict:
+    record = dict(row)
+    for key in ("models", "request", "results"):
+        record[key] = json.loads(record[key])
+    return record
+
+
+class ComparisonStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def save(
+        self,
+        kind: str,
+        prompt: str,
+        models: list[str],
+        request: dict,
+        results: list[dict],
+        duration_ms: float,
+        grid_path: str | None = None,
+        comparison_id: str | None = None,
+    ) -> str:
+        """Store a finished comparison; its id (``cmp-…``)."""
+        comparison_id = comparison_id or new_id("cmp")
+        with self.db.tx() as conn:
+            conn.execute(
+                "INSERT INTO comparisons (id, kind, prompt, models, request, results, grid_path, duration_ms, created)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    comparison_id,
+                    kind,
+                    prompt,
+                    json.dumps(models, ensure_ascii=False),
+                    json.dumps(request, ensure_ascii=False),
+                    json.dumps(results, ensure_ascii=False),
+                    grid_path,
+                    duration_ms,
+                    time.time(),
+                ),
+            )
+        return comparison_id
+
+    def get(self, comparison_id: str) -> dict:
+        """One comparison, whole; NotFound names the id."""
+        row = self.db.conn.execute("SELECT * FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no comparison with id '{comparison_id}' (see `aigc compare list`)")
+        return _row(row)
+
+    def list(self, limit: int = 50, kind: str | None = None) -> list[dict]:
+        """Comparisons, newest first, without their results: id, kind, prompt, models, duration_ms, created."""
+        sql = "SELECT id, kind, prompt, models, duration_ms, created FROM comparisons"
+        args: tuple = ()
+        if kind is not None:
+            sql, args = sql + " WHERE kind = ?", (kind,)
+        rows = self.db.conn.execute(sql + " ORDER BY created DESC, id DESC LIMIT ?", (*args, limit))
+        return [{**dict(r), "models": json.loads(r["models"])} for r in rows]
