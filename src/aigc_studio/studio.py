@@ -11,6 +11,7 @@ from .models.keys import KeyStore
 from .models.registry import Registry
 from .sandbox import Sandbox
 from .services.a1111 import A1111Service
+from .services.arena import ArenaService
 from .services.chat import ChatService
 from .services.editing import EditingService
 from .services.gallery import GalleryService
@@ -20,6 +21,7 @@ from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
 from .services.writing import WritingService
+from .storage.arena import ArenaStore
 from .storage.db import Database
 from .storage.documents import DocumentStore
 from .storage.history import History
@@ -64,6 +66,7 @@ class Studio:
             RunLimits(**{name: getattr(self.config, f"run_max_{name}") for name in RunLimits.model_fields})
         )
         self.gallery = GalleryService(self.images, self.history, self.writing)
+        self.arena = ArenaService(self.registry, self.chat, self.images, ArenaStore(self.db))
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each
