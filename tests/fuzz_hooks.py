@@ -31,6 +31,8 @@ Two things JSON Schema cannot say, supplied here:
     a run needs no values), and is the fuzzer's own, never an override of a shipped one (see
     _own_template); an imported one is a valid file; a run gives values for a shipped template's
     required variables.
+  - arena battles (/api/arena/battles): text ones between the echo test models, at most 4 tokens;
+    image ones at most 128 pixels a side and 2 steps (by default 64×64).
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -60,6 +62,7 @@ RUN_PATH = "/api/templates/{key}/run"
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "aigc_studio" / "templates"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # aigc_studio.services.templates.IDENTIFIER
 WRITE_PATHS = {"/api/write/article", "/api/write/outline"}
+ARENA_PATH = "/api/arena/battles"
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 # Editing and template runs: the echo test engine (the operations' prompts are long for SmolLM2 on 2 cores;
@@ -275,6 +278,27 @@ def _small_write(body: dict, path: str) -> None:
         body["headings"] = (body.get("headings") or ["One"])[:1]
 
 
+def _small_battle(body: dict) -> None:
+    # Text battles name the echo test models (two answers per case; SmolLM2's arena path is tested in
+    # tests/test_arena_api.py), at most 4 tokens; image battles are small and short.
+    body.update(_short(body))
+    if body.get("category") != "image":
+        body["models"] = ["echo", "echo2"]
+        body.pop("image", None)  # image parameters in a text battle are a 400 (a rule across two fields)
+        if _over(body, "max_tokens", MAX_TOKENS):
+            body["max_tokens"] = MAX_TOKENS
+        body.setdefault("max_tokens", MAX_TOKENS)
+    elif isinstance(body.get("image"), dict):
+        image = body["image"]
+        for key in ("width", "height"):
+            if _over(image, key, MAX_SIDE):
+                image[key] = MAX_SIDE
+        if _over(image, "steps", 2):
+            image["steps"] = 2
+    else:
+        body["image"] = {"width": 64, "height": 64, "steps": 2}
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
@@ -314,4 +338,6 @@ def map_case(context, case):
         _small_options(case.body)
     elif path in WRITE_PATHS:
         _small_write(case.body, path)
+    elif path == ARENA_PATH:
+        _small_battle(case.body)
     return case
