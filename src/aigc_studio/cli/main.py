@@ -506,6 +506,10 @@ from . import write as _write  # noqa: E402
 
 _write.register(cli)
 
+from . import arena as _arena  # noqa: E402
+
+_arena.register(cli)
+
 
 def main() -> None:
     cli(prog_name="aigc")
