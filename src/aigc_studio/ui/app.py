@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import aigc_home
 from ..studio import Studio
-from . import chat, gallery, images, models, settings, write
+from . import arena, chat, gallery, images, models, settings, write
 from .common import UIContext
 from .i18n import I18N, LANGUAGES, t
 from .page_script import page_script
@@ -100,6 +100,8 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 refresh_models, models_outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
             with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
                 load_settings, settings_outputs = settings.build(ctx, lang)
+            with gr.Tab(t("tab_arena"), id="arena", elem_id="tab-arena") as arena_tab_item:
+                open_arena, arena_inputs, arena_outputs = arena.build(ctx, lang)
             # Later tabs go here, each its own module: Code (code.py), Compare (compare.py).
         # Every tab label, by its i18n key: Gradio draws the labels of tabs not yet opened once, in the
         # page's first language, so a language switch sends them again (translated in the browser).
@@ -110,6 +112,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
             "tab_gallery": gallery_tab,
             "tab_models": models_tab,
             "tab_settings": settings_tab,
+            "tab_arena": arena_tab_item,
             **images_tab.tabs,
         }
 
@@ -132,6 +135,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         gallery_tab.select(listing, filters, list_outputs)
         write_tab_item.select(write_tab.refresh, None, write_tab.refresh_outputs, queue=False)
         models_tab.select(refresh_models, lang, models_outputs)
+        arena_tab_item.select(open_arena, [lang, *arena_inputs], arena_outputs)
         # Settings read config.toml each time the tab opens: a default set in Models shows here.
         settings_tab.select(load_settings, lang, settings_outputs, queue=False)
     for fn in blocks.fns.values():
