@@ -142,3 +142,14 @@ def test_leaderboard_per_category_and_overall(studio):
     assert (overall["echo"].wins, overall["echo"].losses, overall["echo"].battles) == (3, 1, 4)
     assert overall["plain"].battles == 0
     assert studio.arena.leaderboard("image", bootstrap=0).notes == ["no battles yet: plain, plain2"]
+
+
+def test_the_refusals_read_in_chinese_in_the_web_ui(studio, monkeypatch):
+    from aigc_studio.ui.messages import message_text
+
+    monkeypatch.setattr(studio.arena, "available", lambda category: ["plain"])
+    with pytest.raises(InvalidRequest) as one:
+        studio.arena.battle("a cat", category="image")
+    assert message_text("zh-CN", one.value.message) == (
+        "竞技场对战需要两个图像模型，这里只有 1 个能运行（plain）；请用 `aigc models pull` 或 `aigc models add-remote` 再添加一个"
+    )
