@@ -151,5 +151,6 @@ def test_the_refusals_read_in_chinese_in_the_web_ui(studio, monkeypatch):
     with pytest.raises(InvalidRequest) as one:
         studio.arena.battle("a cat", category="image")
     assert message_text("zh-CN", one.value.message) == (
-        "竞技场对战需要两个图像模型，这里只有 1 个能运行（plain）；请用 `aigc models pull` 或 `aigc models add-remote` 再添加一个"
+        "竞技场对战需要两个图像模型，这里只有 1 个能运行（plain）；"
+        "请用 `aigc models pull` 或 `aigc models add-remote` 再添加一个"
     )
