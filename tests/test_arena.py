@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -154,3 +155,25 @@ def test_the_refusals_read_in_chinese_in_the_web_ui(studio, monkeypatch):
         "竞技场对战需要两个图像模型，这里只有 1 个能运行（plain）；"
         "请用 `aigc models pull` 或 `aigc models add-remote` 再添加一个"
     )
+
+
+def test_both_answers_are_generated_at_the_same_time(studio):
+    for name in ("echo", "echo2"):
+        studio.registry.engine(name).delay = 0.1  # each answer alone takes 1 s
+    started = time.perf_counter()
+    view = studio.arena.battle("w1 w2 w3 w4 w5 w6 w7 w8 w9 w10", models=["echo", "echo2"])
+    took = time.perf_counter() - started
+    assert all(len(a["text"].split()) == 10 for a in view["answers"])
+    assert 1.0 <= took < 1.6, f"{took:.2f} s: one after the other would take 2 s"
+
+
+def test_a_battle_with_the_real_embedded_model(studio, smollm_path):
+    first = studio.arena.battle("Name a colour.", models=["smollm2", "echo"], seed=7, max_tokens=8)
+    again = studio.arena.battle("Name a colour.", models=["smollm2", "echo"], seed=7, max_tokens=8)
+    answers = [{a["text"]: a for a in v["answers"]} for v in (first, again)]
+    assert all("Name a colour." in a for a in answers)  # echo's
+    smol = [next(a for t, a in ans.items() if t != "Name a colour.") for ans in answers]
+    assert smol[0]["text"].strip() and smol[0]["finish_reason"] in ("stop", "length")
+    assert smol[0]["text"] == smol[1]["text"]  # the battle's seed reached the model
+    voted = studio.arena.vote(first["id"], smol[0]["side"])
+    assert {a["side"]: a["model"] for a in voted["answers"]}[smol[0]["side"]] == "smollm2-135m"
