@@ -135,7 +135,7 @@ class ArenaService:
         holds ImageRequest fields (steps, width, ...) for both images. Raises StudioError subclasses
         for the user before anything is stored.
         """
-        if not prompt.strip():
+        if _blank(prompt):
             raise InvalidRequest("prompt must have at least one character that is not a space", param="prompt")
         if len(prompt) > MAX_PROMPT:
             raise InvalidRequest(f"prompt must be at most {MAX_PROMPT} characters, got {len(prompt)}", param="prompt")
@@ -307,6 +307,12 @@ def _hidden(error: StudioError, model_a: str, model_b: str) -> StudioError:
     error.message = _hide(error.message, {"a": model_a, "b": model_b})
     error.args = (error.message,)
     return error
+
+
+def _blank(text: str) -> bool:
+    # Blank as the API schema's pattern \S has it (Unicode White_Space): Python's isspace() also counts
+    # the separators \x1c-\x1f, which the schema lets through as text.
+    return all(c.isspace() and c not in "\x1c\x1d\x1e\x1f" for c in text)
 
 
 def _check_category(category: str) -> None:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...contracts import json_int
 from ...services.arena import CATEGORIES, MAX_PROMPT
 from ...studio import Studio
 from ..deps import get_studio
@@ -30,17 +31,17 @@ assert tuple(Category.__args__) == CATEGORIES  # type: ignore[attr-defined]
 class ImageParams(BaseModel):
     """The parameters both images of an image battle share (A1111's names and limits)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     negative_prompt: str = Field("", max_length=20_000, description="What to keep out of both images.")
-    steps: int = Field(20, ge=1, le=150, description="Denoising steps.")
+    steps: json_int(ge=1, le=150) = Field(20, description="Denoising steps.")
     cfg_scale: float = Field(7.0, ge=0, le=30, description="CFG scale.")
-    width: int = Field(512, ge=64, le=2048, multiple_of=8, description="Width in pixels, a multiple of 8.")
-    height: int = Field(512, ge=64, le=2048, multiple_of=8, description="Height in pixels, a multiple of 8.")
+    width: json_int(ge=64, le=2048, multiple_of=8) = Field(512, description="Width in pixels, a multiple of 8.")
+    height: json_int(ge=64, le=2048, multiple_of=8) = Field(512, description="Height in pixels, a multiple of 8.")
 
 
 class BattleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(
         min_length=1, max_length=MAX_PROMPT, pattern=r"\S", description="What both models answer (or draw)."
@@ -52,13 +53,13 @@ class BattleRequest(BaseModel):
         description="0-2 model names: those not given are drawn at random from the models that can run here.",
     )
     system: str = Field("", max_length=MAX_PROMPT, description="A system prompt for both (text battles).")
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="The same seed for both; unset: random.")
-    max_tokens: int = Field(512, ge=1, le=4096, description="At most this many tokens per answer (text battles).")
+    seed: json_int(ge=0, le=2**32 - 1) | None = Field(None, description="The same seed for both; unset: random.")
+    max_tokens: json_int(ge=1, le=4096) = Field(512, description="At most this many tokens per answer (text battles).")
     image: ImageParams | None = Field(None, description="Image battles: the parameters both images share.")
 
 
 class VoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     vote: Vote = Field(description="a: Model A is better; b: Model B; tie; bad: both are bad (counted as a tie).")
 
