@@ -559,11 +559,11 @@ def test_switching_language_translates_every_tab_message_and_status(open_page, s
     page.locator("#aigc-lang label", has_text="简体中文").click()
     tabs = page.get_by_role("tab")
     # Every tab, opened or not, and the image sub-tabs: no English left.
-    main_tabs = ["对话", "写作", "图像", "作品 / 历史", "模型", "设置"]
-    wait_until(lambda: tabs.all_inner_texts()[:6] == main_tabs, what="tabs")
+    main_tabs = ["对话", "写作", "图像", "作品 / 历史", "模型", "设置", "竞技场"]
+    wait_until(lambda: tabs.all_inner_texts()[: len(main_tabs)] == main_tabs, what="tabs")
     open_tab(page, "图像")
     wait_until(lambda: "局部重绘" in tabs.all_inner_texts(), what="the image sub-tabs")
-    assert tabs.all_inner_texts()[6:] == ["文生图", "图生图", "局部重绘", "指令编辑", "PNG 信息"]
+    assert tabs.all_inner_texts()[len(main_tabs) :] == ["文生图", "图生图", "局部重绘", "指令编辑", "PNG 信息"]
     assert page.locator("#img-hires").get_by_text("高分辨率修复 (Hires. fix)").count() == 1
     assert page.get_by_text("平铺图 (Tiling)").count() == 1
     # A server message in Chinese, by the action.
