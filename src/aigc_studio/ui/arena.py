@@ -108,7 +108,6 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component],
             prompt_value,
             category=category_value,
             models=list(chosen or []),
-            image={"steps": 4, "width": 256, "height": 256} if image else None,
         )
         # Nothing named yet: the panes say Model A and Model B, the vote buttons wait for both answers.
         label_a_value, label_b_value = labels(lang_value)
