@@ -109,3 +109,21 @@ def test_a_bad_vote_is_refused_and_the_battle_stays_open(server):
     r = httpx.post(f"{server.url}/api/arena/battles/{battle['id']}/vote", json={"vote": "c"})
     assert r.status_code == 400 and "vote: Input should be 'a', 'b', 'tie' or 'bad'" in r.json()["error"]["message"]
     assert httpx.get(f"{server.url}/api/arena/battles/{battle['id']}").json()["state"] == "ready"
+
+
+def test_the_schema_declares_each_answer(server):
+    schema = httpx.get(server.url + "/openapi.json").json()["paths"]
+    codes = {
+        f"{method.upper()} {path}": {int(c) for c in operation["responses"]}
+        for path, operations in schema.items()
+        if path.startswith("/api/arena")
+        for method, operation in operations.items()
+    }
+    assert codes == {
+        "POST /api/arena/battles": {200, 400, 404, 413, 422, 503},
+        "GET /api/arena/battles/{battle_id}": {200, 404},
+        "POST /api/arena/battles/{battle_id}/vote": {200, 400, 404, 409, 413},
+        "GET /api/arena/leaderboard": {200, 400},
+    }
+    body = httpx.get(server.url + "/openapi.json").json()["components"]["schemas"]["BattleRequest"]["properties"]
+    assert body["models"]["maxItems"] == 2 and body["max_tokens"]["maximum"] == 4096

@@ -25,6 +25,7 @@ Vote = Literal["a", "b", "tie", "bad"]
 _ID = {"pattern": "^battle-[0-9a-f]+$"}
 _BAD = {400: "A field is missing, of the wrong type or out of range; the message names it and what is allowed."}
 _NOT_FOUND = {404: "No such battle (the message gives the id)."}
+_TOO_LARGE = {413: "The request body is over the server's limit (max_body_mb)."}
 assert tuple(Category.__args__) == CATEGORIES  # type: ignore[attr-defined]
 
 
@@ -115,9 +116,9 @@ class LeaderboardView(BaseModel):
     responses=errors(
         ErrorBody,
         _BAD
+        | _TOO_LARGE
         | {
             404: "A model named in models does not exist (the message lists those that do).",
-            413: "The request body is over the server's limit (max_body_mb).",
             422: "A model cannot be loaded (its file is corrupt or of another format).",
             503: "A model was unloaded before the battle reached it; try again.",
         },
@@ -153,6 +154,7 @@ def get_battle(
         ErrorBody,
         _BAD
         | _NOT_FOUND
+        | _TOO_LARGE
         | {409: "The battle already has its vote, is still answering, or an answer failed (the message says which)."},
     ),
 )
