@@ -123,3 +123,30 @@ def test_a_blind_vote_reveals_the_names_and_counts_on_the_leaderboard(page, serv
     screenshot(page, "arena-zh")
     assert screenshot_en.stat().st_size > 10_000 and screenshot_zh.stat().st_size > 10_000
     print(f"screenshots: {screenshot_en} {screenshot_zh}")
+
+
+def test_an_image_battle_shows_two_images_then_the_names(page, server):
+    open_tab(page, "Arena")
+    page.locator("#arena-category label", has_text="Image").click()
+    page.locator("#arena-models input").click()
+    page.get_by_role("option", name="plain", exact=True).click()
+    page.get_by_role("option", name="plain2", exact=True).click()
+    page.keyboard.press("Escape")
+    page.fill("#arena-prompt textarea", "a red square")
+    page.click("#arena-battle")
+    wait_until(
+        lambda: page.locator("#arena-image-a img").count() == 1 and page.locator("#arena-image-b img").count() == 1,
+        timeout=60,
+        what="both images",
+    )
+    tie = page.locator("#arena-vote-tie")
+    wait_until(tie.is_enabled, what="the vote buttons")
+    assert "plain" not in page.locator("#arena-label-a").inner_text() + page.locator("#arena-label-b").inner_text()
+    tie.click()
+    reveal = page.locator("#arena-reveal")
+    wait_until(lambda: "Model A was" in reveal.inner_text(), what="the names")
+    assert "Your vote: 🤝 Tie." in reveal.inner_text()
+    assert {page.locator(f"#arena-label-{s}").inner_text().strip() for s in "ab"} in (
+        {"Model A = plain", "Model B = plain2"},
+        {"Model A = plain2", "Model B = plain"},
+    )
