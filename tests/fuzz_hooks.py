@@ -303,7 +303,7 @@ def _unnamed_battle(body: dict) -> None:
     # Any case, negative ones too: a text battle the server takes without models would draw SmolLM2 and
     # may ask it for 4096 tokens. Naming the echo models (a valid value) and capping a valid max_tokens
     # leave a negative case negative.
-    if body.get("category") != "image" and body.get("models") in (None, []):
+    if body.get("category") != "image" and ("models" not in body or body["models"] == []):
         body["models"] = ["echo", "echo2"]
     tokens = body.get("max_tokens")
     if isinstance(tokens, int) and not isinstance(tokens, bool) and 1 <= tokens <= 4096:
