@@ -40,6 +40,8 @@ Two things JSON Schema cannot say, supplied here:
     most 4; half of them compare the server's SmolLM2 with the echo test engine (two different models);
     an image comparison is one image per cell (batch_size and n_iter 1, no hires fix, at most 4 steps,
     at most 128 pixels a side) and half of them a grid of two CFG values over the plain engine.
+  - arena battles (/api/arena/battles): text ones between the echo test models, at most 4 tokens;
+    image ones at most 128 pixels a side and 2 steps (by default 64×64).
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
   generated: the server must refuse each before anything is queued.
 """
@@ -69,6 +71,7 @@ RUN_PATH = "/api/templates/{key}/run"
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "aigc_studio" / "templates"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # aigc_studio.services.templates.IDENTIFIER
 WRITE_PATHS = {"/api/write/article", "/api/write/outline"}
+ARENA_PATH = "/api/arena/battles"
 MAX_SIDE, MAX_BATCH, MAX_TOKENS = 128, 2, 4
 TEXT_MODEL = os.environ.get("AIGC_FUZZ_TEXT_MODEL", "smollm2-135m")
 # Editing and template runs: the echo test engine (the operations' prompts are long for SmolLM2 on 2 cores;
@@ -394,11 +397,47 @@ def _small_compare_images(body: dict) -> None:
     body["grid"] = grid
 
 
+def _small_battle(body: dict) -> None:
+    # Text battles name the echo test models (two answers per case; SmolLM2's arena path is tested in
+    # tests/test_arena_api.py), at most 4 tokens; image battles are small and short.
+    body.update(_short(body))
+    if body.get("category") != "image":
+        body["models"] = ["echo", "echo2"]
+        body.pop("image", None)  # image parameters in a text battle are a 400 (a rule across two fields)
+        if _over(body, "max_tokens", MAX_TOKENS):
+            body["max_tokens"] = MAX_TOKENS
+        body.setdefault("max_tokens", MAX_TOKENS)
+    elif isinstance(body.get("image"), dict):
+        image = body["image"]
+        for key in ("width", "height"):
+            if _over(image, key, MAX_SIDE):
+                image[key] = MAX_SIDE
+        if _over(image, "steps", 2):
+            image["steps"] = 2
+    else:
+        body["image"] = {"width": 64, "height": 64, "steps": 2}
+
+
+def _unnamed_battle(body: dict) -> None:
+    # Any case, negative ones too: a text battle the server takes without models would draw SmolLM2 and
+    # may ask it for 4096 tokens. Naming the echo models (a valid value) and capping a valid max_tokens
+    # leave a negative case negative.
+    if body.get("category") != "image" and ("models" not in body or body["models"] == []):
+        body["models"] = ["echo", "echo2"]
+    tokens = body.get("max_tokens")
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and 1 <= tokens <= 4096:
+        body["max_tokens"] = min(tokens, MAX_TOKENS)
+    elif "max_tokens" not in body:
+        body["max_tokens"] = MAX_TOKENS
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Keep positive generation requests small (see the module's docstring)."""
     meta = case.meta
     path = case.operation.path
+    if path == ARENA_PATH and isinstance(case.body, dict):
+        _unnamed_battle(case.body)
     if path in WRITE_PATHS and isinstance(case.body, dict) and case.body.get("model") in (None, ""):
         # Any case, negative ones too: a request the server takes without a model (or with "") would run
         # the default model (SmolLM2) for several generations; naming the echo engine changes nothing else.
@@ -441,4 +480,6 @@ def map_case(context, case):
         _small_compare(case.body)
     elif path == COMPARE_IMAGES_PATH:
         _small_compare_images(case.body)
+    elif path == ARENA_PATH:
+        _small_battle(case.body)
     return case

@@ -98,7 +98,7 @@ def test_img2img_inpaint_and_png_info(server):
 
 
 def test_models_samplers_schedulers_options(server):
-    assert [m["model_name"] for m in server.api.get_sd_models()] == ["plain"]
+    assert [m["model_name"] for m in server.api.get_sd_models()] == ["plain", "plain2"]
     names = [s["name"] for s in server.api.get_samplers()]
     for required in [
         "Euler a",

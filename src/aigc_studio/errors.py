@@ -49,6 +49,13 @@ class NotFound(StudioError):
     code = "not_found"
 
 
+class Conflict(StudioError):
+    """The request is well formed but the record is not in a state that allows it (a battle voted twice)."""
+
+    status = 409
+    code = "conflict"
+
+
 class ModelLoadError(StudioError):
     """A model file exists in the registry but cannot be loaded (corrupt, wrong format)."""
 

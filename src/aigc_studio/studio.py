@@ -11,6 +11,7 @@ from .models.keys import KeyStore
 from .models.registry import Registry
 from .sandbox import Sandbox
 from .services.a1111 import A1111Service
+from .services.arena import ArenaService
 from .services.chat import ChatService
 from .services.code import CodeService
 from .services.compare import CompareService
@@ -22,6 +23,7 @@ from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
 from .services.writing import WritingService
+from .storage.arena import ArenaStore
 from .storage.code import CodeStore
 from .storage.comparisons import ComparisonStore
 from .storage.db import Database
@@ -73,6 +75,7 @@ class Studio:
         # Side by side: text models answering at once, image models or parameter values in a grid.
         self.compare = CompareService(self.chat, self.images, self.registry, ComparisonStore(self.db))
         self.gallery = GalleryService(self.images, self.history, self.writing)
+        self.arena = ArenaService(self.registry, self.chat, self.images, ArenaStore(self.db))
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

@@ -23,9 +23,9 @@ from ..config import load_config
 from ..errors import StudioError, validation_message
 from ..studio import Studio
 from .openapi import drop_default_422
+from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
 from .routers import compare as compare_api
-from .routers import editing, openai, prompts, sdapi, templates
 from .routers import studio as studio_api
 from .routers import write as write_api
 
@@ -274,6 +274,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     app.include_router(write_api.router)
     app.include_router(code_api.router)
     app.include_router(compare_api.router)
+    app.include_router(arena.router)
     if studio is not None:
         # Gradio copies shown files to its temp folder: keep those under AIGC_HOME with the rest.
         os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.config.home / "cache" / "gradio"))

@@ -27,7 +27,8 @@ class ErrorDetail(BaseModel):
     code: str | None = Field(
         description="A machine-readable reason where there is one: model_not_found, not_found, too_large, "
         "context_length_exceeded, model_load_failed, interrupted, method_not_allowed, model_unavailable, "
-        "invalid_template, template_not_found, template_exists, template_is_shipped."
+        "invalid_template, template_not_found, template_exists, template_is_shipped, already_voted, battle_failed, "
+        "conflict."
     )
 
 

@@ -517,6 +517,9 @@ _code.register(cli)
 from . import compare as _compare  # noqa: E402
 
 _compare.register(cli)
+from . import arena as _arena  # noqa: E402
+
+_arena.register(cli)
 
 
 def main() -> None:

@@ -35,9 +35,11 @@ def clear_replies() -> None:
 
 
 class EchoEngine(TextEngine):
-    def __init__(self, model_id: str = "echo", context_length: int = 2048, delay: float = 0.0):
+    def __init__(self, model_id: str = "echo", context_length: int = 2048, delay: float = 0.0, reverse: bool = False):
         super().__init__(model_id, context_length)
         self.delay = delay
+        # A second answer style (the test model echo2), so two test models answer differently.
+        self.reverse = reverse
 
     def count_prompt_tokens(
         self, messages: list[Message], prompt: str | None = None, request: TextRequest | None = None
@@ -54,6 +56,9 @@ class EchoEngine(TextEngine):
             if _CANNED:
                 last_user = _CANNED.pop(0)
         words = re.findall(r"\S+\s*", last_user)
+        if self.reverse:
+            words = [w.strip() + " " for w in reversed(words)]
+            words[-1:] = [w.strip() for w in words[-1:]]
         limit = min(opts.max_tokens or len(words), self.context_length - prompt_tokens)
         text, produced, finish = "", 0, "stop"
         for word in words:

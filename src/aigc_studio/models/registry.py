@@ -177,6 +177,27 @@ def builtin_models(test_models: bool = False) -> list[ModelInfo]:
             description="Test engine: answers with your last message. No weights.",
             builtin=True,
         ),
+        # Second test models, so that features pitting two models against each other (the arena) can be
+        # tested without weights: echo2 answers with the words in reverse order, plain2 is plain again.
+        ModelInfo(
+            id="echo2",
+            engine="echo",
+            context_length=2048,
+            source="aigc_studio.engines.echo",
+            license="Apache-2.0",
+            description="Test engine: answers with the words of your last message in reverse order. No weights.",
+            builtin=True,
+        ),
+        ModelInfo(
+            id="plain2",
+            engine="plain",
+            kind="image",
+            capabilities=["txt2img", "img2img", "inpaint", "edit"],
+            source="aigc_studio.engines.plain",
+            license="Apache-2.0",
+            description="Test engine: the plain engine under a second name. No weights.",
+            builtin=True,
+        ),
     ]
     # The test engines are fixtures: a user who never asked for them must not meet them in a model list
     # or have a client such as webuiapi's util_set_model pick one by a close-enough name.
@@ -499,7 +520,7 @@ class Registry:
         if info.engine == "echo":
             from ..engines.echo import EchoEngine
 
-            return EchoEngine(info.id, info.context_length or 2048)
+            return EchoEngine(info.id, info.context_length or 2048, reverse=info.id == "echo2")
         if info.engine == "llamacpp":
             if not info.path or not Path(info.path).is_file():
                 hint = (

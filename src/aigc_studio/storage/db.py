@@ -275,6 +275,33 @@ def m010_comparisons() -> str:
     """
 
 
+@migration
+def m011_arena() -> str:
+    # Arena battles: two anonymous answers to one prompt and the vote between them. The models are
+    # kept here from the start (the leaderboard needs them); the services show them only after the vote.
+    return """
+        CREATE TABLE arena_battles (
+            id TEXT PRIMARY KEY,
+            category TEXT NOT NULL,       -- chat, writing, code, image
+            prompt TEXT NOT NULL,
+            system TEXT NOT NULL,
+            model_a TEXT NOT NULL,        -- shown as "Model A"
+            model_b TEXT NOT NULL,        -- shown as "Model B"
+            answer_a TEXT NOT NULL,       -- the text, or for image battles the gallery image id
+            answer_b TEXT NOT NULL,
+            finish_a TEXT,                -- stop, length, error, ...; NULL while it runs
+            finish_b TEXT,
+            error_a TEXT,
+            error_b TEXT,
+            params TEXT NOT NULL,         -- JSON: seed, max_tokens (or the image request)
+            vote TEXT,                    -- a, b, tie, bad; NULL until voted
+            created REAL NOT NULL,
+            voted REAL
+        );
+        CREATE INDEX arena_battles_voted ON arena_battles(category, voted);
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import aigc_home
 from ..studio import Studio
-from . import chat, code, compare, gallery, images, models, settings, write
+from . import arena, chat, code, compare, gallery, images, models, settings, write
 from .common import UIContext
 from .i18n import I18N, LANGUAGES, t
 from .page_script import page_script
@@ -103,6 +103,8 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 code_tab = code.build(ctx, lang)
             with gr.Tab(t("tab_compare"), id="compare", elem_id="tab-compare") as compare_tab_item:
                 refresh_compare, compare_outputs = compare.build(ctx, lang)
+            with gr.Tab(t("tab_arena"), id="arena", elem_id="tab-arena") as arena_tab_item:
+                open_arena, arena_inputs, arena_outputs = arena.build(ctx, lang)
             with gr.Tab(t("tab_images"), id="images", elem_id="tab-images") as images_tab_item:
                 images_tab = images.build(ctx, lang)
             with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
@@ -123,6 +125,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
             "tab_gallery": gallery_tab,
             "tab_models": models_tab,
             "tab_settings": settings_tab,
+            "tab_arena": arena_tab_item,
             **images_tab.tabs,
         }
 
@@ -147,6 +150,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         code_tab_item.select(code_tab.refresh, code_tab.refresh_inputs, code_tab.refresh_outputs, queue=False)
         compare_tab_item.select(refresh_compare, None, compare_outputs, queue=False)
         models_tab.select(refresh_models, lang, models_outputs)
+        arena_tab_item.select(open_arena, [lang, *arena_inputs], arena_outputs)
         # Settings read config.toml each time the tab opens: a default set in Models shows here.
         settings_tab.select(load_settings, lang, settings_outputs, queue=False)
     for fn in blocks.fns.values():

@@ -13,6 +13,7 @@ import gradio as gr
 
 from ..config import SETTINGS
 from ..contracts import MAX_STOP, ImageRequest, TextOptions
+from .i18n_arena import LABELS as ARENA_LABELS
 from .i18n_code import LABELS as CODE_LABELS
 from .i18n_editing import LABELS as EDITING_LABELS
 
@@ -567,7 +568,7 @@ def _declared_help(name: str) -> str:
 
 
 def _tables() -> tuple[dict[str, str], dict[str, str]]:
-    labels = {**GRADIO_KEYS, **TABLE, **EDITING_LABELS, **CODE_LABELS}
+    labels = {**GRADIO_KEYS, **TABLE, **EDITING_LABELS, **CODE_LABELS, **ARENA_LABELS}
     en = {key: pair[0] for key, pair in labels.items()}
     zh = {key: pair[1] for key, pair in labels.items()}
     for name, (label_en, label_zh, help_zh) in FIELDS.items():

@@ -20,6 +20,19 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
             r"an image comparison needs (\d+)-(\d+) models or a grid axis .*",
             "图像对比需要 {0}-{1} 个模型，或一个网格轴（如 cfg=3,7,11）",
         ),
+        *[
+            (
+                rf"an arena battle needs two {kind} models and only (\d+) can run here \((.*)\); .*",
+                f"竞技场对战需要两个{zh}模型，这里只有 {{0}} 个能运行（{{1}}）；请用 `aigc models pull` 或 "
+                "`aigc models add-remote` 再添加一个",
+            )
+            for kind, zh in (("text", "文本"), ("image", "图像"))
+        ],
+        (r"a battle needs two different models, got '(.+)' twice", "对战需要两个不同的模型，“{0}”选了两次"),
+        (
+            r"battle '(.+)' already has its vote \((.+)\); a battle takes one vote",
+            "对战 {0} 已经投过票（{1}）；每场只能投一票",
+        ),
         (r"The model '(.+)' does not exist", "模型“{0}”不存在"),
         (
             r"no image model is installed: .*",
