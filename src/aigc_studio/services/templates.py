@@ -9,7 +9,7 @@ A template file::
 
     name = "polish"              # letters, digits, '-' and '_'
     language = "en"              # "en" or "zh"
-    kind = "edit"                # "article", "edit", "prompt" (image prompts) or "general"
+    kind = "edit"                # "article", "edit", "prompt" (image prompts), "code" or "general"
     title = "Polish"
     description = "Fix grammar and flow without changing the meaning."
     system = "You are a careful editor."          # optional
@@ -54,7 +54,7 @@ __all__ = [
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "templates"
 LANGUAGES = ("en", "zh")
-KINDS = ("article", "edit", "prompt", "general")
+KINDS = ("article", "edit", "prompt", "code", "general")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_TEMPLATE_CHARS = 50_000

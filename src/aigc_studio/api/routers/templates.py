@@ -23,7 +23,7 @@ from .editing import STRICT, OptionsIn, UsageOut, sse, streamed
 
 router = APIRouter(prefix="/api/templates", tags=["templates"])
 
-Kind = Literal["article", "edit", "prompt", "general"]
+Kind = Literal["article", "edit", "prompt", "code", "general"]
 assert set(KINDS) == set(Kind.__args__)  # one list of kinds: services/templates.py's
 VariableName = Annotated[str, StringConstraints(pattern=IDENTIFIER.pattern)]
 _KEY = Path(
