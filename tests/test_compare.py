@@ -40,8 +40,8 @@ def add_test_model(studio, model_id: str, engine: str) -> None:
 @pytest.fixture
 def studio(tmp_path):
     s = make_studio(tmp_path / "home", model="echo", image_model="plain")
-    add_test_model(s, "echo2", "echo")
-    add_test_model(s, "plain2", "plain")
+    add_test_model(s, "echo3", "echo")
+    add_test_model(s, "plain3", "plain")
     yield s
     s.close()
 
@@ -64,11 +64,11 @@ def free_port() -> int:
 
 def test_each_pane_streams_its_answer_then_its_stats_and_the_comparison_is_saved_and_reopened(studio):
     comparison = studio.compare.text(
-        "one two three four five", ["echo", "echo2"], system="Be brief.", options=TextOptions(max_tokens=3, seed=7)
+        "one two three four five", ["echo", "echo3"], system="Be brief.", options=TextOptions(max_tokens=3, seed=7)
     )
     events = list(comparison)
     assert events[-1].type == "done" and events[-1].comparison_id == comparison.id
-    for pane, model in enumerate(["echo", "echo2"]):
+    for pane, model in enumerate(["echo", "echo3"]):
         mine = [e for e in events if e.pane == pane]
         assert [e.type for e in mine] == ["delta", "delta", "delta", "pane_done"]
         assert {e.model for e in mine} == {model}
@@ -83,7 +83,7 @@ def test_each_pane_streams_its_answer_then_its_stats_and_the_comparison_is_saved
         assert stats["tokens_per_s"] > 0
     saved = studio.compare.get(comparison.id)
     assert saved["kind"] == "text" and saved["prompt"] == "one two three four five"
-    assert saved["models"] == ["echo", "echo2"]
+    assert saved["models"] == ["echo", "echo3"]
     assert saved["request"] == {"system": "Be brief.", "options": {"seed": 7, "max_tokens": 3}}
     assert [p["text"] for p in saved["results"]] == ["one two three ", "one two three "]
     assert [p["finish_reason"] for p in saved["results"]] == ["length", "length"]
@@ -94,11 +94,11 @@ def test_each_pane_streams_its_answer_then_its_stats_and_the_comparison_is_saved
 
 
 def test_the_panes_run_at_the_same_time(studio):
-    for model in ("echo", "echo2"):
+    for model in ("echo", "echo3"):
         studio.registry.worker(model).engine.delay = 0.1  # 10 words: 1 s each when alone
     prompt = " ".join(f"w{i}" for i in range(10))
     started = time.perf_counter()
-    events = list(studio.compare.text(prompt, ["echo", "echo2"]))
+    events = list(studio.compare.text(prompt, ["echo", "echo3"]))
     elapsed = time.perf_counter() - started
     assert elapsed < 1.6, f"the two 1-second answers took {elapsed:.2f} s together: they ran one after the other"
     # the deltas of the two panes interleave
@@ -107,9 +107,9 @@ def test_the_panes_run_at_the_same_time(studio):
 
 
 def test_stopping_a_comparison_stops_every_pane_and_keeps_what_was_answered(studio):
-    for model in ("echo", "echo2"):
+    for model in ("echo", "echo3"):
         studio.registry.worker(model).engine.delay = 0.05
-    comparison = studio.compare.text(" ".join(["word"] * 100), ["echo", "echo2"])
+    comparison = studio.compare.text(" ".join(["word"] * 100), ["echo", "echo3"])
     events = iter(comparison)
     for event in events:
         if event.type == "delta":
@@ -124,7 +124,7 @@ def test_stopping_a_comparison_stops_every_pane_and_keeps_what_was_answered(stud
     "models, message",
     [
         (["echo"], "a comparison takes 2-4 text models, got 1"),
-        (["echo", "echo2", "echo", "echo2", "echo"], "a comparison takes 2-4 text models, got 5"),
+        (["echo", "echo3", "echo", "echo3", "echo"], "a comparison takes 2-4 text models, got 5"),
         (["echo", "ECHO"], "each model may be compared once; echo is given more than once (echo, ECHO)"),
     ],
 )
@@ -141,7 +141,7 @@ def test_an_unknown_model_is_named_and_nothing_runs(studio):
     assert refused.value.message.startswith("The model 'nope' does not exist; available: ")
     assert studio.compare.list() == []
     with pytest.raises(InvalidRequest, match="prompt must not be empty"):
-        studio.compare.text("  ", ["echo", "echo2"])
+        studio.compare.text("  ", ["echo", "echo3"])
 
 
 # -- text: remote servers that fail --------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_an_unknown_model_is_named_and_nothing_runs(studio):
 def test_an_unreachable_remote_is_an_error_in_its_pane_and_the_others_finish(studio):
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     studio.models.add_remote("gone", url, "m", check=False)
-    events = list(studio.compare.text("alpha beta", ["echo", "gone", "echo2"]))
+    events = list(studio.compare.text("alpha beta", ["echo", "gone", "echo3"]))
     errors = [e for e in events if e.type == "pane_error"]
     assert len(errors) == 1 and errors[0].pane == 1 and errors[0].model == "gone"
     assert errors[0].message == f"remote model 'gone' ({url}) is unreachable: [Errno 111] Connection refused"
@@ -209,21 +209,21 @@ def _params(infotext: str) -> dict:
 
 def test_an_image_row_runs_the_same_request_over_each_model(studio):
     request = ImageRequest(prompt="a red fox", steps=2, width=64, height=64, cfg_scale=5, seed=11)
-    comparison = studio.compare.images_compare(request, ["plain", "plain2"])
+    comparison = studio.compare.images_compare(request, ["plain", "plain3"])
     events = list(comparison)
     assert [e.type for e in events] == ["cell", "cell", "done"]
     cells = [e.cell for e in events[:2]]
-    assert [c["model"] for c in cells] == ["plain", "plain2"]
+    assert [c["model"] for c in cells] == ["plain", "plain3"]
     first, second = (_params(c["infotext"]) for c in cells)
     # the infotexts differ exactly in the model
     assert {k for k in first if first[k] != second.get(k)} == {"Model"}
-    assert first["Seed"] == "11" and first["CFG scale"] == "5" and second["Model"] == "plain2"
+    assert first["Seed"] == "11" and first["CFG scale"] == "5" and second["Model"] == "plain3"
     assert all(Image.open(c["path"]).size == (64, 64) for c in cells)
     grid = Image.open(comparison.grid_path)
     assert grid.width >= 128 and grid.height > 64  # two images side by side under their labels
     saved = studio.compare.get(comparison.id)
     assert saved["kind"] == "image" and saved["grid_path"] == str(comparison.grid_path)
-    assert saved["request"]["axes"] == [{"name": "model", "values": ["plain", "plain2"]}]
+    assert saved["request"]["axes"] == [{"name": "model", "values": ["plain", "plain3"]}]
     assert [c["image_id"] for c in saved["results"]] == [c["image_id"] for c in cells]
 
 
@@ -269,7 +269,7 @@ def test_bad_image_comparisons_are_refused_and_nothing_is_queued(studio, models,
 def test_dynamic_prompts_are_refused_in_a_comparison(studio):
     request = ImageRequest(prompt="a {red|blue} boat", width=64, height=64, dynamic_prompts="random")
     with pytest.raises(InvalidRequest, match="a comparison gives every cell the same prompt"):
-        studio.compare.images_compare(request, ["plain", "plain2"])
+        studio.compare.images_compare(request, ["plain", "plain3"])
     assert studio.images.list() == []
 
 
@@ -299,7 +299,7 @@ def _sse(response) -> list[dict]:
 
 def test_the_api_streams_the_panes_and_keeps_the_comparison(studio):
     with LiveServer(create_app(studio, load_default=False)) as live:
-        body = {"prompt": "red green blue", "models": ["echo", "echo2"], "options": {"max_tokens": 2, "seed": 3}}
+        body = {"prompt": "red green blue", "models": ["echo", "echo3"], "options": {"max_tokens": 2, "seed": 3}}
         with httpx.stream("POST", live.url + "/api/compare", json=body, timeout=30) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
             events = _sse(r)
@@ -337,7 +337,7 @@ def test_the_api_compares_images_in_a_grid_and_serves_the_grid(studio):
             "height": 64,
             "steps": 2,
             "seed": 5,
-            "models": ["plain", "plain2"],
+            "models": ["plain", "plain3"],
             "grid": [{"name": "cfg", "values": [3, 9]}],
         }
         r = httpx.post(live.url + "/api/compare/images", json=body, timeout=60)
@@ -345,13 +345,13 @@ def test_the_api_compares_images_in_a_grid_and_serves_the_grid(studio):
         record = r.json()
         assert record["request"]["axes"] == [
             {"name": "cfg_scale", "values": [3.0, 9.0]},
-            {"name": "model", "values": ["plain", "plain2"]},
+            {"name": "model", "values": ["plain", "plain3"]},
         ]
         assert [(c["x"], c["y"]) for c in record["results"]] == [
             (3.0, "plain"),
             (9.0, "plain"),
-            (3.0, "plain2"),
-            (9.0, "plain2"),
+            (3.0, "plain3"),
+            (9.0, "plain3"),
         ]
         assert all(c["infotext"].splitlines()[-1].count("Seed: 5") == 1 for c in record["results"])
         image = httpx.get(f"{live.url}/api/images/{record['results'][0]['image_id']}.png")
@@ -374,23 +374,23 @@ def test_the_cli_prints_each_answer_labelled_then_the_timings_and_shows_it_again
     runner = CliRunner()
     env = {"AIGC_HOME": str(studio.config.home), "AIGC_MODEL": "echo"}
     result = runner.invoke(
-        cli, ["compare", "sun moon stars", "-m", "echo", "-m", "echo2", "--max-tokens", "2"], env=env
+        cli, ["compare", "sun moon stars", "-m", "echo", "-m", "echo3", "--max-tokens", "2"], env=env
     )
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "── [1] echo ─" in out and "── [2] echo2 ─" in out and out.count("sun moon\n") == 2
+    assert "── [1] echo ─" in out and "── [2] echo3 ─" in out and out.count("sun moon\n") == 2
     table = out[out.index("TTFT ms") :]
-    assert " 1. echo " in table and " 2. echo2" in table and table.count("length") == 2
+    assert " 1. echo " in table and " 2. echo3" in table and table.count("length") == 2
     comparison_id = studio.compare.list()[0]["id"]
     assert f"saved as {comparison_id}" in out
     shown = runner.invoke(cli, ["compare", "show", comparison_id], env=env)
-    assert shown.exit_code == 0 and "sun moon" in shown.output and "── [2] echo2 ─" in shown.output
+    assert shown.exit_code == 0 and "sun moon" in shown.output and "── [2] echo3 ─" in shown.output
     listed = runner.invoke(cli, ["compare", "list"], env=env)
-    assert comparison_id in listed.output and "echo, echo2" in listed.output
+    assert comparison_id in listed.output and "echo, echo3" in listed.output
 
     refused = runner.invoke(cli, ["compare", "hi", "-m", "echo"], env=env)
     assert refused.exit_code == 1 and "Error: a comparison takes 2-4 text models, got 1" in refused.output
-    refused = runner.invoke(cli, ["compare", "hi", "-m", "echo", "-m", "echo2", "--steps", "3"], env=env)
+    refused = runner.invoke(cli, ["compare", "hi", "-m", "echo", "-m", "echo3", "--steps", "3"], env=env)
     assert refused.exit_code == 2 and "--steps only go with --image" in refused.output
 
 

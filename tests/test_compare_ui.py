@@ -27,14 +27,14 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("compare-ui-home")
     old_home = os.environ.get("AIGC_HOME")
     studio = make_studio(home, model="echo", image_model="plain")
-    add_test_model(studio, "echo2", "echo")
-    add_test_model(studio, "plain2", "plain")
+    add_test_model(studio, "echo3", "echo")
+    add_test_model(studio, "plain3", "plain")
     with LiveServer(create_app(studio)) as live:
         deadline = time.time() + 30
         while httpx.get(live.url + "/health").status_code != 200:
             assert time.time() < deadline, "the studio did not become healthy"
             time.sleep(0.05)
-        for model in ("echo", "echo2"):
+        for model in ("echo", "echo3"):
             studio.registry.worker(model).engine.delay = 0.05  # a second or two per answer: visible
         live.studio = studio
         yield live
@@ -63,7 +63,7 @@ def pane(page, index: int) -> str:
 def test_two_models_answer_side_by_side_with_their_timings_and_the_comparison_reopens(page, server):
     open_tab(page, "Compare")
     choose(page, "compare-models", "echo")
-    choose(page, "compare-models", "echo2")
+    choose(page, "compare-models", "echo3")
     words = " ".join(f"word{i}" for i in range(30))
     page.fill("#compare-prompt textarea", words)
     page.fill("#compare-max_tokens textarea", "20")
@@ -77,7 +77,7 @@ def test_two_models_answer_side_by_side_with_their_timings_and_the_comparison_re
     assert all("answering…" in text for text in seen)
     screenshot(page, "compare-text-streaming")
     wait_until(lambda: "Saved as cmp-" in page.locator("#compare-status").inner_text(), timeout=30, what="saved")
-    for index, model in enumerate(["echo", "echo2"]):
+    for index, model in enumerate(["echo", "echo3"]):
         text = pane(page, index)
         assert text.startswith(model) and "word19" in text and "word20" not in text
         assert "· 20 tokens · length" in text and "tok/s" in text and "first token" in text
@@ -103,7 +103,7 @@ def test_an_image_row_shows_one_image_per_model(page, server):
     open_tab(page, "Compare")
     page.locator("#compare-mode").get_by_text("Images", exact=True).click()
     choose(page, "compare-image-models", "plain")
-    choose(page, "compare-image-models", "plain2")
+    choose(page, "compare-image-models", "plain3")
     page.fill("#compare-prompt textarea", "a lighthouse at dusk")
     page.fill("#compare-width textarea", "64")
     page.fill("#compare-height textarea", "64")
@@ -113,10 +113,10 @@ def test_an_image_row_shows_one_image_per_model(page, server):
     images = page.locator("#compare-gallery img")
     wait_until(lambda: images.count() >= 2, timeout=15, what="two images")
     captions = page.locator("#compare-gallery").inner_text()
-    assert "model: plain" in captions and "model: plain2" in captions
+    assert "model: plain" in captions and "model: plain3" in captions
     wait_until(lambda: page.locator("#compare-grid img").count() == 1, timeout=15, what="the grid image")
     record = server.studio.compare.get(server.studio.compare.list()[0]["id"])
-    assert [c["model"] for c in record["results"]] == ["plain", "plain2"]
+    assert [c["model"] for c in record["results"]] == ["plain", "plain3"]
     screenshot(page, "compare-image-row")
 
 

@@ -100,7 +100,7 @@ def test_a_shipped_template_cannot_be_deleted_but_an_override_can_restoring_it(s
         (MINE.replace("{subject}", "{subject"), r"expected '\}' before end of string"),
         (MINE.replace("{subject}.", "{subject}}."), r"Single '\}' encountered"),
         (MINE.replace('kind = "general"', 'kind = "general'), r"not a TOML file: .*line 3"),
-        (MINE.replace('kind = "general"', 'kind = "poem"'), "kind must be one of article, edit, prompt, general"),
+        (MINE.replace('kind = "general"', 'kind = "poem"'), "kind must be one of article, edit, prompt, code, general"),
         (MINE.replace('name = "haiku"', 'name = "my haiku"'), "name 'my haiku' must be 1-64 letters"),
     ],
 )

@@ -56,6 +56,9 @@ _REGEX_SPECIAL = set("\\^$.|?*+()[]{}/")
 # Whitespace as Python's str.strip() has it (ECMA's \s differs: U+FEFF is in, U+001C-U+001F and U+0085 out),
 # spelled out so that the pattern means the same in both dialects.
 WHITESPACE = "[" + "".join(f"\\u{c:04x}" for c in range(0x3001) if chr(c).isspace()) + "]"
+# A pattern for text that is not blank as the services see it (they strip() it): one character that is
+# not Python whitespace. r"\S" would let U+001C-U+001F and U+0085 through, which strip() removes.
+NOT_BLANK = "[^" + WHITESPACE[1:-1] + "]"
 
 
 def _any_case(text: str) -> str:

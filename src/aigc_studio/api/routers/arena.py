@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...contracts import json_int
+from ...services.a1111_schema import NOT_BLANK
 from ...services.arena import CATEGORIES, MAX_PROMPT
 from ...studio import Studio
 from ..deps import get_studio
@@ -45,7 +46,7 @@ class BattleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(
-        min_length=1, max_length=MAX_PROMPT, pattern=r"\S", description="What both models answer (or draw)."
+        min_length=1, max_length=MAX_PROMPT, pattern=NOT_BLANK, description="What both models answer (or draw)."
     )
     category: Category = Field("chat", description="Which leaderboard the vote counts in.")
     models: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(

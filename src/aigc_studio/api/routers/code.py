@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ...contracts import RUN_LANGUAGES, RunLimits, json_int
 from ...errors import InvalidRequest
+from ...services.a1111_schema import NOT_BLANK
 from ...services.code import (
     LANGUAGE_NAME,
     MAX_CALL,
@@ -118,7 +119,7 @@ class GenerateIn(BaseModel):
     prompt: Annotated[str, _not_blank("what the program should do")] = Field(
         min_length=1,
         max_length=MAX_PROMPT,
-        json_schema_extra={"pattern": r"\S"},
+        json_schema_extra={"pattern": NOT_BLANK},
         description='What to write ("write a JavaScript bubble sort") or change ("make it more concise").',
     )
     session_id: str | None = Field(

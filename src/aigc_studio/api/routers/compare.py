@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import Convertor, register_url_convertor
 
 from ...contracts import ImageRequest, TextOptions
+from ...services.a1111_schema import NOT_BLANK
 from ...services.compare import AXES, MAX_AXIS_VALUES, MAX_MODELS, MAX_PROMPT, MIN_MODELS, Axis
 from ...studio import Studio
 from ..deps import get_studio
@@ -55,7 +56,9 @@ ModelName = Annotated[str, Field(min_length=1, max_length=200)]
 class TextCompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT, pattern=r"\S", description="The question, to every model.")
+    prompt: str = Field(
+        min_length=1, max_length=MAX_PROMPT, pattern=NOT_BLANK, description="The question, to every model."
+    )
     models: list[ModelName] = Field(
         min_length=MIN_MODELS,
         max_length=MAX_MODELS,

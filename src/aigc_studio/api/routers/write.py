@@ -16,6 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import StudioError
+from ...services.a1111_schema import NOT_BLANK
 from ...services.article_spec import MAX_CONTENT, MAX_HEADING, MAX_SECTIONS, ArticleSpec
 from ...services.export import FORMATS
 from ...services.writing import ArticleRun
@@ -30,7 +31,7 @@ _BAD = {400: "A field is missing, of the wrong type or out of range; the message
 _TOO_LARGE = {413: "The request body is over the server's limit (max_body_mb)."}
 _MISSING = {404: "No such document, version, section or model (the message names it)."}
 # Not blank: at least one character that is not a space (the services refuse blank text, saying so).
-Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING, pattern=r"\S")]
+Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING, pattern=NOT_BLANK)]
 
 
 class ArticleRequest(ArticleSpec):
@@ -68,7 +69,7 @@ class SaveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     content: str = Field(
-        min_length=1, max_length=MAX_CONTENT, pattern=r"\S", description="The whole article as Markdown."
+        min_length=1, max_length=MAX_CONTENT, pattern=NOT_BLANK, description="The whole article as Markdown."
     )
 
 
@@ -271,7 +272,7 @@ def write_save(body: SaveRequest, document_id: str = _DOC, studio: Studio = Depe
 @router.get("/documents", responses=errors(ErrorBody, _BAD))
 def list_documents(
     q: str | None = Query(
-        None, min_length=1, max_length=1000, pattern=r"\S", description="Title or any version's text contains it."
+        None, min_length=1, max_length=1000, pattern=NOT_BLANK, description="Title or any version's text contains it."
     ),
     limit: int = Query(50, ge=1, le=1000, description="At most this many, most recently changed first."),
     studio: Studio = Depends(get_studio),
