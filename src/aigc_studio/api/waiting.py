@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
@@ -70,3 +72,56 @@ async def run_to_end(request: Request, run: Any, on_chunk: Callable[[TextChunk],
             break
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def events_of(request: Request, run: Any, name: str) -> AsyncIterator[Any]:
+    """The events of ``run`` (a blocking iterable with ``cancel()``: an article, a code turn, a
+    comparison), produced in a thread of its own and handed to the event loop. A client that goes away,
+    or a consumer that stops early, cancels the run; what it made is kept by its service all the same.
+    Use it under ``contextlib.aclosing`` so stopping early cancels at once."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def put(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone (server stopping): nobody is reading any more
+            run.cancel()
+
+    def produce() -> None:
+        try:
+            for event in run:
+                put(event)
+        finally:
+            put(None)
+
+    threading.Thread(target=produce, name=name, daemon=True).start()
+    finished = False
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=DISCONNECT_POLL_SECONDS * 2)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    run.cancel()
+                continue
+            if event is None:
+                break
+            yield event
+        finished = True
+    finally:
+        if not finished:
+            run.cancel()
+
+
+def sse_of(request: Request, run: Any, name: str):
+    """``run``'s events (each with ``as_dict()``) as a server-sent event stream ending in ``[DONE]``."""
+    from fastapi.responses import StreamingResponse
+
+    async def lines() -> AsyncIterator[str]:
+        async with contextlib.aclosing(events_of(request, run, name)) as events:
+            async for event in events:
+                yield f"data: {json.dumps(event.as_dict(), ensure_ascii=False)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(lines(), media_type="text/event-stream")

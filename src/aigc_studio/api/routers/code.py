@@ -4,9 +4,8 @@ delete a session. The routes parse, call ``studio.code`` and render; the logic i
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
-import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -32,6 +31,7 @@ from ...services.code import (
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
+from ..waiting import events_of
 from .editing import STRICT, OptionsIn
 
 router = APIRouter(prefix="/api/code", tags=["code"])
@@ -309,44 +309,6 @@ class Deleted(BaseModel):
 # -- streaming a turn -------------------------------------------------------------------------------
 
 
-async def _events(request: Request, turn: CodeTurn) -> AsyncIterator[CodeEvent]:
-    """The turn's events, produced in a thread of its own (the turn blocks on the model and the
-    sandbox); a client that goes away cancels it, and what was generated is stored all the same."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-
-    def put(item: object) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the loop is gone (server stopping): nobody is reading any more
-            turn.cancel()
-
-    def produce() -> None:
-        try:
-            for event in turn:
-                put(event)
-        finally:
-            put(None)
-
-    threading.Thread(target=produce, name="code-turn", daemon=True).start()
-    finished = False
-    try:
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout=0.5)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    turn.cancel()
-                continue
-            if event is None:
-                break
-            yield event
-        finished = True
-    finally:
-        if not finished:
-            turn.cancel()
-
-
 def _sse(payload: dict | str) -> str:
     data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     return f"data: {data}\n\n"
@@ -412,12 +374,13 @@ async def generate(body: GenerateIn, request: Request, studio: Studio = Depends(
         )
     )
     if not body.stream:
-        events = [event async for event in _events(request, turn)]
+        events = [event async for event in events_of(request, turn, "code-turn")]
         return JSONResponse(_turn_answer(events, turn))
 
     async def stream() -> AsyncIterator[str]:
-        async for event in _events(request, turn):
-            yield _sse(event.to_dict())
+        async with contextlib.aclosing(events_of(request, turn, "code-turn")) as events:
+            async for event in events:
+                yield _sse(event.to_dict())
         yield _sse("[DONE]")
 
     return StreamingResponse(stream(), media_type="text/event-stream")

@@ -4,10 +4,6 @@ comparisons."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -22,6 +18,7 @@ from ...services.compare import AXES, MAX_AXIS_VALUES, MAX_MODELS, MAX_PROMPT, M
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
+from ..waiting import sse_of
 
 router = APIRouter(prefix="/api", tags=["compare"])
 
@@ -174,44 +171,7 @@ def _event_stream() -> dict:
 def _stream(request: Request, comparison) -> StreamingResponse:
     """The comparison's events as SSE; it runs in a thread of its own, and a client that goes away stops it
     (what was answered is saved all the same)."""
-
-    async def events() -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        def put(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone (server stopping): nobody is reading any more
-                comparison.cancel()
-
-        def produce() -> None:
-            try:
-                for event in comparison:
-                    put(event)
-            finally:
-                put(None)
-
-        threading.Thread(target=produce, name="compare-run", daemon=True).start()
-        finished = False
-        try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=1.0)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        comparison.cancel()
-                    continue
-                if event is None:
-                    break
-                yield f"data: {json.dumps(event.as_dict(), ensure_ascii=False)}\n\n"
-            finished = True
-            yield "data: [DONE]\n\n"
-        finally:
-            if not finished:
-                comparison.cancel()
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return sse_of(request, comparison, "compare-run")
 
 
 def _run_to_end(studio: Studio, comparison) -> dict:

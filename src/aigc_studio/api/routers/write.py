@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -23,6 +19,7 @@ from ...services.writing import ArticleRun
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
+from ..waiting import sse_of
 
 router = APIRouter(prefix="/api", tags=["writing"])
 
@@ -152,44 +149,7 @@ def _event_stream() -> dict:
 def _stream(request: Request, run: ArticleRun) -> StreamingResponse:
     """The run's events as SSE. The run goes on in a thread of its own: a client that goes away stops
     it, and what was written is saved all the same."""
-
-    async def events() -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        def put(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone (server stopping): nobody is reading any more
-                run.cancel()
-
-        def produce() -> None:
-            try:
-                for event in run:
-                    put(event)
-            finally:
-                put(None)
-
-        threading.Thread(target=produce, name="write-run", daemon=True).start()
-        finished = False
-        try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=1.0)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        run.cancel()
-                    continue
-                if event is None:
-                    break
-                yield f"data: {json.dumps(event.as_dict(), ensure_ascii=False)}\n\n"
-            finished = True
-            yield "data: [DONE]\n\n"
-        finally:
-            if not finished:
-                run.cancel()
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return sse_of(request, run, "write-run")
 
 
 @router.post("/write/outline", responses=errors(ErrorBody, {**_BAD, **_MISSING, **_TOO_LARGE}))
