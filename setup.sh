@@ -10,16 +10,20 @@ dev=0
 PY=${PYTHON:-python3.11}
 
 # The web UI tests drive Debian's Chromium (never a downloaded browser); the fonts let Chinese and
-# emoji render in their screenshots.
-if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ]; then
-    apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei fonts-noto-color-emoji >/dev/null
+# emoji render in their screenshots. The label tests read files back with exiftool as well.
+if [ $dev = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/exiftool ]; }; then
+    apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei fonts-noto-color-emoji \
+        libimage-exiftool-perl >/dev/null
 fi
 # Code runs only in Debian's bubblewrap container, with Debian's python3 and nodejs inside it (bench and
 # tests run them too). Without them the studio works but refuses to run code, saying what is missing.
-if [ ! -x /usr/bin/bwrap ] || [ ! -x /usr/bin/node ] || [ ! -x /usr/bin/prlimit ]; then
-    if ! { apt-get update -qq && apt-get install -y -qq bubblewrap nodejs util-linux >/dev/null; }; then
-        echo "setup: could not install bubblewrap and nodejs (as root: apt-get install bubblewrap nodejs);" \
-            "until they are installed the studio refuses to run code" >&2
+# The visible "AI生成" mark on images is drawn with a Chinese font (WenQuanYi Micro Hei).
+if [ ! -x /usr/bin/bwrap ] || [ ! -x /usr/bin/node ] || [ ! -x /usr/bin/prlimit ] \
+    || [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+    if ! { apt-get update -qq && apt-get install -y -qq bubblewrap nodejs util-linux fonts-wqy-microhei >/dev/null; }; then
+        echo "setup: could not install bubblewrap, nodejs and fonts-wqy-microhei (as root: apt-get install" \
+            "bubblewrap nodejs fonts-wqy-microhei); until they are installed the studio refuses to run code" \
+            "and marks images in English" >&2
         [ $dev = 1 ] && exit 1
     fi
 fi
@@ -59,6 +63,10 @@ extras=""
 # CLIP's BPE vocabulary, which Stable Diffusion checkpoints need and hubs usually provide: it ships
 # inside this package. --no-deps: only the vocabulary file is used, not the package's code.
 .venv/bin/python -m pip install --quiet --no-deps "open-clip-torch==3.3.0"
+
+# The RivaGAN watermark models ship in this package; --no-deps because its own code needs OpenCV,
+# which the studio does not use: it runs the .onnx files with onnxruntime.
+.venv/bin/python -m pip install --quiet --no-deps "invisible-watermark==0.2.0"
 
 printf '%s' "$stamp_src" | sha256sum > "$stamp_file"
 echo "setup: done. Start with: .venv/bin/aigc serve   or   .venv/bin/aigc chat"

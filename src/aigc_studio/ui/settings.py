@@ -40,7 +40,12 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
             widgets: dict[str, gr.Component] = {}
             for key, setting in SETTINGS.items():
                 common = {"label": t(f"set_{key}"), "info": t(f"set_{key}_help"), "elem_id": f"settings-{key}"}
-                if isinstance(setting.default, int):
+                options = getattr(setting.check, "options", None)
+                if isinstance(setting.default, bool):
+                    widgets[key] = gr.Checkbox(**common)
+                elif options:
+                    widgets[key] = gr.Dropdown(choices=list(options), **common)
+                elif isinstance(setting.default, int):
                     widgets[key] = gr.Number(precision=0, **common)
                 else:
                     widgets[key] = gr.Textbox(**common)
@@ -63,7 +68,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
         saved = file_settings()
         changes: dict[str, object] = {}
         for (key, setting), value in zip(SETTINGS.items(), values, strict=True):
-            if isinstance(setting.default, int):
+            if isinstance(setting.default, bool):
+                value = bool(value)
+            elif isinstance(setting.default, int):
                 if value is None:
                     raise Mistake("v_field", field=text(lang_value, f"set_{key}"), what=text(lang_value, "v_integer"))
                 value = int(value)
