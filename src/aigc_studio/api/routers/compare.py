@@ -142,7 +142,10 @@ class TextComparisonRecord(ComparisonSummary):
 
 class ImageComparisonRecord(ComparisonSummary):
     kind: Literal["image"]
-    request: dict[str, Any] = Field(description="image_request (the seed fixed) and axes [{name, values}].")
+    request: dict[str, Any] = Field(
+        description="image_request (the seed fixed), axes [{name, values}] and grid_labels (what labeling applied "
+        "to the grid image, as an image's labels).",
+    )
     results: list[Cell] = Field(description="The cells row by row (Y), each row along X.")
     grid_path: str | None = Field(description="The grid PNG with axis labels: GET /api/compare/{id}/grid.png.")
 

@@ -215,7 +215,9 @@ def progress(
         "eta_relative": round(job.eta or 0.0, 2),
         "state": _state(job, len(pending)),
         "current_image": image,
-        "textinfo": f"Step {job.step}/{job.steps}, batch {job.batch + 1}/{job.batches}",
+        "textinfo": "Labeling"
+        if job.phase == "labeling"
+        else f"Step {job.step}/{job.steps}, batch {job.batch + 1}/{job.batches}",
     }
 
 
