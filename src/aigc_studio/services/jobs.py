@@ -162,7 +162,7 @@ class JobQueue:
         if job is not None:
             fields = ("id", "kind", "state", "model", "source", "error", "created", "started", "finished")
             counts = {"step": job.step, "steps": job.steps, "batch": job.batch, "batches": job.batches}
-            counts["phase"] = job.phase or None
+            counts["phase"] = (job.phase or None) if job.state == "running" else None
             return {**{k: getattr(job, k) for k in fields}, "progress": job.progress, "eta": job.eta, **counts}
         row = self.db.conn.execute(
             "SELECT id, kind, state, model, source, error, created, started, finished FROM jobs WHERE id = ?",
