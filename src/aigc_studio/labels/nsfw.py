@@ -130,17 +130,22 @@ def blocked_term(prompt: str, blocklist: str) -> str | None:
     Case does not matter. An entry with Chinese, Japanese or Korean characters matches anywhere in
     the prompt (those scripts have no spaces between words); any other entry matches whole words
     only: "nude" finds "a nude figure" and "(nude:1.2)" and "nude_woman" but not "denuded". Inner
-    spaces of an entry match any run of spaces.
+    spaces of an entry match any run of spaces; full-width letters match their ASCII forms.
     """
-    text = " ".join(prompt.split()).casefold()
+    text = _comparable(prompt)
     for entry in blocklist_entries(blocklist):
-        needle = " ".join(entry.split()).casefold()
+        needle = _comparable(entry)
         if any(_is_cjk(ch) for ch in needle):
             if needle in text:
                 return entry
         elif _whole_word_in(needle, text):
             return entry
     return None
+
+
+def _comparable(text: str) -> str:
+    # NFKC makes full-width letters (ｎｕｄｅ) the ASCII ones; casefold also maps ß to ss.
+    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
 def _whole_word_in(needle: str, text: str) -> bool:
