@@ -225,6 +225,26 @@ def test_a_png_aigc_chunk_alone_is_read_and_checked():
     )
 
 
+def test_label_chunks_after_the_pixel_data_and_compressed_are_read():
+    # Some tools append text chunks after IDAT, or write zTXt; both are valid PNG.
+    image = picture()
+    label = AigcLabel("Other", "late-1", reserved_code1=image_digest(image))
+    plain = io.BytesIO()
+    image.save(plain, format="PNG")
+    xmp = build_xmp(label, SOURCE_CREATED).encode()
+    late = _png_chunk(b"zTXt", b"AIGC\0\0" + zlib.compress(label.to_json().encode())) + _png_chunk(
+        b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp
+    )
+    data = plain.getvalue()[:-12] + late + plain.getvalue()[-12:]  # the last 12 bytes are IEND
+    labels = read_image_labels(data)
+    assert (labels.aigc, labels.aigc_where, labels.integrity, labels.source_type) == (
+        label,
+        ["xmp", "png-text"],
+        "match",
+        SOURCE_CREATED,
+    )
+
+
 def test_a1111_files_give_their_infotext(tmp_path):
     chinese = "一只猫\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 96x64"
     png = io.BytesIO()
