@@ -16,7 +16,6 @@ decoding a pixel, and recomputes the label's integrity digest over the decoded p
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass, field, replace
 
 from PIL import Image, PngImagePlugin
@@ -136,10 +135,10 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise ValueError("not an image: the file is empty")
     try:
-        with warnings.catch_warnings():
-            # the size is checked against max_pixels below; Pillow's own error still fires past 2x its limit
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))  # reads the header only
+        # Reads the header only. The size is checked against max_pixels below; Pillow's own error still
+        # fires past twice its limit. (Its warning is left alone: silencing it with catch_warnings would
+        # change process-wide filters under other threads.)
+        image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ValueError(f"image refused without decoding: {exc}") from None
     except Image.UnidentifiedImageError:
@@ -153,9 +152,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             f" megapixels); at most {max_pixels / 1e6:.0f} megapixels are read"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
+        image.load()
     except Exception as exc:  # truncated or corrupt data after a valid header, in any plugin
         raise ValueError(f"not a readable image ({image.format}): {type(exc).__name__}: {exc}") from None
     return image
