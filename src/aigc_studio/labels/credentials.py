@@ -281,7 +281,11 @@ class Credentials:
                 return out.getvalue()
         except c2pa.C2paError as exc:
             where = self.cert or self.folder / _LEAF_CERT
-            raise CredentialsError(f"c2pa refused to sign with {where}: {exc}") from None
+            raise CredentialsError(
+                f"c2pa refused to sign with {where}: {exc}. C2PA accepts a signing certificate that is not a CA, "
+                "has key usage digitalSignature, an extended key usage such as emailProtection or "
+                "documentSigning, and an authority key identifier, followed by its issuers"
+            ) from None
 
 
 def _software(software: str | None) -> tuple[str, str]:

@@ -1,0 +1,426 @@
+"""C2PA content credentials: signing, reading back, trust, tampering, the user's own chain, threads."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import shutil
+import stat
+import subprocess
+import threading
+import zlib
+
+import numpy as np
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from PIL import Image, PngImagePlugin
+
+from aigc_studio import __version__
+from aigc_studio.labels.aigc import SOURCE_CREATED, SOURCE_EDITED, TC260_NS, AigcLabel
+from aigc_studio.labels.credentials import Credentials, CredentialsError, read_credentials
+
+FORMATS = ["png", "jpeg", "webp"]
+PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+STUDIO_SIGNER = "AIGC Studio signer, AIGC Studio"
+
+
+def picture(size: int = 64) -> Image.Image:
+    """A deterministic picture with detail, so every format has real image data to hash."""
+    rng = np.random.default_rng(7)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    pixels = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size))], -1)
+    pixels += rng.normal(0, 12, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def xmp_packet(produce_id: str) -> str:
+    """A TC260 AIGC XMP packet as the studio writes it before signing (META's build_xmp makes the real one)."""
+    label = AigcLabel("AIGC-Studio", produce_id).to_json().replace('"', "&quot;")
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:TC260="{TC260_NS}" TC260:AIGC="{label}"/>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
+
+
+def encode(image: Image.Image, fmt: str, xmp: str | None = None) -> bytes:
+    out = io.BytesIO()
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", "a red fox, Steps: 2, Seed: 1")
+        if xmp:
+            info.add_itxt("XML:com.adobe.xmp", xmp)
+        image.save(out, "PNG", pnginfo=info)
+    else:
+        image.save(out, PIL_FORMAT[fmt], quality=90, **({"xmp": xmp.encode()} if xmp else {}))
+    return out.getvalue()
+
+
+def xmp_of(data: bytes) -> str | None:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        found = image.info.get("XML:com.adobe.xmp") or image.info.get("xmp")
+    return found.decode() if isinstance(found, bytes) else found
+
+
+@pytest.fixture
+def creds(tmp_path) -> Credentials:
+    credentials = Credentials(tmp_path / "c2pa")
+    credentials.ensure()
+    return credentials
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_created_manifest_round_trips_and_keeps_the_xmp_written_before_it(creds, fmt):
+    packet = xmp_packet("img-7")
+    unsigned = encode(picture(), fmt, packet)
+    signed = creds.sign(unsigned, fmt, title=f"img-7.{fmt}", source_type=SOURCE_CREATED, produce_id="img-7")
+
+    state = read_credentials(signed, fmt)
+    assert state.state == "valid", state.reason
+    assert state.actions == ["c2pa.created"]
+    assert state.source_type == SOURCE_CREATED
+    assert state.signer == STUDIO_SIGNER
+    assert state.claim_generator == f"AIGC Studio {__version__}"
+    assert state.title == f"img-7.{fmt}"
+    assert state.produce_id == "img-7"
+    assert state.ingredients == []
+    assert "not among the trust anchors" in state.reason
+    # The TC260 label written first is still there, byte for byte, and so are the pixels.
+    assert xmp_of(signed) == packet
+    with Image.open(io.BytesIO(signed)) as after, Image.open(io.BytesIO(unsigned)) as before:
+        assert np.array_equal(np.asarray(after), np.asarray(before))
+    assert read_credentials(unsigned, fmt).state == "absent"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_edited_manifest_names_the_source_as_parent(creds, fmt):
+    source = encode(picture(48), "png")
+    edited = encode(picture().transpose(Image.Transpose.FLIP_LEFT_RIGHT), fmt, xmp_packet("img-8"))
+    signed = creds.sign(
+        edited,
+        fmt,
+        title="img-8",
+        source_type=SOURCE_EDITED,
+        produce_id="img-8",
+        ingredient=source,
+        ingredient_fmt="png",
+        software="AIGC Studio 9.9",
+    )
+
+    state = read_credentials(signed, fmt)
+    assert state.state == "valid", state.reason
+    assert state.actions == ["c2pa.opened", "c2pa.edited"]
+    assert state.source_type == SOURCE_EDITED
+    assert state.ingredients == ["source.png (parentOf)"]
+    assert state.claim_generator == "AIGC Studio 9.9"
+    assert state.produce_id == "img-8"
+    assert xmp_of(signed) == xmp_packet("img-8")
+
+
+def test_trusted_only_with_the_anchor_and_only_for_that_read(creds, tmp_path):
+    signed = creds.sign(encode(picture(), "png"), "png", title="t", source_type=SOURCE_CREATED, produce_id="1")
+    trusted = read_credentials(signed, "png", creds.trust_anchors())
+    assert trusted.state == "trusted", trusted.reason
+    assert trusted.reason.startswith("signature and hashes good; signed by AIGC Studio signer")
+    # The anchors did not stay behind in the library's process-wide settings.
+    assert read_credentials(signed, "png").state == "valid"
+    # Another CA as anchor: the file is intact, the signer just is not trusted by it.
+    other = Credentials(tmp_path / "other")
+    other.ensure()
+    assert other.trust_anchors() != creds.trust_anchors()
+    untrusted = read_credentials(signed, "png", other.trust_anchors())
+    assert untrusted.state == "valid", untrusted.reason
+    assert read_credentials(signed, "png", creds.trust_anchors()).state == "trusted"
+
+
+def _flip_in_png_chunk(data: bytes, chunk: bytes, offset: int) -> bytes:
+    """Flip one byte inside a PNG chunk's data and fix its CRC, as an editor that changes it would."""
+    at = data.index(chunk) - 4
+    length = int.from_bytes(data[at : at + 4], "big")
+    body = bytearray(data[at + 4 : at + 8 + length])
+    body[4 + offset] ^= 0x01
+    crc = zlib.crc32(bytes(body)).to_bytes(4, "big")
+    return data[: at + 4] + bytes(body) + crc + data[at + 12 + length :]
+
+
+def _flip_in_jpeg_scan(data: bytes) -> bytes:
+    start = data.rindex(b"\xff\xda")  # the last start-of-scan: after every APP segment c2pa adds
+    flipped = bytearray(data)
+    flipped[start + 40] ^= 0x01
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_one_flipped_byte_in_the_image_data_is_invalid(creds, fmt):
+    signed = creds.sign(encode(picture(), fmt), fmt, title="t", source_type=SOURCE_CREATED, produce_id="1")
+    tampered = _flip_in_png_chunk(signed, b"IDAT", 10) if fmt == "png" else _flip_in_jpeg_scan(signed)
+
+    state = read_credentials(tampered, fmt, creds.trust_anchors())
+    assert state.state == "invalid"
+    assert state.failures == ["assertion.dataHash.mismatch"]
+    assert state.reason.startswith("assertion.dataHash.mismatch: ")
+    # What the manifest says is still reported, for the inspector to show.
+    assert state.produce_id == "1" and state.signer == STUDIO_SIGNER
+
+
+def test_the_signature_covers_the_xmp_label(creds):
+    signed = creds.sign(
+        encode(picture(), "png", xmp_packet("img-1")), "png", title="t", source_type=SOURCE_CREATED, produce_id="1"
+    )
+    offset = signed.index(b"img-1") - signed.index(b"iTXt") - 4
+    relabeled = _flip_in_png_chunk(signed, b"iTXt", offset)  # "img-1" -> "hmg-1"
+    assert b"hmg-1" in relabeled
+
+    state = read_credentials(relabeled, "png")
+    assert state.state == "invalid"
+    assert state.failures == ["assertion.dataHash.mismatch"]
+
+    jpeg = creds.sign(
+        encode(picture(), "jpeg", xmp_packet("img-1")), "jpeg", title="t", source_type=SOURCE_CREATED, produce_id="1"
+    )
+    relabeled = jpeg.replace(b"img-1", b"img-2", 1)
+    assert read_credentials(relabeled, "jpeg").failures == ["assertion.dataHash.mismatch"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_pillow_resave_strips_the_manifest(creds, fmt):
+    signed = creds.sign(encode(picture(), fmt), fmt, title="t", source_type=SOURCE_CREATED, produce_id="1")
+    with Image.open(io.BytesIO(signed)) as image:
+        changed = image.convert("RGB")
+    changed.putpixel((3, 3), (255, 0, 0))
+    resaved = encode(changed, fmt)
+
+    state = read_credentials(resaved, fmt)
+    assert state.state == "absent"
+    assert state.reason == "no C2PA manifest in the file"
+
+
+def test_arbitrary_bytes_never_raise(creds):
+    signed = creds.sign(encode(picture(), "png"), "png", title="t", source_type=SOURCE_CREATED, produce_id="1")
+    not_png = read_credentials(b"hello world", "png")
+    assert not_png.state == "absent"
+    assert not_png.reason.startswith("no C2PA manifest: the bytes are not a readable PNG")
+    assert read_credentials(b"", "jpeg").state == "absent"
+    assert read_credentials(b"RIFF\x00\x00", "webp").state == "absent"
+
+    # A manifest cut short: someone signed it, and it cannot be read any more.
+    cut = signed[: signed.index(b"caBX") + 500]
+    state = read_credentials(cut, "png")
+    assert state.state == "invalid", state.reason
+    assert state.reason.startswith("the C2PA manifest cannot be read: ")
+
+    # A byte flipped inside the manifest: its own hashes catch it.
+    broken = _flip_in_png_chunk(signed, b"caBX", 2000)
+    state = read_credentials(broken, "png")
+    assert state.state == "invalid"
+    assert any(code.startswith(("assertion.", "claimSignature.", "manifest.")) for code in state.failures)
+
+    with pytest.raises(ValueError, match="format must be one of png, jpeg, webp, got 'gif'"):
+        read_credentials(signed, "gif")
+
+
+def test_ensure_makes_one_ca_and_leaf_with_private_keys(tmp_path):
+    folder = tmp_path / "c2pa"
+    credentials = Credentials(folder)
+    credentials.ensure()
+
+    assert sorted(path.name for path in folder.iterdir()) == ["ca.key", "ca.pem", "signer.key", "signer.pem"]
+    for key in ("ca.key", "signer.key"):
+        assert stat.S_IMODE((folder / key).stat().st_mode) == 0o600
+    leaf, ca = x509.load_pem_x509_certificates((folder / "signer.pem").read_bytes())
+    assert leaf.issuer == ca.subject
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc >= datetime.timedelta(days=3650)
+    assert leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    assert credentials.trust_anchors() == (folder / "ca.pem").read_text()
+
+    before = (folder / "ca.pem").read_bytes()
+    Credentials(folder).ensure()  # a second studio start: nothing is remade
+    assert (folder / "ca.pem").read_bytes() == before
+
+
+def test_two_threads_first_use_make_one_ca(tmp_path):
+    folder = tmp_path / "c2pa"
+    start = threading.Barrier(4)
+    anchors: list[str] = []
+
+    def first_use():
+        credentials = Credentials(folder)  # separate objects, as two services would hold
+        start.wait()
+        credentials.ensure()
+        anchors.append(credentials.trust_anchors())
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(anchors) == 4 and len(set(anchors)) == 1
+    assert anchors[0] == (folder / "ca.pem").read_text()
+
+
+def test_two_threads_sign_at_once(creds):
+    data = {"png": encode(picture(), "png"), "jpeg": encode(picture(), "jpeg")}
+    start = threading.Barrier(2)
+    results: dict[str, bytes] = {}
+    errors: list[BaseException] = []
+
+    def sign(fmt: str):
+        start.wait()
+        try:
+            for round_ in range(3):
+                results[f"{fmt}{round_}"] = creds.sign(
+                    data[fmt], fmt, title=fmt, source_type=SOURCE_CREATED, produce_id=f"{fmt}-{round_}"
+                )
+        except BaseException as exc:  # reported below, with the thread's error
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign, args=(fmt,)) for fmt in data]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    for name, signed in results.items():
+        fmt, round_ = name[:-1], name[-1]
+        state = read_credentials(signed, fmt, creds.trust_anchors())
+        assert (state.state, state.produce_id) == ("trusted", f"{fmt}-{round_}")
+
+
+def _user_chain(folder) -> tuple:
+    """A user's own CA and signing certificate (P-384, ES384), as a company's PKI would issue them."""
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+    ca_key, key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Example Root"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Co"),
+        ]
+    )
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Example Newsroom"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Co"),
+        ]
+    )
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA384())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA384())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "me.pem", folder / "me.key"
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path, ca.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_users_own_certificate_signs_instead(tmp_path, creds):
+    cert, key, root = _user_chain(tmp_path / "mine")
+    mine = Credentials(tmp_path / "unused", cert=cert, key=key)
+    mine.ensure()
+    assert not (tmp_path / "unused").exists()  # no studio CA is made when the user brings one
+    assert mine.trust_anchors() == root
+
+    signed = mine.sign(encode(picture(), "jpeg"), "jpeg", title="t", source_type=SOURCE_CREATED, produce_id="9")
+    state = read_credentials(signed, "jpeg", mine.trust_anchors())
+    assert (state.state, state.signer) == ("trusted", "Example Newsroom, Example Co")
+    assert read_credentials(signed, "jpeg", creds.trust_anchors()).state == "valid"
+
+
+def test_bad_or_mismatched_pairs_are_clear_errors(tmp_path, creds):
+    cert, key, _ = _user_chain(tmp_path / "mine")
+    with pytest.raises(
+        CredentialsError, match=f"{tmp_path / 'c2pa' / 'signer.key'} does not match the certificate in {cert}"
+    ):
+        Credentials(tmp_path / "x", cert=cert, key=tmp_path / "c2pa" / "signer.key").ensure()
+    with pytest.raises(CredentialsError, match=f"{key} is not a PEM certificate chain"):
+        Credentials(tmp_path / "x", cert=key, key=key).ensure()
+    with pytest.raises(CredentialsError, match=f"{cert} is not an unencrypted PEM private key"):
+        Credentials(tmp_path / "x", cert=cert, key=cert).ensure()
+    with pytest.raises(CredentialsError, match=f"cannot read {tmp_path / 'nope.pem'}: No such file"):
+        Credentials(tmp_path / "x", cert=tmp_path / "nope.pem", key=key).ensure()
+    with pytest.raises(CredentialsError, match="c2pa_cert is set but c2pa_key is empty: give both, or neither"):
+        Credentials(tmp_path / "x", cert=cert)
+    # A pair that matches but that C2PA refuses (P-256 without the signing key usage): named, not a traceback.
+    with pytest.raises(CredentialsError, match=f"c2pa refused to sign with {cert}"):
+        _refused = _no_key_usage_chain(tmp_path / "refused", cert)
+        Credentials(tmp_path / "x", cert=cert, key=_refused).sign(
+            encode(picture(), "png"), "png", title="t", source_type=SOURCE_CREATED, produce_id="1"
+        )
+
+
+def _no_key_usage_chain(folder, cert_path):
+    """Overwrite cert_path with a self-signed CA certificate (no EKU) and return its key: c2pa refuses it."""
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not a signer")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    folder.mkdir(parents=True, exist_ok=True)
+    key_path = folder / "k.pem"
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return key_path
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool (libimage-exiftool-perl) is not installed")
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_exiftool_sees_the_c2pa_block(creds, fmt, tmp_path):
+    path = tmp_path / f"signed.{fmt}"
+    path.write_bytes(
+        creds.sign(
+            encode(picture(), fmt, xmp_packet("img-5")), fmt, title="t", source_type=SOURCE_CREATED, produce_id="img-5"
+        )
+    )
+    lines = [
+        " ".join(line.split())
+        for line in subprocess.run(
+            ["exiftool", "-G1", "-a", str(path)], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.splitlines()
+    ]
+    assert "[JUMBF] JUMD Label : c2pa" in lines
+    assert "[JUMBF] JUMD Label : c2pa.actions.v2" in lines
+    assert "[JUMBF] JUMD Label : org.aigc-studio.produce" in lines
+    assert "[CBOR] Actions Action : c2pa.created" in lines
+    assert f"[CBOR] Actions Digital Source Type : {SOURCE_CREATED}" in lines
+    assert "[CBOR] Produce id : img-5" in lines
+    assert f"[CBOR] Claim Generator Info Version : {__version__}" in lines
+    assert any(line.startswith("[XMP-TC260] Aigc : ") and "img-5" in line for line in lines)
