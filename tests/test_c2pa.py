@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image, PngImagePlugin
 
@@ -229,7 +229,7 @@ def test_ensure_makes_one_ca_and_leaf_with_private_keys(tmp_path):
     credentials = Credentials(folder)
     credentials.ensure()
 
-    assert sorted(path.name for path in folder.iterdir()) == ["ca.key", "ca.pem", "signer.key", "signer.pem"]
+    assert sorted(path.name for path in folder.iterdir()) == [".lock", "ca.key", "ca.pem", "signer.key", "signer.pem"]
     for key in ("ca.key", "signer.key"):
         assert stat.S_IMODE((folder / key).stat().st_mode) == 0o600
     leaf, ca = x509.load_pem_x509_certificates((folder / "signer.pem").read_bytes())
@@ -291,10 +291,18 @@ def test_two_threads_sign_at_once(creds):
         assert (state.state, state.produce_id) == ("trusted", f"{fmt}-{round_}")
 
 
-def _user_chain(folder) -> tuple:
-    """A user's own CA and signing certificate (P-384, ES384), as a company's PKI would issue them."""
+USER_KEYS = {
+    "p384": (lambda: ec.generate_private_key(ec.SECP384R1()), hashes.SHA384),
+    "rsa": (lambda: rsa.generate_private_key(65537, 2048), hashes.SHA256),
+    "ed25519": (ed25519.Ed25519PrivateKey.generate, lambda: None),
+}
+
+
+def _user_chain(folder, kind: str = "p384") -> tuple:
+    """A user's own CA and signing certificate, as a company's PKI would issue them."""
+    make_key, digest = USER_KEYS[kind]
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
-    ca_key, key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
+    ca_key, key = make_key(), make_key()
     ca_name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, "Example Root"),
@@ -317,7 +325,7 @@ def _user_chain(folder) -> tuple:
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA384())
+        .sign(ca_key, digest())
     )
     leaf = (
         x509.CertificateBuilder()
@@ -330,7 +338,7 @@ def _user_chain(folder) -> tuple:
         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA384())
+        .sign(ca_key, digest())
     )
     folder.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = folder / "me.pem", folder / "me.key"
@@ -341,8 +349,9 @@ def _user_chain(folder) -> tuple:
     return cert_path, key_path, ca.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def test_a_users_own_certificate_signs_instead(tmp_path, creds):
-    cert, key, root = _user_chain(tmp_path / "mine")
+@pytest.mark.parametrize("kind", list(USER_KEYS))
+def test_a_users_own_certificate_signs_instead(tmp_path, creds, kind):
+    cert, key, root = _user_chain(tmp_path / "mine", kind)
     mine = Credentials(tmp_path / "unused", cert=cert, key=key)
     mine.ensure()
     assert not (tmp_path / "unused").exists()  # no studio CA is made when the user brings one

@@ -26,6 +26,7 @@ another.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import io
 import os
 import tempfile
@@ -200,15 +201,20 @@ class Credentials:
 
     def ensure(self) -> None:
         """Make the CA and leaf under the folder on first use (the user's own pair: check it). Idempotent;
-        safe from several threads at once: they all end up with the same CA."""
+        safe from several threads and processes at once: they all end up with the same CA."""
         if self.cert is not None:
             self._load()
             return
-        with _folder_lock(self.folder):
-            paths = [self.folder / name for name in (_CA_CERT, _CA_KEY, _LEAF_KEY, _LEAF_CERT)]
+        paths = [self.folder / name for name in (_CA_CERT, _CA_KEY, _LEAF_KEY, _LEAF_CERT)]
+        if all(path.is_file() for path in paths):
+            return
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The thread lock for this process's workers, the file lock for another process (the server and
+        # a CLI command starting at once): without both, two CAs could interleave their files.
+        with _folder_lock(self.folder), open(self.folder / ".lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
             if all(path.is_file() for path in paths):
                 return
-            self.folder.mkdir(parents=True, exist_ok=True)
             ca_pem, ca_key, chain, leaf_key = _make_chain()
             # The leaf chain last: an interrupted first use leaves no signer.pem, and the next one starts over.
             files = zip(paths, (ca_pem, ca_key, leaf_key, chain), (0o644, 0o600, 0o600, 0o644), strict=True)
