@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime
 import io
+import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -155,10 +158,24 @@ def _flip_in_jpeg_scan(data: bytes) -> bytes:
     return bytes(flipped)
 
 
-@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def _flip_in_webp_frame(data: bytes) -> bytes:
+    start = data.index(b"VP8 ")  # the first frame is the picture; the thumbnail sits inside the manifest
+    flipped = bytearray(data)
+    flipped[start + 200] ^= 0x01
+    return bytes(flipped)
+
+
+FLIP_IN_IMAGE_DATA = {
+    "png": lambda data: _flip_in_png_chunk(data, b"IDAT", 10),
+    "jpeg": _flip_in_jpeg_scan,
+    "webp": _flip_in_webp_frame,
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_one_flipped_byte_in_the_image_data_is_invalid(creds, fmt):
     signed = creds.sign(encode(picture(), fmt), fmt, title="t", source_type=SOURCE_CREATED, produce_id="1")
-    tampered = _flip_in_png_chunk(signed, b"IDAT", 10) if fmt == "png" else _flip_in_jpeg_scan(signed)
+    tampered = FLIP_IN_IMAGE_DATA[fmt](signed)
 
     state = read_credentials(tampered, fmt, creds.trust_anchors())
     assert state.state == "invalid"
@@ -185,6 +202,28 @@ def test_the_signature_covers_the_xmp_label(creds):
     )
     relabeled = jpeg.replace(b"img-1", b"img-2", 1)
     assert read_credentials(relabeled, "jpeg").failures == ["assertion.dataHash.mismatch"]
+
+    # The infotext (PNG tEXt "parameters") is covered as well: "Seed: 1" -> "Seed: 0".
+    offset = signed.index(b"Seed: 1") + len("Seed: ") - signed.index(b"tEXt") - 4
+    reseeded = _flip_in_png_chunk(signed, b"tEXt", offset)
+    assert b"Seed: 0" in reseeded
+    assert read_credentials(reseeded, "png").failures == ["assertion.dataHash.mismatch"]
+
+
+def test_an_edit_of_a_signed_studio_image_keeps_the_source_as_ingredient(creds):
+    source = creds.sign(encode(picture(), "png"), "png", title="src", source_type=SOURCE_CREATED, produce_id="src-1")
+    edited = creds.sign(
+        encode(picture(), "jpeg"),
+        "jpeg",
+        title="edit",
+        source_type=SOURCE_EDITED,
+        produce_id="img-2",
+        ingredient=source,
+        ingredient_fmt="png",
+    )
+    state = read_credentials(edited, "jpeg", creds.trust_anchors())
+    assert (state.state, state.produce_id, state.ingredients) == ("trusted", "img-2", ["source.png (parentOf)"])
+    assert state.actions == ["c2pa.opened", "c2pa.edited"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -261,6 +300,31 @@ def test_two_threads_first_use_make_one_ca(tmp_path):
         thread.join(timeout=60)
     assert len(anchors) == 4 and len(set(anchors)) == 1
     assert anchors[0] == (folder / "ca.pem").read_text()
+
+
+def test_two_processes_first_use_make_one_ca(tmp_path):
+    folder, go = tmp_path / "c2pa", tmp_path / "go"
+    script = (
+        "import sys, time, pathlib\n"
+        "from aigc_studio.labels.credentials import Credentials\n"
+        "go = pathlib.Path(sys.argv[2])\n"
+        "while not go.exists(): time.sleep(0.005)\n"
+        "c = Credentials(pathlib.Path(sys.argv[1])); c.ensure(); print(c.trust_anchors(), end='')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(folder), str(go)], stdout=subprocess.PIPE, env=env, text=True
+        )
+        for _ in range(2)
+    ]
+    time.sleep(1.0)  # both imported and waiting (a generous bound for a loaded machine; the race is still on)
+    go.touch()
+    outputs = [proc.communicate(timeout=120)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert outputs[0] == outputs[1] == (folder / "ca.pem").read_text()
+    leaf, ca = x509.load_pem_x509_certificates((folder / "signer.pem").read_bytes())
+    assert leaf.issuer == ca.subject and ca.public_bytes(serialization.Encoding.PEM).decode() == outputs[0]
 
 
 def test_two_threads_sign_at_once(creds):
