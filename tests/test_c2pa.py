@@ -263,6 +263,14 @@ def test_arbitrary_bytes_never_raise(creds):
         read_credentials(signed, "gif")
 
 
+def test_signing_what_is_not_an_image_names_the_data_not_the_certificate(creds):
+    with pytest.raises(ValueError, match=r"^cannot sign: the data must be a readable PNG file \(") as caught:
+        creds.sign(b"hello world", "png", title="t", source_type=SOURCE_CREATED, produce_id="1")
+    assert not isinstance(caught.value, CredentialsError)
+    with pytest.raises(ValueError, match="format must be one of png, jpeg, webp, got 'bmp'"):
+        creds.sign(encode(picture(), "png"), "bmp", title="t", source_type=SOURCE_CREATED, produce_id="1")
+
+
 def test_ensure_makes_one_ca_and_leaf_with_private_keys(tmp_path):
     folder = tmp_path / "c2pa"
     credentials = Credentials(folder)

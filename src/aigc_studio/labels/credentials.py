@@ -12,8 +12,9 @@ certificate under the folder the studio passes (``AIGC_HOME/c2pa``) on first use
 Keys are written with mode 0600. No timestamp authority is used: nothing here reaches the network.
 
 A manifest carries the claim generator (AIGC Studio and its version), the title, one ``c2pa.actions``
-assertion (``c2pa.created`` with digitalSourceType trainedAlgorithmicMedia, or ``c2pa.edited`` with
-compositeWithTrainedAlgorithmicMedia and the source image as a ``parentOf`` ingredient) and the studio's
+assertion (``c2pa.created`` with digitalSourceType trainedAlgorithmicMedia; or ``c2pa.opened`` of the
+source image, kept as a ``parentOf`` ingredient, then ``c2pa.edited`` with
+compositeWithTrainedAlgorithmicMedia) and the studio's
 ProduceID in a custom assertion :data:`PRODUCE_ASSERTION` (``{"produce_id": ...}``). The library keeps
 every chunk the input already has (XMP, PNG text), and its hard binding hashes them, so a TC260 label
 written before signing is covered by the signature.
@@ -275,8 +276,11 @@ class Credentials:
         }
         signer_info = c2pa.C2paSignerInfo(alg.encode(), chain_pem, key_pem, None)
         try:
-            signer = c2pa.Signer.from_info(signer_info)
-            with c2pa.Context(settings=_settings(None)) as context, c2pa.Builder(manifest, context) as builder:
+            with (
+                c2pa.Signer.from_info(signer_info) as signer,
+                c2pa.Context(settings=_settings(None)) as context,
+                c2pa.Builder(manifest, context) as builder,
+            ):
                 if edited:
                     builder.add_ingredient(
                         {"title": f"source.{ingredient_fmt or fmt}", "relationship": "parentOf", "label": "source"},
@@ -286,13 +290,16 @@ class Credentials:
                 out = io.BytesIO()
                 builder.sign(signer, mime, io.BytesIO(data), out)
                 return out.getvalue()
-        except c2pa.C2paError as exc:
+        except c2pa.C2paError.Signature as exc:
             where = self.cert or self.folder / _LEAF_CERT
             raise CredentialsError(
                 f"c2pa refused to sign with {where}: {exc}. C2PA accepts a signing certificate that is not a CA, "
                 "has key usage digitalSignature, an extended key usage such as emailProtection or "
                 "documentSigning, and an authority key identifier, followed by its issuers"
             ) from None
+        except c2pa.C2paError as exc:
+            what = "the data or its source image" if edited else "the data"
+            raise ValueError(f"cannot sign: {what} must be a readable {fmt.upper()} file ({exc})") from None
 
 
 def _software(software: str | None) -> tuple[str, str]:
