@@ -185,6 +185,46 @@ def test_one_flipped_byte_in_the_image_data_is_invalid(creds, fmt):
     assert state.produce_id == "1" and state.signer == STUDIO_SIGNER
 
 
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, whole chunk with length and CRC) in file order, after the signature."""
+    chunks, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        chunks.append((data[at + 4 : at + 8], data[at : at + 12 + length]))
+        at += 12 + length
+    return chunks
+
+
+def test_one_changed_pixel_with_every_chunk_kept_is_invalid(creds):
+    """An editor that keeps the metadata: one pixel changed, the pixels re-encoded, every other chunk
+    (the manifest, the XMP, the infotext) kept in place."""
+    signed = creds.sign(
+        encode(picture(), "png", xmp_packet("img-3")), "png", title="t", source_type=SOURCE_CREATED, produce_id="3"
+    )
+    with Image.open(io.BytesIO(signed)) as image:
+        changed = image.convert("RGB")
+    original = np.asarray(changed).copy()
+    changed.putpixel((10, 20), tuple(255 - value for value in changed.getpixel((10, 20))))
+    new_idat = b"".join(chunk for kind, chunk in _png_chunks(encode(changed, "png")) if kind == b"IDAT")
+    kept = _png_chunks(signed)
+    first_idat = next(index for index, (kind, _) in enumerate(kept) if kind == b"IDAT")
+    spliced = b"".join(
+        [signed[:8]]
+        + [chunk for kind, chunk in kept[:first_idat]]
+        + [new_idat]
+        + [chunk for kind, chunk in kept[first_idat:] if kind != b"IDAT"]
+    )
+    assert [kind for kind, _ in _png_chunks(spliced)].count(b"caBX") == 1
+    with Image.open(io.BytesIO(spliced)) as after:
+        diff = np.argwhere(np.any(np.asarray(after.convert("RGB")) != original, axis=-1))
+    assert diff.tolist() == [[20, 10]]
+    assert xmp_of(spliced) == xmp_packet("img-3")
+
+    state = read_credentials(spliced, "png", creds.trust_anchors())
+    assert state.state == "invalid"
+    assert state.failures == ["assertion.dataHash.mismatch"]
+
+
 def test_the_signature_covers_the_xmp_label(creds):
     signed = creds.sign(
         encode(picture(), "png", xmp_packet("img-1")), "png", title="t", source_type=SOURCE_CREATED, produce_id="1"
