@@ -1,4 +1,4 @@
-"""C2PA cost per image: milliseconds to sign and to verify, and bytes added, at 512×512 PNG and JPEG.
+"""C2PA cost per image: milliseconds to sign and to verify, and bytes added, at 512×512 PNG, JPEG and WebP.
 
     .venv/bin/python bench/credentials.py              # 10 runs per format (~10 s)
     .venv/bin/python bench/credentials.py --runs 30
@@ -47,9 +47,9 @@ def main() -> int:
         credentials.ensure()
         anchors = credentials.trust_anchors()
         print(f"{'format':6} {'file bytes':>10} {'added':>8}  {'sign ms':>22}  {'verify ms':>22}")
-        for fmt, pil_format in (("png", "PNG"), ("jpeg", "JPEG")):
+        for fmt, pil_format in (("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")):
             out = io.BytesIO()
-            picture().save(out, pil_format, **({"quality": 90} if fmt == "jpeg" else {}))
+            picture().save(out, pil_format, **({} if fmt == "png" else {"quality": 90}))
             data = out.getvalue()
             sign_ms, verify_ms, added = [], [], 0
             for run in range(args.runs):

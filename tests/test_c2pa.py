@@ -547,9 +547,33 @@ def test_exiftool_sees_the_c2pa_block(creds, fmt, tmp_path):
     assert any(line.startswith("[XMP-TC260] Aigc : ") and "img-5" in line for line in lines)
 
 
-def test_the_manifest_adds_little_to_a_512_picture(creds):
-    # The library's default thumbnail is the picture again (+250 KB on this PNG); ours is 256 px.
-    data = encode(picture(512), "png")
-    signed = creds.sign(data, "png", title="t", source_type=SOURCE_CREATED, produce_id="1")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_manifest_adds_little_to_a_512_picture(creds, fmt):
+    # The library's default thumbnail is the picture again, in its own format (+250 KB on this PNG,
+    # +120 KB on the WebP); ours is a 256 px JPEG.
+    data = encode(picture(512), fmt)
+    signed = creds.sign(data, fmt, title="t", source_type=SOURCE_CREATED, produce_id="1")
     assert len(signed) - len(data) < 30_000
-    assert read_credentials(signed, "png").state == "valid"
+    assert read_credentials(signed, fmt).state == "valid"
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool (libimage-exiftool-perl) is not installed")
+def test_exiftool_sees_the_c2pa_chunk_of_a_webp(creds, tmp_path):
+    # exiftool 12.57 decodes JUMBF in PNG and JPEG only; in WebP it names the RIFF chunk, with -u.
+    path = tmp_path / "signed.webp"
+    signed = creds.sign(
+        encode(picture(), "webp", xmp_packet("img-6")),
+        "webp",
+        title="t",
+        source_type=SOURCE_CREATED,
+        produce_id="img-6",
+    )
+    path.write_bytes(signed)
+    output = subprocess.run(
+        ["exiftool", "-G1", "-a", "-u", str(path)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    lines = [" ".join(line.split()) for line in output.splitlines()]
+    chunk = next(line for line in lines if line.startswith("[RIFF] Unknown C2PA : "))
+    size = int(chunk.split("Binary data ")[1].split()[0])
+    assert 5_000 < size < 30_000  # the manifest, with its 256 px JPEG thumbnail
+    assert any(line.startswith("[XMP-TC260] Aigc : ") and "img-6" in line for line in lines)
