@@ -233,7 +233,9 @@ class Credentials:
             return self._loaded
 
     def trust_anchors(self) -> str:
-        """PEM of the root to trust: the studio's CA, or the last certificate of the user's chain."""
+        """PEM of the root to trust: the studio's CA (made now if this is the first use), or the last
+        certificate of the user's chain. Pass it to :func:`read_credentials` to see the studio's files
+        as trusted."""
         certs = self._load()[3]
         return certs[-1].public_bytes(serialization.Encoding.PEM).decode()
 
@@ -344,6 +346,15 @@ class C2paState:
 
 # Failure codes that say only "the signer is not on the trust list": the file is still intact and signed.
 _UNTRUSTED = {"signingCredential.untrusted"}
+# Plain words for the failures a user meets most; the library's code and explanation follow them.
+_FAILURE_WORDS = {
+    "assertion.dataHash.mismatch": "the file's bytes (pixels or metadata) changed after it was signed",
+    "assertion.hashedURI.mismatch": "a part of the manifest changed after it was signed",
+    "claimSignature.mismatch": "the signature does not match the manifest",
+    "signingCredential.expired": "the signing certificate had expired",
+    "signingCredential.revoked": "the signing certificate was revoked",
+    "signingCredential.invalid": "the signing certificate is not one C2PA accepts",
+}
 
 
 def read_credentials(data: bytes, fmt: str, trust_anchors: str | None = None) -> C2paState:
@@ -378,7 +389,7 @@ def read_credentials(data: bytes, fmt: str, trust_anchors: str | None = None) ->
     if failures and not set(codes) <= _UNTRUSTED:
         found.state = "invalid"
         found.failures = codes
-        found.reason = "; ".join(f"{item.get('code')}: {item.get('explanation', '')}".rstrip(": ") for item in failures)
+        found.reason = "; ".join(_failure_words(item) for item in failures)
     elif state.lower() == "trusted":
         found.state = "trusted"
         found.reason = f"signature and hashes good; signed by {signer}, which chains to a trusted anchor"
@@ -387,6 +398,12 @@ def read_credentials(data: bytes, fmt: str, trust_anchors: str | None = None) ->
         found.failures = codes
         found.reason = f"signature and hashes good; the signer ({signer}) is not among the trust anchors of this check"
     return found
+
+
+def _failure_words(item: dict) -> str:
+    code = str(item.get("code"))
+    detail = f"{code}: {item['explanation']}" if item.get("explanation") else code
+    return f"{_FAILURE_WORDS[code]} ({detail})" if code in _FAILURE_WORDS else detail
 
 
 def _describe(manifest: dict) -> C2paState:
