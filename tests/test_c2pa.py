@@ -285,6 +285,21 @@ def test_an_edit_of_a_signed_studio_image_keeps_the_source_as_ingredient(creds):
     assert (state.state, state.produce_id, state.ingredients) == ("trusted", "img-2", ["source.png (parentOf)"])
     assert state.actions == ["c2pa.opened", "c2pa.edited"]
 
+    # A tampered source: the edit itself is intact, and its ingredient says what was wrong with the source.
+    tampered = _flip_in_png_chunk(source, b"IDAT", 10)
+    edited = creds.sign(
+        encode(picture(), "jpeg"),
+        "jpeg",
+        title="edit",
+        source_type=SOURCE_EDITED,
+        produce_id="img-3",
+        ingredient=tampered,
+        ingredient_fmt="png",
+    )
+    state = read_credentials(edited, "jpeg", creds.trust_anchors())
+    assert state.state == "trusted"
+    assert state.ingredients == ["source.png (parentOf, its manifest invalid: assertion.dataHash.mismatch)"]
+
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_pillow_resave_strips_the_manifest(creds, fmt):

@@ -251,9 +251,11 @@ class Credentials:
         ingredient_fmt: str | None = None,
         software: str | None = None,
     ) -> bytes:
-        """Return ``data`` (an encoded PNG/JPEG/WebP) with a C2PA manifest embedded: ``c2pa.created``, or
-        ``c2pa.edited`` with ``ingredient`` (the source image's file) as its parentOf ingredient. Every
-        chunk already in ``data`` (XMP, text) is kept and covered by the signature."""
+        """Return ``data`` (an encoded PNG/JPEG/WebP) with a C2PA manifest embedded: ``c2pa.created``; or,
+        with ``ingredient`` (the source image's file), ``c2pa.opened`` of it as the parentOf ingredient
+        then ``c2pa.edited``. Every chunk already in ``data`` (XMP, text) is kept and covered by the
+        signature. CredentialsError when c2pa refuses the certificate; ValueError when it cannot parse
+        ``data`` or ``ingredient``. Safe to call from several threads at once."""
         mime = _mime(fmt)
         chain_pem, key_pem, alg, _ = self._load()
         name, version = _software(software)
@@ -360,11 +362,12 @@ _FAILURE_WORDS = {
 def read_credentials(data: bytes, fmt: str, trust_anchors: str | None = None) -> C2paState:
     """Read and validate the C2PA manifest of ``data`` (a ``fmt`` file: png, jpeg or webp).
 
-    ``absent``: no manifest, or bytes that are not a readable image of any supported format (the reason
-    says which); ``valid``: signature and hashes good, the signer not trusted here; ``trusted``: the
-    signer chains to ``trust_anchors`` (PEM; pass :meth:`Credentials.trust_anchors` for the studio's
-    CA); ``invalid``: the failure codes and their explanations in ``reason``. Never raises on arbitrary
-    bytes; ValueError only for a ``fmt`` outside png/jpeg/webp. The anchors apply to this read only.
+    ``absent``: no manifest, or bytes that c2pa cannot parse as an image (the reason says which);
+    ``valid``: signature and hashes good, the signer not trusted here; ``trusted``: the signer chains to
+    ``trust_anchors`` (PEM; pass :meth:`Credentials.trust_anchors` for the studio's CA); ``invalid``: the
+    failure codes, and plain words with the library's explanations in ``reason``. An ingredient whose own
+    manifest had failed when it was added says so in ``ingredients``. Never raises on arbitrary bytes;
+    ValueError only for a ``fmt`` outside png/jpeg/webp. The anchors apply to this read only.
     """
     mime = _mime(fmt)
     try:
@@ -383,13 +386,16 @@ def read_credentials(data: bytes, fmt: str, trust_anchors: str | None = None) ->
             return C2paState("invalid", f"the C2PA manifest cannot be read: {exc}", failures=["manifest.unreadable"])
         return C2paState("absent", f"no C2PA manifest: the bytes are not a readable {fmt.upper()} ({exc})")
     found = _describe(manifest)
-    failures = [item for item in (results.get("activeManifest") or {}).get("failure") or [] if isinstance(item, dict)]
+    failures = _failures(results)
     codes = [str(item.get("code")) for item in failures]
     signer = found.signer or "an unnamed signer"
     if failures and not set(codes) <= _UNTRUSTED:
         found.state = "invalid"
         found.failures = codes
         found.reason = "; ".join(_failure_words(item) for item in failures)
+    elif state.lower() == "invalid":
+        found.state = "invalid"
+        found.reason = "c2pa reports the manifest invalid without naming a failure"
     elif state.lower() == "trusted":
         found.state = "trusted"
         found.reason = f"signature and hashes good; signed by {signer}, which chains to a trusted anchor"
@@ -400,10 +406,32 @@ def read_credentials(data: bytes, fmt: str, trust_anchors: str | None = None) ->
     return found
 
 
+def _failures(results: dict) -> list[dict]:
+    """The active manifest's failures, then the ingredients' deltas (what the reader finds wrong in an
+    ingredient now that its signer did not record)."""
+    active = (results.get("activeManifest") or {}).get("failure") or []
+    deltas = [
+        item
+        for delta in results.get("ingredientDeltas") or []
+        if isinstance(delta, dict)
+        for item in (delta.get("validationDeltas") or {}).get("failure") or []
+    ]
+    return [item for item in [*active, *deltas] if isinstance(item, dict)]
+
+
 def _failure_words(item: dict) -> str:
     code = str(item.get("code"))
     detail = f"{code}: {item['explanation']}" if item.get("explanation") else code
     return f"{_FAILURE_WORDS[code]} ({detail})" if code in _FAILURE_WORDS else detail
+
+
+def _ingredient(item: dict) -> str:
+    """ "title (relationship)", and the failure codes of the ingredient's own manifest as found when it
+    was added: an edit of a tampered file is itself intact, and says what it was made from."""
+    words = f"{item.get('title', '(untitled)')} ({item.get('relationship', 'componentOf')}"
+    codes = [str(failure.get("code")) for failure in _failures(item.get("validation_results") or {})]
+    codes = [code for code in codes if code not in _UNTRUSTED]
+    return f"{words}, its manifest invalid: {', '.join(codes)})" if codes else f"{words})"
 
 
 def _describe(manifest: dict) -> C2paState:
@@ -418,17 +446,17 @@ def _describe(manifest: dict) -> C2paState:
         found.claim_generator = str(manifest["claim_generator"])
     signature = manifest.get("signature_info") or {}
     found.signer = ", ".join(str(signature[key]) for key in ("common_name", "issuer") if signature.get(key)) or None
-    found.ingredients = [
-        f"{item.get('title', '(untitled)')} ({item.get('relationship', 'componentOf')})"
-        for item in manifest.get("ingredients") or []
-        if isinstance(item, dict)
-    ]
+    found.ingredients = [_ingredient(item) for item in manifest.get("ingredients") or [] if isinstance(item, dict)]
+    # Other tools' custom assertions can hold anything: only dicts are looked into.
     for assertion in manifest.get("assertions") or []:
-        label, body = assertion.get("label", ""), assertion.get("data") or {}
-        if label.startswith("c2pa.actions"):
+        body = assertion.get("data") if isinstance(assertion, dict) else None
+        if not isinstance(body, dict):
+            continue
+        if str(assertion.get("label", "")).startswith("c2pa.actions"):
             for action in body.get("actions") or []:
-                found.actions.append(str(action.get("action")))
-                found.source_type = action.get("digitalSourceType") or found.source_type
-        elif label == PRODUCE_ASSERTION:
-            found.produce_id = body.get("produce_id")
+                if isinstance(action, dict):
+                    found.actions.append(str(action.get("action")))
+                    found.source_type = action.get("digitalSourceType") or found.source_type
+        elif assertion.get("label") == PRODUCE_ASSERTION and body.get("produce_id") is not None:
+            found.produce_id = str(body["produce_id"])
     return found
