@@ -613,3 +613,20 @@ def test_exiftool_sees_the_c2pa_chunk_of_a_webp(creds, tmp_path):
     size = int(chunk.split("Binary data ")[1].split()[0])
     assert 5_000 < size < 30_000  # the manifest, with its 256 px JPEG thumbnail
     assert any(line.startswith("[XMP-TC260] Aigc : ") and "img-6" in line for line in lines)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_random_damage_never_raises(creds, fmt):
+    signed = creds.sign(encode(picture(), fmt), fmt, title="t", source_type=SOURCE_CREATED, produce_id="1")
+    rng = np.random.default_rng(11)
+    states = set()
+    for _ in range(40):
+        damaged = bytearray(signed)
+        for at in rng.integers(0, len(damaged), size=int(rng.integers(1, 8))):
+            damaged[at] = int(rng.integers(0, 256))
+        cut = int(rng.integers(len(damaged) // 2, len(damaged) + 1))
+        state = read_credentials(bytes(damaged[:cut]), fmt)
+        assert state.state in {"absent", "invalid", "valid"}
+        assert state.reason
+        states.add(state.state)
+    assert "invalid" in states
