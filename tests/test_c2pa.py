@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -630,3 +631,16 @@ def test_random_damage_never_raises(creds, fmt):
         assert state.reason
         states.add(state.state)
     assert "invalid" in states
+
+
+def test_bench_prints_a_row_per_format():
+    bench = Path(__file__).resolve().parent.parent / "bench" / "credentials.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, str(bench), "--runs", "2"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["png", "jpeg", "webp"]
+    for row in rows:
+        assert 5_000 < int(row[2]) < 30_000  # bytes added
