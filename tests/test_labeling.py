@@ -348,6 +348,10 @@ def test_images_made_before_labels_show_as_not_labeled(studio):
         shown = httpx.get(f"{live.url}/api/images").json()[0]
         assert (shown["labels"], shown["nsfw_score"], shown["nsfw_action"]) == (None, None, None)
 
+    small = studio.images.generate(request(size=64)).images[0]  # under the watermark's minimum side
+    assert small.labels["watermark"] is None and "128" in small.labels["watermark_skipped"]
+    assert "no watermark: the image is too small" in labels_html("en", small.labels)
+
 
 def test_compare_grid_is_labeled_with_the_comparisons_id(studio):
     comparison = studio.compare.images_compare(request(size=64), axes=[Axis("cfg_scale", [3, 7])])

@@ -154,7 +154,8 @@ class Labeler:
         started from (the C2PA ingredient). The record says what was applied::
 
             {"visible": {"text", "language", "position", "box", "opacity", "text_height"} | None,
-             "metadata": bool, "c2pa": bool, "watermark": payload | None, "nsfw_score": 0..1,
+             "metadata": bool, "c2pa": bool, "watermark": payload | None,
+             "watermark_skipped": why none was embedded with the setting on (too small) | None, "nsfw_score": 0..1,
              "nsfw_action": "none" | "blurred" | "blocked", "nsfw": {"setting", "threshold"},
              "source_type": IPTC URI, "producer": str | None, "digest": "sha256:…" | None}
         """
@@ -195,12 +196,13 @@ class Labeler:
             }
         clock = lap("mark", clock)
         # 4. The watermark, after the mark so the mark's pixels carry it too.
-        payload = None
+        payload, skipped = None, None
         if self._setting("watermark"):
             from ..labels import watermark
 
-            # An image under MIN_SIDE would come back unchanged, carrying none: recorded as none.
-            if min(image.size) >= watermark.MIN_SIDE:
+            # Too small an image would come back unchanged: it carries none, and the record says why.
+            skipped = watermark.too_small(image) or None
+            if skipped is None:
                 payload = watermark.payload_for(produce_id)
                 image = watermark.embed(image, payload)
         clock = lap("watermark", clock)
@@ -209,6 +211,7 @@ class Labeler:
             "metadata": bool(self._setting("label_metadata")),
             "c2pa": bool(self._setting("c2pa")),
             "watermark": payload,
+            "watermark_skipped": skipped,
             "nsfw_score": score,
             "nsfw_action": taken,
             "nsfw": {"setting": action, "threshold": threshold},

@@ -20,6 +20,7 @@ LABELS: dict[str, tuple[str, str]] = {
         "AIGC 元数据（TC260、IPTC），生产者 {producer}",
     ),
     "lab_c2pa": ("C2PA content credentials", "C2PA 内容凭证"),
+    "lab_watermark_small": ("no watermark: the image is too small for one", "无水印：图像太小，无法嵌入"),
     "lab_off": ("off: {names}", "已关闭：{names}"),
     "lab_name_visible": ("visible mark", "显式标识"),
     "lab_name_watermark": ("watermark", "水印"),

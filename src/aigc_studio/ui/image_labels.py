@@ -50,7 +50,10 @@ def labels_html(lang: str | None, labels: dict | None) -> str:
             items.append(text(lang, "lab_metadata", producer=labels.get("producer") or ""))
         else:
             items.append(text(lang, "lab_c2pa"))
-    off = [text(lang, f"lab_name_{kind}") for kind in LABEL_KINDS if kind not in applied]
+    if labels.get("watermark_skipped"):
+        items.append(text(lang, "lab_watermark_small"))
+    skipped = {"watermark"} if labels.get("watermark_skipped") else set()
+    off = [text(lang, f"lab_name_{kind}") for kind in LABEL_KINDS if kind not in applied and kind not in skipped]
     if not applied:
         items.append(text(lang, "lab_none"))
     elif off:

@@ -46,6 +46,9 @@ class ImageLabels(BaseModel):
     metadata: bool = Field(description="TC260 AIGC label and IPTC digital source type written into the file.")
     c2pa: bool = Field(description="Signed with C2PA content credentials.")
     watermark: int | None = Field(description="The invisible watermark's 32-bit payload; null: none embedded.")
+    watermark_skipped: str | None = Field(
+        None, description="Why no watermark was embedded although the setting was on (the image was too small)."
+    )
     nsfw_score: float = Field(ge=0, le=1, description="The NSFW classifier's P(nsfw) for the raw image.")
     nsfw_action: Literal["none", "blurred", "blocked"] = Field(description="What was done to the image.")
     nsfw: NsfwSetting
