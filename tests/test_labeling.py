@@ -385,3 +385,29 @@ def test_cli_output_in_another_format_keeps_the_labels(aigc_home, tmp_path, monk
     found = read_image_labels(target.read_bytes())
     assert found.format == "jpeg" and found.integrity == "match" and found.source_type == SOURCE_CREATED
     assert read_credentials(target.read_bytes(), "jpeg").actions == ["c2pa.created"]
+
+
+def test_a_real_tiny_model_through_the_a1111_api_gives_a_labeled_png(aigc_home, tmp_path):
+    """The same on a real (tiny) diffusers model, as webuiapi asks for it: 128×128, so the watermark fits."""
+    from .tiny_models import build_tiny_sd
+
+    model = build_tiny_sd(tmp_path / "tiny", kind="sd15")
+    studio = Studio(load_config(model="echo"))
+    studio.registry.add(model.folder, model_id="tiny-sd15")
+    try:
+        with a1111_server(studio) as live:
+            made = live.api.txt2img(prompt="a red fox", seed=7, steps=2, width=128, height=128, cfg_scale=5)
+            assert made.info["sd_model_name"] == "tiny-sd15"
+        row = studio.images.list()[0]
+        data = Path(row["path"]).read_bytes()
+        assert pixels(data).tolist() == pixels(made.image).tolist()  # the API's image is the file's
+        found = read_image_labels(data)
+        assert found.aigc.produce_id == row["id"] and found.integrity == "match"
+        assert found.source_type == SOURCE_CREATED and found.infotext == made.info["infotexts"][0]
+        c2pa = read_credentials(data, "png", studio.labeler.credentials().trust_anchors())
+        assert c2pa.state == "trusted" and c2pa.actions == ["c2pa.created"]
+        reading = watermark.detect(Image.open(io.BytesIO(data)), {row["watermark"]: row["id"]})
+        assert reading.item == row["id"]
+        assert row["nsfw_action"] == ("blurred" if row["nsfw_score"] >= 0.8 else "none")  # the defaults: blur at 80%
+    finally:
+        studio.close()
