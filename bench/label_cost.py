@@ -84,7 +84,8 @@ def main() -> None:
 
     sizes = _sizes_by_stage(labeler, raw, infotext, raw_png())
     stats = {name: spread(values) for name, values in samples.items()}
-    print(f"Labeling cost at {args.size}×{args.size}, {args.rounds} round(s), {os.cpu_count()} CPU cores:")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Labeling cost at {args.size}×{args.size}, {args.rounds} round(s), {os.cpu_count()} CPU cores, load {load}:")
     print()
     print("| step | ms, median (min–max) | KB added |")
     print("|---|---|---|")
@@ -103,6 +104,7 @@ def main() -> None:
         "samples_ms": samples,
         "added_ms": added,
         "first_ms": first_ms,
+        "load_average": os.getloadavg(),
         "bytes_added": sizes,
         "labels": first.record,
     }

@@ -411,3 +411,19 @@ def test_a_real_tiny_model_through_the_a1111_api_gives_a_labeled_png(aigc_home, 
         assert row["nsfw_action"] == ("blurred" if row["nsfw_score"] >= 0.8 else "none")  # the defaults: blur at 80%
     finally:
         studio.close()
+
+
+def test_progress_previews_carry_the_visible_mark_when_it_is_on(aigc_home):
+    grey = Image.new("RGB", (128, 128), (128, 128, 128))
+    on, off = make(), make(label_visible=False)
+    try:
+        marked = pixels(on.labeler.marked_preview(lambda: grey)())
+        assert np.array_equal(pixels(off.labeler.marked_preview(lambda: grey)()), pixels(grey))
+        assert on.labeler.marked_preview(lambda: None)() is None  # no preview yet
+        tiny = Image.new("RGB", (8, 8), "gray")  # too small for the mark: shown as it is
+        assert on.labeler.marked_preview(lambda: tiny)() is tiny
+    finally:
+        on.close()
+        off.close()
+    changed = np.argwhere((marked != pixels(grey)).any(axis=2))
+    assert changed.size and changed[:, 0].min() > 64 and changed[:, 1].min() > 64  # only in the bottom-right corner

@@ -410,7 +410,8 @@ class ImageService:
         offset = 0  # the batch number of the current run's first batch
 
         def on_step(step: StepInfo) -> None:
-            job.step, job.steps, job.batch, job.preview = step.step, step.total, offset + step.batch, step.preview
+            job.step, job.steps, job.batch = step.step, step.total, offset + step.batch
+            job.preview = self.labeler.marked_preview(step.preview)
             reached[offset + step.batch] = (step.step, step.total)
 
         # Images whose prompts differ run one by one, each with its own prompt and the seed it has in the

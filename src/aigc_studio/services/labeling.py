@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +116,30 @@ class Labeler:
 
                 self._nsfw = NsfwClassifier()
             return self._nsfw
+
+    def marked_preview(self, preview: Callable[[], object | None]) -> Callable[[], object | None]:
+        """A step's preview as the progress readers show it: with the visible mark when
+        ``label_visible`` is on (a preview is a picture the studio shows too; it is never a file, so it
+        gets no other label)."""
+
+        def marked() -> object | None:
+            image = preview()
+            if image is None or not self._setting("label_visible") or not isinstance(image, Image.Image):
+                return image
+            from ..labels.visible import mark_image
+
+            try:
+                marked_image, _ = mark_image(
+                    image,
+                    language=str(self._setting("label_language")),
+                    position=str(self._setting("label_position")),
+                    opacity=int(self._setting("label_opacity")),
+                )
+            except ValueError:  # a preview too small to hold the mark (it is shown small anyway)
+                return image
+            return marked_image
+
+        return marked
 
     # -- the block-list -----------------------------------------------------------------------------
 
