@@ -12,7 +12,7 @@ prompt: a worst case for PNG size, so the KB added by labels are small beside it
               infotext: the whole call, and each stage as the labeler times it (nsfw, mark, watermark,
               metadata = encoding the PNG with infotext and labels, c2pa = signing it).
 
-The first pipeline call, which loads the ONNX models and makes the C2PA keys under a temporary
+The first pipeline call, which loads the NSFW model and makes the C2PA keys under a temporary
 AIGC_HOME, is timed apart and not in the rounds. KB added per stage come from one image, encoded after
 each stage in turn (the mark and watermark change the pixels, so the PNG's size; metadata and C2PA add
 chunks). Reported: milliseconds, median (min–max) over the rounds, and KB. Writes every sample to
@@ -95,7 +95,7 @@ def main() -> None:
     print(f"| whole pipeline (label_image) | {fmt(stats['pipeline'])} | {sizes['total'] / 1024:+.1f} |")
     print(f"| added over the raw PNG write | {fmt(spread(added))} | {sizes['total'] / 1024:+.1f} |")
     print()
-    print(f"First image (loads the NSFW and watermark models, makes the C2PA keys): {first_ms:.0f} ms.")
+    print(f"First image (loads the NSFW model, makes the C2PA keys): {first_ms:.0f} ms.")
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"label_cost-{time.strftime('%Y%m%d-%H%M%S')}.json"
     record = {

@@ -38,11 +38,11 @@ def register(cli: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             return
-        click.echo(f"{'id':<20} {'time':<16} {'mode':<7} {'model':<14} {'nsfw':>5} {'action':<7} {'labels':<30} prompt")
+        click.echo(f"{'id':<21} {'time':<16} {'mode':<7} {'model':<14} {'nsfw':>5} {'action':<7} {'labels':<31} prompt")
         for r in rows:
             score = "-" if r["nsfw_score"] is None else f"{r['nsfw_score'] * 100:.0f}%"
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
             click.echo(
-                f"{r['id']:<20} {when:<16} {r['mode']:<7} {r['model']:<14} {score:>5} {r['nsfw_action'] or '-':<7} "
-                f"{labels_column(r['labels']):<30} {r['prompt']}"
+                f"{r['id']:<21} {when:<16} {r['mode']:<7} {r['model']:<14} {score:>5} {r['nsfw_action'] or '-':<7} "
+                f"{labels_column(r['labels']):<31} {r['prompt']}"
             )
