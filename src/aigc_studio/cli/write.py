@@ -74,11 +74,11 @@ def _render(run: ArticleRun, quiet: bool) -> bool:
 def _output(studio, document_id: str | None, output: Path | None) -> None:
     if document_id is None:
         return
-    content = studio.writing.get(document_id)["version"]["content"]
     if output is None:
-        click.echo(content, nl=False)
+        # The terminal gets the article as written; a file is an export and carries the labels.
+        click.echo(studio.writing.get(document_id)["version"]["content"], nl=False)
     else:
-        output.write_text(content, encoding="utf-8")
+        output.write_bytes(studio.writing.export(document_id, "md").data)
         click.secho(f"wrote {output}", fg="cyan", err=True)
 
 
