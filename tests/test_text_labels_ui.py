@@ -13,7 +13,7 @@ import pytest
 from aigc_studio.api.app import create_app
 
 from .conftest import LiveServer, make_studio
-from .ui_helpers import off_loopback, open_tab, screenshot, wait_until
+from .ui_helpers import choose, off_loopback, open_tab, screenshot, wait_until
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
 
@@ -130,3 +130,33 @@ def test_settings_decide_the_line_and_its_place(page, server):
         wait_until(lambda: clipboard(page) == "no line now", what="the answer without a line")
     finally:
         config.update(label_language="zh", label_text_position="end", label_text=True)
+
+
+def test_code_compare_and_arena_answers_carry_the_badge(page):
+    open_tab(page, "Code")
+    page.fill("#code-input textarea", "print the sum")
+    page.click("#code-send")
+    wait_until(lambda: page.locator("#code-log .bot-row").count(), timeout=30, what="the code answer")
+    assert badge(page, "#code-log .bot-row .message-content") == '"AI-generated"'
+
+    open_tab(page, "Compare")
+    choose(page, "compare-models", "echo")
+    choose(page, "compare-models", "echo2")
+    page.fill("#compare-prompt textarea", "alpha beta gamma")
+    page.click("#compare-run")
+    wait_until(lambda: "Saved as cmp-" in page.locator("#compare-status").inner_text(), timeout=30, what="saved")
+    assert badge(page, "#cmp-pane-0 h4", "::after") == badge(page, "#cmp-pane-1 h4", "::after") == '"AI-generated"'
+
+    open_tab(page, "Arena")
+    page.locator("#arena-models input").click()
+    page.get_by_role("option", name="echo", exact=True).click()
+    page.get_by_role("option", name="echo2", exact=True).click()
+    page.keyboard.press("Escape")
+    assert badge(page, "#arena-a") == "none"  # nothing generated yet: no badge
+    page.fill("#arena-prompt textarea", "one two three")
+    page.click("#arena-battle")
+    wait_until(lambda: "three" in page.locator("#arena-b").inner_text(), timeout=30, what="both answers")
+    switch_language(page, "简体中文", "zh-CN")
+    assert badge(page, "#arena-a") == badge(page, "#arena-b") == '"AI生成"'
+    assert badge(page, "#cmp-pane-0 h4", "::after") == '"AI生成"'
+    screenshot(page, "text-label-arena-badge-zh")
