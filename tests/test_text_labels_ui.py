@@ -97,6 +97,13 @@ def test_copy_button_and_selection_copy_add_the_label_line(page, server):
     page.locator("#chat-log .user-row").last.hover()
     page.locator("#chat-log .message-buttons-right button[aria-label='Copy message']").last.click()
     wait_until(lambda: clipboard(page) == "copy me please", what="the copied question")
+    # "Copy conversation" holds answers too: the line goes once, at the end.
+    page.locator("#chat-log button[aria-label='Copy conversation']").click()
+    wait_until(lambda: clipboard(page) != "copy me please", what="the copied conversation")
+    conversation = clipboard(page)
+    assert (
+        conversation.endswith("copy me please\n\n本文由人工智能生成") and conversation.count("本文由人工智能生成") == 1
+    )
     # A selection inside the answer, copied with Ctrl+C.
     page.evaluate(
         """() => { const el = [...document.querySelectorAll('#chat-log .bot-row .message-content p')].pop();
