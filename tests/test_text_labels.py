@@ -227,6 +227,9 @@ def test_cli_docs_export_and_write_output_carry_the_labels(aigc_home, tmp_path):
     r = aigc("write", "Coffee", "-m", "echo", "--length", "200", "--heading", "One", "-o", str(md))
     assert r.exit_code == 0, r.stderr
     assert read_text_labels(md.read_bytes(), md.name).integrity == "match"
+    listed = aigc("docs", "exports", doc_id).stdout.splitlines()
+    assert len(listed) == 1 and listed[0].endswith(f"html  line at end    AIGC {found.aigc.reserved_code1}")
+    assert aigc("docs", "exports", "doc-nope").exit_code != 0
     shown = aigc("docs", "show", doc_id).stdout
     assert "本文由人工智能生成" not in shown and "AIGC" not in shown
 

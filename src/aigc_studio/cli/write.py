@@ -197,6 +197,16 @@ def register(cli: click.Group) -> None:
         path.write_bytes(out.data)
         click.echo(f"wrote {path}")
 
+    @docs.command("exports")
+    @click.argument("document_id")
+    def docs_exports(document_id):
+        """A document's exports and the AI labels each carried (the label line, the AIGC metadata)."""
+        for e in _studio().writing.exports(document_id):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["created"]))
+            line = f"line at {e['label_position']}" if e["label_line"] else "no line"
+            meta = f"AIGC {e['digest']}" if e["label_metadata"] else "no AIGC metadata"
+            click.echo(f"v{e['version']:<3} {when}  {e['format']:<4}  {line:<13}  {meta}")
+
     @docs.command("continue")
     @click.argument("document_id")
     @click.option("-m", "--model", help="Another model than the one that wrote it.")

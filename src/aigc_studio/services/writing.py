@@ -229,6 +229,12 @@ class WritingService:
             self.labeler.record("document", document_id, fmt, out.labels, version=number)
         return out
 
+    def exports(self, document_id: str) -> list[dict]:
+        """The document's exports, oldest first, with the labels each carried (NotFound for no such
+        document): version, format, label_line, label_position, label_metadata, digest, created."""
+        self.store.get(document_id)
+        return self.labeler.exports("document", document_id) if self.labeler else []
+
     # -- the pipeline -----------------------------------------------------------------------------
 
     def _load(self, document_id: str, model: str | None = None) -> _Article:
