@@ -126,3 +126,14 @@ def test_other_modes_come_back_rgb_of_the_same_size():
     rgba = photo(side=200).convert("RGBA")
     out = watermark.embed(rgba, 5)
     assert (out.mode, out.size) == ("RGB", (200, 200))
+
+
+def test_small_images_need_more_agreement_so_noise_is_not_a_mark():
+    # 128×128 has 8 blocks per bit: random votes agree 0.27 on average, above the 512×512 threshold
+    assert watermark.threshold_for(watermark.votes_per_bit((128, 128))) == 0.67
+    assert watermark.threshold_for(watermark.votes_per_bit((512, 512))) == watermark.THRESHOLD == 0.2
+    small = photo("lion.jpg", side=128)
+    assert watermark.detect(small).found is False
+    payload = watermark.payload_for("img-small")
+    reading = watermark.detect(saved(watermark.embed(small, payload), "PNG"), known={payload: "img-small"})
+    assert (reading.found, reading.item, reading.threshold) == (True, "img-small", 0.67)
