@@ -117,15 +117,20 @@ def test_unmarked_images_are_not_found(image):
 def test_tiny_images_are_left_unchanged_and_say_the_minimum():
     tiny = Image.new("RGB", (64, 100), (10, 200, 30))
     assert watermark.embed(tiny, 123) is tiny
+    assert watermark.too_small(tiny) == "image is 64×100; the watermark needs at least 128 pixels on each side"
     reading = watermark.detect(tiny)
     assert (reading.found, reading.payload, reading.confidence) == (False, None, 0.0)
     assert reading.reason == "image is 64×100; the watermark needs at least 128 pixels on each side"
 
 
-def test_other_modes_come_back_rgb_of_the_same_size():
+def test_other_modes_and_odd_sizes_come_back_rgb_of_the_same_size_and_read():
     rgba = photo(side=200).convert("RGBA")
     out = watermark.embed(rgba, 5)
     assert (out.mode, out.size) == ("RGB", (200, 200))
+    odd = Image.open(PHOTOS / "tower.jpg").convert("RGB").resize((515, 389))
+    marked = watermark.embed(odd, 0xDEADBEEF)
+    assert marked.size == (515, 389)
+    assert watermark.detect(saved(marked, "PNG")).payload == 0xDEADBEEF
 
 
 def test_small_images_need_more_agreement_so_noise_is_not_a_mark():

@@ -90,7 +90,8 @@ def bits_of(payload: int) -> np.ndarray:
     return np.array([(payload >> (BITS - 1 - i)) & 1 for i in range(BITS)], dtype=np.uint8)
 
 
-def _too_small(image: Image.Image) -> str:
+def too_small(image: Image.Image) -> str:
+    """Why the image cannot carry or be read for a mark (too small), or "" when it can."""
     if min(image.size) < MIN_SIDE:
         width, height = image.size
         return f"image is {width}×{height}; the watermark needs at least {MIN_SIDE} pixels on each side"
@@ -125,7 +126,7 @@ def embed(image: Image.Image, payload: int) -> Image.Image:
     """
     if not 0 <= payload < 2**BITS:
         raise ValueError(f"payload must be 0..{2**BITS - 1}, got {payload}")
-    if _too_small(image):
+    if too_small(image):
         return image
     rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
     y, u, v = _yuv(rgb)
@@ -199,7 +200,7 @@ def detect(image: Image.Image, known: Mapping[int, str] | None = None) -> Waterm
 
     ``known`` maps payloads to item ids (the store's ``images.watermark`` to the image's id).
     """
-    reason = _too_small(image)
+    reason = too_small(image)
     if reason:
         return WatermarkReading(False, None, 0.0, None, METHOD, reason=reason)
     shares = read_votes(image)
