@@ -148,3 +148,11 @@ def test_small_images_need_more_agreement_so_noise_is_not_a_mark():
     payload = watermark.payload_for("img-small")
     reading = watermark.detect(saved(watermark.embed(small, payload), "PNG"), known={payload: "img-small"})
     assert (reading.found, reading.item, reading.threshold) == (True, "img-small", 0.67)
+
+
+def test_a_large_cropped_image_is_searched_in_a_window():
+    big = photo("groot.jpeg", side=1024)
+    payload = watermark.payload_for("img-big")
+    cropped = watermark.embed(big, payload).crop((51, 37, 1024, 1024))
+    reading = watermark.detect(saved(cropped, "JPEG", quality=90), known={payload: "img-big"})
+    assert (reading.found, reading.item) == (True, "img-big")

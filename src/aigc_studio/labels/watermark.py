@@ -63,6 +63,7 @@ TILE = 16
 # too: a crop moves the grid, and a grid one pixel off still reads up to ~0.25 of wrong bits, while an
 # aligned mark after JPEG 75 reads 0.5 or more (measured).
 SURE = 0.4
+SEARCH_WINDOW = 512
 # 128 px gives 16×16 blocks, 8 votes per bit; fewer votes make noise look like a mark.
 MIN_SIDE = 128
 THRESHOLD = 0.2
@@ -210,10 +211,14 @@ def read_votes(image: Image.Image) -> np.ndarray:
 def search_votes(image: Image.Image) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The most unanimous shares over every pixel offset (0-7 each way) and tile shift: for a cropped image.
 
-    Returns the shares and (dy, dx, sy, sx): pixels skipped at the top and left, tile rows and columns
-    the pattern was shifted by. 64 reads of the blocks, so about 64 times :func:`read_votes`.
+    Returns the shares and (dy, dx, sy, sx): pixels skipped at the top and left (of the central
+    SEARCH_WINDOW² window on larger images), tile rows and columns the pattern was shifted by. 64 reads
+    of the blocks, so about 64 times :func:`read_votes` at 512×512.
     """
     u = _u(image)
+    # The pattern repeats, so a window holds it all; it keeps the 64 reads to ~1 s on large images too.
+    top, left = (max(0, (side - SEARCH_WINDOW) // 2) for side in u.shape)
+    u = u[top : top + SEARCH_WINDOW, left : left + SEARCH_WINDOW]
     keys, owners = _shift_tables()
     best, where = None, (0, 0, 0, 0)
     best_confidence = -1.0
