@@ -97,7 +97,8 @@ def test_txt2img_file_carries_every_label_and_the_record_says_what_was_applied(s
     assert c2pa.title == f"{made.id}.png" and c2pa.ingredients == []
     row = record(studio, made.id)
     assert row["watermark"] == watermark.payload_for(made.id) == row["labels"]["watermark"]
-    reading = watermark.detect(Image.open(made.path), {row["watermark"]: made.id})
+    assert studio.images.known_watermarks() == {row["watermark"]: made.id}
+    reading = watermark.detect(Image.open(made.path), studio.images.known_watermarks())
     assert reading.found and reading.payload == row["watermark"] and reading.item == made.id
     assert row["nsfw_action"] == "none" and 0 <= row["nsfw_score"] < 0.8
     labels = row["labels"]

@@ -575,6 +575,12 @@ class ImageService:
             for r in rows
         ]
 
+    def known_watermarks(self) -> dict[int, str]:
+        """Every watermark payload the gallery's images carry, mapped to the image's id (what
+        ``labels.watermark.detect`` takes as ``known`` to name the image a read payload came from)."""
+        rows = self.db.conn.execute("SELECT watermark, id FROM images WHERE watermark IS NOT NULL ORDER BY created")
+        return {row["watermark"]: row["id"] for row in rows}
+
     def file(self, image_id: str) -> Path:
         """The PNG file of a recorded image; NotFound for an id the gallery does not have, or whose file
         is gone from the disk."""
