@@ -1,10 +1,11 @@
 """Imported before diffusers' pipelines by every module that loads them (engines/sd_pipelines.py,
 tests/tiny_models.py).
 
-invisible-watermark is installed without OpenCV, for the files the label libraries read. diffusers
-sees the package and takes it as usable, so importing any SDXL pipeline imports it for SDXL's own
-watermark, and with it OpenCV, which fails: no SDXL model would load. The studio labels SDXL's images
-itself (services/labeling.py), so diffusers' watermark is turned off here.
+Whenever the invisible-watermark package is importable (another tool installed it into the same
+environment), diffusers imports it for SDXL's own watermark: without OpenCV that import fails and no SDXL
+model loads; with OpenCV, SDXL's pixels change by a mark nobody asked for and the studio's record would not
+say. The studio labels every image itself (services/labeling.py), so diffusers' watermark is turned off.
+(setup.sh --dev installs invisible-watermark, for bench/labels.py only, outside site-packages.)
 """
 
 from __future__ import annotations
