@@ -92,9 +92,13 @@ def test_a_remote_and_the_in_process_model_answer_at_the_same_time(tmp_path, lla
         assert done[0][1].text == local_text and done[1][1].text == remote_text
         assert {e.stats["finish_reason"] for _, e in done.values()} == {"length"}
         assert all(e.stats["completion_tokens"] == 64 for _, e in done.values())
-        slower = max(local_s, remote_s)
-        assert together_s < 1.5 * slower, (
-            f"together {together_s:.2f} s; alone: in-process {local_s:.2f} s, remote {remote_s:.2f} s"
+        # They ran at the same time, not one after the other: the pane that finished last had produced at
+        # least a quarter of its text before the other finished. (Wall time is no proof on 2 shared
+        # cores: two CPU-bound models take about the sum of their times whether they overlap or not.)
+        first, last = sorted((0, 1), key=lambda pane: done[pane][0])
+        before = sum(1 for t in deltas[last] if t < done[first][0])
+        assert before >= len(deltas[last]) / 4, (
+            f"pane {last} had {before} of {len(deltas[last])} deltas before pane {first} finished"
         )
         print(f"\nalone: in-process {local_s:.2f} s, remote {remote_s:.2f} s; together {together_s:.2f} s")
     finally:
