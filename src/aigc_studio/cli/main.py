@@ -520,6 +520,9 @@ _compare.register(cli)
 from . import arena as _arena  # noqa: E402
 
 _arena.register(cli)
+from . import inspect as _inspect  # noqa: E402
+
+_inspect.register(cli)
 
 
 def main() -> None:
