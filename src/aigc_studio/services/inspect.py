@@ -175,9 +175,9 @@ class Inspector:
         raise InvalidRequest(f"{what} a file inspect can read; send {ACCEPTED}", param="file")
 
     def _image(self, data: bytes, name: str | None) -> dict:
+        image = open_image(data, "file", int(self.config.max_image_megapixels))
         from ..labels.embed import read_image_labels
 
-        image = open_image(data, "file", int(self.config.max_image_megapixels))
         try:
             labels = read_image_labels(data)
         except ValueError as exc:
