@@ -301,3 +301,26 @@ def test_the_command_exits_2_for_a_file_it_cannot_read(aigc_home, tmp_path):
     assert "Error: notes.bin is not a file inspect can read; send an image (PNG, JPEG or WebP" in run.output
     run = CliRunner().invoke(cli, ["inspect", str(tmp_path / "missing.png")])
     assert run.exit_code == 2 and "does not exist" in run.output
+
+
+def test_the_command_prints_only_the_parameters_on_request(aigc_home, tmp_path):
+    path = tmp_path / "fox.png"
+    write_png(picture(), path, INFOTEXT)
+    run = CliRunner().invoke(cli, ["inspect", "--infotext", str(path)])
+    assert run.exit_code == 0 and run.output == INFOTEXT + "\n"
+    run = CliRunner().invoke(cli, ["inspect", "--fields", str(path)])
+    assert run.exit_code == 0
+    assert json.loads(run.output) == {
+        "prompt": "a red fox in snow",
+        "negative_prompt": "blurry",
+        "steps": 20,
+        "sampler_name": "Euler a",
+        "cfg_scale": 7.0,
+        "seed": 42,
+        "width": 256,
+        "height": 256,
+    }
+    bare = tmp_path / "bare.png"
+    picture().save(bare)
+    run = CliRunner().invoke(cli, ["inspect", "--infotext", str(bare)])
+    assert run.exit_code == 1 and f"{bare} carries no generation parameters" in run.output

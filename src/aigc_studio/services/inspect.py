@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..config import Config
 from ..errors import InvalidRequest
-from ..images.infotext import parse_infotext
+from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from ..labels.aigc import LABELS, SOURCE_CREATED, SOURCE_EDITED, AigcLabel
 from ..storage.db import Database
 from .images import open_image
@@ -122,12 +123,21 @@ def _a1111_section(infotext: str | None) -> dict:
     if not infotext:
         return _absent("no A1111 parameters (PNG 'parameters' chunk or EXIF UserComment)")
     parsed = parse_infotext(infotext)
+    try:
+        fields, fields_error = to_request_fields(parsed), None
+    except ValueError as exc:  # another tool's value of the wrong type: the raw parameters still show
+        fields, fields_error = None, str(exc)
+    if fields is not None:
+        # JSON has no NaN or infinity; an infotext may say "CFG scale: nan"
+        fields = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in fields.items()}
     return {
         "found": True,
         "infotext": infotext,
         "prompt": parsed.prompt,
         "negative_prompt": parsed.negative_prompt,
         "parameters": parsed.params,
+        "request_fields": fields,
+        "request_fields_error": fields_error,
     }
 
 
@@ -152,6 +162,16 @@ class Inspector:
         report = self._image(data, name) if kind == "image" else self._text(data, name, kind)
         report["verdict"] = verdict(report)
         return {"verdict": report.pop("verdict"), **report}
+
+    def parameters(self, data: bytes, filename: str | None = None) -> dict:
+        """Only the A1111 section of the report (the infotext, its parameters and request fields),
+        without the label checks: what ``aigc inspect --infotext`` and ``--fields`` print."""
+        name = Path(filename).name if filename else None
+        if not data or self._kind(data, name) != "image":
+            raise InvalidRequest(
+                f"{name or 'the file'} is not an image; A1111 parameters are read from images", param="file"
+            )
+        return _a1111_section(read_infotext(open_image(data, "file", int(self.config.max_image_megapixels))))
 
     def _kind(self, data: bytes, name: str | None) -> str:
         # The bytes decide first: a PNG named .txt is still a PNG. The name tells the text formats apart.
