@@ -185,6 +185,8 @@ class Inspector:
         suffix = Path(name).suffix.lower() if name else ""
         if suffix in TEXT_SUFFIXES:
             return TEXT_SUFFIXES[suffix]
+        if data[:4] == b"PK\x03\x04" and not suffix:
+            return "docx"
         if not suffix:
             try:
                 data.decode("utf-8")
@@ -199,13 +201,14 @@ class Inspector:
         from ..labels.embed import read_image_labels
 
         try:
-            labels = read_image_labels(data)
+            labels = read_image_labels(data, max_pixels=int(self.config.max_image_megapixels) * 1_000_000)
         except ValueError as exc:
             raise InvalidRequest(f"{name or 'the file'} is not a readable image: {exc}", param="file") from None
         watermark = self._watermark(image)
-        produce_id = labels.aigc.produce_id if labels.aigc else None
-        item_id = produce_id if produce_id and self._record(produce_id) else watermark.get("item")
-        item = self.item(item_id) if item_id else None
+        c2pa = self._c2pa(data, labels.format)
+        # The item: the TC260 ProduceID, else the one the C2PA manifest names, else the watermark's.
+        named = [labels.aigc.produce_id if labels.aigc else None, c2pa.get("produce_id"), watermark["item"]]
+        item = next((self.item(i) for i in named if i and self._record(i)), None)
         return {
             "file": {
                 "name": name,
@@ -218,7 +221,7 @@ class Inspector:
             "a1111": _a1111_section(labels.infotext),
             "aigc": _aigc_section(labels.aigc, labels.aigc_where, labels.aigc_error, labels.integrity),
             "iptc": _iptc_section(labels.source_type),
-            "c2pa": self._c2pa(data, labels.format),
+            "c2pa": c2pa,
             "watermark": watermark,
             "nsfw": self._nsfw_section(image, item),
             "item": item,
@@ -245,40 +248,42 @@ class Inspector:
                 "height": None,
             },
             "a1111": _absent(f"A1111 parameters are {not_image}"),
-            "aigc": _aigc_section(labels.aigc, labels.aigc_where, labels.aigc_error, labels.integrity),
+            "aigc": _aigc_section(
+                labels.aigc, [labels.aigc_where] if labels.aigc_where else [], labels.aigc_error, labels.integrity
+            ),
             "iptc": _absent(f"the IPTC source type is {not_image}"),
             "c2pa": {"state": "absent", "reason": f"C2PA credentials are {not_image}", "found": False},
             "watermark": _absent(f"the watermark is {not_image}", payload=None, confidence=None, item=None),
             "nsfw": _absent(f"the NSFW score is {not_image}", score=None),
             "item": item,
-            "text": {"label_line": labels.label_line, "found": labels.label_line is not None},
+            "text": {
+                "found": labels.label_line is not None,
+                "label_line": labels.label_line,
+                "position": labels.label_position,
+                "title": labels.title,
+            },
         }
 
     # -- each kind -------------------------------------------------------------------------------
 
     def _c2pa(self, data: bytes, fmt: str) -> dict:
-        from ..labels.credentials import Credentials, read_credentials
+        from ..labels.credentials import Credentials, CredentialsError, read_credentials
 
         if fmt not in C2PA_FORMATS:
             return {"state": "absent", "reason": f"C2PA is read from PNG, JPEG and WebP; this is {fmt}", "found": False}
-        anchors = None
+        anchors, trust_error = None, None
         folder = self.config.home / "c2pa"
         cert, key = str(self.config.c2pa_cert), str(self.config.c2pa_key)
+        # Trusted means: chains to the studio's own CA (or the user's chain). Never made here: a studio
+        # that has signed nothing has no CA to trust yet.
         if cert or folder.is_dir():
-            credentials = Credentials(folder, Path(cert) if cert else None, Path(key) if key else None)
-            anchors = credentials.trust_anchors()
+            try:
+                credentials = Credentials(folder, Path(cert) if cert else None, Path(key) if key else None)
+                anchors = credentials.trust_anchors()
+            except CredentialsError as exc:
+                trust_error = f"the studio's own credentials could not be read, so nothing is trusted: {exc}"
         state = read_credentials(data, fmt, anchors)
-        return {
-            "state": state.state,
-            "found": state.state != "absent",
-            "reason": state.reason,
-            "actions": state.actions,
-            "source_type": state.source_type,
-            "signer": state.signer,
-            "claim_generator": state.claim_generator,
-            "title": state.title,
-            "ingredients": state.ingredients,
-        }
+        return {"found": state.state != "absent", **state.to_dict(), "trust_error": trust_error}
 
     def _watermark(self, image: Image.Image) -> dict:
         from ..labels.watermark import detect
@@ -290,8 +295,10 @@ class Inspector:
             "payload": payload if reading.found else None,
             "confidence": round(reading.confidence, 4),
             "method": reading.method,
+            "bit_errors": reading.bit_errors,
             "item": reading.item,
             "link": f"/api/images/{reading.item}.png" if reading.item else None,
+            "reason": reading.reason,
         }
 
     def _nsfw_section(self, image: Image.Image, item: dict | None) -> dict:
