@@ -244,6 +244,59 @@ def test_a_gallery_item_shows_its_stored_nsfw_result(studio):
     assert report["nsfw"]["stored_action"] == "none"
 
 
+# -- text exports ------------------------------------------------------------------------------------
+
+
+def exported(studio: Studio, fmt: str):
+    """An article (its outline, by the echo engine) exported as the Write tab exports it."""
+    from aigc_studio.services.article_spec import ArticleSpec
+
+    run = studio.writing.start(ArticleSpec(title="Tea", sections=2), outline_only=True)
+    list(run)
+    return run.document_id, studio.writing.export(run.document_id, fmt)
+
+
+@pytest.mark.parametrize("fmt, format_name, where", [("md", "markdown", "front-matter"), ("html", "html", "html-meta")])
+def test_a_text_export_reports_its_label_and_the_document(studio, fmt, format_name, where):
+    doc_id, out = exported(studio, fmt)
+    report = studio.inspector.inspect(out.data, out.filename)
+    assert report["file"]["kind"] == "text" and report["file"]["format"] == format_name
+    aigc = report["aigc"]
+    assert aigc["fields"]["ProduceID"] == f"{doc_id}/v1" and aigc["where"] == [where]
+    assert aigc["integrity"] == "match"
+    assert report["text"]["label_line"] == "本文由人工智能生成" and report["text"]["position"] == "end"
+    assert report["item"]["id"] == doc_id and report["item"]["version"] == 1 and report["item"]["prompt"] == "Tea"
+    assert report["verdict"] == "AI-generated (TC260 label 1, label line)"
+    assert report["c2pa"]["state"] == "absent" and report["watermark"]["found"] is False
+
+
+@pytest.mark.parametrize("fmt, before, after", [("md", "# Tea", "# Tex"), ("html", "<h1>Tea</h1>", "<h1>Tex</h1>")])
+def test_a_text_export_edited_by_one_character_no_longer_matches(studio, fmt, before, after):
+    _, out = exported(studio, fmt)
+    text = out.data.decode("utf-8")
+    assert text.count(before) == 1
+    report = studio.inspector.inspect(text.replace(before, after).encode("utf-8"), out.filename)
+    assert report["aigc"]["integrity"] == "mismatch"
+    assert report["verdict"] == "AI-generated (TC260 label 1, label line); warning: content changed since labeling"
+    assert "integrity: mismatch — ReservedCode1 does not match the content" in summary(report)
+
+
+def test_a_docx_export_edited_by_one_character_no_longer_matches(studio):
+    import docx
+
+    doc_id, out = exported(studio, "docx")
+    report = studio.inspector.inspect(out.data, out.filename)
+    assert report["aigc"]["integrity"] == "match" and report["aigc"]["where"] == ["docx-properties"]
+    document = docx.Document(io.BytesIO(out.data))
+    heading = next(p for p in document.paragraphs if p.text == "Tea")
+    heading.runs[0].text = "Tex"
+    buf = io.BytesIO()
+    document.save(buf)
+    edited = studio.inspector.inspect(buf.getvalue(), None)  # no name: the bytes say docx
+    assert edited["file"]["format"] == "docx" and edited["aigc"]["integrity"] == "mismatch"
+    assert edited["item"]["id"] == doc_id
+
+
 # -- refusals ----------------------------------------------------------------------------------------
 
 

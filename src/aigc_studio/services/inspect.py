@@ -328,23 +328,40 @@ class Inspector:
         return {int(payload): image_id for payload, image_id in rows}
 
     def _record(self, item_id: str):
-        query = _ITEM_QUERIES.get(item_id.split("-", 1)[0])
-        return self.db.conn.execute(query, (item_id,)).fetchone() if query else None
+        # A document's export names its version: "doc-…/v3".
+        base = item_id.partition("/v")[0]
+        query = _ITEM_QUERIES.get(base.split("-", 1)[0])
+        return self.db.conn.execute(query, (base,)).fetchone() if query else None
 
     def item(self, item_id: str) -> dict | None:
-        """The studio's record of an item by its id (img-, doc-, resp-, conv-), or None when this studio
-        has none: id, prompt (a document's or conversation's title), model, created and, for an image,
-        its link and stored NSFW result."""
+        """The studio's record of an item by its id (img-, doc-, resp-, conv-; a document's version as
+        doc-…/vN), or None when this studio has none: id, kind, prompt (a document's or conversation's
+        title), model, created and, for an image, its link, stored labels and NSFW result."""
         row = self._record(item_id)
         if row is None:
             return None
-        found = {"id": row["id"], "kind": item_id.split("-", 1)[0], "prompt": row["prompt"], "model": row["model"]}
-        found["created"] = row["created"]
-        if found["kind"] == "img":
+        kind = row["id"].split("-", 1)[0]
+        found = {
+            "id": row["id"],
+            "kind": kind,
+            "prompt": row["prompt"],
+            "model": row["model"],
+            "created": row["created"],
+        }
+        version = item_id.partition("/v")[2]
+        if kind == "doc" and version.isdigit():
+            found["version"] = int(version)
+            model = self.db.conn.execute(
+                "SELECT model FROM document_versions WHERE document_id = ? AND number = ?", (row["id"], int(version))
+            ).fetchone()
+            found["model"] = model["model"] if model else found["model"]
+        if kind == "img":
             found["link"] = f"/api/images/{row['id']}.png"
             extra = self._columns("images") & {"nsfw_score", "nsfw_action", "labels"}
             if extra:
-                stored = self.db.conn.execute(f"SELECT {', '.join(sorted(extra))} FROM images WHERE id = ?", (item_id,))
+                stored = self.db.conn.execute(
+                    f"SELECT {', '.join(sorted(extra))} FROM images WHERE id = ?", (row["id"],)
+                )
                 values = dict(stored.fetchone())
                 found["nsfw_score"] = values.get("nsfw_score")
                 found["nsfw_action"] = values.get("nsfw_action")
