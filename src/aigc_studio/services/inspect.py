@@ -35,6 +35,7 @@ from ..config import Config
 from ..errors import InvalidRequest
 from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from ..labels.aigc import LABELS, SOURCE_CREATED, SOURCE_EDITED, AigcLabel
+from ..labels.nsfw import NsfwClassifier
 from ..storage.db import Database
 from .images import open_image
 
@@ -302,8 +303,6 @@ class Inspector:
         }
 
     def _nsfw_section(self, image: Image.Image, item: dict | None) -> dict:
-        from ..labels.nsfw import NsfwClassifier
-
         if self._nsfw is None:
             self._nsfw = NsfwClassifier()
         stored = item or {}
