@@ -32,6 +32,7 @@ from .resize import RESIZE_MODES
 __all__ = [
     "InfotextParams",
     "add_templates",
+    "exif_save_args",
     "format_infotext",
     "params_from_request",
     "parse_infotext",
@@ -419,12 +420,22 @@ def save_image(image: Image.Image, path: str | os.PathLike[str], infotext: str |
             write_png(image, path, infotext)
         return
     if suffix in (".jpg", ".jpeg"):
-        image_format, allowed_modes = "JPEG", ("RGB", "L")
+        image_format = "JPEG"
     elif suffix == ".webp":
-        image_format, allowed_modes = "WEBP", ("RGB", "RGBA")
+        image_format = "WEBP"
     else:
         raise ValueError(f"unsupported image suffix {suffix!r} in {os.fspath(path)!r}; use .png, .jpg, .jpeg or .webp")
+    image, options = exif_save_args(image, image_format, infotext, quality=quality)
+    image.save(path, format=image_format, **options)
 
+
+def exif_save_args(
+    image: Image.Image, image_format: str, infotext: str | None, *, quality: int = 90
+) -> tuple[Image.Image, dict[str, object]]:
+    """What :func:`save_image` passes to Pillow for ``"JPEG"`` or ``"WEBP"``: the image in a mode the
+    format can hold (RGBA for JPEG and palette images are converted) and the save options, with
+    ``infotext`` as EXIF UserComment when not None. ValueError when it is too long for one JPEG segment."""
+    allowed_modes = ("RGB", "L") if image_format == "JPEG" else ("RGB", "RGBA")
     if image.mode not in allowed_modes:
         has_alpha = "A" in image.getbands() or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha and "RGBA" in allowed_modes else "RGB")
@@ -437,7 +448,7 @@ def save_image(image: Image.Image, path: str | os.PathLike[str], infotext: str |
                 " save as .png or .webp instead"
             )
         options["exif"] = exif
-    image.save(path, format=image_format, **options)
+    return image, options
 
 
 def _decode_user_comment(data: bytes | str, endian: str | None) -> str:
