@@ -35,6 +35,7 @@ from ..config import Config
 from ..errors import InvalidRequest
 from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from ..labels.aigc import LABELS, SOURCE_CREATED, SOURCE_EDITED, AigcLabel
+from ..labels.embed import read_image_labels
 from ..labels.nsfw import NsfwClassifier
 from ..storage.db import Database
 from .images import open_image
@@ -199,8 +200,6 @@ class Inspector:
 
     def _image(self, data: bytes, name: str | None) -> dict:
         image = open_image(data, "file", int(self.config.max_image_megapixels))
-        from ..labels.embed import read_image_labels
-
         try:
             labels = read_image_labels(data, max_pixels=int(self.config.max_image_megapixels) * 1_000_000)
         except ValueError as exc:
