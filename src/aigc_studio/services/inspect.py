@@ -35,6 +35,7 @@ from ..config import Config
 from ..errors import InvalidRequest
 from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from ..labels.aigc import LABELS, SOURCE_CREATED, SOURCE_EDITED, AigcLabel
+from ..labels.credentials import Credentials, CredentialsError, read_credentials
 from ..labels.embed import read_image_labels
 from ..labels.nsfw import NsfwClassifier
 from ..storage.db import Database
@@ -267,8 +268,6 @@ class Inspector:
     # -- each kind -------------------------------------------------------------------------------
 
     def _c2pa(self, data: bytes, fmt: str) -> dict:
-        from ..labels.credentials import Credentials, CredentialsError, read_credentials
-
         if fmt not in C2PA_FORMATS:
             return {"state": "absent", "reason": f"C2PA is read from PNG, JPEG and WebP; this is {fmt}", "found": False}
         anchors, trust_error = None, None
