@@ -684,6 +684,25 @@ def test_settings_refuse_a_value_the_studio_could_not_start_with(open_page, serv
     screenshot(page, "settings-refused")
 
 
+def test_settings_offer_switches_and_choices_for_the_label_settings(open_page, server, aigc_home):
+    config_file = aigc_home / "config.toml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text("")
+    page = open_page()
+    open_tab(page, "Settings")
+    visible = page.locator("#settings-label_visible input[type=checkbox]")
+    wait_until(lambda: visible.is_checked(), what="the visible mark switch, on by default")
+    visible.uncheck()
+    choose(page, "settings-nsfw_action", "block")
+    page.click("#settings-save")
+    message = page.locator("#settings-note")
+    wait_until(lambda: "Saved" in message.inner_text(), what="the confirmation")
+    saved = config_file.read_text()
+    assert "label_visible = false" in saved and 'nsfw_action = "block"' in saved, saved
+    assert "label_language" not in saved, "an unchanged setting was written"
+    assert no_error_badges(page)
+
+
 def test_images_generate_with_ctrl_enter_snap_sizes_and_name_the_field(open_page, server):
     page = open_page()
     open_tab(page, "Images")
