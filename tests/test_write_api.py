@@ -86,7 +86,8 @@ def test_write_regenerate_edit_and_export_through_the_api(server):
     md = httpx.get(f"{server.url}/api/documents/{doc_id}/export", params={"format": "md"})
     assert md.headers["content-type"] == "text/markdown; charset=utf-8"
     assert md.headers["content-disposition"] == "attachment; filename*=UTF-8''Studios-at-home.md"
-    assert md.text.startswith("# Studios at home\n")
+    # The AIGC front matter (labels on by default), then the article.
+    assert md.text.startswith("---\ntitle: 'Studios at home'\nAIGC: '{") and "\n---\n\n# Studios at home\n" in md.text
     page = httpx.get(f"{server.url}/api/documents/{doc_id}/export", params={"format": "html", "version": 2})
     assert page.headers["content-type"] == "text/html; charset=utf-8" and "<h1>Local AI studios</h1>" in page.text
     word = httpx.get(f"{server.url}/api/documents/{doc_id}/export", params={"format": "docx"})

@@ -23,6 +23,7 @@ from .services.jobs import JobQueue
 from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
+from .services.text_labels import TextLabeler
 from .services.writing import WritingService
 from .storage.arena import ArenaStore
 from .storage.code import CodeStore
@@ -66,7 +67,11 @@ class Studio:
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.editing = EditingService(self.chat, self.templates)
-        self.writing = WritingService(self.chat, self.models, DocumentStore(self.db), self.templates)
+        # Labels on exported and copied text (label_text, label_metadata, ...), and the record of exports.
+        self.text_labels = TextLabeler(self.config, self.db)
+        self.writing = WritingService(
+            self.chat, self.models, DocumentStore(self.db), self.templates, labeler=self.text_labels
+        )
         # The only way code runs: the run_max_* settings bound what one run may ask for.
         self.sandbox = Sandbox(
             RunLimits(**{name: getattr(self.config, f"run_max_{name}") for name in RunLimits.model_fields})

@@ -228,8 +228,10 @@ def history_rm(conversation_ids):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 @_friendly_errors
 def history_export(conversation_ids, output):
-    """Export conversations (all, or the ones named) as JSON."""
-    data = json.dumps(_studio().history.export(list(conversation_ids) or None), ensure_ascii=False, indent=2)
+    """Export conversations (all, or the ones named) as JSON, each answer with its AIGC label."""
+    studio = _studio()
+    export = studio.text_labels.label_history(studio.history.export(list(conversation_ids) or None))
+    data = json.dumps(export, ensure_ascii=False, indent=2)
     if output:
         output.write_text(data, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)

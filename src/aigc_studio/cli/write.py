@@ -74,11 +74,11 @@ def _render(run: ArticleRun, quiet: bool) -> bool:
 def _output(studio, document_id: str | None, output: Path | None) -> None:
     if document_id is None:
         return
-    content = studio.writing.get(document_id)["version"]["content"]
     if output is None:
-        click.echo(content, nl=False)
+        # The terminal gets the article as written; a file is an export and carries the labels.
+        click.echo(studio.writing.get(document_id)["version"]["content"], nl=False)
     else:
-        output.write_text(content, encoding="utf-8")
+        output.write_bytes(studio.writing.export(document_id, "md").data)
         click.secho(f"wrote {output}", fg="cyan", err=True)
 
 
@@ -196,6 +196,16 @@ def register(cli: click.Group) -> None:
         path = output or Path(out.filename)
         path.write_bytes(out.data)
         click.echo(f"wrote {path}")
+
+    @docs.command("exports")
+    @click.argument("document_id")
+    def docs_exports(document_id):
+        """A document's exports and the AI labels each carried (the label line, the AIGC metadata)."""
+        for e in _studio().writing.exports(document_id):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["created"]))
+            line = f"line at {e['label_position']}" if e["label_line"] else "no line"
+            meta = f"AIGC {e['digest']}" if e["label_metadata"] else "no AIGC metadata"
+            click.echo(f"v{e['version']:<3} {when}  {e['format']:<4}  {line:<13}  {meta}")
 
     @docs.command("continue")
     @click.argument("document_id")

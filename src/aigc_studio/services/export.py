@@ -4,6 +4,11 @@ HTML is rendered by markdown-it-py (CommonMark, with tables and strikethrough); 
 own small stylesheet and loads nothing. The .docx is built with python-docx from the same parse:
 headings, paragraphs, bulleted and numbered lists, bold, italic, inline code, code blocks, quotes and
 tables; raw HTML in the Markdown (the pipeline's "unfinished" comment) is left out.
+
+Each file can carry the AI-generated content labels (``labels/text.py``): the visible label line, and
+the implicit ``AIGC`` field in Markdown front matter, an HTML ``<meta name="AIGC">`` or the .docx core
+properties (``comments`` holds the JSON, ``keywords`` says "AIGC"), with ``ReservedCode1`` the digest of
+the body that file carries.
 """
 
 from __future__ import annotations
@@ -11,14 +16,25 @@ from __future__ import annotations
 import html
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from ..errors import InvalidRequest
+from ..labels.aigc import text_digest
+from ..labels.text import (
+    DOCX_KEYWORD,
+    TextLabeling,
+    add_label_line,
+    docx_body_text,
+    front_matter,
+    html_body_text,
+    read_text_labels,
+    strip_label_line,
+)
 
-__all__ = ["FORMATS", "ExportFile", "export_document", "to_docx", "to_html"]
+__all__ = ["FORMATS", "ExportFile", "export_document", "to_docx", "to_html", "to_markdown"]
 
 FORMATS = {
     "md": "text/markdown; charset=utf-8",
@@ -33,6 +49,8 @@ pre { background: #f5f5f7; padding: .8rem; overflow-x: auto; border-radius: 6px;
 code { font-family: ui-monospace, Consolas, monospace; }
 blockquote { border-left: 4px solid #ccd; margin-left: 0; padding-left: 1rem; color: #445; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccd; padding: .3rem .6rem; }
+.aigc-label { color: #556; font-size: .9rem; border: 1px solid #ccd; border-radius: 4px; padding: .2rem .5rem;
+  display: inline-block; }
 """
 
 
@@ -41,6 +59,8 @@ class ExportFile:
     filename: str
     media_type: str
     data: bytes
+    # What the file carries: {"line": bool, "position": str | None, "metadata": bool, "digest": str | None}
+    labels: dict | None = None
 
 
 def _markdown() -> MarkdownIt:
@@ -53,15 +73,28 @@ def _without_comments(content: str) -> str:
     return re.sub(r"(?m)^<!--.*-->[ \t]*$", "", content)
 
 
-def to_html(content: str, title: str, language: str = "en") -> str:
-    """A standalone HTML page of the Markdown ``content``."""
+def to_html(content: str, title: str, language: str = "en", labeling: TextLabeling | None = None) -> str:
+    """A standalone HTML page of the Markdown ``content`` (inside ``<main>``), with the labels of
+    ``labeling``: ``<meta name="AIGC">`` whose digest is over the text of ``<main>``, and the label line
+    as a paragraph before or after it."""
     body = _markdown().render(_without_comments(content))
     lang = "zh-CN" if language == "zh" else "en"
-    return (
-        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
-    )
+
+    def page(meta: str) -> str:
+        main = f"<main>\n{body}</main>\n"
+        if labeling and labeling.line:
+            line = f'<p class="aigc-label">{html.escape(labeling.line)}</p>\n'
+            main = line + main if labeling.position == "start" else main + line
+        return (
+            f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n{meta}'
+            f"<title>{html.escape(title)}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n<body>\n{main}</body>\n</html>\n"
+        )
+
+    if not (labeling and labeling.aigc):
+        return page("")
+    aigc = replace(labeling.aigc, reserved_code1=text_digest(html_body_text(page(""))))
+    return page(f'<meta name="AIGC" content="{html.escape(aigc.to_json(), quote=True)}">\n')
 
 
 def _inline(paragraph, token: Token) -> None:
@@ -94,9 +127,11 @@ def _inline(paragraph, token: Token) -> None:
             paragraph.add_run(child.content or child.attrGet("alt") or "")
 
 
-def to_docx(content: str, title: str) -> bytes:
+def to_docx(content: str, title: str, labeling: TextLabeling | None = None) -> bytes:
     """A Word document of the Markdown ``content``: ``#`` is Heading 1 (Word's Title is not used, so
-    the outline pane lists every heading), lists keep their kind and depth."""
+    the outline pane lists every heading), lists keep their kind and depth. ``labeling``: the label
+    line as the first or last paragraph, the AIGC JSON in the core property ``comments`` (its digest
+    over ``docx_body_text``) and "AIGC" in ``keywords``."""
     from docx import Document
     from docx.shared import Pt
 
@@ -146,6 +181,16 @@ def to_docx(content: str, title: str) -> bytes:
         elif kind == "hr":
             document.add_paragraph("⁂").alignment = 1
         i += 1
+    if labeling and labeling.aigc:
+        aigc = replace(labeling.aigc, reserved_code1=text_digest(docx_body_text(document)))
+        document.core_properties.comments = aigc.to_json()
+        document.core_properties.keywords = DOCX_KEYWORD
+    if labeling and labeling.line:
+        line = document.add_paragraph(labeling.line)
+        if labeling.position == "start":
+            document.element.body.remove(line._p)
+            first = document.element.body[0]
+            first.addprevious(line._p)
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
@@ -176,14 +221,41 @@ def _filename(title: str, ext: str) -> str:
     return f"{stem}.{ext}"
 
 
-def export_document(content: str, title: str, language: str, fmt: str) -> ExportFile:
-    """``content`` (Markdown) as a file in ``fmt``: md, html or docx."""
+def to_markdown(content: str, title: str, labeling: TextLabeling | None = None) -> str:
+    """The Markdown ``content`` with the labels of ``labeling``: front matter (``title`` and ``AIGC``,
+    its digest over the Markdown after the front matter without the label line) and the label line."""
+    if not labeling:
+        return content
+    body = content
+    if labeling.language:
+        body = add_label_line(content, labeling.language, labeling.position)
+    if not labeling.aigc:
+        return body
+    aigc = replace(labeling.aigc, reserved_code1=text_digest(strip_label_line(body)))
+    return front_matter(aigc, title) + body
+
+
+def export_document(
+    content: str, title: str, language: str, fmt: str, labeling: TextLabeling | None = None
+) -> ExportFile:
+    """``content`` (Markdown) as a file in ``fmt``: md, html or docx, carrying the labels of ``labeling``
+    (None: none)."""
     if fmt not in FORMATS:
         raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}", param="format")
     if fmt == "md":
-        data = content.encode("utf-8")
+        data = to_markdown(content, title, labeling).encode("utf-8")
     elif fmt == "html":
-        data = to_html(content, title, language).encode("utf-8")
+        data = to_html(content, title, language, labeling).encode("utf-8")
     else:
-        data = to_docx(content, title)
-    return ExportFile(_filename(title, fmt), FORMATS[fmt], data)
+        data = to_docx(content, title, labeling)
+    labels = None
+    if labeling:
+        # Read back what was written: the record says what the file really carries.
+        found = read_text_labels(data, f"x.{fmt}")
+        labels = {
+            "line": found.label_line is not None,
+            "position": found.label_position,
+            "metadata": found.aigc is not None,
+            "digest": found.aigc.reserved_code1 if found.aigc else None,
+        }
+    return ExportFile(_filename(title, fmt), FORMATS[fmt], data, labels)

@@ -41,6 +41,7 @@ from .export import ExportFile, export_document
 from .language_fit import LanguageFit
 from .models import ModelService
 from .template_library import TemplateLibrary
+from .text_labels import TextLabeler
 
 __all__ = ["ArticleRun", "ArticleSpec", "WriteEvent", "WritingService"]
 
@@ -114,8 +115,16 @@ class ArticleRun:
 
 
 class WritingService:
-    def __init__(self, chat: ChatService, models: ModelService, store: DocumentStore, templates: TemplateLibrary):
+    def __init__(
+        self,
+        chat: ChatService,
+        models: ModelService,
+        store: DocumentStore,
+        templates: TemplateLibrary,
+        labeler: TextLabeler | None = None,
+    ):
         self.chat, self.models, self.store, self.templates = chat, models, store, templates
+        self.labeler = labeler  # None: exports carry no labels
 
     # -- starting runs -----------------------------------------------------------------------------
 
@@ -205,11 +214,26 @@ class WritingService:
     def delete(self, document_id: str) -> None:
         """Delete a document and its versions."""
         self.store.delete(document_id)
+        if self.labeler:
+            self.labeler.log.forget("document", document_id)
 
     def export(self, document_id: str, fmt: str, version: int | None = None) -> ExportFile:
-        """A document's version as a file: Markdown (md), a standalone HTML page (html) or Word (docx)."""
+        """A document's version as a file: Markdown (md), a standalone HTML page (html) or Word (docx),
+        with the AI-generated content labels the settings ask for (ProduceID ``<document id>/v<number>``),
+        recorded with the document (``studio.text_labels.exports("document", id)``)."""
         doc = self.get(document_id, version)
-        return export_document(doc["version"]["content"], doc["title"], doc["language"], fmt)
+        number = doc["version"]["number"]
+        labeling = self.labeler.labeling(f"{document_id}/v{number}") if self.labeler else None
+        out = export_document(doc["version"]["content"], doc["title"], doc["language"], fmt, labeling)
+        if self.labeler:
+            self.labeler.record("document", document_id, fmt, out.labels, version=number)
+        return out
+
+    def exports(self, document_id: str) -> list[dict]:
+        """The document's exports, oldest first, with the labels each carried (NotFound for no such
+        document): version, format, label_line, label_position, label_metadata, digest, created."""
+        self.store.get(document_id)
+        return self.labeler.exports("document", document_id) if self.labeler else []
 
     # -- the pipeline -----------------------------------------------------------------------------
 

@@ -302,6 +302,27 @@ def m011_arena() -> str:
     """
 
 
+@migration
+def m013_text_labels() -> str:
+    # Each export of generated text (a document version, a chat history) with the labels it carried, so
+    # an item's history says whether the label line and the AIGC metadata were on when it left the studio.
+    return """
+        CREATE TABLE text_exports (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,           -- "document" or "history"
+            item_id TEXT NOT NULL,        -- the document id, or the conversation id
+            version INTEGER,              -- the document version exported
+            format TEXT NOT NULL,         -- md, html, docx, json
+            label_line INTEGER NOT NULL,  -- 1: the visible label line was written
+            label_position TEXT,          -- start, end (NULL without a line)
+            label_metadata INTEGER NOT NULL,  -- 1: the AIGC field was written
+            digest TEXT,                  -- its ReservedCode1
+            created REAL NOT NULL
+        );
+        CREATE INDEX text_exports_item ON text_exports(kind, item_id, created);
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

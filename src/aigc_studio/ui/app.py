@@ -17,6 +17,7 @@ from . import arena, chat, code, compare, gallery, images, inspect, models, sett
 from .common import UIContext
 from .i18n import I18N, LANGUAGES, t
 from .page_script import page_script
+from .text_labels import BADGE_CSS, label_holder
 
 THEME = gr.themes.Soft(
     primary_hue="indigo",
@@ -116,6 +117,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
             with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
                 load_settings, settings_outputs = settings.build(ctx, lang)
             # Later tabs go here, each its own module.
+        label_holder(ctx)  # the label line that text copied from generated items gets
         # Every tab label, by its i18n key: Gradio draws the labels of tabs not yet opened once, in the
         # page's first language, so a language switch sends them again (translated in the browser).
         tab_labels = {
@@ -175,7 +177,7 @@ def mount_ui(app: FastAPI, studio: Studio | None = None) -> None:
         blocks,
         path="/",
         theme=THEME,
-        css=CSS,
+        css=CSS + BADGE_CSS,
         head=page_script(),
         i18n=I18N,
         footer_links=[],

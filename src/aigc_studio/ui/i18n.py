@@ -441,6 +441,8 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_nsfw_action": ("NSFW action", "不适宜内容处理"),
     "set_nsfw_threshold": ("NSFW threshold (%)", "不适宜内容阈值（%）"),
     "set_prompt_blocklist": ("Prompt block-list", "提示词屏蔽列表"),
+    # The badge beside generated text (ui/text_labels.py), in the page's language.
+    "text_badge": ("AI-generated", "AI生成"),
 }
 
 # Labels of declared parameters (A1111's for images, OpenAI's for text) and the Chinese of their help.

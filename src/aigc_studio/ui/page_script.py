@@ -1,5 +1,5 @@
-"""The page's own script, in <head>: the language switch, toast titles in the page's language, and
-A1111's keyboard shortcuts on the Images tab."""
+"""The page's own script, in <head>: the language switch, toast titles in the page's language,
+A1111's keyboard shortcuts on the Images tab, and the label line on text copied from generated items."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from .i18n import LANGUAGES, text
+from .text_labels import COPY_SCRIPT
 
 
 def page_script() -> str:
@@ -74,5 +75,6 @@ def page_script() -> str:
       document.getElementById("img-skip")?.click();
     }}
   }}, true);
+{COPY_SCRIPT}
 }})();
 </script>"""

@@ -92,7 +92,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
                         label=t("w_regen_instruction"), max_length=1000, elem_id="write-regen-instruction"
                     )
                     regen = gr.Button(t("w_regen"), size="sm", elem_id="write-regen")
-            editor = gr.Textbox(label=t("w_editor"), lines=18, max_lines=40, elem_id="write-editor")
+            editor = gr.Textbox(label=t("w_editor"), lines=18, max_lines=40, elem_id="write-editor", buttons=["copy"])
             edit_tools.build(ctx, editor)
             with gr.Row(equal_height=False, elem_classes=["aigc-bottom-row"]):
                 save = gr.Button(t("w_save"), size="sm", elem_id="write-save")
