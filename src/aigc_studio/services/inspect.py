@@ -38,6 +38,7 @@ from ..labels.aigc import LABELS, SOURCE_CREATED, SOURCE_EDITED, AigcLabel
 from ..labels.credentials import Credentials, CredentialsError, read_credentials
 from ..labels.embed import read_image_labels
 from ..labels.nsfw import NsfwClassifier
+from ..labels.text import read_text_labels
 from ..storage.db import Database
 from .images import open_image
 
@@ -230,8 +231,6 @@ class Inspector:
         }
 
     def _text(self, data: bytes, name: str | None, kind: str) -> dict:
-        from ..labels.text import read_text_labels
-
         try:
             labels = read_text_labels(data, name)
         except ValueError as exc:
