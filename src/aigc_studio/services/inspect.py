@@ -26,6 +26,7 @@ import base64
 import io
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -420,7 +421,7 @@ def summary(report: dict) -> str:
 
     def section(title: str, body: list[str] | None, reason: str = "") -> None:
         lines.append("")
-        lines.append(f"{title}: " + ("" if body else f"absent{f' ({reason})' if reason else ''}"))
+        lines.append(f"{title}:" + ("" if body else f" absent{f' ({reason})' if reason else ''}"))
         lines.extend(f"  {line}" for line in body or [])
 
     a1111 = report["a1111"]
@@ -474,6 +475,11 @@ def summary(report: dict) -> str:
         text = report["text"]
         section("Label line", [text["label_line"]] if text["found"] else None, "no label line in the text")
     item = report["item"]
-    body = [f"{item['id']}: {item['prompt']}", f"model: {item['model']}"] if item else None
+    body = None
+    if item:
+        version = f" (version {item['version']})" if item.get("version") else ""
+        created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(item["created"]))
+        body = [f"{item['id']}{version}: {item['prompt']}", f"model: {item['model']}", f"created: {created}"]
+        body += [f"link: {item['link']}"] if item.get("link") else []
     section("Studio item", body, "neither the ProduceID nor the watermark names an item of this studio")
     return "\n".join(lines)
