@@ -200,10 +200,15 @@ def test_a_studio_file_reports_every_label_and_the_item(studio):
     assert report["c2pa"]["state"] == "trusted", report["c2pa"]
     from aigc_studio.labels.watermark import payload_for
 
-    assert report["watermark"]["found"] and report["watermark"]["payload"] == f"{payload_for(record['id']):08x}"
+    mark = report["watermark"]
+    assert mark["found"] and mark["payload"] == f"{payload_for(record['id']):08x}"
+    assert mark["item"] == record["id"] and mark["in_gallery"] and mark["link"] == f"/api/images/{record['id']}.png"
     assert report["item"]["id"] == record["id"] and report["item"]["prompt"] == "a red fox in snow"
     assert report["item"]["link"] == f"/api/images/{record['id']}.png"
-    assert report["verdict"].startswith("AI-generated (TC260 label 1, IPTC trainedAlgorithmicMedia, C2PA trusted, ")
+    assert report["verdict"] == (
+        f"AI-generated (TC260 label 1, IPTC trainedAlgorithmicMedia, C2PA trusted, watermark → {record['id']},"
+        " A1111 parameters)"
+    )
     text = summary(report)
     assert "integrity: match" in text and f"{record['id']}: a red fox in snow" in text
 

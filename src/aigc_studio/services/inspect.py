@@ -126,7 +126,7 @@ def _iptc_section(source_type: str | None) -> dict:
 
 def _a1111_section(infotext: str | None) -> dict:
     if not infotext:
-        return _absent("no A1111 parameters (PNG 'parameters' chunk or EXIF UserComment)")
+        return _absent("no PNG 'parameters' chunk or EXIF UserComment")
     parsed = parse_infotext(infotext)
     try:
         fields, fields_error = to_request_fields(parsed), None
@@ -207,11 +207,11 @@ class Inspector:
             labels = read_image_labels(data, max_pixels=int(self.config.max_image_megapixels) * 1_000_000)
         except ValueError as exc:
             raise InvalidRequest(f"{name or 'the file'} is not a readable image: {exc}", param="file") from None
-        watermark = self._watermark(image)
         c2pa = self._c2pa(data, labels.format)
-        # The item: the TC260 ProduceID, else the one the C2PA manifest names, else the watermark's.
-        named = [labels.aigc.produce_id if labels.aigc else None, c2pa.get("produce_id"), watermark["item"]]
-        item = next((self.item(i) for i in named if i and self._record(i)), None)
+        # The ids the file names (TC260 ProduceID, the C2PA manifest's), then the watermark's.
+        named = [i for i in (labels.aigc.produce_id if labels.aigc else None, c2pa.get("produce_id")) if i]
+        watermark = self._watermark(image, named)
+        item = next((self.item(i) for i in [*named, watermark["item"]] if i and self._record(i)), None)
         return {
             "file": {
                 "name": name,
@@ -284,11 +284,17 @@ class Inspector:
         state = read_credentials(data, fmt, anchors)
         return {"found": state.state != "absent", **state.to_dict(), "trust_error": trust_error}
 
-    def _watermark(self, image: Image.Image) -> dict:
-        from ..labels.watermark import detect
+    def _watermark(self, image: Image.Image, named: list[str]) -> dict:
+        from ..labels.watermark import detect, payload_for
 
-        reading = detect(image, self.known_watermarks())
+        # The gallery's payloads, and those of the ids the file's labels name: a watermark that agrees
+        # with the label confirms it, even for an item of another studio.
+        known = self.known_watermarks()
+        for produce_id in named:
+            known.setdefault(payload_for(produce_id), produce_id)
+        reading = detect(image, known)
         payload = f"{reading.payload:08x}" if reading.payload is not None else None
+        in_gallery = bool(reading.item and reading.item.startswith("img-") and self._record(reading.item))
         return {
             "found": reading.found,
             "payload": payload if reading.found else None,
@@ -296,7 +302,8 @@ class Inspector:
             "method": reading.method,
             "bit_errors": reading.bit_errors,
             "item": reading.item,
-            "link": f"/api/images/{reading.item}.png" if reading.item else None,
+            "in_gallery": in_gallery,
+            "link": f"/api/images/{reading.item}.png" if in_gallery else None,
             "reason": reading.reason,
         }
 
@@ -408,6 +415,18 @@ def verdict(report: dict) -> str:
     return f"{head} ({', '.join(reasons)})" + (f"; warning: {', '.join(warnings)}" if warnings else "")
 
 
+def _shown_parameters(params: dict[str, str]) -> dict[str, str]:
+    # parse_infotext splits "Size: 512x768" into Size-1 and Size-2; a reader wants it whole again.
+    shown = {}
+    for key, value in params.items():
+        base = key[:-2]
+        if key.endswith("-1") and f"{base}-2" in params:
+            shown[base] = f"{value}x{params[base + '-2']}"
+        elif not (key.endswith("-2") and f"{base}-1" in params):
+            shown[key] = value
+    return shown
+
+
 def summary(report: dict) -> str:
     """The report as readable text: the verdict, then one section per kind ("absent" where nothing was
     found). What ``aigc inspect`` prints and the web UI shows."""
@@ -428,7 +447,7 @@ def summary(report: dict) -> str:
     section(
         "A1111 parameters",
         [f"prompt: {a1111['prompt']}", f"negative prompt: {a1111['negative_prompt']}"]
-        + [f"{key}: {value}" for key, value in a1111["parameters"].items()]
+        + [f"{key}: {value}" for key, value in _shown_parameters(a1111["parameters"]).items()]
         if a1111["found"]
         else None,
         a1111.get("reason", ""),
@@ -459,7 +478,12 @@ def summary(report: dict) -> str:
     body = None
     if mark["found"]:
         body = [f"payload: {mark['payload']} (confidence {mark['confidence']:.2f}, {mark['method']})"]
-        body += [f"identifies: {mark['item']}" if mark["item"] else "identifies no item of this studio"]
+        if mark["item"]:
+            where = "a gallery image of this studio" if mark["in_gallery"] else "the id the labels name"
+            body += [f"identifies: {mark['item']} ({where})"]
+        else:
+            because = f": {mark['reason']}" if mark["reason"] else ""
+            body += [f"identifies no item of this studio{because}"]
     reason = mark.get("reason") or (
         f"confidence {mark['confidence']:.2f}" if mark.get("confidence") is not None else ""
     )
