@@ -24,7 +24,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> None:
             text_box = gr.Textbox(
                 label=t("ins_summary"), lines=16, max_lines=40, interactive=False, elem_id="ins-summary"
             )
-            report_json = gr.JSON(label=t("ins_report"), open=False, elem_id="ins-json")
+            report_json = gr.JSON(label=t("ins_report"), open=True, max_height=600, elem_id="ins-json")
 
     @reports_to(note)
     def on_file(path: str | None, lang_value: str):
