@@ -40,6 +40,7 @@ from ..labels.credentials import Credentials, CredentialsError, read_credentials
 from ..labels.embed import read_image_labels
 from ..labels.nsfw import NsfwClassifier
 from ..labels.text import read_text_labels
+from ..labels.watermark import detect, payload_for
 from ..storage.db import Database
 from .images import open_image
 
@@ -285,8 +286,6 @@ class Inspector:
         return {"found": state.state != "absent", **state.to_dict(), "trust_error": trust_error}
 
     def _watermark(self, image: Image.Image, named: list[str]) -> dict:
-        from ..labels.watermark import detect, payload_for
-
         # The gallery's payloads, and those of the ids the file's labels name: a watermark that agrees
         # with the label confirms it, even for an item of another studio.
         known = self.known_watermarks()
