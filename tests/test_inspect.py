@@ -145,7 +145,7 @@ def test_an_a1111_png_with_only_parameters(studio):
 
 def test_a_plain_jpeg_carries_nothing_and_says_so(studio):
     report = studio.inspector.inspect(jpeg_bytes(picture()), "photo.jpg")
-    assert report["verdict"] == "No AI label found (no TC260 label, IPTC source type, C2PA credentials or watermark)"
+    assert report["verdict"] == "No AI label found (no TC260 label, AI source type, C2PA credentials or watermark)"
     assert report["file"]["format"] == "jpeg"
     for kind in ("a1111", "aigc", "iptc", "watermark"):
         assert report[kind]["found"] is False, kind
@@ -169,6 +169,24 @@ def test_an_iptc_source_type_written_by_exiftool(studio, tmp_path):
     assert report["iptc"]["meaning"] == "created by a trained AI model from a prompt (trainedAlgorithmicMedia)"
     assert report["verdict"] == "AI-generated (IPTC trainedAlgorithmicMedia)"
     assert report["aigc"]["found"] is False
+
+
+def test_a_camera_source_type_is_no_ai_claim_and_a_malformed_label_is_flagged(studio, tmp_path):
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(jpeg_bytes(picture()))
+    capture = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+    subprocess.run(["exiftool", "-q", "-overwrite_original", f"-XMP-iptcExt:DigitalSourceType={capture}", str(path)])
+    report = studio.inspector.inspect(path.read_bytes(), path.name)
+    assert report["iptc"]["meaning"] == "captured by a camera (digitalCapture)" and report["iptc"]["ai"] is False
+    assert report["verdict"] == "No AI label found (no TC260 label, AI source type, C2PA credentials or watermark)"
+
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("AIGC", "{not json")
+    report = studio.inspector.inspect(png_bytes(picture(), pnginfo=info), "odd.png")
+    assert report["aigc"]["found"] is False and report["aigc"]["reason"].startswith("an AIGC field is present but")
+    assert report["verdict"].endswith("; warning: a TC260 label is there but malformed")
 
 
 def test_c2pa_signed_elsewhere_is_valid_but_not_trusted(studio, tmp_path):
@@ -223,7 +241,7 @@ def test_one_changed_pixel_breaks_the_integrity_and_the_signature(studio):
     assert report["aigc"]["found"] and report["aigc"]["integrity"] == "mismatch"
     assert report["c2pa"]["state"] == "invalid"
     assert "dataHash.mismatch" in report["c2pa"]["reason"]
-    assert report["verdict"].endswith("; warning: content changed since labeling, C2PA signature broken")
+    assert report["verdict"].endswith("; warning: content changed since labeling, C2PA credentials invalid")
 
 
 def test_stripped_metadata_leaves_the_watermark_pointing_to_the_item(studio):

@@ -71,7 +71,8 @@ SOURCE_TYPES = {
     _IPTC + "compositeCapture": "a composite of captured elements (compositeCapture)",
     _IPTC + "algorithmicallyEnhanced": "captured, enhanced by an algorithm (algorithmicallyEnhanced)",
 }
-_AI_SOURCE_TYPES = {SOURCE_CREATED, SOURCE_EDITED, _IPTC + "algorithmicMedia", _IPTC + "compositeSynthetic"}
+# Only these two say a trained model made it; algorithmicMedia and compositeSynthetic need no AI.
+_AI_SOURCE_TYPES = {SOURCE_CREATED, SOURCE_EDITED}
 _INTEGRITY = {
     "match": "ReservedCode1 matches the content: unchanged since it was labeled",
     "mismatch": "ReservedCode1 does not match the content: changed since it was labeled",
@@ -383,20 +384,23 @@ def verdict(report: dict) -> str:
         reasons.append(f"TC260 label {aigc['label']}")
         if aigc["integrity"] == "mismatch":
             warnings.append("content changed since labeling")
+    elif aigc.get("error"):
+        warnings.append("a TC260 label is there but malformed")
     if iptc["found"] and iptc["ai"]:
         reasons.append("IPTC " + iptc["source_type"].rsplit("/", 1)[-1])
     if c2pa["state"] != "absent":
         reasons.append(f"C2PA {c2pa['state']}")
         if c2pa["state"] == "invalid":
-            warnings.append("C2PA signature broken")
+            warnings.append("C2PA credentials invalid")
     if mark["found"]:
         reasons.append(f"watermark → {mark['item']}" if mark["item"] else f"watermark {mark['payload']}")
     if report["a1111"]["found"]:
         reasons.append("A1111 parameters")
     if report.get("text") and report["text"]["found"]:
         reasons.append("label line")
+    tail = f"; warning: {', '.join(warnings)}" if warnings else ""
     if not reasons:
-        return "No AI label found (no TC260 label, IPTC source type, C2PA credentials or watermark)"
+        return "No AI label found (no TC260 label, AI source type, C2PA credentials or watermark)" + tail
     generated = (
         level == "1"
         or (iptc["found"] and iptc["ai"])
@@ -411,7 +415,7 @@ def verdict(report: dict) -> str:
         head = {"2": "Possibly AI-generated", "3": "Suspected AI-generated"}[level]
     else:
         head = "Provenance found, no AI claim"  # e.g. C2PA credentials of a camera or an editor
-    return f"{head} ({', '.join(reasons)})" + (f"; warning: {', '.join(warnings)}" if warnings else "")
+    return f"{head} ({', '.join(reasons)})" + tail
 
 
 def _shown_parameters(params: dict[str, str]) -> dict[str, str]:
