@@ -263,8 +263,8 @@ def test_a_gallery_item_shows_its_stored_nsfw_result(studio):
     record = gallery_image(studio)
     report = studio.inspector.inspect(Path(record["path"]).read_bytes(), "x.png")
     assert report["item"]["id"] == record["id"]
-    assert report["nsfw"]["stored_score"] == pytest.approx(report["nsfw"]["score"], abs=1e-3)
-    assert report["nsfw"]["stored_action"] == "none"
+    assert report["nsfw"]["stored_score"] == record["nsfw_score"] and report["nsfw"]["stored_action"] == "none"
+    assert f"stored: {record['nsfw_score']:.2f}, action none" in summary(report)
 
 
 # -- text exports ------------------------------------------------------------------------------------

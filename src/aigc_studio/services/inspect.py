@@ -508,5 +508,10 @@ def summary(report: dict) -> str:
         created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(item["created"]))
         body = [f"{item['id']}{version}: {item['prompt']}", f"model: {item['model']}", f"created: {created}"]
         body += [f"link: {item['link']}"] if item.get("link") else []
+        applied = item.get("labels")
+        if applied is not None:
+            kinds = [k for k in ("visible", "watermark") if applied.get(k) is not None]
+            kinds += [k for k in ("metadata", "c2pa") if applied.get(k)]
+            body += [f"labels when made: {', '.join(kinds) or 'none (labels were off)'}"]
     section("Studio item", body, "neither the ProduceID nor the watermark names an item of this studio")
     return "\n".join(lines)
