@@ -449,7 +449,8 @@ def summary(report: dict) -> str:
     a1111 = report["a1111"]
     section(
         "A1111 parameters",
-        [f"prompt: {a1111['prompt']}", f"negative prompt: {a1111['negative_prompt']}"]
+        [f"prompt: {a1111['prompt']}"]
+        + ([f"negative prompt: {a1111['negative_prompt']}"] if a1111["negative_prompt"] else [])
         + [f"{key}: {value}" for key, value in _shown_parameters(a1111["parameters"]).items()]
         if a1111["found"]
         else None,
