@@ -265,7 +265,12 @@ def test_paint_a_mask_and_inpaint(open_page, server):
     result = server.studio.images.list(limit=1)[0]
     before = np.asarray(Image.open(source["path"]).convert("RGB"), dtype=int)
     after = np.asarray(Image.open(result["path"]).convert("RGB"), dtype=int)
-    changed = np.abs(after - before).sum(axis=2) > 0
+    # The result is labeled as every image: the visible mark in its corner (left out here) and the
+    # watermark's small amplitude everywhere (at most 28 summed over R, G and B, measured), so "changed"
+    # means more than that.
+    changed = np.abs(after - before).sum(axis=2) > 40
+    left, top, right, bottom = result["labels"]["visible"]["box"]
+    changed[top:bottom, left:right] = False
     assert changed[32:96, :64].mean() > 0.3, "the painted stroke was not repainted"
     assert not changed[:, 96:].any(), "pixels outside the mask changed"
 

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from aigc_studio.engines import diffusers_setup  # noqa: F401  (first: see there)
+
+# isort: split
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,

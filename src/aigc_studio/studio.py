@@ -20,6 +20,7 @@ from .services.gallery import GalleryService
 from .services.images import ImageService
 from .services.inspect import Inspector
 from .services.jobs import JobQueue
+from .services.labeling import Labeler
 from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
@@ -56,6 +57,8 @@ class Studio:
         # Styles (AIGC_HOME/styles.csv), wildcards (AIGC_HOME/wildcards/) and prompt expansion.
         self.prompts = PromptCraft(self.config.home, self.chat, self.templates)
         self.jobs = JobQueue(self.db)
+        # Every image the studio makes is labeled (NSFW check, mark, watermark, AIGC metadata, C2PA).
+        self.labeler = Labeler(self.config)
         self.images = ImageService(
             self.db,
             self.registry,
@@ -64,6 +67,7 @@ class Studio:
             config=self.config,
             max_megapixels=int(self.config.max_image_megapixels),
             prompt_craft=self.prompts,
+            labeler=self.labeler,
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.editing = EditingService(self.chat, self.templates)

@@ -121,10 +121,19 @@ def _fit(size: tuple[int, int]) -> tuple[int, int]:
     return tuple(max(64, min(2048, s - s % 8)) for s in size)  # type: ignore[return-value]
 
 
+_OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
 def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> None:
     from ..cli.main import _studio
-    from ..images.infotext import save_image
 
+    fmt = None
+    if output is not None:
+        fmt = _OUTPUT_FORMATS.get(output.suffix.lower())
+        if fmt is None:
+            raise click.BadParameter(
+                f"the file must end in .png, .jpg, .jpeg or .webp, got {output.name!r}", param_hint="--output"
+            )
     studio = _studio()
     try:
         job = studio.images.submit(request, mode, source="cli", **images)
@@ -148,7 +157,20 @@ def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> No
             click.echo(str(generated.path))
             if output:
                 target = output if i == 0 else output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
-                save_image(generated.image, target, generated.infotext)
+                if fmt == "png":  # the very file the studio wrote, labels and signature included
+                    target.write_bytes(generated.data)
+                else:  # the labeled pixels, with the same labels written the way this format holds them
+                    target.write_bytes(
+                        studio.labeler.encode(
+                            generated.image,
+                            dict(generated.labels),
+                            produce_id=generated.id,
+                            infotext=generated.infotext,
+                            fmt=fmt,
+                            source=images.get("init_image"),
+                            title=target.name,
+                        )
+                    )
                 click.echo(str(target))
         if len({g.prompt for g in result.images}) > 1:
             for generated in result.images:

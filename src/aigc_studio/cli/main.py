@@ -525,6 +525,9 @@ _arena.register(cli)
 from . import inspect as _inspect  # noqa: E402
 
 _inspect.register(cli)
+from . import gallery as _gallery  # noqa: E402
+
+_gallery.register(cli)
 
 
 def main() -> None:

@@ -18,6 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from . import diffusers_setup  # noqa: F401  (first: see there)
+
+# isort: split
 from diffusers import (
     DiffusionPipeline,
     StableDiffusionImg2ImgPipeline,

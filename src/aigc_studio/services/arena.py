@@ -151,6 +151,8 @@ class ArenaService:
             except ValidationError as invalid:
                 message, param = validation_message(invalid.errors())
                 raise InvalidRequest(message, param=param) from None
+            # The image jobs are queued by the workers; a blocked prompt is refused here, before any battle.
+            self.images.labeler.check_prompt(prompt)
             params = {**requests["a"].model_dump(exclude={"model"}, exclude_defaults=True), "seed": seed}
             battle_id = self.store.create(category, prompt, system, model_a, model_b, params)
             workers = [self._image_worker(battle_id, side, r, events) for side, r in requests.items()]

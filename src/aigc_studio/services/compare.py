@@ -256,6 +256,7 @@ class ImageComparison:
     models: list[str]
     id: str = field(default_factory=lambda: new_id("cmp"))
     grid_path: Path | None = None
+    grid_labels: dict | None = None  # what labeling applied to the grid image
 
     def cancel(self) -> None:
         for job in self.jobs:
@@ -297,7 +298,11 @@ class ImageComparison:
             self.grid_path = self._save_grid(pictures)
             duration_ms = (time.perf_counter() - started) * 1000
             axes = [{"name": a.name, "values": a.values} for a in self.axes]
-            request = {"image_request": self.request.model_dump(exclude_defaults=True), "axes": axes}
+            request = {
+                "image_request": self.request.model_dump(exclude_defaults=True),
+                "axes": axes,
+                "grid_labels": self.grid_labels,
+            }
             self.service.store.save(
                 "image",
                 self.request.prompt,
@@ -317,8 +322,14 @@ class ImageComparison:
         folder = self.service.images.outputs_dir / "compare"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.id}.png"
+        # The grid is a picture the studio made as well: labeled as its cells are (each cell in it
+        # keeps its own mark), with the comparison's id as the ProduceID.
+        labeled = self.service.images.labeler.label_image(
+            grid, produce_id=self.id, infotext=None, mode="txt2img", title=path.name
+        )
+        self.grid_labels = labeled.record
         tmp = path.with_suffix(".tmp")
-        grid.save(tmp, format="PNG")
+        tmp.write_bytes(labeled.data)
         os.replace(tmp, path)  # never a half-written grid under its real name
         return path
 

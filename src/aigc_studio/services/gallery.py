@@ -33,6 +33,10 @@ class GalleryEntry:
     mode: str | None = None
     infotext: str | None = None
     params: dict = field(default_factory=dict)
+    # images: what labeling applied (None: made before labels existed), the NSFW score and the action taken
+    labels: dict | None = None
+    nsfw_score: float | None = None
+    nsfw_action: str | None = None
 
 
 class GalleryService:
@@ -62,6 +66,9 @@ class GalleryService:
                         mode=row["mode"],
                         infotext=row["infotext"],
                         params=row["params"],
+                        labels=row["labels"],
+                        nsfw_score=row["nsfw_score"],
+                        nsfw_action=row["nsfw_action"],
                     )
                 )
         if kind in ("all", "text"):

@@ -1,8 +1,10 @@
 """Images: the product logic of one generation, shared by the CLI, the A1111 and OpenAI APIs and the UI.
 
 ``submit`` checks everything that can be checked before any work is queued (model, sizes, images,
-mask), fixes the seeds, and queues the job; the job runs the engine, writes each image as a PNG with
-A1111's infotext under AIGC_HOME/outputs, and records it for the gallery.
+mask, the prompt block-list), fixes the seeds, and queues the job; the job runs the engine, labels each
+image (services/labeling.py: NSFW check, visible mark, watermark, AIGC metadata, C2PA), writes it as a
+PNG with A1111's infotext under AIGC_HOME/outputs, and records it, with what was applied, for the
+gallery.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from ..config import Config
 from ..contracts import INPAINT_FIELDS, ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
 from ..errors import InvalidRequest, NotFound, TooLarge, validation_message
-from ..images.infotext import add_templates, format_infotext, params_from_request, write_png
+from ..images.infotext import add_templates, format_infotext, params_from_request
 from ..images.masking import blank_mask
 from ..images.resize import hires_size
 from ..models.registry import ModelInfo, Registry
 from ..storage.db import Database, like_pattern
 from ..storage.history import new_id
 from .jobs import Job, JobQueue
+from .labeling import Labeler
 from .prompt_craft import PromptCraft, PromptPlan
 
 VERSION = f"aigc-studio-{__version__}"
@@ -47,14 +50,13 @@ class GeneratedImage:
     infotext: str
     prompt: str = ""  # the prompt this image ran with (styles applied, dynamic prompts drawn)
     negative_prompt: str = ""
+    data: bytes = b""  # the labeled PNG, as written to ``path`` (or sent, when there is no file)
+    labels: dict | None = None  # what labeling applied (LabeledImage.record)
 
     def png_base64(self) -> str:
-        """The image as the APIs send it: the PNG already written (infotext included), base64."""
-        if self.path is not None:
-            return base64.b64encode(self.path.read_bytes()).decode()
-        buf = io.BytesIO()
-        write_png(self.image, buf, self.infotext)
-        return base64.b64encode(buf.getvalue()).decode()
+        """The image as the APIs send it: the labeled PNG (infotext included), base64; the same bytes
+        as the file, when one was written."""
+        return base64.b64encode(self.data).decode()
 
 
 @dataclass
@@ -247,8 +249,11 @@ class ImageService:
         config: Config | None = None,
         max_megapixels: int = DEFAULT_MAX_MEGAPIXELS,
         prompt_craft: PromptCraft | None = None,
+        *,
+        labeler: Labeler,
     ):
         self.db = db
+        self.labeler = labeler
         self.prompt_craft = prompt_craft
         self.registry = registry
         self.queue = queue
@@ -334,6 +339,9 @@ class ImageService:
             }
         )
         plan = self._plan(request)
+        # The block-list sees every prompt that will run (styles applied, dynamic prompts drawn), before
+        # anything is queued or stored. Negative prompts say what must not be drawn: not checked.
+        self.labeler.check_prompt(request.prompt, request.hr_prompt, *(positive for positive, _ in plan.prompts))
         steps = request.steps
         if request.enable_hr:
             check_hires_size(request)
@@ -402,7 +410,8 @@ class ImageService:
         offset = 0  # the batch number of the current run's first batch
 
         def on_step(step: StepInfo) -> None:
-            job.step, job.steps, job.batch, job.preview = step.step, step.total, offset + step.batch, step.preview
+            job.step, job.steps, job.batch = step.step, step.total, offset + step.batch
+            job.preview = self.labeler.marked_preview(step.preview)
             reached[offset + step.batch] = (step.step, step.total)
 
         # Images whose prompts differ run one by one, each with its own prompt and the seed it has in the
@@ -453,7 +462,8 @@ class ImageService:
             negative_template=plan.negative_template,
         )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
-        for index, (image, seed, subseed, run) in enumerate(images):
+        job.phase = "labeling"  # the progress readers say why the last moment takes a while
+        for index, (raw, seed, subseed, run) in enumerate(images):
             # The record holds the prompts that ran and no styles or dynamic mode, so reusing it makes
             # this very image again; what they were made from is kept beside it.
             fields = {**run.model_dump(), "styles": [], "dynamic_prompts": None, "dynamic_seed": None}
@@ -482,19 +492,24 @@ class ImageService:
                 # As the sd-dynamic-prompts extension writes them: after the parameter line.
                 infotext = add_templates(infotext, plan.template, plan.negative_template)
             image_id = new_id("img")
+            labeled = self.labeler.label_image(
+                raw, produce_id=image_id, infotext=infotext, mode=mode, source=init, title=f"{image_id}.png"
+            )
+            image = labeled.image
             path = None
             if keep:
                 day.mkdir(parents=True, exist_ok=True)
                 path = day / f"{image_id}-{seed}.png"
                 tmp = path.with_suffix(".tmp")
-                write_png(image, tmp, infotext)
+                tmp.write_bytes(labeled.data)
                 os.replace(tmp, path)  # a crash never leaves a half-written PNG under its real name
+                record = labeled.record
                 with self.db.tx() as conn:
                     conn.execute(
                         "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt,"
                         " seed, subseed, width, height, params, infotext, created, prompt_template,"
-                        " negative_template, styles)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        " negative_template, styles, labels, nsfw_score, nsfw_action, watermark)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             image_id,
                             job.id,
@@ -516,10 +531,25 @@ class ImageService:
                             plan.template,
                             plan.negative_template,
                             json.dumps(plan.styles, ensure_ascii=False),
+                            json.dumps(record, ensure_ascii=False),
+                            record["nsfw_score"],
+                            record["nsfw_action"],
+                            record["watermark"],
                         ),
                     )
             result.images.append(
-                GeneratedImage(image_id, path, image, seed, subseed, infotext, run.prompt, run.negative_prompt)
+                GeneratedImage(
+                    image_id,
+                    path,
+                    image,
+                    seed,
+                    subseed,
+                    infotext,
+                    run.prompt,
+                    run.negative_prompt,
+                    data=labeled.data,
+                    labels=labeled.record,
+                )
             )
         return result
 
@@ -535,7 +565,21 @@ class ImageService:
             args.append(model)
         sql = "SELECT * FROM images" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.db.conn.execute(sql + " ORDER BY created DESC LIMIT ?", (*args, limit))
-        return [{**dict(r), "params": json.loads(r["params"]), "styles": json.loads(r["styles"])} for r in rows]
+        return [
+            {
+                **dict(r),
+                "params": json.loads(r["params"]),
+                "styles": json.loads(r["styles"]),
+                "labels": json.loads(r["labels"]) if r["labels"] is not None else None,
+            }
+            for r in rows
+        ]
+
+    def known_watermarks(self) -> dict[int, str]:
+        """Every watermark payload the gallery's images carry, mapped to the image's id (what
+        ``labels.watermark.detect`` takes as ``known`` to name the image a read payload came from)."""
+        rows = self.db.conn.execute("SELECT watermark, id FROM images WHERE watermark IS NOT NULL ORDER BY created")
+        return {row["watermark"]: row["id"] for row in rows}
 
     def file(self, image_id: str) -> Path:
         """The PNG file of a recorded image; NotFound for an id the gallery does not have, or whose file

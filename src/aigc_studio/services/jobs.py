@@ -46,6 +46,7 @@ class Job:
     steps: int = 0
     batch: int = 0
     batches: int = 1
+    phase: str = ""  # what the work is doing beyond steps: "labeling" once the pictures are made
     preview: Callable[[], object | None] | None = None
     result: Any = None
     error: str | None = None
@@ -161,6 +162,7 @@ class JobQueue:
         if job is not None:
             fields = ("id", "kind", "state", "model", "source", "error", "created", "started", "finished")
             counts = {"step": job.step, "steps": job.steps, "batch": job.batch, "batches": job.batches}
+            counts["phase"] = (job.phase or None) if job.state == "running" else None
             return {**{k: getattr(job, k) for k in fields}, "progress": job.progress, "eta": job.eta, **counts}
         row = self.db.conn.execute(
             "SELECT id, kind, state, model, source, error, created, started, finished FROM jobs WHERE id = ?",
@@ -169,7 +171,7 @@ class JobQueue:
         if row is None:
             return None
         progress = 1.0 if row["state"] in ("done", "interrupted") else 0.0
-        unknown = dict.fromkeys(("step", "steps", "batch", "batches"))
+        unknown = dict.fromkeys(("step", "steps", "batch", "batches", "phase"))
         return {**dict(row), "progress": progress, "eta": None, **unknown}
 
     def pending(self) -> list[Job]:

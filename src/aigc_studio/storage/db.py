@@ -303,6 +303,22 @@ def m011_arena() -> str:
 
 
 @migration
+def m012_labels() -> str:
+    # AI-generated content labels (issue 11): what the labeling pipeline applied to each image, as
+    # JSON (the visible mark's text and box, metadata and C2PA on or off, the watermark payload, the
+    # NSFW score and action, the IPTC source type), plus the columns lists and look-ups read: the NSFW
+    # score and the action taken, and the watermark payload (indexed: inspect finds an image by it).
+    # Images made before have NULL everywhere: shown as "not labeled".
+    return """
+        ALTER TABLE images ADD COLUMN labels TEXT;          -- JSON, services/labeling.py's LabeledImage.record
+        ALTER TABLE images ADD COLUMN nsfw_score REAL;      -- P(nsfw) 0..1 of the raw image
+        ALTER TABLE images ADD COLUMN nsfw_action TEXT;     -- none | blurred | blocked (what was done)
+        ALTER TABLE images ADD COLUMN watermark INTEGER;    -- the 32-bit payload embedded; NULL: none
+        CREATE INDEX images_watermark ON images(watermark);
+    """
+
+
+@migration
 def m013_text_labels() -> str:
     # Each export of generated text (a document version, a chat history) with the labels it carried, so
     # an item's history says whether the label line and the AIGC metadata were on when it left the studio.

@@ -12,6 +12,7 @@ from ..services.gallery import KINDS, GalleryEntry
 from .chat import OPTION_FIELDS, ChatTab
 from .common import Mistake, UIContext, note, reports_to
 from .i18n import t, text
+from .image_labels import label_badge, labels_html, nsfw_cell
 from .images import ImagesTab
 
 LIMIT = 200
@@ -46,13 +47,14 @@ def build(
                 wrap=True,
                 max_height=420,
                 elem_id="gal-table",
-                column_widths=["18%", "10%", "16%", "56%"],
+                column_widths=["15%", "8%", "14%", "11%", "12%", "40%"],
             )
         with gr.Column(scale=2, elem_classes=["aigc-detail"]):
             detail_title = gr.Markdown(t("gal_pick"), elem_id="gal-detail-title")
             detail_image = gr.Image(
                 label=t("gal_image"), interactive=False, visible=False, height=300, elem_id="gal-detail-image"
             )
+            detail_labels = gr.HTML(elem_id="gal-detail-labels")
             detail_text = gr.Markdown(elem_id="gal-detail-text", elem_classes=["aigc-conversation"])
             detail_params = gr.JSON(label=t("gal_params"), open=True, elem_id="gal-detail-params")
             with gr.Row():
@@ -69,15 +71,18 @@ def build(
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)),
                 text(lang_value, f"gal_kind_{e.kind}"),
                 e.model,
+                label_badge(lang_value, e.labels) if e.kind == "image" else "",
+                nsfw_cell(lang_value, e.nsfw_score, e.nsfw_action) if e.kind == "image" else "",
                 e.prompt,
             ]
             for e in found
         ]
-        headers = [text(lang_value, key) for key in ("gal_col_time", "gal_col_kind", "gal_col_model", "gal_col_prompt")]
+        columns = ("gal_col_time", "gal_col_kind", "gal_col_model", "gal_col_label", "gal_col_nsfw", "gal_col_prompt")
+        headers = [text(lang_value, key) for key in columns]
         images = [(e.path, e.prompt[:60]) for e in found if e.kind == "image"]
         models = [("—", "")] + [(m.id, m.id) for m in ctx.studio.registry.all()]
         return (
-            gr.Dataframe(value=rows or [["", "", "", ""]], headers=headers),
+            gr.Dataframe(value=rows or [[""] * len(headers)], headers=headers),
             images,
             found,
             gr.Dropdown(choices=models),
@@ -87,24 +92,25 @@ def build(
         if entry.kind == "image":
             body = f"```\n{entry.infotext}\n```"
             image = gr.Image(value=entry.path, visible=True)
-            return entry, f"### 🖼 {entry.id}", image, body, entry.params, ""
+            labels = labels_html(lang_value, entry.labels)
+            return entry, f"### 🖼 {entry.id}", image, labels, body, entry.params, ""
         hidden = gr.Image(value=None, visible=False)
         if entry.kind == "document":
             doc = ctx.studio.writing.get(entry.id)
             version = doc["version"]
             params = {"model": version["model"], "version": version["number"], "reason": version["reason"]}
             params |= {"versions": entry.params.get("versions"), "notes": version["notes"]}
-            return entry, f"### 📄 {doc['title']}", hidden, version["content"], params, ""
+            return entry, f"### 📄 {doc['title']}", hidden, "", version["content"], params, ""
         conv = ctx.studio.history.get(entry.id)
         lines = [f"**{text(lang_value, 'role_' + m['role'])}**: {m['content']}" for m in conv["messages"]]
         params = {"model": conv["model"], "responses": conv["responses"]}
-        return entry, f"### 💬 {conv['title']}", hidden, "\n\n".join(lines), params, ""
+        return entry, f"### 💬 {conv['title']}", hidden, "", "\n\n".join(lines), params, ""
 
     @reports_to(action_note)
     def on_row(lang_value: str, found: list[GalleryEntry], event: gr.SelectData):
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
         if row is None or row >= len(found):
-            return [gr.skip()] * 6
+            return [gr.skip()] * 7
         return show(found[row], lang_value)
 
     @reports_to(action_note)
@@ -165,7 +171,7 @@ def build(
         if entry is None:
             raise Mistake("gal_pick")
         ctx.studio.gallery.delete(entry)
-        cleared = (None, t("gal_pick"), gr.Image(value=None, visible=False), "", None)
+        cleared = (None, t("gal_pick"), gr.Image(value=None, visible=False), "", "", None)
         # One truth across tabs: a deleted conversation leaves the Chat list, and the Chat tab too
         # when it was open there.
         was_open = entry.kind == "text" and entry.id == open_conversation
@@ -181,7 +187,7 @@ def build(
 
     filters = [query, kind, model, lang]
     list_outputs = [table, thumbs, entries, model]
-    detail_outputs = [chosen, detail_title, detail_image, detail_text, detail_params, action_note]
+    detail_outputs = [chosen, detail_title, detail_image, detail_labels, detail_text, detail_params, action_note]
     for trigger in (refresh.click, query.submit, kind.input, model.input):
         trigger(listing, filters, list_outputs)
 
@@ -206,7 +212,7 @@ def build(
         on_delete,
         [lang, chosen, chat_tab.conversation, query, kind, model],
         [
-            *detail_outputs[:5],
+            *detail_outputs[:6],
             *list_outputs,
             chat_tab.chatbot,
             chat_tab.conversation,

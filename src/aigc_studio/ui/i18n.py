@@ -16,6 +16,7 @@ from ..contracts import MAX_STOP, ImageRequest, TextOptions
 from .i18n_arena import LABELS as ARENA_LABELS
 from .i18n_code import LABELS as CODE_LABELS
 from .i18n_editing import LABELS as EDITING_LABELS
+from .i18n_image_labels import LABELS as IMAGE_LABEL_LABELS
 
 LANGUAGES = [("English", "en"), ("简体中文", "zh-CN")]
 
@@ -611,7 +612,7 @@ def _declared_help(name: str) -> str:
 
 
 def _tables() -> tuple[dict[str, str], dict[str, str]]:
-    labels = {**GRADIO_KEYS, **TABLE, **EDITING_LABELS, **CODE_LABELS, **ARENA_LABELS}
+    labels = {**GRADIO_KEYS, **TABLE, **EDITING_LABELS, **CODE_LABELS, **ARENA_LABELS, **IMAGE_LABEL_LABELS}
     en = {key: pair[0] for key, pair in labels.items()}
     zh = {key: pair[1] for key, pair in labels.items()}
     for name, (label_en, label_zh, help_zh) in FIELDS.items():

@@ -18,6 +18,7 @@ from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from . import prompt_tools
 from .common import Mistake, UIContext, field_widget, note, progress_bar, reports_to, snaps_to_multiple
 from .i18n import t, text
+from .image_labels import labels_html
 
 # Every ImageRequest field the form shows, in the order handlers receive them. The hires. fix
 # accordion has its own denoising slider (A1111's): it is ``denoising_strength`` in txt2img.
@@ -282,7 +283,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             infotext = gr.Textbox(
                 label=t("img_infotext"), lines=4, interactive=False, elem_id="img-infotext", buttons=["copy"]
             )
-    results = gr.State([])  # [{"path", "seed", "subseed", "infotext"}] of the last generation
+            labels_box = gr.HTML(elem_id="img-labels")
+    results = gr.State([])  # [{"path", "seed", "subseed", "infotext", "labels"}] of the last generation
     selected = gr.State(0)
     png_fields = gr.State(None)  # request fields read from the dropped PNG
 
@@ -292,6 +294,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         """The bar for a queued or running job: loading the model, then step, batch and ETA as A1111."""
         if job.state == "queued":
             return progress_bar(0, text(lang_value, "img_queued"))
+        if job.phase == "labeling":
+            return progress_bar(job.progress * 100, text(lang_value, "lab_labeling"))
         if job.step == 0 and job.batch == 0:
             if ctx.studio.registry.loaded_image_model() != job.model:
                 return progress_bar(0, text(lang_value, "img_loading", model=job.model))
@@ -337,7 +341,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             ctx.image_jobs.pop(request.session_hash, None)
         result = job.wait()  # None when it was interrupted before it started
         made = [
-            {"path": str(g.path), "seed": g.seed, "subseed": g.subseed, "infotext": g.infotext}
+            {"path": str(g.path), "seed": g.seed, "subseed": g.subseed, "infotext": g.infotext, "labels": g.labels}
             for g in (result.images if result else [])
         ]
         key = "img_done" if result and not result.interrupted else "img_interrupted"
@@ -349,6 +353,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             preview: gr.Image(value=None, visible=False),
             gallery: gr.Gallery(value=items, selected_index=0 if items else None),
             infotext: made[0]["infotext"] if made else "",
+            labels_box: labels_html(lang_value, made[0]["labels"]) if made else "",
             results: made,
             selected: 0,
         }
@@ -359,10 +364,11 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
     def on_skip():
         ctx.studio.jobs.skip()
 
-    def on_select(made: list[dict], event: gr.SelectData):
+    def on_select(lang_value: str, made: list[dict], event: gr.SelectData):
         if not made or event.index is None or event.index >= len(made):
-            return gr.skip(), 0
-        return made[event.index]["infotext"], event.index
+            return gr.skip(), gr.skip(), 0
+        chosen = made[event.index]
+        return chosen["infotext"], labels_html(lang_value, chosen["labels"]), event.index
 
     def picked(made: list[dict], index: int) -> dict | None:
         return made[index] if made and index < len(made) else None
@@ -439,7 +445,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             default = None  # no image model installed yet: the service says so on Generate
         return gr.Dropdown(choices=ids, value=default), prompt_tools.style_choices(ctx)
 
-    outputs = [progress, preview, gallery, infotext, results, selected]
+    outputs = [progress, preview, gallery, infotext, labels_box, results, selected]
     form_inputs = [form[name] for name in FORM_FIELDS]
     # show_progress hidden: the tab draws its own bar, with steps, ETA and a preview. Ctrl+Enter
     # in the tab clicks Generate (the page script), as in A1111.
@@ -467,7 +473,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
         )
     for name in ("width", "height"):
         snaps_to_multiple(form[name], ImageRequest, name)
-    gallery.select(on_select, results, [infotext, selected])
+    gallery.select(on_select, [lang, results], [infotext, labels_box, selected])
     targets = [
         init_image,
         mask_editor,

@@ -24,7 +24,10 @@ router = APIRouter(prefix="/api/arena", tags=["arena"])
 Category = Literal["chat", "writing", "code", "image"]
 Vote = Literal["a", "b", "tie", "bad"]
 _ID = {"pattern": "^battle-[0-9a-f]+$"}
-_BAD = {400: "A field is missing, of the wrong type or out of range; the message names it and what is allowed."}
+_BAD = {
+    400: "A field is missing, of the wrong type or out of range; the message names it and what is allowed. "
+    "An image battle's prompt contains a term of the prompt_blocklist setting (named; nothing is started)."
+}
 _NOT_FOUND = {404: "No such battle (the message gives the id)."}
 _TOO_LARGE = {413: "The request body is over the server's limit (max_body_mb)."}
 assert tuple(Category.__args__) == CATEGORIES  # type: ignore[attr-defined]

@@ -41,7 +41,8 @@ register_url_convertor("comparison_id", _ComparisonId())
 _ID = {"pattern": "^cmp-[0-9a-f]+$"}
 _BAD = {
     400: "A field is missing, of the wrong type or out of range, or the models are too few, too many or repeated; "
-    "the message names it and what is allowed."
+    "the message names it and what is allowed; an image comparison's prompt contains a term of the "
+    "prompt_blocklist setting (named; nothing is queued)."
 }
 _MISSING = {404: "No such model or comparison (the message names it)."}
 _TOO_LARGE = {413: "The request body is over the server's limit (max_body_mb)."}
@@ -142,7 +143,10 @@ class TextComparisonRecord(ComparisonSummary):
 
 class ImageComparisonRecord(ComparisonSummary):
     kind: Literal["image"]
-    request: dict[str, Any] = Field(description="image_request (the seed fixed) and axes [{name, values}].")
+    request: dict[str, Any] = Field(
+        description="image_request (the seed fixed), axes [{name, values}] and grid_labels (what labeling applied "
+        "to the grid image, as an image's labels).",
+    )
     results: list[Cell] = Field(description="The cells row by row (Y), each row along X.")
     grid_path: str | None = Field(description="The grid PNG with axis labels: GET /api/compare/{id}/grid.png.")
 

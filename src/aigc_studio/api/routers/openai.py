@@ -441,7 +441,8 @@ class ImagesResponse(BaseModel):
         ErrorBody,
         {
             400: "A field is of the wrong type or out of range (each named), n × width × height is over 16 "
-            "megapixels, no image model is installed, or the model cannot make images from text.",
+            "megapixels, no image model is installed, the model cannot make images from text, or the prompt "
+            "contains a term of the prompt_blocklist setting (named; nothing is queued).",
             404: "No image model has that name; the message lists the available ones.",
             409: "The job was interrupted (POST /sdapi/v1/interrupt, or the client went away) before it started.",
             413: "The request body is over max_body_mb.",

@@ -39,7 +39,8 @@ _INVALID = (
     "the value sent, or the values do not fit together (batch_size × width × height at most 16 megapixels; "
     "the hires fix's size 64 to 2048 pixels a side; override_settings_restore_afterwards false only with "
     "override_settings it can keep; an input image that is not one). Every such field is named; nothing is "
-    "queued. Also: the model cannot do this mode, no image model is installed, or it failed to load."
+    "queued. Also: the model cannot do this mode, no image model is installed, or it failed to load; or the "
+    "prompt contains a term of the prompt_blocklist setting (the term is named; nothing is queued or stored)."
 )
 _GENERATION_ERRORS = errors(
     A1111ErrorBody,
@@ -215,7 +216,9 @@ def progress(
         "eta_relative": round(job.eta or 0.0, 2),
         "state": _state(job, len(pending)),
         "current_image": image,
-        "textinfo": f"Step {job.step}/{job.steps}, batch {job.batch + 1}/{job.batches}",
+        "textinfo": "Labeling"
+        if job.phase == "labeling"
+        else f"Step {job.step}/{job.steps}, batch {job.batch + 1}/{job.batches}",
     }
 
 

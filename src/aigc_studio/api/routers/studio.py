@@ -21,6 +21,42 @@ _ID = {"pattern": "^[a-z]+-[0-9a-f]+$"}
 _BAD_QUERY = {400: "A query parameter is of the wrong type or out of range; the message names it and its range."}
 
 
+class VisibleMarkRecord(BaseModel):
+    """The visible mark drawn on an image."""
+
+    text: str = Field(description="The mark's text: AI生成 or AI-generated.")
+    language: Literal["zh", "en"]
+    position: Literal["bottom-right", "bottom-left", "top-right", "top-left"]
+    box: list[int] = Field(description="Its box in pixels: left, top, right, bottom.", min_length=4, max_length=4)
+    opacity: int = Field(ge=10, le=100, description="Percent.")
+    text_height: int = Field(description="The text's height in pixels (at least 5% of the shorter side).")
+
+
+class NsfwSetting(BaseModel):
+    """The NSFW settings the image was labeled with."""
+
+    setting: Literal["allow", "blur", "block"] = Field(description="The nsfw_action setting.")
+    threshold: int = Field(ge=0, le=100, description="The nsfw_threshold setting, percent.")
+
+
+class ImageLabels(BaseModel):
+    """What the labeling pipeline applied to an image (services/labeling.py)."""
+
+    visible: VisibleMarkRecord | None = Field(description="The visible mark; null: label_visible was off.")
+    metadata: bool = Field(description="TC260 AIGC label and IPTC digital source type written into the file.")
+    c2pa: bool = Field(description="Signed with C2PA content credentials.")
+    watermark: int | None = Field(description="The invisible watermark's 32-bit payload; null: none embedded.")
+    watermark_skipped: str | None = Field(
+        None, description="Why no watermark was embedded although the setting was on (the image was too small)."
+    )
+    nsfw_score: float = Field(ge=0, le=1, description="The NSFW classifier's P(nsfw) for the raw image.")
+    nsfw_action: Literal["none", "blurred", "blocked"] = Field(description="What was done to the image.")
+    nsfw: NsfwSetting
+    source_type: str = Field(description="IPTC digital source type (trainedAlgorithmicMedia or composite…).")
+    producer: str | None = Field(description="ContentProducer written in the AIGC label; null without metadata.")
+    digest: str | None = Field(description="ReservedCode1: sha256 of the final pixels; null without metadata.")
+
+
 class ImageRecord(BaseModel):
     """A generated image as the gallery keeps it."""
 
@@ -42,6 +78,10 @@ class ImageRecord(BaseModel):
     prompt_template: str | None = Field(description="The dynamic-prompt template the prompt was drawn from.")
     negative_template: str | None = Field(description="The dynamic-prompt template of the negative prompt.")
     styles: list[str] = Field(description="The saved styles applied to the prompts (prompt holds the result).")
+    labels: ImageLabels | None = Field(description="What labeling applied; null: made before labels (not labeled).")
+    nsfw_score: float | None = Field(ge=0, le=1, description="P(nsfw) of the raw image; null: not labeled.")
+    nsfw_action: Literal["none", "blurred", "blocked"] | None = Field(description="What was done; null: not labeled.")
+    watermark: int | None = Field(description="The watermark payload embedded; null: none.")
 
 
 class JobState(BaseModel):
@@ -63,6 +103,9 @@ class JobState(BaseModel):
     steps: int | None
     batch: int | None
     batches: int | None
+    phase: Literal["labeling"] | None = Field(
+        description="labeling: the pictures are made and are being labeled (NSFW check, mark, watermark, C2PA)."
+    )
 
 
 @router.get(

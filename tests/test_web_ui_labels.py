@@ -1,0 +1,109 @@
+"""The labels of generated images in a real Chromium: the Images tab's result and the Gallery / History
+table and detail show the AI-generated badge, the NSFW score and action, and the labels applied, in
+English and Chinese; an image made before labels shows "not labeled"."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+
+from aigc_studio.api.app import create_app
+from aigc_studio.contracts import ImageRequest
+
+from .conftest import LiveServer, make_studio
+from .ui_helpers import off_loopback, open_tab, screenshot, set_number, wait_until
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("labels-ui-home")
+    old_home = os.environ.get("AIGC_HOME")
+    # Threshold 0: every picture reaches it, so the action shows.
+    studio = make_studio(home, model="echo", image_model="plain", nsfw_threshold=0, nsfw_action="blur")
+    with LiveServer(create_app(studio)) as live:
+        deadline = time.time() + 30
+        while httpx.get(live.url + "/health").status_code != 200:
+            assert time.time() < deadline, "the studio did not become healthy"
+            time.sleep(0.05)
+        live.studio = studio
+        yield live
+    studio.close()
+    if old_home is not None:
+        os.environ["AIGC_HOME"] = old_home
+
+
+@pytest.fixture
+def open_page(browser, server):
+    contexts, requested = [], []
+
+    def opener(locale: str = "en-US"):
+        context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1200})
+        context.on("request", lambda request: requested.append(request.url))
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#chat-input textarea")
+        return page
+
+    yield opener
+    for context in contexts:
+        context.close()
+    assert off_loopback(requested) == [], "the page reached beyond loopback"
+
+
+def test_fresh_and_kept_images_show_their_labels_in_both_languages(open_page, server):
+    # An image from before labels: its record has none.
+    old = server.studio.images.generate(ImageRequest(prompt="an old picture", steps=1, width=64, height=64))
+    with server.studio.db.tx() as conn:
+        conn.execute(
+            "UPDATE images SET labels = NULL, nsfw_score = NULL, nsfw_action = NULL, watermark = NULL WHERE id = ?",
+            (old.images[0].id,),
+        )
+    page = open_page()
+    open_tab(page, "Images")
+    page.fill("#imagerequest-prompt textarea", "a labeled lighthouse")
+    set_number(page, "imagerequest-steps", 1)
+    set_number(page, "imagerequest-width", 256)
+    set_number(page, "imagerequest-height", 256)
+    page.click("#img-generate")
+    labels = page.locator("#img-labels")
+    wait_until(lambda: "AI-generated" in labels.inner_text(), timeout=60, what="the fresh image's labels")
+    shown = labels.inner_text()
+    assert "· blurred" in shown and "NSFW" in shown
+    assert "visible mark “AI生成”, bottom right" in shown and "invisible watermark, payload 0x" in shown
+    assert "AIGC metadata (TC260, IPTC), producer AIGC-Studio" in shown and "C2PA content credentials" in shown
+    newest = server.studio.images.list()[0]
+    assert f"NSFW {newest['nsfw_score'] * 100:.0f}% · blurred" in shown
+
+    open_tab(page, "Gallery / History")
+    table = page.locator("#gal-table")
+    wait_until(lambda: "a labeled lighthouse" in table.inner_text(), what="the gallery row")
+    text = table.inner_text()
+    assert "Label" in text and "NSFW" in text and "AI-generated" in text and "not labeled" in text
+    assert "· blurred" in text
+    page.locator("#gal-table [data-testid='cell-0-5']").click()  # the newest: the labeled one
+    detail = page.locator("#gal-detail-labels")
+    wait_until(lambda: "C2PA content credentials" in detail.inner_text(), what="the opened image's labels")
+    assert "visible mark “AI生成”" in detail.inner_text()
+    screenshot(page, "gallery-labels")
+
+    page = open_page("zh-CN")
+    open_tab(page, "作品 / 历史")
+    page.click("#gal-refresh")
+    table = page.locator("#gal-table")
+    wait_until(lambda: "a labeled lighthouse" in table.inner_text(), what="the gallery in Chinese")
+    text = table.inner_text()
+    assert "标识" in text and "AI生成" in text and "未标识" in text and "已模糊" in text
+    page.locator("#gal-table [data-testid='cell-0-5']").click()
+    detail = page.locator("#gal-detail-labels")
+    wait_until(lambda: "C2PA 内容凭证" in detail.inner_text(), what="the labels in Chinese")
+    assert "显式标识“AI生成”，右下角" in detail.inner_text() and "隐式水印" in detail.inner_text()
+    screenshot(page, "gallery-labels-zh")
