@@ -400,3 +400,24 @@ def test_the_command_prints_only_the_parameters_on_request(aigc_home, tmp_path):
     picture().save(bare)
     run = CliRunner().invoke(cli, ["inspect", "--infotext", str(bare)])
     assert run.exit_code == 1 and f"{bare} carries no generation parameters" in run.output
+
+
+def test_an_image_generated_here_reports_every_label_and_its_item(studio):
+    record = gallery_image(studio)
+    path = Path(record["path"])
+    report = studio.inspector.inspect(path.read_bytes(), path.name)
+    assert report["verdict"] == (
+        f"AI-generated (TC260 label 1, IPTC trainedAlgorithmicMedia, C2PA trusted, watermark → {record['id']},"
+        " A1111 parameters)"
+    )
+    assert report["a1111"]["infotext"] == record["infotext"]
+    assert report["aigc"]["fields"]["ProduceID"] == record["id"] and report["aigc"]["integrity"] == "match"
+    assert report["c2pa"]["produce_id"] == record["id"] and report["c2pa"]["actions"] == ["c2pa.created"]
+    mark = report["watermark"]
+    assert mark["payload"] == f"{record['watermark']:08x}" and mark["item"] == record["id"] and mark["in_gallery"]
+    item = report["item"]
+    assert (item["id"], item["prompt"], item["model"]) == (record["id"], "a red fox in snow", "plain")
+    assert item["created"] == record["created"] and item["labels"]["visible"]["text"] == "AI生成"
+    text = summary(report)
+    assert "labels when made: visible, watermark, metadata, c2pa" in text
+    assert f"identifies: {record['id']} (a gallery image of this studio)" in text

@@ -321,13 +321,8 @@ class Inspector:
 
     # -- the studio's records --------------------------------------------------------------------
 
-    def _columns(self, table: str) -> set[str]:
-        return {row["name"] for row in self.db.conn.execute(f"PRAGMA table_info({table})")}
-
     def known_watermarks(self) -> dict[int, str]:
         """``{payload: image id}`` of every gallery image that carries a watermark."""
-        if "watermark" not in self._columns("images"):
-            return {}  # the gallery keeps payloads from migration m012_labels on
         rows = self.db.conn.execute("SELECT watermark, id FROM images WHERE watermark IS NOT NULL")
         return {int(payload): image_id for payload, image_id in rows}
 
@@ -361,15 +356,11 @@ class Inspector:
             found["model"] = model["model"] if model else found["model"]
         if kind == "img":
             found["link"] = f"/api/images/{row['id']}.png"
-            extra = self._columns("images") & {"nsfw_score", "nsfw_action", "labels"}
-            if extra:
-                stored = self.db.conn.execute(
-                    f"SELECT {', '.join(sorted(extra))} FROM images WHERE id = ?", (row["id"],)
-                )
-                values = dict(stored.fetchone())
-                found["nsfw_score"] = values.get("nsfw_score")
-                found["nsfw_action"] = values.get("nsfw_action")
-                found["labels"] = json.loads(values["labels"]) if values.get("labels") else None
+            stored = self.db.conn.execute(
+                "SELECT nsfw_score, nsfw_action, labels FROM images WHERE id = ?", (row["id"],)
+            ).fetchone()
+            found["nsfw_score"], found["nsfw_action"] = stored["nsfw_score"], stored["nsfw_action"]
+            found["labels"] = json.loads(stored["labels"]) if stored["labels"] else None
         return found
 
 
