@@ -421,3 +421,16 @@ def test_an_image_generated_here_reports_every_label_and_its_item(studio):
     text = summary(report)
     assert "labels when made: visible, watermark, metadata, c2pa" in text
     assert f"identifies: {record['id']} (a gallery image of this studio)" in text
+
+
+def test_an_img2img_result_says_edited_with_its_source_as_ingredient(studio):
+    request = ImageRequest(prompt="the fox at night", model="plain", width=256, height=256, steps=2, seed=1)
+    result = studio.images.generate(request, "img2img", init_image=picture())
+    path = Path(result.images[0].path)
+    report = studio.inspector.inspect(path.read_bytes(), path.name)
+    edited = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+    assert report["iptc"]["source_type"] == edited
+    assert report["iptc"]["meaning"] == "a picture changed by a trained AI model (compositeWithTrainedAlgorithmicMedia)"
+    assert report["c2pa"]["state"] == "trusted" and report["c2pa"]["actions"] == ["c2pa.opened", "c2pa.edited"]
+    assert len(report["c2pa"]["ingredients"]) == 1 and "parentOf" in report["c2pa"]["ingredients"][0]
+    assert report["verdict"].startswith("AI-generated (TC260 label 1, IPTC compositeWithTrainedAlgorithmicMedia, ")
