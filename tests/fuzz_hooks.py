@@ -40,6 +40,7 @@ Two things JSON Schema cannot say, supplied here:
     most 4; half of them compare the server's SmolLM2 with the echo test engine (two different models);
     an image comparison is one image per cell (batch_size and n_iter 1, no hires fix, at most 4 steps,
     at most 128 pixels a side) and half of them a grid of two CFG values over the plain engine.
+  - inspect (/api/inspect): the file, multipart or base64 in JSON, a real image as for base64-image.
   - arena battles (/api/arena/battles): text ones between the echo test models, at most 4 tokens;
     image ones at most 128 pixels a side and 2 steps (by default 64×64).
   With the plain image engine and SmolLM2 every one takes milliseconds. Negative requests are left as
@@ -107,6 +108,9 @@ images = st.builds(
     st.booleans(),
 )
 schemathesis.openapi.format(IMAGE_FORMAT, images)
+# /api/inspect's JSON upload (aigc_studio.api.routers.inspect.UPLOAD_FORMAT): a real file to read.
+schemathesis.openapi.format("base64-file", images)
+INSPECT_PATH = "/api/inspect"
 
 
 def _over(body: dict, key: str, limit: float) -> bool:
@@ -448,6 +452,11 @@ def map_case(context, case):
         case.body["model"] = CODE_MODEL  # as for articles: never a whole turn of SmolLM2 by default
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
+    if path == INSPECT_PATH and "file" in case.body:
+        # a multipart upload: a real image, one of the drawn kinds (as for base64-image)
+        choice = zlib.crc32(repr(case.body["file"]).encode())
+        kind = ("PNG", "JPEG", "WEBP")[choice % 3]
+        case.body["file"] = base64.b64decode(_encode("RGB", choice % 256, kind, False))
     if path in A1111_PATHS:
         _small_a1111(case.body)
     elif path in TEXT_PATHS:

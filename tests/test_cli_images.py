@@ -31,7 +31,7 @@ def aigc(*args: str):
 
 
 def inspect(path) -> dict:
-    return json.loads(aigc("inspect", "--json", str(path)).output)
+    return json.loads(aigc("inspect", "--fields", str(path)).output)
 
 
 def test_hires_tiling_resize_and_inpaint_area_from_the_terminal(aigc_home, tmp_path, tiny):

@@ -167,12 +167,12 @@ def test_cli_image_and_inspect(server, tiny, aigc_home, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert Image.open(out).size == (64, 64)
-    shown = runner.invoke(cli, ["inspect", str(out)]).output
+    shown = runner.invoke(cli, ["inspect", "--infotext", str(out)]).output
     assert shown.startswith("a fox\nNegative prompt: blurry\nSteps: 2, Sampler: Euler, ") and "Model: tiny" in shown
     jpg = tmp_path / "fox2.jpg"
     r = runner.invoke(cli, ["img2img", str(out), "a fox in snow", "--denoise", "0.5", "--steps", "2", "-o", str(jpg)])
     assert r.exit_code == 0, r.output
-    assert "Denoising strength: 0.5" in runner.invoke(cli, ["inspect", str(jpg)]).output
+    assert "Denoising strength: 0.5" in runner.invoke(cli, ["inspect", "--infotext", str(jpg)]).output
 
 
 def test_a_checkpoint_that_cannot_load_is_a_clear_4xx(server, tmp_path):

@@ -564,7 +564,7 @@ def test_switching_language_translates_every_tab_message_and_status(open_page, s
     page.locator("#aigc-lang label", has_text="简体中文").click()
     tabs = page.get_by_role("tab")
     # Every tab, opened or not, and the image sub-tabs: no English left.
-    main_tabs = ["对话", "写作", "代码", "对比", "竞技场", "图像", "作品 / 历史", "模型", "设置"]
+    main_tabs = ["对话", "写作", "代码", "对比", "竞技场", "图像", "作品 / 历史", "检测", "模型", "设置"]
     wait_until(lambda: tabs.all_inner_texts()[: len(main_tabs)] == main_tabs, what="tabs")
     open_tab(page, "图像")
     wait_until(lambda: "局部重绘" in tabs.all_inner_texts(), what="the image sub-tabs")

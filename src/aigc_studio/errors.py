@@ -82,6 +82,13 @@ class TooLarge(StudioError):
     code = "too_large"
 
 
+class UnsupportedMediaType(StudioError):
+    """A request body in a content type the endpoint does not take; the message names the ones it does."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Interrupted(StudioError):
     """A queued job was interrupted before it started, so there is nothing to return."""
 

@@ -18,6 +18,7 @@ from .services.compare import CompareService
 from .services.editing import EditingService
 from .services.gallery import GalleryService
 from .services.images import ImageService
+from .services.inspect import Inspector
 from .services.jobs import JobQueue
 from .services.labeling import Labeler
 from .services.models import ModelService
@@ -85,6 +86,8 @@ class Studio:
         self.compare = CompareService(self.chat, self.images, self.registry, ComparisonStore(self.db))
         self.gallery = GalleryService(self.images, self.history, self.writing)
         self.arena = ArenaService(self.registry, self.chat, self.images, ArenaStore(self.db))
+        # Reads any file's labels back and checks them against the gallery's records.
+        self.inspector = Inspector(self.db, self.config)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

@@ -26,6 +26,7 @@ from .openapi import drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
 from .routers import compare as compare_api
+from .routers import inspect as inspect_api
 from .routers import studio as studio_api
 from .routers import write as write_api
 
@@ -275,6 +276,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     app.include_router(code_api.router)
     app.include_router(compare_api.router)
     app.include_router(arena.router)
+    app.include_router(inspect_api.router)
     if studio is not None:
         # Gradio copies shown files to its temp folder: keep those under AIGC_HOME with the rest.
         os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.config.home / "cache" / "gradio"))

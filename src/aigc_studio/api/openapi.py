@@ -28,7 +28,7 @@ class ErrorDetail(BaseModel):
         description="A machine-readable reason where there is one: model_not_found, not_found, too_large, "
         "context_length_exceeded, model_load_failed, interrupted, method_not_allowed, model_unavailable, "
         "invalid_template, template_not_found, template_exists, template_is_shipped, already_voted, battle_failed, "
-        "conflict."
+        "conflict, unsupported_media_type."
     )
 
 

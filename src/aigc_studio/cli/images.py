@@ -1,8 +1,8 @@
-"""`aigc image`, `img2img`, `inpaint`, `edit`, `inspect`: drawing from the terminal, with a progress bar."""
+"""`aigc image`, `img2img`, `inpaint`, `edit`: drawing from the terminal, with a progress bar (`aigc inspect`
+reads the parameters back: cli/inspect.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -231,21 +231,3 @@ def register(cli: click.Group) -> None:
         """Edit IMAGE by INSTRUCTION ("make it snow", "remove the people") with an InstructPix2Pix model."""
         init = _load(image, "image")
         _run("edit", _build_request(instruction, kwargs, _fit(init.size)), output, init_image=init)
-
-    @cli.command()
-    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--json", "as_json", is_flag=True, help="Print the parameters as A1111 request fields.")
-    def inspect(file, as_json):
-        """Print the generation parameters stored in an image (A1111 or studio PNG, JPEG, WebP)."""
-        from ..images.infotext import parse_infotext, read_infotext, to_request_fields
-
-        try:
-            text = read_infotext(file)
-        except OSError as exc:
-            raise click.ClickException(f"{file} is not a readable image: {exc}") from None
-        if text is None:
-            raise click.ClickException(f"{file} carries no generation parameters")
-        if as_json:
-            click.echo(json.dumps(to_request_fields(parse_infotext(text)), ensure_ascii=False, indent=2))
-        else:
-            click.echo(text)

@@ -522,6 +522,9 @@ _compare.register(cli)
 from . import arena as _arena  # noqa: E402
 
 _arena.register(cli)
+from . import inspect as _inspect  # noqa: E402
+
+_inspect.register(cli)
 from . import gallery as _gallery  # noqa: E402
 
 _gallery.register(cli)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import aigc_home
 from ..studio import Studio
-from . import arena, chat, code, compare, gallery, images, models, settings, write
+from . import arena, chat, code, compare, gallery, images, inspect, models, settings, write
 from .common import UIContext
 from .i18n import I18N, LANGUAGES, t
 from .page_script import page_script
@@ -110,6 +110,8 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
                 images_tab = images.build(ctx, lang)
             with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
                 listing, filters, list_outputs = gallery.build(ctx, lang, main_tabs, chat_tab, images_tab)
+            with gr.Tab(t("tab_inspect"), id="inspect", elem_id="tab-inspect") as inspect_tab:
+                inspect.build(ctx, lang)
             with gr.Tab(t("tab_models"), id="models", elem_id="tab-models") as models_tab:
                 refresh_models, models_outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
             with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
@@ -125,6 +127,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
             "tab_compare": compare_tab_item,
             "tab_images": images_tab_item,
             "tab_gallery": gallery_tab,
+            "tab_inspect": inspect_tab,
             "tab_models": models_tab,
             "tab_settings": settings_tab,
             "tab_arena": arena_tab_item,

@@ -26,6 +26,17 @@ TABLE: dict[str, tuple[str, str]] = {
     "tab_images": ("Images", "图像"),
     "tab_gallery": ("Gallery / History", "作品 / 历史"),
     "tab_models": ("Models", "模型"),
+    "tab_inspect": ("Inspect", "检测"),
+    # Inspect tab
+    "ins_file": ("File to inspect", "要检测的文件"),
+    "ins_help": (
+        "Drop an image (PNG, JPEG, WebP) or a text file (.md, .html, .txt, .docx): its AI labels, C2PA "
+        "credentials, watermark and A1111 parameters are read and checked here, nothing is uploaded elsewhere.",
+        "拖入图像（PNG、JPEG、WebP）或文本文件（.md、.html、.txt、.docx）：在本机读取并核验其中的 AI 标识、"
+        "C2PA 内容凭证、隐式水印和 A1111 参数，文件不会发往别处。",
+    ),
+    "ins_summary": ("Summary", "检测摘要"),
+    "ins_report": ("Report (JSON)", "完整报告（JSON）"),
     "tab_settings": ("Settings", "设置"),
     # ready for the tabs that come next
     "tab_writing": ("Write", "写作"),

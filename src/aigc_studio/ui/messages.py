@@ -201,6 +201,16 @@ ERRORS_ZH: list[tuple[re.Pattern, str]] = [
         (r"no code version with id (\d+) .*", "没有 id 为 {0} 的代码版本"),
         (r"the model failed: (.*)", "模型出错：{0}"),
         (r"cannot run this code: (.*)", "无法运行这段代码：{0}"),
+        # Inspect
+        (
+            r"(.+?) is not a file inspect can read; send an image .*",
+            "文件 {0} 无法检测：请提供图像（PNG、JPEG 或 WebP）或文本文件（.md、.html、.txt、.docx）",
+        ),
+        (r"the file ?(.*) is empty; send .*", "文件 {0} 是空的：请提供图像或文本文件"),
+        (
+            r"file is (\d+)x(\d+) \((\d+) megapixels\); the limit is (\d+) megapixels .*",
+            "图像为 {0}x{1}（{2} 百万像素），超过上限 {3} 百万像素（设置 max_image_megapixels）",
+        ),
     ]
 ]
 
