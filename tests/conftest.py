@@ -65,6 +65,33 @@ class LiveServer:
 
 
 @contextmanager
+def studio_server(home, *, load_default: bool = True, prepare=None, **settings):
+    """A fresh studio in ``home`` (``settings`` as ``load_config`` takes them) served by a real uvicorn on a
+    loopback port: ``.url`` and ``.studio``, returned once /health answers. ``prepare(studio)`` runs before
+    it is served (adding models, say). The studio closes, and AIGC_HOME is put back, at the end."""
+    import httpx
+
+    from aigc_studio.api.app import create_app
+
+    old_home = os.environ.get("AIGC_HOME")
+    studio = make_studio(home, **settings)
+    try:
+        if prepare is not None:
+            prepare(studio)
+        with LiveServer(create_app(studio, load_default=load_default)) as live:
+            deadline = time.time() + 30
+            while httpx.get(live.url + "/health").status_code != 200:
+                assert time.time() < deadline, "the studio did not become healthy"
+                time.sleep(0.05)
+            live.studio = studio
+            yield live
+    finally:
+        studio.close()
+        if old_home is not None:
+            os.environ["AIGC_HOME"] = old_home
+
+
+@contextmanager
 def a1111_server(studio: Studio):
     """A live studio server (no default text model loaded) with a `webuiapi` client as ``.api``."""
     import webuiapi

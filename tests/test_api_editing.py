@@ -4,27 +4,17 @@ polish by the embedded SmolLM2 through the API."""
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
-
-from .conftest import LiveServer, make_studio
+from .conftest import studio_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("edit-api-home")
-    old = os.environ.get("AIGC_HOME")
-    studio = make_studio(home, model="echo")
-    with LiveServer(create_app(studio, load_default=False)) as live:
-        live.studio = studio
+    with studio_server(tmp_path_factory.mktemp("edit-api-home"), load_default=False, model="echo") as live:
         yield live
-    studio.close()
-    if old is not None:
-        os.environ["AIGC_HOME"] = old
 
 
 def events(response: httpx.Response) -> list:

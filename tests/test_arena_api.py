@@ -5,18 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
-
-from .conftest import LiveServer, make_studio
+from .conftest import studio_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    studio = make_studio(tmp_path_factory.mktemp("arena-home"), model="echo")
-    with LiveServer(create_app(studio, load_default=False)) as live:
-        live.studio = studio
+    with studio_server(tmp_path_factory.mktemp("arena-home"), load_default=False, model="echo") as live:
         yield live
-    studio.close()
 
 
 def test_a_blind_battle_its_vote_and_the_leaderboard(server):

@@ -4,16 +4,14 @@ and the real sandbox."""
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
 
 from aigc_studio import sandbox as sandbox_module
-from aigc_studio.api.app import create_app
 from aigc_studio.engines.echo import clear_replies, queue_replies
 
-from .conftest import LiveServer, make_studio
+from .conftest import studio_server
 
 SORT_JS = "function bubbleSort(a) {\n  return a.slice().sort((x, y) => x - y);\n}\n"
 WRONG_JS = "function bubbleSort(a) {\n  return a;\n}\n"
@@ -26,15 +24,8 @@ def answer(code: str, tag: str = "js") -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("code-api-home")
-    old = os.environ.get("AIGC_HOME")
-    studio = make_studio(home, model="echo")
-    with LiveServer(create_app(studio, load_default=False)) as live:
-        live.studio = studio
+    with studio_server(tmp_path_factory.mktemp("code-api-home"), load_default=False, model="echo") as live:
         yield live
-    studio.close()
-    if old is not None:
-        os.environ["AIGC_HOME"] = old
 
 
 @pytest.fixture(autouse=True)

@@ -4,14 +4,11 @@ tab in English and Chinese go to the test's tmp dir (and test-artifacts/)."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
-import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
 from aigc_studio.config import load_config
 from aigc_studio.contracts import RunLimits
 from aigc_studio.engines.echo import clear_replies, queue_replies
@@ -21,8 +18,8 @@ from aigc_studio.studio import Studio
 from aigc_studio.ui.code_views import note_text, run_summary
 from aigc_studio.ui.messages import message_text
 
-from .conftest import LiveServer, make_studio
-from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, wait_until
+from .conftest import studio_server
+from .ui_helpers import choose, open_tab, screenshot, set_number, studio_pages, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -53,33 +50,15 @@ def answer(code: str, language: str = "javascript", words: str = "Here is the pr
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("code-ui-home")
-    old_home = os.environ.get("AIGC_HOME")
-    studio = make_studio(home, model="echo", image_model="plain")
-    with LiveServer(create_app(studio)) as live:
-        deadline = time.time() + 30
-        while httpx.get(live.url + "/health").status_code != 200:
-            assert time.time() < deadline, "the studio did not become healthy"
-            time.sleep(0.05)
-        live.studio = studio
+    with studio_server(tmp_path_factory.mktemp("code-ui-home"), model="echo", image_model="plain") as live:
         yield live
-    studio.close()
-    if old_home is not None:
-        os.environ["AIGC_HOME"] = old_home
 
 
 @pytest.fixture
 def page(browser, server):
-    requested: list[str] = []
-    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1600})
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    page.goto(server.url + "/")
-    page.wait_for_selector("#chat-input textarea")
-    yield page
-    context.close()
+    with studio_pages(browser, server.url, height=1600) as open_page:
+        yield open_page()
     clear_replies()
-    assert off_loopback(requested) == [], "the page reached beyond loopback"
 
 
 def status(page) -> str:

@@ -4,17 +4,11 @@ reopened. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import os
-import time
-
-import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
-
-from .conftest import LiveServer, make_studio
+from .conftest import studio_server
 from .test_compare import add_test_model
-from .ui_helpers import choose, off_loopback, open_tab, screenshot, wait_until
+from .ui_helpers import choose, open_tab, screenshot, studio_pages, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -24,36 +18,21 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    def add_models(studio):
+        add_test_model(studio, "echo3", "echo")
+        add_test_model(studio, "plain3", "plain")
+
     home = tmp_path_factory.mktemp("compare-ui-home")
-    old_home = os.environ.get("AIGC_HOME")
-    studio = make_studio(home, model="echo", image_model="plain")
-    add_test_model(studio, "echo3", "echo")
-    add_test_model(studio, "plain3", "plain")
-    with LiveServer(create_app(studio)) as live:
-        deadline = time.time() + 30
-        while httpx.get(live.url + "/health").status_code != 200:
-            assert time.time() < deadline, "the studio did not become healthy"
-            time.sleep(0.05)
+    with studio_server(home, model="echo", image_model="plain", prepare=add_models) as live:
         for model in ("echo", "echo3"):
-            studio.registry.worker(model).engine.delay = 0.05  # a second or two per answer: visible
-        live.studio = studio
+            live.studio.registry.worker(model).engine.delay = 0.05  # a second or two per answer: visible
         yield live
-    studio.close()
-    if old_home is not None:
-        os.environ["AIGC_HOME"] = old_home
 
 
 @pytest.fixture
 def page(browser, server):
-    requested: list[str] = []
-    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1200})
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    page.goto(server.url + "/")
-    page.wait_for_selector("#chat-input textarea")
-    yield page
-    context.close()
-    assert off_loopback(requested) == [], "the page reached beyond loopback"
+    with studio_pages(browser, server.url, height=1200) as open_page:
+        yield open_page()
 
 
 def pane(page, index: int) -> str:

@@ -10,10 +10,9 @@ import io
 import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
 from aigc_studio.images.infotext import write_png
 
-from .conftest import LiveServer, make_studio
+from .conftest import studio_server
 from .test_inspect import INFOTEXT, huge_png_header, jpeg_bytes, picture
 
 ACCEPTED = (
@@ -24,11 +23,9 @@ ACCEPTED = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    studio = make_studio(tmp_path_factory.mktemp("inspect-home"), model="echo", image_model="plain")
-    with LiveServer(create_app(studio, load_default=False)) as live:
-        live.studio = studio
+    home = tmp_path_factory.mktemp("inspect-home")
+    with studio_server(home, load_default=False, model="echo", image_model="plain") as live:
         yield live
-    studio.close()
 
 
 def a1111_png() -> bytes:

@@ -3,18 +3,13 @@ a file it cannot read is one message by the drop; the tab in Chinese."""
 
 from __future__ import annotations
 
-import os
-import time
-
-import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
 from aigc_studio.images.infotext import write_png
 
-from .conftest import LiveServer, make_studio
+from .conftest import studio_server
 from .test_inspect import INFOTEXT, picture
-from .ui_helpers import off_loopback, open_tab, screenshot, wait_until
+from .ui_helpers import open_tab, screenshot, studio_pages, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -24,31 +19,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    old_home = os.environ.get("AIGC_HOME")
-    studio = make_studio(tmp_path_factory.mktemp("inspect-ui-home"), model="echo", image_model="plain")
-    with LiveServer(create_app(studio)) as live:
-        deadline = time.time() + 30
-        while httpx.get(live.url + "/health").status_code != 200:
-            assert time.time() < deadline, "the studio did not become healthy"
-            time.sleep(0.05)
-        live.studio = studio
+    with studio_server(tmp_path_factory.mktemp("inspect-ui-home"), model="echo", image_model="plain") as live:
         yield live
-    studio.close()
-    if old_home is not None:
-        os.environ["AIGC_HOME"] = old_home
 
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1000})
-    requested: list[str] = []
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    page.goto(server.url + "/")
-    page.wait_for_selector("#chat-input textarea")
-    yield page
-    context.close()
-    assert off_loopback(requested) == [], "the page reached beyond loopback"
+    with studio_pages(browser, server.url) as open_page:
+        yield open_page()
 
 
 def test_dropping_a_file_shows_the_verdict_the_summary_and_the_report(page, server, tmp_path):

@@ -4,49 +4,24 @@ the badge beside generated items in both UI languages, and the label line on wha
 
 from __future__ import annotations
 
-import os
-import time
-
-import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
-
-from .conftest import LiveServer, make_studio
-from .ui_helpers import choose, off_loopback, open_tab, screenshot, wait_until
+from .conftest import studio_server
+from .ui_helpers import choose, open_tab, screenshot, studio_pages, wait_until
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("label-ui-home")
-    old_home = os.environ.get("AIGC_HOME")
-    studio = make_studio(home, model="echo", image_model="plain")
-    with LiveServer(create_app(studio)) as live:
-        deadline = time.time() + 30
-        while httpx.get(live.url + "/health").status_code != 200:
-            assert time.time() < deadline, "the studio did not become healthy"
-            time.sleep(0.05)
-        live.studio = studio
+    with studio_server(tmp_path_factory.mktemp("label-ui-home"), model="echo", image_model="plain") as live:
         yield live
-    studio.close()
-    if old_home is not None:
-        os.environ["AIGC_HOME"] = old_home
 
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1000})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-    requested: list[str] = []
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    page.goto(server.url + "/")
-    page.wait_for_selector("#chat-input textarea")
-    yield page
-    context.close()
-    assert off_loopback(requested) == []
+    with studio_pages(browser, server.url, clipboard=True) as open_page:
+        yield open_page()
 
 
 def clipboard(page) -> str:

@@ -7,7 +7,6 @@ none may leave 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ import pytest
 import torch
 from PIL import Image
 
-from aigc_studio.api.app import create_app
 from aigc_studio.contracts import ImageRequest, TextOptions
 from aigc_studio.errors import InvalidRequest
 from aigc_studio.images.infotext import write_png
@@ -26,9 +24,9 @@ from aigc_studio.ui.app import build_blocks
 from aigc_studio.ui.common import UIContext
 from aigc_studio.ui.i18n import EN, FIELDS, ZH
 
-from .conftest import LiveServer, make_studio
+from .conftest import make_studio, studio_server
 from .remote_helpers import Scripted
-from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, wait_until
+from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, studio_pages, wait_until
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -39,44 +37,18 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ui-home")
-    old_home = os.environ.get("AIGC_HOME")
-    studio = make_studio(home, model="echo", image_model="plain")
-    app = create_app(studio)  # mounts the UI at "/"
-    with LiveServer(app) as live:
-        deadline = time.time() + 30
-        while httpx.get(live.url + "/health").status_code != 200:
-            assert time.time() < deadline, "the studio did not become healthy"
-            time.sleep(0.05)
+    with studio_server(tmp_path_factory.mktemp("ui-home"), model="echo", image_model="plain") as live:
         # Slow enough to watch the answer and the progress arrive; fast enough for the suite.
-        studio.registry.engine("echo").delay = 0.04
-        studio.registry.image_engine("plain").step_delay = 0.05
-        live.studio = studio
+        live.studio.registry.engine("echo").delay = 0.04
+        live.studio.registry.image_engine("plain").step_delay = 0.05
         yield live
-    studio.close()
-    if old_home is not None:
-        os.environ["AIGC_HOME"] = old_home
 
 
 @pytest.fixture
 def open_page(browser, server):
-    """open_page(locale="en-US") -> a page on the studio, its requests recorded and checked at the end."""
-    contexts, requested = [], []
-
-    def opener(locale: str = "en-US"):
-        context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000})
-        context.on("request", lambda request: requested.append(request.url))
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(server.url + "/")
-        page.wait_for_selector("#chat-input textarea")
-        return page
-
-    yield opener
-    for context in contexts:
-        context.close()
-    assert requested, "no request was recorded"
-    assert off_loopback(requested) == [], "the page reached beyond loopback"
+    """open_page(locale="en-US") -> a page on the studio, its requests checked at the end."""
+    with studio_pages(browser, server.url) as opener:
+        yield opener
 
 
 # -- without a browser -------------------------------------------------------------------------------

@@ -4,17 +4,12 @@ English and Chinese; an image made before labels shows "not labeled"."""
 
 from __future__ import annotations
 
-import os
-import time
-
-import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
 from aigc_studio.contracts import ImageRequest
 
-from .conftest import LiveServer, make_studio
-from .ui_helpers import off_loopback, open_tab, screenshot, set_number, wait_until
+from .conftest import studio_server
+from .ui_helpers import open_tab, screenshot, set_number, studio_pages, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -24,39 +19,16 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("labels-ui-home")
-    old_home = os.environ.get("AIGC_HOME")
     # Threshold 0: every picture reaches it, so the action shows.
-    studio = make_studio(home, model="echo", image_model="plain", nsfw_threshold=0, nsfw_action="blur")
-    with LiveServer(create_app(studio)) as live:
-        deadline = time.time() + 30
-        while httpx.get(live.url + "/health").status_code != 200:
-            assert time.time() < deadline, "the studio did not become healthy"
-            time.sleep(0.05)
-        live.studio = studio
+    settings = {"model": "echo", "image_model": "plain", "nsfw_threshold": 0, "nsfw_action": "blur"}
+    with studio_server(tmp_path_factory.mktemp("labels-ui-home"), **settings) as live:
         yield live
-    studio.close()
-    if old_home is not None:
-        os.environ["AIGC_HOME"] = old_home
 
 
 @pytest.fixture
 def open_page(browser, server):
-    contexts, requested = [], []
-
-    def opener(locale: str = "en-US"):
-        context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1200})
-        context.on("request", lambda request: requested.append(request.url))
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(server.url + "/")
-        page.wait_for_selector("#chat-input textarea")
-        return page
-
-    yield opener
-    for context in contexts:
-        context.close()
-    assert off_loopback(requested) == [], "the page reached beyond loopback"
+    with studio_pages(browser, server.url, height=1200) as opener:
+        yield opener
 
 
 def test_fresh_and_kept_images_show_their_labels_in_both_languages(open_page, server):

@@ -5,18 +5,15 @@ dir (and test-artifacts/)."""
 from __future__ import annotations
 
 import io
-import os
-import time
 
 import docx
 import httpx
 import pytest
 
-from aigc_studio.api.app import create_app
 from aigc_studio.services.article_spec import ArticleSpec
 
-from .conftest import LiveServer, make_studio
-from .ui_helpers import off_loopback, open_tab, screenshot, set_number, wait_until
+from .conftest import studio_server
+from .ui_helpers import open_tab, screenshot, set_number, studio_pages, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -26,33 +23,15 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("write-ui-home")
-    old_home = os.environ.get("AIGC_HOME")
-    studio = make_studio(home, model="echo", image_model="plain")
-    with LiveServer(create_app(studio)) as live:
-        deadline = time.time() + 30
-        while httpx.get(live.url + "/health").status_code != 200:
-            assert time.time() < deadline, "the studio did not become healthy"
-            time.sleep(0.05)
-        studio.registry.engine("echo").delay = 0.01  # each section takes a second or two: visible
-        live.studio = studio
+    with studio_server(tmp_path_factory.mktemp("write-ui-home"), model="echo", image_model="plain") as live:
+        live.studio.registry.engine("echo").delay = 0.01  # each section takes a second or two: visible
         yield live
-    studio.close()
-    if old_home is not None:
-        os.environ["AIGC_HOME"] = old_home
 
 
 @pytest.fixture
 def page(browser, server):
-    requested: list[str] = []
-    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1300})
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    page.goto(server.url + "/")
-    page.wait_for_selector("#chat-input textarea")
-    yield page
-    context.close()
-    assert off_loopback(requested) == [], "the page reached beyond loopback"
+    with studio_pages(browser, server.url, height=1300) as open_page:
+        yield open_page()
 
 
 def value(page, elem_id: str) -> str:

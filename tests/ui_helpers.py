@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,6 +25,33 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def off_loopback(urls: list[str]) -> list[str]:
     """The URLs that would leave this machine (data: and blob: URLs never do)."""
     return [u for u in urls if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname != "127.0.0.1"]
+
+
+@contextmanager
+def studio_pages(browser, url: str, *, height: int = 1000, clipboard: bool = False):
+    """``open(locale="en-US")`` -> a page on the studio at ``url``, loaded (the chat box is there), 1400 px
+    wide and ``height`` tall, the clipboard readable with ``clipboard``. At the end every page closes, and
+    none may have sent a request beyond loopback."""
+    contexts, requested = [], []
+
+    def open_page(locale: str = "en-US"):
+        context = browser.new_context(locale=locale, viewport={"width": 1400, "height": height})
+        if clipboard:
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+        context.on("request", lambda request: requested.append(request.url))
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#chat-input textarea")
+        return page
+
+    try:
+        yield open_page
+    finally:
+        for context in contexts:
+            context.close()
+    assert requested or not contexts, "no request was recorded"
+    assert off_loopback(requested) == [], "the page reached beyond loopback"
 
 
 def screenshot(page, name: str) -> Path:
