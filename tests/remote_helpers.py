@@ -4,8 +4,15 @@ misbehaves on purpose (a 500, malformed JSON, a hang, a refused key)."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import threading
+import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
 
 
 class Scripted:
@@ -73,3 +80,39 @@ class Scripted:
     def close(self):
         self.release.set()
         self.server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def python_llama_server(model_path):
+    """llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) with ``model_path`` as
+    "smol", one thread, on a free loopback port: yields its /v1 base URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", "smol"),
+            *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(base + "/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, "llama_cpp.server did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -5,17 +5,14 @@ runs added up."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 
-import httpx
 import pytest
 
 from aigc_studio.contracts import Message, TextOptions
 
 from .conftest import make_studio
+from .remote_helpers import python_llama_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -23,38 +20,12 @@ OPTIONS = TextOptions(max_tokens=64, temperature=0, seed=1)
 PROMPT = "Write a short story about a lighthouse keeper."
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(smollm_path):
     """The embedded model behind llama-cpp-python's OpenAI-compatible server, one thread (as in
     tests/test_remote.py), so that it and the in-process model each have a core of their own."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_path), "--model_alias", "smol"),
-            *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(base + "/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.time() < deadline, "llama_cpp.server did not start"
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    with python_llama_server(smollm_path) as base:
+        yield base
 
 
 def single_run(studio, model: str) -> tuple[float, str]:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -27,42 +24,16 @@ from aigc_studio.engines.remote import RemoteEngine
 from aigc_studio.errors import InvalidRequest, ModelLoadError, RemoteError
 
 from .conftest import LiveServer, make_studio
-from .remote_helpers import Scripted
+from .remote_helpers import Scripted, free_port, python_llama_server
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def llama_server(smollm_path):
     """llama-cpp-python's OpenAI-compatible server with the embedded model, as "smol"."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_path), "--model_alias", "smol"),
-            *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(base + "/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.time() < deadline, "llama_cpp.server did not start"
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    with python_llama_server(smollm_path) as base:
+        yield base
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ class Studio:
         self.gallery = GalleryService(self.images, self.history, self.writing)
         self.arena = ArenaService(self.registry, self.chat, self.images, ArenaStore(self.db))
         # Reads any file's labels back and checks them against the gallery's records.
-        self.inspector = Inspector(self.db, self.config)
+        self.inspector = Inspector(self.db, self.config, self.images, self.labeler)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

@@ -13,9 +13,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from ..contracts import Message, TextChunk, TextRequest
-from ..errors import InvalidRequest
+from ..errors import ContextLengthExceeded, InvalidRequest
 
-__all__ = ["TextEngine"]
+__all__ = ["TextEngine", "context_exceeded"]
+
+
+def context_exceeded(context_length: int, prompt_tokens: int, max_tokens: int | None) -> ContextLengthExceeded:
+    """The error for a prompt and completion that do not fit a model's context, worded as OpenAI's."""
+    return ContextLengthExceeded(
+        f"This model's maximum context length is {context_length} tokens. However, you requested "
+        f"{prompt_tokens + (max_tokens or 0)} tokens ({prompt_tokens} in the messages, {max_tokens or 0} in the "
+        "completion). Please reduce the length of the messages or completion.",
+        param="messages",
+    )
 
 
 class TextEngine(ABC):
@@ -32,6 +42,14 @@ class TextEngine(ABC):
     def __init__(self, model_id: str, context_length: int):
         self.model_id = model_id
         self.context_length = context_length
+
+    def completion_room(self, prompt_tokens: int, max_tokens: int | None) -> int:
+        """How many tokens the completion may have after a prompt of ``prompt_tokens``: ``max_tokens`` or
+        all the room left; ContextLengthExceeded when not even one token (or ``max_tokens``) fits."""
+        room = self.context_length - prompt_tokens
+        if room < (max_tokens or 1):
+            raise context_exceeded(self.context_length, prompt_tokens, max_tokens)
+        return min(max_tokens or room, room)
 
     @abstractmethod
     def count_prompt_tokens(

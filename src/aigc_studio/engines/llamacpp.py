@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..contracts import Message, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
-from ..errors import ContextLengthExceeded, InvalidRequest, ModelLoadError
+from ..errors import InvalidRequest, ModelLoadError
 from . import generic_tools
 from .base import TextEngine
 from .json_grammar import SchemaGrammar, schema_gbnf
@@ -200,16 +200,7 @@ class LlamaCppEngine(TextEngine):
     def stream(self, request: TextRequest, cancel: threading.Event) -> Iterator[TextChunk]:
         opts = request.options
         prompt = self._prompt_tokens(request.messages, request.prompt, request)
-        room = self.context_length - len(prompt)
-        if room < (opts.max_tokens or 1):
-            asked = len(prompt) + (opts.max_tokens or 0)
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.context_length} tokens. However, you requested "
-                f"{asked} tokens ({len(prompt)} in the messages, {opts.max_tokens or 0} in the completion). "
-                "Please reduce the length of the messages or completion.",
-                param="messages",
-            )
-        limit = min(opts.max_tokens or room, room)
+        limit = self.completion_room(len(prompt), opts.max_tokens)
         seeded = opts.seed not in (None, -1)
         seed = opts.seed if seeded else random.randrange(2**31)
         self.llm.set_seed(seed)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..contracts import Message, TextChunk, TextRequest, Usage
-from ..errors import ContextLengthExceeded, InvalidRequest, ModelLoadError
+from ..errors import InvalidRequest, ModelLoadError
 from .base import TextEngine
 from .llamacpp import CHATML, DEFAULTS, _held_back
 
@@ -141,16 +141,7 @@ class TransformersEngine(TextEngine):
         torch = self._torch
         opts = request.options
         prompt = self._prompt_ids(request.messages, request.prompt)
-        room = self.context_length - len(prompt)
-        if room < (opts.max_tokens or 1):
-            asked = len(prompt) + (opts.max_tokens or 0)
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.context_length} tokens. However, you requested "
-                f"{asked} tokens ({len(prompt)} in the messages, {opts.max_tokens or 0} in the completion). "
-                "Please reduce the length of the messages or completion.",
-                param="messages",
-            )
-        limit = min(opts.max_tokens or room, room)
+        limit = self.completion_room(len(prompt), opts.max_tokens)
         seed = opts.seed if opts.seed not in (None, -1) else random.randrange(2**31)
         sampling = dict(DEFAULTS)
         for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):

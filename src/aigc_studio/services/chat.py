@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 from ..contracts import Message, ResponseFormat, TextChunk, TextOptions, TextRequest, Tool, ToolCall, Usage
+from ..engines.base import context_exceeded
 from ..engines.worker import Job
-from ..errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
+from ..errors import InvalidRequest, ModelNotFound
 from ..models.registry import Lease, ModelInfo, Registry
 from ..storage.history import History, ResponseRecord
 
@@ -320,13 +321,7 @@ class ChatService:
             store=store,
         )
         if n_prompt + need > engine.context_length:
-            error = ContextLengthExceeded(
-                f"This model's maximum context length is {engine.context_length} tokens. However, you "
-                f"requested {n_prompt + (options.max_tokens or 0)} tokens ({n_prompt} in the messages, "
-                f"{options.max_tokens or 0} in the completion). Please reduce the length of the messages "
-                "or completion.",
-                param="messages",
-            )
+            error = context_exceeded(engine.context_length, n_prompt, options.max_tokens)
             ChatRun(self, prepared)._record(None, "", error, 0.0, 0.0)
             lease.release()
             raise error

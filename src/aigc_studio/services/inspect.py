@@ -38,11 +38,11 @@ from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from ..labels.aigc import LABELS, SOURCE_CREATED, SOURCE_EDITED, AigcLabel
 from ..labels.credentials import Credentials, CredentialsError, read_credentials
 from ..labels.embed import read_image_labels
-from ..labels.nsfw import NsfwClassifier
 from ..labels.text import read_text_labels
 from ..labels.watermark import detect, payload_for
 from ..storage.db import Database
-from .images import open_image
+from .images import ImageService, open_image
+from .labeling import Labeler
 
 TEXT_SUFFIXES = {
     ".md": "markdown",
@@ -152,9 +152,9 @@ class Inspector:
     """Reads every label of a file and checks it against the studio's own records (the gallery's
     watermark payloads and NSFW results, the CA its C2PA credentials chain to)."""
 
-    def __init__(self, db: Database, config: Config):
+    def __init__(self, db: Database, config: Config, images: ImageService, labeler: Labeler):
         self.db, self.config = db, config
-        self._nsfw = None
+        self.images, self.labeler = images, labeler  # the gallery's payloads; the one NSFW classifier
 
     # -- the report ------------------------------------------------------------------------------
 
@@ -289,7 +289,7 @@ class Inspector:
     def _watermark(self, image: Image.Image, named: list[str]) -> dict:
         # The gallery's payloads, and those of the ids the file's labels name: a watermark that agrees
         # with the label confirms it, even for an item of another studio.
-        known = self.known_watermarks()
+        known = self.images.known_watermarks()
         for produce_id in named:
             known.setdefault(payload_for(produce_id), produce_id)
         reading = detect(image, known)
@@ -308,23 +308,16 @@ class Inspector:
         }
 
     def _nsfw_section(self, image: Image.Image, item: dict | None) -> dict:
-        if self._nsfw is None:
-            self._nsfw = NsfwClassifier()
         stored = item or {}
         return {
             "found": True,
-            "score": round(self._nsfw.score(image), 4),
+            "score": round(self.labeler.nsfw_classifier().score(image), 4),
             "threshold": int(self.config.nsfw_threshold),
             "stored_score": stored.get("nsfw_score"),
             "stored_action": stored.get("nsfw_action"),
         }
 
     # -- the studio's records --------------------------------------------------------------------
-
-    def known_watermarks(self) -> dict[int, str]:
-        """``{payload: image id}`` of every gallery image that carries a watermark."""
-        rows = self.db.conn.execute("SELECT watermark, id FROM images WHERE watermark IS NOT NULL")
-        return {int(payload): image_id for payload, image_id in rows}
 
     def _record(self, item_id: str):
         # A document's export names its version: "doc-…/v3".
