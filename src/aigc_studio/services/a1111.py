@@ -9,7 +9,6 @@ that relies on A1111's defaults gets A1111's behaviour; the CLI and the web UI k
 
 from __future__ import annotations
 
-import base64
 import difflib
 import json
 import logging
@@ -41,7 +40,7 @@ from .a1111_fields import (
     dynamic_prompts_arg_problem,
 )
 from .a1111_schema import DYNAMIC_PROMPTS_PATTERN, NAME_FIELDS
-from .images import ImageService, open_image
+from .images import ImageService, decode_base64, open_image
 from .models import ModelService
 
 __all__ = ["A1111Service", "Endpoint", "Prepared", "decode_b64_image"]
@@ -63,13 +62,7 @@ def decode_b64_image(
     ``open_image`` decodes it (``ImageService.open_image`` applies the studio's pixel limit)."""
     if not isinstance(data, str):
         raise InvalidRequest(f"{what} must be a base64-encoded image (a string), got {type(data).__name__}", param=what)
-    if "," in data[:100] and data.startswith("data:"):
-        data = data.split(",", 1)[1]
-    try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
-    except (ValueError, TypeError):
-        raise InvalidRequest(f"{what} is not valid base64", param=what) from None
-    return open_image(raw, what)
+    return open_image(decode_base64(data, what), what)
 
 
 @dataclass

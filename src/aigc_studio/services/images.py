@@ -165,6 +165,16 @@ def open_image(data: bytes | Image.Image, what: str, max_megapixels: int = DEFAU
     return image
 
 
+def decode_base64(data: str, what: str = "data") -> bytes:
+    """The bytes of a base64 upload (a data: URL too, as browsers send); InvalidRequest naming ``what``."""
+    if data.startswith("data:") and "," in data[:200]:
+        data = data.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except ValueError:
+        raise InvalidRequest(f"{what} is not valid base64", param=what) from None
+
+
 # infotext keys A1111 keeps in ``extra_generation_params`` (the rest are its fixed ones)
 _EXTRA_KEYS = {
     "Mask mode",

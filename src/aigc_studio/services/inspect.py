@@ -22,7 +22,6 @@ image nor a supported text file is an InvalidRequest naming the accepted formats
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
@@ -87,16 +86,6 @@ _ITEM_QUERIES = {
     " JOIN conversations c ON c.id = r.conversation_id WHERE r.id = ?",
     "conv": "SELECT id, title AS prompt, model, created FROM conversations WHERE id = ?",
 }
-
-
-def decode_base64(data: str, what: str = "data") -> bytes:
-    """The bytes of a base64 upload (a data: URL too, as browsers send); InvalidRequest naming ``what``."""
-    if data.startswith("data:") and "," in data[:200]:
-        data = data.split(",", 1)[1]
-    try:
-        return base64.b64decode("".join(data.split()), validate=True)
-    except ValueError:
-        raise InvalidRequest(f"{what} is not valid base64", param=what) from None
 
 
 def _absent(reason: str, **fields: Any) -> dict:

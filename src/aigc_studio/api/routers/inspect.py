@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from ...errors import InvalidRequest, UnsupportedMediaType
-from ...services.inspect import ACCEPTED, decode_base64
+from ...services.images import decode_base64
+from ...services.inspect import ACCEPTED
 from ...studio import Studio
 from ..deps import get_studio
 from ..openapi import ErrorBody, errors
