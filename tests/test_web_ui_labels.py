@@ -4,6 +4,7 @@ English and Chinese; an image made before labels shows "not labeled"."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from aigc_studio.contracts import ImageRequest
@@ -79,3 +80,29 @@ def test_fresh_and_kept_images_show_their_labels_in_both_languages(open_page, se
     wait_until(lambda: "C2PA 内容凭证" in detail.inner_text(), what="the labels in Chinese")
     assert "显式标识“AI生成”，右下角" in detail.inner_text() and "隐式水印" in detail.inner_text()
     screenshot(page, "gallery-labels-zh")
+
+
+def test_generated_text_in_the_gallery_shows_the_ai_badge_in_both_languages(open_page, server):
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "echo", "messages": [{"role": "user", "content": "a labeled answer"}]},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    # The label cell (column 3) of the row whose prompt cell (column 5) is the text's.
+    script = """cells => {
+        const prompt = cells.find(
+            c => /^cell-\\d+-5$/.test(c.dataset.testid) && c.textContent.trim() === 'a labeled answer');
+        if (!prompt) return null;
+        const row = prompt.dataset.testid.split('-')[1];
+        return cells.find(c => c.dataset.testid === `cell-${row}-3`)?.textContent.trim() ?? null;
+    }"""
+    for locale, badge in (("en-US", "AI-generated"), ("zh-CN", "AI生成")):
+        page = open_page(locale)
+        open_tab(page, "Gallery / History" if locale == "en-US" else "作品 / 历史")
+        page.click("#gal-refresh")
+        label = wait_until(
+            lambda page=page: page.eval_on_selector_all("#gal-table [data-testid^='cell-']", script),
+            what="the text's gallery row",
+        )
+        assert label == badge

@@ -71,7 +71,8 @@ def build(
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)),
                 text(lang_value, f"gal_kind_{e.kind}"),
                 e.model,
-                label_badge(lang_value, e.labels) if e.kind == "image" else "",
+                # Generated text carries its label when it is exported or copied: the badge the chat shows.
+                label_badge(lang_value, e.labels) if e.kind == "image" else text(lang_value, "text_badge"),
                 nsfw_cell(lang_value, e.nsfw_score, e.nsfw_action) if e.kind == "image" else "",
                 e.prompt,
             ]
