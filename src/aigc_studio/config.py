@@ -151,9 +151,16 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "context",
             0,
-            "Context length for local text models (0: the model's trained length, which a transformers model"
-            " never goes past).",
+            "Context length of each request to a local text model (0: the model's trained length, up to 4096"
+            " per slot for llama.cpp models; a transformers model never goes past its trained length).",
             integer(0),
+        ),
+        Setting(
+            "parallel",
+            4,
+            "Requests a llama.cpp model decodes together (its slots); each slot holds its own context, so"
+            " memory grows with parallel × context.",
+            integer(1, 64),
         ),
         Setting(
             "device",

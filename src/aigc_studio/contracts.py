@@ -238,6 +238,8 @@ class TextRequest:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Prompt tokens whose KV cache was reused from an earlier request (the prompt cache), not evaluated.
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -257,8 +259,8 @@ class ToolCallDelta:
 
 @dataclass
 class TokenLogprob:
-    """A generated token with its log probability (under the model's distribution, after logit_bias and
-    before temperature and truncation) and, in ``top``, the most likely tokens at its place."""
+    """A generated token with its log probability (under the model's distribution, before temperature and
+    truncation) and, in ``top``, the most likely tokens at its place."""
 
     token: str
     logprob: float

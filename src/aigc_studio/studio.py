@@ -43,6 +43,7 @@ class Studio:
             self.db,
             default_model=str(self.config.model),
             context=int(self.config.context),
+            parallel=int(self.config.parallel),
             threads=int(self.config.threads),
             device=str(self.config.device),
             max_loaded=int(self.config.max_loaded),

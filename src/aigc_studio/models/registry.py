@@ -212,6 +212,7 @@ class Registry:
         context: int = 0,
         threads: int = 0,
         max_loaded: int = 2,
+        parallel: int = 4,
         device: str = "auto",
         default_image_model: str = "",
         cache_dir: Path | None = None,
@@ -228,6 +229,7 @@ class Registry:
         self._hashes = None  # one HashCache, made on first use (it reads its file once)
         self.context = context
         self.threads = threads
+        self.parallel = parallel  # slots of a llama.cpp model: requests it decodes together
         self.device = device  # where transformers models run: "auto", "cpu", "cuda" or "cuda:N"
         self.max_loaded = max(1, max_loaded)
         self._workers: OrderedDict[str, EngineWorker] = OrderedDict()
@@ -531,7 +533,9 @@ class Registry:
                 raise ModelLoadError(f"model file for '{info.id}' not found ({info.path}); {hint}")
             from ..engines.llamacpp import LlamaCppEngine
 
-            return LlamaCppEngine(info.id, info.path, context_length=self.context, threads=self.threads)
+            return LlamaCppEngine(
+                info.id, info.path, context_length=self.context, threads=self.threads, parallel=self.parallel
+            )
         if info.engine == "transformers":
             if not info.path or not Path(info.path).exists():
                 raise ModelLoadError(
