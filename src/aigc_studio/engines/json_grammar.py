@@ -4,8 +4,9 @@ llama.cpp's converter (``json_schema_to_grammar``, here in its llguidance form) 
 grammar the sampler enforces token by token. Converters drop keywords they do not know (``minimum``,
 ``uniqueItems``, ``not`` ...) without a word. An answer that only *looks* constrained is worse than a
 clear refusal, so every schema is first checked against the table below: a keyword the grammar is known
-to enforce passes, an annotation passes, anything else is a 400 that names the keyword and where it is. ``$defs`` of every schema in one grammar are renamed apart, so two tools may
-each have a ``$defs/Item`` of their own.
+to enforce passes, an annotation passes, anything else is a 400 that names the keyword and where it is.
+``$defs`` of every schema in one grammar are renamed apart, so two tools may each have a ``$defs/Item``
+of their own.
 """
 
 from __future__ import annotations
