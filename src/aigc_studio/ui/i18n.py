@@ -415,6 +415,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_image_model": ("Default image model", "默认图像模型"),
     "set_threads": ("CPU threads", "CPU 线程数"),
     "set_context": ("Context length", "上下文长度"),
+    "set_parallel": ("Parallel requests per model", "每个模型并行请求数"),
     "set_device": ("Device for transformers models", "transformers 模型的运行设备"),
     "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
     "set_clip_skip": ("Default clip skip", "默认 Clip skip"),
@@ -512,7 +513,9 @@ SETTINGS_HELP_ZH = {
     "model": "默认文本模型的 id 或别名。",
     "image_model": "默认图像模型的 id 或别名（留空：最后添加的图像模型）。",
     "threads": "llama.cpp 使用的 CPU 线程数（0：全部核心）。",
-    "context": "本地文本模型的上下文长度（0：模型训练时的长度；transformers 模型不会超过该长度）。",
+    "context": "本地文本模型每个请求的上下文长度（0：模型训练时的长度，llama.cpp 模型每个槽位最多 4096；"
+    "transformers 模型不会超过训练长度）。",
+    "parallel": "llama.cpp 模型同时解码的请求数（槽位）；每个槽位有自己的上下文，内存随 并行数 × 上下文 增长。",
     "device": "transformers 模型的运行设备：auto（torch 检测到 GPU 时用 CUDA，否则用 CPU）、cpu、cuda 或 cuda:N。",
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
     "clip_skip": "未指定 Clip skip 的图像生成所用的值（即 A1111 的 CLIP_stop_at_last_layers 选项）。",
