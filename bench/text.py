@@ -52,13 +52,13 @@ import argparse
 import json
 import os
 import platform
+import queue
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
