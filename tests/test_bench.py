@@ -40,21 +40,29 @@ def text_bench():
     return load("text")
 
 
-def test_raw_loop_evaluates_the_studios_prompt_and_stops_at_max_tokens(text_bench, smollm_path):
-    raw = text_bench.Raw(smollm_path, dict(DEFAULTS))
-    engine = LlamaCppEngine("smollm2-135m", smollm_path, threads=1)
+def test_raw_loops_evaluate_the_studios_prompt_and_stop_at_max_tokens(text_bench, smollm_path):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    engine = LlamaCppEngine("smollm2-135m", smollm_path, threads=1, parallel=1)
+    raw = text_bench.Raw(smollm_path, dict(DEFAULTS), engine)
     try:
+        # The studio's template rendering and tokenizing give exactly the tokens llama-cpp-python's own
+        # chat formatter and tokenizer give, so the raw rows evaluate the same input as the studio.
+        formatter = Jinja2ChatFormatter(
+            template=engine.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token="<|im_start|>"
+        )
         for text in text_bench.PROMPTS:
             messages = [Message(role="user", content=text)]
-            assert len(raw.tokens(text)) == engine.count_prompt_tokens(messages)
+            theirs = formatter(messages=[m.model_dump(include={"role", "content"}) for m in messages]).prompt
+            assert raw.llm.tokenize(theirs.encode(), add_bos=False, special=True) == engine._prompt_tokens(messages)
         text = text_bench.prompt(0, 0)
-        sample = raw.ask(text, 6)
         request = TextRequest([Message(role="user", content=text)], TextOptions(max_tokens=6, **DEFAULTS))
         chunks = list(engine.stream(request, threading.Event()))
-        assert sample.prompt_tokens == chunks[-1].usage.prompt_tokens
-        # the model may end its answer early; it never goes past max_tokens
-        assert 1 <= sample.completion_tokens <= 6
-        assert sample.ttft > 0 and sample.decode >= 0
+        for sample in (raw.ask(text, 6), text_bench.RawServerLoop(engine, dict(DEFAULTS)).ask(text, 6)):
+            assert sample.prompt_tokens == chunks[-1].usage.prompt_tokens
+            # the model may end its answer early; it never goes past max_tokens
+            assert 1 <= sample.completion_tokens <= 6
+            assert sample.ttft > 0 and sample.decode >= 0
     finally:
         raw.close()
         engine.close()
@@ -69,7 +77,7 @@ def test_every_round_asks_every_prompt_and_rounds_differ(text_bench):
 
 
 def test_text_bench_short_run_records_each_variant(tmp_path):
-    options = ["--rounds", "1", "--tokens", "4", "--clients", "2", "--no-peer", "--idle-seconds", "1"]
+    options = ["--rounds", "1", "--tokens", "4", "--clients", "1,2", "--no-peer", "--idle-seconds", "1"]
     done = subprocess.run(
         [sys.executable, str(BENCH / "text.py"), *options, "--results", str(tmp_path)],
         capture_output=True,
@@ -78,15 +86,18 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(next(tmp_path.glob("text-*.json")).read_text())
-    variants = ("raw Llama.generate", "studio engine", "studio server")
-    assert set(data["summary"]) == {f"{v} @2" for v in variants}
+    variants = ("raw server loop", "raw Llama.generate", "studio engine", "studio server")
+    assert set(data["summary"]) == {f"{v} @{c}" for v in variants for c in (1, 2)}
+    assert set(data["scaling"]) == {f"{v} @2 ÷ @1 aggregate_tps" for v in variants}
     # one round: the four prompts once per variant, two at a time; the same tokens in for every variant
     rounds = [data["samples"][f"{v} @2"] for v in variants]
     assert all(len(r) == 1 and len(r[0]) == 4 for r in rounds)
     assert len({tuple(s["prompt_tokens"] for s in r[0]) for r in rounds}) == 1
     assert all(1 <= s["completion_tokens"] <= 4 for r in rounds for s in r[0])
     assert "llama-server left out (--no-peer)." in data["notes"]
+    assert "| studio server ÷ raw server loop | 2 |" in done.stdout
     assert "| studio server ÷ raw Llama.generate | 2 |" in done.stdout
+    assert "| studio server | " in done.stdout.split("aggregate tok/s at the most clients")[1]
 
 
 def test_peer_fetch_says_why_it_cannot_run(tmp_path, monkeypatch):

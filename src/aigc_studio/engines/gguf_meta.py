@@ -11,8 +11,6 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ModelLoadError
-
 # GGUF value types: id -> struct format for the fixed-size ones.
 _FIXED = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -54,7 +52,8 @@ def _skip_array(f: BinaryIO) -> None:
 
 
 def gguf_metadata(path: str | Path) -> dict[str, str | int | float | bool]:
-    """The scalar metadata fields of a GGUF file (arrays left out); ModelLoadError for a bad file."""
+    """The scalar metadata fields of a GGUF file (arrays left out); ValueError saying what is wrong with a
+    bad file (OSError when it cannot be read)."""
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
@@ -78,8 +77,8 @@ def gguf_metadata(path: str | Path) -> dict[str, str | int | float | bool]:
                 else:
                     raise ValueError(f"unknown GGUF value type {kind}")
             return out
-    except (OSError, ValueError, EOFError, struct.error) as exc:
-        raise ModelLoadError(f"cannot read the GGUF metadata of {path}: {exc}") from exc
+    except (EOFError, struct.error) as exc:
+        raise ValueError(f"its metadata is cut short: {exc}") from exc
 
 
 def trained_context(metadata: dict) -> int | None:

@@ -69,7 +69,10 @@ class LlamaCppEngine(TextEngine):
     ):
         import xllamacpp
 
-        self.metadata: dict = gguf_metadata(path)
+        try:
+            self.metadata: dict = gguf_metadata(path)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load GGUF model '{model_id}' from {path}: {exc}") from exc
         trained = trained_context(self.metadata)
         slot_context = context_length or min(trained or DEFAULT_SLOT_CONTEXT, DEFAULT_SLOT_CONTEXT)
         self.parallel = max(1, parallel)
@@ -280,6 +283,7 @@ class LlamaCppEngine(TextEngine):
         thread = threading.Thread(target=run, name=f"decode-{self.model_id}", daemon=True)
         thread.start()
         finish, usage, timings, first_token_at = "length", None, None, None
+        streamed = 0  # chunks with text: one per token, but for text held back (a stop string's start)
         try:
             while (chunk := chunks.get()) is not _DONE:
                 if isinstance(chunk, BaseException):
@@ -291,6 +295,7 @@ class LlamaCppEngine(TextEngine):
                 if text and first_token_at is None:
                     first_token_at = time.perf_counter()
                 if text:
+                    streamed += 1
                     yield from self._pieces(text, calls, self._logprobs(choice, request.logprobs))
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
@@ -308,7 +313,8 @@ class LlamaCppEngine(TextEngine):
         if timings:
             prompt_seconds = timings.get("prompt_ms", prompt_seconds * 1000) / 1000
             decode_seconds = timings.get("predicted_ms", decode_seconds * 1000) / 1000
-        produced = (usage or {}).get("completion_tokens", 0)
+        # A cancelled slot sends no usage: what was streamed is what it produced.
+        produced = (usage or {}).get("completion_tokens", streamed)
         cached = ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens", 0)
         if calls is not None and calls.called and finish == "stop":
             finish = "tool_calls"
