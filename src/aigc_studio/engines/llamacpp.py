@@ -31,6 +31,7 @@ import random
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,8 @@ class LlamaCppEngine(TextEngine):
             raise ModelLoadError(f"cannot load GGUF model '{model_id}' from {path}: {exc}") from exc
         super().__init__(model_id, slot_context)
         self.trained_context = trained
+        self._tokens: OrderedDict[tuple[str, bool, bool], list[int]] = OrderedDict()
+        self._tokens_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=self._server.listening_address,
             headers={"Authorization": f"Bearer {self._key}"},
@@ -121,9 +124,21 @@ class LlamaCppEngine(TextEngine):
     # -- prompts ------------------------------------------------------------------------------------
 
     def _tokenize(self, text: str, special: bool, add_bos: bool = False) -> list[int]:
+        # A request's prompt is tokenized twice, when the chat service counts it and when it runs: the
+        # second time comes from here, without another round trip.
+        key = (text, special, add_bos)
+        with self._tokens_lock:
+            if key in self._tokens:
+                self._tokens.move_to_end(key)
+                return list(self._tokens[key])
         r = self._http.post("/tokenize", json={"content": text, "add_special": add_bos, "parse_special": special})
         r.raise_for_status()
-        return r.json()["tokens"]
+        tokens = r.json()["tokens"]
+        with self._tokens_lock:
+            self._tokens[key] = tokens
+            while len(self._tokens) > 16:
+                self._tokens.popitem(last=False)
+        return list(tokens)
 
     def _renders_tool_role(self) -> bool:
         """Whether the chat template shows a tool message's content (else results go in a user turn)."""
