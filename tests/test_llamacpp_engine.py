@@ -270,3 +270,27 @@ def test_strings_in_a_constrained_answer_hold_no_raw_control_characters(engine, 
     )
     text = "".join(c.text for c in engine.stream(request, threading.Event()))
     assert isinstance(json.loads(text)["poem"], str)  # strict JSON: a raw newline in a string fails here
+
+
+def test_ctrl_c_still_reaches_the_studio_after_a_model_loads(engine):
+    """llama.cpp's server installs SIGINT/SIGTERM handlers of its own; the engine puts the studio's back."""
+    import os
+    import signal
+    import time
+
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+
+def test_a_model_loaded_and_closed_at_once_closes(smollm_path):
+    """Closing a server whose loop had not started yet used to wait forever; each close here ends."""
+
+    def cycle():
+        for _ in range(2):
+            LlamaCppEngine("smollm2-135m", smollm_path, context_length=512, parallel=1).close()
+
+    thread = threading.Thread(target=cycle, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "a model's close did not end"
