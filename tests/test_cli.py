@@ -74,6 +74,7 @@ def test_models_add_list_info_rm(aigc_home, smollm_path, tmp_path):
     info = json.loads(aigc("models", "info", "tiny").output)
     # Each of the model's parallel slots gets its trained length (8192), up to 4096 unless `context` says more.
     assert info["context_length"] == 4096 and info["metadata"]["llama.context_length"] == 8192
+    assert info["parallel"] == 4
     assert info["metadata"]["general.architecture"] == "llama"
     not_gguf = tmp_path / "notes.gguf"
     not_gguf.write_text("hello")

@@ -413,7 +413,8 @@ def models_info(name):
     info = model.as_dict()
     if model.kind == "text":
         engine = studio.registry.engine(model.id)
-        info["context_length"] = engine.context_length
+        info["context_length"] = engine.context_length  # per request (per slot, for a llama.cpp model)
+        info["parallel"] = engine.parallel
         info["metadata"] = {k: v for k, v in getattr(engine, "metadata", {}).items() if "chat_template" not in k}
     else:
         info["model_hash"] = studio.registry.model_hash(model)
