@@ -41,6 +41,7 @@ class ModelState:
     engine: str
     default: bool
     loaded: bool
+    load_seconds: float | None  # how long its last load took in this process; None: never loaded here
 
 
 @dataclass
@@ -90,6 +91,7 @@ class ModelService:
                     engine=m.engine,
                     default=m.id in (registry.default_model, default_image),
                     loaded=m.id in loaded if m.kind == "text" else m.id == loaded_image,
+                    load_seconds=registry.load_seconds.get(m.id),
                 )
                 for m in registry.all()
             ],

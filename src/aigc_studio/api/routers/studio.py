@@ -117,6 +117,9 @@ class LoadedModel(BaseModel):
     engine: str = Field(description="llamacpp, transformers, remote, diffusers (echo and plain: test engines).")
     default: bool = Field(description="The default model of its kind.")
     loaded: bool = Field(description="In memory now; a model that is not loads on its next request.")
+    load_seconds: float | None = Field(
+        description="How long the model's last load in this server took, in seconds; null: never loaded here."
+    )
 
 
 class ModelsState(BaseModel):
