@@ -170,6 +170,13 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("max_loaded", 2, "Text models kept loaded at once; the default model is always kept.", integer(1, 64)),
         Setting(
+            "model_memory",
+            "both",
+            "Which models stay in memory: both (the default text model and the current image model) or one"
+            " (loading either kind frees the other once nothing runs on it; for machines short of memory).",
+            choice("both", "one"),
+        ),
+        Setting(
             "max_body_mb",
             64,
             "Largest request body the server accepts, in MiB (uploaded images included).",

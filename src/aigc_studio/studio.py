@@ -51,6 +51,7 @@ class Studio:
             cache_dir=self.config.home / "cache",
             test_models=bool(self.config.test_models),
             keys=KeyStore(self.config.home / "keys.json"),
+            model_memory=str(self.config.model_memory),
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)

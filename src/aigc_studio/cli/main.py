@@ -287,6 +287,12 @@ def models_list(as_json):
             f"{mark} {m['id']:<20} {m['kind']:<5} {m['engine']:<9} {_size(m['size_bytes']):>7}  "
             f"{', '.join(m['aliases'])}{missing}"
         )
+    memory = {
+        "both": "the default text model and the current image model stay loaded",
+        "one": "only the kind of model last asked for stays loaded; the other is freed once idle",
+    }
+    # This command loads nothing: what a running server holds is its GET /api/models (and the Models tab).
+    click.echo(f"model_memory = {studio.registry.model_memory}: {memory[studio.registry.model_memory]}")
 
 
 @models.command("add")

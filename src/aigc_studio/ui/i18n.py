@@ -324,6 +324,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "mod_col_license": ("License", "许可证"),
     "mod_col_source": ("Source", "来源"),
     "mod_col_default": ("Default", "默认"),
+    "mod_col_loaded": ("Loaded", "已加载"),
     "mod_add_title": ("#### Add a local model", "#### 添加本地模型"),
     "mod_path": ("Path on this machine", "本机路径"),
     "mod_path_ph": (
@@ -418,6 +419,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_parallel": ("Parallel requests per model", "每个模型并行请求数"),
     "set_device": ("Device for transformers models", "transformers 模型的运行设备"),
     "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
+    "set_model_memory": ("Models in memory", "内存中保留的模型"),
     "set_clip_skip": ("Default clip skip", "默认 Clip skip"),
     "set_test_models": ("Show test models", "显示测试模型"),
     "set_max_body_mb": ("Largest request (MiB)", "最大请求体（MiB）"),
@@ -518,6 +520,8 @@ SETTINGS_HELP_ZH = {
     "parallel": "llama.cpp 模型同时解码的请求数（槽位）；每个槽位有自己的上下文，内存随 并行数 × 上下文 增长。",
     "device": "transformers 模型的运行设备：auto（torch 检测到 GPU 时用 CUDA，否则用 CPU）、cpu、cuda 或 cuda:N。",
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
+    "model_memory": "内存中保留哪些模型：both（默认文本模型与当前图像模型都保留）或 one（加载一类模型时，"
+    "在另一类模型空闲后将其释放；适合内存不足的机器）。",
     "clip_skip": "未指定 Clip skip 的图像生成所用的值（即 A1111 的 CLIP_stop_at_last_layers 选项）。",
     "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
     "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
