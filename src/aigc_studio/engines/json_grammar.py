@@ -87,11 +87,11 @@ class SchemaGrammar:
             # A converter does not look beside a $ref, so the $defs would go unread at the top.
             root = {"anyOf": [root]}
         document = {**root, "$defs": self.defs} if self.defs else {**root}
-        # Whitespace between tokens as llama.cpp's GBNF converter allows it: a space, or a line break and
-        # up to 20 spaces or tabs. Free whitespace lets a small model fill its tokens with it; none at all
+        # At most one space between tokens, where the model wants one. Free whitespace (line breaks and
+        # indents) lets a small model spend its tokens on layout and drift out of the format; none at all
         # (compact JSON) forces separators whose tokens a small model does not expect, and it then writes
         # those characters inside the strings instead.
-        document["x-guidance"] = {"whitespace_flexible": True, "whitespace_pattern": "( |\n[ \t]{0,20})?"}
+        document["x-guidance"] = {"whitespace_flexible": False, "whitespace_pattern": "[ ]?"}
         try:
             return json_schema_to_grammar(document)
         except (RuntimeError, ValueError) as exc:
