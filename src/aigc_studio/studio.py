@@ -50,6 +50,7 @@ class Studio:
             cache_dir=self.config.home / "cache",
             test_models=bool(self.config.test_models),
             keys=KeyStore(self.config.home / "keys.json"),
+            image_compile=bool(self.config.image_compile),
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)

@@ -217,8 +217,10 @@ class Registry:
         cache_dir: Path | None = None,
         test_models: bool = False,
         keys: KeyStore | None = None,
+        image_compile: bool = False,
     ):
         self.db = db
+        self.image_compile = image_compile  # torch.compile each image model's UNet (sd_speed)
         self.keys = keys
         self.test_models = test_models
         self.cache_dir = cache_dir
@@ -604,12 +606,12 @@ class Registry:
             if not info.path or not Path(info.path).exists():
                 raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
             from ..engines.diffusers_engine import DiffusersEngine
+            from ..engines.sd_speed import ImageSpeed
 
+            speed = ImageSpeed(threads=self.threads, compile=self.image_compile)
             config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
             try:
-                engine = DiffusersEngine(
-                    info.id, info.path, threads=self.threads, config_dir=config_dir, variant=info.variant
-                )
+                engine = DiffusersEngine(info.id, info.path, config_dir=config_dir, variant=info.variant, speed=speed)
             except Exception as exc:
                 # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
                 raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc

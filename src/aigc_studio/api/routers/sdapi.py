@@ -218,6 +218,8 @@ def progress(
         "current_image": image,
         "textinfo": "Labeling"
         if job.phase == "labeling"
+        else job.phase.capitalize()  # compiling the UNet
+        if job.phase
         else f"Step {job.step}/{job.steps}, batch {job.batch + 1}/{job.batches}",
     }
 
