@@ -265,7 +265,7 @@ class DiffusersEngine(ImageEngine):
         seeds = [request.seed + (0 if request.subseed_strength else k) for k in range(count)]
         subseeds = [request.subseed + k for k in range(count)]
         result = ImageResult(images=[], seeds=[], subseeds=[])
-        with self._lock, torch.no_grad(), circular_padding(self._pipes[mode], request.tiling):
+        with self._lock, torch.inference_mode(), circular_padding(self._pipes[mode], request.tiling):
             run = self._prepare(request, mode, init_image, mask, on_step, control or Control())
             for batch in range(request.n_iter):
                 if run.control.interrupt.is_set():
