@@ -3,7 +3,7 @@
     .venv/bin/python bench/image.py                       # tiny SD 1.x, 64×64, 20 steps, 5 runs (~2 min)
     .venv/bin/python bench/image.py --model sd15 --size 512 --steps 4 --runs 3      # full size (~16 min)
     .venv/bin/python bench/image.py --model sd15 --size 512 --steps 20 --runs 2 --group 3 \
-        --variants raw,none,engine,channels-last,fused-qkv,tome          # the speed table (README "Speed")
+        --variants raw,engine,channels-last,fused-qkv,tome               # the speed table (README "Speed")
 
 Variants, with the same model folder, prompt, negative prompt, sampler (Euler a), CFG 7, steps, size and
 seeds, each in a process of its own so that its peak memory is its own:
@@ -14,11 +14,10 @@ seeds, each in a process of its own so that its peak memory is its own:
                  scheduler config, called with the prompt and a seeded ``torch.Generator``; images out as
                  PIL, as diffusers gives them.
   engine         the studio's ``DiffusersEngine.generate`` (prompt weighting, A1111's seeds and noise,
-                 its own VAE decode) with its default optimizations (``engines/sd_speed.py``:
-                 channels_last, fused QKV, torch threads at most the physical cores).
-  none           the engine with none of them (``ImageSpeed(channels_last=False, fuse_qkv=False)``).
-  channels-last  the engine with channels_last only.
-  fused-qkv      the engine with fused QKV projections only.
+                 its own VAE decode) with its defaults (``engines/sd_speed.py``: torch threads at most
+                 the physical cores, the VAE tiled above 1024² pixels).
+  channels-last  the engine with the UNet's and VAE's weights channels_last (off by default).
+  fused-qkv      the engine with fused QKV projections (off by default).
   tome           the engine's defaults plus token merging at ``--tome`` (default 0.5), opt-in.
   compile        the engine's defaults plus ``torch.compile`` of the UNet, opt-in; its warm-up (1 step)
                  includes the compile, printed as "compile s".
@@ -80,13 +79,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from procs import Child, cpu_seconds, fmt, free_port, spread, status_kb, wait_ready  # noqa: E402
 
 PROMPT, NEGATIVE = "a lighthouse on a cliff at dusk, oil painting", "blurry, text"
-VARIANTS = ("raw", "none", "channels-last", "fused-qkv", "engine", "tome", "compile", "bf16", "api")
+VARIANTS = ("raw", "engine", "channels-last", "fused-qkv", "tome", "compile", "bf16", "api")
 DEFAULT_VARIANTS = ("raw", "engine", "api")
 LABELS = {
     "raw": "raw diffusers pipeline",
-    "none": "studio engine, no optimizations",
-    "channels-last": "studio engine, channels_last only",
-    "fused-qkv": "studio engine, fused QKV only",
+    "channels-last": "studio engine + channels_last",
+    "fused-qkv": "studio engine + fused QKV",
     "engine": "studio engine (defaults)",
     "tome": "studio engine + token merging",
     "compile": "studio engine + torch.compile",
@@ -156,9 +154,8 @@ def engine_speed(kind: str, threads: int):
     from aigc_studio.engines.sd_speed import ImageSpeed
 
     return {
-        "none": ImageSpeed(channels_last=False, fuse_qkv=False, threads=threads),
-        "channels-last": ImageSpeed(fuse_qkv=False, threads=threads),
-        "fused-qkv": ImageSpeed(channels_last=False, threads=threads),
+        "channels-last": ImageSpeed(channels_last=True, threads=threads),
+        "fused-qkv": ImageSpeed(fuse_qkv=True, threads=threads),
         "compile": ImageSpeed(compile=True, threads=threads),
     }.get(kind, ImageSpeed(threads=threads))
 
@@ -357,13 +354,13 @@ def main() -> None:
         for number, group in enumerate(groups):
             group = (["raw"] if "raw" in kinds else []) + group
             measured = run_group(args, model, logs, images, group, number)
-            for kind, (samples, warm, idle_share, peak, start) in measured.items():
+            for kind, (samples, warm, idle_share, (peak, anon), start) in measured.items():
                 if kind == "raw":
                     for other in group[1:]:
                         raw_runs[other] = samples
                     if runs["raw"]:
                         continue  # the first group's raw pipeline is the raw row
-                runs[kind], first[kind], idle[kind], peaks[kind] = samples, warm, idle_share, peak
+                runs[kind], first[kind], idle[kind], peaks[kind] = samples, warm, idle_share, (peak, anon)
                 api_start = start if start is not None else api_start
             if len(groups) > 1:
                 print(f"group {number + 1}/{len(groups)} ({', '.join(group)}) done", file=sys.stderr)
@@ -404,7 +401,9 @@ def run_group(args, model: Path, logs: Path, images: Path, group: list[str], num
                 runs[process.kind].append(process.run(1000 + i, args.steps, args.size))
                 process.pause()
             print(f"group {number + 1}: run {i + 1}/{args.runs} done", file=sys.stderr)
-        peaks = {p.kind: p.peak_rss() for p in processes}
+        # Peak RSS counts the weights file's pages that safetensors maps as well as the process's own
+        # memory; RssAnon is the latter alone (channels_last and fused QKV copy weights into it).
+        peaks = {p.kind: (p.peak_rss(), status_kb(p.pid, "RssAnon") / 1e6) for p in processes}
         starts = {p.kind: getattr(p, "rss_at_start", None) for p in processes}
     finally:
         for process in processes:
@@ -449,7 +448,8 @@ def report(args, label, model, kinds, runs, raw_runs, first, idle, peaks, api_st
             "after_last_step_s": spread([r["total"] - r["marks"][-1] if r["marks"] else float("nan") for r in rs]),
             "load_s": first[kind].get("load"),
             "warmup_wall_s": first[kind]["wall"],
-            "peak_rss_gb": peaks[kind],
+            "peak_rss_gb": peaks[kind][0],
+            "anon_rss_gb": peaks[kind][1],
             "idle_cpu_share_of_one_core": idle[kind],
         }
     ratios = {}  # speed-ups: the raw pipeline's time ÷ the variant's, against raw's run of the same group and round
@@ -492,9 +492,9 @@ def report(args, label, model, kinds, runs, raw_runs, first, idle, peaks, api_st
     )
     print(
         "| variant | s/step | total s | speed-up vs raw, total | speed-up, s/step | pixel diff vs raw, max / mean |"
-        " to end of step 1, s | after last step, s | load s | peak RSS GB |"
+        " to end of step 1, s | after last step, s | load s | peak RSS GB | anonymous RSS GB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind in kinds:
         row = rows[kind]
         raw = kind == "raw"
@@ -506,7 +506,7 @@ def report(args, label, model, kinds, runs, raw_runs, first, idle, peaks, api_st
         print(
             f"| {LABELS[kind]} | {fmt(row['step_s'], 3)} | {fmt(row['total_s'], 3)} | {total_ratio} | {step_ratio} "
             f"| {diff_text} | {fmt(row['first_step_s'], 3)} | {fmt(row['after_last_step_s'], 3)} | {load} "
-            f"| {row['peak_rss_gb']:.2f} |"
+            f"| {row['peak_rss_gb']:.2f} | {row['anon_rss_gb']:.2f} |"
         )
     print()
     if schedulers:
@@ -533,6 +533,10 @@ def report(args, label, model, kinds, runs, raw_runs, first, idle, peaks, api_st
     if args.group:
         print(f"- variants ran {args.group} processes at a time, each group with its own raw pipeline")
     print("- speed-up: the raw pipeline's time ÷ the variant's (above 1: faster); pixel diff: 8-bit RGB, same seeds")
+    print(
+        "- peak RSS includes the weights file's pages that safetensors maps (shared, reclaimable); anonymous RSS"
+        " at the end is the process's own memory"
+    )
     print(f"- every sample: {out}")
 
 

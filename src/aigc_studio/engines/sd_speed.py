@@ -1,21 +1,23 @@
 """Speed of the diffusers engine: what is applied to a loaded Stable Diffusion model, once or per request.
 
 Measured on the full-size SD 1.5 architecture at 512×512 on a 2-core CPU (bench/image.py; the README's
-"Speed / Images" gives the table). On by default, because each keeps the image within a small pixel
-difference of the plain diffusers pipeline for the same seed:
+"Speed / Images" gives the table). On by default, as none changes the picture at 512×512:
 
-- ``channels_last``: the UNet's and the VAE's weights in NHWC, the layout oneDNN's convolutions run
-  fastest in on the CPU (no reorder before and after each convolution).
-- ``fuse_qkv``: each attention's query, key and value projections as one matmul (diffusers'
-  ``fuse_qkv_projections``; cross-attention fuses key and value).
 - ``threads``: torch's intra-op threads at most the physical cores (SMT siblings share their units, and
   OpenMP threads past the cores wait on each other); a given number sets it exactly.
-- SDPA attention: diffusers' default processor on torch 2 (``AttnProcessor2_0``), kept; the fused
-  processor is SDPA too.
+- SDPA attention: diffusers' default processor on torch 2 (``AttnProcessor2_0``), kept.
 - the VAE decodes in tiles above ``vae_tile_above`` pixels (1024²): bounds memory at large sizes; the
   tiles' blended seams change pixels there, and nowhere at or below that size.
 
-Opt-in:
+Off by default, because they did not measure faster on the CPU (a UNet step within a few percent of
+without) and each copies weights out of the mapped weights file into the process's own memory (both:
+about 2.8 GB more at full size); they keep the picture (at most 1 of 255 from without):
+
+- ``channels_last``: the UNet's and the VAE's weights in NHWC, the layout oneDNN's convolutions prefer.
+- ``fuse_qkv``: each attention's query, key and value projections as one matmul (diffusers'
+  ``fuse_qkv_projections``; cross-attention fuses key and value).
+
+Opt-in, per model or per request:
 
 - ``compile``: ``torch.compile`` of the UNet (inductor; needs a C compiler), once per model: the first
   request pays the compile and reports it; when compiling fails the UNet runs eagerly (one log line).
@@ -47,8 +49,8 @@ COMPILING = "compiling the UNet (once per model)"
 class ImageSpeed:
     """What the engine applies to a model it loads; the defaults are the measured ones."""
 
-    channels_last: bool = True
-    fuse_qkv: bool = True
+    channels_last: bool = False
+    fuse_qkv: bool = False
     threads: int = 0  # torch intra-op threads; 0: as torch has them, at most the physical cores
     compile: bool = False
     vae_tile_above: int = 1024 * 1024  # pixels (width × height) above which the VAE decodes in tiles; 0: never

@@ -21,7 +21,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from ..config import Config, save_setting
-from ..contracts import ImageRequest, Mode
+from ..contracts import ImageRequest, Mode, limits_of
 from ..errors import InvalidRequest, NotFound
 from ..images.infotext import parse_infotext, to_request_fields
 from ..models.registry import ModelInfo
@@ -411,11 +411,13 @@ class A1111Service:
             return exc.errors()[0]["msg"] + f", got {value}"
         return None
 
-    @classmethod
-    def _token_merging_problem(cls, value: object) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be a number from 0 to 0.9, got {_json(value)}"
-        return cls._field_problem("token_merging_ratio", value)
+    @staticmethod
+    def _token_merging_problem(value: object) -> str | None:
+        limits = limits_of(ImageRequest, "token_merging_ratio")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not limits["ge"] <= value <= limits["le"]:
+            return f"must be a number from {limits['ge']:g} to {limits['le']:g}, got {_json(value)}"
+        return None
 
     @staticmethod
     def _echo(sent: dict) -> dict:
