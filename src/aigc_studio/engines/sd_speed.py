@@ -143,7 +143,7 @@ class UNetCompiler:
     def _give_up(self, exc: Exception) -> None:
         self.unet._compiled_call_impl = None  # nn.Module.compile's hook: back to the eager forward
         self.state = "failed"
-        log.warning("torch.compile of the UNet failed, running it eagerly: %s", str(exc).splitlines()[0][:300])
+        log.warning("torch.compile of the UNet failed, running it eagerly: %s", " ".join(str(exc).split())[:300])
 
 
 def _compile_error(exc: Exception) -> bool:
