@@ -207,7 +207,7 @@ class DiffusersEngine(ImageEngine):
         configs are written once into ``config_dir/<arch>`` (default ``config_dir``: ``.aigc-sd-configs``
         next to the file), which needs CLIP's vocabulary from ``open-clip-torch``. ``device`` defaults
         to CUDA when present (float16 there, float32 on the CPU). ``threads`` > 0 sets torch's
-        (process-wide) number of CPU threads (0: the physical cores). ``speed`` says which of
+        (process-wide) number of CPU threads (0: as torch has them, at most the physical cores). ``speed`` says which of
         ``sd_speed``'s optimizations apply (default: the measured defaults).
         """
         super().__init__(model_id)
