@@ -255,3 +255,35 @@ def test_an_engine_that_cannot_merge_tokens_records_none(tmp_path):
 def decode(answer) -> bytes:
     image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
     return np.asarray(image.convert("RGB")).tobytes()
+
+
+def test_the_progress_says_the_unet_is_compiling_before_the_first_step(tmp_path, model, monkeypatch):
+    """The first request of a model with image_compile waits for the compile; /progress says why."""
+    import threading
+    import time
+
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def slow_compile_that_fails(function, **kwargs):
+        def compiling(*args, **kwargs):
+            time.sleep(3)  # a compile takes minutes; the progress is read meanwhile
+            raise BackendCompilerFailed(slow_compile_that_fails, RuntimeError("no C compiler found (cc)"), None)
+
+        return compiling
+
+    monkeypatch.setattr(torch, "compile", slow_compile_that_fails)
+    studio = Studio(load_config(test_models=0, image_compile=True))
+    studio.registry.add(model.folder, model_id="tiny-sd15")
+    try:
+        with a1111_server(studio) as live:
+            answer = {}
+            thread = threading.Thread(target=lambda: answer.setdefault("r", txt2img(live)))
+            thread.start()
+            seen = set()
+            while thread.is_alive():
+                seen.add(live.api.session.get(live.url + "/sdapi/v1/progress").json()["textinfo"])
+                time.sleep(0.1)
+            assert "Compiling the UNet (once per model)" in seen
+            assert answer["r"].status_code == 200  # and then it ran eagerly
+    finally:
+        studio.close()

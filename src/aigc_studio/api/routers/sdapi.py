@@ -218,7 +218,7 @@ def progress(
         "current_image": image,
         "textinfo": "Labeling"
         if job.phase == "labeling"
-        else job.phase.capitalize()  # compiling the UNet
+        else job.phase[:1].upper() + job.phase[1:]  # "Compiling the UNet (once per model)"
         if job.phase
         else f"Step {job.step}/{job.steps}, batch {job.batch + 1}/{job.batches}",
     }
