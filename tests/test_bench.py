@@ -3,8 +3,9 @@
 bench/text.py: the raw baseline evaluates exactly the studio's prompt tokens with ``Llama.generate``, every
 variant gets every prompt in every round, and a short real run (no peer) records exact token counts for
 each variant. bench/llama_server.py: where llama-server cannot be fetched, it says why. bench/image.py: a
-short real run on the tiny model, raw pipeline and studio engine in their own processes, with the same
-scheduler class and config and the asked number of steps.
+short real run on the tiny model, raw pipeline and the studio engine's optimization rows in their own
+processes, with the same scheduler class and config, the asked number of steps, a speed-up and a pixel
+difference against the raw pipeline for each.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def test_peer_fetch_uses_the_machines_debian_mirror(tmp_path):
 
 
 def test_image_bench_short_run_on_the_tiny_model(tmp_path):
-    options = ["--model", "tiny", "--steps", "3", "--runs", "1", "--size", "64", "--variants", "raw,engine"]
+    variants = "raw,engine,channels-last,fused-qkv,tome"
+    options = ["--model", "tiny", "--steps", "3", "--runs", "1", "--size", "64", "--variants", variants, "--group", "4"]
     done = subprocess.run(
         [sys.executable, str(BENCH / "image.py"), *options, "--results", str(tmp_path)],
         capture_output=True,
@@ -135,11 +137,22 @@ def test_image_bench_short_run_on_the_tiny_model(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(next(tmp_path.glob("image-tiny-*.json")).read_text())
     schedulers = data["schedulers"]
-    assert schedulers["raw"] == schedulers["engine"]
-    assert schedulers["raw"]["class"] == "A1111EulerAncestral"  # the studio's Euler a, in both
-    for kind in ("raw", "engine"):
+    kinds = variants.split(",")
+    assert all(schedulers[kind] == schedulers["raw"] for kind in kinds)
+    assert schedulers["raw"]["class"] == "A1111EulerAncestral"  # the studio's Euler a, in all
+    for kind in kinds:
         (run,) = data["runs"][kind]
         assert run["size"] == [64, 64]
         assert len(run["marks"]) == 3  # one mark per denoising step
         assert data["rows"][kind]["peak_rss_gb"] > 0.1
     assert "same class and config" in done.stdout
+    # Each variant's row, with a speed-up and a pixel difference against the raw pipeline of its group
+    # (two groups: raw with three others, then raw with one).
+    differences = data["pixel_difference_vs_raw"]
+    labels = load("image").LABELS
+    for kind in kinds[1:]:
+        assert f"| {labels[kind]} |" in done.stdout
+        assert data["ratios"][f"{kind} speed-up total"]["n"] == 1
+    for kind in ("engine", "channels-last", "fused-qkv"):  # within the README's stated difference
+        assert differences[kind]["max"] <= 2, (kind, differences[kind])
+    assert differences["tome"]["mean"] > differences["engine"]["mean"]  # token merging changes the picture

@@ -46,6 +46,23 @@ def integer(low: int, high: int | None = None) -> Callable[[object], int]:
     return check
 
 
+def number(low: float, high: float) -> Callable[[object], float]:
+    """A check: a number from ``low`` to ``high`` (a variable or a UI box may give it as text)."""
+    allowed = f"a number from {low:g} to {high:g}"
+
+    def check(value: object) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError(f"must be {allowed}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ValueError(f"must be {allowed}, got {value!r}")
+        return float(value)
+
+    return check
+
+
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -193,6 +210,19 @@ SETTINGS: dict[str, Setting] = {
             1,
             "Clip skip of image generations that do not set one (A1111's CLIP_stop_at_last_layers option).",
             integer(1, 12),
+        ),
+        Setting(
+            "token_merging_ratio",
+            0.0,
+            "Token merging (tomesd) of image generations that do not set one, 0 to 0.9 (A1111's option of the"
+            " same name): faster, changes the picture; 0: off.",
+            number(0, 0.9),
+        ),
+        Setting(
+            "image_compile",
+            False,
+            "Compile each image model's UNet with torch.compile (needs a C compiler): the first image after"
+            " loading a model waits minutes for it; runs uncompiled when compiling fails.",
         ),
         # The most a code run may ask for (see contracts.RunLimits for each one's default and ceiling).
         Setting("run_max_wall_seconds", 60, "Most wall-clock seconds a code run may ask for.", integer(1, 600)),

@@ -52,6 +52,7 @@ class Studio:
             test_models=bool(self.config.test_models),
             keys=KeyStore(self.config.home / "keys.json"),
             model_memory=str(self.config.model_memory),
+            image_compile=bool(self.config.image_compile),
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)

@@ -221,6 +221,7 @@ class Registry:
         test_models: bool = False,
         keys: KeyStore | None = None,
         model_memory: str = "both",
+        image_compile: bool = False,
     ):
         if model_memory not in MODEL_MEMORY:
             raise ValueError(f"model_memory must be one of {', '.join(MODEL_MEMORY)}, got {model_memory!r}")
@@ -229,6 +230,7 @@ class Registry:
         # With model_memory "one": the kind ("text" or "image") and model last asked for, which the
         # other kind makes way for.
         self._memory_for: tuple[str, str] | None = None
+        self.image_compile = image_compile  # torch.compile each image model's UNet (sd_speed)
         self.keys = keys
         self.test_models = test_models
         self.cache_dir = cache_dir
@@ -625,12 +627,12 @@ class Registry:
             if not info.path or not Path(info.path).exists():
                 raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
             from ..engines.diffusers_engine import DiffusersEngine
+            from ..engines.sd_speed import ImageSpeed
 
+            speed = ImageSpeed(threads=self.threads, compile=self.image_compile)
             config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
             try:
-                engine = DiffusersEngine(
-                    info.id, info.path, threads=self.threads, config_dir=config_dir, variant=info.variant
-                )
+                engine = DiffusersEngine(info.id, info.path, config_dir=config_dir, variant=info.variant, speed=speed)
             except Exception as exc:
                 # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
                 raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
