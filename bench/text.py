@@ -6,8 +6,9 @@ Variants, all on the embedded SmolLM2-135M Q4_1 GGUF with the same four prompts 
 options (the studio's defaults: temperature 0.7, top_p 0.95, top_k 40, min_p 0.05, repeat_penalty 1.1;
 no seed, so every answer is sampled afresh):
 
-  raw server loop  llama.cpp's server loop in this process with nothing of the studio around it: the
-                 ``xllamacpp.Server`` the studio's engine runs (same slots, context and threads), given the
+  raw server loop  llama.cpp's server loop in this process with nothing of the studio around it: an
+                 ``xllamacpp.Server`` as the studio's engine runs it (same slots, context and threads; one
+                 of its own, so that no variant finds another's prompt in a slot's cache), given the
                  tokens the studio would send and read through its stream callback. The studio engine's
                  own cost is the gap between this and the next row.
   raw Llama.generate  ``llama_cpp.Llama.generate`` over the same tokens, in this process: the tightest
@@ -187,8 +188,10 @@ class RawServerLoop(Variant):
 
     name = "raw server loop"
 
-    def __init__(self, engine: LlamaCppEngine, sampling: dict):
-        self.engine = engine
+    def __init__(self, model: Path, sampling: dict):
+        # A server of its own, as the studio engine's: sharing one, the second variant to ask a prompt
+        # would find it in the slot's cache.
+        self.engine = LlamaCppEngine(MODEL_ID, model, threads=THREADS)
         self.sampling = sampling
 
     def ask(self, text: str, max_tokens: int) -> Sample:
@@ -217,6 +220,9 @@ class RawServerLoop(Variant):
 
         ttft, decode = timed(pieces())
         return Sample(ttft, decode, usage["prompt_tokens"], usage["completion_tokens"])
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 class Engine(Variant):
@@ -385,7 +391,7 @@ def main() -> None:
             print(notes[-1], file=sys.stderr)
 
     engine = Engine(model, sampling)
-    variants: list[Variant] = [RawServerLoop(engine.engine, sampling)]
+    variants: list[Variant] = [RawServerLoop(model, sampling)]
     try:
         variants.append(Raw(model, sampling, engine.engine))
     except ImportError:

@@ -59,7 +59,12 @@ def test_raw_loops_evaluate_the_studios_prompt_and_stop_at_max_tokens(text_bench
         text = text_bench.prompt(0, 0)
         request = TextRequest([Message(role="user", content=text)], TextOptions(max_tokens=6, **DEFAULTS))
         chunks = list(engine.stream(request, threading.Event()))
-        for sample in (raw.ask(text, 6), text_bench.RawServerLoop(engine, dict(DEFAULTS)).ask(text, 6)):
+        loop = text_bench.RawServerLoop(smollm_path, dict(DEFAULTS))
+        try:
+            samples = [raw.ask(text, 6), loop.ask(text, 6)]
+        finally:
+            loop.close()
+        for sample in samples:
             assert sample.prompt_tokens == chunks[-1].usage.prompt_tokens
             # the model may end its answer early; it never goes past max_tokens
             assert 1 <= sample.completion_tokens <= 6
