@@ -42,8 +42,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip wheel
 
-# llama-cpp-python compiles llama.cpp from source. These options skip the multimodal part and use
-# every core, which brings the build from ~30 min to ~8; pip's wheel cache keeps the result.
+# With --dev, llama-cpp-python (tests' remote server, the bench's raw loop) compiles llama.cpp from
+# source. These options skip the multimodal part and use every core, which brings the build from ~30 min
+# to ~8; pip's wheel cache keeps the result. The studio itself runs GGUF models on xllamacpp's prebuilt
+# wheel, so a plain `bash setup.sh` compiles nothing.
 # On x86-64 we target AVX2 rather than -march=native: a native build picks up AMX on CPUs that have
 # it, and those instructions die with SIGILL in virtual machines that do not enable AMX.
 if [ "$(uname -m)" = x86_64 ]; then

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/image.py                       # tiny SD 1.x, 64×64, 20 steps, 5 runs (~2 min)
     .venv/bin/python bench/image.py --model sd15 --size 512 --steps 4 --runs 3      # full size (~16 min)
+    .venv/bin/python bench/image.py --model sd15 --size 512 --steps 20 --runs 2 --group 3 \
+        --variants raw,engine,channels-last,fused-qkv,tome               # the speed table (README "Speed")
 
 Variants, with the same model folder, prompt, negative prompt, sampler (Euler a), CFG 7, steps, size and
 seeds, each in a process of its own so that its peak memory is its own:
@@ -11,16 +13,27 @@ seeds, each in a process of its own so that its peak memory is its own:
                  ``EulerDiscreteScheduler`` with k-diffusion's ancestral step) made from the folder's
                  scheduler config, called with the prompt and a seeded ``torch.Generator``; images out as
                  PIL, as diffusers gives them.
-  studio engine  the studio's ``DiffusersEngine.generate`` (prompt weighting, A1111's seeds and noise,
-                 its own VAE decode).
+  engine         the studio's ``DiffusersEngine.generate`` (prompt weighting, A1111's seeds and noise,
+                 its own VAE decode) with its defaults (``engines/sd_speed.py``: torch threads at most
+                 the physical cores, the VAE tiled above 1024² pixels).
+  channels-last  the engine with the UNet's and VAE's weights channels_last (off by default).
+  fused-qkv      the engine with fused QKV projections (off by default).
+  tome           the engine's defaults plus token merging at ``--tome`` (default 0.5), opt-in.
+  compile        the engine's defaults plus ``torch.compile`` of the UNet, opt-in; its warm-up (1 step)
+                 includes the compile, printed as "compile s".
+  bf16           the engine's defaults inside ``torch.autocast("cpu", dtype=torch.bfloat16)``: measured,
+                 not offered (see the README).
   studio API     ``POST /sdapi/v1/txt2img`` to ``aigc serve`` over HTTP: the whole request, including the
                  PNG files, history and the base64 answer. The server loads the default text model too
                  (SmolLM2), as a user's server does; its memory at start is printed beside its peak.
 
 Each process loads the model once and answers a warm-up image (1 step); then the variants are interleaved
-request by request (raw, studio engine, studio API, raw, ...). While one is measured the other processes
-are paused (SIGSTOP), so each runs alone on the machine: an idle ``aigc serve`` is not idle (Gradio's queue
-wakes every millisecond), and the bench prints each process's CPU use while idle before pausing them.
+request by request (raw, studio engine, studio API, raw, ...). ``--group N`` runs the variants N at a
+time (raw and N − 1 others, raw in every group) where memory holds no more full-size models at once
+(each holds about 4-5 GB); ratios are taken against the raw run of the same group and round. While
+one is measured the other processes are paused (SIGSTOP), so each runs alone on the machine: an idle
+``aigc serve`` is not idle (Gradio's queue wakes every millisecond), and the bench prints each process's
+CPU use while idle before pausing them.
 The engine's and the raw pipeline's scheduler class and config are compared and printed.
 
 Models (``--model``):
@@ -33,11 +46,13 @@ Models (``--model``):
          Random weights cost the same per step as trained ones; the images are noise.
   PATH   any diffusers folder of an SD 1.x model.
 
-Reported per variant: total seconds per image, seconds per denoising step (from the step callbacks:
-time from the first step's end to the last's, ÷ steps − 1), time to the end of the first step, time
-after the last step (VAE decode and what follows), the model's load time, and peak RSS (VmHWM) of the
-process; median (min–max) over the runs, and the studio ÷ raw ratio of the same run. Writes every sample
-to bench/results/image-<model>-<time>.json.
+Reported per variant: seconds per denoising step (from the step callbacks: time from the first step's
+end to the last's, ÷ steps − 1), total seconds per image, the speed-up against the raw pipeline of the
+same run (raw's time ÷ the variant's), the pixel difference from the raw pipeline's image of the same
+seed (max and mean absolute difference of the 8-bit RGB values, over all images), time to the end of
+the first step, time after the last step (VAE decode and what follows), the model's load time, and
+peak RSS (VmHWM) of the process; median (min–max) over the runs. Writes every sample to
+bench/results/image-<model>-<time>.json.
 """
 
 from __future__ import annotations
@@ -64,8 +79,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from procs import Child, cpu_seconds, fmt, free_port, spread, status_kb, wait_ready  # noqa: E402
 
 PROMPT, NEGATIVE = "a lighthouse on a cliff at dusk, oil painting", "blurry, text"
-VARIANTS = ("raw", "engine", "api")
-LABELS = {"raw": "raw diffusers pipeline", "engine": "studio engine", "api": "studio /sdapi/v1/txt2img (HTTP)"}
+VARIANTS = ("raw", "engine", "channels-last", "fused-qkv", "tome", "compile", "bf16", "api")
+DEFAULT_VARIANTS = ("raw", "engine", "api")
+LABELS = {
+    "raw": "raw diffusers pipeline",
+    "channels-last": "studio engine + channels_last",
+    "fused-qkv": "studio engine + fused QKV",
+    "engine": "studio engine (defaults)",
+    "tome": "studio engine + token merging",
+    "compile": "studio engine + torch.compile",
+    "bf16": "studio engine + bf16 autocast",
+    "api": "studio /sdapi/v1/txt2img (HTTP)",
+}
+ENGINE_KINDS = VARIANTS[1:-1]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -123,8 +149,20 @@ def model_folder(choice: str, work: Path) -> tuple[Path, str]:
 # Worker processes: one model, one variant; requests and answers as JSON lines
 
 
-def worker(kind: str, model: Path, threads: int) -> None:
-    """Serve ``{"seed", "steps", "size"}`` lines on stdin with timing lines on the original stdout."""
+def engine_speed(kind: str, threads: int):
+    """The ``ImageSpeed`` a variant's engine loads with."""
+    from aigc_studio.engines.sd_speed import ImageSpeed
+
+    return {
+        "channels-last": ImageSpeed(channels_last=True, threads=threads),
+        "fused-qkv": ImageSpeed(fuse_qkv=True, threads=threads),
+        "compile": ImageSpeed(compile=True, threads=threads),
+    }.get(kind, ImageSpeed(threads=threads))
+
+
+def worker(kind: str, model: Path, threads: int, tome: float, images: Path) -> None:
+    """Serve ``{"seed", "steps", "size"}`` lines on stdin with timing lines on the original stdout; each
+    image is written to ``images`` as ``<kind>-<seed>-<steps>.png`` for the pixel comparison."""
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # whatever a library prints goes to the log, not into the answers
     import torch
@@ -144,7 +182,7 @@ def worker(kind: str, model: Path, threads: int) -> None:
         from aigc_studio.contracts import ImageRequest
         from aigc_studio.engines.diffusers_engine import DiffusersEngine
 
-        engine = DiffusersEngine("bench", model, threads=threads)
+        engine = DiffusersEngine("bench", model, speed=engine_speed(kind, threads))
     load = time.perf_counter() - started
 
     def generate(seed: int, steps: int, size: int) -> dict:
@@ -177,10 +215,19 @@ def worker(kind: str, model: Path, threads: int) -> None:
                 height=size,
                 seed=seed,
                 subseed=seed,
+                token_merging_ratio=tome if kind == "tome" else 0,
             )
-            result = engine.generate(request, "txt2img", on_step=lambda info: marks.append(time.perf_counter()))
+
+            def on_step(info) -> None:
+                if not info.phase:  # a compile announcement is not a step
+                    marks.append(time.perf_counter())
+
+            precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=kind == "bf16")
+            with precision:
+                result = engine.generate(request, "txt2img", on_step=on_step)
             image = result.images[0]
         total = time.perf_counter() - t0
+        image.save(images / f"{kind}-{seed}-{steps}.png")
         return {"total": total, "marks": [m - t0 for m in marks], "size": list(image.size)}
 
     first = True
@@ -207,10 +254,11 @@ class Process(Child):
 
 
 class Worker(Process):
-    def __init__(self, kind: str, model: Path, threads: int, log: Path):
+    def __init__(self, kind: str, model: Path, threads: int, log: Path, tome: float, images: Path):
         super().__init__(kind)
         self.log = log
         command = [sys.executable, __file__, "--worker", kind, "--model", str(model), "--threads", str(threads)]
+        command += ["--tome", str(tome), "--images", str(images)]
         with open(log, "wb") as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
 
@@ -271,26 +319,70 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=64, help="width and height")
     parser.add_argument("--runs", type=int, default=5, help="images per variant, interleaved")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="which of raw,engine,api to run")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"which of {','.join(VARIANTS)} to run")
+    parser.add_argument("--group", type=int, default=0, help="processes alive at once, raw among them (0: all)")
+    parser.add_argument("--tome", type=float, default=0.5, help="token merging ratio of the tome variant")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads per process")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the logs go")
-    parser.add_argument("--worker", choices=("raw", "engine"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("raw", *ENGINE_KINDS), help=argparse.SUPPRESS)
+    parser.add_argument("--images", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, Path(args.model), args.threads)
+        return worker(args.worker, Path(args.model), args.threads, args.tome, args.images)
 
-    kinds = [k for k in VARIANTS if k in args.variants.split(",")]
+    asked = args.variants.split(",")
+    unknown = sorted(set(asked) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    kinds = [k for k in VARIANTS if k in asked]
     work = Path(tempfile.mkdtemp(prefix="aigc-bench-image-"))
+    images = work / "images"
+    images.mkdir()
     model, label = model_folder(args.model, work)
     logs = args.results / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    processes: list[Process] = []
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    raw_runs: dict[str, list[dict]] = {}  # kind -> the raw pipeline's runs of its group, round by round
+    first: dict[str, dict] = {}
+    idle: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    api_start = None
+    others = [k for k in kinds if k != "raw"]
+    size = args.group - 1 if args.group > 1 and "raw" in kinds else args.group or len(kinds)
+    groups = [others[i : i + size] for i in range(0, len(others), size)] or [[]]
+    try:
+        for number, group in enumerate(groups):
+            group = (["raw"] if "raw" in kinds else []) + group
+            measured = run_group(args, model, logs, images, group, number)
+            for kind, (samples, warm, idle_share, (peak, anon), start) in measured.items():
+                if kind == "raw":
+                    for other in group[1:]:
+                        raw_runs[other] = samples
+                    if runs["raw"]:
+                        continue  # the first group's raw pipeline is the raw row
+                runs[kind], first[kind], idle[kind], peaks[kind] = samples, warm, idle_share, (peak, anon)
+                api_start = start if start is not None else api_start
+            if len(groups) > 1:
+                print(f"group {number + 1}/{len(groups)} ({', '.join(group)}) done", file=sys.stderr)
+        differences = pixel_differences(images, kinds, args.runs, args.steps)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(args, label, model, kinds, runs, raw_runs, first, idle, peaks, api_start, differences)
+
+
+def run_group(args, model: Path, logs: Path, images: Path, group: list[str], number: int) -> dict:
+    """Load ``group``'s processes one at a time, then run them interleaved, each alone; returns per kind
+    (runs, warm-up, idle CPU share, peak RSS GB, API RSS at start or None)."""
+    processes: list[Process] = []
+    runs: dict[str, list[dict]] = {k: [] for k in group}
     first: dict[str, dict] = {}
     try:
-        for kind in kinds:  # loaded one at a time, so that no load competes with another
+        for kind in group:  # loaded one at a time, so that no load competes with another
             log = logs / f"image-{kind}.log"
-            process = Api(model, log) if kind == "api" else Worker(kind, model, args.threads, log)
+            if kind == "api":
+                process: Process = Api(model, log)
+            else:
+                process = Worker(kind, model, args.threads, log, args.tome, images)
             processes.append(process)
             started = time.perf_counter()
             first[kind] = process.run(0, 1, args.size)  # warm-up: loads the model (lazily, in the API)
@@ -308,17 +400,37 @@ def main() -> None:
                 process.resume()
                 runs[process.kind].append(process.run(1000 + i, args.steps, args.size))
                 process.pause()
-            print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
-        peaks = {p.kind: p.peak_rss() for p in processes}
-        api_start = next((p.rss_at_start for p in processes if isinstance(p, Api)), None)
+            print(f"group {number + 1}: run {i + 1}/{args.runs} done", file=sys.stderr)
+        # Peak RSS counts the weights file's pages that safetensors maps as well as the process's own
+        # memory; RssAnon is the latter alone (channels_last and fused QKV copy weights into it).
+        peaks = {p.kind: (p.peak_rss(), status_kb(p.pid, "RssAnon") / 1e6) for p in processes}
+        starts = {p.kind: getattr(p, "rss_at_start", None) for p in processes}
     finally:
         for process in processes:
             process.close()
-        shutil.rmtree(work, ignore_errors=True)
-    report(args, label, model, kinds, runs, first, idle, peaks, api_start)
+    return {k: (runs[k], first[k], idle[k], peaks[k], starts[k]) for k in group}
 
 
-def report(args, label, model, kinds, runs, first, idle, peaks, api_start) -> None:
+def pixel_differences(images: Path, kinds: list[str], runs: int, steps: int) -> dict[str, dict]:
+    """Per variant: max and mean absolute difference (8-bit RGB) from the raw pipeline's image of the same
+    seed. Every group's raw pipeline makes the same images (same seeds), so the last one written is used."""
+    import numpy as np
+    from PIL import Image
+
+    differences = {}
+    for kind in kinds:
+        pairs = [
+            (images / f"{kind}-{1000 + i}-{steps}.png", images / f"raw-{1000 + i}-{steps}.png") for i in range(runs)
+        ]
+        pairs = [(a, b) for a, b in pairs if a.is_file() and b.is_file()]
+        if kind == "raw" or not pairs:
+            continue
+        diffs = [np.abs(np.asarray(Image.open(a), np.int16) - np.asarray(Image.open(b), np.int16)) for a, b in pairs]
+        differences[kind] = {"max": int(max(d.max() for d in diffs)), "mean": float(np.mean([d.mean() for d in diffs]))}
+    return differences
+
+
+def report(args, label, model, kinds, runs, raw_runs, first, idle, peaks, api_start, differences) -> None:
     import diffusers
     import torch
 
@@ -336,20 +448,18 @@ def report(args, label, model, kinds, runs, first, idle, peaks, api_start) -> No
             "after_last_step_s": spread([r["total"] - r["marks"][-1] if r["marks"] else float("nan") for r in rs]),
             "load_s": first[kind].get("load"),
             "warmup_wall_s": first[kind]["wall"],
-            "peak_rss_gb": peaks[kind],
+            "peak_rss_gb": peaks[kind][0],
+            "anon_rss_gb": peaks[kind][1],
             "idle_cpu_share_of_one_core": idle[kind],
         }
-    ratios = {}
-    if "raw" in kinds:
-        for kind in kinds[1:] if kinds[0] == "raw" else kinds:
-            if kind == "raw":
-                continue
-            ratios[f"{kind} ÷ raw total"] = spread(
-                [r["total"] / b["total"] for r, b in zip(runs[kind], runs["raw"], strict=True)]
-            )
-            ratios[f"{kind} ÷ raw step"] = spread(
-                [step_time(r) / step_time(b) for r, b in zip(runs[kind], runs["raw"], strict=True)]
-            )
+    ratios = {}  # speed-ups: the raw pipeline's time ÷ the variant's, against raw's run of the same group and round
+    for kind, raws in raw_runs.items():
+        ratios[f"{kind} speed-up total"] = spread(
+            [b["total"] / r["total"] for r, b in zip(runs[kind], raws, strict=True)]
+        )
+        ratios[f"{kind} speed-up step"] = spread(
+            [step_time(b) / step_time(r) for r, b in zip(runs[kind], raws, strict=True)]
+        )
     schedulers = {k: first[k]["scheduler"] for k in kinds if "scheduler" in first[k]}
     same_scheduler = len({json.dumps(s, sort_keys=True, default=str) for s in schedulers.values()}) <= 1
 
@@ -366,7 +476,14 @@ def report(args, label, model, kinds, runs, first, idle, peaks, api_start) -> No
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
     }
-    data = {"environment": environment, "rows": rows, "ratios": ratios, "schedulers": schedulers, "runs": runs}
+    data = {
+        "environment": environment,
+        "rows": rows,
+        "ratios": ratios,
+        "pixel_difference_vs_raw": differences,
+        "schedulers": schedulers,
+        "runs": runs,
+    }
     out.write_text(json.dumps(data, indent=1, default=str))
 
     print(
@@ -374,18 +491,22 @@ def report(args, label, model, kinds, runs, first, idle, peaks, api_start) -> No
         f"process; median (min–max) of {args.runs}\n"
     )
     print(
-        "| variant | total s | s/step | to end of step 1, s | after last step, s | ÷ raw, total | ÷ raw, s/step |"
-        " load s | peak RSS GB |"
+        "| variant | s/step | total s | speed-up vs raw, total | speed-up, s/step | pixel diff vs raw, max / mean |"
+        " to end of step 1, s | after last step, s | load s | peak RSS GB | anonymous RSS GB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind in kinds:
         row = rows[kind]
-        total_ratio = fmt(ratios.get(f"{kind} ÷ raw total"), 3) if kind != "raw" else "1"
-        step_ratio = fmt(ratios.get(f"{kind} ÷ raw step"), 3) if kind != "raw" or row["step_s"] is None else "1"
+        raw = kind == "raw"
+        total_ratio = "1" if raw else fmt(ratios.get(f"{kind} speed-up total"), 3)
+        step_ratio = "1" if raw else fmt(ratios.get(f"{kind} speed-up step"), 3)
+        diff = differences.get(kind)
+        diff_text = "0 / 0" if raw else f"{diff['max']} / {diff['mean']:.3f}" if diff else "–"
         load = f"{row['load_s']:.1f}" if row["load_s"] is not None else "–"
         print(
-            f"| {LABELS[kind]} | {fmt(row['total_s'], 3)} | {fmt(row['step_s'], 3)} | {fmt(row['first_step_s'], 3)} "
-            f"| {fmt(row['after_last_step_s'], 3)} | {total_ratio} | {step_ratio} | {load} | {row['peak_rss_gb']:.2f} |"
+            f"| {LABELS[kind]} | {fmt(row['step_s'], 3)} | {fmt(row['total_s'], 3)} | {total_ratio} | {step_ratio} "
+            f"| {diff_text} | {fmt(row['first_step_s'], 3)} | {fmt(row['after_last_step_s'], 3)} | {load} "
+            f"| {row['peak_rss_gb']:.2f} | {row['anon_rss_gb']:.2f} |"
         )
     print()
     if schedulers:
@@ -404,6 +525,18 @@ def report(args, label, model, kinds, runs, first, idle, peaks, api_start) -> No
             f"- the API server held {api_start:.2f} GB before its first image (server, web UI, SmolLM2 loaded); "
             f"its first request (1 step, loading the model) took {first['api']['wall']:.1f} s"
         )
+    if "compile" in kinds:
+        took = f"- torch.compile: the warm-up image (1 step, compiling the UNet) took {first['compile']['wall']:.1f} s"
+        if "engine" in first:
+            took += f", the engine's without compiling {first['engine']['wall']:.1f} s"
+        print(took)
+    if args.group:
+        print(f"- variants ran {args.group} processes at a time, each group with its own raw pipeline")
+    print("- speed-up: the raw pipeline's time ÷ the variant's (above 1: faster); pixel diff: 8-bit RGB, same seeds")
+    print(
+        "- peak RSS includes the weights file's pages that safetensors maps (shared, reclaimable); anonymous RSS"
+        " at the end is the process's own memory"
+    )
     print(f"- every sample: {out}")
 
 

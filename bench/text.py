@@ -6,11 +6,16 @@ Variants, all on the embedded SmolLM2-135M Q4_1 GGUF with the same four prompts 
 options (the studio's defaults: temperature 0.7, top_p 0.95, top_k 40, min_p 0.05, repeat_penalty 1.1;
 no seed, so every answer is sampled afresh):
 
-  raw            ``llama_cpp.Llama.generate`` over the tokenized chat prompt, in this process: the tightest
-                 loop llama-cpp-python offers. The prompt is formatted with llama-cpp-python's own Jinja2
-                 chat formatter from the GGUF's template and tokenized per request; the bench checks that
-                 it is as many tokens as the studio evaluates. Several clients share it through a lock, as
-                 any single-context server must.
+  raw server loop  llama.cpp's server loop in this process with nothing of the studio around it: an
+                 ``xllamacpp.Server`` as the studio's engine runs it (same slots, context and threads; one
+                 of its own, so that no variant finds another's prompt in a slot's cache), given the
+                 tokens the studio would send and read through its stream callback. The studio engine's
+                 own cost is the gap between this and the next row.
+  raw Llama.generate  ``llama_cpp.Llama.generate`` over the same tokens, in this process: the tightest
+                 loop llama-cpp-python offers, what the studio ran before it moved to llama.cpp's server
+                 loop (with ``bash setup.sh --dev``, which installs llama-cpp-python; left out, with a note,
+                 where it is not installed). Several clients share it through a lock, as any
+                 single-context server must.
   studio engine  the studio's ``LlamaCppEngine`` through its ``EngineWorker`` queue, in this process.
   studio server  ``aigc serve``'s ``/v1/chat/completions`` through the official ``openai`` client.
   llama-server   llama.cpp's own C++ server (``--parallel 4 --cont-batching``), fetched once by
@@ -36,8 +41,10 @@ last token), aggregate tokens/s of each round (all completion tokens of the roun
 requests; at 1 client this is the whole-request rate, time to first token included) and time to first
 token, as median (min–max). Ratios are per round — each round measures every variant once, so a ratio of
 the same round compares like with like — and given as median (min–max) over rounds. Completion tokens are
-counted exactly: by the raw loop itself, from the engine's usage, and from the servers' ``usage`` (stream
-option ``include_usage``). Writes every sample to ``bench/results/text-<time>.json``.
+counted exactly: by the raw loops themselves, from the engine's usage, and from the servers' ``usage``
+(stream option ``include_usage``). Besides the ratios to llama-server and to the raw loops, the studio
+server's own 4-client aggregate is divided by its 1-client one (the gain continuous batching gives, with
+four different prompts). Writes every sample to ``bench/results/text-<time>.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import argparse
 import json
 import os
 import platform
+import queue
 import re
 import shutil
 import statistics
@@ -140,36 +148,23 @@ class Variant:
 class Raw(Variant):
     name = "raw Llama.generate"
 
-    def __init__(self, model: Path, sampling: dict):
+    def __init__(self, model: Path, sampling: dict, engine: LlamaCppEngine):
         import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(str(model), n_ctx=8192, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
-        model_ = self.llm._model
-        eos, bos = self.llm.token_eos(), self.llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(
-            template=self.llm.metadata["tokenizer.chat_template"],
-            eos_token=model_.token_get_text(eos),
-            bos_token=model_.token_get_text(bos),
+        self.engine = engine  # the studio's tokens, so both evaluate exactly the same input
+        self.llm = llama_cpp.Llama(
+            str(model), n_ctx=engine.context_length, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
         )
-        self.bos = bos if model_.add_bos_token() else None
         self.sampling = {**{k: v for k, v in sampling.items() if k != "temperature"}, "temp": sampling["temperature"]}
         self.lock = threading.Lock()
-
-    def tokens(self, text: str) -> list[int]:
-        prompt = self.formatter(messages=messages(text)).prompt
-        tokens = self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
-        if self.bos is not None and tokens[:1] != [self.bos]:
-            tokens.insert(0, self.bos)
-        return tokens
 
     def ask(self, text: str, max_tokens: int) -> Sample:
         counts = {}
 
         def pieces():
             with self.lock:
-                prompt = self.tokens(text)
+                prompt = self.engine._prompt_tokens([Message(**m) for m in messages(text)])
                 produced: list[int] = []
                 for token in self.llm.generate(prompt, **self.sampling):
                     if self.llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
@@ -186,6 +181,48 @@ class Raw(Variant):
 
     def close(self) -> None:
         self.llm.close()
+
+
+class RawServerLoop(Variant):
+    """llama.cpp's server loop (the ``xllamacpp.Server`` inside the studio's engine), called directly."""
+
+    name = "raw server loop"
+
+    def __init__(self, model: Path, sampling: dict):
+        # A server of its own, as the studio engine's: sharing one, the second variant to ask a prompt
+        # would find it in the slot's cache.
+        self.engine = LlamaCppEngine(MODEL_ID, model, threads=THREADS)
+        self.sampling = sampling
+
+    def ask(self, text: str, max_tokens: int) -> Sample:
+        prompt = self.engine._prompt_tokens([Message(**m) for m in messages(text)])
+        body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, **self.sampling}
+        chunks: queue.SimpleQueue = queue.SimpleQueue()
+        done = object()
+
+        def run():
+            try:
+                self.engine._server.handle_completions(body, chunks.put)
+            finally:
+                chunks.put(done)
+
+        usage = {}
+
+        def pieces():
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            while (chunk := chunks.get()) is not done:
+                choice = chunk["choices"][0]
+                if chunk.get("usage"):
+                    usage.update(chunk["usage"])
+                yield choice.get("text")
+            thread.join()
+
+        ttft, decode = timed(pieces())
+        return Sample(ttft, decode, usage["prompt_tokens"], usage["completion_tokens"])
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 class Engine(Variant):
@@ -353,12 +390,13 @@ def main() -> None:
             notes.append(f"llama-server skipped: {exc}")
             print(notes[-1], file=sys.stderr)
 
-    raw, engine = Raw(model, sampling), Engine(model, sampling)
-    for text in (prompt(i, 0) for i in range(len(PROMPTS))):
-        studio_tokens = engine.engine.count_prompt_tokens([Message(**m) for m in messages(text)])
-        if len(raw.tokens(text)) != studio_tokens:
-            sys.exit(f"raw prompt: {len(raw.tokens(text))} tokens, the studio's: {studio_tokens}; not the same input")
-    variants: list[Variant] = [raw, engine]
+    engine = Engine(model, sampling)
+    variants: list[Variant] = [RawServerLoop(model, sampling)]
+    try:
+        variants.append(Raw(model, sampling, engine.engine))
+    except ImportError:
+        notes.append("raw Llama.generate left out: llama-cpp-python is not installed (bash setup.sh --dev installs it)")
+    variants.append(engine)
     home = Path(tempfile.mkdtemp(prefix="aigc-bench-text-"))
     try:
         variants.append(studio_server(sampling, home, logs))
@@ -398,8 +436,12 @@ def main() -> None:
 
 
 def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> None:
-    import llama_cpp
+    import xllamacpp
 
+    try:
+        import llama_cpp
+    except ImportError:
+        llama_cpp = None
     names = [v.name for v in variants]
 
     def per_round(name: str, clients: int, metric: str) -> list[float]:
@@ -422,7 +464,8 @@ def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> N
             "prompt_tokens": sorted({s.prompt_tokens for s in flat}),
             "completion_tokens": spread([s.completion_tokens for s in flat]),
         }
-    pairs = [("studio engine", "raw Llama.generate"), ("studio server", "raw Llama.generate")]
+    pairs = [("studio engine", "raw server loop"), ("studio server", "raw server loop")]
+    pairs += [("studio server", "raw Llama.generate")] if "raw Llama.generate" in names else []
     pairs += [("studio server", name) for name in names if name.startswith("llama-server")]
     ratios: dict = {}
     for clients in clients_list:
@@ -431,14 +474,22 @@ def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> N
                 pairs_ = zip(per_round(a, clients, metric), per_round(b, clients, metric), strict=True)
                 ratios[f"{a} ÷ {b} @{clients} {metric}"] = spread([x / y for x, y in pairs_])
 
+    scaling: dict = {}
+    if len(clients_list) > 1:
+        one, many = clients_list[0], clients_list[-1]
+        for name in names:
+            pairs_ = zip(per_round(name, many, "aggregate_tps"), per_round(name, one, "aggregate_tps"), strict=True)
+            scaling[f"{name} @{many} ÷ @{one} aggregate_tps"] = spread([x / y for x, y in pairs_])
+
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     cpu = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
     environment = {
         "cpu": cpu.group(1) if cpu else platform.processor(),
         "threads": THREADS,
         "python": platform.python_version(),
-        "llama_cpp_python": llama_cpp.__version__,
-        "llama_cpp_python_system_info": llama_cpp.llama_print_system_info().decode().strip(),
+        "xllamacpp": xllamacpp.__version__,
+        "xllamacpp_system_info": xllamacpp.get_system_info().strip(),
+        "llama_cpp_python": llama_cpp.__version__ if llama_cpp else None,
         "llama_server": peer.version if peer else None,
         "llama_server_cpu_backends": {v.name: v.backend for v in variants if isinstance(v, Server) and v.backend},
         "sampling": dict(DEFAULTS),
@@ -448,7 +499,8 @@ def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> N
         "prompts": PROMPTS,
     }
     out = args.results / time.strftime("text-%Y%m%d-%H%M%S.json")
-    data = {"environment": environment, "summary": summary, "ratios": ratios, "idle_cpu_share_of_one_core": idle}
+    data = {"environment": environment, "summary": summary, "ratios": ratios, "scaling": scaling}
+    data["idle_cpu_share_of_one_core"] = idle
     data["samples"] = {
         f"{name} @{clients}": [[asdict(s) for s in rnd] for rnd in rounds]
         for (name, clients), rounds in samples.items()
@@ -476,11 +528,17 @@ def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> N
         for a, b in pairs:
             cells = [fmt(ratios[f"{a} ÷ {b} @{clients} {m}"], 2) for m in ("completion_tps", "aggregate_tps", "ttft")]
             print(f"| {a} ÷ {b} | {clients} | {' | '.join(cells)} |")
+    if scaling:
+        print("\nThe same variant with more clients: aggregate tok/s at the most clients ÷ at the fewest, same round\n")
+        print("| variant | ratio |")
+        print("|---|---:|")
+        for key, value in scaling.items():
+            print(f"| {key.split(' @')[0]} | {fmt(value, 2)} |")
     print()
     idle_text = ", ".join(f"{name} {share * 100:.1f}%" for name, share in idle.items())
     paused = "paused" if not args.no_pause else "left running (--no-pause)"
     print(f"- CPU use while idle, % of one core: {idle_text}. Idle servers were {paused} while others were measured.")
-    print(f"- llama-cpp-python {llama_cpp.__version__}: {environment['llama_cpp_python_system_info']}")
+    print(f"- xllamacpp {xllamacpp.__version__}: {environment['xllamacpp_system_info']}")
     for name, backend in environment["llama_server_cpu_backends"].items():
         print(f"- {name}: {peer.version}, ggml CPU backend {backend}")
     for note in notes:

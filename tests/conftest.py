@@ -122,7 +122,9 @@ def live(tmp_path_factory, smollm_path):
         import httpx
 
         deadline = time.time() + 60
-        while httpx.get(server.url + "/health").status_code != 200:
+        # Loading a GGUF model holds the GIL for a moment (llama.cpp's server set-up), so /health may
+        # wait that long for an answer.
+        while httpx.get(server.url + "/health", timeout=60).status_code != 200:
             assert time.time() < deadline, "default model did not load"
             time.sleep(0.05)
         server.studio = studio

@@ -200,7 +200,10 @@ def test_a_real_polish_by_smollm2_through_the_api(live):
     )
     assert r.status_code == 200
     body = r.json()
-    assert body["model"] == "smollm2-135m" and body["language"] == "en" and body["notes"] == []
+    assert body["model"] == "smollm2-135m" and body["language"] == "en"
+    # An answer that ran into max_tokens says so; one that ended on its own has nothing to note.
+    cut = "the answer was cut short by the token limit or the model's context; it may end mid-sentence"
+    assert body["notes"] == ([] if body["finish_reason"] == "stop" else [cut])
     # A 135M model may hand the text back as it was: what is checked is that its answer is the proposal,
     # and that the diff says exactly what differs.
     assert body["output"].strip() and body["text"] == body["output"].strip()

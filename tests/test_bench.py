@@ -3,8 +3,9 @@
 bench/text.py: the raw baseline evaluates exactly the studio's prompt tokens with ``Llama.generate``, every
 variant gets every prompt in every round, and a short real run (no peer) records exact token counts for
 each variant. bench/llama_server.py: where llama-server cannot be fetched, it says why. bench/image.py: a
-short real run on the tiny model, raw pipeline and studio engine in their own processes, with the same
-scheduler class and config and the asked number of steps.
+short real run on the tiny model, raw pipeline and the studio engine's optimization rows in their own
+processes, with the same scheduler class and config, the asked number of steps, a speed-up and a pixel
+difference against the raw pipeline for each.
 """
 
 from __future__ import annotations
@@ -40,21 +41,34 @@ def text_bench():
     return load("text")
 
 
-def test_raw_loop_evaluates_the_studios_prompt_and_stops_at_max_tokens(text_bench, smollm_path):
-    raw = text_bench.Raw(smollm_path, dict(DEFAULTS))
-    engine = LlamaCppEngine("smollm2-135m", smollm_path, threads=1)
+def test_raw_loops_evaluate_the_studios_prompt_and_stop_at_max_tokens(text_bench, smollm_path):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    engine = LlamaCppEngine("smollm2-135m", smollm_path, threads=1, parallel=1)
+    raw = text_bench.Raw(smollm_path, dict(DEFAULTS), engine)
     try:
+        # The studio's template rendering and tokenizing give exactly the tokens llama-cpp-python's own
+        # chat formatter and tokenizer give, so the raw rows evaluate the same input as the studio.
+        formatter = Jinja2ChatFormatter(
+            template=engine.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token="<|im_start|>"
+        )
         for text in text_bench.PROMPTS:
             messages = [Message(role="user", content=text)]
-            assert len(raw.tokens(text)) == engine.count_prompt_tokens(messages)
+            theirs = formatter(messages=[m.model_dump(include={"role", "content"}) for m in messages]).prompt
+            assert raw.llm.tokenize(theirs.encode(), add_bos=False, special=True) == engine._prompt_tokens(messages)
         text = text_bench.prompt(0, 0)
-        sample = raw.ask(text, 6)
         request = TextRequest([Message(role="user", content=text)], TextOptions(max_tokens=6, **DEFAULTS))
         chunks = list(engine.stream(request, threading.Event()))
-        assert sample.prompt_tokens == chunks[-1].usage.prompt_tokens
-        # the model may end its answer early; it never goes past max_tokens
-        assert 1 <= sample.completion_tokens <= 6
-        assert sample.ttft > 0 and sample.decode >= 0
+        loop = text_bench.RawServerLoop(smollm_path, dict(DEFAULTS))
+        try:
+            samples = [raw.ask(text, 6), loop.ask(text, 6)]
+        finally:
+            loop.close()
+        for sample in samples:
+            assert sample.prompt_tokens == chunks[-1].usage.prompt_tokens
+            # the model may end its answer early; it never goes past max_tokens
+            assert 1 <= sample.completion_tokens <= 6
+            assert sample.ttft > 0 and sample.decode >= 0
     finally:
         raw.close()
         engine.close()
@@ -69,7 +83,7 @@ def test_every_round_asks_every_prompt_and_rounds_differ(text_bench):
 
 
 def test_text_bench_short_run_records_each_variant(tmp_path):
-    options = ["--rounds", "1", "--tokens", "4", "--clients", "2", "--no-peer", "--idle-seconds", "1"]
+    options = ["--rounds", "1", "--tokens", "4", "--clients", "1,2", "--no-peer", "--idle-seconds", "1"]
     done = subprocess.run(
         [sys.executable, str(BENCH / "text.py"), *options, "--results", str(tmp_path)],
         capture_output=True,
@@ -78,15 +92,18 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(next(tmp_path.glob("text-*.json")).read_text())
-    variants = ("raw Llama.generate", "studio engine", "studio server")
-    assert set(data["summary"]) == {f"{v} @2" for v in variants}
+    variants = ("raw server loop", "raw Llama.generate", "studio engine", "studio server")
+    assert set(data["summary"]) == {f"{v} @{c}" for v in variants for c in (1, 2)}
+    assert set(data["scaling"]) == {f"{v} @2 ÷ @1 aggregate_tps" for v in variants}
     # one round: the four prompts once per variant, two at a time; the same tokens in for every variant
     rounds = [data["samples"][f"{v} @2"] for v in variants]
     assert all(len(r) == 1 and len(r[0]) == 4 for r in rounds)
     assert len({tuple(s["prompt_tokens"] for s in r[0]) for r in rounds}) == 1
     assert all(1 <= s["completion_tokens"] <= 4 for r in rounds for s in r[0])
     assert "llama-server left out (--no-peer)." in data["notes"]
+    assert "| studio server ÷ raw server loop | 2 |" in done.stdout
     assert "| studio server ÷ raw Llama.generate | 2 |" in done.stdout
+    assert "| studio server | " in done.stdout.split("aggregate tok/s at the most clients")[1]
 
 
 def test_peer_fetch_says_why_it_cannot_run(tmp_path, monkeypatch):
@@ -114,7 +131,8 @@ def test_peer_fetch_uses_the_machines_debian_mirror(tmp_path):
 
 
 def test_image_bench_short_run_on_the_tiny_model(tmp_path):
-    options = ["--model", "tiny", "--steps", "3", "--runs", "1", "--size", "64", "--variants", "raw,engine"]
+    variants = "raw,engine,channels-last,fused-qkv,tome"
+    options = ["--model", "tiny", "--steps", "3", "--runs", "1", "--size", "64", "--variants", variants, "--group", "4"]
     done = subprocess.run(
         [sys.executable, str(BENCH / "image.py"), *options, "--results", str(tmp_path)],
         capture_output=True,
@@ -124,11 +142,22 @@ def test_image_bench_short_run_on_the_tiny_model(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(next(tmp_path.glob("image-tiny-*.json")).read_text())
     schedulers = data["schedulers"]
-    assert schedulers["raw"] == schedulers["engine"]
-    assert schedulers["raw"]["class"] == "A1111EulerAncestral"  # the studio's Euler a, in both
-    for kind in ("raw", "engine"):
+    kinds = variants.split(",")
+    assert all(schedulers[kind] == schedulers["raw"] for kind in kinds)
+    assert schedulers["raw"]["class"] == "A1111EulerAncestral"  # the studio's Euler a, in all
+    for kind in kinds:
         (run,) = data["runs"][kind]
         assert run["size"] == [64, 64]
         assert len(run["marks"]) == 3  # one mark per denoising step
         assert data["rows"][kind]["peak_rss_gb"] > 0.1
     assert "same class and config" in done.stdout
+    # Each variant's row, with a speed-up and a pixel difference against the raw pipeline of its group
+    # (two groups: raw with three others, then raw with one).
+    differences = data["pixel_difference_vs_raw"]
+    labels = load("image").LABELS
+    for kind in kinds[1:]:
+        assert f"| {labels[kind]} |" in done.stdout
+        assert data["ratios"][f"{kind} speed-up total"]["n"] == 1
+    for kind in ("engine", "channels-last", "fused-qkv"):  # within the README's stated difference
+        assert differences[kind]["max"] <= 2, (kind, differences[kind])
+    assert differences["tome"]["mean"] > differences["engine"]["mean"]  # token merging changes the picture

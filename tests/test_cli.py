@@ -72,7 +72,10 @@ def test_models_add_list_info_rm(aigc_home, smollm_path, tmp_path):
     listing = aigc("models", "list").output
     assert "* smollm2-135m" in listing and "my-smol" in listing and "tiny" in listing
     info = json.loads(aigc("models", "info", "tiny").output)
-    assert info["context_length"] == 8192 and info["metadata"]["general.architecture"] == "llama"
+    # Each of the model's parallel slots gets its trained length (8192), up to 4096 unless `context` says more.
+    assert info["context_length"] == 4096 and info["metadata"]["llama.context_length"] == 8192
+    assert info["parallel"] == 4
+    assert info["metadata"]["general.architecture"] == "llama"
     not_gguf = tmp_path / "notes.gguf"
     not_gguf.write_text("hello")
     r = aigc("models", "add", str(not_gguf))

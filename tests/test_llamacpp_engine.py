@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from aigc_studio.contracts import Message, TextOptions, TextRequest
-from aigc_studio.engines.llamacpp import LlamaCppEngine, _held_back
+from aigc_studio.engines.llamacpp import LlamaCppEngine
 from aigc_studio.engines.worker import EngineWorker
 from aigc_studio.errors import ContextLengthExceeded
 
@@ -36,7 +36,8 @@ def generate(engine, messages=ASK, cancel_after: int | None = None, **options):
 
 
 def test_context_and_template_come_from_the_gguf(engine):
-    assert engine.context_length == 8192
+    # Each slot gets the trained length (8192), up to 4096 unless the `context` setting asks for more.
+    assert engine.context_length == 4096 and engine.trained_context == 8192
     assert "<|im_start|>" in engine.metadata["tokenizer.chat_template"]
     one = engine.count_prompt_tokens(ASK)
     two = engine.count_prompt_tokens([*ASK, Message(role="assistant", content="Waves."), *ASK])
@@ -85,7 +86,7 @@ def test_prompt_longer_than_context_is_refused_with_both_numbers(engine):
     long = [Message(role="user", content="word " * 9000)]
     with pytest.raises(ContextLengthExceeded) as err:
         generate(engine, long, max_tokens=10)
-    assert "8192" in err.value.message and "in the messages" in err.value.message
+    assert f"is {engine.context_length} tokens" in err.value.message and "in the messages" in err.value.message
 
 
 def test_concurrent_jobs_do_not_mix(engine):
@@ -111,12 +112,6 @@ def test_concurrent_jobs_do_not_mix(engine):
     # The worker is left parked on its empty queue: a stopped worker frees its engine as its thread
     # ends, and this engine is the module's, which its fixture closes.
     assert results == expected
-
-
-def test_held_back_suffix():
-    assert _held_back("hello wor", ["world"]) == 3
-    assert _held_back("hello", ["xyz"]) == 0
-    assert _held_back("ab", ["b", "abc"]) == 2
 
 
 # -- grammars: response formats and tool calls -------------------------------------------------
@@ -218,17 +213,17 @@ def test_generic_output_is_read_as_it_streams(step):
     ],
 )
 def test_schema_keywords_the_grammar_cannot_enforce_are_named(schema, words):
-    from aigc_studio.engines.json_grammar import schema_gbnf
+    from aigc_studio.engines.json_grammar import schema_grammar
     from aigc_studio.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest) as err:
-        schema_gbnf(schema, "response_format.json_schema.schema", "response_format")
+        schema_grammar(schema, "response_format.json_schema.schema", "response_format")
     assert words in err.value.message and err.value.param == "response_format"
 
 
 def test_schemas_with_defs_enums_and_optionals_convert():
     """What pydantic writes for a model with an enum, an optional field and a nested model."""
-    from aigc_studio.engines.json_grammar import SchemaGrammar, schema_gbnf
+    from aigc_studio.engines.json_grammar import SchemaGrammar, schema_grammar
 
     schema = {
         "$defs": {
@@ -245,8 +240,8 @@ def test_schemas_with_defs_enums_and_optionals_convert():
         "title": "Thing",
         "type": "object",
     }
-    gbnf = schema_gbnf(schema, "s", "response_format")
-    assert '"\\"red\\""' in gbnf and "zzdef1-Colour" in gbnf
+    gbnf = schema_grammar(schema, "s", "response_format")
+    assert '"red"' in gbnf and "zzdef1-Colour" in gbnf
     # A recursive schema (a linked list) refers to itself through $defs, from the very top.
     linked = {
         "$defs": {
@@ -254,7 +249,7 @@ def test_schemas_with_defs_enums_and_optionals_convert():
         },
         "$ref": "#/$defs/Node",
     }
-    assert "zzdef1-Node" in schema_gbnf(linked, "s", "response_format")
+    assert "zzdef1-Node" in schema_grammar(linked, "s", "response_format")
     # Two schemas with the same $defs name each keep their own.
     grammar = SchemaGrammar()
     a = grammar.add({"$defs": {"T": {"enum": [1]}}, "$ref": "#/$defs/T"}, "a", "tools")
@@ -275,5 +270,27 @@ def test_strings_in_a_constrained_answer_hold_no_raw_control_characters(engine, 
     )
     text = "".join(c.text for c in engine.stream(request, threading.Event()))
     assert isinstance(json.loads(text)["poem"], str)  # strict JSON: a raw newline in a string fails here
-    gbnf = engine._grammar(request)
-    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in gbnf
+
+
+def test_ctrl_c_still_reaches_the_studio_after_a_model_loads(engine):
+    """llama.cpp's server installs SIGINT/SIGTERM handlers of its own; the engine puts the studio's back."""
+    import os
+    import signal
+    import time
+
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+
+def test_a_model_loaded_and_closed_at_once_closes(smollm_path):
+    """Closing a server whose loop had not started yet used to wait forever; each close here ends."""
+
+    def cycle():
+        for _ in range(2):
+            LlamaCppEngine("smollm2-135m", smollm_path, context_length=512, parallel=1).close()
+
+    thread = threading.Thread(target=cycle, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "a model's close did not end"

@@ -198,7 +198,11 @@ def test_a_prepared_chat_that_is_never_run_does_not_pin_its_model(aigc_home):
     del prepared
     gc.collect()
     assert ask(studio, "b", "b now") == "b now"  # past max_loaded: "a", no longer held, goes
-    assert studio.registry.loaded() == ["echo", "b"] and engines["a"].closed
+    assert studio.registry.loaded() == ["echo", "b"]
+    deadline = time.monotonic() + 10  # the stopped worker frees its engine on its own thread
+    while not engines["a"].closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engines["a"].closed
     studio.close()
 
 

@@ -680,6 +680,29 @@ def test_settings_offer_switches_and_choices_for_the_label_settings(open_page, s
     assert no_error_badges(page)
 
 
+def test_settings_take_a_token_merging_ratio_within_its_range(open_page, server, aigc_home):
+    config_file = aigc_home / "config.toml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text("")
+    page = open_page()
+    open_tab(page, "Settings")
+    ratio = page.locator("#settings-token_merging_ratio input[type=number]").first
+    wait_until(lambda: ratio.input_value() == "0", what="the ratio, 0 by default")
+    ratio.fill("0.95")
+    ratio.press("Tab")
+    page.click("#settings-save")
+    message = page.locator("#settings-note")
+    wait_until(lambda: "token_merging_ratio" in message.inner_text(), what="the refusal")
+    assert message.inner_text().strip() == "⚠ token_merging_ratio must be a number from 0 to 0.9, got 0.95"
+    assert config_file.read_text() == "", "something was saved"
+    ratio.fill("0.4")
+    ratio.press("Tab")
+    page.click("#settings-save")
+    wait_until(lambda: "Saved" in message.inner_text(), what="the confirmation")
+    assert config_file.read_text() == "token_merging_ratio = 0.4\n"
+    assert no_error_badges(page)
+
+
 def test_images_generate_with_ctrl_enter_snap_sizes_and_name_the_field(open_page, server):
     page = open_page()
     open_tab(page, "Images")

@@ -46,6 +46,23 @@ def integer(low: int, high: int | None = None) -> Callable[[object], int]:
     return check
 
 
+def number(low: float, high: float) -> Callable[[object], float]:
+    """A check: a number from ``low`` to ``high`` (a variable or a UI box may give it as text)."""
+    allowed = f"a number from {low:g} to {high:g}"
+
+    def check(value: object) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError(f"must be {allowed}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ValueError(f"must be {allowed}, got {value!r}")
+        return float(value)
+
+    return check
+
+
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -151,9 +168,16 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "context",
             0,
-            "Context length for local text models (0: the model's trained length, which a transformers model"
-            " never goes past).",
+            "Context length of each request to a local text model (0: the model's trained length, up to 4096"
+            " per slot for llama.cpp models; a transformers model never goes past its trained length).",
             integer(0),
+        ),
+        Setting(
+            "parallel",
+            4,
+            "Requests a llama.cpp model decodes together (its slots); each slot holds its own context, so"
+            " memory grows with parallel × context.",
+            integer(1, 64),
         ),
         Setting(
             "device",
@@ -162,6 +186,13 @@ SETTINGS: dict[str, Setting] = {
             device,
         ),
         Setting("max_loaded", 2, "Text models kept loaded at once; the default model is always kept.", integer(1, 64)),
+        Setting(
+            "model_memory",
+            "both",
+            "Which models stay in memory: both (the default text model and the current image model) or one"
+            " (loading either kind frees the other once nothing runs on it; for machines short of memory).",
+            choice("both", "one"),
+        ),
         Setting(
             "max_body_mb",
             64,
@@ -179,6 +210,19 @@ SETTINGS: dict[str, Setting] = {
             1,
             "Clip skip of image generations that do not set one (A1111's CLIP_stop_at_last_layers option).",
             integer(1, 12),
+        ),
+        Setting(
+            "token_merging_ratio",
+            0.0,
+            "Token merging (tomesd) of image generations that do not set one, 0 to 0.9 (A1111's option of the"
+            " same name): faster, changes the picture; 0: off.",
+            number(0, 0.9),
+        ),
+        Setting(
+            "image_compile",
+            False,
+            "Compile each image model's UNet with torch.compile (needs a C compiler): the first image after"
+            " loading a model waits minutes for it; runs uncompiled when compiling fails.",
         ),
         # The most a code run may ask for (see contracts.RunLimits for each one's default and ceiling).
         Setting("run_max_wall_seconds", 60, "Most wall-clock seconds a code run may ask for.", integer(1, 600)),

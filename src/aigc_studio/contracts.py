@@ -238,6 +238,8 @@ class TextRequest:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Prompt tokens whose KV cache was reused from an earlier request (the prompt cache), not evaluated.
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -257,8 +259,8 @@ class ToolCallDelta:
 
 @dataclass
 class TokenLogprob:
-    """A generated token with its log probability (under the model's distribution, after logit_bias and
-    before temperature and truncation) and, in ``top``, the most likely tokens at its place."""
+    """A generated token with its log probability (under the model's distribution, before temperature and
+    truncation) and, in ``top``, the most likely tokens at its place."""
 
     token: str
     logprob: float
@@ -443,6 +445,13 @@ class ImageRequest(BaseModel):
     image_cfg_scale: float = Field(1.5, ge=0, le=30, description="Instruction edit: how closely to keep the input.")
     clip_skip: int = Field(1, ge=1, le=12, description="Stop the text encoder this many layers early (1: off).")
     tiling: bool = Field(False, description="Seamless tiling: the image repeats without visible seams.")
+    token_merging_ratio: float = Field(
+        0,
+        ge=0,
+        le=0.9,
+        description="Token merging (tomesd, as A1111): the share of similar tokens merged before self-attention;"
+        " faster, changes the picture (0: off).",
+    )
     eta: float | None = Field(
         None,
         ge=0,
@@ -545,6 +554,9 @@ class StepInfo:
     batch: int  # 0-based index of the batch (n_iter)
     # Returns a small preview of the current latents, or None; cheap, but only call it when shown.
     preview: Callable[[], object | None] = lambda: None
+    # Set for work between steps that takes long enough to show (sd_speed.COMPILING); step is then the
+    # count reached so far, not a new step.
+    phase: str = ""
 
 
 @dataclass

@@ -43,6 +43,7 @@ class Studio:
             self.db,
             default_model=str(self.config.model),
             context=int(self.config.context),
+            parallel=int(self.config.parallel),
             threads=int(self.config.threads),
             device=str(self.config.device),
             max_loaded=int(self.config.max_loaded),
@@ -50,6 +51,8 @@ class Studio:
             cache_dir=self.config.home / "cache",
             test_models=bool(self.config.test_models),
             keys=KeyStore(self.config.home / "keys.json"),
+            model_memory=str(self.config.model_memory),
+            image_compile=bool(self.config.image_compile),
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)

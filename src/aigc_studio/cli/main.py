@@ -287,6 +287,12 @@ def models_list(as_json):
             f"{mark} {m['id']:<20} {m['kind']:<5} {m['engine']:<9} {_size(m['size_bytes']):>7}  "
             f"{', '.join(m['aliases'])}{missing}"
         )
+    memory = {
+        "both": "the default text model and the current image model stay loaded",
+        "one": "only the kind of model last asked for stays loaded; the other is freed once idle",
+    }
+    # This command loads nothing: what a running server holds is its GET /api/models (and the Models tab).
+    click.echo(f"model_memory = {studio.registry.model_memory}: {memory[studio.registry.model_memory]}")
 
 
 @models.command("add")
@@ -413,7 +419,8 @@ def models_info(name):
     info = model.as_dict()
     if model.kind == "text":
         engine = studio.registry.engine(model.id)
-        info["context_length"] = engine.context_length
+        info["context_length"] = engine.context_length  # per request (per slot, for a llama.cpp model)
+        info["parallel"] = engine.parallel
         info["metadata"] = {k: v for k, v in getattr(engine, "metadata", {}).items() if "chat_template" not in k}
     else:
         info["model_hash"] = studio.registry.model_hash(model)

@@ -38,6 +38,8 @@ class TextEngine(ABC):
     supports_tools = False  # function calls (TextRequest.tools)
     supports_logit_bias = False  # TextRequest.logit_bias
     supports_logprobs = False  # TextRequest.logprobs
+    # How many requests may stream at once (each from its own thread); 1: one at a time.
+    parallel = 1
 
     def __init__(self, model_id: str, context_length: int):
         self.model_id = model_id
@@ -84,7 +86,7 @@ class TextEngine(ABC):
     def stream(self, request: TextRequest, cancel: threading.Event) -> Iterator[TextChunk]:
         """Generate for ``request``, yielding chunks; stop early once ``cancel`` is set.
 
-        Not thread-safe: callers serialize calls per engine (see ``engines.worker``).
+        At most ``parallel`` calls run at once, each on its own thread (see ``engines.worker``).
         """
 
     def close(self) -> None:  # noqa: B027 - optional: an engine with nothing to free keeps it

@@ -71,6 +71,7 @@ from .sd_pipelines import (
     pipeline_on,
 )
 from .sd_prompts import PromptEncoder, parse_prompt_attention
+from .sd_speed import COMPILING, ImageSpeed, UNetCompiler, token_merging, vae_tiling
 
 __all__ = ["DiffusersEngine", "parse_prompt_attention"]
 
@@ -164,6 +165,11 @@ class _Progress:
         total = self.done + pass_total + self.later
         self.run.on_step(StepInfo(self.done + index + 1, total, self.batch, preview=preview))
 
+    def announce(self, phase: str) -> None:
+        """Report work before the next step (compiling), at the steps reached so far."""
+        total = self.done + self.later
+        self.run.on_step(StepInfo(self.done, max(total, 1), self.batch, phase=phase))
+
     def pass_ended(self, iterations: int) -> None:
         self.done += iterations
         self.later = 0
@@ -171,6 +177,8 @@ class _Progress:
 
 class DiffusersEngine(ImageEngine):
     """A Stable Diffusion model loaded once, generating with A1111's parameters (see the module doc)."""
+
+    supports_token_merging = True
 
     def __init__(
         self,
@@ -182,6 +190,7 @@ class DiffusersEngine(ImageEngine):
         config_dir: str | Path | None = None,
         prediction_type: str | None = None,
         variant: str | None = None,
+        speed: ImageSpeed | None = None,
     ):
         """Load ``path``: a diffusers folder, or an original-layout ``.safetensors``/``.ckpt`` file.
 
@@ -198,15 +207,17 @@ class DiffusersEngine(ImageEngine):
         configs are written once into ``config_dir/<arch>`` (default ``config_dir``: ``.aigc-sd-configs``
         next to the file), which needs CLIP's vocabulary from ``open-clip-torch``. ``device`` defaults
         to CUDA when present (float16 there, float32 on the CPU). ``threads`` > 0 sets torch's
-        (process-wide) number of CPU threads.
+        (process-wide) number of CPU threads (0: as torch has them, at most the physical cores). ``speed`` says which of
+        ``sd_speed``'s optimizations apply (default: the measured defaults).
         """
         super().__init__(model_id)
-        if threads > 0:
-            torch.set_num_threads(threads)
+        self.speed = speed = speed or ImageSpeed(threads=threads)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         config_dir = Path(config_dir) if config_dir is not None else None
         base = load_pipeline(Path(path), config_dir, self.dtype, prediction_type, variant).to(self.device)
+        speed.apply(base)
+        self._compiler = UNetCompiler(base.unet, speed.compile)
         self.is_sdxl = "text_encoder_2" in base.components
         self.unet_in_channels = in_channels = base.unet.config.in_channels
         if in_channels not in ROLES or (self.is_sdxl and in_channels == 8):
@@ -254,7 +265,7 @@ class DiffusersEngine(ImageEngine):
         seeds = [request.seed + (0 if request.subseed_strength else k) for k in range(count)]
         subseeds = [request.subseed + k for k in range(count)]
         result = ImageResult(images=[], seeds=[], subseeds=[])
-        with self._lock, torch.no_grad(), circular_padding(self._pipes[mode], request.tiling):
+        with self._lock, torch.inference_mode(), circular_padding(self._pipes[mode], request.tiling):
             run = self._prepare(request, mode, init_image, mask, on_step, control or Control())
             for batch in range(request.n_iter):
                 if run.control.interrupt.is_set():
@@ -372,7 +383,7 @@ class DiffusersEngine(ImageEngine):
         latents, stopped = self._sample(run, run.first, rng, progress)
         if run.hires is not None:
             latents = self._hires_pass(run, latents, seeds, subseeds, progress, stopped)
-        images = decode_latents(pipe, latents)
+        images = self._decode(pipe, latents, request)
         return [run.init.finish(image) for image in images] if run.init is not None else images
 
     def _sample(
@@ -398,8 +409,8 @@ class DiffusersEngine(ImageEngine):
                 raise _StopBatch(latents)
             return tensors
 
-        try:
-            latents = pipe(
+        def call() -> torch.Tensor:
+            return pipe(
                 num_inference_steps=step.steps,
                 guidance_scale=run.request.cfg_scale,
                 num_images_per_prompt=run.request.batch_size,
@@ -408,6 +419,12 @@ class DiffusersEngine(ImageEngine):
                 callback_on_step_end=on_step_end,
                 **arguments,
             ).images
+
+        if self._compiler.pending:  # the first call compiles for minutes: say so rather than sit at step 0
+            progress.announce(COMPILING)
+        try:
+            with token_merging(pipe.unet, run.request.token_merging_ratio):
+                latents = self._compiler.run(call)
             stopped = False
         except _StopBatch as stop:
             latents, stopped = stop.latents, True
@@ -424,7 +441,7 @@ class DiffusersEngine(ImageEngine):
             mode = LATENT_UPSCALE_MODES[hires.upscaler]
             latents = torch.nn.functional.interpolate(latents, size=latent_size, **mode)
         else:
-            images = decode_latents(pipe, latents)
+            images = self._decode(pipe, latents, run.request)
             images = [
                 upscale_image(image, target.upscale_to_x, target.upscale_to_y, hires.upscaler) for image in images
             ]
@@ -441,6 +458,14 @@ class DiffusersEngine(ImageEngine):
         # an img2img pipeline reads 4-channel input as latents; an inpainting one has its image already
         image = {} if self.native_inpaint else {"image": latents}
         return self._sample(run, second, rng, progress, **image)[0]
+
+    def _decode(self, pipe, latents: torch.Tensor, request: ImageRequest) -> list[Image.Image]:
+        """Latents to images; in tiles above the speed settings' size, bounding the VAE's memory (never
+        with seamless tiling, whose circular padding the tiles would break)."""
+        height, width = (side * pipe.vae_scale_factor for side in latents.shape[-2:])
+        limit = 0 if request.tiling else self.speed.vae_tile_above
+        with vae_tiling(pipe.vae, width, height, limit):
+            return decode_latents(pipe, latents)
 
     def _preview(self, latents: torch.Tensor) -> Image.Image:
         """The batch side by side at latent size (1/8), by a linear map of the latents, no VAE."""

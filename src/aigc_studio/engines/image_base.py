@@ -23,6 +23,8 @@ class ImageEngine(ABC):
     supports_inpaint = False
     supports_instruct_edit = False
     supports_negative_prompt = True
+    # Honours ImageRequest.token_merging_ratio; the record of an engine that does not says it ran without.
+    supports_token_merging = False
     max_size = 2048
 
     def __init__(self, model_id: str):

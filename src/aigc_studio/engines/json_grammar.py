@@ -1,12 +1,12 @@
 """JSON Schema to a llama.cpp grammar, refusing what the grammar cannot enforce.
 
-llama-cpp-python's converter (``llama_cpp.llama_grammar.SchemaConverter``, a port of llama.cpp's
-``json-schema-to-grammar``) turns a schema into GBNF, but it silently drops keywords it does not know
-(``minimum``, ``uniqueItems``, ``not`` ...) and crashes on some inputs. An answer that only *looks*
-constrained is worse than a clear refusal, so every schema is first checked against the table below:
-a keyword the converter enforces passes, an annotation passes, anything else is a 400 that names the
-keyword and where it is. ``$defs`` of every schema in one grammar are renamed apart, so two tools may
-each have a ``$defs/Item`` of their own.
+llama.cpp's converter (``json_schema_to_grammar``, here in its llguidance form) turns a schema into a
+grammar the sampler enforces token by token. Converters drop keywords they do not know (``minimum``,
+``uniqueItems``, ``not`` ...) without a word. An answer that only *looks* constrained is worse than a
+clear refusal, so every schema is first checked against the table below: a keyword the grammar is known
+to enforce passes, an annotation passes, anything else is a 400 that names the keyword and where it is.
+``$defs`` of every schema in one grammar are renamed apart, so two tools may each have a ``$defs/Item``
+of their own.
 """
 
 from __future__ import annotations
@@ -79,46 +79,33 @@ class SchemaGrammar:
         top = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
         return checker.check(top, "#")
 
-    def gbnf(self, root: Any, param: str) -> str:
-        """The GBNF grammar of ``root`` (a schema returned by ``add``, or one built from them)."""
-        from llama_cpp.llama_grammar import SchemaConverter
+    def grammar(self, root: Any, param: str) -> str:
+        """llama.cpp's grammar for ``root`` (a schema returned by ``add``, or one built from them)."""
+        from xllamacpp import json_schema_to_grammar
 
         if "$ref" in root:
-            # The converter does not look beside a $ref, so the $defs would go unread at the top.
+            # A converter does not look beside a $ref, so the $defs would go unread at the top.
             root = {"anyOf": [root]}
-        document = {**root, "$defs": self.defs} if self.defs else root
-        converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        document = {**root, "$defs": self.defs} if self.defs else {**root}
+        # At most one space between tokens, where the model wants one. Free whitespace (line breaks and
+        # indents) lets a small model spend its tokens on layout and drift out of the format; none at all
+        # (compact JSON) forces separators whose tokens a small model does not expect, and it then writes
+        # those characters inside the strings instead.
+        document["x-guidance"] = {"whitespace_flexible": False, "whitespace_pattern": "[ ]?"}
         try:
-            document = converter.resolve_refs(document, "schema")
-            converter.visit(document, "")
-        except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            return json_schema_to_grammar(document)
+        except (RuntimeError, ValueError) as exc:
             # The checks above should leave nothing for the converter to trip over; if one slips
             # through, it is still the schema's fault and a 400, never a 500.
             raise InvalidRequest(
                 f"the JSON Schema of {param} cannot be turned into a grammar: {exc}", param=param
             ) from exc
-        return _json_strings(converter.format_grammar())
 
 
-# The converter lets a string hold raw control characters (a newline, a tab), which JSON forbids: an
-# answer with one does not parse. llama.cpp's newer converter keeps them out the same way.
-_STRING_CHAR = ('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |')
-_PATTERN_DOT = ("dot ::= [^\\x0A\\x0D]", 'dot ::= [^"\\\\\\x7F\\x00-\\x1F]')
-
-
-def _json_strings(gbnf: str) -> str:
-    lines = gbnf.split("\n")
-    for i, line in enumerate(lines):
-        for old, new in (_STRING_CHAR, _PATTERN_DOT):
-            if line.startswith(old):
-                lines[i] = new + line[len(old) :]
-    return "\n".join(lines)
-
-
-def schema_gbnf(schema: dict, label: str, param: str) -> str:
+def schema_grammar(schema: dict, label: str, param: str) -> str:
     """The grammar for one schema (a response format's): checked, converted."""
     grammar = SchemaGrammar()
-    return grammar.gbnf(grammar.add(schema, label, param), param)
+    return grammar.grammar(grammar.add(schema, label, param), param)
 
 
 class _Checker:
@@ -226,6 +213,11 @@ class _Checker:
             )
         elif extra is not None and not isinstance(extra, bool):
             raise self.refuse(path, "additionalProperties must be true, false or a schema")
+        elif extra is None and props:
+            # JSON Schema allows other keys unless told not to, and a small model given that room adds
+            # keys until it runs out of tokens; the properties listed are the answer asked for (as in
+            # OpenAI's structured outputs), so other keys need additionalProperties said outright.
+            out["additionalProperties"] = False
 
     def _array(self, schema: dict, out: dict, path: str) -> None:
         items, prefix = schema.get("items"), schema.get("prefixItems")

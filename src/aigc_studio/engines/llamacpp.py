@@ -1,61 +1,80 @@
-"""llama.cpp engine for GGUF models, through llama-cpp-python.
+"""llama.cpp engine for GGUF models: llama.cpp's own server loop, running in this process.
 
-The chat template comes from the GGUF metadata (``tokenizer.chat_template``), so every GGUF model
-formats its prompt the way it was trained. Generation runs token by token on ``Llama.generate`` so the
-engine knows exact token counts, can stop between any two tokens when cancelled, and holds back only
-the text that might be the start of a stop string.
+The engine is llama.cpp's C++ server (``xllamacpp``: prebuilt wheels of llama.cpp's ``server-context``,
+called in process). What that gives, measured against llama.cpp's own ``llama-server`` in bench/text.py:
 
-A response format or tools turn into a llama.cpp grammar (``json_grammar``), so the answer is valid
-JSON, matches the schema, or is a valid call of one of the tools; tools are offered in llama.cpp's
-generic format (``generic_tools``).
+- **Continuous batching.** The model has ``parallel`` slots, each with its own part of the KV cache
+  (``context`` tokens per slot). Concurrent requests decode together, one batch per step; a new request
+  joins at the next step, and a cancelled one leaves at once (the stream callback says so).
+- **A prompt cache per slot.** A request goes to the slot whose cached tokens share the longest prefix
+  with its prompt (an OpenAI client resends the whole chat each turn), and only the rest is evaluated.
+  A request that names its seed is evaluated afresh, so the same request always gives the same text
+  (how many tokens a batch evaluates changes the logits in their last bits).
+- **llama.cpp's sampler chain, detokenizer and stop strings** in C++, nothing per token in Python but the
+  chunk handed on.
+
+The studio keeps what makes answers right: the GGUF's chat template is rendered here (``ChatTemplate``),
+prompts are tokenized exactly (raw completion prompts with special-token text kept as plain text),
+context room is checked before a request is queued, and tools and response formats become the
+studio's grammars (``json_grammar``, ``generic_tools``).
+
+The server also answers HTTP on a random loopback port with a random key of this process: the studio
+uses it only to tokenize, and nothing else can call it without the key.
 """
 
 from __future__ import annotations
 
-import codecs
+import ctypes
 import json
 import os
+import queue
 import random
+import secrets
+import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from ..contracts import Message, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
-from ..errors import InvalidRequest, ModelLoadError
+from ..errors import InvalidRequest, ModelLoadError, StudioError
 from . import generic_tools
-from .base import TextEngine
-from .json_grammar import SchemaGrammar, schema_gbnf
+from .base import TextEngine, context_exceeded
+from .chat_template import ChatTemplate
+from .gguf_meta import gguf_metadata, trained_context
+from .json_grammar import SchemaGrammar, schema_grammar
 
 # Defaults for small local models; OpenAI's temperature 1.0 makes a 135M model ramble.
 DEFAULTS = dict(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1)
-
-# Used when a GGUF file carries no chat template.
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of ``text`` that could still grow into a stop string."""
-    longest = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:k]):
-                longest = k
-                break
-    return longest
+# Context per slot when the `context` setting is 0: the model's trained length, up to this. Every slot
+# holds its own KV cache, so memory grows with parallel × context; a user who needs more sets `context`.
+DEFAULT_SLOT_CONTEXT = 4096
+DEFAULT_PARALLEL = 4
+_DONE = object()
 
 
-def _released(waiting: list[tuple[int, TokenLogprob]], upto: int) -> list[TokenLogprob] | None:
-    """Takes the tokens whose text starts before character ``upto`` off ``waiting``."""
-    if not waiting:
-        return None
-    n = next((i for i, (start, _) in enumerate(waiting) if start >= upto), len(waiting))
-    out = [entry for _, entry in waiting[:n]]
-    del waiting[:n]
-    return out
+@contextmanager
+def _keep_signal_handlers():
+    """Put back the process's SIGINT and SIGTERM handlers after llama.cpp's server installs its own.
+
+    The server's set-up replaces them with handlers that stop only the server (and exit the process at
+    the second Ctrl-C), which would take Ctrl-C and a service manager's SIGTERM away from the studio.
+    Python can only set handlers from the main thread, and models load on others, so the C-level
+    handlers are saved and restored as they are, with libc's ``sigaction``.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = {sig: ctypes.create_string_buffer(512) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, buf in saved.items():
+        libc.sigaction(int(sig), None, buf)
+    try:
+        yield
+    finally:
+        for sig, buf in saved.items():
+            libc.sigaction(int(sig), buf, None)
 
 
 class LlamaCppEngine(TextEngine):
@@ -64,37 +83,89 @@ class LlamaCppEngine(TextEngine):
     supports_logit_bias = True
     supports_logprobs = True
 
-    def __init__(self, model_id: str, path: str | Path, context_length: int = 0, threads: int = 0):
-        import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        from llama_cpp.llama_grammar import LlamaGrammar
+    def __init__(
+        self,
+        model_id: str,
+        path: str | Path,
+        context_length: int = 0,
+        threads: int = 0,
+        parallel: int = DEFAULT_PARALLEL,
+    ):
+        import xllamacpp
 
-        from .grammar_sampler import GrammarFirstLlama, SamplingExtras
-
-        self._llama_cpp, self._llama_grammar, self._extras = llama_cpp, LlamaGrammar, SamplingExtras
-        threads = threads or os.cpu_count() or 1
         try:
-            self.llm = GrammarFirstLlama(
-                model_path=str(path),
-                n_ctx=context_length,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
+            self.metadata: dict = gguf_metadata(path)
+        except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load GGUF model '{model_id}' from {path}: {exc}") from exc
-        super().__init__(model_id, self.llm.n_ctx())
-        model = self.llm._model
-        eos, bos = self.llm.token_eos(), self.llm.token_bos()
-        self._formatter = Jinja2ChatFormatter(
-            template=self.llm.metadata.get("tokenizer.chat_template") or CHATML,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        trained = trained_context(self.metadata)
+        slot_context = context_length or min(trained or DEFAULT_SLOT_CONTEXT, DEFAULT_SLOT_CONTEXT)
+        self.parallel = max(1, parallel)
+        threads = threads or os.cpu_count() or 1
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_parallel = self.parallel
+        params.n_ctx = slot_context * self.parallel
+        params.kv_unified = False  # each slot owns its context: one long request cannot starve the others
+        params.cont_batching = True
+        params.cache_prompt = True
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.n_threads_http = 2
+        params.use_jinja = False  # the studio renders the template itself
+        params.ui = False
+        params.endpoint_slots = False
+        params.endpoint_metrics = False
+        params.verbosity = -1  # llama.cpp's per-request log lines would flood the studio's log
+        self._key = secrets.token_urlsafe(24)
+        params.api_keys = [self._key]
+        try:
+            with _keep_signal_handlers():
+                self._server = xllamacpp.Server(params)
+        except Exception as exc:  # the binding raises RuntimeError or ValueError with llama.cpp's reason
+            raise ModelLoadError(f"cannot load GGUF model '{model_id}' from {path}: {exc}") from exc
+        # One token through the server's loop: the loop is surely running from here on. Stopping a
+        # server whose loop has not started yet waits for it forever (its stop is lost).
+        self._server.handle_completions({"prompt": [0], "n_predict": 1, "cache_prompt": False})
+        super().__init__(model_id, slot_context)
+        self.trained_context = trained
+        self._tokens: OrderedDict[tuple[str, bool, bool], list[int]] = OrderedDict()
+        self._tokens_lock = threading.Lock()
+        self._http = httpx.Client(
+            base_url=self._server.listening_address,
+            headers={"Authorization": f"Bearer {self._key}"},
+            timeout=60,
         )
-        self._add_bos = model.add_bos_token() and bos != -1
-        self._bos = bos
+        props = self._http.get("/props").json()
+        self._template = ChatTemplate(
+            self.metadata.get("tokenizer.chat_template"),
+            bos_token=props.get("bos_token") or "",
+            eos_token=props.get("eos_token") or "",
+        )
+        bos = self.metadata.get("tokenizer.ggml.bos_token_id")
+        self._bos = bos if isinstance(bos, int) else None
+        self._add_bos = self._bos is not None and self._tokenize("a", special=False, add_bos=True)[:1] == [self._bos]
+        self._vocabulary = int(self.metadata.get(f"{self.metadata.get('general.architecture')}.vocab_size") or 0)
         self._native_tool_role = self._renders_tool_role()
         self._grammars: dict[str, str] = {}  # grammar text by request constraint, checked once each
+
+    # -- prompts ------------------------------------------------------------------------------------
+
+    def _tokenize(self, text: str, special: bool, add_bos: bool = False) -> list[int]:
+        # A request's prompt is tokenized twice, when the chat service counts it and when it runs: the
+        # second time comes from here, without another round trip.
+        key = (text, special, add_bos)
+        with self._tokens_lock:
+            if key in self._tokens:
+                self._tokens.move_to_end(key)
+                return list(self._tokens[key])
+        r = self._http.post("/tokenize", json={"content": text, "add_special": add_bos, "parse_special": special})
+        r.raise_for_status()
+        tokens = r.json()["tokens"]
+        with self._tokens_lock:
+            self._tokens[key] = tokens
+            while len(self._tokens) > 16:
+                self._tokens.popitem(last=False)
+        return list(tokens)
 
     def _renders_tool_role(self) -> bool:
         """Whether the chat template shows a tool message's content (else results go in a user turn)."""
@@ -105,24 +176,23 @@ class LlamaCppEngine(TextEngine):
             {"role": "tool", "content": probe, "tool_call_id": "call_1"},
         ]
         try:
-            return probe in self._formatter(messages=messages).prompt
+            return probe in self._template.render(messages)
         except Exception:  # a template may raise on any role it does not know
             return False
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return dict(self.llm.metadata)
 
     def _prompt_tokens(
         self, messages: list[Message], raw: str | None = None, request: TextRequest | None = None
     ) -> list[int]:
         if raw is not None:
             # A raw completion prompt is the user's text: special-token strings in it stay plain text.
-            tokens = self.llm.tokenize(raw.encode("utf-8"), add_bos=False, special=False)
+            tokens = self._tokenize(raw, special=False)
         else:
             rendered = generic_tools.render(messages, request, self._native_tool_role)
-            prompt = self._formatter(messages=rendered).prompt
-            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            try:
+                prompt = self._template.render(rendered)
+            except Exception as exc:  # the template's own raise_exception, or a bad template
+                raise InvalidRequest(f"model '{self.model_id}' chat template refused the messages: {exc}") from exc
+            tokens = self._tokenize(prompt, special=True)
         # Templates usually write the BOS text themselves; add the token only when they do not.
         if self._add_bos and (not tokens or tokens[0] != self._bos):
             tokens.insert(0, self._bos)
@@ -133,12 +203,14 @@ class LlamaCppEngine(TextEngine):
     ) -> int:
         return len(self._prompt_tokens(messages, prompt, request))
 
+    # -- checks and grammars ------------------------------------------------------------------------
+
     def check(self, request: TextRequest) -> None:
         """Build (and keep) the request's grammar now, so a schema the grammar cannot enforce is a 400
         before the request is queued."""
         super().check(request)
-        vocabulary = self.llm.n_vocab()
-        outside = sorted(t for t in request.logit_bias if not 0 <= t < vocabulary)
+        vocabulary = self._vocabulary
+        outside = sorted(t for t in request.logit_bias if not 0 <= t < vocabulary) if vocabulary else []
         if outside:
             raise InvalidRequest(
                 f"logit_bias names token ids outside this model's vocabulary (0..{vocabulary - 1}): "
@@ -175,15 +247,17 @@ class LlamaCppEngine(TextEngine):
             grammar = SchemaGrammar()
             if fmt is not None and fmt.type == "json_schema":
                 response_schema = grammar.add(fmt.schema_, "response_format.json_schema.schema", "response_format")
-            gbnf = grammar.gbnf(generic_tools.answer_schema(request, grammar, response_schema), "tools")
+            gbnf = grammar.grammar(generic_tools.answer_schema(request, grammar, response_schema), "tools")
         elif fmt is not None and fmt.type == "json_schema":
-            gbnf = schema_gbnf(fmt.schema_, "response_format.json_schema.schema", "response_format")
+            gbnf = schema_grammar(fmt.schema_, "response_format.json_schema.schema", "response_format")
         else:
-            gbnf = schema_gbnf(response_schema or {"type": "object"}, "response_format", "response_format")
-        # llama.cpp's own parser has the last word (a pattern may hold an escape GBNF lacks); it
-        # answers NULL instead of a sampler for a grammar it cannot read.
-        sampler = self._llama_cpp.llama_sampler_init_grammar(self.llm._model.vocab, gbnf.encode(), b"root")
-        if not sampler:
+            gbnf = schema_grammar(response_schema or {"type": "object"}, "response_format", "response_format")
+        # llama.cpp's own parser has the last word (a pattern may hold an escape GBNF lacks): one token
+        # sampled under the grammar shows whether llama.cpp can read it.
+        probe = self._server.handle_completions(
+            {"prompt": [self._bos or 0], "n_predict": 1, "grammar": gbnf, "cache_prompt": False}
+        )
+        if "error" in probe:
             param = "tools" if request.calls_tools else "response_format"
             raise InvalidRequest(
                 f"the JSON Schema of {param} cannot be turned into a llama.cpp grammar: a pattern uses a regular "
@@ -191,11 +265,12 @@ class LlamaCppEngine(TextEngine):
                 "groups, |, ?, *, +, {m,n})",
                 param=param,
             )
-        self._llama_cpp.llama_sampler_free(sampler)
         if len(self._grammars) > 32:
             self._grammars.clear()
         self._grammars[key] = gbnf
         return gbnf
+
+    # -- generation ---------------------------------------------------------------------------------
 
     def stream(self, request: TextRequest, cancel: threading.Event) -> Iterator[TextChunk]:
         opts = request.options
@@ -203,103 +278,123 @@ class LlamaCppEngine(TextEngine):
         limit = self.completion_room(len(prompt), opts.max_tokens)
         seeded = opts.seed not in (None, -1)
         seed = opts.seed if seeded else random.randrange(2**31)
-        self.llm.set_seed(seed)
-        if seeded:
-            # Reusing the cached prompt prefix evaluates fewer tokens per batch, which changes the
-            # logits in the last bits; a request that names its seed gets a fresh evaluation so that
-            # the same request always gives the same text.
-            self.llm.reset()
-        sampling = {k: v for k, v in DEFAULTS.items()}
+        sampling = dict(DEFAULTS)
         for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
             if getattr(opts, name) is not None:
                 sampling[name] = getattr(opts, name)
         used = {**sampling, "presence_penalty": opts.presence_penalty or 0.0}
         used["frequency_penalty"] = opts.frequency_penalty or 0.0
-        sampling["temp"] = sampling.pop("temperature")
+        body: dict = {
+            "prompt": prompt,
+            "n_predict": limit,
+            "stream": True,
+            "seed": seed,
+            # A seeded request is evaluated afresh: the same request then always gives the same text.
+            "cache_prompt": not seeded,
+            "stop": list(opts.stop or []),
+            "presence_penalty": opts.presence_penalty or 0.0,
+            "frequency_penalty": opts.frequency_penalty or 0.0,
+            **sampling,
+        }
         gbnf = None if request.prompt is not None else self._grammar(request)
-        grammar = self._llama_grammar.from_string(gbnf) if gbnf else None
+        if gbnf:
+            body["grammar"] = gbnf
+        if request.logit_bias:
+            body["logit_bias"] = [[token, bias] for token, bias in request.logit_bias.items()]
+        if request.logprobs is not None:
+            body["n_probs"] = max(1, request.logprobs)
         calls = generic_tools.GenericOutput() if request.prompt is None and request.calls_tools else None
 
-        stops = opts.stop
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        pending, produced, finish = "", 0, "length"
-        emitted = 0  # characters handed out so far
-        # (where its text starts, the token) for each token whose text is not handed out yet
-        waiting: list[tuple[int, TokenLogprob]] = []
-        extras = None
-        if request.logit_bias or request.logprobs is not None:
-            extras = self._extras(request.logit_bias, request.logprobs)
+        chunks: queue.SimpleQueue = queue.SimpleQueue()
         started = time.perf_counter()
-        first_token_at: float | None = None
-        tokens = self.llm.generate(
-            prompt,
-            frequency_penalty=opts.frequency_penalty or 0.0,
-            presence_penalty=opts.presence_penalty or 0.0,
-            grammar=grammar,
-            logits_processor=extras,
-            **sampling,
-        )
+
+        def on_chunk(chunk: dict) -> bool:
+            chunks.put(chunk)
+            return cancel.is_set()  # True stops the slot at once
+
+        def run() -> None:
+            try:
+                answer = self._server.handle_completions(body, on_chunk)
+                if isinstance(answer, dict) and "error" in answer:
+                    chunks.put(answer)
+            except BaseException as exc:  # handed to the generator, which raises it on the worker
+                chunks.put(exc)
+            finally:
+                chunks.put(_DONE)
+
+        thread = threading.Thread(target=run, name=f"decode-{self.model_id}", daemon=True)
+        thread.start()
+        finish, usage, timings, first_token_at = "length", None, None, None
+        streamed = 0  # chunks with text: one per token, but for text held back (a stop string's start)
         try:
-            for token in tokens:
-                if first_token_at is None:
+            while (chunk := chunks.get()) is not _DONE:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                if "error" in chunk:
+                    raise self._error(chunk["error"], len(prompt), opts.max_tokens)
+                choice = chunk["choices"][0]
+                text = choice.get("text") or ""
+                if text and first_token_at is None:
                     first_token_at = time.perf_counter()
-                if cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if self._llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
-                    finish = "stop"
-                    break
-                produced += 1
-                piece = self.llm._model.detokenize([token])
-                if request.logprobs is not None:
-                    waiting.append((emitted + len(pending), self._logprob(token, piece)))
-                pending += decoder.decode(piece)
-                if stops:
-                    hits = [i for i in (pending.find(s) for s in stops) if i >= 0]
-                    if hits:
-                        pending = pending[: min(hits)]
-                        finish = "stop"
-                        break
-                    keep = _held_back(pending, stops)
-                else:
-                    keep = 0
-                if len(pending) > keep:
-                    text = pending[: len(pending) - keep]
-                    emitted += len(text)
-                    yield from self._pieces(text, calls, _released(waiting, emitted))
-                    pending = pending[len(pending) - keep :]
-                if produced >= limit:
-                    break
+                if text:
+                    streamed += 1
+                    yield from self._pieces(text, calls, self._logprobs(choice, request.logprobs))
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+                    usage, timings = chunk.get("usage"), chunk.get("timings")
         finally:
-            tokens.close()
-        if finish != "stop" or not stops:
-            pending += decoder.decode(b"", final=True)
-        if pending:
-            # The tokens of a stop string start past the text kept, and are left out with it.
-            yield from self._pieces(pending, calls, _released(waiting, emitted + len(pending)))
+            cancel_seen = cancel.is_set()
+            if thread.is_alive():
+                cancel.set()  # a consumer that stopped reading stops the slot
+                thread.join()
+        if cancel_seen and finish == "length" and usage is None:
+            finish = "cancelled"
         ended = time.perf_counter()
         first_token_at = first_token_at or ended
+        prompt_seconds, decode_seconds = first_token_at - started, ended - first_token_at
+        if timings:
+            prompt_seconds = timings.get("prompt_ms", prompt_seconds * 1000) / 1000
+            decode_seconds = timings.get("predicted_ms", decode_seconds * 1000) / 1000
+        # A cancelled slot sends no usage: what was streamed is what it produced.
+        produced = (usage or {}).get("completion_tokens", streamed)
+        cached = ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens", 0)
         if calls is not None and calls.called and finish == "stop":
             finish = "tool_calls"
         yield TextChunk(
             "",
             finish_reason=finish,  # type: ignore[arg-type]
-            usage=Usage(len(prompt), produced),
+            usage=Usage(len(prompt), produced, cached),
             seed=seed,
-            prompt_seconds=first_token_at - started,
-            decode_seconds=ended - first_token_at,
+            prompt_seconds=prompt_seconds,
+            decode_seconds=decode_seconds,
             tool_calls=list(calls.calls) if calls is not None and calls.called else None,
             sampling=used,
         )
 
-    def _logprob(self, token: int, piece: bytes) -> TokenLogprob:
-        logprob, best = self.llm._sampler.last_logprobs
+    def _error(self, error: dict, prompt_tokens: int, max_tokens: int | None) -> StudioError:
+        """The server's refusal as the studio's error: context full is the usual 400, the rest say what
+        llama.cpp said."""
+        if error.get("type") == "exceed_context_size_error":
+            return context_exceeded(self.context_length, prompt_tokens, max_tokens)
+        if error.get("code") == 400:
+            return InvalidRequest(f"llama.cpp refused the request: {error.get('message')}")
+        return ModelLoadError(f"llama.cpp failed on model '{self.model_id}': {error.get('message')}")
 
-        def entry(token_id: int, value: float, raw: bytes) -> TokenLogprob:
-            return TokenLogprob(raw.decode("utf-8", errors="replace"), value, list(raw))
+    @staticmethod
+    def _logprobs(choice: dict, wanted: int | None) -> list[TokenLogprob] | None:
+        if wanted is None or not choice.get("logprobs"):
+            return None
 
-        top = [entry(i, v, self.llm._model.detokenize([i])) for i, v in best]
-        return TokenLogprob(piece.decode("utf-8", errors="replace"), logprob, list(piece), top)
+        def entry(item: dict) -> TokenLogprob:
+            raw = bytes(item.get("bytes") or item["token"].encode())
+            return TokenLogprob(raw.decode("utf-8", errors="replace"), item["logprob"], list(raw))
+
+        out = []
+        for item in choice["logprobs"].get("content") or []:
+            token = entry(item)
+            token.top = [entry(t) for t in (item.get("top_logprobs") or [])[:wanted]]
+            out.append(token)
+        return out
 
     @staticmethod
     def _pieces(
@@ -317,4 +412,6 @@ class LlamaCppEngine(TextEngine):
                 yield TextChunk(piece)
 
     def close(self) -> None:
-        self.llm.close()
+        self._http.close()
+        server, self._server = self._server, None
+        del server  # the binding stops the server loop and frees the model when the object goes

@@ -24,7 +24,8 @@ from pathlib import Path
 from ..contracts import Message, TextChunk, TextRequest, Usage
 from ..errors import InvalidRequest, ModelLoadError
 from .base import TextEngine
-from .llamacpp import CHATML, DEFAULTS, _held_back
+from .chat_template import CHATML
+from .llamacpp import DEFAULTS
 
 # Config fields that hold a model's longest sequence, by model family.
 CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
@@ -39,6 +40,17 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"device is '{device}' but torch sees no CUDA GPU here; set device to auto or cpu")
     return device
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of ``text`` that could still grow into a stop string."""
+    longest = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:k]):
+                longest = k
+                break
+    return longest
 
 
 class TransformersEngine(TextEngine):

@@ -1,8 +1,9 @@
-"""One worker thread per loaded engine: requests queue up and run one at a time.
+"""Worker threads per loaded engine: requests queue up and run ``engine.parallel`` at a time.
 
-llama.cpp contexts are not thread-safe, so concurrent requests must never interleave on one model.
-A job hands chunks back either to a plain iterator (CLI) or to an asyncio loop (server) without a
-thread hop per token.
+An engine that batches (llama.cpp's server loop: one slot per thread here, decoded together) gets as
+many threads as it has slots; one that cannot run two requests at once gets one, so requests never
+interleave on it. A job hands chunks back either to a plain iterator (CLI) or to an asyncio loop
+(server) without a thread hop per token.
 """
 
 from __future__ import annotations
@@ -92,10 +93,10 @@ class Job:
 
 
 class EngineWorker:
-    """Runs jobs for one engine, first come first served, on a daemon thread.
+    """Runs jobs for one engine, first come first served, on ``engine.parallel`` daemon threads.
 
-    The worker's own thread frees the engine, after its last job: so an engine is never freed under
-    a job that still runs, whoever stops the worker and however long that job takes. The registry
+    The worker's last thread to finish frees the engine, after the last job: so an engine is never
+    freed under a job that still runs, whoever stops the worker and however long that job takes. The registry
     holds leases (``leases``) on a worker while a request goes from preparing to its end; eviction
     only stops a worker with no lease and no job.
     """
@@ -107,8 +108,13 @@ class EngineWorker:
         self._stopped = False
         self._lock = threading.Lock()
         self.leases = 0  # changed by the registry, under its lock
-        self._thread = threading.Thread(target=self._run, name=f"engine-{engine.model_id}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"engine-{engine.model_id}-{i}", daemon=True)
+            for i in range(max(1, getattr(engine, "parallel", 1)))
+        ]
+        self._running = len(self._threads)
+        for thread in self._threads:
+            thread.start()
 
     @property
     def pending(self) -> int:
@@ -171,8 +177,13 @@ class EngineWorker:
             if error is not None:
                 job._put(error)
             job._put(_END)
-        # Only this thread ever ran the engine, and it has finished its last job: free it here.
-        self.engine.close()
+        self._jobs.put(None)  # the next thread stops too
+        with self._lock:
+            self._running -= 1
+            last = self._running == 0
+        if last:
+            # Every thread that ran the engine has finished its last job: free it here.
+            self.engine.close()
 
     def cancel_all(self) -> None:
         """Cancel every queued and running job; the worker stays up for new ones."""
@@ -193,9 +204,11 @@ class EngineWorker:
             self._jobs.put(None)
 
     def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the thread (and so the engine) to be done; whether it is."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait up to ``timeout`` s for the threads (and so the engine) to be done; whether they are."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def close(self, timeout: float = 30) -> bool:
         """Cancel queued and running jobs, stop, and wait (bounded) for the engine to be freed.

@@ -90,6 +90,7 @@ _REQUEST_FIELDS: tuple[tuple[str, str, type], ...] = (
     ("Masked area padding", "inpaint_full_res_padding", int),
     ("Eta", "eta", float),
     ("Eta DDIM", "eta", float),
+    ("Token merging ratio", "token_merging_ratio", float),
 )
 # infotext key -> (request field, the values A1111 writes for it, in the field's order)
 _LABELLED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -303,10 +304,11 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
     seed when ``subseed_strength`` is 0, and eta at its sampler's default; hires keys only with ``enable_hr``
     ("Hires upscale" when both resizes are 0, else "Hires resize"; "Hires steps" when not 0; "Hires sampler",
     "Hires schedule type", "Hires prompt" and "Hires negative prompt" only where they differ from the first
-    pass); "Tiling: True" with ``tiling``; the inpainting keys for the fields given (a field that does not apply
-    to the run is passed as None): "Mask blur" above 0, "Mask mode: Inpaint not masked", "Inpaint area: Only
-    masked" with "Masked area padding", "Masked content" unless it is "original"; and "Resize mode" (a key of
-    the studio's; A1111 writes none) unless it is 0. Callers append extras such as ``Version`` after it.
+    pass); "Tiling: True" with ``tiling``; "Token merging ratio" above 0; the inpainting keys for the fields
+    given (a field that does not apply to the run is passed as None): "Mask blur" above 0, "Mask mode: Inpaint
+    not masked", "Inpaint area: Only masked" with "Masked area padding", "Masked content" unless it is
+    "original"; and "Resize mode" (a key of the studio's; A1111 writes none) unless it is 0.
+    Callers append extras such as ``Version`` after it.
     """
 
     def size(w: str, h: str) -> str | None:
@@ -346,6 +348,7 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
         "Denoising strength": fields.get("denoising_strength"),
         "Clip skip": clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
         "Tiling": "True" if fields.get("tiling") else None,
+        "Token merging ratio": fields.get("token_merging_ratio") or None,
         "Mask mode": "Inpaint not masked" if fields.get("inpainting_mask_invert") else None,
         "Mask blur": mask_blur if isinstance(mask_blur, int) and mask_blur > 0 else None,
         "Inpaint area": "Only masked" if only_masked else None,

@@ -4,7 +4,8 @@ Built-in models (the embedded SmolLM2; the echo and plain test engines when the 
 is on) are always known; models a user adds by path are stored in the database. A model is loaded on
 first use and kept; the default model is never evicted, others are evicted least recently used past
 ``max_loaded`` — but never while a request holds a lease on it (``lease``), from preparing the request
-to the end of its run.
+to the end of its run. With ``model_memory = "one"`` the text models and the image model do not stay
+loaded together: the kind last asked for frees the other once nothing runs on it (``_claim_memory``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..engines.worker import EngineWorker
 from ..errors import InvalidRequest, ModelLoadError, ModelNotFound
 from ..storage.db import Database
 from .keys import KeyStore
+from .memory import MODEL_MEMORY, return_freed_memory
 
 log = logging.getLogger("aigc_studio.registry")
 
@@ -212,13 +214,23 @@ class Registry:
         context: int = 0,
         threads: int = 0,
         max_loaded: int = 2,
+        parallel: int = 4,
         device: str = "auto",
         default_image_model: str = "",
         cache_dir: Path | None = None,
         test_models: bool = False,
         keys: KeyStore | None = None,
+        model_memory: str = "both",
+        image_compile: bool = False,
     ):
+        if model_memory not in MODEL_MEMORY:
+            raise ValueError(f"model_memory must be one of {', '.join(MODEL_MEMORY)}, got {model_memory!r}")
         self.db = db
+        self.model_memory = model_memory
+        # With model_memory "one": the kind ("text" or "image") and model last asked for, which the
+        # other kind makes way for.
+        self._memory_for: tuple[str, str] | None = None
+        self.image_compile = image_compile  # torch.compile each image model's UNet (sd_speed)
         self.keys = keys
         self.test_models = test_models
         self.cache_dir = cache_dir
@@ -228,6 +240,7 @@ class Registry:
         self._hashes = None  # one HashCache, made on first use (it reads its file once)
         self.context = context
         self.threads = threads
+        self.parallel = parallel  # slots of a llama.cpp model: requests it decodes together
         self.device = device  # where transformers models run: "auto", "cpu", "cuda" or "cuda:N"
         self.max_loaded = max(1, max_loaded)
         self._workers: OrderedDict[str, EngineWorker] = OrderedDict()
@@ -473,6 +486,7 @@ class Registry:
         between being found and being used: hold the lease from preparing a request to its end.
         """
         info = self.resolve(name, kind="text")
+        self._claim_memory("text", info.id)
         with self._lock:
             worker = self._workers.get(info.id)
             if worker is not None:
@@ -531,7 +545,9 @@ class Registry:
                 raise ModelLoadError(f"model file for '{info.id}' not found ({info.path}); {hint}")
             from ..engines.llamacpp import LlamaCppEngine
 
-            return LlamaCppEngine(info.id, info.path, context_length=self.context, threads=self.threads)
+            return LlamaCppEngine(
+                info.id, info.path, context_length=self.context, threads=self.threads, parallel=self.parallel
+            )
         if info.engine == "transformers":
             if not info.path or not Path(info.path).exists():
                 raise ModelLoadError(
@@ -560,7 +576,10 @@ class Registry:
         models rarely fit beside each other. To generate, use ``use_image_engine``."""
         info = self.resolve(name, kind="image")
         with self._image_lock:
-            return self._image_engine_for(info)
+            try:
+                return self._image_engine_for(info)
+            finally:
+                self._yield_image_memory()
 
     @contextmanager
     def use_image_engine(self, name: str) -> Iterator[ImageEngine]:
@@ -568,7 +587,10 @@ class Registry:
         nor shutdown frees it until the block ends."""
         info = self.resolve(name, kind="image")
         with self._image_lock:
-            yield self._image_engine_for(info)
+            try:
+                yield self._image_engine_for(info)
+            finally:
+                self._yield_image_memory()
 
     def image_capabilities(self, info: ModelInfo) -> list[str] | None:
         """What an image model can do ("txt2img", "img2img", "inpaint", "edit"), known without loading
@@ -590,6 +612,7 @@ class Registry:
         return IMAGE_CAPABILITIES.get(info.unet_in_channels)
 
     def _image_engine_for(self, info: ModelInfo) -> ImageEngine:
+        self._claim_memory("image", info.id)
         if self._image_engine and self._image_engine[0] == info.id:
             return self._image_engine[1]
         if self._image_engine:
@@ -604,12 +627,12 @@ class Registry:
             if not info.path or not Path(info.path).exists():
                 raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
             from ..engines.diffusers_engine import DiffusersEngine
+            from ..engines.sd_speed import ImageSpeed
 
+            speed = ImageSpeed(threads=self.threads, compile=self.image_compile)
             config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
             try:
-                engine = DiffusersEngine(
-                    info.id, info.path, threads=self.threads, config_dir=config_dir, variant=info.variant
-                )
+                engine = DiffusersEngine(info.id, info.path, config_dir=config_dir, variant=info.variant, speed=speed)
             except Exception as exc:
                 # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
                 raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
@@ -637,11 +660,26 @@ class Registry:
         digest = self.sha256(info)
         return digest[:10] if digest else None
 
-    def _evict(self) -> None:
-        """Stop least recently used workers past ``max_loaded`` that no request holds (under the lock).
+    def _evict(self) -> list[EngineWorker]:
+        """Stop least recently used workers past ``max_loaded`` that no request holds (under the lock);
+        with ``model_memory`` "one" while an image model was asked for last, every text worker that no
+        request holds, the default's too. Returns the workers stopped.
 
         A stopped worker frees its engine on its own thread, so this never waits and may run on a
         worker's thread (releasing a lease as its job ends)."""
+        stopped: list[EngineWorker] = []
+        if self._memory_for is not None and self._memory_for[0] == "image":
+            for model_id, worker in list(self._workers.items()):
+                if worker.idle:
+                    del self._workers[model_id]
+                    worker.stop(cancel=False)
+                    stopped.append(worker)
+                    log.info(
+                        "model_memory=one: freed text model '%s' to make room for image model '%s'",
+                        model_id,
+                        self._memory_for[1],
+                    )
+            return stopped
         for model_id in list(self._workers):
             if len(self._workers) <= self.max_loaded:
                 break
@@ -649,6 +687,49 @@ class Registry:
             if model_id != self.default_model and worker.idle:
                 del self._workers[model_id]
                 worker.stop(cancel=False)
+                stopped.append(worker)
+        return stopped
+
+    def _claim_memory(self, kind: str, model_id: str) -> None:
+        """With ``model_memory`` "one": a request for a ``kind`` model frees the other kind first, if
+        nothing runs on it; what is in use is freed when its work ends (``_evict`` as a text request
+        ends, ``_yield_image_memory`` as a generation ends). Call it before loading, so the two are
+        not in memory together while the new one loads."""
+        if self.model_memory != "one":
+            return
+        if kind == "text":
+            with self._lock:
+                self._memory_for = ("text", model_id)
+            # A generation holds the image lock: never wait for it here, its end frees the model.
+            if self._image_lock.acquire(blocking=False):
+                try:
+                    self._yield_image_memory()
+                finally:
+                    self._image_lock.release()
+            return
+        with self._lock:
+            self._memory_for = ("image", model_id)
+            stopped = self._evict()
+        # The image model is about to load: let the text engines go first (each worker thread frees
+        # its engine as it ends, at once, since none has a job).
+        for worker in stopped:
+            worker.join(30)
+        if stopped:
+            return_freed_memory()
+
+    def _yield_image_memory(self) -> None:
+        """Free the image model (under the image lock, so no generation runs on it) when a text model
+        was asked for after it, with ``model_memory`` "one"."""
+        memory_for = self._memory_for
+        if memory_for is None or memory_for[0] != "text" or self._image_engine is None:
+            return
+        image_model, engine = self._image_engine
+        self._image_engine = None
+        engine.close()
+        return_freed_memory()
+        log.info(
+            "model_memory=one: freed image model '%s' to make room for text model '%s'", image_model, memory_for[1]
+        )
 
     def unload(self, model_id: str, timeout: float = 30) -> None:
         """Stop a text model's worker (its requests are cancelled) and wait, bounded, for it to free the engine."""

@@ -21,7 +21,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from ..config import Config, save_setting
-from ..contracts import ImageRequest, Mode
+from ..contracts import ImageRequest, Mode, limits_of
 from ..errors import InvalidRequest, NotFound
 from ..images.infotext import parse_infotext, to_request_fields
 from ..models.registry import ModelInfo
@@ -176,7 +176,8 @@ class A1111Service:
                     (
                         "override_settings_restore_afterwards",
                         "override_settings_restore_afterwards: false keeps the overrides for later generations, "
-                        f"and the studio keeps only sd_model_checkpoint and CLIP_stop_at_last_layers, not "
+                        "and the studio keeps only sd_model_checkpoint, CLIP_stop_at_last_layers and "
+                        f"token_merging_ratio, not "
                         f"{', '.join(lasting)}",
                     )
                 )
@@ -342,6 +343,13 @@ class A1111Service:
                     # A1111's request has no clip_skip field
                     request_fields.setdefault("clip_skip", int(value))
                     persist[key] = int(value)
+            elif key == "token_merging_ratio":
+                problem = self._token_merging_problem(value)
+                if problem:
+                    errors.append((where, f"{where}: {problem}"))
+                else:  # 0 too: it turns the setting off for this request
+                    request_fields.setdefault("token_merging_ratio", float(value))
+                    persist[key] = float(value)
             elif option.kind == "field":
                 problem = self._field_option_problem(option, value)
                 if problem:
@@ -404,6 +412,14 @@ class A1111Service:
         return None
 
     @staticmethod
+    def _token_merging_problem(value: object) -> str | None:
+        limits = limits_of(ImageRequest, "token_merging_ratio")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not limits["ge"] <= value <= limits["le"]:
+            return f"must be a number from {limits['ge']:g} to {limits['le']:g}, got {_json(value)}"
+        return None
+
+    @staticmethod
     def _echo(sent: dict) -> dict:
         """The request as A1111 echoes it in ``parameters``: input images left out unless asked for."""
         echoed = dict(sent)
@@ -443,6 +459,7 @@ class A1111Service:
         values["sd_model_checkpoint"] = title
         values["sd_checkpoint_hash"] = title.split("[")[-1].rstrip("]") if title and "[" in title else None
         values["CLIP_stop_at_last_layers"] = int(self.config.values.get("clip_skip", 1))
+        values["token_merging_ratio"] = float(self.config.values.get("token_merging_ratio", 0.0))
         return values
 
     def set_options(self, options: dict[str, Any], *, load: bool = True) -> None:
@@ -465,6 +482,10 @@ class A1111Service:
                 problem = self._clip_skip_problem(value)
                 if problem:
                     errors.append((key, f"{key}: {problem}"))
+            elif key == "token_merging_ratio":
+                problem = self._token_merging_problem(value)
+                if problem:
+                    errors.append((key, f"{key}: {problem}"))
             elif option.kind in ("field", "neutral") and not option.is_default(value):
                 why = option.why or f"the studio keeps no global {option.field}; set it per request"
                 errors.append((key, f"{key}: {why}; only {option.neutral_text()} can be set here"))
@@ -481,6 +502,9 @@ class A1111Service:
         if "CLIP_stop_at_last_layers" in options:
             save_setting("clip_skip", int(options["CLIP_stop_at_last_layers"]))
             self.config.values["clip_skip"] = int(options["CLIP_stop_at_last_layers"])
+        if "token_merging_ratio" in options:
+            save_setting("token_merging_ratio", float(options["token_merging_ratio"]))
+            self.config.values["token_merging_ratio"] = float(options["token_merging_ratio"])
         if stored:
             with self.db.tx() as conn:
                 conn.executemany(

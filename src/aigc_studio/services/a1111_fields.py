@@ -165,12 +165,14 @@ COMMON: dict[str, Honoured | Neutral | Accepted | Handled] = {
     "s_noise": Accepted(float, "A1111 uses it only with s_churn above 0, which the studio refuses"),
     "override_settings": Handled(
         dict[str, Any],
-        "A1111 options for this request only: sd_model_checkpoint, CLIP_stop_at_last_layers, tiling, "
-        "eta_ancestral and eta_ddim are honoured; options that change no image are accepted; any other is "
+        "A1111 options for this request only: sd_model_checkpoint, CLIP_stop_at_last_layers, token_merging_ratio, "
+        "tiling, eta_ancestral and eta_ddim are honoured; options that change no image are accepted; any other is "
         "accepted only at its default (see GET /sdapi/v1/options).",
     ),
     "override_settings_restore_afterwards": Handled(
-        bool, "false: sd_model_checkpoint and CLIP_stop_at_last_layers in override_settings stay set afterwards."
+        bool,
+        "false: sd_model_checkpoint, CLIP_stop_at_last_layers and token_merging_ratio in override_settings stay set"
+        " afterwards.",
     ),
     "refiner_checkpoint": Neutral(str, ("", "None", "none"), "the studio has no refiner pass"),
     "refiner_switch_at": Accepted(float, "A1111 uses it only with refiner_checkpoint, which the studio refuses"),
@@ -338,6 +340,7 @@ def _neutral(why: str, **defaults: object) -> dict[str, Option]:
 OPTIONS: dict[str, Option] = {
     "sd_model_checkpoint": Option(None, "honoured", "the default image model (studio.models.set_default)"),
     "CLIP_stop_at_last_layers": Option(1, "honoured", "the studio's clip_skip setting"),
+    "token_merging_ratio": Option(0.0, "honoured", "the studio's token_merging_ratio setting"),
     "sd_checkpoint_hash": Option("", "fixed", "the hash of the default image model"),
     "tiling": Option(False, "field", field="tiling"),
     "eta_ancestral": Option(1.0, "field", field="eta"),
@@ -491,8 +494,11 @@ OPTIONS: dict[str, Option] = {
     "sd_vae": Option("Automatic", "neutral", "the studio uses the checkpoint's own VAE", also=("None",)),
     "sd_unet": Option("Automatic", "neutral", "the studio uses the checkpoint's own UNet", also=("None",)),
     **_neutral("the studio has no hypernetworks", sd_hypernetwork="None"),
-    **_neutral("the studio does not merge tokens", token_merging_ratio=0.0),
-    **_neutral("the studio does not merge tokens", token_merging_ratio_img2img=0.0, token_merging_ratio_hr=0.0),
+    **_neutral(
+        "the studio merges tokens at token_merging_ratio in every pass (img2img and hires fix too)",
+        token_merging_ratio_img2img=0.0,
+        token_merging_ratio_hr=0.0,
+    ),
     **_neutral("the studio does not scale img2img's initial noise", initial_noise_multiplier=1.0),
     **_neutral("the studio adds no extra img2img noise", img2img_extra_noise=0.0),
     **_neutral("the studio always uses the full inpainting conditioning mask", inpainting_mask_weight=1.0),

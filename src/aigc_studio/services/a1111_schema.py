@@ -267,6 +267,8 @@ def option_schema(key: str, option: Option, *, in_request: bool) -> dict[str, An
         return {"type": ["string", "null"], "description": "A model id, file name or title; null or '': unchanged."}
     if key == "CLIP_stop_at_last_layers":
         return {"type": "integer", "minimum": 1, "maximum": 12}
+    if key == "token_merging_ratio":
+        return {"type": "number", **_declared_limits(key)}
     if option.kind == "field" and in_request:
         # applies to the request's field of that name where the request does not set it
         return {**_json_type(type(option.default)), **_declared_limits(option.field or key)}

@@ -146,12 +146,13 @@ class ChatRun:
         rec.ttft_ms, rec.duration_ms = ttft * 1000, duration * 1000
         # One line per answer: what ran and how fast, never the messages themselves.
         log.info(
-            "%s %s %s: %s+%s tokens, %.0f ms first token, %.1f tok/s, %s",
+            "%s %s %s: %s+%s tokens (%s of the prompt from the cache), %.0f ms first token, %.1f tok/s, %s",
             rec.id,
             rec.source,
             rec.model,
             rec.prompt_tokens,
             rec.completion_tokens,
+            final.usage.cached_tokens if final is not None and final.usage else 0,
             rec.ttft_ms,
             rec.tokens_per_s or 0,
             rec.status if rec.status != "ok" else rec.finish_reason,
@@ -171,7 +172,11 @@ class ChatRun:
         return ChatResult(
             text=text,
             finish_reason=rec.finish_reason or "error",
-            usage=Usage(rec.prompt_tokens or 0, rec.completion_tokens or 0),
+            usage=Usage(
+                rec.prompt_tokens or 0,
+                rec.completion_tokens or 0,
+                final.usage.cached_tokens if final is not None and final.usage else 0,
+            ),
             seed=rec.seed,
             conversation_id=conversation_id,
             response_id=rec.id,

@@ -191,6 +191,7 @@ _EXTRA_KEYS = {
     "Hires resize",
     "Hires steps",
     "Hires upscaler",
+    "Token merging ratio",
 }
 
 
@@ -289,9 +290,9 @@ class ImageService:
         """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult).
 
         What the request does not set comes from, first to last: the model's own defaults (SD-Turbo: 1
-        step, CFG 0), ``defaults`` (an API's own, such as A1111's 50 steps), the ``clip_skip`` setting, the
-        declaration. ``keep=False`` writes no file and no gallery record (A1111's do_not_save_samples);
-        the images still come back in the result.
+        step, CFG 0), ``defaults`` (an API's own, such as A1111's 50 steps), the ``clip_skip`` and
+        ``token_merging_ratio`` settings, the declaration. ``keep=False`` writes no file and no gallery
+        record (A1111's do_not_save_samples); the images still come back in the result.
         """
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
         # What the model can do is known without loading it, so a request it cannot serve is refused
@@ -325,8 +326,10 @@ class ImageService:
         if request.enable_hr and mode != "txt2img":
             raise InvalidRequest(f"enable_hr: hires fix is for txt2img, not {mode}", param="enable_hr")
         # What the user did not set: the model's own defaults (SD-Turbo: 1 step, CFG 0) first, then the
-        # caller's (A1111's API defaults), then the clip_skip setting.
-        fallback = {"clip_skip": int(self.config.values.get("clip_skip", 1))} if self.config is not None else {}
+        # caller's (A1111's API defaults), then the clip_skip and token_merging_ratio settings.
+        fallback = {}
+        if self.config is not None:
+            fallback = {key: self.config.values[key] for key in ("clip_skip", "token_merging_ratio")}
         fallback = {**fallback, **(defaults or {}), **info.defaults}
         unset = {k: v for k, v in fallback.items() if k not in request.model_fields_set}
         if unset:
@@ -419,7 +422,14 @@ class ImageService:
         reached: dict[int, tuple[int, int]] = {}  # batch -> (last step it ran, steps it would run)
         offset = 0  # the batch number of the current run's first batch
 
+        if request.token_merging_ratio and not engine.supports_token_merging:
+            # This engine runs without it, and the record says what ran.
+            request = request.model_copy(update={"token_merging_ratio": 0.0})
+
         def on_step(step: StepInfo) -> None:
+            job.phase = step.phase  # "compiling ..." before a step; cleared by the step that follows
+            if step.phase:
+                return
             job.step, job.steps, job.batch = step.step, step.total, offset + step.batch
             job.preview = self.labeler.marked_preview(step.preview)
             reached[offset + step.batch] = (step.step, step.total)

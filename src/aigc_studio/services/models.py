@@ -20,7 +20,7 @@ from ..errors import InvalidRequest, ModelNotFound, RemoteError, StudioError
 from ..models.registry import ModelInfo, Registry
 from .language_fit import LanguageFit, detect_language, fit
 
-__all__ = ["A1111Import", "ModelService"]
+__all__ = ["A1111Import", "ModelService", "ModelState", "ModelsOverview"]
 
 
 @dataclass
@@ -30,6 +30,27 @@ class A1111Import:
     added: list[tuple[str, str]] = field(default_factory=list)  # (model id, A1111 title)
     already: list[str] = field(default_factory=list)  # titles of checkpoints added before
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative name, why)
+
+
+@dataclass
+class ModelState:
+    """One model as the loaded-models view shows it."""
+
+    id: str
+    kind: str
+    engine: str
+    default: bool
+    loaded: bool
+    load_seconds: float | None  # how long its last load took in this process; None: never loaded here
+
+
+@dataclass
+class ModelsOverview:
+    """What is loaded in this process, and the settings that decide it."""
+
+    model_memory: str
+    max_loaded: int
+    models: list[ModelState]
 
 
 class ModelService:
@@ -49,6 +70,32 @@ class ModelService:
         save_setting(key, info.id)
         self.config.values[key] = info.id
         return info
+
+    def overview(self) -> ModelsOverview:
+        """Every known model with whether it is the default and whether this process has it loaded, and
+        the settings that decide what stays loaded (``model_memory``, ``max_loaded``)."""
+        registry = self.registry
+        try:
+            default_image = registry.default_image_model
+        except StudioError:
+            default_image = None  # none installed
+        loaded = set(registry.loaded())
+        loaded_image = registry.loaded_image_model()
+        return ModelsOverview(
+            model_memory=registry.model_memory,
+            max_loaded=registry.max_loaded,
+            models=[
+                ModelState(
+                    id=m.id,
+                    kind=m.kind,
+                    engine=m.engine,
+                    default=m.id in (registry.default_model, default_image),
+                    loaded=m.id in loaded if m.kind == "text" else m.id == loaded_image,
+                    load_seconds=registry.load_seconds.get(m.id),
+                )
+                for m in registry.all()
+            ],
+        )
 
     def pull(self, name: str, progress: Callable[[int, int, str], None] | None = None) -> tuple[ModelInfo, bool]:
         """Pull the catalog model ``name`` (id or alias) into ``AIGC_HOME/models`` and add it with its

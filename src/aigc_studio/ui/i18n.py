@@ -231,6 +231,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "img_infotext": ("Parameters", "生成参数"),
     "img_queued": ("Queued…", "排队中…"),
     "img_loading": ("Loading model {model}…", "正在加载模型 {model}…"),
+    "img_compiling": ("Compiling the UNet (once per model)…", "正在编译 UNet（每个模型一次）…"),
     "img_starting": ("Starting…", "准备开始…"),
     "img_shortcut": (
         "Ctrl+Enter generates, Alt+Enter skips (as in A1111).",
@@ -324,6 +325,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "mod_col_license": ("License", "许可证"),
     "mod_col_source": ("Source", "来源"),
     "mod_col_default": ("Default", "默认"),
+    "mod_col_loaded": ("Loaded", "已加载"),
     "mod_add_title": ("#### Add a local model", "#### 添加本地模型"),
     "mod_path": ("Path on this machine", "本机路径"),
     "mod_path_ph": (
@@ -415,9 +417,13 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_image_model": ("Default image model", "默认图像模型"),
     "set_threads": ("CPU threads", "CPU 线程数"),
     "set_context": ("Context length", "上下文长度"),
+    "set_parallel": ("Parallel requests per model", "每个模型并行请求数"),
     "set_device": ("Device for transformers models", "transformers 模型的运行设备"),
     "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
+    "set_model_memory": ("Models in memory", "内存中保留的模型"),
     "set_clip_skip": ("Default clip skip", "默认 Clip skip"),
+    "set_token_merging_ratio": ("Default token merging ratio", "默认 Token merging 比例"),
+    "set_image_compile": ("Compile image models (torch.compile)", "编译图像模型（torch.compile）"),
     "set_test_models": ("Show test models", "显示测试模型"),
     "set_max_body_mb": ("Largest request (MiB)", "最大请求体（MiB）"),
     "set_max_image_megapixels": ("Largest image (megapixels)", "最大图像（百万像素）"),
@@ -469,6 +475,11 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "clip_skip": ("Clip skip", "跳过 CLIP 层数", "文本编码器提前停止的层数（1：关闭）。"),
     "eta": ("Eta (noise multiplier)", "噪声倍率 (eta)", "祖先采样器的噪声倍率（留空：1）与 DDIM 的 eta（留空：0）。"),
     "tiling": ("Tiling", "平铺图 (Tiling)", "无缝平铺：图像可以无接缝地重复拼接。"),
+    "token_merging_ratio": (
+        "Token merging ratio",
+        "Token merging 比例",
+        "Token merging（tomesd，同 A1111）：自注意力前合并相似 token 的比例；更快，但会改变画面（0：关闭）。",
+    ),
     "enable_hr": (
         "Enable hires. fix",
         "启用高分辨率修复",
@@ -512,10 +523,18 @@ SETTINGS_HELP_ZH = {
     "model": "默认文本模型的 id 或别名。",
     "image_model": "默认图像模型的 id 或别名（留空：最后添加的图像模型）。",
     "threads": "llama.cpp 使用的 CPU 线程数（0：全部核心）。",
-    "context": "本地文本模型的上下文长度（0：模型训练时的长度；transformers 模型不会超过该长度）。",
+    "context": "本地文本模型每个请求的上下文长度（0：模型训练时的长度，llama.cpp 模型每个槽位最多 4096；"
+    "transformers 模型不会超过训练长度）。",
+    "parallel": "llama.cpp 模型同时解码的请求数（槽位）；每个槽位有自己的上下文，内存随 并行数 × 上下文 增长。",
     "device": "transformers 模型的运行设备：auto（torch 检测到 GPU 时用 CUDA，否则用 CPU）、cpu、cuda 或 cuda:N。",
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
+    "model_memory": "内存中保留哪些模型：both（默认文本模型与当前图像模型都保留）或 one（加载一类模型时，"
+    "在另一类模型空闲后将其释放；适合内存不足的机器）。",
     "clip_skip": "未指定 Clip skip 的图像生成所用的值（即 A1111 的 CLIP_stop_at_last_layers 选项）。",
+    "token_merging_ratio": "未指定比例的图像生成所用的 Token merging（tomesd）比例，0 到 0.9"
+    "（同 A1111 的同名选项）：更快，但会改变画面；0：关闭。",
+    "image_compile": "用 torch.compile 编译每个图像模型的 UNet（需要 C 编译器）："
+    "加载模型后的第一张图要等几分钟；编译失败时不编译运行。",
     "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
     "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
     "max_image_megapixels": "可解码的最大图像，单位百万像素（宽 × 高 ÷ 1,000,000）。",

@@ -296,6 +296,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             return progress_bar(0, text(lang_value, "img_queued"))
         if job.phase == "labeling":
             return progress_bar(job.progress * 100, text(lang_value, "lab_labeling"))
+        if job.phase:  # compiling the UNet, before the first step
+            return progress_bar(job.progress * 100, text(lang_value, "img_compiling"))
         if job.step == 0 and job.batch == 0:
             if ctx.studio.registry.loaded_image_model() != job.model:
                 return progress_bar(0, text(lang_value, "img_loading", model=job.model))

@@ -25,6 +25,7 @@ COLUMNS = (
     "mod_col_license",
     "mod_col_source",
     "mod_col_default",
+    "mod_col_loaded",
 )
 
 
@@ -104,6 +105,7 @@ def build(
         except StudioError:
             image_default = None  # none installed
         rows = []
+        loaded = {m.id for m in ctx.studio.models.overview().models if m.loaded}
         for info in registry.all():
             # Read once per file and cached; the first read of a large file is slow, which is why the
             # table is filled when the Models tab opens rather than with the page.
@@ -119,6 +121,7 @@ def build(
                     info.license or "—",
                     info.source,
                     "✓" if is_default else "",
+                    "✓" if info.id in loaded else "",
                 ]
             )
         headers = [text(lang_value, key) for key in COLUMNS]

@@ -47,6 +47,8 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
                     widgets[key] = gr.Dropdown(choices=list(options), **common)
                 elif isinstance(setting.default, int):
                     widgets[key] = gr.Number(precision=0, **common)
+                elif isinstance(setting.default, float):
+                    widgets[key] = gr.Number(**common)
                 else:
                     widgets[key] = gr.Textbox(**common)
     load_templates, template_outputs = templates.build(ctx, lang)
@@ -74,6 +76,10 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
                 if value is None:
                     raise Mistake("v_field", field=text(lang_value, f"set_{key}"), what=text(lang_value, "v_integer"))
                 value = int(value)
+            elif isinstance(setting.default, float):
+                if value is None:
+                    raise Mistake("v_field", field=text(lang_value, f"set_{key}"), what=text(lang_value, "v_number"))
+                value = float(value)
             else:
                 value = (value or "").strip()
             if value != saved[key]:

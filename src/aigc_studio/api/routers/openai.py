@@ -49,10 +49,17 @@ _TEXT_ERRORS = errors(
 )
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(
+        description="Prompt tokens whose KV cache came from an earlier request (the prompt cache), not evaluated."
+    )
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
 
 
 class FunctionCall(BaseModel):
@@ -200,7 +207,12 @@ def _tool_calls(calls: list[ToolCall]) -> list[dict]:
 
 def _usage(run: ChatRun) -> dict:
     u = run.result.usage
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens}
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    }
 
 
 @router.get("/models")

@@ -218,6 +218,8 @@ def progress(
         "current_image": image,
         "textinfo": "Labeling"
         if job.phase == "labeling"
+        else job.phase[:1].upper() + job.phase[1:]  # "Compiling the UNet (once per model)"
+        if job.phase
         else f"Step {job.step}/{job.steps}, batch {job.batch + 1}/{job.batches}",
     }
 

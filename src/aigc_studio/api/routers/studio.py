@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -106,6 +107,37 @@ class JobState(BaseModel):
     phase: Literal["labeling"] | None = Field(
         description="labeling: the pictures are made and are being labeled (NSFW check, mark, watermark, C2PA)."
     )
+
+
+class LoadedModel(BaseModel):
+    """A model the studio knows, and whether this server has it in memory."""
+
+    id: str
+    kind: Literal["text", "image"]
+    engine: str = Field(description="llamacpp, transformers, remote, diffusers (echo and plain: test engines).")
+    default: bool = Field(description="The default model of its kind.")
+    loaded: bool = Field(description="In memory now; a model that is not loads on its next request.")
+    load_seconds: float | None = Field(
+        description="How long the model's last load in this server took, in seconds; null: never loaded here."
+    )
+
+
+class ModelsState(BaseModel):
+    """The models and what stays loaded."""
+
+    model_memory: Literal["both", "one"] = Field(
+        description="The model_memory setting: both (the default text model and the current image model stay "
+        "loaded) or one (loading either kind frees the other once nothing runs on it)."
+    )
+    max_loaded: int = Field(description="The max_loaded setting: text models kept loaded at once.")
+    models: list[LoadedModel]
+
+
+@router.get("/models")
+def models_state(studio: Studio = Depends(get_studio)) -> ModelsState:
+    """The models the studio knows, which of them this server has loaded now, and the settings that
+    decide what stays loaded."""
+    return asdict(studio.models.overview())
 
 
 @router.get(

@@ -1,0 +1,80 @@
+"""One full-size UNet step under each image optimization, timed by CPU time on one thread.
+
+    .venv/bin/python bench/image_unet.py                # SD 1.5 architecture, 512×512, 2 rounds (~6 min)
+
+bench/image.py times whole images by the wall clock, which other work on the machine changes several times
+over. This times one UNet forward of the full-size SD 1.5 architecture (random weights,
+bench/results/sd15-random, built by bench/image.py) at 512×512 with batch 2 (a step with CFG), on one
+torch thread, by that thread's CPU time (``time.thread_time``): other processes change it far less, as
+one thread never waits for another. The variants take turns, round by round, on the same module:
+plain, channels_last, fused QKV, both, token merging 0.3 and 0.5 (tomesd as A1111 applies it). Printed:
+CPU seconds, median (min–max) over the rounds, and plain's ÷ the variant's (the speed-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "src"))
+
+VARIANTS = {  # name: (channels_last, fused QKV, token merging ratio)
+    "plain": (False, False, 0.0),
+    "channels_last": (True, False, 0.0),
+    "fused QKV": (False, True, 0.0),
+    "channels_last + fused QKV": (True, True, 0.0),
+    "token merging 0.3": (False, False, 0.3),
+    "token merging 0.5": (False, False, 0.5),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=BENCH / "results" / "sd15-random")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    import tomesd
+    from diffusers import UNet2DConditionModel
+
+    torch.set_num_threads(1)
+    unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet").eval()
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, 64, 64, generator=generator)
+    timestep = torch.tensor([500, 500])
+    context = torch.randn(2, 77, 768, generator=generator)
+    fused = False
+    with torch.inference_mode():
+        unet(latents, timestep, context)  # every weight page read once, outside the timing
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for round_ in range(args.rounds):
+        for name, (channels_last, fuse, ratio) in VARIANTS.items():
+            unet.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            if fuse != fused:
+                (unet.fuse_qkv_projections if fuse else unet.unfuse_qkv_projections)()
+                fused = fuse
+            tomesd.remove_patch(unet)
+            if ratio:
+                tomesd.apply_patch(unet, ratio=ratio, use_rand=False, sx=2, sy=2)
+            with torch.inference_mode():
+                unet(latents[:, :, :16, :16], timestep, context)  # oneDNN's primitives for this layout
+                started = time.thread_time()
+                unet(latents, timestep, context)
+                times[name].append(time.thread_time() - started)
+        print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    tomesd.remove_patch(unet)
+    plain = statistics.median(times["plain"])
+    print("\n| UNet forward, 512×512, batch 2, 1 thread | CPU s | speed-up |")
+    print("|---|---:|---:|")
+    for name, values in times.items():
+        middle = statistics.median(values)
+        print(f"| {name} | {middle:.2f} ({min(values):.2f}–{max(values):.2f}) | {plain / middle:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
