@@ -272,15 +272,48 @@ def test_strings_in_a_constrained_answer_hold_no_raw_control_characters(engine, 
     assert isinstance(json.loads(text)["poem"], str)  # strict JSON: a raw newline in a string fails here
 
 
-def test_ctrl_c_still_reaches_the_studio_after_a_model_loads(engine):
-    """llama.cpp's server installs SIGINT/SIGTERM handlers of its own; the engine puts the studio's back."""
+def test_loading_models_leaves_the_processs_signal_handlers_as_they_were(engine, smollm_path):
+    """llama.cpp's own server code installs SIGINT/SIGTERM handlers that stop only the server; loading
+    models here (two at once on two threads, as a comparison's do) must leave the process's handlers as
+    they were, so that Ctrl-C and a service manager's SIGTERM still reach the studio."""
+    import ctypes
     import os
     import signal
     import time
 
-    with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
+    libc = ctypes.CDLL(None)
+
+    def handlers() -> list[bytes]:
+        out = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            buf = ctypes.create_string_buffer(512)
+            libc.sigaction(int(sig), None, buf)
+            out.append(buf.raw[:8])  # sa_handler: the function the kernel calls
+        return out
+
+    def load_and_close():
+        LlamaCppEngine("smollm2-135m", smollm_path, context_length=256, parallel=1).close()
+
+    # Python's own handlers, set here: whatever ran before in this process, the kernel now calls
+    # Python's C-level handler for both signals.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        pythons = handlers()
+        for _ in range(2):
+            threads = [threading.Thread(target=load_and_close) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+        assert handlers() == pythons
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def test_a_model_loaded_and_closed_at_once_closes(smollm_path):

@@ -24,18 +24,15 @@ uses it only to tokenize, and nothing else can call it without the key.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import queue
 import random
 import secrets
-import signal
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -55,26 +52,6 @@ DEFAULTS = dict(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalt
 DEFAULT_SLOT_CONTEXT = 4096
 DEFAULT_PARALLEL = 4
 _DONE = object()
-
-
-@contextmanager
-def _keep_signal_handlers():
-    """Put back the process's SIGINT and SIGTERM handlers after llama.cpp's server installs its own.
-
-    The server's set-up replaces them with handlers that stop only the server (and exit the process at
-    the second Ctrl-C), which would take Ctrl-C and a service manager's SIGTERM away from the studio.
-    Python can only set handlers from the main thread, and models load on others, so the C-level
-    handlers are saved and restored as they are, with libc's ``sigaction``.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    saved = {sig: ctypes.create_string_buffer(512) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig, buf in saved.items():
-        libc.sigaction(int(sig), None, buf)
-    try:
-        yield
-    finally:
-        for sig, buf in saved.items():
-            libc.sigaction(int(sig), buf, None)
 
 
 class LlamaCppEngine(TextEngine):
@@ -119,8 +96,7 @@ class LlamaCppEngine(TextEngine):
         self._key = secrets.token_urlsafe(24)
         params.api_keys = [self._key]
         try:
-            with _keep_signal_handlers():
-                self._server = xllamacpp.Server(params)
+            self._server = xllamacpp.Server(params)
         except Exception as exc:  # the binding raises RuntimeError or ValueError with llama.cpp's reason
             raise ModelLoadError(f"cannot load GGUF model '{model_id}' from {path}: {exc}") from exc
         # One token through the server's loop: the loop is surely running from here on. Stopping a
