@@ -33,6 +33,19 @@ def aigc_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests: their ops are too small to gain from threads,
+    and with the other core busy (a build, llama.cpp) OpenMP's spin-waiting made a 2-step run 20x slower
+    (11 s instead of 0.5 s)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def smollm_path():
     path = embedded_model_path()

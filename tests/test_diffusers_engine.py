@@ -25,17 +25,10 @@ from tests.tiny_models import build_tiny_sd, build_tiny_sdxl, detect_architectur
 SIZE = 64
 
 # numpy 2 warns each time diffusers' schedulers hand it a torch tensor (thousands per run): not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models' ops are too small to gain from threads; with the other core busy, OpenMP's
-    spin-waiting makes them many times slower (see test_tiny_models)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -35,16 +35,10 @@ NONE = ImageSpeed(channels_last=False, fuse_qkv=False, vae_tile_above=0)
 DEFAULT_TOLERANCE = 2
 
 # numpy 2 warns each time diffusers' schedulers hand it a torch tensor (thousands per run): not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny ops gain nothing from threads (see test_tiny_models)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -24,19 +24,13 @@ from aigc_studio.engines.diffusers_engine import DiffusersEngine  # noqa: E402
 from aigc_studio.images.sd_configs import REFERENCE_ARCHS, write_reference_config_dir  # noqa: E402
 from tests.tiny_models import build_tiny_sd, detect_architecture  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 OPEN_CLIP_TEXT = "cond_stage_model.model.token_embedding.weight"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are too small to gain from threads (see test_tiny_models)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,10 @@ from tests.tiny_models import build_tiny_sd, build_tiny_sdxl  # noqa: E402
 
 SIZE = 64
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add spin-waiting on a shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 @pytest.fixture(scope="module")

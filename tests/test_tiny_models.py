@@ -53,14 +53,7 @@ def _load_single_file(path, config_dir, **kwargs):
         return load_single_file(path, config_dir, **kwargs)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are too small to gain from threads, and with the other core busy (a build,
-    llama.cpp) OpenMP's spin-waiting made a 2-step run 20x slower here (11 s instead of 0.5 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

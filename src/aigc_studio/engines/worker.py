@@ -110,7 +110,7 @@ class EngineWorker:
         self.leases = 0  # changed by the registry, under its lock
         self._threads = [
             threading.Thread(target=self._run, name=f"engine-{engine.model_id}-{i}", daemon=True)
-            for i in range(max(1, getattr(engine, "parallel", 1)))
+            for i in range(max(1, engine.parallel))
         ]
         self._running = len(self._threads)
         for thread in self._threads:
