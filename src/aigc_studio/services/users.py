@@ -148,7 +148,7 @@ class UserService:
             self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
         try:
             self.hasher.verify(found[1] if found else self._decoy, password)
-        except (VerificationError, InvalidHashError):
+        except (VerificationError, InvalidHashError, UnicodeEncodeError):  # the last: a lone surrogate
             found = None
         if found is None:
             raise Unauthorized("wrong user name or password")
@@ -174,6 +174,8 @@ class UserService:
         name = name.strip()
         if len(name) > 100:
             raise InvalidRequest(f"a key's name is at most 100 characters, got {len(name)}", param="name")
+        if not _encodable(name):
+            raise InvalidRequest("a key's name must be text (it holds a lone UTF-16 surrogate)", param="name")
         key_id, token, digest = _make_token(KEY_PREFIX)
         expires = time.time() + expires_days * 86400 if expires_days else None
         self.store.add_key(key_id, owner["id"], name, digest, expires)
@@ -281,6 +283,8 @@ class UserService:
 
     @staticmethod
     def _check_password(password: str) -> None:
+        if not _encodable(password):
+            raise InvalidRequest("a password must be text (it holds a lone UTF-16 surrogate)", param="password")
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise InvalidRequest(
                 f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters, got {len(password)}",
@@ -294,6 +298,15 @@ class UserService:
 
 def _principal(user: dict) -> Principal:
     return Principal(user_id=user["id"], name=user["name"], role=user["role"])
+
+
+def _encodable(text: str) -> bool:
+    # JSON may carry a lone surrogate ("\\ud800"), which neither UTF-8 nor SQLite can hold.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _when(ts: float) -> str:
