@@ -377,3 +377,19 @@ def test_a_signed_in_server_needs_users_to_start(aigc_home):
         studio.users.check_can_serve("127.0.0.1", False)  # the local studio needs none
     finally:
         studio.close()
+
+
+@pytest.mark.parametrize(
+    "target, sent_to",
+    [
+        ("/?tab=images", "/?tab=images"),
+        ("//evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("", "/"),
+    ],
+)
+def test_after_login_a_browser_goes_only_to_a_path_of_this_server(server, target, sent_to):
+    signed = httpx.post(server.url + "/login", data={"name": "bob", "password": BOB[1], "next": target})
+    assert signed.status_code == 303 and signed.headers["location"] == sent_to

@@ -145,8 +145,11 @@ button {{ padding: 10px; font-size: 1rem; border: 0; border-radius: 6px; backgro
 
 
 def _safe_next(target: str | None) -> str:
-    # Only a path of this server: "//evil.example" or "https://..." would send the user elsewhere.
+    # Only a path of this server: "//evil.example" or "https://..." would send the user elsewhere, and
+    # browsers drop tabs and newlines from a URL ("/\t/evil.example" is "//evil.example").
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(c.isspace() or not c.isprintable() for c in target):
         return "/"
     return target
 
