@@ -111,3 +111,38 @@ def test_serve_on_all_addresses_without_users_exits_before_binding(aigc_home):
     assert "aigc users add NAME --admin" in done.stderr and "refusing to serve on 0.0.0.0" in done.stderr
     assert "Traceback" not in done.stderr and "on http://" not in done.stderr  # no start banner
     assert not _listening(port)
+
+
+def test_serve_with_auth_on_starts_once_there_is_a_user_and_asks_for_keys(aigc_home):
+    import time
+
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "AIGC_HOME": str(aigc_home), "PYTHONPATH": str(SRC), "AIGC_AUTH": "on"}
+    serve = [sys.executable, "-m", "aigc_studio", "serve", "--port", str(port), "--model", "echo"]
+    refused = subprocess.run(serve, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "aigc users add NAME --admin" in refused.stderr  # auth on: loopback too
+
+    assert run("users", "add", "hal", "--admin", "--password-stdin", stdin="hal-password-1\n").exit_code == 0
+    key = CliRunner().invoke(cli, ["keys", "create", "--user", "hal"]).stdout.strip()
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert models.status_code == 200 and "echo" in {m["id"] for m in models.json()["data"]}
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=60)
+    assert "Sign-in required" in stderr
+    assert key not in stderr and key.split("-", 2)[2] not in (aigc_home / "logs" / "server.log").read_text()

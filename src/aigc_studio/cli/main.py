@@ -455,6 +455,8 @@ def serve(host, port, model, log_level):
         fg="green",
         err=True,
     )
+    if config.auth_required:
+        click.secho("Sign-in required: API keys, basic auth or the login page (aigc users, aigc keys)", err=True)
 
     class StudioServer(uvicorn.Server):
         """uvicorn's server, which at shutdown first stops the studio's work in progress: the requests
