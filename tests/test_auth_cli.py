@@ -81,7 +81,7 @@ def test_keys_create_list_revoke():
 
     run("users", "add", "gus", "--password-stdin", stdin="gus-password-1\n")
     ambiguous = run("keys", "create")
-    assert ambiguous.exit_code == 1 and "--user NAME" in ambiguous.output
+    assert ambiguous.exit_code == 1 and "there are 2 users: say whose key it is (--user NAME" in ambiguous.output
     assert run("keys", "create", "--user", "gus").exit_code == 0
 
 

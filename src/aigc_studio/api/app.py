@@ -23,8 +23,8 @@ from ..config import load_config
 from ..errors import StudioError, validation_message
 from ..studio import Studio
 from . import auth
-from .auth import Authentication
-from .openapi import drop_default_422
+from .auth import OPEN_PATHS, Authentication
+from .openapi import document_sign_in, drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
 from .routers import compare as compare_api
@@ -276,7 +276,10 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         app.add_middleware(Authentication, respond=unauthorized_response)
         app.include_router(auth.router)
     generate_openapi = app.openapi
-    app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
+    if config.auth_required:
+        app.openapi = lambda: document_sign_in(drop_default_422(generate_openapi()), OPEN_PATHS)  # type: ignore[method-assign]
+    else:
+        app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
     app.include_router(openai.router)
     app.include_router(sdapi.router)
     app.include_router(studio_api.router)

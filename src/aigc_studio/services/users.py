@@ -278,7 +278,13 @@ class UserService:
             everyone = self.store.users()
             if len(everyone) == 1:
                 return everyone[0]
-            raise InvalidRequest("say whose key it is: --user NAME (the local studio has no signed-in user)")
+            if not everyone:
+                raise NotFound("there are no users to make a key for; add one first: `aigc users add NAME --admin`")
+            # Well formed, but the local studio has no signed-in user to default to among several.
+            raise Conflict(
+                f"there are {len(everyone)} users: say whose key it is (--user NAME, or user in the request)",
+                param="user",
+            )
         return self.store.user_by_id(me.user_id) or self._user(me.name)
 
     @staticmethod

@@ -111,7 +111,7 @@ async def add_user(body: NewUser, studio: Studio = Depends(get_studio)) -> User:
 
 @router.delete(
     "/users/{name}",
-    responses=errors(ErrorBody, {**_ADMIN, **_MISSING, 409: "The user is the only admin."}),
+    responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING, 409: "The user is the only admin."}),
 )
 def remove_user(name: str = Path(**_NAME), studio: Studio = Depends(get_studio)) -> User:
     """Remove a user with their keys and sessions (admins only; the last admin stays)."""
@@ -124,7 +124,7 @@ async def set_password(body: NewPassword, name: str = Path(**_NAME), studio: Stu
     await run_in_threadpool(studio.users.set_password, name, body.password)
 
 
-@router.get("/keys", responses=errors(ErrorBody, {**_ADMIN, **_MISSING}))
+@router.get("/keys", responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING}))
 def list_keys(
     user: str | None = Query(None, description="Only this user's keys (admins: anyone's).", **_NAME),
     studio: Studio = Depends(get_studio),
@@ -133,7 +133,12 @@ def list_keys(
     return [_key(row) for row in studio.users.keys(user)]
 
 
-@router.post("/keys", status_code=201, responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING}))
+_WHOSE = {
+    409: "No user named and none signed in (the local studio) while there are several users: say whose key.",
+}
+
+
+@router.post("/keys", status_code=201, responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING, **_WHOSE}))
 def create_key(body: KeyRequest, studio: Studio = Depends(get_studio)) -> CreatedKey:
     """A new API key (yours, or another user's as an admin), shown once."""
     new = studio.users.create_key(body.user, body.name, body.expires_days)
