@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..access import may_act_for, require_admin
+from ..config import is_loopback
 from ..errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from ..principal import Principal, current
 from ..storage.history import new_id
@@ -90,9 +91,13 @@ class UserService:
         """Refuse (InvalidRequest) to serve with sign-in required but no user who could sign in: on an
         address others reach, that would be a server no one can use, or, without auth, anyone's."""
         if auth_required and self.store.count() == 0:
+            why = (
+                "setting auth is on"
+                if is_loopback(host)
+                else "sign-in is required there (setting auth; only a loopback address may run without it)"
+            )
             raise InvalidRequest(
-                f"refusing to serve on {host}: sign-in is required there (setting auth; only a loopback address may run"
-                " without it) and there are no users yet. Create the first admin with"
+                f"refusing to serve on {host}: {why} and there are no users yet. Create the first admin with"
                 " `aigc users add NAME --admin`, then start the server again"
                 " (or serve on 127.0.0.1 for yourself alone)."
             )
