@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .access import require_admin
 from .errors import SettingError
 
 
@@ -80,6 +81,17 @@ def host(value: object) -> str:
             if len(text) <= 253 and named and all(_HOST_LABEL.fullmatch(label) for label in labels):
                 return text
     raise ValueError(f"must be an IP address (127.0.0.1, ::1, 0.0.0.0) or a host name (localhost), got {value!r}")
+
+
+def is_loopback(name: str) -> bool:
+    """Whether binding ``name`` serves this machine alone: a loopback address or ``localhost``. Any other
+    name may resolve to an address that others reach, so it counts as not loopback."""
+    if name.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip()).is_loopback
+    except ValueError:
+        return False
 
 
 def text(required: bool) -> Callable[[object], str]:
@@ -157,6 +169,14 @@ SETTINGS: dict[str, Setting] = {
     for s in [
         Setting("host", "127.0.0.1", "Address the server binds to; loopback unless you say otherwise.", host),
         Setting("port", 7860, "Port of the web UI and the APIs.", integer(1, 65535)),
+        Setting(
+            "auth",
+            "auto",
+            "Sign-in for the server: auto (required when host is not a loopback address, off on 127.0.0.1) or on"
+            " (always required). With it, every route but /health and /docs needs a user's API key, password or"
+            " web session.",
+            choice("auto", "on"),
+        ),
         Setting("model", "smollm2-135m", "Default text model id or alias.", text(required=True)),
         Setting(
             "image_model",
@@ -316,6 +336,12 @@ class Config:
             raise AttributeError(key) from None
 
     @property
+    def auth_required(self) -> bool:
+        """Whether the server makes every caller sign in: setting auth on, or auto with a bind address
+        that other machines can reach."""
+        return self.values.get("auth") == "on" or not is_loopback(str(self.values.get("host", "127.0.0.1")))
+
+    @property
     def db_path(self) -> Path:
         return self.home / "studio.db"
 
@@ -368,8 +394,9 @@ def save_setting(key: str, value: object) -> Path:
     """Write one setting to ``$AIGC_HOME/config.toml``, keeping the others (the file is flat).
 
     The value is checked first: one the studio could not start with is refused (SettingError) and
-    the file is left as it was.
+    the file is left as it was. On a team server only an admin may (Forbidden): the file is the server's.
     """
+    require_admin("changing server settings")
     if key not in SETTINGS:
         raise SettingError(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}", param=key)
     value = SETTINGS[key].parse(value, "")

@@ -42,6 +42,21 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class Unauthorized(StudioError):
+    """No credentials, or ones that name nobody (a wrong, expired or revoked key; a wrong password). The
+    message says which and how to get in; it never repeats what was sent."""
+
+    status = 401
+    code = "invalid_api_key"
+
+
+class Forbidden(StudioError):
+    """The caller is signed in but their role may not do this; the message names the role needed."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(StudioError):
     """A conversation, response or file that the user named does not exist."""
 

@@ -25,6 +25,7 @@ from .services.models import ModelService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
 from .services.text_labels import TextLabeler
+from .services.users import UserService
 from .services.writing import WritingService
 from .storage.arena import ArenaStore
 from .storage.code import CodeStore
@@ -32,6 +33,7 @@ from .storage.comparisons import ComparisonStore
 from .storage.db import Database
 from .storage.documents import DocumentStore
 from .storage.history import History
+from .storage.users import UserStore
 
 
 class Studio:
@@ -39,6 +41,8 @@ class Studio:
         self.config = config or load_config()
         self.db = Database(self.config.db_path)
         self.history = History(self.db)
+        # Users, roles, API keys and web sessions: who a caller of a team server is (api/auth.py asks).
+        self.users = UserService(UserStore(self.db))
         self.registry = Registry(
             self.db,
             default_model=str(self.config.model),

@@ -22,12 +22,15 @@ from .. import __version__
 from ..config import load_config
 from ..errors import StudioError, validation_message
 from ..studio import Studio
-from .openapi import drop_default_422
+from . import auth
+from .auth import OPEN_PATHS, Authentication
+from .openapi import document_sign_in, drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
 from .routers import compare as compare_api
 from .routers import inspect as inspect_api
 from .routers import studio as studio_api
+from .routers import users as users_api
 from .routers import write as write_api
 
 log = logging.getLogger("aigc_studio.server")
@@ -183,7 +186,8 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
             app.state.studio.close()
 
     app = FastAPI(title="AIGC Studio", version=__version__, lifespan=lifespan)
-    max_body_mb = int((studio.config if studio is not None else load_config()).max_body_mb)
+    config = studio.config if studio is not None else load_config()
+    max_body_mb = int(config.max_body_mb)
     too_large = (
         f"the request body is larger than the limit of {max_body_mb} MiB "
         "(setting max_body_mb, environment variable AIGC_MAX_BODY_MB)"
@@ -262,10 +266,20 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         kind = "MethodNotAllowed" if status == 405 else "NotFound"
         return error_response(Request(scope), status, message, None, code, kind)
 
+    def unauthorized_response(scope: Scope, message: str) -> JSONResponse:
+        return error_response(Request(scope), 401, message, None, "invalid_api_key", "Unauthorized")
+
     app.add_middleware(BodyLimit, limit=max_body_mb * 2**20, respond=too_large_response)
     app.add_middleware(DeclaredRoutes, api=app, respond=routing_response)
+    if config.auth_required:
+        # Outermost: no route, not even a 404 or a 413, answers before the caller is known.
+        app.add_middleware(Authentication, respond=unauthorized_response)
+        app.include_router(auth.router)
     generate_openapi = app.openapi
-    app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
+    if config.auth_required:
+        app.openapi = lambda: document_sign_in(drop_default_422(generate_openapi()), OPEN_PATHS)  # type: ignore[method-assign]
+    else:
+        app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
     app.include_router(openai.router)
     app.include_router(sdapi.router)
     app.include_router(studio_api.router)
@@ -277,6 +291,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     app.include_router(compare_api.router)
     app.include_router(arena.router)
     app.include_router(inspect_api.router)
+    app.include_router(users_api.router)
     if studio is not None:
         # Gradio copies shown files to its temp folder: keep those under AIGC_HOME with the rest.
         os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.config.home / "cache" / "gradio"))
@@ -284,5 +299,5 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ..ui import mount_ui
 
-    mount_ui(app, studio)  # web UI at "/", after every API route
+    mount_ui(app, studio, signed_in=config.auth_required)  # web UI at "/", after every API route
     return app

@@ -74,3 +74,28 @@ def drop_default_422(schema: dict[str, Any]) -> dict[str, Any]:
         if "#/components/schemas/ValidationError" not in str(components):
             components.pop("ValidationError", None)
     return schema
+
+
+def document_sign_in(schema: dict[str, Any], open_paths: frozenset[str]) -> dict[str, Any]:
+    """With auth on (api/auth.py): the ways to sign in as security schemes, and on every operation but
+    those of ``open_paths`` the 401 it then answers without them, in its path's error shape. In place."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {}).update(
+        {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key: `aigc keys create`."},
+            "password": {"type": "http", "scheme": "basic", "description": "A user's name and password."},
+        }
+    )
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            if path in open_paths:
+                operation["security"] = []
+                continue
+            operation["security"] = [{"apiKey": []}, {"password": []}]
+            shape = A1111ErrorBody.__name__ if path.startswith("/sdapi/") else ErrorBody.__name__
+            operation.setdefault("responses", {})["401"] = {
+                "description": "No API key, password or session, or one that is wrong, expired or revoked "
+                "(the message says which).",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}},
+            }
+    return schema

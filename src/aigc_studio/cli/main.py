@@ -308,7 +308,7 @@ def models_list(as_json):
 def models_add(path, name, aliases, engine):
     """Add a local model: a GGUF file or a Hugging Face transformers folder (text), or a Stable Diffusion
     .safetensors/.ckpt file or diffusers folder (image). Files stay where they are."""
-    info = _studio().registry.add(path, model_id=name, aliases=list(aliases), engine=engine)
+    info = _studio().models.add(path, model_id=name, aliases=list(aliases), engine=engine)
     click.echo(f"added {info.id} ({_size(info.size_bytes)}) from {info.path}")
 
 
@@ -446,6 +446,8 @@ def serve(host, port, model, log_level):
     from ..studio import Studio
 
     config = load_config(host=host, port=port, model=model)
+    # Before anything is loaded or bound: a server others can reach must have someone who can sign in.
+    user_service().check_can_serve(str(config.host), config.auth_required)
     log_config = _server_log_config(config.logs_dir / "server.log", log_level)
     studio = Studio(config)
     click.secho(
@@ -453,6 +455,8 @@ def serve(host, port, model, log_level):
         fg="green",
         err=True,
     )
+    if config.auth_required:
+        click.secho("Sign-in required: API keys, basic auth or the login page (aigc users, aigc keys)", err=True)
 
     class StudioServer(uvicorn.Server):
         """uvicorn's server, which at shutdown first stops the studio's work in progress: the requests
@@ -535,6 +539,10 @@ _inspect.register(cli)
 from . import gallery as _gallery  # noqa: E402
 
 _gallery.register(cli)
+from . import users as _users  # noqa: E402
+from .users import user_service  # noqa: E402
+
+_users.register(cli)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import ValidationError
 
+from ..access import require_admin
 from ..config import Config, save_setting
 from ..contracts import ImageRequest, Mode, limits_of
 from ..errors import InvalidRequest, NotFound
@@ -183,6 +184,9 @@ class A1111Service:
                 )
         else:
             persist = {}
+        if persist:
+            # Kept overrides change the server's settings for everyone: refused before anything is queued.
+            require_admin("override_settings_restore_afterwards false (it keeps the overrides as server settings)")
         if errors:
             raise InvalidRequest("; ".join(message for _, message in errors), param=errors[0][0])
 
@@ -465,7 +469,9 @@ class A1111Service:
     def set_options(self, options: dict[str, Any], *, load: bool = True) -> None:
         """A1111's POST /options: keeps the options it knows (the model and clip skip are studio settings,
         options that change no image are stored) and ignores unknown keys, as A1111 does. An option that
-        would change later images in a way the studio cannot is refused, and then nothing is set."""
+        would change later images in a way the studio cannot is refused, and then nothing is set. They are
+        the server's settings: on a team server only an admin may set them."""
+        require_admin("setting A1111 options (server settings)")
         errors: list[tuple[str, str]] = []
         model: ModelInfo | None = None
         stored: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from ..access import require_admin
 from ..config import Config, save_setting
 from ..errors import InvalidRequest, ModelNotFound, RemoteError, StudioError
 from ..models.registry import ModelInfo, Registry
@@ -60,6 +61,7 @@ class ModelService:
 
     def set_default(self, name: str, kind: str | None = None) -> ModelInfo:
         """Make ``name`` the default model of its kind, now and in ``config.toml``; returns the model."""
+        require_admin("changing the default model")
         info = self.registry.resolve(name, kind=kind)
         if info.kind == "text":
             self.registry.set_default_model(info.id)
@@ -103,6 +105,7 @@ class ModelService:
         from ..models.catalog import find
         from ..models.pull import pull_and_register
 
+        require_admin("pulling models")
         return pull_and_register(find(name), self.registry, self.config.models_dir, progress=progress)
 
     def add_remote(
@@ -120,6 +123,8 @@ class ModelService:
         """Add a model served by an OpenAI-compatible server; returns (the model, the models the server
         lists). With ``check`` the server is asked for its models first (``GET {base_url}/models``) and
         nothing is added when it cannot be reached, refuses the key, or does not list ``remote_model``."""
+        # Admins only: the server would send requests (and a key) to any address a caller names.
+        require_admin("adding a remote model")
         listed: list[str] = []
         if check:
             key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
@@ -142,6 +147,14 @@ class ModelService:
         )
         return info, listed
 
+    def add(
+        self, path: str | Path, *, model_id: str | None = None, aliases: list[str] | None = None, engine=None
+    ) -> ModelInfo:
+        """Add a local model file or folder (text or image) by its path on the server; it stays where it is."""
+        # Admins only: a path names any file the server's account can read.
+        require_admin("adding a model by a server path")
+        return self.registry.add(path, model_id=model_id, aliases=aliases or [], engine=engine)
+
     def resolve_checkpoint(self, name: str) -> ModelInfo:
         """An A1111 checkpoint title ("name.safetensors [hash]"), file name or model id -> the image model."""
         plain = name.split(" [")[0].strip()
@@ -155,6 +168,7 @@ class ModelService:
         """Add the checkpoints of an A1111 install (or its models folder); the files stay where they are."""
         from ..models.a1111 import scan_a1111
 
+        require_admin("importing models from a server folder")
         found = scan_a1111(folder, hash_cache=self.config.home / "cache" / "model-hashes.json", hashes=hashes)
         known = {m.path for m in self.registry.all()}
         outcome = A1111Import()

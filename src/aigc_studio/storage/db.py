@@ -339,6 +339,44 @@ def m013_text_labels() -> str:
     """
 
 
+@migration
+def m014_users() -> str:
+    # Users of a team server (issue 13), their API keys and their web sessions. Secrets are never stored:
+    # a password as its Argon2 hash (salt and parameters inside), a key and a session token as the SHA-256
+    # of their random secret part; the id is the part a caller's token names, for the look-up.
+    return """
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,          -- usr-…: what items record as their owner
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+            password_hash TEXT NOT NULL,  -- Argon2id, PHC string
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,          -- the key's public id, also written in the key (aigc-<id>-<secret>)
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,    -- SHA-256 hex of the secret part
+            created REAL NOT NULL,
+            expires REAL,                 -- NULL: never
+            last_used REAL,
+            revoked REAL                  -- NULL: in force
+        );
+        CREATE INDEX api_keys_user ON api_keys(user_id);
+
+        CREATE TABLE web_sessions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            secret_hash TEXT NOT NULL,
+            created REAL NOT NULL,
+            expires REAL NOT NULL
+        );
+        CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

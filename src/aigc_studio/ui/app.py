@@ -17,6 +17,7 @@ from . import arena, chat, code, compare, gallery, images, inspect, models, sett
 from .common import UIContext
 from .i18n import I18N, LANGUAGES, t
 from .page_script import page_script
+from .signed_in import SIGN_OUT, gradio_user, run_as_signed_in_user
 from .text_labels import BADGE_CSS, label_holder
 
 THEME = gr.themes.Soft(
@@ -87,11 +88,14 @@ CSS = """
 """
 
 
-def build_blocks(ctx: UIContext) -> gr.Blocks:
-    """The whole UI as one Blocks; handlers reach the studio through ``ctx``."""
+def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
+    """The whole UI as one Blocks; handlers reach the studio through ``ctx``. ``signed_in``: a team
+    server's UI, with a sign-out button."""
     with gr.Blocks(title="AIGC Studio", analytics_enabled=False, fill_width=True) as blocks:
         with gr.Row(elem_id="aigc-header", equal_height=True):
             gr.HTML(f"<div id='aigc-brand'><b>AIGC Studio</b><span>v{__version__}</span></div>")
+            if signed_in:
+                gr.HTML(SIGN_OUT, container=False, elem_id="aigc-signout-box")
             lang = gr.Radio(
                 LANGUAGES, value="en", show_label=False, container=False, scale=0, min_width=240, elem_id="aigc-lang"
             )
@@ -165,12 +169,15 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
     return blocks
 
 
-def mount_ui(app: FastAPI, studio: Studio | None = None) -> None:
+def mount_ui(app: FastAPI, studio: Studio | None = None, *, signed_in: bool = False) -> None:
     """Serve the web UI at ``/`` of ``app``. Call it after the API routes are included, so ``/v1``,
     ``/sdapi/v1``, ``/api`` and ``/health`` keep answering. Without ``studio``, handlers use the one
-    the app's lifespan builds (``app.state.studio``)."""
+    the app's lifespan builds (``app.state.studio``). ``signed_in``: auth is on (api/auth.py): Gradio
+    takes the user from the session and every handler runs as that user (ui/signed_in.py)."""
     ctx = UIContext(app=app, fixed_studio=studio)
-    blocks = build_blocks(ctx)
+    blocks = build_blocks(ctx, signed_in)
+    if signed_in:
+        run_as_signed_in_user(blocks, lambda name: ctx.studio.users.principal_named(name))
     outputs = studio.config.outputs_dir if studio is not None else aigc_home() / "outputs"
     gr.mount_gradio_app(
         app,
@@ -185,6 +192,7 @@ def mount_ui(app: FastAPI, studio: Studio | None = None) -> None:
         # Generated images live under AIGC_HOME/outputs; the gallery serves them from there.
         allowed_paths=[str(outputs)],
         show_error=True,
+        auth_dependency=gradio_user if signed_in else None,
     )
     # Gradio's queue looks for new events every millisecond while it has none (20 times a second on
     # Windows): about 5-10% of a core, taken from the text and image engines decoding in this process.

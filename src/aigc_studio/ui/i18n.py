@@ -413,6 +413,7 @@ TABLE: dict[str, tuple[str, str]] = {
     ),
     "set_host": ("Host", "监听地址"),
     "set_port": ("Port", "端口"),
+    "set_auth": ("Sign-in", "登录验证"),
     "set_model": ("Default text model", "默认文本模型"),
     "set_image_model": ("Default image model", "默认图像模型"),
     "set_threads": ("CPU threads", "CPU 线程数"),
@@ -520,6 +521,8 @@ FIELDS: dict[str, tuple[str, str, str]] = {
 SETTINGS_HELP_ZH = {
     "host": "服务监听的地址；默认仅本机。",
     "port": "网页界面与 API 的端口。",
+    "auth": "服务器的登录验证：auto（监听非本机地址时必须登录，127.0.0.1 上关闭）或 on（始终必须登录）。"
+    "开启后，除 /health 与 /docs 外的每个路径都需要用户的 API 密钥、密码或网页登录会话。",
     "model": "默认文本模型的 id 或别名。",
     "image_model": "默认图像模型的 id 或别名（留空：最后添加的图像模型）。",
     "threads": "llama.cpp 使用的 CPU 线程数（0：全部核心）。",

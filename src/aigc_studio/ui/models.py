@@ -5,6 +5,7 @@ bad, is a message by its button."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -140,7 +141,7 @@ def build(
     def on_add(lang_value: str, path_value: str, name_value: str):
         if not path_value.strip():
             raise Mistake("mod_path_missing")
-        info = ctx.studio.registry.add(path_value.strip(), model_id=name_value.strip() or None)
+        info = ctx.studio.models.add(path_value.strip(), model_id=name_value.strip() or None)
         added = text(lang_value, "mod_added", id=info.id, kind=text(lang_value, f"kind_{info.kind}"))
         return "", "", *refresh(lang_value), note(added, "ok")
 
@@ -186,7 +187,10 @@ def build(
             except StudioError as exc:
                 outcome["error"] = exc
 
-        worker = threading.Thread(target=work, name=f"pull-{entry.id}", daemon=True)
+        # The pull runs as the signed-in user (its context copied), so the admin check sees who asked.
+        worker = threading.Thread(
+            target=contextvars.copy_context().run, args=(work,), name=f"pull-{entry.id}", daemon=True
+        )
         worker.start()
         while worker.is_alive():
             label = text(
