@@ -22,6 +22,7 @@ from .. import __version__
 from ..config import load_config
 from ..errors import StudioError, validation_message
 from ..studio import Studio
+from .file_guard import OwnFilesOnly
 from .openapi import drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
@@ -262,6 +263,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         kind = "MethodNotAllowed" if status == 405 else "NotFound"
         return error_response(Request(scope), status, message, None, code, kind)
 
+    app.add_middleware(OwnFilesOnly)  # innermost: the principal is set by the time it runs
     app.add_middleware(BodyLimit, limit=max_body_mb * 2**20, respond=too_large_response)
     app.add_middleware(DeclaredRoutes, api=app, respond=routing_response)
     generate_openapi = app.openapi
