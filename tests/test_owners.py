@@ -282,13 +282,10 @@ def test_templates_and_styles_are_each_users_own_and_the_shipped_ones_everyones(
     with acting_as(BOB):
         keys = [t.key for t in studio.templates.all()]
         assert "mine.en" not in keys and "polish.en" in keys  # the shipped ones are everyone's
-        with pytest.raises(NotFound, match="mine.en"):
-            studio.templates.get("mine.en")
-        with pytest.raises(NotFound, match="mine.en"):
-            studio.templates.delete("mine.en")
+        assert_looks_missing(studio.templates.get, "mine.en", "nope.en")
+        assert_looks_missing(studio.templates.delete, "mine.en", "nope.en")
+        assert_looks_missing(studio.prompts.styles.get, "Oil", "Nope")
         assert studio.prompts.styles.all() == []
-        with pytest.raises(NotFound, match="Oil"):
-            studio.prompts.styles.get("Oil")
     assert "mine.en" not in [t.key for t in studio.templates.all()]  # the local studio's own folder
 
 
