@@ -169,6 +169,15 @@ def test_only_the_owner_sees_interrupts_and_skips_a_running_job(studio):
     assert result.interrupted and job.state == "interrupted"
 
 
+def test_shutting_down_stops_every_users_jobs_whoever_closes(studio):
+    studio.registry.image_engine("plain").step_delay = 0.05
+    with acting_as(ALICE):
+        job = studio.images.submit(ImageRequest(prompt="slow", seed=3, steps=40, width=64, height=64))
+    with acting_as(BOB):
+        assert studio.jobs.close(30)
+    assert job.state == "interrupted"
+
+
 def test_documents_their_versions_search_and_exports_are_the_writers_own(studio):
     with acting_as(ALICE):
         run = studio.writing.start(ArticleSpec(title="Alice's garden", length=100), headings=["Roses"])

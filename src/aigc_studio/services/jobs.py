@@ -317,7 +317,8 @@ class JobQueue:
         s) for it to stop. Returns whether the worker ended; if not, one log line says so, and the
         engine it uses stays loaded (the registry frees an image engine only once no job uses it)."""
         self._closed = True
-        self.interrupt_all()
+        with principal.acting_as(None):  # shutting down stops every user's jobs
+            self.interrupt_all()
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
