@@ -22,6 +22,7 @@ from .services.inspect import Inspector
 from .services.jobs import JobQueue
 from .services.labeling import Labeler
 from .services.models import ModelService
+from .services.ownership import OwnershipService
 from .services.prompt_craft import PromptCraft
 from .services.template_library import TemplateLibrary
 from .services.text_labels import TextLabeler
@@ -95,6 +96,8 @@ class Studio:
         self.arena = ArenaService(self.registry, self.chat, self.images, ArenaStore(self.db))
         # Reads any file's labels back and checks them against the gallery's records.
         self.inspector = Inspector(self.db, self.config, self.images, self.labeler)
+        # The local studio's items (no owner) given to a user when it becomes a team server.
+        self.ownership = OwnershipService(self.db, self.config.home)
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

@@ -24,6 +24,7 @@ from ..errors import StudioError, validation_message
 from ..studio import Studio
 from . import auth
 from .auth import OPEN_PATHS, Authentication
+from .file_guard import OwnFilesOnly
 from .openapi import document_sign_in, drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
@@ -269,6 +270,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     def unauthorized_response(scope: Scope, message: str) -> JSONResponse:
         return error_response(Request(scope), 401, message, None, "invalid_api_key", "Unauthorized")
 
+    app.add_middleware(OwnFilesOnly)  # innermost: the principal is set by the time it runs
     app.add_middleware(BodyLimit, limit=max_body_mb * 2**20, respond=too_large_response)
     app.add_middleware(DeclaredRoutes, api=app, respond=routing_response)
     if config.auth_required:

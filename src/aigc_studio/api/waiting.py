@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import threading
@@ -95,7 +96,8 @@ async def events_of(request: Request, run: Any, name: str) -> AsyncIterator[Any]
         finally:
             put(None)
 
-    threading.Thread(target=produce, name=name, daemon=True).start()
+    # The run's thread works as this request's user (principal): it records what it makes as theirs.
+    threading.Thread(target=contextvars.copy_context().run, args=(produce,), name=name, daemon=True).start()
     finished = False
     try:
         while True:

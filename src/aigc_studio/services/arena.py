@@ -13,6 +13,7 @@ all of them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import random
@@ -58,7 +59,11 @@ class BattleRun:
         self.service, self.id = service, battle_id
         self._events = events
         self._cancel = threading.Event()
-        self._threads = [threading.Thread(target=work, args=(self._cancel,), daemon=True) for work in workers]
+        # Each side's thread works as the caller (principal): the battle and its images are theirs.
+        self._threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(work, self._cancel), daemon=True)
+            for work in workers
+        ]
         for thread in self._threads:
             thread.start()
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
+from .. import principal
 from ..contracts import Message, ResponseFormat, TextChunk, TextOptions, TextRequest, Tool, ToolCall, Usage
 from ..engines.base import context_exceeded
 from ..engines.worker import Job
@@ -85,6 +86,8 @@ class ChatRun:
 
     def __init__(self, service: ChatService, prepared: PreparedChat):
         self.service, self.prepared = service, prepared
+        # The engine's thread records the answer: as the user who asked, so it lands in their history.
+        self.principal = principal.current()
         self._job: Job | None = None
         self._result: ChatResult | None = None
 
@@ -123,7 +126,8 @@ class ChatRun:
 
     def _on_done(self, job: Job, error: BaseException | None) -> None:
         first = (job.first_text_at or job.ended_at) - job.submitted_at
-        self._result = self._record(job.final, "".join(job.text), error, first, job.ended_at - job.submitted_at)
+        with principal.acting_as(self.principal):
+            self._result = self._record(job.final, "".join(job.text), error, first, job.ended_at - job.submitted_at)
 
     def _record(
         self, final: TextChunk | None, text: str, error: BaseException | None, ttft: float, duration: float

@@ -18,6 +18,7 @@ repeated ones, a prompt that does not fit a model, a grid value out of range.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import queue
@@ -187,7 +188,10 @@ class TextComparison:
         self._started = True
         started = time.perf_counter()
         threads = [
-            threading.Thread(target=self._pane, args=(i, p), name=f"compare-pane-{i}", daemon=True)
+            # each pane's thread works as the caller (principal), so its records are the caller's
+            threading.Thread(
+                target=contextvars.copy_context().run, args=(self._pane, i, p), name=f"compare-pane-{i}", daemon=True
+            )
             for i, p in enumerate(self._prepared)
         ]
         for thread in threads:

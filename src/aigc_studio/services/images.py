@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from .. import __version__
+from .. import __version__, principal
 from ..config import Config
 from ..contracts import INPAINT_FIELDS, ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
@@ -33,6 +33,7 @@ from ..images.resize import hires_size
 from ..models.registry import ModelInfo, Registry
 from ..storage.db import Database, like_pattern
 from ..storage.history import new_id
+from ..storage.owners import mine
 from .jobs import Job, JobQueue
 from .labeling import Labeler
 from .prompt_craft import PromptCraft, PromptPlan
@@ -528,8 +529,8 @@ class ImageService:
                     conn.execute(
                         "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt,"
                         " seed, subseed, width, height, params, infotext, created, prompt_template,"
-                        " negative_template, styles, labels, nsfw_score, nsfw_action, watermark)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        " negative_template, styles, labels, nsfw_score, nsfw_action, watermark, owner)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             image_id,
                             job.id,
@@ -555,6 +556,7 @@ class ImageService:
                             record["nsfw_score"],
                             record["nsfw_action"],
                             record["watermark"],
+                            principal.owner(),  # the job runs as whoever submitted it
                         ),
                     )
             result.images.append(
@@ -576,14 +578,15 @@ class ImageService:
     def list(self, limit: int = 50, query: str | None = None, model: str | None = None) -> list[dict]:
         """Recorded images, newest first; ``query`` matches the prompt or the template it was drawn from,
         ``model`` the model id."""
-        where, args = [], []
+        owned, owner = mine()
+        where, args = ["1" + owned], [*owner]
         if query:
             where.append("(prompt LIKE ? ESCAPE '\\' OR prompt_template LIKE ? ESCAPE '\\')")
             args += [like_pattern(query)] * 2
         if model:
             where.append("model = ?")
             args.append(model)
-        sql = "SELECT * FROM images" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = "SELECT * FROM images WHERE " + " AND ".join(where)
         rows = self.db.conn.execute(sql + " ORDER BY created DESC LIMIT ?", (*args, limit))
         return [
             {
@@ -598,13 +601,17 @@ class ImageService:
     def known_watermarks(self) -> dict[int, str]:
         """Every watermark payload the gallery's images carry, mapped to the image's id (what
         ``labels.watermark.detect`` takes as ``known`` to name the image a read payload came from)."""
-        rows = self.db.conn.execute("SELECT watermark, id FROM images WHERE watermark IS NOT NULL ORDER BY created")
+        owned, owner = mine()
+        rows = self.db.conn.execute(
+            f"SELECT watermark, id FROM images WHERE watermark IS NOT NULL{owned} ORDER BY created", owner
+        )
         return {row["watermark"]: row["id"] for row in rows}
 
     def file(self, image_id: str) -> Path:
         """The PNG file of a recorded image; NotFound for an id the gallery does not have, or whose file
         is gone from the disk."""
-        row = self.db.conn.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
+        owned, owner = mine()
+        row = self.db.conn.execute(f"SELECT path FROM images WHERE id = ?{owned}", (image_id, *owner)).fetchone()
         if row is None:
             raise NotFound(f"no image with id '{image_id}'")
         path = Path(row["path"])
@@ -614,9 +621,25 @@ class ImageService:
 
     def delete(self, image_id: str) -> None:
         """Remove an image's record and its file."""
+        owned, owner = mine()
         with self.db.tx() as conn:
-            row = conn.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
+            row = conn.execute(f"SELECT path FROM images WHERE id = ?{owned}", (image_id, *owner)).fetchone()
             if row is None:
                 raise NotFound(f"no image with id '{image_id}'")
             conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
         Path(row["path"]).unlink(missing_ok=True)
+
+    def may_read_file(self, path: Path) -> bool:
+        """Whether the caller may be sent ``path``, a file under the outputs folder: in the local
+        studio any; for a signed-in user only the file of one of their images or of their comparisons'
+        grids, looked up in the records (a path alone proves nothing)."""
+        owned, owner = mine()
+        if not owned:
+            return True
+        target = str(path)
+        row = self.db.conn.execute(
+            f"SELECT 1 FROM images WHERE path = ?{owned}"
+            f" UNION ALL SELECT 1 FROM comparisons WHERE grid_path = ?{owned}",
+            (target, *owner, target, *owner),
+        ).fetchone()
+        return row is not None

@@ -40,6 +40,7 @@ from ..labels.embed import read_image_labels
 from ..labels.text import read_text_labels
 from ..labels.watermark import detect, payload_for
 from ..storage.db import Database
+from ..storage.owners import mine
 from .images import ImageService, open_image
 from .labeling import Labeler
 
@@ -77,14 +78,21 @@ _INTEGRITY = {
     "mismatch": "ReservedCode1 does not match the content: changed since it was labeled",
     "unchecked": "ReservedCode1 is not a sha256 digest this studio can check",
 }
-# The tables an item id (the ProduceID, or the watermark's match) can point to, by its prefix.
+# The tables an item id (the ProduceID, or the watermark's match) can point to, by its prefix, and the
+# alias of the table whose owner it is: a file made by another user is reported as not this studio's.
 _ITEM_QUERIES = {
-    "img": "SELECT id, prompt, model, created FROM images WHERE id = ?",
-    "doc": "SELECT d.id, d.title AS prompt, (SELECT model FROM document_versions v WHERE v.document_id = d.id"
-    " ORDER BY number DESC LIMIT 1) AS model, d.created FROM documents d WHERE d.id = ?",
-    "resp": "SELECT r.id, c.title AS prompt, r.model, r.created FROM responses r"
-    " JOIN conversations c ON c.id = r.conversation_id WHERE r.id = ?",
-    "conv": "SELECT id, title AS prompt, model, created FROM conversations WHERE id = ?",
+    "img": ("SELECT i.id, i.prompt, i.model, i.created FROM images i WHERE i.id = ?", "i"),
+    "doc": (
+        "SELECT d.id, d.title AS prompt, (SELECT model FROM document_versions v WHERE v.document_id = d.id"
+        " ORDER BY number DESC LIMIT 1) AS model, d.created FROM documents d WHERE d.id = ?",
+        "d",
+    ),
+    "resp": (
+        "SELECT r.id, c.title AS prompt, r.model, r.created FROM responses r"
+        " JOIN conversations c ON c.id = r.conversation_id WHERE r.id = ?",
+        "c",
+    ),
+    "conv": ("SELECT c.id, c.title AS prompt, c.model, c.created FROM conversations c WHERE c.id = ?", "c"),
 }
 
 
@@ -311,8 +319,12 @@ class Inspector:
     def _record(self, item_id: str):
         # A document's export names its version: "doc-…/v3".
         base = item_id.partition("/v")[0]
-        query = _ITEM_QUERIES.get(base.split("-", 1)[0])
-        return self.db.conn.execute(query, (base,)).fetchone() if query else None
+        found = _ITEM_QUERIES.get(base.split("-", 1)[0])
+        if found is None:
+            return None
+        query, alias = found
+        owned, owner = mine(alias)
+        return self.db.conn.execute(query + owned, (base, *owner)).fetchone()
 
     def item(self, item_id: str) -> dict | None:
         """The studio's record of an item by its id (img-, doc-, resp-, conv-; a document's version as

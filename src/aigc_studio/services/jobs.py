@@ -5,6 +5,10 @@ progress lives in memory and is read by the progress endpoint, the CLI bar and t
 fails — or whose record cannot be written — is marked failed with the reason and the worker goes on
 with the next one: nothing a job does ends the worker thread. Waiting is possible from a thread
 (``Job.wait``) and from asyncio without holding a thread (``Job.wait_async``).
+
+A job belongs to whoever submitted it (``principal.current()`` then): its record names them, its work
+runs as them on the worker thread (so the images and records it writes are theirs), and a signed-in
+user sees, interrupts and skips only their own jobs; another's is as if it did not exist.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import principal
 from ..contracts import Control
 from ..errors import ModelUnavailable, StudioError
+from ..principal import Principal
 from ..storage.db import Database
 from ..storage.history import new_id
+from ..storage.owners import mine
 
 log = logging.getLogger("aigc_studio.jobs")
 
@@ -36,6 +43,8 @@ class Job:
     source: str
     work: Callable[[Job], Any]
     id: str = field(default_factory=lambda: new_id("job"))
+    # who submitted it: the work runs as them (None: the local studio)
+    principal: Principal | None = field(default_factory=principal.current)
     state: str = "queued"
     control: Control = field(default_factory=Control)
     created: float = field(default_factory=time.time)
@@ -54,6 +63,10 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     _on_end: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _end_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def owner(self) -> str | None:
+        return self.principal.user_id if self.principal is not None else None
 
     @property
     def progress(self) -> float:
@@ -143,17 +156,37 @@ class JobQueue:
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
         with self.db.tx() as conn:
             conn.execute(
-                "INSERT INTO jobs (id, kind, state, model, request, source, created) VALUES (?,?,?,?,?,?,?)",
-                (job.id, kind, job.state, model, json.dumps(request, ensure_ascii=False), source, job.created),
+                "INSERT INTO jobs (id, kind, state, model, request, source, created, owner) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    job.id,
+                    kind,
+                    job.state,
+                    model,
+                    json.dumps(request, ensure_ascii=False),
+                    source,
+                    job.created,
+                    job.owner,
+                ),
             )
         with self._lock:
             self._jobs[job.id] = job
         self._queue.put(job)
         return job
 
+    @staticmethod
+    def _visible(job: Job | None) -> Job | None:
+        """``job`` when the caller may see it (their own, or any in the local studio), else None."""
+        caller = principal.owner()
+        return job if job is not None and (caller is None or job.owner == caller) else None
+
     def get(self, job_id: str) -> Job | None:
+        """The caller's job ``job_id`` while the queue holds it; None for an unknown id or another's."""
         with self._lock:
-            return self._jobs.get(job_id)
+            return self._visible(self._jobs.get(job_id))
+
+    def running(self) -> Job | None:
+        """The job running now, when it is the caller's (in the local studio: whichever runs)."""
+        return self._visible(self.current)
 
     def describe(self, job_id: str) -> dict[str, Any] | None:
         """A job's state for the API: live progress while the queue still holds it, else its record
@@ -164,9 +197,10 @@ class JobQueue:
             counts = {"step": job.step, "steps": job.steps, "batch": job.batch, "batches": job.batches}
             counts["phase"] = (job.phase or None) if job.state == "running" else None
             return {**{k: getattr(job, k) for k in fields}, "progress": job.progress, "eta": job.eta, **counts}
+        owned, owner = mine()
         row = self.db.conn.execute(
-            "SELECT id, kind, state, model, source, error, created, started, finished FROM jobs WHERE id = ?",
-            (job_id,),
+            f"SELECT id, kind, state, model, source, error, created, started, finished FROM jobs WHERE id = ?{owned}",
+            (job_id, *owner),
         ).fetchone()
         if row is None:
             return None
@@ -175,14 +209,15 @@ class JobQueue:
         return {**dict(row), "progress": progress, "eta": None, **unknown}
 
     def pending(self) -> list[Job]:
+        """The caller's queued and running jobs (every one in the local studio)."""
         with self._lock:
-            return [j for j in self._jobs.values() if j.state in ("queued", "running")]
+            return [j for j in self._jobs.values() if j.state in ("queued", "running") and self._visible(j)]
 
     def interrupt(self, job_id: str | None = None) -> bool:
-        """Stop a job (default: the running one). A queued job is dropped at once: it is recorded as
-        interrupted and never starts."""
+        """Stop a job (default: the running one), if it is the caller's. A queued job is dropped at
+        once: it is recorded as interrupted and never starts."""
         with self._lock:
-            job = self._jobs.get(job_id) if job_id else self.current
+            job = self._visible(self._jobs.get(job_id) if job_id else self.current)
             if job is None or job.state not in ("queued", "running"):
                 return False
             job.control.interrupt.set()
@@ -194,13 +229,14 @@ class JobQueue:
         return True
 
     def interrupt_all(self) -> None:
-        """Drop every queued job and interrupt the running one."""
+        """Drop every queued job and interrupt the running one (a signed-in user's own)."""
         for job in self.pending():
             self.interrupt(job.id)
 
     def skip(self) -> bool:
-        """End the current batch of the running job early and go on with its next batch."""
-        job = self.current
+        """End the current batch of the running job early and go on with its next batch, if the job
+        is the caller's."""
+        job = self.running()
         if job is None:
             return False
         job.control.skip.set()
@@ -233,7 +269,8 @@ class JobQueue:
                 self._record(job)
             except Exception as exc:
                 raise RuntimeError(f"the job's record could not be written, so it did not run: {exc}") from exc
-            job.result = job.work(job)
+            with principal.acting_as(job.principal):
+                job.result = job.work(job)
             state = "interrupted" if job.control.interrupt.is_set() else "done"
         except Exception as exc:  # the job fails; the queue goes on
             if isinstance(exc, StudioError):
@@ -280,7 +317,8 @@ class JobQueue:
         s) for it to stop. Returns whether the worker ended; if not, one log line says so, and the
         engine it uses stays loaded (the registry frees an image engine only once no job uses it)."""
         self._closed = True
-        self.interrupt_all()
+        with principal.acting_as(None):  # shutting down stops every user's jobs
+            self.interrupt_all()
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():

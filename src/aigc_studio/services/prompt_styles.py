@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InvalidRequest, NotFound, StudioError
+from ..storage.owners import owned_path
 
 __all__ = [
     "MAX_STYLES_FILE_BYTES",
@@ -158,9 +159,15 @@ class StyleStore:
     """The styles in ``path`` (AIGC_HOME/styles.csv), read fresh on every call so that an edit made in
     a text editor, or by the CLI beside a running server, is seen at once."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, *, per_user: bool = True):
+        self.local_path, self.per_user = path, per_user
         self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The caller's styles.csv: ``AIGC_HOME/styles.csv``, or a signed-in user's own (``per_user``;
+        otherwise always the file given)."""
+        return owned_path(self.local_path) if self.per_user else self.local_path
 
     def all(self) -> list[PromptStyle]:
         """Every style, in file order; InvalidRequest naming the line when the file is malformed."""

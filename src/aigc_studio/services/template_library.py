@@ -122,8 +122,13 @@ class TemplateLibrary:
     """The shipped templates and the user's (``user_dir``), with the operations a user has on them."""
 
     def __init__(self, user_dir: Path, chat: ChatService | None = None, builtin_dir: Path = BUILTIN_DIR):
-        self.user_dir, self.builtin_dir, self.chat = user_dir, builtin_dir, chat
+        self.builtin_dir, self.chat = builtin_dir, chat
         self.store = TemplateStore(user_dir, builtin_dir)
+
+    @property
+    def user_dir(self) -> Path:
+        """The caller's templates (each signed-in user has their own; shipped ones are everyone's)."""
+        return self.store.user_dir
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import InvalidRequest, NotFound
+from ..storage.owners import owned_path
 
 __all__ = [
     "BUILTIN_DIR",
@@ -246,7 +247,12 @@ class TemplateStore:
     """The shipped templates and the user's, by ``name`` and language."""
 
     def __init__(self, user_dir: Path, builtin_dir: Path = BUILTIN_DIR):
-        self.user_dir, self.builtin_dir = user_dir, builtin_dir
+        self.local_dir, self.builtin_dir = user_dir, builtin_dir
+
+    @property
+    def user_dir(self) -> Path:
+        """The caller's templates: ``AIGC_HOME/templates``, or a signed-in user's own folder."""
+        return owned_path(self.local_dir)
 
     def _read(self, folder: Path, source: Source) -> dict[str, Template]:
         found: dict[str, Template] = {}

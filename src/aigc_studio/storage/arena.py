@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+from .. import principal
 from ..errors import Conflict, NotFound
 from .db import Database
 from .history import new_id
+from .owners import mine
 
 __all__ = ["ArenaStore"]
 
@@ -22,23 +24,36 @@ class ArenaStore:
         with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO arena_battles (id, category, prompt, system, model_a, model_b, answer_a, answer_b,"
-                " params, created) VALUES (?,?,?,?,?,?,'','',?,?)",
-                (battle_id, category, prompt, system, model_a, model_b, json.dumps(params), time.time()),
+                " params, created, owner) VALUES (?,?,?,?,?,?,'','',?,?,?)",
+                (
+                    battle_id,
+                    category,
+                    prompt,
+                    system,
+                    model_a,
+                    model_b,
+                    json.dumps(params),
+                    time.time(),
+                    principal.owner(),
+                ),
             )
         return battle_id
 
     def finish(self, battle_id: str, side: str, answer: str, finish_reason: str, error: str | None) -> None:
         """Record side "a" or "b"'s answer once it has ended (or failed)."""
         column = {"a": "a", "b": "b"}[side]
+        owned, owner = mine()
         with self.db.tx() as conn:
             conn.execute(
-                f"UPDATE arena_battles SET answer_{column} = ?, finish_{column} = ?, error_{column} = ? WHERE id = ?",
-                (answer, finish_reason, error, battle_id),
+                f"UPDATE arena_battles SET answer_{column} = ?, finish_{column} = ?, error_{column} = ?"
+                f" WHERE id = ?{owned}",
+                (answer, finish_reason, error, battle_id, *owner),
             )
 
     def get(self, battle_id: str) -> dict:
         """The whole record (models included); NotFound for an unknown id."""
-        row = self.db.conn.execute("SELECT * FROM arena_battles WHERE id = ?", (battle_id,)).fetchone()
+        owned, owner = mine()
+        row = self.db.conn.execute(f"SELECT * FROM arena_battles WHERE id = ?{owned}", (battle_id, *owner)).fetchone()
         if row is None:
             raise NotFound(f"no arena battle with id '{battle_id}'", param="battle_id")
         record = dict(row)
@@ -47,10 +62,11 @@ class ArenaStore:
 
     def vote(self, battle_id: str, vote: str) -> None:
         """Store the one vote of a battle; Conflict (409) when it already has one."""
+        owned, owner = mine()
         with self.db.tx() as conn:
             done = conn.execute(
-                "UPDATE arena_battles SET vote = ?, voted = ? WHERE id = ? AND vote IS NULL",
-                (vote, time.time(), battle_id),
+                f"UPDATE arena_battles SET vote = ?, voted = ? WHERE id = ? AND vote IS NULL{owned}",
+                (vote, time.time(), battle_id, *owner),
             ).rowcount
         if not done:
             previous = self.get(battle_id)["vote"]  # NotFound when there is no such battle
@@ -61,7 +77,8 @@ class ArenaStore:
             )
 
     def voted(self, category: str | None = None) -> list[dict]:
-        """The voted battles (of one category, or all), in the order they were voted."""
+        """The voted battles (of one category, or all), in the order they were voted. Every user's: the
+        leaderboard ranks models on the team's votes; it shows counts, never a battle, prompt or voter."""
         where, args = ("AND category = ?", (category,)) if category else ("", ())
         rows = self.db.conn.execute(
             f"SELECT id, category, model_a, model_b, vote FROM arena_battles WHERE vote IS NOT NULL {where}"

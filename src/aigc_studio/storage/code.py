@@ -11,9 +11,11 @@ import json
 import sqlite3
 import time
 
+from .. import principal
 from ..errors import NotFound
 from .db import Database
 from .history import new_id
+from .owners import mine
 
 __all__ = ["SESSION_SOURCE", "CodeStore"]
 
@@ -29,6 +31,9 @@ _SESSION_LIST = """
     FROM conversations c WHERE c.source = ?
 """
 
+# A session's rows (versions, runs) are the caller's when the session is: appended to a WHERE on ``session_id``.
+_SESSION_IS_MINE = " AND session_id IN (SELECT id FROM conversations WHERE 1{owned})"
+
 
 def _run(row: sqlite3.Row) -> dict:
     run = dict(row)
@@ -36,6 +41,12 @@ def _run(row: sqlite3.Row) -> dict:
     run["ok"] = bool(run["ok"])
     run["matched"] = None if run["matched"] is None else bool(run["matched"])
     return run
+
+
+def _mine_sessions() -> tuple[str, tuple]:
+    """``mine`` for a table of a session's rows (``session_id``): its session must be the caller's."""
+    owned, owner = mine()
+    return (_SESSION_IS_MINE.format(owned=owned), owner) if owned else ("", ())
 
 
 class CodeStore:
@@ -48,18 +59,19 @@ class CodeStore:
         """A new code session with no messages (a file run by ``aigc run``); its id."""
         session_id, now = new_id("conv"), time.time()
         conn.execute(
-            "INSERT INTO conversations (id, title, model, source, created, updated) VALUES (?,?,?,?,?,?)",
-            (session_id, title, model, SESSION_SOURCE, now, now),
+            "INSERT INTO conversations (id, title, model, source, created, updated, owner) VALUES (?,?,?,?,?,?,?)",
+            (session_id, title, model, SESSION_SOURCE, now, now, principal.owner()),
         )
         return session_id
 
     def block_languages(self, conn: sqlite3.Connection, session_id: str) -> dict[int, str]:
         """Each block of the session and the language of its newest version."""
+        owned, owner = _mine_sessions()
         rows = conn.execute(
-            "SELECT block, language FROM code_versions v WHERE session_id = ? AND version ="
+            f"SELECT block, language FROM code_versions v WHERE session_id = ?{owned} AND version ="
             " (SELECT max(version) FROM code_versions w WHERE w.session_id = v.session_id AND w.block = v.block)"
             " ORDER BY block",
-            (session_id,),
+            (session_id, *owner),
         )
         return {row["block"]: row["language"] for row in rows}
 
@@ -126,8 +138,11 @@ class CodeStore:
 
     def delete(self, session_id: str) -> None:
         """Delete a code session: its conversation, messages, versions and runs."""
+        owned, owner = mine()
         with self.db.tx() as conn:
-            cur = conn.execute("DELETE FROM conversations WHERE id = ? AND source = ?", (session_id, SESSION_SOURCE))
+            cur = conn.execute(
+                f"DELETE FROM conversations WHERE id = ? AND source = ?{owned}", (session_id, SESSION_SOURCE, *owner)
+            )
             if cur.rowcount == 0:
                 raise NotFound(f"no code session with id '{session_id}' (see `aigc code list`)", param="session_id")
 
@@ -135,25 +150,34 @@ class CodeStore:
 
     def session(self, session_id: str) -> dict:
         """The session's row (id, title, model, created, updated, language, versions, runs); NotFound."""
-        row = self.db.conn.execute(_SESSION_LIST + " AND c.id = ?", (SESSION_SOURCE, session_id)).fetchone()
+        owned, owner = mine("c")
+        row = self.db.conn.execute(
+            _SESSION_LIST + f" AND c.id = ?{owned}", (SESSION_SOURCE, session_id, *owner)
+        ).fetchone()
         if row is None:
             raise NotFound(f"no code session with id '{session_id}' (see `aigc code list`)", param="session_id")
         return dict(row)
 
     def sessions(self, limit: int = 50) -> list[dict]:
         """The newest code sessions first."""
-        rows = self.db.conn.execute(_SESSION_LIST + " ORDER BY c.updated DESC LIMIT ?", (SESSION_SOURCE, limit))
+        owned, owner = mine("c")
+        rows = self.db.conn.execute(
+            _SESSION_LIST + f"{owned} ORDER BY c.updated DESC LIMIT ?", (SESSION_SOURCE, *owner, limit)
+        )
         return [dict(r) for r in rows]
 
     def latest_session_id(self) -> str | None:
+        owned, owner = mine()
         row = self.db.conn.execute(
-            "SELECT id FROM conversations WHERE source = ? ORDER BY updated DESC LIMIT 1", (SESSION_SOURCE,)
+            f"SELECT id FROM conversations WHERE source = ?{owned} ORDER BY updated DESC LIMIT 1",
+            (SESSION_SOURCE, *owner),
         ).fetchone()
         return row["id"] if row else None
 
     def version(self, version_id: int) -> dict:
         """A version row; NotFound when there is none."""
-        row = self.db.conn.execute("SELECT * FROM code_versions WHERE id = ?", (version_id,)).fetchone()
+        owned, owner = _mine_sessions()
+        row = self.db.conn.execute(f"SELECT * FROM code_versions WHERE id = ?{owned}", (version_id, *owner)).fetchone()
         if row is None:
             raise NotFound(
                 f"no code version with id {version_id} (`aigc code show SESSION` lists a session's versions)",
@@ -162,16 +186,23 @@ class CodeStore:
         return dict(row)
 
     def latest_version(self, session_id: str, block: int = 1) -> dict | None:
+        owned, owner = _mine_sessions()
         row = self.db.conn.execute(
-            "SELECT * FROM code_versions WHERE session_id = ? AND block = ? ORDER BY version DESC LIMIT 1",
-            (session_id, block),
+            f"SELECT * FROM code_versions WHERE session_id = ? AND block = ?{owned} ORDER BY version DESC LIMIT 1",
+            (session_id, block, *owner),
         ).fetchone()
         return dict(row) if row else None
 
     def versions(self, session_id: str) -> list[dict]:
-        rows = self.db.conn.execute("SELECT * FROM code_versions WHERE session_id = ? ORDER BY id", (session_id,))
+        owned, owner = _mine_sessions()
+        rows = self.db.conn.execute(
+            f"SELECT * FROM code_versions WHERE session_id = ?{owned} ORDER BY id", (session_id, *owner)
+        )
         return [dict(r) for r in rows]
 
     def runs(self, session_id: str) -> list[dict]:
-        rows = self.db.conn.execute("SELECT * FROM code_runs WHERE session_id = ? ORDER BY id", (session_id,))
+        owned, owner = _mine_sessions()
+        rows = self.db.conn.execute(
+            f"SELECT * FROM code_runs WHERE session_id = ?{owned} ORDER BY id", (session_id, *owner)
+        )
         return [_run(r) for r in rows]

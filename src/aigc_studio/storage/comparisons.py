@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+from .. import principal
 from ..errors import NotFound
 from .db import Database
 from .history import new_id
+from .owners import mine
 
 __all__ = ["ComparisonStore"]
 
@@ -38,8 +40,8 @@ class ComparisonStore:
         comparison_id = comparison_id or new_id("cmp")
         with self.db.tx() as conn:
             conn.execute(
-                "INSERT INTO comparisons (id, kind, prompt, models, request, results, grid_path, duration_ms, created)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO comparisons (id, kind, prompt, models, request, results, grid_path, duration_ms, created,"
+                " owner) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     comparison_id,
                     kind,
@@ -50,22 +52,24 @@ class ComparisonStore:
                     grid_path,
                     duration_ms,
                     time.time(),
+                    principal.owner(),
                 ),
             )
         return comparison_id
 
     def get(self, comparison_id: str) -> dict:
         """One comparison, whole; NotFound names the id."""
-        row = self.db.conn.execute("SELECT * FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+        owned, owner = mine()
+        row = self.db.conn.execute(f"SELECT * FROM comparisons WHERE id = ?{owned}", (comparison_id, *owner)).fetchone()
         if row is None:
             raise NotFound(f"no comparison with id '{comparison_id}' (see `aigc compare list`)")
         return _row(row)
 
     def list(self, limit: int = 50, kind: str | None = None) -> list[dict]:
         """Comparisons, newest first, without their results: id, kind, prompt, models, duration_ms, created."""
-        sql = "SELECT id, kind, prompt, models, duration_ms, created FROM comparisons"
-        args: tuple = ()
+        owned, args = mine()
+        sql = f"SELECT id, kind, prompt, models, duration_ms, created FROM comparisons WHERE 1{owned}"
         if kind is not None:
-            sql, args = sql + " WHERE kind = ?", (kind,)
+            sql, args = sql + " AND kind = ?", (*args, kind)
         rows = self.db.conn.execute(sql + " ORDER BY created DESC, id DESC LIMIT ?", (*args, limit))
         return [{**dict(r), "models": json.loads(r["models"])} for r in rows]

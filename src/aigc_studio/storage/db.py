@@ -377,6 +377,31 @@ def m014_users() -> str:
     """
 
 
+@migration
+def m015_owners() -> str:
+    # Whose each item is (issue 13, a team server): the signed-in user's id, NULL for items made in the
+    # local single-user studio (storage/owners.py). Child rows (messages, responses, document and code
+    # versions, code runs) are their parent's; the indexes serve the lists, which filter by owner and
+    # sort by time.
+    return """
+        ALTER TABLE conversations ADD COLUMN owner TEXT;
+        ALTER TABLE jobs ADD COLUMN owner TEXT;
+        ALTER TABLE images ADD COLUMN owner TEXT;
+        ALTER TABLE documents ADD COLUMN owner TEXT;
+        ALTER TABLE comparisons ADD COLUMN owner TEXT;
+        ALTER TABLE arena_battles ADD COLUMN owner TEXT;
+        ALTER TABLE text_exports ADD COLUMN owner TEXT;
+        CREATE INDEX conversations_owner ON conversations(owner, updated);
+        CREATE INDEX jobs_owner ON jobs(owner, created);
+        CREATE INDEX images_owner ON images(owner, created);
+        CREATE INDEX documents_owner ON documents(owner, updated);
+        CREATE INDEX comparisons_owner ON comparisons(owner, created);
+        CREATE INDEX arena_battles_owner ON arena_battles(owner, created);
+        -- a file under outputs is sent to a user only when it is one of their images
+        CREATE INDEX images_path ON images(path);
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

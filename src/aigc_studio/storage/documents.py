@@ -10,9 +10,11 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from .. import principal
 from ..errors import InvalidRequest, NotFound
 from .db import Database, like_pattern
 from .history import new_id
+from .owners import mine
 
 __all__ = ["DocumentStore", "VersionRecord"]
 
@@ -59,8 +61,8 @@ class DocumentStore:
         doc_id, now = new_id("doc"), time.time()
         with self.db.tx() as conn:
             conn.execute(
-                "INSERT INTO documents (id, title, language, created, updated) VALUES (?,?,?,?,?)",
-                (doc_id, title, language, now, now),
+                "INSERT INTO documents (id, title, language, created, updated, owner) VALUES (?,?,?,?,?,?)",
+                (doc_id, title, language, now, now, principal.owner()),
             )
             self._insert(conn, doc_id, 1, first, now)
         return doc_id, 1
@@ -68,11 +70,12 @@ class DocumentStore:
     def add_version(self, doc_id: str, version: VersionRecord, title: str | None = None) -> int:
         """Add ``version`` after the latest one (and rename the document to ``title``); its number."""
         now = time.time()
+        owned, owner = mine("d")
         with self.db.tx() as conn:
             row = conn.execute(
                 "SELECT (SELECT max(number) FROM document_versions WHERE document_id = d.id) FROM documents d"
-                " WHERE d.id = ?",
-                (doc_id,),
+                f" WHERE d.id = ?{owned}",
+                (doc_id, *owner),
             ).fetchone()
             if row is None:
                 raise NotFound(f"no document with id '{doc_id}' (see `aigc docs list`)")
@@ -108,7 +111,8 @@ class DocumentStore:
     def get(self, doc_id: str, number: int | None = None) -> dict:
         """The document with one version (the latest unless ``number``) under ``version``; NotFound."""
         conn = self.db.conn
-        doc = conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        owned, owner = mine()
+        doc = conn.execute(f"SELECT * FROM documents WHERE id = ?{owned}", (doc_id, *owner)).fetchone()
         if doc is None:
             raise NotFound(f"no document with id '{doc_id}' (see `aigc docs list`)")
         if number is None:
@@ -139,11 +143,12 @@ class DocumentStore:
         """Documents, most recently changed first; with ``query``, those whose title or any version's text
         contains it (any language, any part of a word), with the latest version that matches."""
         conn = self.db.conn
+        owned, owner = mine("d")
         if query is None:
             rows = conn.execute(
                 "SELECT d.*, (SELECT max(number) FROM document_versions v WHERE v.document_id = d.id) AS versions,"
-                f" {LATEST_MODEL} FROM documents d ORDER BY updated DESC LIMIT ?",
-                (limit,),
+                f" {LATEST_MODEL} FROM documents d WHERE 1{owned} ORDER BY updated DESC LIMIT ?",
+                (*owner, limit),
             )
             return [dict(r) for r in rows]
         query = query.strip()
@@ -160,13 +165,14 @@ class DocumentStore:
             "SELECT d.*, (SELECT max(number) FROM document_versions w WHERE w.document_id = d.id) AS versions,"
             f" {LATEST_MODEL}, max(v.number) AS matched_version"
             " FROM documents d JOIN document_versions v ON v.document_id = d.id"
-            f" WHERE {match} OR d.title LIKE ? ESCAPE '\\' GROUP BY d.id ORDER BY d.updated DESC LIMIT ?",
-            (arg, like_pattern(query), limit),
+            f" WHERE ({match} OR d.title LIKE ? ESCAPE '\\'){owned} GROUP BY d.id ORDER BY d.updated DESC LIMIT ?",
+            (arg, like_pattern(query), *owner, limit),
         )
         return [dict(r) for r in rows]
 
     def delete(self, doc_id: str) -> None:
         """Delete a document and all its versions; NotFound when there is none."""
+        owned, owner = mine()
         with self.db.tx() as conn:
-            if conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount == 0:
+            if conn.execute(f"DELETE FROM documents WHERE id = ?{owned}", (doc_id, *owner)).rowcount == 0:
                 raise NotFound(f"no document with id '{doc_id}'")

@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from .. import principal
 from ..contracts import Message, ToolCall
 from ..errors import InvalidRequest, NotFound
 from .db import Database, like_pattern
+from .owners import mine
 
 EXPORT_VERSION = 1
 
@@ -80,9 +82,10 @@ class History:
 
     def find_continuation(self, messages: list[Message]) -> str | None:
         """The conversation whose stored messages are exactly ``messages``, if any."""
+        owned, owner = mine()
         row = self.db.conn.execute(
-            "SELECT id FROM conversations WHERE tail_hash = ? ORDER BY updated DESC LIMIT 1",
-            (messages_hash(messages),),
+            f"SELECT id FROM conversations WHERE tail_hash = ?{owned} ORDER BY updated DESC LIMIT 1",
+            (messages_hash(messages), *owner),
         ).fetchone()
         return row["id"] if row else None
 
@@ -116,9 +119,12 @@ class History:
                 first_user = next((m.content for m in new_messages if m.role == "user"), "")
                 title = " ".join(first_user.split())[:80] or "(untitled)"
                 conn.execute(
-                    "INSERT INTO conversations (id, title, model, source, created, updated) VALUES (?,?,?,?,?,?)",
-                    (conversation_id, title, response.model, response.source, now, now),
+                    "INSERT INTO conversations (id, title, model, source, created, updated, owner)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (conversation_id, title, response.model, response.source, now, now, principal.owner()),
                 )
+            else:
+                self._check_mine(conn, conversation_id)
             conn.execute(
                 "INSERT INTO responses (id, conversation_id, model, source, options, seed, status, error,"
                 " finish_reason, prompt_tokens, completion_tokens, ttft_ms, tokens_per_s, duration_ms,"
@@ -172,22 +178,37 @@ class History:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_mine(conn: sqlite3.Connection, conversation_id: str) -> None:
+        """NotFound unless the conversation exists and is the caller's."""
+        owned, owner = mine()
+        if (
+            conn.execute(f"SELECT 1 FROM conversations WHERE id = ?{owned}", (conversation_id, *owner)).fetchone()
+            is None
+        ):
+            raise NotFound(f"no conversation with id '{conversation_id}' (see `aigc history list`)")
+
     def list(self, limit: int = 20, offset: int = 0) -> list[dict]:
+        owned, owner = mine("c")
         rows = self.db.conn.execute(
             "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS n_messages"
-            " FROM conversations c ORDER BY updated DESC LIMIT ? OFFSET ?",
-            (limit, offset),
+            f" FROM conversations c WHERE 1{owned} ORDER BY updated DESC LIMIT ? OFFSET ?",
+            (*owner, limit, offset),
         )
         return [dict(r) for r in rows]
 
     def latest_id(self) -> str | None:
-        row = self.db.conn.execute("SELECT id FROM conversations ORDER BY updated DESC LIMIT 1").fetchone()
+        owned, owner = mine()
+        row = self.db.conn.execute(
+            f"SELECT id FROM conversations WHERE 1{owned} ORDER BY updated DESC LIMIT 1", owner
+        ).fetchone()
         return row["id"] if row else None
 
     def get(self, conversation_id: str) -> dict:
         """A conversation with its messages and responses; raises NotFound."""
         conn = self.db.conn
-        row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        owned, owner = mine()
+        row = conn.execute(f"SELECT * FROM conversations WHERE id = ?{owned}", (conversation_id, *owner)).fetchone()
         if row is None:
             raise NotFound(f"no conversation with id '{conversation_id}' (see `aigc history list`)")
         conv = dict(row)
@@ -214,6 +235,7 @@ class History:
 
     def trailing_answer_ids(self, conversation_id: str) -> list[int]:
         """Ids of the answers after the last question: what a regenerate replaces."""
+        self._check_mine(self.db.conn, conversation_id)
         rows = self.db.conn.execute(
             "SELECT id, role FROM messages WHERE conversation_id = ? AND superseded = 0 ORDER BY id DESC",
             (conversation_id,),
@@ -237,29 +259,37 @@ class History:
         else:
             where = "m.content LIKE ? ESCAPE '\\'"
             arg = like_pattern(query)
+        owned, owner = mine("c")
         rows = self.db.conn.execute(
             "SELECT c.id, c.title, c.model, c.updated, m.role, m.content FROM messages m"
-            f" JOIN conversations c ON c.id = m.conversation_id WHERE {where}"
+            f" JOIN conversations c ON c.id = m.conversation_id WHERE ({where}){owned}"
             " ORDER BY c.updated DESC, m.id LIMIT ?",
-            (arg, limit),
+            (arg, *owner, limit),
         )
         return [dict(r) for r in rows]
 
     # -- changing --------------------------------------------------------------------------------
 
     def delete(self, conversation_id: str) -> None:
+        owned, owner = mine()
         with self.db.tx() as conn:
-            if conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount == 0:
+            if conn.execute(f"DELETE FROM conversations WHERE id = ?{owned}", (conversation_id, *owner)).rowcount == 0:
                 raise NotFound(f"no conversation with id '{conversation_id}'")
 
     def rename(self, conversation_id: str, title: str) -> None:
+        owned, owner = mine()
         with self.db.tx() as conn:
-            cur = conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+            cur = conn.execute(
+                f"UPDATE conversations SET title = ? WHERE id = ?{owned}", (title, conversation_id, *owner)
+            )
             if cur.rowcount == 0:
                 raise NotFound(f"no conversation with id '{conversation_id}'")
 
     def export(self, conversation_ids: list[str] | None = None) -> dict:
-        ids = conversation_ids or [r[0] for r in self.db.conn.execute("SELECT id FROM conversations ORDER BY created")]
+        owned, owner = mine()
+        ids = conversation_ids or [
+            r[0] for r in self.db.conn.execute(f"SELECT id FROM conversations WHERE 1{owned} ORDER BY created", owner)
+        ]
         return {"format": "aigc-studio-history", "version": EXPORT_VERSION, "conversations": [self.get(i) for i in ids]}
 
     def import_(self, data: dict) -> tuple[int, int]:
@@ -275,8 +305,8 @@ class History:
                     skipped += 1
                     continue
                 conn.execute(
-                    "INSERT INTO conversations (id, title, model, source, created, updated, tail_hash)"
-                    " VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO conversations (id, title, model, source, created, updated, tail_hash, owner)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
                     (
                         conv["id"],
                         conv["title"],
@@ -285,6 +315,7 @@ class History:
                         conv["created"],
                         conv["updated"],
                         conv.get("tail_hash"),
+                        principal.owner(),
                     ),
                 )
                 for r in conv["responses"]:

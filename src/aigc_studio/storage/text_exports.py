@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
+from .. import principal
 from .db import Database
+from .owners import mine
 
 __all__ = ["TextExportLog"]
 
@@ -29,16 +31,28 @@ class TextExportLog:
         with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO text_exports (kind, item_id, version, format, label_line, label_position,"
-                " label_metadata, digest, created) VALUES (?,?,?,?,?,?,?,?,?)",
-                (kind, item_id, version, fmt, int(line), position, int(metadata), digest, time.time()),
+                " label_metadata, digest, created, owner) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    kind,
+                    item_id,
+                    version,
+                    fmt,
+                    int(line),
+                    position,
+                    int(metadata),
+                    digest,
+                    time.time(),
+                    principal.owner(),
+                ),
             )
 
     def of(self, kind: str, item_id: str) -> list[dict]:
         """The exports of one item, oldest first."""
+        owned, owner = mine()
         rows = self.db.conn.execute(
             "SELECT version, format, label_line, label_position, label_metadata, digest, created"
-            " FROM text_exports WHERE kind = ? AND item_id = ? ORDER BY created, id",
-            (kind, item_id),
+            f" FROM text_exports WHERE kind = ? AND item_id = ?{owned} ORDER BY created, id",
+            (kind, item_id, *owner),
         )
         return [
             dict(r) | {"label_line": bool(r["label_line"]), "label_metadata": bool(r["label_metadata"])} for r in rows
@@ -46,5 +60,6 @@ class TextExportLog:
 
     def forget(self, kind: str, item_id: str) -> None:
         """Drop the records of a deleted item."""
+        owned, owner = mine()
         with self.db.tx() as conn:
-            conn.execute("DELETE FROM text_exports WHERE kind = ? AND item_id = ?", (kind, item_id))
+            conn.execute(f"DELETE FROM text_exports WHERE kind = ? AND item_id = ?{owned}", (kind, item_id, *owner))

@@ -197,7 +197,7 @@ def progress(
     skip_current_image: bool = Query(False, description="true: leave the preview out (current_image null)."),
     studio: Studio = Depends(get_studio),
 ) -> ProgressResponse:
-    job = studio.jobs.current
+    job = studio.jobs.running()  # another user's job is not shown: their progress is theirs
     pending = studio.jobs.pending()
     if job is None:
         return {
