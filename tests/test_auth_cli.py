@@ -51,6 +51,25 @@ def test_users_add_list_passwd_rm():
     assert [u["name"] for u in users().store.users()] == ["Ann"]
 
 
+def test_the_first_admin_is_told_of_the_local_items_and_adopts_them(aigc_home):
+    from aigc_studio.principal import acting_as
+    from aigc_studio.services.prompt_styles import StyleStore
+
+    StyleStore(aigc_home / "styles.csv", per_user=False).save("Ink", "ink drawing")  # made before users
+    added = run("users", "add", "ann", "--admin", "--password-stdin", stdin="ann-password-1\n")
+    assert "stay hidden from every user (1 styles)" in added.output and "aigc users adopt ann" in added.output
+    ann = users().principal_named("ann")
+    with acting_as(ann):
+        assert StyleStore(aigc_home / "styles.csv").all() == []
+
+    assert run("users", "adopt", "ann").output.strip() == "ann now owns 1 styles"
+    with acting_as(ann):
+        assert [s.name for s in StyleStore(aigc_home / "styles.csv").all()] == ["Ink"]
+    assert run("users", "adopt", "ann").output.strip() == "there were no items without an owner"
+    missing = run("users", "adopt", "zed")
+    assert missing.exit_code == 1 and "no user called 'zed'" in missing.output
+
+
 def test_users_add_asks_for_the_password_twice(monkeypatch):
     answers = iter(["typed-password-1", "typed-password-1", "first-try-xx", "second-try-xx"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))

@@ -1,8 +1,8 @@
 """Each user's items are their own, through every route of a real server on loopback.
 
-Authentication is another part's work (it resolves the caller and runs each request under
-``principal.acting_as``); here a tiny ASGI wrapper, in this test only, does the same from an
-``X-Test-User`` header. The route list comes from the app's own route table: every operation has a
+The server runs with sign-in on (setting ``auth``), and alice and bob are real users who send their
+own API keys (``Authorization: Bearer``), so the studio's own authentication decides who each request
+acts for. The route list comes from the app's own route table: every operation has a
 case below that proves bob cannot read, list, change or delete alice's items through it (and that each
 sees their own), or an entry in ALLOWED saying why it holds no user's items. A new route without
 either fails ``test_every_route_has_a_case``.
@@ -22,31 +22,15 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 from PIL import Image
-from starlette.datastructures import Headers
 
 from aigc_studio.api.app import create_app, is_api_path
 from aigc_studio.config import load_config
-from aigc_studio.principal import Principal, acting_as
+from aigc_studio.principal import acting_as
 from aigc_studio.studio import Studio
 
 from .conftest import LiveServer
 
 SMALL = {"steps": 1, "width": 64, "height": 64}
-
-
-class UserHeader:
-    """Stands in for the auth middleware: ``X-Test-User: NAME`` runs the request as user ``u-NAME``."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        name = Headers(scope=scope).get("x-test-user") if scope["type"] == "http" else None
-        if name is None:
-            await self.app(scope, receive, send)
-            return
-        with acting_as(Principal(user_id=f"u-{name}", name=name)):
-            await self.app(scope, receive, send)
 
 
 @dataclass
@@ -58,7 +42,7 @@ class Env:
     items: dict = field(default_factory=dict)
 
     def as_user(self, name: str):
-        return acting_as(Principal(user_id=f"u-{name}", name=name))
+        return acting_as(self.studio.users.principal_named(name))
 
 
 def sse(response: httpx.Response) -> list:
@@ -73,11 +57,19 @@ def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("owners-home")
     old = os.environ.get("AIGC_HOME")
     os.environ["AIGC_HOME"] = str(home)
-    studio = Studio(load_config(model="echo", image_model="plain"))
-    with LiveServer(UserHeader(create_app(studio, load_default=False))) as live:
-        clients = {n: httpx.Client(base_url=live.url, headers={"X-Test-User": n}, timeout=60) for n in ("alice", "bob")}
+    studio = Studio(load_config(model="echo", image_model="plain", auth="on"))
+    keys = {}
+    for name in ("alice", "bob"):
+        studio.users.add(name, f"{name}-password-1")
+        keys[name] = studio.users.create_key(name).key
+    with LiveServer(create_app(studio, load_default=False)) as live:
+        clients = {
+            n: httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {keys[n]}"}, timeout=60)
+            for n in ("alice", "bob")
+        }
         e = Env(live.url, studio, clients["alice"], clients["bob"])
         e.items = alices_items(e)
+        e.items["key"] = keys["alice"].split("-")[1]
         yield e
         for client in clients.values():
             client.close()
@@ -455,7 +447,49 @@ def inspect_file(e: Env) -> None:
     assert e.alice.post("/api/inspect", files=files).json()["item"]["id"] == e.items["image"]
 
 
+def who_am_i(e: Env) -> None:
+    assert e.alice.get("/api/me").json()["name"] == "alice" and e.bob.get("/api/me").json()["name"] == "bob"
+
+
+def keys_listed(e: Env) -> None:
+    assert e.items["key"] not in bob_lists(e, "/api/keys") and e.items["key"] in e.alice.get("/api/keys").text
+    assert e.bob.get("/api/keys", params={"user": "alice"}).status_code == 403  # naming her needs admin
+
+
+def key_made(e: Env) -> None:
+    refused = e.bob.post("/api/keys", json={"name": "for her", "user": "alice"})
+    assert refused.status_code == 403 and "needs the admin role" in refused.json()["error"]["message"]
+    assert "for her" not in e.alice.get("/api/keys").text
+    made = e.bob.post("/api/keys", json={"name": "his own"})
+    assert made.status_code == 201 and made.json()["user"] == "bob"
+
+
+def key_revoked(e: Env) -> None:
+    spare = e.alice.post("/api/keys", json={"name": "spare"}).json()["id"]
+    same_as_missing(e, "DELETE", f"/api/keys/{spare}", spare, "0000000000000000")
+    assert e.alice.get("/api/me").status_code == 200  # her main key is untouched
+
+
+def admin_only_on_users(method: str, path: str, body: dict | None = None) -> Callable[[Env], None]:
+    def check(e: Env) -> None:
+        r = e.bob.request(method, path, json=body)
+        assert r.status_code == 403 and "needs the admin role" in r.json()["error"]["message"], r.text
+        assert e.studio.users.sign_in("alice", "alice-password-1").name == "alice"  # she is as she was
+
+    return check
+
+
 CASES: dict[str, Callable[[Env], None]] = {
+    "GET /api/me": who_am_i,
+    "GET /api/keys": keys_listed,
+    "POST /api/keys": key_made,
+    "DELETE /api/keys/{key_id}": key_revoked,
+    "GET /api/users": admin_only_on_users("GET", "/api/users"),
+    "POST /api/users": admin_only_on_users("POST", "/api/users", {"name": "carol", "password": "carol-pass-1"}),
+    "DELETE /api/users/{name}": admin_only_on_users("DELETE", "/api/users/alice"),
+    "PUT /api/users/{name}/password": admin_only_on_users(
+        "PUT", "/api/users/alice/password", {"password": "taken-over"}
+    ),
     "POST /v1/chat/completions": chat_history,
     "POST /v1/completions": completion_history,
     "POST /v1/images/generations": openai_image_url,
@@ -579,5 +613,5 @@ def test_the_web_uis_file_route_sends_only_the_callers_own_files(env):
     fake, hers = env.bob.get(f"/gradio_api/file={missing}"), env.bob.get(f"/gradio_api/file={path}")
     assert fake.status_code == hers.status_code == 403
     assert hers.json()["detail"] == fake.json()["detail"].replace(missing, path)
-    # the local studio (no user) as before
-    assert httpx.get(f"{env.url}/gradio_api/file={path}").status_code == 200
+    # no one signed in: nothing (the local studio, with sign-in off, serves its files as before)
+    assert httpx.get(f"{env.url}/gradio_api/file={path}").status_code == 401

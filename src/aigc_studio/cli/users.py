@@ -23,6 +23,20 @@ def user_service():
     return UserService(UserStore(Database(load_config().db_path)))
 
 
+def ownership_service():
+    """What the local studio made before there were users, on AIGC_HOME alone."""
+    from ..config import load_config
+    from ..services.ownership import OwnershipService
+    from ..storage.db import Database
+
+    config = load_config()
+    return OwnershipService(Database(config.db_path), config.home)
+
+
+def _items(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {table.replace('_', ' ')}" for table, n in counts.items() if n)
+
+
 def _password(from_stdin: bool, name: str) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -53,6 +67,25 @@ def register(cli: click.Group) -> None:
         service = user_service()
         user = service.add(name, _password(password_stdin, name), admin=admin)
         click.echo(f"added {user['name']} ({user['role']}, id {user['id']})")
+        local = _items(ownership_service().local_items())
+        if local and admin:
+            # Items made before there were users are no one's on a team server: hidden until adopted.
+            click.echo(
+                f"the local studio's items have no owner and stay hidden from every user ({local}); "
+                f"`aigc users adopt {user['name']}` gives them to {user['name']}",
+                err=True,
+            )
+
+    @users.command("adopt")
+    @click.argument("name")
+    def users_adopt(name):
+        """Give the items made before there were users (history, images, documents, code, comparisons,
+        arena battles, templates, styles) to NAME; other users' items are left alone."""
+        user = user_service().principal_named(name)
+        if user is None:
+            raise click.ClickException(f"there is no user called {name!r} (see `aigc users list`)")
+        adopted = _items(ownership_service().adopt_local_items(user.user_id))
+        click.echo(f"{user.name} now owns {adopted}" if adopted else "there were no items without an owner")
 
     @users.command("list")
     def users_list():
