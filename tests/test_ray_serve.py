@@ -95,6 +95,29 @@ def test_the_models_run_on_ray_replicas_not_in_the_gateway(ray_server):
     assert not status.proxies  # the studio's FastAPI app is the only HTTP server: Serve's proxy is off
 
 
+def test_the_local_cluster_listens_on_loopback_but_for_each_replicas_grpc_port(ray_server):
+    import ipaddress
+
+    import psutil
+    import ray
+
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    exposed = []
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            listening = [c for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+            name = process.cmdline()[0]
+        except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+            continue  # a worker that ended meanwhile
+        for connection in listening:
+            address = ipaddress.ip_address(connection.laddr.ip)
+            address = getattr(address, "ipv4_mapped", None) or address
+            if not address.is_loopback:
+                exposed.append(name.split(":")[2] if name.startswith("ray::ServeReplica") else name)
+    # Ray 2.60 binds each Serve replica's inter-deployment gRPC server to [::] (replica.py), nothing else.
+    assert sorted(exposed) == ["ServeReplica", "ServeReplica"], exposed
+
+
 def test_txt2img_through_ray_with_webuiapi_names_what_ran(ray_server):
     api = ray_server.api
     r = api.txt2img(

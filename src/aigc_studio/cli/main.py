@@ -442,7 +442,7 @@ def models_info(name):
     is_flag=True,
     help="Run the local text and image models as Ray Serve deployments (needs the ray extra).",
 )
-@_setting_option("ray_address", "--address")
+@_setting_option("ray_address", "--address", "ray_address")
 def serve(host, port, model, log_level, use_ray, ray_address):
     """Start the studio server: OpenAI-compatible API at /v1, health at /health."""
     import asyncio

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -151,6 +152,20 @@ class RayImageEngine(ImageEngine):
                 return
 
 
+def _loopback_only() -> None:
+    """Keep a local cluster's servers on 127.0.0.1, as Ray itself does on macOS and Windows.
+
+    On Linux Ray turns a loopback node address into the machine's own address, so its GCS, raylet,
+    agents and workers listen where other machines can reach them. Its switch for single-machine
+    clusters (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps the address as given: the variable is for
+    the processes Ray starts, the constant for this one, which read it when ``ray`` was imported. What
+    still listens on every interface is each Serve replica's gRPC port (the README says so)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 class RayEngineHost:
     """The studio's engines on a Ray cluster: started (or joined) here, deployed, and handed out.
 
@@ -174,6 +189,8 @@ class RayEngineHost:
             )
         from . import ray_deployments
 
+        if not address:
+            _loopback_only()
         self.address = address
         self.min_replicas, self.max_replicas = min_replicas, max_replicas
         self._started_cluster = not address
@@ -183,7 +200,6 @@ class RayEngineHost:
             ray.init(
                 num_cpus=num_cpus,
                 namespace=NAMESPACE,
-                # What Ray lets us keep on loopback (README: what still listens on every interface).
                 _node_ip_address="127.0.0.1",
                 include_dashboard=False,
                 log_to_driver=False,
