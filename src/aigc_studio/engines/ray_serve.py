@@ -178,15 +178,15 @@ class RayEngineHost:
     engines = ("llamacpp", "transformers", "diffusers")
 
     def __init__(self, address: str = "", *, min_replicas: int = 1, max_replicas: int = 1, num_cpus: int | None = None):
+        if min_replicas > max_replicas:
+            raise SettingError(
+                f"ray_min_replicas ({min_replicas}) must not be more than ray_max_replicas ({max_replicas})"
+            )
         try:
             import ray
             from ray import serve
         except ImportError:
             raise StudioError(INSTALL_HINT) from None
-        if min_replicas > max_replicas:
-            raise SettingError(
-                f"ray_min_replicas ({min_replicas}) must not be more than ray_max_replicas ({max_replicas})"
-            )
         from . import ray_deployments
 
         if not address:
