@@ -166,6 +166,15 @@ def _loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def _studio_path() -> str:
+    """PYTHONPATH for the replicas: the folder this studio was imported from first, so that a replica on
+    this machine runs the same code as the gateway (a source checkout run with PYTHONPATH or sys.path, as
+    the benches do, or an install); on another node a folder that is not there is skipped by Python."""
+    source = str(Path(__file__).resolve().parents[2])
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return os.pathsep.join([source, *(p for p in paths if p and p != source)])
+
+
 class RayEngineHost:
     """The studio's engines on a Ray cluster: started (or joined) here, deployed, and handed out.
 
@@ -194,9 +203,12 @@ class RayEngineHost:
         self.address = address
         self.min_replicas, self.max_replicas = min_replicas, max_replicas
         self._started_cluster = not address
+        # Workers started by a cluster of its own (``ray start``) do not inherit this process's environment.
+        runtime_env = {"env_vars": {"PYTHONPATH": _studio_path()}}
         if address:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, runtime_env=runtime_env)
         else:
+            os.environ["PYTHONPATH"] = runtime_env["env_vars"]["PYTHONPATH"]  # the workers Ray starts here
             ray.init(
                 num_cpus=num_cpus,
                 namespace=NAMESPACE,
@@ -225,8 +237,15 @@ class RayEngineHost:
             autoscaling_config={**autoscaling, "target_ongoing_requests": 1},
             max_ongoing_requests=4,
         )
-        self.text = serve.run(text.bind(self.signals), name=TEXT_APP, route_prefix=None)
-        self.image = serve.run(image.bind(self.signals), name=IMAGE_APP, route_prefix=None)
+        try:
+            self.text = serve.run(text.bind(self.signals), name=TEXT_APP, route_prefix=None)
+            self.image = serve.run(image.bind(self.signals), name=IMAGE_APP, route_prefix=None)
+        except RuntimeError as exc:
+            raise StudioError(
+                f"Ray Serve could not start the studio's deployments ({exc}); every node that runs replicas needs"
+                " this studio and ray 2.60.0 installed, and their logs are in /tmp/ray/session_latest/logs/serve"
+                " on that node"
+            ) from None
         log.info(
             "Ray Serve: %s, replicas %d-%d per deployment, %s",
             address or "local cluster on 127.0.0.1",
