@@ -101,9 +101,11 @@ class TextDeployment:
         engine = await self._engine()
         return await asyncio.to_thread(engine.count_prompt_tokens, messages, prompt, request)
 
-    async def check(self, request: TextRequest) -> None:
+    async def check(self, request: TextRequest) -> int:
+        """Refuse what the engine cannot do for ``request``; returns its prompt's token count."""
         engine = await self._engine()
         await asyncio.to_thread(engine.check, request)
+        return await asyncio.to_thread(engine.count_prompt_tokens, request.messages, request.prompt, request)
 
     async def stream(self, request_id: str, request: TextRequest):
         """The engine's chunks; a cancel signal for ``request_id`` stops it, and its last chunk still comes."""

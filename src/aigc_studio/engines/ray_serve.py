@@ -62,6 +62,7 @@ class RayTextEngine(TextEngine):
         for name, value in described["flags"].items():
             setattr(self, name, value)
         self.metadata = described["metadata"]
+        self._checked = threading.local()  # (request, its prompt tokens) of this thread's last check
         self.trained_context = described["trained_context"]
         # The gateway's worker lets this many requests stream at once; the replicas share them.
         self.parallel = described["parallel"] * max_replicas
@@ -69,10 +70,15 @@ class RayTextEngine(TextEngine):
     def count_prompt_tokens(
         self, messages: list[Message], prompt: str | None = None, request: TextRequest | None = None
     ) -> int:
+        checked = getattr(self._checked, "last", None)
+        if checked is not None and checked[0] is request and (messages, prompt) == (request.messages, request.prompt):
+            return checked[1]
         return _call(self._handle.count_prompt_tokens.remote(messages, prompt, request))
 
     def check(self, request: TextRequest) -> None:
-        _call(self._handle.check.remote(request))
+        """Check on the replica, which counts the request's prompt in the same round trip: the chat
+        service asks for that count next, on the same thread."""
+        self._checked.last = (request, _call(self._handle.check.remote(request)))
 
     def stream(self, request: TextRequest, cancel: threading.Event) -> Iterator[TextChunk]:
         import ray
