@@ -2,15 +2,16 @@
 
     .venv/bin/python bench/ray_serve.py [--rounds 5] [--tokens 64] [--steps 8]
 
-Needs the ray extra (``bash setup.sh --dev``). Two studio servers run in this process on loopback, each on
-real uvicorn: ``in process`` (``aigc serve``) and ``Ray Serve`` (``aigc serve --ray``: a local cluster of
-2 CPUs, one replica per deployment). Both serve the embedded SmolLM2-135M and a tiny SD 1.x built from the
-real diffusers classes (tests/tiny_models.py), so that the per-request cost of the handle, not the
-model, is what differs. Requests are interleaved (in process, then Ray, each round), one at a time:
+Needs the ray extra (``bash setup.sh --dev``). Two servers run as their own processes on loopback:
+``in process`` (``aigc serve``) and ``Ray Serve`` (``aigc serve --ray``: a local cluster with all cores,
+one replica per deployment), each with its own AIGC_HOME. Both serve the embedded SmolLM2-135M and a tiny
+SD 1.x built from the real diffusers classes (tests/tiny_models.py), so that the per-request cost of the
+handle, not the model, is what differs. Requests are interleaved (in process, then Ray, each round), one
+at a time, from this process:
 
-  text   a streamed /v1 chat completion through the openai client, ``--tokens`` completion tokens (seeded,
-         ignore_eos is not available, so the answer may stop earlier: tokens/s divides by what came);
-         time to first token, completion tokens/s from the first token to the last.
+  text   a streamed /v1 chat completion through the openai client, ``--tokens`` completion tokens at most
+         (seeded; an answer may stop earlier, and tokens/s divides by what came); time to first token,
+         completion tokens/s from the first token to the last.
   image  /sdapi/v1/txt2img, 64×64, ``--steps`` Euler steps, wall time per image (labels included).
 
 Reported: each variant's median (min–max) over rounds, and the per-round ratio Ray ÷ in process as
@@ -22,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,30 +33,33 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
-sys.path.insert(0, str(BENCH.parent))  # tests.tiny_models, tests.conftest's LiveServer
+sys.path.insert(0, str(BENCH.parent))  # tests.tiny_models
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 
 
-def serve(home: Path, model_folder: Path, engine_host=None):
-    """A studio (own AIGC_HOME) with the tiny image model added, on a live uvicorn; returns (live, studio)."""
+def serve(home: Path, model_folder: Path, port: int, *flags: str) -> subprocess.Popen:
+    """``aigc serve`` with ``flags`` in its own process and AIGC_HOME, the tiny image model added first;
+    returns once /health answers."""
     import httpx
 
-    from aigc_studio.api.app import create_app
-    from aigc_studio.config import load_config
-    from aigc_studio.studio import Studio
-    from tests.conftest import LiveServer
-
-    os.environ["AIGC_HOME"] = str(home)
-    studio = Studio(load_config(test_models=0), engine_host=engine_host)
-    studio.registry.add(model_folder, model_id="tiny-sd15")
-    live = LiveServer(create_app(studio)).__enter__()
+    env = {**os.environ, "AIGC_HOME": str(home), "PYTHONPATH": str(BENCH.parent / "src")}
+    env.pop("AIGC_TEST_MODELS", None)
+    aigc = [sys.executable, "-m", "aigc_studio"]
+    subprocess.run([*aigc, "models", "add", str(model_folder), "--name", "tiny-sd15"], env=env, check=True)
+    log = (home / "serve.log").open("w")
+    server = subprocess.Popen([*aigc, "serve", "--port", str(port), *flags], env=env, stdout=log, stderr=log)
     deadline = time.time() + 300
-    while httpx.get(live.url + "/health", timeout=60).status_code != 200:
-        if time.time() > deadline:
-            sys.exit("the default model did not load")
-        time.sleep(0.1)
-    return live, studio
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=60).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            server.kill()
+            sys.exit(f"aigc serve {' '.join(flags)} did not become healthy; see {home / 'serve.log'}")
+        time.sleep(0.2)
 
 
 def chat(url: str, tokens: int, seed: int) -> dict:
@@ -104,37 +110,37 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--port", type=int, default=7870, help="the first server's port; the second takes the next")
     args = parser.parse_args()
 
-    import torch
-
-    from aigc_studio.engines.ray_serve import RayEngineHost
     from tests.tiny_models import build_tiny_sd
 
-    torch.set_num_threads(1)  # as the Ray replica runs (one CPU each): the same work on both sides
     work = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     model = build_tiny_sd(work / "tiny", kind="sd15").folder
     started = time.perf_counter()
-    host = RayEngineHost(num_cpus=2)
-    variants = {
-        "in process": serve(work / "home-local", model),
-        "Ray Serve": serve(work / "home-ray", model, engine_host=host),
+    servers = {
+        "in process": (serve(work / "home-local", model, args.port), args.port),
+        "Ray Serve": (serve(work / "home-ray", model, args.port + 1, "--ray"), args.port + 1),
     }
-    ray_ready = time.perf_counter() - started
-    samples: dict[str, list[dict]] = {name: [] for name in variants}
+    ready = time.perf_counter() - started
+    samples: dict[str, list[dict]] = {name: [] for name in servers}
     load = os.getloadavg()[0]
-    for r in range(args.rounds + 1):  # round 0 warms both up (first image loads the model) and is dropped
-        for name, (live, _) in variants.items():
-            sample = {**chat(live.url, args.tokens, seed=r), **image(live.url, args.steps, seed=r)}
-            if r:
-                samples[name].append(sample)
-    for live, studio in variants.values():
-        live.__exit__(None, None, None)
-        studio.close()
-    load = max(load, os.getloadavg()[0])
+    try:
+        for r in range(args.rounds + 1):  # round 0 warms both up (the first image loads the model); dropped
+            for name, (_, port) in servers.items():
+                url = f"http://127.0.0.1:{port}"
+                sample = {**chat(url, args.tokens, seed=r), **image(url, args.steps, seed=r)}
+                if r:
+                    samples[name].append(sample)
+            load = max(load, os.getloadavg()[0])
+    finally:
+        for server, _ in servers.values():
+            server.send_signal(signal.SIGINT)
+        for server, _ in servers.values():
+            server.wait(60)
 
     print(f"{args.rounds} rounds, {args.tokens} tokens, {args.steps} steps at 64x64; load average up to {load:.1f}")
-    print(f"Ray cluster, deployments and both servers ready in {ray_ready:.0f} s\n")
+    print(f"both servers healthy {ready:.0f} s after the first started (the Ray one starts its cluster)\n")
     print("| | time to first token (s) | completion tokens/s | tiny SD image (s) |")
     print("|---|---|---|---|")
     for name, rows in samples.items():

@@ -316,9 +316,14 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "ray_max_replicas",
             1,
-            "Most Ray Serve replicas of each engine deployment; each takes one GPU where the cluster has GPUs,"
-            " else one CPU.",
+            "Most Ray Serve replicas of each engine deployment; each takes one GPU where the cluster has GPUs.",
             integer(1, 64),
+        ),
+        Setting(
+            "ray_cpus_per_replica",
+            1,
+            "CPUs each Ray Serve replica takes; its engine runs that many threads unless threads is set.",
+            integer(1, 256),
         ),
         Setting(
             "test_models",

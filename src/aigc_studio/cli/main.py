@@ -463,6 +463,7 @@ def serve(host, port, model, log_level, use_ray, ray_address):
             str(config.ray_address),
             min_replicas=int(config.ray_min_replicas),
             max_replicas=int(config.ray_max_replicas),
+            cpus_per_replica=int(config.ray_cpus_per_replica),
         )
     studio = Studio(config, engine_host=engine_host)
     click.secho(

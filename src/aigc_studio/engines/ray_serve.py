@@ -187,12 +187,21 @@ class RayEngineHost:
     ``address``: "" starts a local cluster in this process, kept to loopback where Ray allows it;
     "auto" joins the cluster started on this machine with ``ray start``; "ray://host:port" connects
     through Ray Client. Replica counts autoscale between ``min_replicas`` and ``max_replicas``; each
-    replica takes one GPU where the cluster has GPUs, else one CPU.
+    replica takes one GPU where the cluster has GPUs, and ``cpus_per_replica`` CPUs, which its engine's
+    threads default to. ``num_cpus``: the CPUs of a local cluster (None: all).
     """
 
     engines = ("llamacpp", "transformers", "diffusers")
 
-    def __init__(self, address: str = "", *, min_replicas: int = 1, max_replicas: int = 1, num_cpus: int | None = None):
+    def __init__(
+        self,
+        address: str = "",
+        *,
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        cpus_per_replica: int = 1,
+        num_cpus: int | None = None,
+    ):
         if min_replicas > max_replicas:
             raise SettingError(
                 f"ray_min_replicas ({min_replicas}) must not be more than ray_max_replicas ({max_replicas})"
@@ -225,7 +234,7 @@ class RayEngineHost:
         # Handles only: the studio's FastAPI app is the gateway, so Serve's HTTP proxy is not started.
         serve.start(proxy_location="Disabled")
         self.gpus = int(ray.cluster_resources().get("GPU", 0))
-        actor = {"num_gpus": 1, "num_cpus": 1} if self.gpus else {"num_cpus": 1}
+        actor = {"num_gpus": 1, "num_cpus": cpus_per_replica} if self.gpus else {"num_cpus": cpus_per_replica}
         autoscaling = {
             "min_replicas": min_replicas,
             "max_replicas": max_replicas,
@@ -257,7 +266,7 @@ class RayEngineHost:
             address or "local cluster on 127.0.0.1",
             min_replicas,
             max_replicas,
-            f"{self.gpus} GPU(s), one per replica" if self.gpus else "no GPU, one CPU per replica",
+            f"{self.gpus} GPU(s), one per replica" if self.gpus else "no GPU",
         )
 
     def text_engine(self, info, *, context: int, threads: int, parallel: int, device: str) -> TextEngine:
