@@ -8,9 +8,10 @@ app stays the gateway, and Serve's HTTP proxy is not started.
 
 What crosses the handle: the model's load spec (id, engine, path, options) as the multiplexed model id;
 requests and answers as the contract types. Text streams chunk by chunk (``options(stream=True)``);
-cancelling a text request cancels the handle's call, which sets the engine's cancel event on the replica.
-An image generation streams its steps (progress) and then its result; interrupt and skip reach the
-replica through a small actor it polls at each step. Live previews of the latents are not sent.
+cancelling a text request sends a signal the replica waits for (the ``Signals`` actor), which sets the
+engine's cancel event there, so the engine's last chunk (usage, finish reason) still comes back. An
+image generation streams its steps (progress) and then its result; interrupt and skip reach the replica
+through the same actor, which it polls at each step. Live previews of the latents are not sent.
 """
 
 from __future__ import annotations
