@@ -142,12 +142,12 @@ def test_txt2img_through_ray_with_webuiapi_names_what_ran(ray_server):
     assert other.image.tobytes() != r.image.tobytes()  # the replica ran the model with the seed it was given
 
 
-def test_progress_and_interrupt_reach_the_replica(ray_server):
+def test_progress_skip_and_interrupt_reach_the_replica(ray_server):
     api = ray_server.api
     result = {}
 
     def generate():
-        result["r"] = api.txt2img(prompt="slow", steps=150, width=64, height=64, seed=9, sampler_name="Euler")
+        result["r"] = api.txt2img(prompt="slow", steps=150, n_iter=2, width=64, height=64, seed=9, sampler_name="Euler")
 
     worker = threading.Thread(target=generate)
     worker.start()
@@ -156,12 +156,16 @@ def test_progress_and_interrupt_reach_the_replica(ray_server):
         assert time.time() < deadline and worker.is_alive(), "no step reported from the replica"
         time.sleep(0.05)
     assert progress["state"]["sampling_steps"] == 150 and 0 < progress["progress"] < 1
+    api.skip()  # the first batch stops part-way and the second begins
+    while api.get_progress()["state"]["job_no"] < 1:
+        assert time.time() < deadline and worker.is_alive(), "the skip did not reach the replica"
+        time.sleep(0.05)
     api.interrupt()
     worker.join(60)
     r = result["r"]
-    assert r.info["interrupted"] is True
-    ran = int(r.info["infotexts"][0].split("Steps run: ")[1].split(",")[0])
-    assert 2 <= ran < 150  # stopped part-way, and the record says how far it got
+    assert r.info["interrupted"] is True and r.info["all_seeds"] == [9, 10]
+    for infotext in r.info["infotexts"]:  # each batch stopped part-way, and its record says how far it got
+        assert 1 <= int(infotext.split("Steps run: ")[1].split(",")[0]) < 150
 
 
 def test_a_replicas_refusal_is_a_4xx_with_its_own_words(ray_server):
