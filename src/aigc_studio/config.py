@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SettingError
+from .storage.files import write_atomic
 
 
 def _integer(value: object) -> int:
@@ -289,6 +290,13 @@ SETTINGS: dict[str, Setting] = {
             text(required=False),
         ),
         Setting(
+            "shutdown_grace",
+            5,
+            "Seconds a stopping server (SIGTERM, Ctrl-C) gives running work to stop and record what it"
+            " finished; queued image jobs stay queued for the next start.",
+            integer(1, 300),
+        ),
+        Setting(
             "test_models",
             0,
             "1: show the built-in test models (the 'plain' image and 'echo' text engines) in model lists and"
@@ -382,7 +390,7 @@ def save_setting(key: str, value: object) -> Path:
             values = tomllib.load(f)
     values[key] = value
     lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -409,6 +417,6 @@ def save_settings(changes: dict[str, object]) -> Path:
         if before is None:
             path.unlink(missing_ok=True)
         else:
-            path.write_bytes(before)
+            write_atomic(path, before)
         raise
     return path

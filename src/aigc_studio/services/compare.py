@@ -19,7 +19,6 @@ repeated ones, a prompt that does not fit a model, a grid value out of range.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
 import threading
@@ -37,6 +36,7 @@ from ..errors import InvalidRequest, NotFound, StudioError, validation_message
 from ..images.grid import compose_grid
 from ..models.registry import Registry
 from ..storage.comparisons import ComparisonStore
+from ..storage.files import write_atomic
 from ..storage.history import new_id
 from .chat import ChatRun, ChatService, PreparedChat
 from .images import ImageService, check_hires_size
@@ -328,9 +328,7 @@ class ImageComparison:
             grid, produce_id=self.id, infotext=None, mode="txt2img", title=path.name
         )
         self.grid_labels = labeled.record
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(labeled.data)
-        os.replace(tmp, path)  # never a half-written grid under its real name
+        write_atomic(path, labeled.data)  # never a half-written grid under its real name
         return path
 
 

@@ -5,16 +5,21 @@ mask, the prompt block-list), fixes the seeds, and queues the job; the job runs 
 image (services/labeling.py: NSFW check, visible mark, watermark, AIGC metadata, C2PA), writes it as a
 PNG with A1111's infotext under AIGC_HOME/outputs, and records it, with what was applied, for the
 gallery.
+
+A queued generation survives a restart: its job records the checked request (job kind "image") and
+its input images are kept under AIGC_HOME/jobs/<job id>/ until it ends, so ``resume`` submits it again,
+through ``submit``, after the server comes back.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
-import os
 import random
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +37,22 @@ from ..images.masking import blank_mask
 from ..images.resize import hires_size
 from ..models.registry import ModelInfo, Registry
 from ..storage.db import Database, like_pattern
+from ..storage.files import clean_stale, commit_temp, write_atomic, write_temp
 from ..storage.history import new_id
 from .jobs import Job, JobQueue
 from .labeling import Labeler
 from .prompt_craft import PromptCraft, PromptPlan
 
 VERSION = f"aigc-studio-{__version__}"
+
+
+@contextlib.contextmanager
+def _removed_on_error(tmp: Path):
+    try:
+        yield
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -262,8 +277,12 @@ class ImageService:
         prompt_craft: PromptCraft | None = None,
         *,
         labeler: Labeler,
+        jobs_dir: Path | None = None,
     ):
         self.db = db
+        # The input images of queued jobs, kept until each job ends so a restart can run it again.
+        self.jobs_dir = jobs_dir or outputs_dir.parent / "jobs"
+        queue.register_kind("image", self.resume)
         self.labeler = labeler
         self.prompt_craft = prompt_craft
         self.registry = registry
@@ -286,13 +305,15 @@ class ImageService:
         source: str = "api",
         defaults: dict | None = None,
         keep: bool = True,
+        job_id: str | None = None,
     ) -> Job:
         """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult).
 
         What the request does not set comes from, first to last: the model's own defaults (SD-Turbo: 1
         step, CFG 0), ``defaults`` (an API's own, such as A1111's 50 steps), the ``clip_skip`` and
         ``token_merging_ratio`` settings, the declaration. ``keep=False`` writes no file and no gallery
-        record (A1111's do_not_save_samples); the images still come back in the result.
+        record (A1111's do_not_save_samples); the images still come back in the result. ``job_id`` is
+        for ``resume`` only: the recorded job this submission runs again.
         """
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
         # What the model can do is known without loading it, so a request it cannot serve is refused
@@ -371,7 +392,12 @@ class ImageService:
         def work(job: Job) -> GenerationResult:
             return self._run(job, request, mode, info, init, mask, keep=keep, plan=plan)
 
-        return self.queue.submit(
+        resume = None
+        resumed = job_id is not None
+        if keep:  # a job whose images go only to its client has nobody to give them to after a restart
+            job_id = job_id or new_id("job")
+            resume = {"kind": "image", "args": self._keep_inputs(job_id, request, mode, source, init, mask)}
+        job = self.queue.submit(
             mode,
             work,
             model=info.id,
@@ -379,7 +405,78 @@ class ImageService:
             source=source,
             batches=len(plan.prompts) if plan.varies else request.n_iter,
             steps=steps,
+            resume=resume,
+            job_id=job_id,
+            resumed=resumed,
         )
+        if resume is not None:
+            job._when_ended(lambda: self._drop_inputs(job))
+        return job
+
+    def _keep_inputs(
+        self,
+        job_id: str,
+        request: ImageRequest,
+        mode: Mode,
+        source: str,
+        init: Image.Image | None,
+        mask: Image.Image | None,
+    ) -> dict:
+        """What ``resume`` needs to submit this job again: the checked request, and its input images
+        written (PNG, lossless) under AIGC_HOME/jobs/<job id>/."""
+        args: dict = {"request": request.model_dump(mode="json"), "mode": mode, "source": source}
+        for name, image in (("init", init), ("mask", mask)):
+            if image is not None:
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                write_atomic(self.jobs_dir / job_id / f"{name}.png", buffer.getvalue())
+                args[name] = f"{name}.png"
+        return args
+
+    def _drop_inputs(self, job: Job) -> None:
+        # A job left queued at shutdown has ended for its waiter only: its inputs stay for the next start.
+        if job.state != "queued":
+            shutil.rmtree(self.jobs_dir / job.id, ignore_errors=True)
+
+    def resume(self, job_id: str, args: dict) -> Job:
+        """Submit a recorded job again after a restart (JobQueue.recover), under its own id: the same
+        checks and the same path as a new request."""
+        inputs = {}
+        for name in ("init", "mask"):
+            if args.get(name):
+                path = self.jobs_dir / job_id / args[name]
+                if not path.is_file():
+                    raise NotFound(f"the job's {name} image {path} is gone")
+                inputs[name] = Image.open(path)
+                inputs[name].load()
+        request = ImageRequest(**args["request"])
+        return self.submit(
+            request,
+            args["mode"],
+            init_image=inputs.get("init"),
+            mask=inputs.get("mask"),
+            source=args["source"],
+            job_id=job_id,
+        )
+
+    def recover_files(self) -> dict[str, int]:
+        """At start: finish or remove what a killed process left under outputs (see storage/files.py),
+        and remove the input images of jobs that have ended. Returns the counts, for the log."""
+        recorded = {row["path"] for row in self.db.conn.execute("SELECT path FROM images")}
+        # A PNG whose record was committed but whose rename the kill prevented is complete: put in place.
+        removed, finished = clean_stale(self.outputs_dir, finish=lambda final: str(final) in recorded)
+        ended = 0
+        if self.jobs_dir.is_dir():
+            for folder in self.jobs_dir.iterdir():
+                row = self.db.conn.execute("SELECT state FROM jobs WHERE id = ?", (folder.name,)).fetchone()
+                if row is None or row["state"] not in ("queued", "running"):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    ended += 1
+        return {
+            "temporary files removed": len(removed),
+            "images put in place": len(finished),
+            "job inputs removed": ended,
+        }
 
     def _plan(self, request: ImageRequest) -> PromptPlan:
         """The prompts each image runs with (styles applied, dynamic prompts drawn); checked here, so
@@ -520,11 +617,12 @@ class ImageService:
             if keep:
                 day.mkdir(parents=True, exist_ok=True)
                 path = day / f"{image_id}-{seed}.png"
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(labeled.data)
-                os.replace(tmp, path)  # a crash never leaves a half-written PNG under its real name
+                # The file is written whole under a hidden name, its record committed, then the file
+                # renamed into place: a kill leaves no half-written PNG under a real name, and one
+                # between the record and the rename is finished at the next start (recover_files).
+                tmp = write_temp(path, labeled.data)
                 record = labeled.record
-                with self.db.tx() as conn:
+                with self.db.tx() as conn, _removed_on_error(tmp):
                     conn.execute(
                         "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt,"
                         " seed, subseed, width, height, params, infotext, created, prompt_template,"
@@ -557,6 +655,7 @@ class ImageService:
                             record["watermark"],
                         ),
                     )
+                commit_temp(tmp, path)
             result.images.append(
                 GeneratedImage(
                     image_id,

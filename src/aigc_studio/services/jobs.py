@@ -5,6 +5,13 @@ progress lives in memory and is read by the progress endpoint, the CLI bar and t
 fails — or whose record cannot be written — is marked failed with the reason and the worker goes on
 with the next one: nothing a job does ends the worker thread. Waiting is possible from a thread
 (``Job.wait``) and from asyncio without holding a thread (``Job.wait_async``).
+
+Jobs survive a restart. A job that can run again is recorded with its ``work``: a job kind that a
+service registered (``register_kind``) and the arguments that service needs, plus the principal it
+runs for; never a callable. At start the server calls ``recover``: the jobs still queued are rebuilt
+through their service, in their original order, under their original ids; a job found running (the
+server died under it) is marked failed with the reason. At shutdown (``stop``) queued jobs stay queued
+for the next start and the running one is interrupted at its next step.
 """
 
 from __future__ import annotations
@@ -13,19 +20,48 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from .. import principal as principals
 from ..contracts import Control
 from ..errors import ModelUnavailable, StudioError
 from ..storage.db import Database
 from ..storage.history import new_id
 
 log = logging.getLogger("aigc_studio.jobs")
+
+
+def _process_token(pid: int) -> str | None:
+    """``pid:start time`` of a running process (the start time tells a reused pid apart); None if it
+    does not run."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: the fields after its last ")".
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+RUNNER = _process_token(os.getpid()) or str(os.getpid())
+
+
+def _runner_alive(runner: str | None) -> bool:
+    if not runner or runner == RUNNER:
+        return False  # this process has only just started: nothing it holds is running yet
+    pid = runner.split(":", 1)[0]
+    return pid.isdigit() and _process_token(int(pid)) == runner
+
+
+# A job kind's way to run a recorded job again: (job id, its arguments) -> None, submitting it anew.
+ResumeJob = Callable[[str, dict], Any]
 
 
 @dataclass
@@ -36,6 +72,7 @@ class Job:
     source: str
     work: Callable[[Job], Any]
     id: str = field(default_factory=lambda: new_id("job"))
+    principal: principals.Principal | None = None  # who it runs for (captured when it was submitted)
     state: str = "queued"
     control: Control = field(default_factory=Control)
     created: float = field(default_factory=time.time)
@@ -124,6 +161,8 @@ class JobQueue:
         self._lock = threading.Lock()
         self.current: Job | None = None
         self._closed = False
+        self._stopping = False  # shutdown: queued jobs stay queued (in the record) for the next start
+        self._kinds: dict[str, ResumeJob] = {}
         self._thread = threading.Thread(target=self._run, name=f"jobs-{name}", daemon=True)
         self._thread.start()
 
@@ -137,15 +176,42 @@ class JobQueue:
         source: str,
         batches: int = 1,
         steps: int = 0,
+        resume: dict | None = None,
+        job_id: str | None = None,
+        resumed: bool = False,
     ) -> Job:
+        """Queue ``work``. ``resume`` ({"kind", "args"}) is what ``recover`` needs to run the job again
+        after a restart (None: it cannot run again); ``job_id`` fixes the id, and ``resumed`` says the
+        job is one ``recover`` rebuilt: its record (id, creation time) is kept, not written anew."""
         if self._closed:
             raise ModelUnavailable("the studio is shutting down and takes no new image jobs; send the request again")
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
+        job.principal = principals.current()
+        if job_id is not None:
+            job.id = job_id
+        who = asdict(job.principal) if job.principal is not None else None
+        recorded = json.dumps({**resume, "principal": who}, ensure_ascii=False) if resume is not None else None
         with self.db.tx() as conn:
-            conn.execute(
-                "INSERT INTO jobs (id, kind, state, model, request, source, created) VALUES (?,?,?,?,?,?,?)",
-                (job.id, kind, job.state, model, json.dumps(request, ensure_ascii=False), source, job.created),
-            )
+            if resumed:
+                row = conn.execute("SELECT created FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                job.created = row["created"]
+                conn.execute("UPDATE jobs SET runner = ?, work = ? WHERE id = ?", (RUNNER, recorded, job.id))
+            else:
+                conn.execute(
+                    "INSERT INTO jobs (id, kind, state, model, request, source, created, work, runner)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        job.id,
+                        kind,
+                        job.state,
+                        model,
+                        json.dumps(request, ensure_ascii=False),
+                        source,
+                        job.created,
+                        recorded,
+                        RUNNER,
+                    ),
+                )
         with self._lock:
             self._jobs[job.id] = job
         self._queue.put(job)
@@ -217,7 +283,7 @@ class JobQueue:
 
     def _run_one(self, job: Job) -> None:
         with self._lock:
-            if job.state != "queued":  # dropped while it waited
+            if job.state != "queued" or self._stopping:  # dropped while it waited, or left for the next start
                 return
             if job.control.interrupt.is_set():
                 start = False
@@ -233,7 +299,8 @@ class JobQueue:
                 self._record(job)
             except Exception as exc:
                 raise RuntimeError(f"the job's record could not be written, so it did not run: {exc}") from exc
-            job.result = job.work(job)
+            with principals.acting_as(job.principal):
+                job.result = job.work(job)
             state = "interrupted" if job.control.interrupt.is_set() else "done"
         except Exception as exc:  # the job fails; the queue goes on
             if isinstance(exc, StudioError):
@@ -275,12 +342,83 @@ class JobQueue:
                 (job.state, job.error, job.started, job.finished, n_images, job.id),
             )
 
+    # -- surviving a restart ---------------------------------------------------------------------
+
+    def register_kind(self, kind: str, resume: ResumeJob) -> None:
+        """Say how a recorded job of ``kind`` runs again: ``resume(job_id, args)`` submits it anew
+        through the same service path a new request takes (raising StudioError if it no longer can)."""
+        self._kinds[kind] = resume
+
+    def recover(self) -> dict[str, list[str]]:
+        """At start: resubmit the jobs still queued (oldest first, same ids) and mark the ones found
+        running as failed, leaving alone the jobs of another studio process that still runs (a CLI).
+        Returns the ids as {"resumed": [...], "failed": [...]}; one log line says what was done."""
+        at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        rows = self.db.conn.execute(
+            "SELECT id, state, work, runner FROM jobs WHERE state IN ('queued', 'running') ORDER BY created, rowid"
+        ).fetchall()
+        report: dict[str, list[str]] = {"resumed": [], "failed": []}
+        for row in rows:
+            if _runner_alive(row["runner"]):
+                continue
+            if row["state"] == "running":
+                self._fail_record(row["id"], f"the server stopped while this job ran (restart at {at})")
+                report["failed"].append(row["id"])
+                continue
+            work = json.loads(row["work"]) if row["work"] else None
+            resume = self._kinds.get(work["kind"]) if work else None
+            if resume is None:
+                self._fail_record(
+                    row["id"],
+                    f"the job was queued when the server stopped (restart at {at}) and cannot run again: its "
+                    "images were to go only to the client that asked, or it was queued by an older version",
+                )
+                report["failed"].append(row["id"])
+                continue
+            who = work.get("principal")
+            try:
+                with principals.acting_as(principals.Principal(**who) if who else None):
+                    resume(row["id"], work["args"])
+            except StudioError as exc:  # its model is gone, a setting now refuses it, ...
+                self._fail_record(row["id"], f"the job could not run again after the restart at {at}: {exc.message}")
+                report["failed"].append(row["id"])
+                continue
+            report["resumed"].append(row["id"])
+        if rows:
+            log.info(
+                "restart: %d queued job(s) resumed, %d marked failed (%s)",
+                len(report["resumed"]),
+                len(report["failed"]),
+                ", ".join(report["failed"]) or "none",
+            )
+        return report
+
+    def _fail_record(self, job_id: str, reason: str) -> None:
+        with self.db.tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = 'failed', error = ?, finished = ? WHERE id = ?", (reason, time.time(), job_id)
+            )
+
+    def stop(self) -> None:
+        """Shutdown: take no new jobs; interrupt the running job (it stops at its next step and
+        records what it finished, as interrupted); leave the queued ones queued in their records, for
+        the next start. Whoever waits for a queued job is told so (503) now."""
+        with self._lock:
+            self._closed = self._stopping = True
+            running = self.current
+            parked = [j for j in self._jobs.values() if j.state == "queued"]
+        if running is not None:
+            running.control.interrupt.set()
+        for job in parked:
+            job.error = f"the studio is stopping; job {job.id} stays queued and runs when the studio starts again"
+            job.exception = ModelUnavailable(job.error)
+            job._ended()
+
     def close(self, timeout: float = 30) -> bool:
-        """Shut down: drop the queued jobs, interrupt the running one, and wait (at most ``timeout``
-        s) for it to stop. Returns whether the worker ended; if not, one log line says so, and the
-        engine it uses stays loaded (the registry frees an image engine only once no job uses it)."""
-        self._closed = True
-        self.interrupt_all()
+        """Shut down: ``stop``, and wait (at most ``timeout`` s) for the running job to stop. Returns
+        whether the worker ended; if not, one log line says so, and the engine it uses stays loaded
+        (the registry frees an image engine only once no job uses it)."""
+        self.stop()
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
