@@ -532,46 +532,53 @@ class ImageService:
             reached[offset + step.batch] = (step.step, step.total)
 
         # Images whose prompts differ run one by one, each with its own prompt and the seed it has in the
-        # batch (seed + index, as A1111 gives it); otherwise the request runs as one, with its prompt made.
+        # batch (seed + index, as A1111 gives it); otherwise each batch (n_iter) runs on its own with the
+        # seeds it has in the whole request, which makes the same pixels as one run of all of them. Each
+        # run's images are labeled, written and recorded as soon as they are made, so a server killed
+        # during a later batch keeps them. Runs are (what the engine runs, what the record says ran).
         if plan.varies:
             runs = [
-                request.model_copy(
-                    update={
-                        "prompt": positive,
-                        "negative_prompt": negative,
-                        "batch_size": 1,
-                        "n_iter": 1,
-                        "seed": request.seed + index,
-                        "subseed": request.subseed + index,
-                    }
+                (run, run)
+                for run in (
+                    request.model_copy(
+                        update={
+                            "prompt": positive,
+                            "negative_prompt": negative,
+                            "batch_size": 1,
+                            "n_iter": 1,
+                            "seed": request.seed + index,
+                            "subseed": request.subseed + index,
+                        }
+                    )
+                    for index, (positive, negative) in enumerate(plan.prompts)
                 )
-                for index, (positive, negative) in enumerate(plan.prompts)
             ]
             per_batch = 1
         else:
             positive, negative = plan.prompts[0]
-            runs = [request.model_copy(update={"prompt": positive, "negative_prompt": negative})]
+            whole = request.model_copy(update={"prompt": positive, "negative_prompt": negative})
+            first = [k * request.batch_size for k in range(request.n_iter)]
+            runs = [
+                (
+                    whole.model_copy(
+                        update={
+                            "n_iter": 1,
+                            # the engine's numbering (with a variation strength only the subseed counts up)
+                            "seed": request.seed + (0 if request.subseed_strength else k),
+                            "subseed": request.subseed + k,
+                        }
+                    ),
+                    whole,
+                )
+                for k in first
+            ]
             per_batch = request.batch_size
-        images: list[tuple[Image.Image, int, int, ImageRequest]] = []
-        interrupted = False
-        with self.registry.use_image_engine(info.id) as engine:  # a model swap waits for this generation
-            for index, run in enumerate(runs):
-                offset = index  # on_step numbers this run's batches from here
-                if job.control.interrupt.is_set():
-                    interrupted = True
-                    break
-                produced = engine.generate(run, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
-                images += [
-                    (*made, run) for made in zip(produced.images, produced.seeds, produced.subseeds, strict=False)
-                ]
-                interrupted = interrupted or produced.interrupted
         model_hash = self.registry.model_hash(info)
         result = GenerationResult(
             request=request,
             mode=mode,
             model=info.id,
             model_hash=model_hash,
-            interrupted=interrupted,
             job_id=job.id,
             job_timestamp=time.strftime("%Y%m%d%H%M%S"),
             styles=plan.styles,
@@ -579,8 +586,8 @@ class ImageService:
             negative_template=plan.negative_template,
         )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
-        job.phase = "labeling"  # the progress readers say why the last moment takes a while
-        for index, (raw, seed, subseed, run) in enumerate(images):
+
+        def save(index: int, raw: Image.Image, seed: int, subseed: int, run: ImageRequest) -> None:
             # The record holds the prompts that ran and no styles or dynamic mode, so reusing it makes
             # this very image again; what they were made from is kept beside it.
             fields = {**run.model_dump(), "styles": [], "dynamic_prompts": None, "dynamic_seed": None}
@@ -670,6 +677,18 @@ class ImageService:
                     labels=labeled.record,
                 )
             )
+
+        with self.registry.use_image_engine(info.id) as engine:  # a model swap waits for this generation
+            for index, (run, recorded) in enumerate(runs):
+                offset = index  # on_step numbers this run's batches from here
+                if job.control.interrupt.is_set():
+                    result.interrupted = True
+                    break
+                produced = engine.generate(run, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
+                result.interrupted = result.interrupted or produced.interrupted
+                job.phase = "labeling"  # the progress readers say why this moment takes a while
+                for made in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
+                    save(len(result.images), *made, recorded)
         return result
 
     def list(self, limit: int = 50, query: str | None = None, model: str | None = None) -> list[dict]:
