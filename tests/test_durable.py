@@ -366,3 +366,40 @@ def test_an_image_written_but_not_renamed_before_a_kill_is_put_in_place(tmp_path
     assert studio.images.file(result.images[0].id) == path
     assert Image.open(io.BytesIO(path.read_bytes())).size == (64, 64)
     studio.close()
+
+
+def test_a_restart_reruns_an_img2img_job_with_its_input_and_says_why_others_cannot_run(tmp_path, monkeypatch):
+    from aigc_studio.contracts import ImageRequest
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("AIGC_HOME", str(home))
+    studio = Studio(load_config(model="echo"))
+    studio.registry.image_engine("plain").step_delay = 0.05
+    small = {"model": "plain", "width": 64, "height": 64, "seed": 5}
+    blocker = studio.images.submit(ImageRequest(prompt="blocker", steps=100, **small))
+    source = Image.new("RGB", (64, 64), (200, 30, 30))
+    source.paste((20, 20, 220), (0, 0, 32, 64))
+    edit = ImageRequest(prompt="an edit", steps=2, denoising_strength=0.5, **small)
+    queued_edit = studio.images.submit(edit, "img2img", init_image=source, source="api")
+    unsaved = studio.images.submit(ImageRequest(prompt="unsaved", steps=2, **small), keep=False)
+    cell = studio.images.submit(ImageRequest(prompt="a cell", steps=2, **small), source="compare", resumable=False)
+    wait_until(lambda: blocker.step >= 1, what="the first job running")
+    assert (home / "jobs" / queued_edit.id / "init.png").is_file()
+    studio.close(timeout=10)
+
+    again = Studio(load_config(model="echo"))
+    report = again.recover()
+    assert report["jobs resumed"] == [queued_edit.id]
+    assert sorted(report["jobs failed"]) == sorted([unsaved.id, cell.id])
+    result = again.jobs.get(queued_edit.id).wait(60)
+    # The same pixels as the same img2img made now from the same picture: the input came through whole.
+    fresh = again.images.generate(edit, "img2img", init_image=source)
+    assert result.mode == "img2img" and result.job_id == queued_edit.id
+    assert result.images[0].image.tobytes() == fresh.images[0].image.tobytes()
+    assert again.jobs.describe(queued_edit.id)["state"] == "done"
+    assert not (home / "jobs" / queued_edit.id).exists()  # its input is removed once it has run
+    reasons = {j: again.jobs.describe(j)["error"] for j in (unsaved.id, cell.id)}
+    assert reasons[unsaved.id].endswith("its images were only for the client that asked (do_not_save_samples)")
+    assert reasons[cell.id].endswith("it was part of a compare run, which does not survive a restart")
+    assert all(r.startswith("the job was queued when the server stopped (restart at 20") for r in reasons.values())
+    again.close()

@@ -451,7 +451,7 @@ class CompareService:
         jobs: list[Job] = []
         try:
             for cell, cell_request in zip(cells, cell_requests, strict=True):
-                job = self.images.submit(cell_request, source=source)
+                job = self.images.submit(cell_request, source=source, resumable=False)
                 cell["model"] = job.model
                 jobs.append(job)
         except BaseException:

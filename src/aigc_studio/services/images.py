@@ -306,6 +306,7 @@ class ImageService:
         defaults: dict | None = None,
         keep: bool = True,
         job_id: str | None = None,
+        resumable: bool = True,
     ) -> Job:
         """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult).
 
@@ -313,7 +314,8 @@ class ImageService:
         step, CFG 0), ``defaults`` (an API's own, such as A1111's 50 steps), the ``clip_skip`` and
         ``token_merging_ratio`` settings, the declaration. ``keep=False`` writes no file and no gallery
         record (A1111's do_not_save_samples); the images still come back in the result. ``job_id`` is
-        for ``resume`` only: the recorded job this submission runs again.
+        for ``resume`` only: the recorded job this submission runs again. ``resumable=False``: after a
+        restart the job is not run again (a comparison's or a battle's cell, whose whole does not survive).
         """
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
         # What the model can do is known without loading it, so a request it cannot serve is refused
@@ -392,9 +394,12 @@ class ImageService:
         def work(job: Job) -> GenerationResult:
             return self._run(job, request, mode, info, init, mask, keep=keep, plan=plan)
 
-        resume = None
         resumed = job_id is not None
-        if keep:  # a job whose images go only to its client has nobody to give them to after a restart
+        if not keep:  # its images go only to its client: after a restart there is nobody to give them to
+            resume = {"kind": None, "why": "its images were only for the client that asked (do_not_save_samples)"}
+        elif not resumable:
+            resume = {"kind": None, "why": f"it was part of a {source} run, which does not survive a restart"}
+        else:
             job_id = job_id or new_id("job")
             resume = {"kind": "image", "args": self._keep_inputs(job_id, request, mode, source, init, mask)}
         job = self.queue.submit(
@@ -409,7 +414,7 @@ class ImageService:
             job_id=job_id,
             resumed=resumed,
         )
-        if resume is not None:
+        if resume["kind"] is not None:
             job._when_ended(lambda: self._drop_inputs(job))
         return job
 

@@ -181,8 +181,9 @@ class JobQueue:
         resumed: bool = False,
     ) -> Job:
         """Queue ``work``. ``resume`` ({"kind", "args"}) is what ``recover`` needs to run the job again
-        after a restart (None: it cannot run again); ``job_id`` fixes the id, and ``resumed`` says the
-        job is one ``recover`` rebuilt: its record (id, creation time) is kept, not written anew."""
+        after a restart ({"kind": None, "why": ...} or None: it cannot run again, and why); ``job_id``
+        fixes the id, and ``resumed`` says the job is one ``recover`` rebuilt: its record (id, creation
+        time) is kept, not written anew."""
         if self._closed:
             raise ModelUnavailable("the studio is shutting down and takes no new image jobs; send the request again")
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
@@ -365,13 +366,13 @@ class JobQueue:
                 self._fail_record(row["id"], f"the server stopped while this job ran (restart at {at})")
                 report["failed"].append(row["id"])
                 continue
-            work = json.loads(row["work"]) if row["work"] else None
-            resume = self._kinds.get(work["kind"]) if work else None
+            work = json.loads(row["work"]) if row["work"] else {"kind": None, "why": "an older version queued it"}
+            resume = self._kinds.get(work["kind"])
             if resume is None:
+                why = work.get("why") or f"no service runs jobs of kind {work['kind']!r}"
                 self._fail_record(
                     row["id"],
-                    f"the job was queued when the server stopped (restart at {at}) and cannot run again: its "
-                    "images were to go only to the client that asked, or it was queued by an older version",
+                    f"the job was queued when the server stopped (restart at {at}) and cannot run again: {why}",
                 )
                 report["failed"].append(row["id"])
                 continue
