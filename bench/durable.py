@@ -1,6 +1,6 @@
 """What durability costs: files written whole, and batches saved as each one finishes.
 
-    .venv/bin/python bench/durable.py                              # tiny SD 1.x, 64×64: about a minute
+    .venv/bin/python bench/durable.py                              # tiny SD 1.x, 64×64, 10 steps, n_iter 4
     .venv/bin/python bench/durable.py --model sd15 --size 512 --steps 4 --rounds 2      # full size
 
 Two measurements, each interleaving its two variants round by round (so the machine's load falls on
