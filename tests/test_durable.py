@@ -129,7 +129,7 @@ def prepared_home(home: Path, tiny) -> Path:
 class Served:
     """`python -m aigc_studio serve` on a free loopback port, its output in a log file."""
 
-    def __init__(self, home: Path, **settings):
+    def __init__(self, home: Path, script: str | None = None, **settings):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -146,8 +146,10 @@ class Served:
             **{f"AIGC_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.log = home / f"serve-{self.port}.log"
+        # ``script``: Python that runs the same `aigc serve` in-process after changing something first.
+        command = ["-c", script] if script else ["-m", "aigc_studio"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aigc_studio", "serve", "--port", str(self.port)],
+            [sys.executable, *command, "serve", "--port", str(self.port)],
             env=env,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
@@ -177,8 +179,8 @@ class Served:
 
 
 @contextmanager
-def served(home: Path, **settings):
-    server = Served(home, **settings)
+def served(home: Path, script: str | None = None, **settings):
+    server = Served(home, script, **settings)
     try:
         yield server
     finally:
@@ -403,3 +405,42 @@ def test_a_restart_reruns_an_img2img_job_with_its_input_and_says_why_others_cann
     assert reasons[cell.id].endswith("it was part of a compare run, which does not survive a restart")
     assert all(r.startswith("the job was queued when the server stopped (restart at 20") for r in reasons.values())
     again.close()
+
+
+# An image engine that ignores interrupts: one step, then it sleeps past any grace.
+STUBBORN = """
+import sys, time
+from aigc_studio.contracts import StepInfo
+from aigc_studio.engines import plain
+
+def stubborn(self, request, mode, *, on_step=lambda info: None, **kwargs):
+    on_step(StepInfo(1, request.steps, 0))
+    time.sleep(600)
+
+plain.PlainEngine.generate = stubborn
+from aigc_studio.cli.main import cli
+cli(sys.argv[1:], prog_name="aigc")
+"""
+
+
+def test_a_job_that_ignores_the_stop_cannot_hold_the_server_past_the_grace(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    answers: list = []
+    with served(home, STUBBORN, image_model="plain") as server:
+        post_in_background(server.url + "/sdapi/v1/txt2img", {"prompt": "stuck", "steps": 5}, answers)
+        job = wait_until(lambda: have_jobs(home, 1, answers) and jobs(home)[0], what="the job")["id"]
+        wait_until(lambda: server.job(job)["step"] == 1, what="its first step")
+        took = server.stop(signal.SIGTERM)
+        log = server.log.read_text()
+    assert took < GRACE + MARGIN + 3, f"the server took {took:.1f} s to stop (grace {GRACE} s + {MARGIN} s)"
+    # It ended by itself (the job's thread does not hold the process), before the hard bound.
+    assert server.process.returncode == -signal.SIGTERM, log[-3000:]
+    assert "Application shutdown complete" in log and "Internal Server Error" not in log
+    # Its client was told, once the grace had passed, rather than cut off.
+    assert [a.status_code for a in answers] == [503]
+    assert f"did not stop within shutdown_grace ({GRACE} s)" in answers[0].json()["detail"]
+    assert jobs(home)[0]["state"] == "running"  # cut off under it: the next start says so
+    with served(home, image_model="plain") as server:
+        failed = server.job(job)
+    assert failed["state"] == "failed" and failed["error"].startswith("the server stopped while this job ran")

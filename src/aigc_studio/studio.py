@@ -122,7 +122,16 @@ class Studio:
         running = self.jobs.current
         self.jobs.stop()
         self.registry.cancel_all()
-        return running is None or running.done.wait(grace)
+        if running is None or running.done.wait(grace):
+            return True
+        # Its waiters are answered now (503), not cut off with the connection; the job is left to run
+        # until the process ends, and the next start records it as failed.
+        self.jobs.give_up(
+            running,
+            f"the studio is stopping and image job {running.id} did not stop within shutdown_grace "
+            f"({grace:g} s); the next start records it as failed",
+        )
+        return False
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

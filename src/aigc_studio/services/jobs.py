@@ -415,6 +415,13 @@ class JobQueue:
             job.exception = ModelUnavailable(job.error)
             job._ended()
 
+    def give_up(self, job: Job, reason: str) -> None:
+        """Shutdown, past the grace: tell whoever waits for ``job`` (still running) that it will not
+        end in time (503 ``reason``). Its record is left as it is: running, for the next start."""
+        job.error = reason
+        job.exception = ModelUnavailable(reason)
+        job._ended()
+
     def close(self, timeout: float = 30) -> bool:
         """Shut down: ``stop``, and wait (at most ``timeout`` s) for the running job to stop. Returns
         whether the worker ended; if not, one log line says so, and the engine it uses stays loaded
