@@ -444,3 +444,33 @@ def test_a_job_that_ignores_the_stop_cannot_hold_the_server_past_the_grace(tmp_p
     with served(home, image_model="plain") as server:
         failed = server.job(job)
     assert failed["state"] == "failed" and failed["error"].startswith("the server stopped while this job ran")
+
+
+def test_a_code_turn_cut_off_mid_answer_keeps_its_question_and_earlier_turns(tmp_path, monkeypatch):
+    """A code session's question is stored as its answer starts: a turn whose answer never ended (its
+    process died: here the turn is left suspended mid-answer and a new studio starts on the same
+    AIGC_HOME) keeps the question and the finished turn before it; the answer is marked interrupted."""
+    from aigc_studio.engines.echo import clear_replies, queue_replies
+
+    monkeypatch.setenv("AIGC_HOME", str(tmp_path / "home"))
+    clear_replies()
+    studio = Studio(load_config(model="echo"))
+    queue_replies("```python\nprint(1)\n```", "```python\nprint(2)\n```")
+    first = studio.code.turn("write a program that prints 1")
+    assert [e.kind for e in first][-1] == "done"
+    second = iter(studio.code.turn("now print 2", session_id=first.session_id))
+    assert next(second).kind == "delta"  # the answer is streaming; the process "dies" here
+
+    again = Studio(load_config(model="echo"))
+    assert again.recover()["answers interrupted"] == 1
+    session = again.history.get(first.session_id)
+    contents = [(m["role"], m["content"]) for m in session["messages"]]
+    assert contents[0] == ("user", "write a program that prints 1")
+    assert contents[1] == ("assistant", "```python\nprint(1)\n```")
+    assert contents[2][0] == "user" and "now print 2" in contents[2][1] and len(contents) == 3
+    statuses = [r["status"] for r in again.db.conn.execute("SELECT status FROM responses ORDER BY created")]
+    assert statuses == ["ok", "interrupted"]
+    again.close()
+    second.close()  # the first studio, still alive here, ends its turn
+    studio.close()
+    clear_replies()
