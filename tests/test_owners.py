@@ -173,6 +173,9 @@ def test_shutting_down_stops_every_users_jobs_whoever_closes(studio):
     studio.registry.image_engine("plain").step_delay = 0.05
     with acting_as(ALICE):
         job = studio.images.submit(ImageRequest(prompt="slow", seed=3, steps=40, width=64, height=64))
+    deadline = time.monotonic() + 60
+    while job.state == "queued" and time.monotonic() < deadline:  # a queued job stays queued at a stop
+        time.sleep(0.01)
     with acting_as(BOB):
         assert studio.jobs.close(30)
     assert job.state == "interrupted"

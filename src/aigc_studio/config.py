@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .access import require_admin
 from .errors import SettingError
+from .storage.files import write_atomic
 
 
 def _integer(value: object) -> int:
@@ -346,6 +347,13 @@ SETTINGS: dict[str, Setting] = {
             integer(1, 256),
         ),
         Setting(
+            "shutdown_grace",
+            5,
+            "Seconds a stopping server (SIGTERM, Ctrl-C) gives running work to stop and record what it"
+            " finished; queued image jobs stay queued for the next start.",
+            integer(1, 300),
+        ),
+        Setting(
             "test_models",
             0,
             "1: show the built-in test models (the 'plain' image and 'echo' text engines) in model lists and"
@@ -446,7 +454,7 @@ def save_setting(key: str, value: object) -> Path:
             values = tomllib.load(f)
     values[key] = value
     lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -473,6 +481,6 @@ def save_settings(changes: dict[str, object]) -> Path:
         if before is None:
             path.unlink(missing_ok=True)
         else:
-            path.write_bytes(before)
+            write_atomic(path, before)
         raise
     return path

@@ -5,6 +5,8 @@ The CLI, the server and the web UI each build one and call its services, so they
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from .config import Config, load_config
 from .contracts import RunLimits
 from .models.keys import KeyStore
@@ -33,6 +35,7 @@ from .storage.code import CodeStore
 from .storage.comparisons import ComparisonStore
 from .storage.db import Database
 from .storage.documents import DocumentStore
+from .storage.files import clean_stale
 from .storage.history import History
 from .storage.users import UserStore
 
@@ -101,6 +104,44 @@ class Studio:
         self.inspector = Inspector(self.db, self.config, self.images, self.labeler)
         # The local studio's items (no owner) given to a user when it becomes a team server.
         self.ownership = OwnershipService(self.db, self.config.home)
+
+    def recover(self) -> dict:
+        """At a server's start, after a stop of any kind (SIGKILL, a crash, a power cut): finish or
+        remove what a killed process left half-written, mark answers cut off mid-stream as interrupted,
+        fail the jobs found running and resume the queued ones in their order. Returns what was done."""
+        at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        done: dict = self.images.recover_files()
+        # Everything else half-written under AIGC_HOME (settings, styles, templates, exports) was
+        # never in place: removed (the images' temporary files were dealt with just above).
+        removed, _ = clean_stale(self.config.home)
+        done["temporary files removed"] += len(removed)
+        done["answers interrupted"] = self.history.interrupt_streaming(
+            f"the server stopped while this answer was streamed (restart at {at})"
+        )
+        jobs = self.jobs.recover()
+        done["jobs resumed"], done["jobs failed"] = jobs["resumed"], jobs["failed"]
+        return done
+
+    def stop(self, grace: float | None = None) -> bool:
+        """The first step of a shutdown (SIGTERM, Ctrl-C), bounded by ``grace`` seconds (default:
+        the ``shutdown_grace`` setting): queued image jobs stay queued for the next start, the running
+        one stops at its next step and records what it finished (interrupted), text answers end with
+        what they have (their streams get their final event). Returns whether the running job ended
+        in time."""
+        grace = float(self.config.shutdown_grace if grace is None else grace)
+        running = self.jobs.current
+        self.jobs.stop()
+        self.registry.cancel_all()
+        if running is None or running.done.wait(grace):
+            return True
+        # Its waiters are answered now (503), not cut off with the connection; the job is left to run
+        # until the process ends, and the next start records it as failed.
+        self.jobs.give_up(
+            running,
+            f"the studio is stopping and image job {running.id} did not stop within shutdown_grace "
+            f"({grace:g} s); the next start records it as failed",
+        )
+        return False
 
     def cancel(self) -> None:
         """Stop all work in progress (image jobs, text answers) without shutting anything down; each

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 from ..services.editing import OPERATIONS, EditRequest
+from ..storage.files import write_atomic
 from .options import options_from, sampling_options
 from .templates import read_input, studio_for
 
@@ -30,14 +29,7 @@ def parse_selection(value: str | None) -> tuple[int | None, int | None]:
 
 def _write(path: Path, text: str) -> None:
     # Whole or not at all: the file is replaced only once the new text is written beside it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def register(cli: click.Group) -> None:

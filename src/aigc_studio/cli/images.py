@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ..contracts import HIRES_FIELDS, INPAINT_FIELDS, ImageRequest, Mode
 from ..errors import StudioError, validation_message
+from ..storage.files import write_atomic
 from .options import field_option
 
 # CLI flag names where A1111 users expect short ones; every other field keeps its own name.
@@ -158,9 +159,10 @@ def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> No
             if output:
                 target = output if i == 0 else output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
                 if fmt == "png":  # the very file the studio wrote, labels and signature included
-                    target.write_bytes(generated.data)
+                    write_atomic(target, generated.data)
                 else:  # the labeled pixels, with the same labels written the way this format holds them
-                    target.write_bytes(
+                    write_atomic(
+                        target,
                         studio.labeler.encode(
                             generated.image,
                             dict(generated.labels),
@@ -169,7 +171,7 @@ def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> No
                             fmt=fmt,
                             source=images.get("init_image"),
                             title=target.name,
-                        )
+                        ),
                     )
                 click.echo(str(target))
         if len({g.prompt for g in result.images}) > 1:

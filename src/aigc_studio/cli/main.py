@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +18,7 @@ from .. import __version__
 from ..config import SETTINGS, load_config
 from ..contracts import Message
 from ..errors import StudioError
+from ..storage.files import write_atomic
 from .options import options_from, sampling_options
 
 
@@ -233,7 +237,7 @@ def history_export(conversation_ids, output):
     export = studio.text_labels.label_history(studio.history.export(list(conversation_ids) or None))
     data = json.dumps(export, ensure_ascii=False, indent=2)
     if output:
-        output.write_text(data, encoding="utf-8")
+        write_atomic(output, data)
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(data)
@@ -476,13 +480,23 @@ def serve(host, port, model, log_level, use_ray, ray_address):
     if config.auth_required:
         click.secho("Sign-in required: API keys, basic auth or the login page (aigc users, aigc keys)", err=True)
 
+    grace = float(config.shutdown_grace)
+
     class StudioServer(uvicorn.Server):
-        """uvicorn's server, which at shutdown first stops the studio's work in progress: the requests
-        waiting for it (a queued image, a long answer) then end by themselves, with what was done so
-        far, instead of holding the server open until their jobs would have finished."""
+        """uvicorn's server, which at shutdown first stops the studio's work in progress: queued image
+        jobs stay queued for the next start, the running one stops at its next step and records what it
+        finished, answers end with what they have; the requests waiting for them then end by
+        themselves. All of it within ``shutdown_grace`` seconds; past that plus a margin the process
+        exits anyway (what is recorded is safe, as after a kill)."""
 
         async def shutdown(self, sockets=None) -> None:
-            await asyncio.to_thread(studio.cancel)
+            deadline = time.monotonic() + grace
+            threading.Thread(
+                target=_exit_after, args=(grace + SHUTDOWN_MARGIN,), name="exit-after", daemon=True
+            ).start()
+            await asyncio.to_thread(studio.stop, grace)
+            # What is left of the grace goes to the requests still open (their answers' last events).
+            self.config.timeout_graceful_shutdown = max(0.5, deadline - time.monotonic())
             await super().shutdown(sockets)
 
     server = StudioServer(
@@ -492,16 +506,39 @@ def serve(host, port, model, log_level, use_ray, ray_address):
             port=int(config.port),
             log_level=log_level,
             log_config=log_config,
-            # A request that still has not ended 5 s after its work was stopped is cancelled outright.
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=grace,
         )
     )
+    # After uvicorn.Config, which sets up logging: the recovery's line goes to the log too.
+    recovered = studio.recover()
+    if any(recovered.values()):
+        logging.getLogger("aigc_studio.server").info(
+            "start after a stop: %s",
+            ", ".join(f"{k} {len(v) if isinstance(v, list) else v}" for k, v in recovered.items() if v),
+        )
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again once it is done
         pass
     finally:
-        studio.close()
+        studio.close(timeout=grace)
+
+
+# Seconds past shutdown_grace after which a stopping server exits even if work has not stopped.
+SHUTDOWN_MARGIN = 5.0
+
+
+def _exit_after(seconds: float) -> None:
+    """The hard bound on a shutdown: a model step that does not return in time cannot hold the process.
+    Exiting here is as safe as a kill: files and records are written so that one loses nothing finished."""
+    time.sleep(seconds)
+    logging.getLogger("aigc_studio.server").warning(
+        "still stopping %.0f s after the signal (setting shutdown_grace + %.0f s); exiting now",
+        seconds,
+        SHUTDOWN_MARGIN,
+    )
+    logging.shutdown()
+    os._exit(1)
 
 
 def _server_log_config(path: Path, level: str) -> dict:

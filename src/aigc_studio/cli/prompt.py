@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ..services.dynamic_prompts import MAX_COMBINATIONS
+from ..storage.files import write_atomic
 
 
 @contextmanager
@@ -112,7 +113,7 @@ def register(cli: click.Group) -> None:
         with _prompts() as prompts:
             text = prompts.styles.export_csv()
         if output:
-            output.write_bytes(text.encode("utf-8"))
+            write_atomic(output, text)
             click.echo(str(output), err=True)
         else:
             sys.stdout.write(text.removeprefix("\ufeff"))

@@ -12,6 +12,7 @@ from ..config import load_config
 from ..services.language_fit import language_fit
 from ..services.template_library import source_of, template_from_fields
 from ..services.templates import KINDS, LANGUAGES
+from ..storage.files import write_atomic
 from .options import options_from, sampling_options
 
 
@@ -175,7 +176,7 @@ def register(cli: click.Group) -> None:
             if output is None:
                 click.echo(text, nl=False)
             else:
-                output.write_text(text, encoding="utf-8")
+                write_atomic(output, text)
                 click.echo(f"wrote {output}", err=True)
         finally:
             studio.close()

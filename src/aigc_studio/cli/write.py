@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ..errors import validation_message
 from ..services.writing import ArticleRun, ArticleSpec
+from ..storage.files import write_atomic
 from .options import field_option
 
 
@@ -78,7 +79,7 @@ def _output(studio, document_id: str | None, output: Path | None) -> None:
         # The terminal gets the article as written; a file is an export and carries the labels.
         click.echo(studio.writing.get(document_id)["version"]["content"], nl=False)
     else:
-        output.write_bytes(studio.writing.export(document_id, "md").data)
+        write_atomic(output, studio.writing.export(document_id, "md").data)
         click.secho(f"wrote {output}", fg="cyan", err=True)
 
 
@@ -194,7 +195,7 @@ def register(cli: click.Group) -> None:
         """Save a document as Markdown, a standalone HTML page, or Word (.docx)."""
         out = _studio().writing.export(document_id, fmt, version)
         path = output or Path(out.filename)
-        path.write_bytes(out.data)
+        write_atomic(path, out.data)
         click.echo(f"wrote {path}")
 
     @docs.command("exports")

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..storage.files import write_atomic
+
 __all__ = [
     "HashCache",
     "folder_sha256",
@@ -137,10 +139,7 @@ class HashCache:
         return data
 
     def _save(self) -> None:
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._entries, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.cache_file)
+        write_atomic(self.cache_file, json.dumps(self._entries, indent=1, sort_keys=True))
 
     def _file_sha256(self, path: Path) -> str:
         key = str(path.resolve())

@@ -7,9 +7,10 @@ key here. Keys leave this file only for the ``Authorization`` header of the mode
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
+
+from ..storage.files import write_atomic
 
 
 class KeyStore:
@@ -45,10 +46,5 @@ class KeyStore:
                 self._write(keys)
 
     def _write(self, keys: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         # Created 0600 from the start: the key is never readable by others, not even for a moment.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(keys, f)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(keys), mode=0o600)

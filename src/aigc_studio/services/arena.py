@@ -215,7 +215,7 @@ class ArenaService:
         def run(cancel: threading.Event) -> None:
             answer, finish, error = "", "error", None
             try:
-                job = self.images.submit(request, source="arena")
+                job = self.images.submit(request, source="arena", resumable=False)
                 while not job.done.wait(0.1):
                     if cancel.is_set():
                         self.images.queue.interrupt(job.id)

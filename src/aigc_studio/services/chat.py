@@ -81,7 +81,9 @@ class ChatRun:
     """One generation. Iterate it (sync or async) for chunks; ``result`` once it has ended.
 
     It is recorded in history by the engine's worker when the engine is done with it — so an answer
-    is kept whole even when the client stopped reading part-way.
+    is kept whole even when the client stopped reading part-way. The question is recorded before the
+    answer starts (History.begin): a server killed mid-answer keeps it, with the answer marked
+    interrupted at the next start.
     """
 
     def __init__(self, service: ChatService, prepared: PreparedChat):
@@ -90,18 +92,29 @@ class ChatRun:
         self.principal = principal.current()
         self._job: Job | None = None
         self._result: ChatResult | None = None
+        self._begun = False
 
     def _submit(self, loop: asyncio.AbstractEventLoop | None) -> Job:
         # The job takes over the prepared lease and releases it when it ends; a prepared chat run a
         # second time takes a new one.
         lease, self.prepared.lease = self.prepared.lease, None
         lease = lease or self.service.registry.lease(self.prepared.model)
+        p = self.prepared
+        if p.store and not self._begun:
+            try:
+                p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
+            except BaseException:
+                lease.release()
+                raise
+            self._begun = True
         try:
             self._job = lease.worker.submit(
                 self.prepared.request, loop=loop, on_done=self._on_done, on_end=lease.release
             )
-        except BaseException:
+        except BaseException as exc:
             lease.release()
+            if self._begun:  # the question is stored: so is why no answer came
+                self._result = self._record(None, "", exc, 0.0, 0.0)
             raise
         return self._job
 
@@ -172,6 +185,7 @@ class ChatRun:
                 p.request.messages or p.new_messages,
                 p.supersedes,
                 tool_calls=tool_calls,
+                begun=self._begun,
             )
         return ChatResult(
             text=text,

@@ -131,7 +131,8 @@ class _Turn:
 class CodeTurn:
     """One turn of a code session. Iterate it for ``CodeEvent``s (blocking: the answer streams, then
     versions, the run and any repair attempts); ``cancel()`` stops it (from another thread);
-    ``session_id`` is set once the first answer is stored (at once for an existing session)."""
+    ``session_id`` is set once the first request is stored, as its answer starts (at once for an existing
+    session)."""
 
     def __init__(self, service: CodeService, turn: _Turn, first: PreparedChat, notes: list[str]):
         self.service, self.turn = service, turn
@@ -141,6 +142,7 @@ class CodeTurn:
         self._cancelled = threading.Event()
         self._iterated = False
         self.notes = notes
+        self._earlier: list[Message] = []  # the session's messages before the stored question (History.begin)
 
     def cancel(self) -> None:
         """Stop the turn: the answer being generated stops (what came so far is kept in history, no
@@ -172,6 +174,8 @@ class CodeTurn:
                     prepared.lease.release()
                 yield CodeEvent("done", session_id=self.session_id, finish_reason="cancelled", notes=self.notes)
                 return
+            # The question is stored before the answer starts, so a server killed mid-answer keeps it.
+            service._begin_answer(self, prepared, stored_prompt)
             self._run = run = service.chat.start(prepared)
             error: BaseException | None = None
             try:
@@ -394,6 +398,14 @@ class CodeService:
     def _block_language(self, block: CodeBlock, turn: _Turn) -> str:
         return block.language or turn.language or turn.requested or turn.session_language or _sniff(block.code) or ""
 
+    def _begin_answer(self, handle: CodeTurn, prepared: PreparedChat, prompt: str) -> None:
+        """Store the turn's question (and the session, when new) before its answer streams; the answer
+        is filled in by ``_store_answer``."""
+        history = self.chat.history
+        handle._earlier = history.messages(handle.session_id) if handle.session_id else []
+        handle.session_id = history.begin(handle.session_id, [Message(role="user", content=prompt)], prepared.record)
+        handle.turn.session_id = handle.session_id
+
     def _store_answer(
         self, handle: CodeTurn, prepared: PreparedChat, prompt: str, answer: str, finish: str, note: str
     ) -> list[CodeVersion]:
@@ -414,11 +426,9 @@ class CodeService:
                     why += "; the answer ended inside the code block (cut off?)"
                 rows.append(self.store.insert_version(conn, session_id, number, language, block.code, message_id, why))
 
-        history = self.chat.history
-        earlier = history.messages(handle.session_id) if handle.session_id else []
         new = Message(role="user", content=prompt)
-        handle.session_id = history.record(
-            handle.session_id, [new], prepared.record, answer, [*earlier, new], also=also
+        handle.session_id = self.chat.history.record(
+            handle.session_id, [], prepared.record, answer, [*handle._earlier, new], also=also, begun=True
         )
         turn.session_id = handle.session_id
         if turn.session_language is None and languages:

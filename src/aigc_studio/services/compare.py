@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import queue
 import random
 import threading
@@ -38,6 +37,7 @@ from ..errors import InvalidRequest, NotFound, StudioError, validation_message
 from ..images.grid import compose_grid
 from ..models.registry import Registry
 from ..storage.comparisons import ComparisonStore
+from ..storage.files import write_atomic
 from ..storage.history import new_id
 from .chat import ChatRun, ChatService, PreparedChat
 from .images import ImageService, check_hires_size
@@ -332,9 +332,7 @@ class ImageComparison:
             grid, produce_id=self.id, infotext=None, mode="txt2img", title=path.name
         )
         self.grid_labels = labeled.record
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(labeled.data)
-        os.replace(tmp, path)  # never a half-written grid under its real name
+        write_atomic(path, labeled.data)  # never a half-written grid under its real name
         return path
 
 
@@ -457,7 +455,7 @@ class CompareService:
         jobs: list[Job] = []
         try:
             for cell, cell_request in zip(cells, cell_requests, strict=True):
-                job = self.images.submit(cell_request, source=source)
+                job = self.images.submit(cell_request, source=source, resumable=False)
                 cell["model"] = job.model
                 jobs.append(job)
         except BaseException:

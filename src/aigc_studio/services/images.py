@@ -5,16 +5,21 @@ mask, the prompt block-list), fixes the seeds, and queues the job; the job runs 
 image (services/labeling.py: NSFW check, visible mark, watermark, AIGC metadata, C2PA), writes it as a
 PNG with A1111's infotext under AIGC_HOME/outputs, and records it, with what was applied, for the
 gallery.
+
+A queued generation survives a restart: its job records the checked request (job kind "image") and
+its input images are kept under AIGC_HOME/jobs/<job id>/ until it ends, so ``resume`` submits it again,
+through ``submit``, after the server comes back.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
-import os
 import random
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,7 @@ from ..images.masking import blank_mask
 from ..images.resize import hires_size
 from ..models.registry import ModelInfo, Registry
 from ..storage.db import Database, like_pattern
+from ..storage.files import clean_stale, commit_temp, write_atomic, write_temp
 from ..storage.history import new_id
 from ..storage.owners import mine
 from .jobs import Job, JobQueue
@@ -39,6 +45,15 @@ from .labeling import Labeler
 from .prompt_craft import PromptCraft, PromptPlan
 
 VERSION = f"aigc-studio-{__version__}"
+
+
+@contextlib.contextmanager
+def _removed_on_error(tmp: Path):
+    try:
+        yield
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -263,8 +278,12 @@ class ImageService:
         prompt_craft: PromptCraft | None = None,
         *,
         labeler: Labeler,
+        jobs_dir: Path | None = None,
     ):
         self.db = db
+        # The input images of queued jobs, kept until each job ends so a restart can run it again.
+        self.jobs_dir = jobs_dir or outputs_dir.parent / "jobs"
+        queue.register_kind("image", self.resume)
         self.labeler = labeler
         self.prompt_craft = prompt_craft
         self.registry = registry
@@ -287,13 +306,17 @@ class ImageService:
         source: str = "api",
         defaults: dict | None = None,
         keep: bool = True,
+        job_id: str | None = None,
+        resumable: bool = True,
     ) -> Job:
         """Check and queue a generation; returns the job (``job.wait()`` gives a GenerationResult).
 
         What the request does not set comes from, first to last: the model's own defaults (SD-Turbo: 1
         step, CFG 0), ``defaults`` (an API's own, such as A1111's 50 steps), the ``clip_skip`` and
         ``token_merging_ratio`` settings, the declaration. ``keep=False`` writes no file and no gallery
-        record (A1111's do_not_save_samples); the images still come back in the result.
+        record (A1111's do_not_save_samples); the images still come back in the result. ``job_id`` is
+        for ``resume`` only: the recorded job this submission runs again. ``resumable=False``: after a
+        restart the job is not run again (a comparison's or a battle's cell, whose whole does not survive).
         """
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
         # What the model can do is known without loading it, so a request it cannot serve is refused
@@ -372,7 +395,15 @@ class ImageService:
         def work(job: Job) -> GenerationResult:
             return self._run(job, request, mode, info, init, mask, keep=keep, plan=plan)
 
-        return self.queue.submit(
+        resumed = job_id is not None
+        if not keep:  # its images go only to its client: after a restart there is nobody to give them to
+            resume = {"kind": None, "why": "its images were only for the client that asked (do_not_save_samples)"}
+        elif not resumable:
+            resume = {"kind": None, "why": f"it was part of a {source} run, which does not survive a restart"}
+        else:
+            job_id = job_id or new_id("job")
+            resume = {"kind": "image", "args": self._keep_inputs(job_id, request, mode, source, init, mask)}
+        job = self.queue.submit(
             mode,
             work,
             model=info.id,
@@ -380,7 +411,78 @@ class ImageService:
             source=source,
             batches=len(plan.prompts) if plan.varies else request.n_iter,
             steps=steps,
+            resume=resume,
+            job_id=job_id,
+            resumed=resumed,
         )
+        if resume["kind"] is not None:
+            job._when_ended(lambda: self._drop_inputs(job))
+        return job
+
+    def _keep_inputs(
+        self,
+        job_id: str,
+        request: ImageRequest,
+        mode: Mode,
+        source: str,
+        init: Image.Image | None,
+        mask: Image.Image | None,
+    ) -> dict:
+        """What ``resume`` needs to submit this job again: the checked request, and its input images
+        written (PNG, lossless) under AIGC_HOME/jobs/<job id>/."""
+        args: dict = {"request": request.model_dump(mode="json"), "mode": mode, "source": source}
+        for name, image in (("init", init), ("mask", mask)):
+            if image is not None:
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                write_atomic(self.jobs_dir / job_id / f"{name}.png", buffer.getvalue())
+                args[name] = f"{name}.png"
+        return args
+
+    def _drop_inputs(self, job: Job) -> None:
+        # A job left queued at shutdown has ended for its waiter only: its inputs stay for the next start.
+        if job.state != "queued":
+            shutil.rmtree(self.jobs_dir / job.id, ignore_errors=True)
+
+    def resume(self, job_id: str, args: dict) -> Job:
+        """Submit a recorded job again after a restart (JobQueue.recover), under its own id: the same
+        checks and the same path as a new request."""
+        inputs = {}
+        for name in ("init", "mask"):
+            if args.get(name):
+                path = self.jobs_dir / job_id / args[name]
+                if not path.is_file():
+                    raise NotFound(f"the job's {name} image {path} is gone")
+                inputs[name] = Image.open(path)
+                inputs[name].load()
+        request = ImageRequest(**args["request"])
+        return self.submit(
+            request,
+            args["mode"],
+            init_image=inputs.get("init"),
+            mask=inputs.get("mask"),
+            source=args["source"],
+            job_id=job_id,
+        )
+
+    def recover_files(self) -> dict[str, int]:
+        """At start: finish or remove what a killed process left under outputs (see storage/files.py),
+        and remove the input images of jobs that have ended. Returns the counts, for the log."""
+        recorded = {row["path"] for row in self.db.conn.execute("SELECT path FROM images")}
+        # A PNG whose record was committed but whose rename the kill prevented is complete: put in place.
+        removed, finished = clean_stale(self.outputs_dir, finish=lambda final: str(final) in recorded)
+        ended = 0
+        if self.jobs_dir.is_dir():
+            for folder in self.jobs_dir.iterdir():
+                row = self.db.conn.execute("SELECT state FROM jobs WHERE id = ?", (folder.name,)).fetchone()
+                if row is None or row["state"] not in ("queued", "running"):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    ended += 1
+        return {
+            "temporary files removed": len(removed),
+            "images put in place": len(finished),
+            "job inputs removed": ended,
+        }
 
     def _plan(self, request: ImageRequest) -> PromptPlan:
         """The prompts each image runs with (styles applied, dynamic prompts drawn); checked here, so
@@ -436,46 +538,53 @@ class ImageService:
             reached[offset + step.batch] = (step.step, step.total)
 
         # Images whose prompts differ run one by one, each with its own prompt and the seed it has in the
-        # batch (seed + index, as A1111 gives it); otherwise the request runs as one, with its prompt made.
+        # batch (seed + index, as A1111 gives it); otherwise each batch (n_iter) runs on its own with the
+        # seeds it has in the whole request, which makes the same pixels as one run of all of them. Each
+        # run's images are labeled, written and recorded as soon as they are made, so a server killed
+        # during a later batch keeps them. Runs are (what the engine runs, what the record says ran).
         if plan.varies:
             runs = [
-                request.model_copy(
-                    update={
-                        "prompt": positive,
-                        "negative_prompt": negative,
-                        "batch_size": 1,
-                        "n_iter": 1,
-                        "seed": request.seed + index,
-                        "subseed": request.subseed + index,
-                    }
+                (run, run)
+                for run in (
+                    request.model_copy(
+                        update={
+                            "prompt": positive,
+                            "negative_prompt": negative,
+                            "batch_size": 1,
+                            "n_iter": 1,
+                            "seed": request.seed + index,
+                            "subseed": request.subseed + index,
+                        }
+                    )
+                    for index, (positive, negative) in enumerate(plan.prompts)
                 )
-                for index, (positive, negative) in enumerate(plan.prompts)
             ]
             per_batch = 1
         else:
             positive, negative = plan.prompts[0]
-            runs = [request.model_copy(update={"prompt": positive, "negative_prompt": negative})]
+            whole = request.model_copy(update={"prompt": positive, "negative_prompt": negative})
+            first = [k * request.batch_size for k in range(request.n_iter)]
+            runs = [
+                (
+                    whole.model_copy(
+                        update={
+                            "n_iter": 1,
+                            # the engine's numbering (with a variation strength only the subseed counts up)
+                            "seed": request.seed + (0 if request.subseed_strength else k),
+                            "subseed": request.subseed + k,
+                        }
+                    ),
+                    whole,
+                )
+                for k in first
+            ]
             per_batch = request.batch_size
-        images: list[tuple[Image.Image, int, int, ImageRequest]] = []
-        interrupted = False
-        with self.registry.use_image_engine(info.id) as engine:  # a model swap waits for this generation
-            for index, run in enumerate(runs):
-                offset = index  # on_step numbers this run's batches from here
-                if job.control.interrupt.is_set():
-                    interrupted = True
-                    break
-                produced = engine.generate(run, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
-                images += [
-                    (*made, run) for made in zip(produced.images, produced.seeds, produced.subseeds, strict=False)
-                ]
-                interrupted = interrupted or produced.interrupted
         model_hash = self.registry.model_hash(info)
         result = GenerationResult(
             request=request,
             mode=mode,
             model=info.id,
             model_hash=model_hash,
-            interrupted=interrupted,
             job_id=job.id,
             job_timestamp=time.strftime("%Y%m%d%H%M%S"),
             styles=plan.styles,
@@ -483,8 +592,8 @@ class ImageService:
             negative_template=plan.negative_template,
         )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
-        job.phase = "labeling"  # the progress readers say why the last moment takes a while
-        for index, (raw, seed, subseed, run) in enumerate(images):
+
+        def save(index: int, raw: Image.Image, seed: int, subseed: int, run: ImageRequest) -> None:
             # The record holds the prompts that ran and no styles or dynamic mode, so reusing it makes
             # this very image again; what they were made from is kept beside it.
             fields = {**run.model_dump(), "styles": [], "dynamic_prompts": None, "dynamic_seed": None}
@@ -521,11 +630,12 @@ class ImageService:
             if keep:
                 day.mkdir(parents=True, exist_ok=True)
                 path = day / f"{image_id}-{seed}.png"
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(labeled.data)
-                os.replace(tmp, path)  # a crash never leaves a half-written PNG under its real name
+                # The file is written whole under a hidden name, its record committed, then the file
+                # renamed into place: a kill leaves no half-written PNG under a real name, and one
+                # between the record and the rename is finished at the next start (recover_files).
+                tmp = write_temp(path, labeled.data)
                 record = labeled.record
-                with self.db.tx() as conn:
+                with self.db.tx() as conn, _removed_on_error(tmp):
                     conn.execute(
                         "INSERT INTO images (id, job_id, path, mode, model, model_hash, prompt, negative_prompt,"
                         " seed, subseed, width, height, params, infotext, created, prompt_template,"
@@ -559,6 +669,7 @@ class ImageService:
                             principal.owner(),  # the job runs as whoever submitted it
                         ),
                     )
+                commit_temp(tmp, path)
             result.images.append(
                 GeneratedImage(
                     image_id,
@@ -573,6 +684,18 @@ class ImageService:
                     labels=labeled.record,
                 )
             )
+
+        with self.registry.use_image_engine(info.id) as engine:  # a model swap waits for this generation
+            for index, (run, recorded) in enumerate(runs):
+                offset = index  # on_step numbers this run's batches from here
+                if job.control.interrupt.is_set():
+                    result.interrupted = True
+                    break
+                produced = engine.generate(run, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
+                result.interrupted = result.interrupted or produced.interrupted
+                job.phase = "labeling"  # the progress readers say why this moment takes a while
+                for made in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
+                    save(len(result.images), *made, recorded)
         return result
 
     def list(self, limit: int = 50, query: str | None = None, model: str | None = None) -> list[dict]:

@@ -9,6 +9,13 @@ with the next one: nothing a job does ends the worker thread. Waiting is possibl
 A job belongs to whoever submitted it (``principal.current()`` then): its record names them, its work
 runs as them on the worker thread (so the images and records it writes are theirs), and a signed-in
 user sees, interrupts and skips only their own jobs; another's is as if it did not exist.
+
+Jobs survive a restart. A job that can run again is recorded with its ``work``: a job kind that a
+service registered (``register_kind``) and the arguments that service needs, plus the principal it
+runs for; never a callable. At start the server calls ``recover``: the jobs still queued are rebuilt
+through their service, in their original order, under their original ids; a job found running (the
+server died under it) is marked failed with the reason. At shutdown (``stop``) queued jobs stay queued
+for the next start and the running one is interrupted at its next step.
 """
 
 from __future__ import annotations
@@ -17,14 +24,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from .. import principal
+from .. import principal as principals
 from ..contracts import Control
 from ..errors import ModelUnavailable, StudioError
 from ..principal import Principal
@@ -33,6 +43,31 @@ from ..storage.history import new_id
 from ..storage.owners import mine
 
 log = logging.getLogger("aigc_studio.jobs")
+
+
+def _process_token(pid: int) -> str | None:
+    """``pid:start time`` of a running process (the start time tells a reused pid apart); None if it
+    does not run."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: the fields after its last ")".
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+RUNNER = _process_token(os.getpid()) or str(os.getpid())
+
+
+def _runner_alive(runner: str | None) -> bool:
+    if not runner or runner == RUNNER:
+        return False  # this process has only just started: nothing it holds is running yet
+    pid = runner.split(":", 1)[0]
+    return pid.isdigit() and _process_token(int(pid)) == runner
+
+
+# A job kind's way to run a recorded job again: (job id, its arguments) -> None, submitting it anew.
+ResumeJob = Callable[[str, dict], Any]
 
 
 @dataclass
@@ -44,7 +79,7 @@ class Job:
     work: Callable[[Job], Any]
     id: str = field(default_factory=lambda: new_id("job"))
     # who submitted it: the work runs as them (None: the local studio)
-    principal: Principal | None = field(default_factory=principal.current)
+    principal: Principal | None = field(default_factory=principals.current)
     state: str = "queued"
     control: Control = field(default_factory=Control)
     created: float = field(default_factory=time.time)
@@ -137,6 +172,8 @@ class JobQueue:
         self._lock = threading.Lock()
         self.current: Job | None = None
         self._closed = False
+        self._stopping = False  # shutdown: queued jobs stay queued (in the record) for the next start
+        self._kinds: dict[str, ResumeJob] = {}
         self._thread = threading.Thread(target=self._run, name=f"jobs-{name}", daemon=True)
         self._thread.start()
 
@@ -150,24 +187,44 @@ class JobQueue:
         source: str,
         batches: int = 1,
         steps: int = 0,
+        resume: dict | None = None,
+        job_id: str | None = None,
+        resumed: bool = False,
     ) -> Job:
+        """Queue ``work``. ``resume`` ({"kind", "args"}) is what ``recover`` needs to run the job again
+        after a restart ({"kind": None, "why": ...} or None: it cannot run again, and why); ``job_id``
+        fixes the id, and ``resumed`` says the job is one ``recover`` rebuilt: its record (id, creation
+        time) is kept, not written anew."""
         if self._closed:
             raise ModelUnavailable("the studio is shutting down and takes no new image jobs; send the request again")
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
+        job.principal = principals.current()
+        if job_id is not None:
+            job.id = job_id
+        who = asdict(job.principal) if job.principal is not None else None
+        recorded = json.dumps({**resume, "principal": who}, ensure_ascii=False) if resume is not None else None
         with self.db.tx() as conn:
-            conn.execute(
-                "INSERT INTO jobs (id, kind, state, model, request, source, created, owner) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    job.id,
-                    kind,
-                    job.state,
-                    model,
-                    json.dumps(request, ensure_ascii=False),
-                    source,
-                    job.created,
-                    job.owner,
-                ),
-            )
+            if resumed:
+                row = conn.execute("SELECT created FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                job.created = row["created"]
+                conn.execute("UPDATE jobs SET runner = ?, work = ? WHERE id = ?", (RUNNER, recorded, job.id))
+            else:
+                conn.execute(
+                    "INSERT INTO jobs (id, kind, state, model, request, source, created, work, runner, owner)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        job.id,
+                        kind,
+                        job.state,
+                        model,
+                        json.dumps(request, ensure_ascii=False),
+                        source,
+                        job.created,
+                        recorded,
+                        RUNNER,
+                        job.owner,
+                    ),
+                )
         with self._lock:
             self._jobs[job.id] = job
         self._queue.put(job)
@@ -176,7 +233,7 @@ class JobQueue:
     @staticmethod
     def _visible(job: Job | None) -> Job | None:
         """``job`` when the caller may see it (their own, or any in the local studio), else None."""
-        caller = principal.owner()
+        caller = principals.owner()
         return job if job is not None and (caller is None or job.owner == caller) else None
 
     def get(self, job_id: str) -> Job | None:
@@ -253,7 +310,7 @@ class JobQueue:
 
     def _run_one(self, job: Job) -> None:
         with self._lock:
-            if job.state != "queued":  # dropped while it waited
+            if job.state != "queued" or self._stopping:  # dropped while it waited, or left for the next start
                 return
             if job.control.interrupt.is_set():
                 start = False
@@ -269,7 +326,7 @@ class JobQueue:
                 self._record(job)
             except Exception as exc:
                 raise RuntimeError(f"the job's record could not be written, so it did not run: {exc}") from exc
-            with principal.acting_as(job.principal):
+            with principals.acting_as(job.principal):
                 job.result = job.work(job)
             state = "interrupted" if job.control.interrupt.is_set() else "done"
         except Exception as exc:  # the job fails; the queue goes on
@@ -312,13 +369,90 @@ class JobQueue:
                 (job.state, job.error, job.started, job.finished, n_images, job.id),
             )
 
+    # -- surviving a restart ---------------------------------------------------------------------
+
+    def register_kind(self, kind: str, resume: ResumeJob) -> None:
+        """Say how a recorded job of ``kind`` runs again: ``resume(job_id, args)`` submits it anew
+        through the same service path a new request takes (raising StudioError if it no longer can)."""
+        self._kinds[kind] = resume
+
+    def recover(self) -> dict[str, list[str]]:
+        """At start: resubmit the jobs still queued (oldest first, same ids) and mark the ones found
+        running as failed, leaving alone the jobs of another studio process that still runs (a CLI).
+        Returns the ids as {"resumed": [...], "failed": [...]}; one log line says what was done."""
+        at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        rows = self.db.conn.execute(
+            "SELECT id, state, work, runner FROM jobs WHERE state IN ('queued', 'running') ORDER BY created, rowid"
+        ).fetchall()
+        report: dict[str, list[str]] = {"resumed": [], "failed": []}
+        for row in rows:
+            if _runner_alive(row["runner"]):
+                continue
+            if row["state"] == "running":
+                self._fail_record(row["id"], f"the server stopped while this job ran (restart at {at})")
+                report["failed"].append(row["id"])
+                continue
+            work = json.loads(row["work"]) if row["work"] else {"kind": None, "why": "an older version queued it"}
+            resume = self._kinds.get(work["kind"])
+            if resume is None:
+                why = work.get("why") or f"no service runs jobs of kind {work['kind']!r}"
+                self._fail_record(
+                    row["id"],
+                    f"the job was queued when the server stopped (restart at {at}) and cannot run again: {why}",
+                )
+                report["failed"].append(row["id"])
+                continue
+            who = work.get("principal")
+            try:
+                with principals.acting_as(principals.Principal(**who) if who else None):
+                    resume(row["id"], work["args"])
+            except StudioError as exc:  # its model is gone, a setting now refuses it, ...
+                self._fail_record(row["id"], f"the job could not run again after the restart at {at}: {exc.message}")
+                report["failed"].append(row["id"])
+                continue
+            report["resumed"].append(row["id"])
+        if rows:
+            log.info(
+                "restart: %d queued job(s) resumed, %d marked failed (%s)",
+                len(report["resumed"]),
+                len(report["failed"]),
+                ", ".join(report["failed"]) or "none",
+            )
+        return report
+
+    def _fail_record(self, job_id: str, reason: str) -> None:
+        with self.db.tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = 'failed', error = ?, finished = ? WHERE id = ?", (reason, time.time(), job_id)
+            )
+
+    def stop(self) -> None:
+        """Shutdown: take no new jobs; interrupt the running job (it stops at its next step and
+        records what it finished, as interrupted); leave the queued ones queued in their records, for
+        the next start. Whoever waits for a queued job is told so (503) now."""
+        with self._lock:
+            self._closed = self._stopping = True
+            running = self.current
+            parked = [j for j in self._jobs.values() if j.state == "queued"]
+        if running is not None:
+            running.control.interrupt.set()
+        for job in parked:
+            job.error = f"the studio is stopping; job {job.id} stays queued and runs when the studio starts again"
+            job.exception = ModelUnavailable(job.error)
+            job._ended()
+
+    def give_up(self, job: Job, reason: str) -> None:
+        """Shutdown, past the grace: tell whoever waits for ``job`` (still running) that it will not
+        end in time (503 ``reason``). Its record is left as it is: running, for the next start."""
+        job.error = reason
+        job.exception = ModelUnavailable(reason)
+        job._ended()
+
     def close(self, timeout: float = 30) -> bool:
-        """Shut down: drop the queued jobs, interrupt the running one, and wait (at most ``timeout``
-        s) for it to stop. Returns whether the worker ended; if not, one log line says so, and the
-        engine it uses stays loaded (the registry frees an image engine only once no job uses it)."""
-        self._closed = True
-        with principal.acting_as(None):  # shutting down stops every user's jobs
-            self.interrupt_all()
+        """Shut down: ``stop``, and wait (at most ``timeout`` s) for the running job to stop. Returns
+        whether the worker ended; if not, one log line says so, and the engine it uses stays loaded
+        (the registry frees an image engine only once no job uses it)."""
+        self.stop()
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():

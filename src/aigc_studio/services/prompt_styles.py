@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InvalidRequest, NotFound, StudioError
+from ..storage.files import write_atomic
 from ..storage.owners import owned_path
 
 __all__ = [
@@ -227,7 +227,4 @@ class StyleStore:
         return styles_csv(self.all())
 
     def _write(self, styles: list[PromptStyle]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(styles_csv(styles).encode("utf-8"))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, styles_csv(styles))

@@ -10,15 +10,14 @@ is left out of the listing and reported by ``problems`` (with its line), not all
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ..contracts import Message, TextOptions
 from ..errors import NotFound, StudioError
+from ..storage.files import write_atomic
 from .chat import ChatService, PreparedChat
 from .templates import (
     BUILTIN_DIR,
@@ -215,14 +214,7 @@ class TemplateLibrary:
             )
         self.user_dir.mkdir(parents=True, exist_ok=True)
         # Written whole, then renamed over: a crash leaves the old file or the new one, never half.
-        fd, tmp = tempfile.mkstemp(dir=self.user_dir, prefix=".saving-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text if text.endswith("\n") else text + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text if text.endswith("\n") else text + "\n")
         return self.get(template.key)
 
     def delete(self, key: str) -> Deleted:

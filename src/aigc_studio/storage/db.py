@@ -402,6 +402,20 @@ def m015_owners() -> str:
     """
 
 
+@migration
+def m016_durable_jobs() -> str:
+    # Jobs that survive a restart (issue 13). ``work`` is what it takes to run a queued job again after
+    # a restart: the services' job kind, its arguments (the request as it was checked, the input images'
+    # files) and the principal it ran for, as JSON; NULL for a job that cannot run again (its images
+    # were for its client only). ``runner`` names the process that holds the job ("pid:start time"), so
+    # a server starting beside a live CLI leaves that CLI's jobs alone.
+    return """
+        ALTER TABLE jobs ADD COLUMN work TEXT;
+        ALTER TABLE jobs ADD COLUMN runner TEXT;
+        CREATE INDEX jobs_state ON jobs(state, created);
+    """
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern (with ESCAPE '\\') matching ``text`` anywhere, its % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -8,7 +8,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .. import principal
 from ..contracts import Message, ToolCall
@@ -60,7 +60,7 @@ class ResponseRecord:
     model: str
     source: str
     options: dict
-    status: str = "ok"  # ok | error | cancelled
+    status: str = "ok"  # ok | error | cancelled; streaming while it runs, interrupted if the server died
     seed: int | None = None
     error: str | None = None
     finish_reason: str | None = None
@@ -99,6 +99,7 @@ class History:
         supersedes: list[int] | None = None,
         tool_calls: list[ToolCall] | None = None,
         also: Callable[[sqlite3.Connection, str, int | None], None] | None = None,
+        begun: bool = False,
     ) -> str:
         """Store one exchange in a single transaction and return the conversation id.
 
@@ -109,12 +110,17 @@ class History:
         answers that this one replaces (regenerate); they are marked, not deleted, and only once
         there is a new answer to show instead. ``also(conn, conversation_id, answer_message_id)`` writes
         what another service keeps of the exchange (a code session's versions) in the same transaction,
-        so the exchange and that record land together or not at all.
+        so the exchange and that record land together or not at all. ``begun``: ``begin`` stored the
+        conversation, the inputs and the response's row already; this fills in how it ended.
         """
         tool_calls = tool_calls or []
         now = time.time()
         with self.db.tx() as conn:
-            if conversation_id is None:
+            if begun:
+                assert conversation_id is not None, "begin returns the conversation id"
+                self._end_response(conn, response)
+                new_messages = []
+            elif conversation_id is None:
                 conversation_id = new_id("conv")
                 first_user = next((m.content for m in new_messages if m.role == "user"), "")
                 title = " ".join(first_user.split())[:80] or "(untitled)"
@@ -125,29 +131,8 @@ class History:
                 )
             else:
                 self._check_mine(conn, conversation_id)
-            conn.execute(
-                "INSERT INTO responses (id, conversation_id, model, source, options, seed, status, error,"
-                " finish_reason, prompt_tokens, completion_tokens, ttft_ms, tokens_per_s, duration_ms,"
-                " trimmed_messages, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    response.id,
-                    conversation_id,
-                    response.model,
-                    response.source,
-                    json.dumps(response.options),
-                    response.seed,
-                    response.status,
-                    response.error,
-                    response.finish_reason,
-                    response.prompt_tokens,
-                    response.completion_tokens,
-                    response.ttft_ms,
-                    response.tokens_per_s,
-                    response.duration_ms,
-                    response.trimmed_messages,
-                    response.created,
-                ),
-            )
+            if not begun:
+                self._insert_response(conn, conversation_id, response)
             for m in new_messages:
                 conn.execute(
                     "INSERT INTO messages (conversation_id, role, content, name, tool_calls, tool_call_id, created)"
@@ -175,6 +160,94 @@ class History:
             if also is not None:
                 also(conn, conversation_id, answer_id)
         return conversation_id
+
+    def begin(self, conversation_id: str | None, new_messages: list[Message], response: ResponseRecord) -> str:
+        """Store the inputs of an exchange before its answer streams: the conversation (when new), the
+        new messages and the response's row as ``streaming``; returns the conversation id. So a server
+        killed mid-answer keeps the user's message and every earlier turn; ``record(..., begun=True)``
+        fills in the end, and ``interrupt_streaming`` marks an answer the server died under."""
+        now = time.time()
+        with self.db.tx() as conn:
+            if conversation_id is None:
+                conversation_id = new_id("conv")
+                first_user = next((m.content for m in new_messages if m.role == "user"), "")
+                title = " ".join(first_user.split())[:80] or "(untitled)"
+                conn.execute(
+                    "INSERT INTO conversations (id, title, model, source, created, updated, owner)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (conversation_id, title, response.model, response.source, now, now, principal.owner()),
+                )
+            else:
+                self._check_mine(conn, conversation_id)
+            self._insert_response(conn, conversation_id, replace(response, status="streaming"))
+            for m in new_messages:
+                conn.execute(
+                    "INSERT INTO messages (conversation_id, role, content, name, tool_calls, tool_call_id, created)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (conversation_id, m.role, m.content, m.name, _tool_calls_json(m.tool_calls), m.tool_call_id, now),
+                )
+            conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+        return conversation_id
+
+    def interrupt_streaming(self, reason: str) -> int:
+        """At start: answers still ``streaming`` were cut off by the server's end (a kill, a crash).
+        They are marked ``interrupted`` with ``reason``; the text that had streamed is not kept (it was
+        never stored). Returns how many."""
+        with self.db.tx() as conn:
+            return conn.execute(
+                "UPDATE responses SET status = 'interrupted', error = ?, finish_reason = 'interrupted'"
+                " WHERE status = 'streaming'",
+                (reason,),
+            ).rowcount
+
+    @staticmethod
+    def _insert_response(conn: sqlite3.Connection, conversation_id: str, response: ResponseRecord) -> None:
+        conn.execute(
+            "INSERT INTO responses (id, conversation_id, model, source, options, seed, status, error,"
+            " finish_reason, prompt_tokens, completion_tokens, ttft_ms, tokens_per_s, duration_ms,"
+            " trimmed_messages, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                response.id,
+                conversation_id,
+                response.model,
+                response.source,
+                json.dumps(response.options),
+                response.seed,
+                response.status,
+                response.error,
+                response.finish_reason,
+                response.prompt_tokens,
+                response.completion_tokens,
+                response.ttft_ms,
+                response.tokens_per_s,
+                response.duration_ms,
+                response.trimmed_messages,
+                response.created,
+            ),
+        )
+
+    @staticmethod
+    def _end_response(conn: sqlite3.Connection, response: ResponseRecord) -> None:
+        conn.execute(
+            "UPDATE responses SET model = ?, options = ?, seed = ?, status = ?, error = ?, finish_reason = ?,"
+            " prompt_tokens = ?, completion_tokens = ?, ttft_ms = ?, tokens_per_s = ?, duration_ms = ?,"
+            " trimmed_messages = ? WHERE id = ?",
+            (
+                response.model,
+                json.dumps(response.options),
+                response.seed,
+                response.status,
+                response.error,
+                response.finish_reason,
+                response.prompt_tokens,
+                response.completion_tokens,
+                response.ttft_ms,
+                response.tokens_per_s,
+                response.duration_ms,
+                response.trimmed_messages,
+                response.id,
+            ),
+        )
 
     # -- reading ---------------------------------------------------------------------------------
 

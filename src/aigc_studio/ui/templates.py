@@ -13,6 +13,7 @@ from gradio.utils import get_upload_folder
 
 from ..services.template_library import source_of, template_from_fields
 from ..services.templates import parse_template
+from ..storage.files import write_atomic
 from .common import Mistake, UIContext, note, reports_to
 from .i18n import is_zh, t, text
 
@@ -64,7 +65,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> tuple[Callable, list[gr.Component]]
         # The download is a file Gradio may serve: under its upload folder (AIGC_HOME/cache/gradio).
         folder = Path(get_upload_folder()) / "template-exports"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / filename).write_text(content, encoding="utf-8")
+        write_atomic(folder / filename, content)
         where = text(lang_value, "tpl_source", source=shown_source(lang_value, template))
         return content, note(where, "info"), gr.DownloadButton(value=str(folder / filename), interactive=True)
 

@@ -16,6 +16,7 @@ from gradio.utils import get_upload_folder
 from ..errors import InvalidRequest, StudioError
 from ..services.article_spec import MAX_LENGTH, MAX_NOTES, MAX_SECTIONS, MIN_LENGTH, ArticleSpec
 from ..services.writing import ArticleRun
+from ..storage.files import write_atomic
 from . import edit_tools
 from .common import Mistake, UIContext, note, progress_bar, reports_to
 from .i18n import t, text
@@ -329,7 +330,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
         folder = Path(get_upload_folder()) / "exports" / doc_id
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / out.filename
-        path.write_bytes(out.data)
+        write_atomic(path, out.data)
         return {file: str(path), status: note(text(lang_value, "w_exported", name=html.unescape(out.filename)), "ok")}
 
     def on_new():
