@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .config import Config, load_config
 from .contracts import RunLimits
+from .images.decode import set_pillow_limit
 from .models.keys import KeyStore
 from .models.registry import Registry
 from .sandbox import Sandbox
@@ -37,6 +38,9 @@ from .storage.history import History
 class Studio:
     def __init__(self, config: Config | None = None):
         self.config = config or load_config()
+        # Pillow's own guard, for what decodes images outside images/decode.py (the web UI's image
+        # boxes): the same limit; put back on close.
+        self._pillow_limit = set_pillow_limit(int(self.config.max_image_megapixels) * 1_000_000)
         self.db = Database(self.config.db_path)
         self.history = History(self.db)
         self.registry = Registry(
@@ -103,3 +107,4 @@ class Studio:
         models. An engine whose job does not stop in time is left to it, not freed under it."""
         self.jobs.close(timeout)
         self.registry.close(timeout)
+        set_pillow_limit(self._pillow_limit)
