@@ -251,3 +251,20 @@ def test_a_docx_export_of_a_title_with_control_characters_opens():
     document = Document(io.BytesIO(data))
     assert document.core_properties.title == "a\ufffdtitle"
     assert document.paragraphs[0].text == "text\ufffd here"
+
+
+def test_a_document_titled_with_a_control_character_exports_to_word(tmp_path):
+    # was a 500: python-docx refused the title; the fuzzer's titles hold such characters
+    import httpx
+
+    from .conftest import studio_server
+
+    with studio_server(tmp_path / "home", load_default=False, model="echo", image_model="plain") as live:
+        body = {"title": "Tides\x1f and moons", "model": "echo", "sections": 1, "length": 100}
+        r = httpx.post(live.url + "/api/write/outline", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        r = httpx.get(f"{live.url}/api/documents/{r.json()['id']}/export", params={"format": "docx"}, timeout=60)
+    assert r.status_code == 200, r.text
+    from docx import Document
+
+    assert Document(io.BytesIO(r.content)).core_properties.title == "Tides\ufffd and moons"
