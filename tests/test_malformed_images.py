@@ -29,6 +29,7 @@ LIMIT = "the limit is 64 megapixels (setting max_image_megapixels)"
 # request body's copies). Decoding any of them would take far more: 40000x40000 is 4.8 GB of RGB, and
 # the bombs inflate to 256 MiB and 1.2 GB.
 RSS_BOUND_MB = 32
+TIMEOUT = 120  # seconds per request: the machine may be loaded; what is asserted is the answer
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -91,21 +92,33 @@ def server(tmp_path_factory):
         yield live
 
 
+_schemas: dict[str, dict] = {}
+
+
+def schema(server) -> dict:
+    """The server's OpenAPI schema, fetched once."""
+    if server.url not in _schemas:
+        _schemas[server.url] = httpx.get(server.url + "/openapi.json", timeout=TIMEOUT).json()
+    return _schemas[server.url]
+
+
 def send(server, route: str, payload: bytes | str) -> httpx.Response:
     """One request to ``route`` carrying ``payload`` where the image goes (text is sent as given)."""
     text = payload if isinstance(payload, str) else base64.b64encode(payload).decode()
     good = base64.b64encode(good_png()).decode()
     small = {"width": 64, "height": 64, "steps": 1}
     if route == "img2img init_images":
-        return httpx.post(server.url + "/sdapi/v1/img2img", json={"init_images": [text], **small}, timeout=60)
+        return httpx.post(server.url + "/sdapi/v1/img2img", json={"init_images": [text], **small}, timeout=TIMEOUT)
     if route == "img2img mask":
-        return httpx.post(server.url + "/sdapi/v1/img2img", json={"init_images": [good], "mask": text, **small})
+        return httpx.post(
+            server.url + "/sdapi/v1/img2img", json={"init_images": [good], "mask": text, **small}, timeout=TIMEOUT
+        )
     if route == "png-info":
-        return httpx.post(server.url + "/sdapi/v1/png-info", json={"image": text}, timeout=60)
+        return httpx.post(server.url + "/sdapi/v1/png-info", json={"image": text}, timeout=TIMEOUT)
     if route == "inspect json":
-        return httpx.post(server.url + "/api/inspect", json={"data": text, "filename": "x.png"}, timeout=60)
+        return httpx.post(server.url + "/api/inspect", json={"data": text, "filename": "x.png"}, timeout=TIMEOUT)
     raw = payload if isinstance(payload, bytes) else payload.encode()
-    return httpx.post(server.url + "/api/inspect", files={"file": ("x.png", raw, "image/png")}, timeout=60)
+    return httpx.post(server.url + "/api/inspect", files={"file": ("x.png", raw, "image/png")}, timeout=TIMEOUT)
 
 
 class PeakRss:
@@ -152,13 +165,17 @@ def test_a_malformed_image_is_a_4xx_naming_it_without_memory_and_the_server_stil
     assert r.status_code == expected, r.text[:500]
     message = r.json()["detail"] if sdapi else r.json()["error"]["message"]
     assert words in message, message
+    # the schema declares the status for this operation, with the body it has
+    path = {"img2img": "/sdapi/v1/img2img", "png-info": "/sdapi/v1/png-info"}.get(route.split()[0], "/api/inspect")
+    assert str(r.status_code) in schema(server)["paths"][path]["post"]["responses"]
     field = {"img2img init_images": "init_images", "img2img mask": "mask", "png-info": "image"}.get(route)
     if field:
         assert message.startswith(field), message
     assert rss.jump_mb < RSS_BOUND_MB, f"RSS rose {rss.jump_mb:.0f} MB refusing it"
     # nothing queued, and the server answers the next request, with a good image
     assert server.studio.db.conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == jobs
-    ok = httpx.post(server.url + "/sdapi/v1/png-info", json={"image": base64.b64encode(good_png()).decode()})
+    good = {"image": base64.b64encode(good_png()).decode()}
+    ok = httpx.post(server.url + "/sdapi/v1/png-info", json=good, timeout=TIMEOUT)
     assert ok.status_code == 200 and ok.json()["info"] == ""
 
 

@@ -48,8 +48,16 @@ database = "none"
 [cache]
 enabled = false
 """
+# No operation is left out (none downloads models or stops the server; `aigc models pull` is the CLI's).
+# One that had to be would be named here with its reason, passed to `st run` as --exclude-path, and
+# subtracted from the count the run must report.
+EXCLUDED: dict[str, str] = {}
+REQUEST_TIMEOUT_S = 120  # each request's deadline: the slowest, a generation on a loaded machine, takes seconds
+RUN_TIMEOUT_S = 1500  # the whole run's: about 4 min on a quiet 2-core machine, far longer under load
 
 
+@pytest.mark.fuzz
+@pytest.mark.timeout(RUN_TIMEOUT_S + 120)
 def test_schemathesis_finds_nothing(server, tmp_path):
     config = tmp_path / "schemathesis.toml"
     config.write_text((ROOT / "schemathesis.toml").read_text() + FUZZ_SETTINGS)
@@ -57,12 +65,20 @@ def test_schemathesis_finds_nothing(server, tmp_path):
     command = [str(st), "--config-file", str(config), "--no-color", "run", server.url + "/openapi.json"]
     # One worker: requests one at a time, so image jobs never pile up (and hypothesis is not thread-safe).
     command += ["--workers", "1", "--continue-on-failure", "--max-failures", "50"]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    report = run.stdout + run.stderr
+    command += ["--request-timeout", str(REQUEST_TIMEOUT_S)]
+    for path in EXCLUDED:
+        command += ["--exclude-path", path]
+    log = tmp_path / "schemathesis.log"
+    with log.open("w") as out:
+        try:
+            run = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"schemathesis ran past {RUN_TIMEOUT_S} s; its output so far:\n{log.read_text()[-5000:]}")
+    report = log.read_text()
     # the summary, every failure and error, each line cut short (a reproducing curl can be megabytes)
     assert run.returncode == 0, "\n".join(line[:500] for line in report.splitlines())[-20_000:]
     operations = sum(len(path) for path in httpx.get(server.url + "/openapi.json").json()["paths"].values())
-    assert f"Tested: {operations}" in report, report[-3000:]
+    assert f"Tested: {operations - len(EXCLUDED)}" in report, report[-3000:]
     # the fuzzer's generations all ran and none failed; the server still answers
     states = dict(server.studio.db.conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
     assert states.get("done", 0) > 50 and set(states) <= {"done"}, states
