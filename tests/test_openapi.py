@@ -48,25 +48,64 @@ database = "none"
 [cache]
 enabled = false
 """
+# No operation is left out (none downloads models or stops the server; `aigc models pull` is the CLI's).
+# One that had to be would be named here with its reason, passed to `st run` as --exclude-path, and
+# subtracted from the count the run must report.
+EXCLUDED: dict[str, str] = {}
+REQUEST_TIMEOUT_S = 120  # each request's deadline: the slowest, a generation on a loaded machine, takes seconds
+# The bounded run: the phases whose cases max-examples bounds (20 per operation). Schemathesis's coverage
+# phase is not bounded that way: it sends every boundary value of every field, about 8,900 cases here,
+# which took its server 6 min of CPU (26 min on a loaded machine); it runs with AIGC_FUZZ_COVERAGE=1.
+BOUNDED_PHASES = "examples,fuzzing,stateful"
+RUN_TIMEOUT_S = 1800  # the whole run's bound: it took 3 min 15 s under a load average of 4-9 (README)
 
 
-def test_schemathesis_finds_nothing(server, tmp_path):
+def _schemathesis(server, tmp_path, phases: str, timeout: int = RUN_TIMEOUT_S) -> str:
+    """Run ``st run`` on the server's schema with the repository's hooks and FUZZ_SETTINGS; its report,
+    after asserting that it found nothing and tested every operation."""
     config = tmp_path / "schemathesis.toml"
     config.write_text((ROOT / "schemathesis.toml").read_text() + FUZZ_SETTINGS)
     st = Path(sys.executable).with_name("st")
     command = [str(st), "--config-file", str(config), "--no-color", "run", server.url + "/openapi.json"]
     # One worker: requests one at a time, so image jobs never pile up (and hypothesis is not thread-safe).
-    command += ["--workers", "1", "--continue-on-failure", "--max-failures", "50"]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    report = run.stdout + run.stderr
+    command += ["--workers", "1", "--continue-on-failure", "--max-failures", "50", "--phases", phases]
+    command += ["--request-timeout", str(REQUEST_TIMEOUT_S)]
+    for path in EXCLUDED:
+        command += ["--exclude-path", path]
+    log = tmp_path / "schemathesis.log"
+    with log.open("w") as out:
+        try:
+            run = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"schemathesis ran past {timeout} s; its output so far:\n{log.read_text()[-5000:]}")
+    report = log.read_text()
     # the summary, every failure and error, each line cut short (a reproducing curl can be megabytes)
     assert run.returncode == 0, "\n".join(line[:500] for line in report.splitlines())[-20_000:]
     operations = sum(len(path) for path in httpx.get(server.url + "/openapi.json").json()["paths"].values())
-    assert f"Tested: {operations}" in report, report[-3000:]
+    assert f"Tested: {operations - len(EXCLUDED)}" in report, report[-3000:]
+    return report
+
+
+@pytest.mark.fuzz
+@pytest.mark.timeout(RUN_TIMEOUT_S + 120)
+def test_schemathesis_finds_nothing(server, tmp_path):
+    _schemathesis(server, tmp_path, BOUNDED_PHASES)
     # the fuzzer's generations all ran and none failed; the server still answers
     states = dict(server.studio.db.conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-    assert states.get("done", 0) > 50 and set(states) <= {"done"}, states
+    assert states.get("done", 0) > 0 and set(states) <= {"done"}, states
     assert server.studio.jobs.pending() == []
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+
+
+@pytest.mark.fuzz
+@pytest.mark.skipif(
+    not os.environ.get("AIGC_FUZZ_COVERAGE"),
+    reason="schemathesis's coverage phase (every field's boundaries, ~8,900 cases, 6 min of server CPU): "
+    "AIGC_FUZZ_COVERAGE=1 runs it",
+)
+@pytest.mark.timeout(4 * RUN_TIMEOUT_S)
+def test_schemathesis_coverage_phase_finds_nothing(server, tmp_path):
+    _schemathesis(server, tmp_path, "coverage", timeout=4 * RUN_TIMEOUT_S)
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
 
 

@@ -439,7 +439,11 @@ def small_png() -> bytes:
 
 BAD_IMAGES = {
     # name: (bytes or base64 text, status, words in the message)
-    "40000x40000 header": (png_claiming(40000, 40000), 413, "1600 megapixels; the limit is 64 megapixels"),
+    "40000x40000 header": (
+        png_claiming(40000, 40000),
+        413,
+        "40000x40000 (1600 megapixels); the limit is 64 megapixels",
+    ),
     "9000x8000 header": (png_claiming(9000, 8000), 413, "9000x8000 (72 megapixels); the limit is 64 megapixels"),
     "truncated PNG": (small_png()[:60], 422, "is not a readable image"),
     "not an image": (b"%PDF-1.7 a document", 422, "is not a readable image (PNG, JPEG or WebP): not an image format"),

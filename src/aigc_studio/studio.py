@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from .config import Config, load_config
 from .contracts import RunLimits
+from .images.decode import set_pillow_limit
 from .models.keys import KeyStore
 from .models.registry import EngineHost, Registry
 from .sandbox import Sandbox
@@ -45,6 +46,9 @@ class Studio:
         """``engine_host``: where local models run when not in this process (``aigc serve --ray``)."""
         self.config = config or load_config()
         self.engine_host = engine_host
+        # Pillow's own guard, for what decodes images outside images/decode.py (the web UI's image
+        # boxes): the same limit; put back on close.
+        self._pillow_limit = set_pillow_limit(int(self.config.max_image_megapixels) * 1_000_000)
         self.db = Database(self.config.db_path)
         self.history = History(self.db)
         # Users, roles, API keys and web sessions: who a caller of a team server is (api/auth.py asks).
@@ -156,3 +160,4 @@ class Studio:
         self.registry.close(timeout)
         if self.engine_host is not None:
             self.engine_host.close()
+        set_pillow_limit(self._pillow_limit)

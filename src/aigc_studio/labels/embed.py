@@ -20,11 +20,12 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image, PngImagePlugin
 
+from ..images.decode import ImageTooLarge, UnreadableImage, decode_image
 from ..images.infotext import exif_save_args, read_infotext, write_png
 from .aigc import AigcLabel, LabelFormatError, image_digest
 from .xmp import build_xmp, label_json, parse_xmp
 
-__all__ = ["FORMATS", "MAX_PIXELS", "FileLabels", "encode_image", "encoded_digest", "read_image_labels"]
+__all__ = ["FORMATS", "MAX_PIXELS", "FileLabels", "encode_image", "encoded_digest", "image_labels", "read_image_labels"]
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 # Refused from the header alone: larger than any picture the studio makes or edits (about 10000x10000).
@@ -130,32 +131,12 @@ class FileLabels:
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise ValueError(f"image data must be bytes, got {type(data).__name__}")
-    if not data:
-        raise ValueError("not an image: the file is empty")
     try:
-        # Reads the header only. The size is checked against max_pixels below; Pillow's own error still
-        # fires past twice its limit. (Its warning is left alone: silencing it with catch_warnings would
-        # change process-wide filters under other threads.)
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
+        return decode_image(data, max_pixels)
+    except ImageTooLarge as exc:
         raise ValueError(f"image refused without decoding: {exc}") from None
-    except Image.UnidentifiedImageError:
-        raise ValueError("not an image: no image format (PNG, JPEG, WebP or another Pillow reads) matches") from None
-    except Exception as exc:  # a plugin's parser may raise anything on crafted bytes
-        raise ValueError(f"not a readable image: {type(exc).__name__}: {exc}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ValueError(
-            f"image refused without decoding: its header says {width}x{height} ({width * height / 1e6:.0f}"
-            f" megapixels); at most {max_pixels / 1e6:.0f} megapixels are read"
-        )
-    try:
-        image.load()
-    except Exception as exc:  # truncated or corrupt data after a valid header, in any plugin
-        raise ValueError(f"not a readable image ({image.format}): {type(exc).__name__}: {exc}") from None
-    return image
+    except UnreadableImage as exc:
+        raise ValueError(f"not a readable image (PNG, JPEG or WebP): {exc}") from None
 
 
 def _xmp_packets(image: Image.Image) -> list[str | bytes]:
@@ -178,7 +159,12 @@ def read_image_labels(data: bytes, *, max_pixels: int = MAX_PIXELS) -> FileLabel
     ``aigc_error`` instead of raising. ValueError, with the reason, for data that is not a readable image
     or whose header claims more than ``max_pixels`` (refused before any pixel is decoded).
     """
-    image = _open(data, max_pixels)
+    return image_labels(_open(data, max_pixels))
+
+
+def image_labels(image: Image.Image) -> FileLabels:
+    """``read_image_labels`` for an image already decoded (by images/decode.py), so a caller that needs
+    the pixels too decodes the file once."""
     fmt = (image.format or "unknown").lower()
     result = FileLabels(format=fmt, width=image.width, height=image.height, infotext=None, aigc=None)
     try:

@@ -100,17 +100,26 @@ def strip_label_line(text: str) -> str:
     return "\n".join(lines).strip("\n") + "\n"
 
 
+# What a YAML single-quoted scalar on one line cannot hold: line breaks (YAML counts NEL, LS and PS as
+# breaks too) and the characters YAML does not allow in a stream at all (C0 and C1 controls but tab,
+# DEL, U+FFFE and U+FFFF).
+_NOT_YAML = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+
+
 def _yaml_string(value: str) -> str:
-    # A YAML single-quoted scalar: no escapes but '' for a quote, and no line breaks in what we write.
-    return "'" + value.replace("'", "''").replace("\n", " ") + "'"
+    # A YAML single-quoted scalar: no escapes but '' for a quote; what it cannot hold becomes a space.
+    return "'" + _NOT_YAML.sub(" ", value).replace("'", "''") + "'"
 
 
 def front_matter(aigc: AigcLabel | None, title: str) -> str:
     """YAML front matter for a Markdown export: ``title`` and, when given, ``AIGC`` (its JSON as a
-    string, so a YAML reader hands back exactly the JSON that was written)."""
+    string, so a YAML reader hands back exactly the JSON that was written). The JSON spells the
+    characters YAML cannot hold as \\u escapes (the same label to a JSON reader); the title has them as
+    spaces."""
     lines = ["---", f"title: {_yaml_string(title)}"]
     if aigc is not None:
-        lines.append(f"AIGC: {_yaml_string(aigc.to_json())}")
+        json_text = _NOT_YAML.sub(lambda m: f"\\u{ord(m[0]):04x}", aigc.to_json())
+        lines.append(f"AIGC: {_yaml_string(json_text)}")
     return "\n".join([*lines, "---", "", ""])
 
 
@@ -120,7 +129,9 @@ def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
     if not match:
         return {}, text
     fields: dict[str, str] = {}
-    for line in match.group(1).splitlines():
+    # Lines end at \n (or \r\n) only: splitlines() would also cut at characters a value may hold.
+    for line in match.group(1).split("\n"):
+        line = line.removesuffix("\r")
         key, sep, value = line.partition(":")
         if not sep or line[:1].isspace():
             continue

@@ -127,16 +127,22 @@ def _inline(paragraph, token: Token) -> None:
             paragraph.add_run(child.content or child.attrGet("alt") or "")
 
 
+# Characters XML 1.0 cannot hold (a .docx is XML): python-docx refuses a string with any of them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def to_docx(content: str, title: str, labeling: TextLabeling | None = None) -> bytes:
     """A Word document of the Markdown ``content``: ``#`` is Heading 1 (Word's Title is not used, so
     the outline pane lists every heading), lists keep their kind and depth. ``labeling``: the label
     line as the first or last paragraph, the AIGC JSON in the core property ``comments`` (its digest
-    over ``docx_body_text``) and "AIGC" in ``keywords``."""
+    over ``docx_body_text``) and "AIGC" in ``keywords``. Characters XML cannot hold are written as
+    U+FFFD in the text and title, and as \\u escapes in the AIGC JSON (the same label)."""
     from docx import Document
     from docx.shared import Pt
 
+    content, title = _NOT_XML.sub("\ufffd", content), _NOT_XML.sub("\ufffd", title)
     document = Document()
-    document.core_properties.title = title
+    document.core_properties.title = title[:255]  # python-docx's limit; the body has the title whole
     tokens = _markdown().parse(_without_comments(content))
     lists: list[str] = []  # "bullet" or "ordered", innermost last
     quote = 0
@@ -183,7 +189,10 @@ def to_docx(content: str, title: str, labeling: TextLabeling | None = None) -> b
         i += 1
     if labeling and labeling.aigc:
         aigc = replace(labeling.aigc, reserved_code1=text_digest(docx_body_text(document)))
-        document.core_properties.comments = aigc.to_json()
+        # Set on the element itself: python-docx refuses more than 255 characters through its property, and
+        # a label with a long producer name or ids is longer (core.xml itself has no limit; Word reads it).
+        comments = document.core_properties._element._get_or_add("description")
+        comments.text = _NOT_XML.sub(lambda m: f"\\u{ord(m[0]):04x}", aigc.to_json())
         document.core_properties.keywords = DOCX_KEYWORD
     if labeling and labeling.line:
         line = document.add_paragraph(labeling.line)

@@ -18,13 +18,12 @@ import contextlib
 import io
 import json
 import random
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import ValidationError
 
 from .. import __version__, principal
@@ -32,6 +31,7 @@ from ..config import Config
 from ..contracts import INPAINT_FIELDS, ImageRequest, Mode, StepInfo
 from ..engines.samplers import SamplerError, sampler_fields
 from ..errors import InvalidRequest, NotFound, TooLarge, validation_message
+from ..images.decode import FORMATS, ImageTooLarge, UnreadableImage, decode_image
 from ..images.infotext import add_templates, format_infotext, params_from_request
 from ..images.masking import blank_mask
 from ..images.resize import hires_size
@@ -150,35 +150,23 @@ def _check_pixels(size: tuple[int, int], what: str, max_megapixels: int) -> None
         )
 
 
-def open_image(data: bytes | Image.Image, what: str, max_megapixels: int = DEFAULT_MAX_MEGAPIXELS) -> Image.Image:
-    """A PIL image from bytes, with a clear error for anything that is not a readable image
-    (InvalidRequest) or that is larger than ``max_megapixels`` (TooLarge). The size is checked from
-    the image's header, before a single pixel is decoded, so a small file that claims a huge image
-    costs nothing."""
+def open_image(
+    data: bytes | Image.Image, what: str, max_megapixels: int = DEFAULT_MAX_MEGAPIXELS, *, any_format: bool = False
+) -> Image.Image:
+    """A PIL image from bytes, with a clear error for anything that is not a whole, readable image
+    (InvalidRequest) or that is larger than ``max_megapixels`` (TooLarge). The bytes go through
+    images/decode.py: the size is checked from the header and a PNG's compressed data from its chunks,
+    before a single pixel is decoded, so a small file that claims or inflates to a huge image costs
+    nothing. ``any_format`` lets every format Pillow reads through (inspect), not only PNG, JPEG and WebP."""
     if isinstance(data, Image.Image):
         _check_pixels(data.size, what, max_megapixels)
         return data
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's own guard fires first for sizes far past any limit the setting allows.
-        claimed = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(claimed[1]) / 1e6:.0f} megapixels" if claimed else "too large for Pillow to decode safely"
-        raise TooLarge(
-            f"{what} is {size}; the limit is {max_megapixels} megapixels (setting max_image_megapixels)",
-            param=what,
-        ) from None
-    except UnidentifiedImageError:
-        message = f"{what} is not a readable image (PNG, JPEG or WebP): not an image format"
-        raise InvalidRequest(message, param=what) from None
-    except (OSError, ValueError) as exc:
+        return decode_image(data, max_megapixels * 1_000_000, None if any_format else FORMATS)
+    except ImageTooLarge as exc:
+        raise TooLarge(f"{what} is {exc}", param=what) from None
+    except UnreadableImage as exc:
         raise InvalidRequest(f"{what} is not a readable image (PNG, JPEG or WebP): {exc}", param=what) from None
-    _check_pixels(image.size, what, max_megapixels)
-    try:
-        image.load()
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data after a valid header
-        raise InvalidRequest(f"{what} is not a readable image (PNG, JPEG or WebP): {exc}", param=what) from None
-    return image
 
 
 def decode_base64(data: str, what: str = "data") -> bytes:

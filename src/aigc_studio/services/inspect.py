@@ -36,7 +36,7 @@ from ..errors import InvalidRequest
 from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from ..labels.aigc import LABELS, SOURCE_CREATED, SOURCE_EDITED, AigcLabel
 from ..labels.credentials import Credentials, CredentialsError, read_credentials
-from ..labels.embed import read_image_labels
+from ..labels.embed import image_labels
 from ..labels.text import read_text_labels
 from ..labels.watermark import detect, payload_for
 from ..storage.db import Database
@@ -175,7 +175,9 @@ class Inspector:
             raise InvalidRequest(
                 f"{name or 'the file'} is not an image; A1111 parameters are read from images", param="file"
             )
-        return _a1111_section(read_infotext(open_image(data, "file", int(self.config.max_image_megapixels))))
+        return _a1111_section(
+            read_infotext(open_image(data, "file", int(self.config.max_image_megapixels), any_format=True))
+        )
 
     def _kind(self, data: bytes, name: str | None) -> str:
         # The bytes decide first: a PNG named .txt is still a PNG. The name tells the text formats apart.
@@ -201,11 +203,8 @@ class Inspector:
         raise InvalidRequest(f"{what} a file inspect can read; send {ACCEPTED}", param="file")
 
     def _image(self, data: bytes, name: str | None) -> dict:
-        image = open_image(data, "file", int(self.config.max_image_megapixels))
-        try:
-            labels = read_image_labels(data, max_pixels=int(self.config.max_image_megapixels) * 1_000_000)
-        except ValueError as exc:
-            raise InvalidRequest(f"{name or 'the file'} is not a readable image: {exc}", param="file") from None
+        image = open_image(data, "file", int(self.config.max_image_megapixels), any_format=True)  # decoded once, here
+        labels = image_labels(image)
         c2pa = self._c2pa(data, labels.format)
         # The ids the file names (TC260 ProduceID, the C2PA manifest's), then the watermark's.
         named = [i for i in (labels.aigc.produce_id if labels.aigc else None, c2pa.get("produce_id")) if i]
