@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..config import load_config
-from ..errors import StudioError, validation_message
+from ..errors import StudioError, TooManyRequests, validation_message
 from ..studio import Studio
+from .limits import RequestLimits
 from .openapi import drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
@@ -206,9 +207,15 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
         return JSONResponse(body, status_code=status)
 
+    def studio_error_response(request: Request, exc: StudioError) -> JSONResponse:
+        response = error_response(request, exc.status, exc.message, exc.param, exc.code, type(exc).__name__)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
-        return error_response(request, exc.status, exc.message, exc.param, exc.code, type(exc).__name__)
+        return studio_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -264,6 +271,11 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
 
     app.add_middleware(BodyLimit, limit=max_body_mb * 2**20, respond=too_large_response)
     app.add_middleware(DeclaredRoutes, api=app, respond=routing_response)
+    # Outside the routing, so that a flood of unknown paths counts too; inside authentication (added
+    # after it), which sets the user it counts against.
+    app.add_middleware(
+        RequestLimits, is_api=is_api_path, respond=lambda scope, exc: studio_error_response(Request(scope), exc)
+    )
     generate_openapi = app.openapi
     app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
     app.include_router(openai.router)

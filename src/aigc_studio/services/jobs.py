@@ -24,6 +24,7 @@ from ..contracts import Control
 from ..errors import ModelUnavailable, StudioError
 from ..storage.db import Database
 from ..storage.history import new_id
+from .limits import Limits
 
 log = logging.getLogger("aigc_studio.jobs")
 
@@ -116,8 +117,9 @@ class JobQueue:
     """One worker thread running jobs in order. The job table (``get``, ``pending``) is shared by
     the callers' threads, the progress readers and the worker, under one lock."""
 
-    def __init__(self, db: Database, name: str = "cpu"):
+    def __init__(self, db: Database, name: str = "cpu", limits: Limits | None = None):
         self.db = db
+        self.limits = limits or Limits()
         self.name = name
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._jobs: dict[str, Job] = {}
@@ -140,12 +142,20 @@ class JobQueue:
     ) -> Job:
         if self._closed:
             raise ModelUnavailable("the studio is shutting down and takes no new image jobs; send the request again")
+        # Queued or running, a job counts against its user's max_concurrent_jobs until it ends; a refused
+        # one leaves no record and nothing queued.
+        slot = self.limits.slot("this image job")
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
-        with self.db.tx() as conn:
-            conn.execute(
-                "INSERT INTO jobs (id, kind, state, model, request, source, created) VALUES (?,?,?,?,?,?,?)",
-                (job.id, kind, job.state, model, json.dumps(request, ensure_ascii=False), source, job.created),
-            )
+        try:
+            with self.db.tx() as conn:
+                conn.execute(
+                    "INSERT INTO jobs (id, kind, state, model, request, source, created) VALUES (?,?,?,?,?,?,?)",
+                    (job.id, kind, job.state, model, json.dumps(request, ensure_ascii=False), source, job.created),
+                )
+        except BaseException:
+            slot.release()
+            raise
+        job._when_ended(slot.release)
         with self._lock:
             self._jobs[job.id] = job
         self._queue.put(job)
