@@ -129,6 +129,15 @@ def test_rate_limit_per_user_on_each_api(aigc_home):
         assert server.get("/api/models").status_code == 429
         assert server.get("/api/models", "bo").status_code == 200
 
+        # The schema says so: a 429 with Retry-After on each counted operation, in the path's shape.
+        paths = server.get("/openapi.json").json()["paths"]
+        refused = paths["/sdapi/v1/txt2img"]["post"]["responses"]["429"]
+        assert refused["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/A1111ErrorBody"}
+        assert refused["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+        assert "429" in paths["/v1/chat/completions"]["post"]["responses"]
+        assert "429" not in paths["/health"]["get"]["responses"]
+        assert "429" not in paths["/api/jobs/{job_id}"]["get"]["responses"]
+
 
 def test_the_rate_comes_back_with_time(aigc_home):
     with Server(rate_limit_per_minute=60) as server:  # a burst of 60, then one a second

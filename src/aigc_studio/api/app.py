@@ -22,7 +22,7 @@ from .. import __version__
 from ..config import load_config
 from ..errors import StudioError, TooManyRequests, validation_message
 from ..studio import Studio
-from .limits import RequestLimits
+from .limits import RequestLimits, document_limits
 from .openapi import drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
@@ -277,7 +277,7 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         RequestLimits, is_api=is_api_path, respond=lambda scope, exc: studio_error_response(Request(scope), exc)
     )
     generate_openapi = app.openapi
-    app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
+    app.openapi = lambda: document_limits(drop_default_422(generate_openapi()))  # type: ignore[method-assign]
     app.include_router(openai.router)
     app.include_router(sdapi.router)
     app.include_router(studio_api.router)

@@ -45,3 +45,22 @@ class RequestLimits:
                     await self.respond(scope, refused)(scope, receive, send)
                     return
             await self.app(scope, receive, send)
+
+
+def document_limits(schema: dict) -> dict:
+    """Add the 429 that ``RequestLimits`` and the services may answer to each counted operation of the
+    OpenAPI ``schema``, with the path's error body. In place; returns ``schema``."""
+    why = (
+        "Over the user's limit: rate_limit_per_minute, or for a generation max_concurrent_jobs. The "
+        "Retry-After header gives the whole seconds to wait."
+    )
+    for path, operations in schema.get("paths", {}).items():
+        if _NOT_COUNTED.fullmatch(re.sub(r"\{[^}]+\}", "x", path)):  # /api/jobs/{job_id} is a poll
+            continue
+        shape = "A1111ErrorBody" if path.startswith("/sdapi/") else "ErrorBody"
+        body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}}
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                retry = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+                operation["responses"]["429"] = {"description": why, "headers": retry, "content": body}
+    return schema
