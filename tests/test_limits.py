@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 import time
 
@@ -238,6 +239,10 @@ def test_upload_and_body_limits(aigc_home):
         response = server.post("/api/inspect", files={"file": ("big.png", big, "image/png")})
         assert response.status_code == 413
         assert response.json()["error"]["param"] == "file" and "max_upload_mb" in response.json()["error"]["message"]
+        # The web UI's uploads (Gradio's upload route) have the same limit.
+        response = server.post("/gradio_api/upload", files={"files": ("big.png", big, "image/png")})
+        assert response.status_code == 413, response.text
+        assert server.post("/gradio_api/upload", files={"files": ("a.png", png_of(8), "image/png")}).status_code == 200
         # A small upload passes.
         small = png_of(64, noise=False)
         response = server.post("/sdapi/v1/img2img", json=small_image(init_images=[base64.b64encode(small).decode()]))
@@ -276,6 +281,9 @@ def test_max_tokens_per_request(aigc_home):
         long = " ".join(f"w{i}" for i in range(20))
         answer = server.openai().chat.completions.create(**chat(messages=[{"role": "user", "content": long}]))
         assert answer.usage.completion_tokens == 5 and answer.choices[0].finish_reason == "length"
+        # The record says what ran: the max_tokens the limit gave the request.
+        row = server.studio.db.conn.execute("SELECT options FROM responses ORDER BY created DESC LIMIT 1").fetchone()
+        assert json.loads(row["options"])["max_tokens"] == 5
 
 
 def test_max_pixels_per_request(aigc_home):
