@@ -96,8 +96,10 @@ def test_rate_limit_per_user_on_each_api(aigc_home):
         client = server.openai("ana")
         for _ in range(3):
             client.models.list()
+        before = server.state()
         with pytest.raises(openai.RateLimitError) as refused:
             client.chat.completions.create(**chat())
+        assert server.state() == before  # refused before anything ran or was recorded
         response = refused.value.response
         assert 1 <= assert_retry_after(response) <= 20  # a token comes back every 20 s at 3 a minute
         error = response.json()["error"]
