@@ -220,10 +220,10 @@ def test_a_real_polish_by_smollm2_through_the_api(live):
 def test_the_schema_declares_each_status_these_routes_answer(server):
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     codes = {f"{m.upper()} {p}": {int(c) for c in op["responses"]} for p, ops in paths.items() for m, op in ops.items()}
-    assert codes["POST /api/write/edit"] == {200, 400, 404, 413}
-    assert codes["POST /api/templates"] == {201, 400, 409, 413}
-    assert codes["DELETE /api/templates/{key}"] == {200, 400, 404, 409}
-    assert codes["POST /api/templates/{key}/run"] == {200, 400, 404, 413}
+    assert codes["POST /api/write/edit"] == {200, 400, 404, 413, 429}
+    assert codes["POST /api/templates"] == {201, 400, 409, 413, 429}
+    assert codes["DELETE /api/templates/{key}"] == {200, 400, 404, 409, 429}
+    assert codes["POST /api/templates/{key}/run"] == {200, 400, 404, 413, 429}
     streamed = paths["/api/write/edit"]["post"]["responses"]["200"]["content"]
     assert set(streamed) == {"application/json", "text/event-stream"}
     exported = paths["/api/templates/{key}/export"]["get"]["responses"]["200"]["content"]

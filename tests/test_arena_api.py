@@ -115,10 +115,10 @@ def test_the_schema_declares_each_answer(server):
         for method, operation in operations.items()
     }
     assert codes == {
-        "POST /api/arena/battles": {200, 400, 404, 413, 422, 503},
-        "GET /api/arena/battles/{battle_id}": {200, 404},
-        "POST /api/arena/battles/{battle_id}/vote": {200, 400, 404, 409, 413},
-        "GET /api/arena/leaderboard": {200, 400},
+        "POST /api/arena/battles": {200, 400, 404, 413, 422, 429, 503},
+        "GET /api/arena/battles/{battle_id}": {200, 404, 429},
+        "POST /api/arena/battles/{battle_id}/vote": {200, 400, 404, 409, 413, 429},
+        "GET /api/arena/leaderboard": {200, 400, 429},
     }
     body = httpx.get(server.url + "/openapi.json").json()["components"]["schemas"]["BattleRequest"]["properties"]
     assert body["models"]["maxItems"] == 2 and body["max_tokens"]["maximum"] == 4096

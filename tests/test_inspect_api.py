@@ -123,4 +123,4 @@ def test_the_schema_declares_both_bodies_and_the_errors(server):
     content = operation["requestBody"]["content"]
     assert content["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
     assert content["application/json"]["schema"]["required"] == ["data"]
-    assert set(operation["responses"]) == {"200", "400", "413", "415"}
+    assert set(operation["responses"]) == {"200", "400", "413", "415", "429"}

@@ -183,14 +183,14 @@ def test_the_schema_documents_each_error_with_the_body_it_has(server):
                 assert body == {"$ref": f"#/components/schemas/{expected}"}, (path, code, body)
             if "requestBody" in operation:
                 assert 413 in codes, path
-    assert documented["GET /api/images"] == {200, 400}
-    assert documented["GET /api/images/{image_id}.png"] == {200, 404}
+    assert documented["GET /api/images"] == {200, 400, 429}
+    assert documented["GET /api/images/{image_id}.png"] == {200, 404, 429}
     assert documented["GET /api/jobs/{job_id}"] == {200, 404}
-    assert documented["GET /v1/models/{model_id}"] == {200, 404}
+    assert documented["GET /v1/models/{model_id}"] == {200, 404, 429}
     assert documented["GET /sdapi/v1/progress"] == {200, 422}
     assert documented["GET /health"] == {200, 503}
-    assert documented["POST /v1/chat/completions"] == {200, 400, 404, 413, 422, 503}
-    assert documented["POST /sdapi/v1/txt2img"] == {200, 404, 409, 413, 422, 503}
+    assert documented["POST /v1/chat/completions"] == {200, 400, 404, 413, 422, 429, 503}
+    assert documented["POST /sdapi/v1/txt2img"] == {200, 404, 409, 413, 422, 429, 503}
     streamed = schema["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert set(streamed) == {"application/json", "text/event-stream"}
 

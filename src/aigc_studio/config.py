@@ -230,6 +230,41 @@ SETTINGS: dict[str, Setting] = {
             "Largest request body the server accepts, in MiB (uploaded images included).",
             integer(1, 4096),
         ),
+        # Limits per user (services/limits.py): 0 is no limit, the local default, where one person
+        # uses the studio and a comparison or a bench runs many generations at once.
+        Setting(
+            "rate_limit_per_minute",
+            0,
+            "Requests a user may send to the APIs a minute (a burst of that many after a quiet minute); 0: no limit.",
+            integer(0, 1_000_000),
+        ),
+        Setting(
+            "max_concurrent_jobs",
+            0,
+            "Generations a user may have running or queued at once (text answers being streamed, image jobs);"
+            " 0: no limit.",
+            integer(0, 10_000),
+        ),
+        Setting(
+            "max_upload_mb",
+            64,
+            "Largest uploaded file (an image for img2img, inpainting or PNG info, a file to inspect), in MiB.",
+            integer(1, 4096),
+        ),
+        Setting(
+            "max_tokens_per_request",
+            0,
+            "Most new tokens one text request may ask for (max_tokens); a request that sets none gets at most"
+            " this many; 0: no limit.",
+            integer(0, 1_000_000),
+        ),
+        Setting(
+            "max_request_megapixels",
+            0,
+            "Most pixels one image request may make, in megapixels: width × height (after hires fix) ×"
+            " batch_size × n_iter; 0: no limit.",
+            integer(0, 100_000),
+        ),
         Setting(
             "max_image_megapixels",
             64,

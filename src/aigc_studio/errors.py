@@ -97,6 +97,19 @@ class TooLarge(StudioError):
     code = "too_large"
 
 
+class TooManyRequests(StudioError):
+    """A user is over a rate or concurrency limit: a 429 whose ``Retry-After`` header is ``retry_after``
+    seconds (OpenAI's clients wait that long before they retry)."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class UnsupportedMediaType(StudioError):
     """A request body in a content type the endpoint does not take; the message names the ones it does."""
 

@@ -24,6 +24,7 @@ from .services.images import ImageService
 from .services.inspect import Inspector
 from .services.jobs import JobQueue
 from .services.labeling import Labeler
+from .services.limits import Limits
 from .services.models import ModelService
 from .services.ownership import OwnershipService
 from .services.prompt_craft import PromptCraft
@@ -50,6 +51,8 @@ class Studio:
         # boxes): the same limit; put back on close.
         self._pillow_limit = set_pillow_limit(int(self.config.max_image_megapixels) * 1_000_000)
         self.db = Database(self.config.db_path)
+        # Per-user limits (rate, generations at once, upload, tokens, pixels); 0 in a setting: none.
+        self.limits = Limits(self.config)
         self.history = History(self.db)
         # Users, roles, API keys and web sessions: who a caller of a team server is (api/auth.py asks).
         self.users = UserService(UserStore(self.db))
@@ -70,11 +73,11 @@ class Studio:
             engine_host=engine_host,
         )
         self.models = ModelService(self.registry, self.config)
-        self.chat = ChatService(self.registry, self.history)
+        self.chat = ChatService(self.registry, self.history, self.limits)
         self.templates = TemplateLibrary(self.config.home / "templates", self.chat)
         # Styles (AIGC_HOME/styles.csv), wildcards (AIGC_HOME/wildcards/) and prompt expansion.
         self.prompts = PromptCraft(self.config.home, self.chat, self.templates)
-        self.jobs = JobQueue(self.db)
+        self.jobs = JobQueue(self.db, limits=self.limits)
         # Every image the studio makes is labeled (NSFW check, mark, watermark, AIGC metadata, C2PA).
         self.labeler = Labeler(self.config)
         self.images = ImageService(
@@ -86,6 +89,7 @@ class Studio:
             max_megapixels=int(self.config.max_image_megapixels),
             prompt_craft=self.prompts,
             labeler=self.labeler,
+            limits=self.limits,
         )
         self.a1111 = A1111Service(self.db, self.images, self.models, self.config)
         self.editing = EditingService(self.chat, self.templates)

@@ -20,11 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..config import load_config
-from ..errors import StudioError, validation_message
+from ..errors import StudioError, TooManyRequests, validation_message
 from ..studio import Studio
 from . import auth
 from .auth import OPEN_PATHS, Authentication
 from .file_guard import OwnFilesOnly
+from .limits import RequestLimits, document_limits
 from .openapi import document_sign_in, drop_default_422
 from .routers import arena, editing, openai, prompts, sdapi, templates
 from .routers import code as code_api
@@ -211,9 +212,15 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
         body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
         return JSONResponse(body, status_code=status)
 
+    def studio_error_response(request: Request, exc: StudioError) -> JSONResponse:
+        response = error_response(request, exc.status, exc.message, exc.param, exc.code, type(exc).__name__)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
-        return error_response(request, exc.status, exc.message, exc.param, exc.code, type(exc).__name__)
+        return studio_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -273,15 +280,20 @@ def create_app(studio: Studio | None = None, *, load_default: bool = True) -> Fa
     app.add_middleware(OwnFilesOnly)  # innermost: the principal is set by the time it runs
     app.add_middleware(BodyLimit, limit=max_body_mb * 2**20, respond=too_large_response)
     app.add_middleware(DeclaredRoutes, api=app, respond=routing_response)
+    # Outside the routing, so that a flood of unknown paths counts too; inside authentication (added
+    # after it), which sets the user it counts against.
+    app.add_middleware(
+        RequestLimits, is_api=is_api_path, respond=lambda scope, exc: studio_error_response(Request(scope), exc)
+    )
     if config.auth_required:
         # Outermost: no route, not even a 404 or a 413, answers before the caller is known.
         app.add_middleware(Authentication, respond=unauthorized_response)
         app.include_router(auth.router)
     generate_openapi = app.openapi
     if config.auth_required:
-        app.openapi = lambda: document_sign_in(drop_default_422(generate_openapi()), OPEN_PATHS)  # type: ignore[method-assign]
+        app.openapi = lambda: document_sign_in(document_limits(drop_default_422(generate_openapi())), OPEN_PATHS)  # type: ignore[method-assign]
     else:
-        app.openapi = lambda: drop_default_422(generate_openapi())  # type: ignore[method-assign]
+        app.openapi = lambda: document_limits(drop_default_422(generate_openapi()))  # type: ignore[method-assign]
     app.include_router(openai.router)
     app.include_router(sdapi.router)
     app.include_router(studio_api.router)

@@ -177,6 +177,8 @@ class ArenaService:
                 for p in prepared.values():
                     if p.lease is not None:
                         p.lease.release()
+                    if p.slot is not None:
+                        p.slot.release()
                 raise _hidden(error, model_a, model_b) from None
             params = {"seed": seed, "max_tokens": max_tokens}
             battle_id = self.store.create(category, prompt, system, model_a, model_b, params)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import principal
 from ..contracts import Message, ResponseFormat, TextChunk, TextOptions, TextRequest, Tool, ToolCall, Usage
@@ -22,6 +22,7 @@ from ..engines.worker import Job
 from ..errors import InvalidRequest, ModelNotFound
 from ..models.registry import Lease, ModelInfo, Registry
 from ..storage.history import History, ResponseRecord
+from .limits import Limits, Slot
 
 log = logging.getLogger("aigc_studio.chat")
 
@@ -41,6 +42,8 @@ class PreparedChat:
     store: bool = True
     # Held from prepare to the end of the run, so the model cannot be evicted in between.
     lease: Lease | None = field(default=None, repr=False, compare=False)
+    # The user's share of max_concurrent_jobs, held from prepare to the end of the run likewise.
+    slot: Slot | None = field(default=None, repr=False, compare=False)
     record: ResponseRecord = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,22 +100,31 @@ class ChatRun:
     def _submit(self, loop: asyncio.AbstractEventLoop | None) -> Job:
         # The job takes over the prepared lease and releases it when it ends; a prepared chat run a
         # second time takes a new one.
+        slot, self.prepared.slot = self.prepared.slot, None
+        slot = slot or self.service.limits.slot("this answer")
         lease, self.prepared.lease = self.prepared.lease, None
-        lease = lease or self.service.registry.lease(self.prepared.model)
+        try:
+            lease = lease or self.service.registry.lease(self.prepared.model)
+        except BaseException:
+            slot.release()
+            raise
+
+        def ended() -> None:
+            lease.release()
+            slot.release()
+
         p = self.prepared
         if p.store and not self._begun:
             try:
                 p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
             except BaseException:
-                lease.release()
+                ended()
                 raise
             self._begun = True
         try:
-            self._job = lease.worker.submit(
-                self.prepared.request, loop=loop, on_done=self._on_done, on_end=lease.release
-            )
+            self._job = lease.worker.submit(self.prepared.request, loop=loop, on_done=self._on_done, on_end=ended)
         except BaseException as exc:
-            lease.release()
+            ended()
             if self._begun:  # the question is stored: so is why no answer came
                 self._result = self._record(None, "", exc, 0.0, 0.0)
             raise
@@ -204,9 +216,10 @@ class ChatRun:
 
 
 class ChatService:
-    def __init__(self, registry: Registry, history: History):
+    def __init__(self, registry: Registry, history: History, limits: Limits | None = None):
         self.registry = registry
         self.history = history
+        self.limits = limits or Limits()
 
     def resolve_model(self, name: str) -> ModelInfo:
         """The text model called ``name``; ``name:latest`` (as Ollama clients send it) is ``name``.
@@ -257,6 +270,7 @@ class ChatService:
         """
         info = self.resolve_model(model or self.registry.default_model)
         options = with_model_defaults(options or TextOptions(), info)
+        self.limits.check_max_tokens(options.max_tokens)
         tools = list(tools or [])
         tool_choice = check_tool_choice(tools, tool_choice)
         supersedes: list[int] = []
@@ -298,10 +312,16 @@ class ChatService:
                 new = sorted(new, key=lambda m: m.role != "system")
                 full = [*[m for m in new if m.role == "system"], *[m for m in full if m.role != "system"]]
 
-        # The lease keeps the model loaded from here to the end of the run (or until the prepared chat
-        # is dropped): eviction cannot close the engine under the token count or before the submit.
-        lease = self.registry.lease(info.id)
-        try:  # a request refused here gives its lease back at once
+        # The slot counts this answer against the user's max_concurrent_jobs from here to its end; the
+        # lease keeps the model loaded as long (or until the prepared chat is dropped): eviction cannot
+        # close the engine under the token count or before the submit.
+        slot = self.limits.slot("this answer")
+        try:
+            lease = self.registry.lease(info.id)
+        except BaseException:
+            slot.release()
+            raise
+        try:  # a request refused here gives its lease and slot back at once
             engine = lease.engine
             request = TextRequest(
                 messages=full,
@@ -328,8 +348,13 @@ class ChatService:
                 del full[first]
                 trimmed += 1
                 n_prompt = engine.count_prompt_tokens(full, None, request)
+            if options.max_tokens is None and self.limits.max_tokens:
+                # No max_tokens: at most the server's limit, and never past the context as before.
+                room = max(1, min(self.limits.max_tokens, engine.context_length - n_prompt))
+                request = replace(request, options=options.model_copy(update={"max_tokens": room}))
         except BaseException:
             lease.release()
+            slot.release()
             raise
         prepared = PreparedChat(
             model=info.id,
@@ -341,12 +366,14 @@ class ChatService:
             trimmed=trimmed,
             supersedes=supersedes,
             lease=lease,
+            slot=slot,
             store=store,
         )
         if n_prompt + need > engine.context_length:
             error = context_exceeded(engine.context_length, n_prompt, options.max_tokens)
             ChatRun(self, prepared)._record(None, "", error, 0.0, 0.0)
             lease.release()
+            slot.release()
             raise error
         return prepared
 

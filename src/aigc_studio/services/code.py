@@ -161,6 +161,9 @@ class CodeTurn:
             if self._prepared is not None and self._prepared.lease is not None:
                 self._prepared.lease.release()  # stopped before the generation began: free the model
                 self._prepared.lease = None
+            if self._prepared is not None and self._prepared.slot is not None:
+                self._prepared.slot.release()
+                self._prepared.slot = None
 
     def _events(self) -> Iterator[CodeEvent]:
         turn, service = self.turn, self.service
@@ -172,6 +175,8 @@ class CodeTurn:
             if self._cancelled.is_set():
                 if prepared.lease is not None:
                     prepared.lease.release()
+                if prepared.slot is not None:
+                    prepared.slot.release()
                 yield CodeEvent("done", session_id=self.session_id, finish_reason="cancelled", notes=self.notes)
                 return
             # The question is stored before the answer starts, so a server killed mid-answer keeps it.

@@ -365,6 +365,8 @@ class CompareService:
             for p in prepared:  # a refused comparison holds no model
                 if p.lease is not None:
                     p.lease.release()
+                if p.slot is not None:
+                    p.slot.release()
             raise
         return TextComparison(self, prompt, system, options, prepared)
 

@@ -170,6 +170,9 @@ class EditRun:
             if self.prepared.chat.lease is not None:
                 self.prepared.chat.lease.release()  # stopped before it began: free the model at once
                 self.prepared.chat.lease = None
+            if self.prepared.chat.slot is not None:
+                self.prepared.chat.slot.release()
+                self.prepared.chat.slot = None
             return False
         self._started = True
         return True
@@ -414,6 +417,8 @@ class EditingService:
             room = engine.context_length - prepared.prompt_tokens
             if need > room:
                 prepared.lease.release()
+                if prepared.slot is not None:
+                    prepared.slot.release()
                 raise ContextLengthExceeded(
                     f"the {selected} takes about {alone} tokens and the request to {op.name} it "
                     f"{prepared.prompt_tokens}; the answer needs about {need} more, but the model "

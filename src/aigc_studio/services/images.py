@@ -42,6 +42,7 @@ from ..storage.history import new_id
 from ..storage.owners import mine
 from .jobs import Job, JobQueue
 from .labeling import Labeler
+from .limits import Limits
 from .prompt_craft import PromptCraft, PromptPlan
 
 VERSION = f"aigc-studio-{__version__}"
@@ -267,8 +268,10 @@ class ImageService:
         *,
         labeler: Labeler,
         jobs_dir: Path | None = None,
+        limits: Limits | None = None,
     ):
         self.db = db
+        self.limits = limits or Limits()
         # The input images of queued jobs, kept until each job ends so a restart can run it again.
         self.jobs_dir = jobs_dir or outputs_dir.parent / "jobs"
         queue.register_kind("image", self.resume)
@@ -281,7 +284,10 @@ class ImageService:
         self.max_megapixels = max_megapixels
 
     def open_image(self, data: bytes | Image.Image, what: str) -> Image.Image:
-        """``open_image`` with this studio's pixel limit (setting ``max_image_megapixels``)."""
+        """``open_image`` with this studio's limits: an uploaded file's size (``max_upload_mb``), the
+        image's pixels (``max_image_megapixels``)."""
+        if isinstance(data, bytes):
+            self.limits.check_upload(len(data), what)
         return open_image(data, what, self.max_megapixels)
 
     def submit(
@@ -368,8 +374,15 @@ class ImageService:
         # anything is queued or stored. Negative prompts say what must not be drawn: not checked.
         self.labeler.check_prompt(request.prompt, request.hr_prompt, *(positive for positive, _ in plan.prompts))
         steps = request.steps
+        width, height, hires = request.width, request.height, ""
         if request.enable_hr:
             check_hires_size(request)
+            width, height = hires_size(
+                request.width, request.height, request.hr_scale, request.hr_resize_x, request.hr_resize_y
+            ).size
+            hires = f" (hires fix from {request.width}x{request.height})"
+        self.limits.check_pixels(width, height, request.batch_size, request.n_iter, hires)
+        if request.enable_hr:
             steps += (request.hr_second_pass_steps or request.steps) if request.denoising_strength else 0
         if mode == "inpaint" and request.inpaint_full_res and blank_mask(request, mask):
             # A1111: "Only masked" with nothing masked repaints the whole picture, as img2img

@@ -160,6 +160,7 @@ class Inspector:
         images). InvalidRequest for an empty file or one that is neither a readable image nor a
         supported text file; TooLarge for an image over ``max_image_megapixels``."""
         name = Path(filename).name if filename else None
+        self.images.limits.check_upload(len(data), "file")
         if not data:
             raise InvalidRequest(f"the file{f' {name}' if name else ''} is empty; send {ACCEPTED}", param="file")
         kind = self._kind(data, name)

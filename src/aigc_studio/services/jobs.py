@@ -41,6 +41,7 @@ from ..principal import Principal
 from ..storage.db import Database
 from ..storage.history import new_id
 from ..storage.owners import mine
+from .limits import Limits
 
 log = logging.getLogger("aigc_studio.jobs")
 
@@ -164,8 +165,9 @@ class JobQueue:
     """One worker thread running jobs in order. The job table (``get``, ``pending``) is shared by
     the callers' threads, the progress readers and the worker, under one lock."""
 
-    def __init__(self, db: Database, name: str = "cpu"):
+    def __init__(self, db: Database, name: str = "cpu", limits: Limits | None = None):
         self.db = db
+        self.limits = limits or Limits()
         self.name = name
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._jobs: dict[str, Job] = {}
@@ -197,34 +199,42 @@ class JobQueue:
         time) is kept, not written anew."""
         if self._closed:
             raise ModelUnavailable("the studio is shutting down and takes no new image jobs; send the request again")
+        # Queued or running, a job counts against its user's max_concurrent_jobs until it ends; a refused
+        # one leaves no record and nothing queued.
+        slot = self.limits.slot("this image job")
         job = Job(kind=kind, model=model, request=request, source=source, work=work, batches=batches, steps=steps)
         job.principal = principals.current()
         if job_id is not None:
             job.id = job_id
         who = asdict(job.principal) if job.principal is not None else None
         recorded = json.dumps({**resume, "principal": who}, ensure_ascii=False) if resume is not None else None
-        with self.db.tx() as conn:
-            if resumed:
-                row = conn.execute("SELECT created FROM jobs WHERE id = ?", (job.id,)).fetchone()
-                job.created = row["created"]
-                conn.execute("UPDATE jobs SET runner = ?, work = ? WHERE id = ?", (RUNNER, recorded, job.id))
-            else:
-                conn.execute(
-                    "INSERT INTO jobs (id, kind, state, model, request, source, created, work, runner, owner)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        job.id,
-                        kind,
-                        job.state,
-                        model,
-                        json.dumps(request, ensure_ascii=False),
-                        source,
-                        job.created,
-                        recorded,
-                        RUNNER,
-                        job.owner,
-                    ),
-                )
+        try:
+            with self.db.tx() as conn:
+                if resumed:
+                    row = conn.execute("SELECT created FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                    job.created = row["created"]
+                    conn.execute("UPDATE jobs SET runner = ?, work = ? WHERE id = ?", (RUNNER, recorded, job.id))
+                else:
+                    conn.execute(
+                        "INSERT INTO jobs (id, kind, state, model, request, source, created, work, runner, owner)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            job.id,
+                            kind,
+                            job.state,
+                            model,
+                            json.dumps(request, ensure_ascii=False),
+                            source,
+                            job.created,
+                            recorded,
+                            RUNNER,
+                            job.owner,
+                        ),
+                    )
+        except BaseException:
+            slot.release()
+            raise
+        job._when_ended(slot.release)
         with self._lock:
             self._jobs[job.id] = job
         self._queue.put(job)

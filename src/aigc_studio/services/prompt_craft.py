@@ -127,7 +127,11 @@ class PromptCraft:
             structured = bool(lease.engine.supports_response_format)
         finally:
             lease.release()
-        options = TextOptions(seed=seed, max_tokens=400, temperature=0.8 if temperature is None else temperature)
+        options = TextOptions(
+            seed=seed,
+            max_tokens=self.chat.limits.cap_tokens(400),
+            temperature=0.8 if temperature is None else temperature,
+        )
         response_format = (
             ResponseFormat(type="json_schema", name="sd_prompt", schema=expansion_schema(), strict=True)
             if structured

@@ -357,6 +357,8 @@ class WritingService:
         self, run: ArticleRun, messages: list[Message], max_tokens: int, response_format: ResponseFormat | None = None
     ) -> Iterator[str]:
         """Stream one generation's text; stops when the run is cancelled. Records seed and sampling."""
+        # The figures are the article's own shares of its length: kept within max_tokens_per_request.
+        max_tokens = self.chat.limits.cap_tokens(max_tokens)
         options = run.article.spec.options.model_copy(update={"max_tokens": max_tokens})
         prepared = self.chat.prepare(
             messages,

@@ -11,7 +11,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from .. import __version__
-from ..config import aigc_home
+from ..config import aigc_home, load_config
 from ..studio import Studio
 from . import arena, chat, code, compare, gallery, images, inspect, models, settings, write
 from .common import UIContext
@@ -193,6 +193,8 @@ def mount_ui(app: FastAPI, studio: Studio | None = None, *, signed_in: bool = Fa
         allowed_paths=[str(outputs)],
         show_error=True,
         auth_dependency=gradio_user if signed_in else None,
+        # The upload limit of the APIs (max_upload_mb) holds for the web UI's uploads too.
+        max_file_size=int((studio.config if studio is not None else load_config()).max_upload_mb) * 2**20,
     )
     # Gradio's queue looks for new events every millisecond while it has none (20 times a second on
     # Windows): about 5-10% of a core, taken from the text and image engines decoding in this process.

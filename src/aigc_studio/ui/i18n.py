@@ -432,6 +432,14 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_ray_cpus_per_replica": ("Ray Serve: CPUs per replica", "Ray Serve：每个副本的 CPU 数"),
     "set_max_body_mb": ("Largest request (MiB)", "最大请求体（MiB）"),
     "set_shutdown_grace": ("Shutdown grace (s)", "停止宽限（秒）"),
+    "set_rate_limit_per_minute": ("Requests per minute per user (0: no limit)", "每位用户每分钟请求数（0：不限）"),
+    "set_max_concurrent_jobs": ("Generations at once per user (0: no limit)", "每位用户同时进行的生成数（0：不限）"),
+    "set_max_upload_mb": ("Largest uploaded file (MiB)", "最大上传文件（MiB）"),
+    "set_max_tokens_per_request": ("Most tokens per request (0: no limit)", "每次请求最多生成的 token 数（0：不限）"),
+    "set_max_request_megapixels": (
+        "Most pixels per image request (megapixels, 0: no limit)",
+        "每次图像请求的最多像素（百万像素，0：不限）",
+    ),
     "set_max_image_megapixels": ("Largest image (megapixels)", "最大图像（百万像素）"),
     "set_run_max_wall_seconds": ("Code runs: most wall time (s)", "代码运行：最长墙钟时间（秒）"),
     "set_run_max_cpu_seconds": ("Code runs: most CPU time (s)", "代码运行：最长 CPU 时间（秒）"),
@@ -551,6 +559,15 @@ SETTINGS_HELP_ZH = {
     "test_models": "1：在模型列表中显示内置测试模型（plain 图像引擎与 echo 文本引擎）并接受其名称；测试套件会开启。",
     "max_body_mb": "服务器接受的最大请求体，单位 MiB（含上传的图像）。",
     "shutdown_grace": "停止服务器（SIGTERM、Ctrl-C）时给运行中的工作几秒来停下并记录已完成部分；排队任务留待下次启动。",
+    "rate_limit_per_minute": "每位用户每分钟可向 API 发送的请求数（安静一分钟后可一次发送这么多）；0：不限。",
+    "max_concurrent_jobs": "每位用户同时运行或排队的生成数（正在流式输出的文本回答、图像任务）；0：不限。",
+    "max_upload_mb": "上传文件的最大大小（图生图、局部重绘或 PNG 信息的图像、要检测的文件），单位 MiB。",
+    "max_tokens_per_request": (
+        "一次文本请求最多可申请的新 token 数（max_tokens）；未设置的请求最多生成这么多；0：不限。"
+    ),
+    "max_request_megapixels": (
+        "一次图像请求最多生成的像素，单位百万像素：宽 × 高（高清修复后）× batch_size × n_iter；0：不限。"
+    ),
     "max_image_megapixels": "可解码的最大图像，单位百万像素（宽 × 高 ÷ 1,000,000）。",
     "run_max_wall_seconds": "一次代码运行最多可申请的墙钟时间（秒）。",
     "run_max_cpu_seconds": "一次代码运行中每个进程最多可申请的 CPU 时间（秒）。",
