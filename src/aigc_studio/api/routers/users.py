@@ -20,6 +20,7 @@ router = APIRouter(prefix="/api", tags=["users"])
 _NAME = {"pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
 _ADMIN = {403: "The caller's role is member and this needs admin (the message says so)."}
 _MISSING = {404: "No such user or key (the message names it)."}
+_TOO_LARGE = {413: "The request body is over the server's limit (max_body_mb)."}
 _BAD = {400: "A field is missing, of the wrong type or out of range; the message names it and what is allowed."}
 
 
@@ -103,7 +104,9 @@ def list_users(studio: Studio = Depends(get_studio)) -> list[User]:
     return studio.users.users()
 
 
-@router.post("/users", status_code=201, responses=errors(ErrorBody, {**_BAD, **_ADMIN, 409: "The name is taken."}))
+@router.post(
+    "/users", status_code=201, responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_TOO_LARGE, 409: "The name is taken."})
+)
 async def add_user(body: NewUser, studio: Studio = Depends(get_studio)) -> User:
     """Add a user (admins only)."""
     return await run_in_threadpool(studio.users.add, body.name, body.password, admin=body.role == "admin")
@@ -118,7 +121,9 @@ def remove_user(name: str = Path(**_NAME), studio: Studio = Depends(get_studio))
     return studio.users.remove(name)
 
 
-@router.put("/users/{name}/password", status_code=204, responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING}))
+@router.put(
+    "/users/{name}/password", status_code=204, responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING, **_TOO_LARGE})
+)
 async def set_password(body: NewPassword, name: str = Path(**_NAME), studio: Studio = Depends(get_studio)) -> None:
     """Change a password: your own, or anyone's as an admin. Their web sessions end."""
     await run_in_threadpool(studio.users.set_password, name, body.password)
@@ -138,7 +143,9 @@ _WHOSE = {
 }
 
 
-@router.post("/keys", status_code=201, responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING, **_WHOSE}))
+@router.post(
+    "/keys", status_code=201, responses=errors(ErrorBody, {**_BAD, **_ADMIN, **_MISSING, **_WHOSE, **_TOO_LARGE})
+)
 def create_key(body: KeyRequest, studio: Studio = Depends(get_studio)) -> CreatedKey:
     """A new API key (yours, or another user's as an admin), shown once."""
     new = studio.users.create_key(body.user, body.name, body.expires_days)
