@@ -234,7 +234,8 @@ def test_closing_a_worker_cancels_its_running_and_queued_requests(aigc_home):
     threads = [threading.Thread(target=lambda r=r: list(r), daemon=True) for r in runs]
     for t in threads:
         t.start()
-    while not runs[0].prepared.record.id or runs[0]._job is None or not runs[0]._job.text:
+    # the first answer is streaming and the second is queued behind it (its thread may start late)
+    while not runs[0].prepared.record.id or runs[0]._job is None or not runs[0]._job.text or runs[1]._job is None:
         time.sleep(0.01)
     started = time.perf_counter()
     studio.registry.close(timeout=10)
