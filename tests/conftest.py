@@ -36,7 +36,12 @@ def aigc_home(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     home = tmp_path / "aigc-home"
     monkeypatch.setenv("AIGC_HOME", str(home))
-    return home
+    yield home
+    # Canned echo replies a test queued but did not use (it failed, or timed out) would be the next
+    # test's answers: the echo engine's queue is one per process.
+    from aigc_studio.engines.echo import clear_replies
+
+    clear_replies()
 
 
 @pytest.fixture(scope="module")

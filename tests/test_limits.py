@@ -200,7 +200,8 @@ def test_a_queued_image_job_counts_until_it_ends(aigc_home):
         )
         worker.start()
         deadline = time.time() + 20
-        while not server.studio.limits.running("user:u-ana"):
+        # the slot is taken just before the job's record is written: wait for both
+        while not server.studio.limits.running("user:u-ana") or server.state()[0] < 1:
             assert time.time() < deadline
             time.sleep(0.02)
         before = server.state()
