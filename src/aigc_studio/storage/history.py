@@ -119,26 +119,8 @@ class History:
             if begun:
                 assert conversation_id is not None, "begin returns the conversation id"
                 self._end_response(conn, response)
-                new_messages = []
-            elif conversation_id is None:
-                conversation_id = new_id("conv")
-                first_user = next((m.content for m in new_messages if m.role == "user"), "")
-                title = " ".join(first_user.split())[:80] or "(untitled)"
-                conn.execute(
-                    "INSERT INTO conversations (id, title, model, source, created, updated, owner)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (conversation_id, title, response.model, response.source, now, now, principal.owner()),
-                )
             else:
-                self._check_mine(conn, conversation_id)
-            if not begun:
-                self._insert_response(conn, conversation_id, response)
-            for m in new_messages:
-                conn.execute(
-                    "INSERT INTO messages (conversation_id, role, content, name, tool_calls, tool_call_id, created)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (conversation_id, m.role, m.content, m.name, _tool_calls_json(m.tool_calls), m.tool_call_id, now),
-                )
+                conversation_id = self._store_inputs(conn, conversation_id, new_messages, response, now)
             tail = answer_id = None
             if answer or tool_calls or response.status == "ok":
                 answer_id = conn.execute(
@@ -168,25 +150,39 @@ class History:
         fills in the end, and ``interrupt_streaming`` marks an answer the server died under."""
         now = time.time()
         with self.db.tx() as conn:
-            if conversation_id is None:
-                conversation_id = new_id("conv")
-                first_user = next((m.content for m in new_messages if m.role == "user"), "")
-                title = " ".join(first_user.split())[:80] or "(untitled)"
-                conn.execute(
-                    "INSERT INTO conversations (id, title, model, source, created, updated, owner)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (conversation_id, title, response.model, response.source, now, now, principal.owner()),
-                )
-            else:
-                self._check_mine(conn, conversation_id)
-            self._insert_response(conn, conversation_id, replace(response, status="streaming"))
-            for m in new_messages:
-                conn.execute(
-                    "INSERT INTO messages (conversation_id, role, content, name, tool_calls, tool_call_id, created)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (conversation_id, m.role, m.content, m.name, _tool_calls_json(m.tool_calls), m.tool_call_id, now),
-                )
+            conversation_id = self._store_inputs(
+                conn, conversation_id, new_messages, replace(response, status="streaming"), now
+            )
             conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+        return conversation_id
+
+    def _store_inputs(
+        self,
+        conn: sqlite3.Connection,
+        conversation_id: str | None,
+        new_messages: list[Message],
+        response: ResponseRecord,
+        now: float,
+    ) -> str:
+        """The conversation (made when new, else checked to be the caller's), the response's row and the
+        new input messages; returns the conversation id."""
+        if conversation_id is None:
+            conversation_id = new_id("conv")
+            first_user = next((m.content for m in new_messages if m.role == "user"), "")
+            title = " ".join(first_user.split())[:80] or "(untitled)"
+            conn.execute(
+                "INSERT INTO conversations (id, title, model, source, created, updated, owner) VALUES (?,?,?,?,?,?,?)",
+                (conversation_id, title, response.model, response.source, now, now, principal.owner()),
+            )
+        else:
+            self._check_mine(conn, conversation_id)
+        self._insert_response(conn, conversation_id, response)
+        for m in new_messages:
+            conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, name, tool_calls, tool_call_id, created)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (conversation_id, m.role, m.content, m.name, _tool_calls_json(m.tool_calls), m.tool_call_id, now),
+            )
         return conversation_id
 
     def interrupt_streaming(self, reason: str) -> int:
