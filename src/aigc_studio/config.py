@@ -204,7 +204,9 @@ SETTINGS: dict[str, Setting] = {
             "database_url",
             "",
             "Where the studio keeps its records: empty, the SQLite file AIGC_HOME/studio.db; or a PostgreSQL"
-            " database, postgresql://USER:PASSWORD@HOST:PORT/NAME (a team server's). Files stay under AIGC_HOME.",
+            " database, postgresql://USER@HOST:PORT/NAME (a team server's). Keep the password out of the URL"
+            " (the Settings tab shows it): libpq reads PGPASSWORD or ~/.pgpass. Files stay under AIGC_HOME."
+            " Takes effect on restart.",
             database_url,
         ),
         Setting("model", "smollm2-135m", "Default text model id or alias.", text(required=True)),
