@@ -12,6 +12,7 @@ from aigc_studio.config import load_config
 from aigc_studio.models.registry import embedded_model_path
 from aigc_studio.studio import Studio
 
+from . import postgres_server
 from .ui_helpers import CHROMIUM, CHROMIUM_ARGS
 
 # The built-in test engines (plain, echo) are hidden from users unless this setting is on. It is set for
@@ -36,12 +37,19 @@ def aigc_home(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     home = tmp_path / "aigc-home"
     monkeypatch.setenv("AIGC_HOME", str(home))
+    if postgres_server.SELECTED:
+        # AIGC_TEST_POSTGRES=1: the same tests against PostgreSQL, a database per AIGC_HOME.
+        monkeypatch.setenv("AIGC_DATABASE_URL", postgres_server.server().database_for(home))
     yield home
     # Canned echo replies a test queued but did not use (it failed, or timed out) would be the next
     # test's answers: the echo engine's queue is one per process.
     from aigc_studio.engines.echo import clear_replies
 
     clear_replies()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    postgres_server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +139,8 @@ def a1111_server(studio: Studio):
 
 def make_studio(home, **overrides) -> Studio:
     os.environ["AIGC_HOME"] = str(home)
+    if postgres_server.SELECTED:
+        os.environ["AIGC_DATABASE_URL"] = postgres_server.server().database_for(home)
     return Studio(load_config(**overrides))
 
 

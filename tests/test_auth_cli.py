@@ -25,7 +25,7 @@ def run(*args: str, stdin: str | None = None):
 
 
 def users() -> UserService:
-    return UserService(UserStore(Database(load_config().db_path)))
+    return UserService(UserStore(Database(load_config().database)))
 
 
 def test_users_add_list_passwd_rm():

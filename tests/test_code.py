@@ -13,6 +13,8 @@ from aigc_studio.errors import ContextLengthExceeded, InvalidRequest, NotFound, 
 from aigc_studio.services.code import RunSpec
 from aigc_studio.studio import Studio
 
+from . import schema
+
 SORT_JS = "function bubbleSort(a) {\n  return a.slice().sort((x, y) => x - y);\n}\n"
 WRONG_JS = "function bubbleSort(a) {\n  return a;\n}\n"
 CALL = "bubbleSort([5,2,8,1,9,3])"
@@ -363,5 +365,4 @@ def test_a_caller_that_stops_iterating_mid_answer_keeps_the_answer_as_cancelled(
 
 def test_the_code_tables_come_with_migration_m009(studio):
     assert "m009_code" in studio.db.migrations_applied()
-    tables = {r[0] for r in studio.db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"code_versions", "code_runs"} <= tables
+    assert {"code_versions", "code_runs"} <= schema.tables(studio.db)

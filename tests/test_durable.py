@@ -26,8 +26,11 @@ import pytest
 from PIL import Image
 
 from aigc_studio.config import load_config
+from aigc_studio.storage.db import Database
 from aigc_studio.storage.files import TMP_SUFFIX, clean_stale, write_atomic
 from aigc_studio.studio import Studio
+from tests import postgres_server
+from tests.conftest import make_studio
 from tests.tiny_models import build_tiny_sd
 
 GRACE = 3  # shutdown_grace for the servers here
@@ -119,8 +122,7 @@ def tiny(tmp_path_factory):
 
 def prepared_home(home: Path, tiny) -> Path:
     """An AIGC_HOME with the tiny model added as 'tiny' and made the default image model."""
-    os.environ["AIGC_HOME"] = str(home)
-    studio = Studio(load_config(model="echo"))
+    studio = make_studio(home, model="echo")
     studio.registry.add(tiny.folder, model_id="tiny")
     studio.close()
     return home
@@ -145,6 +147,8 @@ class Served:
             "OMP_NUM_THREADS": "1",  # see conftest's one_torch_thread
             **{f"AIGC_{k.upper()}": str(v) for k, v in settings.items()},
         }
+        if postgres_server.SELECTED:
+            env["AIGC_DATABASE_URL"] = postgres_server.server().database_for(home)
         self.log = home / f"serve-{self.port}.log"
         # ``script``: Python that runs the same `aigc serve` in-process after changing something first.
         command = ["-c", script] if script else ["-m", "aigc_studio"]
@@ -189,10 +193,22 @@ def served(home: Path, script: str | None = None, **settings):
             server.process.wait()
 
 
-def db(home: Path) -> sqlite3.Connection:
+@contextmanager
+def db(home: Path):
+    """The database of the studio served in ``home``, opened as another process would open it."""
+    if postgres_server.SELECTED:
+        yield Database(postgres_server.server().database_for(home)).conn
+        return
     conn = sqlite3.connect(home / "studio.db", timeout=30)
     conn.row_factory = sqlite3.Row
-    return conn
+    yield conn
+    conn.close()
+
+
+def integrity_ok(conn) -> bool:
+    # SQLite: the file a killed server wrote. PostgreSQL: the server, not the killed studio, wrote its
+    # files (its own WAL recovery); what the studio committed is what the rest of the test reads.
+    return postgres_server.SELECTED or conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def jobs(home: Path) -> list[dict]:
@@ -318,7 +334,7 @@ def test_sigkill_mid_batch_loses_no_finished_image_or_chat_turn(tmp_path, tiny, 
     # Before any restart: every visible file under outputs is a whole PNG with its record; the
     # database is consistent; the question being answered is stored.
     with db(home) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert integrity_ok(conn)
         recorded = {row["path"]: row for row in conn.execute("SELECT * FROM images")}
         messages = [(r["role"], r["content"]) for r in conn.execute("SELECT role, content FROM messages ORDER BY id")]
     visible = [p for p in (home / "outputs").rglob("*") if p.is_file() and not p.name.startswith(".")]
@@ -346,7 +362,7 @@ def test_sigkill_mid_batch_loses_no_finished_image_or_chat_turn(tmp_path, tiny, 
     assert not stale.exists()
     with db(home) as conn:
         response = conn.execute("SELECT status, error FROM responses ORDER BY created DESC LIMIT 1").fetchone()
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert integrity_ok(conn)
         answers_now = conn.execute("SELECT count(*) FROM messages WHERE role = 'assistant'").fetchone()[0]
     assert response["status"] == "interrupted"
     assert response["error"].startswith("the server stopped while this answer was streamed (restart at 20")

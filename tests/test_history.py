@@ -1,9 +1,9 @@
-"""History in a real SQLite file: recording, search, export/import, delete, migrations."""
+"""History in a real SQLite file (PostgreSQL with AIGC_TEST_POSTGRES=1): recording, search, export/import,
+delete, migrations."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -13,6 +13,8 @@ from aigc_studio.errors import ContextLengthExceeded, InvalidRequest, NotFound
 from aigc_studio.storage.db import MIGRATIONS, Database
 from aigc_studio.storage.history import messages_hash
 from aigc_studio.studio import Studio
+
+from .conftest import make_studio
 
 
 @pytest.fixture
@@ -85,8 +87,7 @@ def test_export_import_round_trip(studio, aigc_home, tmp_path, monkeypatch):
     r = say(studio, "second one", seed=9)
     say(studio, "and more", cid=r.conversation_id)
     exported = studio.history.export()
-    monkeypatch.setenv("AIGC_HOME", str(tmp_path / "other"))
-    other = Studio(load_config(model="echo"))
+    other = make_studio(tmp_path / "other", model="echo")
     assert other.history.import_(exported) == (2, 0)
     assert other.history.import_(exported) == (0, 2)
     assert other.history.export() == exported
@@ -116,7 +117,7 @@ def test_failed_and_cancelled_requests_are_logged(studio):
 
 def test_a_failed_write_leaves_earlier_history_intact(studio):
     ok = say(studio, "precious")
-    with pytest.raises(sqlite3.IntegrityError), studio.db.tx() as conn:
+    with pytest.raises(studio.db.IntegrityError), studio.db.tx() as conn:
         conn.execute("INSERT INTO messages (conversation_id, role, content, created) VALUES ('x','user','y',0)")
     assert studio.history.get(ok.conversation_id)["messages"][0]["content"] == "precious"
 

@@ -31,6 +31,7 @@ from aigc_studio.services.compare import Axis
 from aigc_studio.studio import Studio
 from aigc_studio.ui.image_labels import labels_html
 
+from . import schema
 from .conftest import a1111_server
 
 # Every label off and NSFW allowed: the studio as it was before labels.
@@ -337,8 +338,7 @@ def test_images_made_before_labels_show_as_not_labeled(studio):
     made = studio.images.generate(request(size=64)).images[0]
     with studio.db.tx() as conn:  # as m012 leaves a row made by an older studio
         conn.execute("UPDATE images SET labels = NULL, nsfw_score = NULL, nsfw_action = NULL, watermark = NULL")
-    indexes = [row["name"] for row in studio.db.conn.execute("PRAGMA index_list(images)")]
-    assert "images_watermark" in indexes and "m012_labels" in studio.db.migrations_applied()
+    assert "images_watermark" in schema.indexes(studio.db, "images") and "m012_labels" in studio.db.migrations_applied()
     row = record(studio, made.id)
     assert (row["labels"], row["nsfw_score"], row["nsfw_action"]) == (None, None, None)
     assert "not labeled" in labels_html("en", None) and "未标识" in labels_html("zh-CN", None)

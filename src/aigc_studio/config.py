@@ -149,6 +149,18 @@ def ray_address(value: object) -> str:
     raise ValueError(f"must be empty (a local cluster), auto, ray://HOST:PORT or HOST:PORT, got {value!r}")
 
 
+def database_url(value: object) -> str:
+    """A check: empty (the SQLite file under AIGC_HOME) or a postgresql:// URL."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, got {value!r}")
+    url = value.strip()
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        # Only the scheme is quoted back: the rest may hold a password.
+        scheme = url.split("://", 1)[0] + "://" if "://" in url else url[:12]
+        raise ValueError(f"must be empty (SQLite under AIGC_HOME) or a postgresql:// URL, got one starting {scheme!r}")
+    return url
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -187,6 +199,15 @@ SETTINGS: dict[str, Setting] = {
             " (always required). With it, every route but /health and /docs needs a user's API key, password or"
             " web session.",
             choice("auto", "on"),
+        ),
+        Setting(
+            "database_url",
+            "",
+            "Where the studio keeps its records: empty, the SQLite file AIGC_HOME/studio.db; or a PostgreSQL"
+            " database, postgresql://USER@HOST:PORT/NAME (a team server's). Keep the password out of the URL"
+            " (the Settings tab shows it): libpq reads PGPASSWORD or ~/.pgpass. Files stay under AIGC_HOME."
+            " Takes effect on restart.",
+            database_url,
         ),
         Setting("model", "smollm2-135m", "Default text model id or alias.", text(required=True)),
         Setting(
@@ -424,6 +445,11 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.home / "studio.db"
+
+    @property
+    def database(self) -> Path | str:
+        """What ``Database`` opens: the database_url when set, else the SQLite file."""
+        return str(self.values.get("database_url") or "") or self.db_path
 
     @property
     def outputs_dir(self) -> Path:

@@ -50,7 +50,7 @@ class Studio:
         # Pillow's own guard, for what decodes images outside images/decode.py (the web UI's image
         # boxes): the same limit; put back on close.
         self._pillow_limit = set_pillow_limit(int(self.config.max_image_megapixels) * 1_000_000)
-        self.db = Database(self.config.db_path)
+        self.db = Database(self.config.database)
         # Per-user limits (rate, generations at once, upload, tokens, pixels); 0 in a setting: none.
         self.limits = Limits(self.config)
         self.history = History(self.db)

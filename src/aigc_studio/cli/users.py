@@ -20,7 +20,7 @@ def user_service():
     from ..storage.db import Database
     from ..storage.users import UserStore
 
-    return UserService(UserStore(Database(load_config().db_path)))
+    return UserService(UserStore(Database(load_config().database)))
 
 
 def ownership_service():
@@ -30,7 +30,7 @@ def ownership_service():
     from ..storage.db import Database
 
     config = load_config()
-    return OwnershipService(Database(config.db_path), config.home)
+    return OwnershipService(Database(config.database), config.home)
 
 
 def _items(counts: dict[str, int]) -> str:

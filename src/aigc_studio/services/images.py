@@ -703,7 +703,7 @@ class ImageService:
         """Recorded images, newest first; ``query`` matches the prompt or the template it was drawn from,
         ``model`` the model id."""
         owned, owner = mine()
-        where, args = ["1" + owned], [*owner]
+        where, args = ["TRUE" + owned], [*owner]
         if query:
             where.append("(prompt LIKE ? ESCAPE '\\' OR prompt_template LIKE ? ESCAPE '\\')")
             args += [like_pattern(query)] * 2

@@ -392,7 +392,7 @@ class JobQueue:
         Returns the ids as {"resumed": [...], "failed": [...]}; one log line says what was done."""
         at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         rows = self.db.conn.execute(
-            "SELECT id, state, work, runner FROM jobs WHERE state IN ('queued', 'running') ORDER BY created, rowid"
+            "SELECT id, state, work, runner FROM jobs WHERE state IN ('queued', 'running') ORDER BY created, id"
         ).fetchall()
         report: dict[str, list[str]] = {"resumed": [], "failed": []}
         for row in rows:

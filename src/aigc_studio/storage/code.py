@@ -32,7 +32,7 @@ _SESSION_LIST = """
 """
 
 # A session's rows (versions, runs) are the caller's when the session is: appended to a WHERE on ``session_id``.
-_SESSION_IS_MINE = " AND session_id IN (SELECT id FROM conversations WHERE 1{owned})"
+_SESSION_IS_MINE = " AND session_id IN (SELECT id FROM conversations WHERE TRUE{owned})"
 
 
 def _run(row: sqlite3.Row) -> dict:
@@ -92,9 +92,9 @@ class CodeStore:
         ).fetchone()
         version_id = conn.execute(
             "INSERT INTO code_versions (session_id, block, version, language, code, message_id, note, created)"
-            " VALUES (?,?,?,?,?,?,?,?)",
+            " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
             (session_id, block, (last or 0) + 1, language, code, message_id, note, now),
-        ).lastrowid
+        ).fetchone()[0]
         conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, session_id))
         return dict(conn.execute("SELECT * FROM code_versions WHERE id = ?", (version_id,)).fetchone())
 
@@ -112,7 +112,7 @@ class CodeStore:
         now = time.time()
         run_id = conn.execute(
             "INSERT INTO code_runs (version_id, session_id, message_id, language, exit_code, limit_hit, ok,"
-            " matched, wall_seconds, spec, result, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " matched, wall_seconds, spec, result, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 version["id"],
                 version["session_id"],
@@ -127,7 +127,7 @@ class CodeStore:
                 json.dumps(result, ensure_ascii=False),
                 now,
             ),
-        ).lastrowid
+        ).fetchone()[0]
         conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, version["session_id"]))
         return _run(conn.execute("SELECT * FROM code_runs WHERE id = ?", (run_id,)).fetchone())
 

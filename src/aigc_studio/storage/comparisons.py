@@ -68,7 +68,7 @@ class ComparisonStore:
     def list(self, limit: int = 50, kind: str | None = None) -> list[dict]:
         """Comparisons, newest first, without their results: id, kind, prompt, models, duration_ms, created."""
         owned, args = mine()
-        sql = f"SELECT id, kind, prompt, models, duration_ms, created FROM comparisons WHERE 1{owned}"
+        sql = f"SELECT id, kind, prompt, models, duration_ms, created FROM comparisons WHERE TRUE{owned}"
         if kind is not None:
             sql, args = sql + " AND kind = ?", (*args, kind)
         rows = self.db.conn.execute(sql + " ORDER BY created DESC, id DESC LIMIT ?", (*args, limit))

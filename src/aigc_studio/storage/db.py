@@ -1,4 +1,5 @@
-"""SQLite database under AIGC_HOME, in WAL mode, with ordered schema migrations.
+"""The studio's database, with ordered schema migrations: a SQLite file under AIGC_HOME (in WAL mode)
+by default, or a PostgreSQL database (setting database_url; storage/postgres.py).
 
 Each migration is a function ``mNNN_name(conn)``; the ones already applied are recorded in the
 ``_migrations`` table, so a database made by an older studio is brought up to date on open.
@@ -8,8 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+# A database URL with one of these schemes selects PostgreSQL (setting database_url).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 MIGRATIONS: list[Callable[[], str]] = []
 
@@ -422,30 +428,69 @@ def like_pattern(text: str) -> str:
 
 
 class Database:
-    """One connection per thread to one SQLite file; ``with db.tx() as conn`` for a transaction."""
+    """The studio's database: the SQLite file at ``target`` (a path), or the PostgreSQL database a
+    ``postgresql://`` URL names. One connection per thread; ``with db.tx() as conn`` for a transaction
+    (writers take turns on both). The stores write SQLite's SQL; storage/postgres.py maps it."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, target: Path | str):
+        self.url = str(target) if str(target).startswith(POSTGRES_SCHEMES) else ""
+        self.dialect = "postgresql" if self.url else "sqlite"
+        self.path = None if self.url else Path(target)
         self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = self._connect()
             self._local.conn = conn
         return conn
+
+    def _connect(self) -> Any:
+        if self.url:
+            from .postgres import PostgresConnection
+
+            return PostgresConnection(self.url)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @property
+    def IntegrityError(self) -> type[Exception]:  # noqa: N802 (named as the DB-API names it)
+        """The exception a broken constraint (unique, foreign key, check) raises in this dialect."""
+        if self.url:
+            import psycopg
+
+            return psycopg.IntegrityError
+        return sqlite3.IntegrityError
 
     def tx(self) -> _Transaction:
         return _Transaction(self.conn)
 
+    def contains(self, column: str, fts_table: str, query: str) -> tuple[str, str]:
+        """A condition (and its one argument) true where ``column`` holds ``query`` as a substring,
+        ignoring case; ``fts_table`` is the trigram index of that column (its rowid is the row's id)."""
+        if len(query) < 3 or self.url:
+            # Trigram indexes serve substrings of three characters or more: on PostgreSQL, pg_trgm's
+            # GIN index serves this ILIKE (storage/postgres.py turns LIKE into ILIKE).
+            return f"{column} LIKE ? ESCAPE '\\'", like_pattern(query)
+        table = column.rpartition(".")[0]
+        id_column = f"{table}.id" if table else "id"
+        return (
+            f"{id_column} IN (SELECT rowid FROM {fts_table} WHERE {fts_table} MATCH ?)",
+            '"' + query.replace('"', '""') + '"',
+        )
+
     def _migrate(self) -> None:
+        if self.url:
+            self._migrate_postgres()
+            return
         conn = self.conn
         conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
         done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
@@ -465,15 +510,36 @@ class Database:
                 if not conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone():
                     raise
 
+    def _migrate_postgres(self) -> None:
+        from .postgres import migration_sql
+
+        conn = self.conn
+        with self.tx():
+            # pg_trgm: the substring indexes (FTS5's trigram tables); citext: user names that ignore case.
+            # Both are trusted extensions: the database's owner may create them.
+            conn.script(
+                "CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE EXTENSION IF NOT EXISTS citext;"
+                " CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied DOUBLE PRECISION)"
+            )
+        for fn in MIGRATIONS:
+            # DDL is transactional here: a migration and its record land together, and the write lock
+            # that tx() takes makes a second process wait, then see the migration done.
+            with self.tx():
+                if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone():
+                    continue
+                conn.script(migration_sql(fn()))
+                # applied: a Julian day, as SQLite's julianday('now') writes it
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, time.time() / 86400 + 2440587.5))
+
     def migrations_applied(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT name FROM _migrations ORDER BY name")]
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: Any):
         self.conn = conn
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Any:
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 

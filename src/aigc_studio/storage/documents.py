@@ -147,20 +147,14 @@ class DocumentStore:
         if query is None:
             rows = conn.execute(
                 "SELECT d.*, (SELECT max(number) FROM document_versions v WHERE v.document_id = d.id) AS versions,"
-                f" {LATEST_MODEL} FROM documents d WHERE 1{owned} ORDER BY updated DESC LIMIT ?",
+                f" {LATEST_MODEL} FROM documents d WHERE TRUE{owned} ORDER BY updated DESC LIMIT ?",
                 (*owner, limit),
             )
             return [dict(r) for r in rows]
         query = query.strip()
         if not query:
             raise InvalidRequest("search query must not be empty", param="q")
-        if len(query) >= 3:
-            # The trigram index matches any substring of three characters or more.
-            match = "v.id IN (SELECT rowid FROM document_versions_fts WHERE document_versions_fts MATCH ?)"
-            arg = '"' + query.replace('"', '""') + '"'
-        else:
-            match = "v.content LIKE ? ESCAPE '\\'"
-            arg = like_pattern(query)
+        match, arg = self.db.contains("v.content", "document_versions_fts", query)
         rows = conn.execute(
             "SELECT d.*, (SELECT max(number) FROM document_versions w WHERE w.document_id = d.id) AS versions,"
             f" {LATEST_MODEL}, max(v.number) AS matched_version"

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from .. import principal
 from ..contracts import Message, ToolCall
 from ..errors import InvalidRequest, NotFound
-from .db import Database, like_pattern
+from .db import Database
 from .owners import mine
 
 EXPORT_VERSION = 1
@@ -125,9 +125,9 @@ class History:
             if answer or tool_calls or response.status == "ok":
                 answer_id = conn.execute(
                     "INSERT INTO messages (conversation_id, response_id, role, content, tool_calls, created)"
-                    " VALUES (?,?,?,?,?,?)",
+                    " VALUES (?,?,?,?,?,?) RETURNING id",
                     (conversation_id, response.id, "assistant", answer, _tool_calls_json(tool_calls), now),
-                ).lastrowid
+                ).fetchone()[0]
                 tail = messages_hash([*all_messages, Message(role="assistant", content=answer, tool_calls=tool_calls)])
                 for message_id in supersedes or []:
                     conn.execute(
@@ -261,7 +261,7 @@ class History:
         owned, owner = mine("c")
         rows = self.db.conn.execute(
             "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS n_messages"
-            f" FROM conversations c WHERE 1{owned} ORDER BY updated DESC LIMIT ? OFFSET ?",
+            f" FROM conversations c WHERE TRUE{owned} ORDER BY updated DESC LIMIT ? OFFSET ?",
             (*owner, limit, offset),
         )
         return [dict(r) for r in rows]
@@ -269,7 +269,7 @@ class History:
     def latest_id(self) -> str | None:
         owned, owner = mine()
         row = self.db.conn.execute(
-            f"SELECT id FROM conversations WHERE 1{owned} ORDER BY updated DESC LIMIT 1", owner
+            f"SELECT id FROM conversations WHERE TRUE{owned} ORDER BY updated DESC LIMIT 1", owner
         ).fetchone()
         return row["id"] if row else None
 
@@ -321,13 +321,7 @@ class History:
         query = query.strip()
         if not query:
             raise InvalidRequest("search query must not be empty")
-        if len(query) >= 3:
-            # The trigram index matches any substring of three characters or more.
-            where = "m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)"
-            arg = '"' + query.replace('"', '""') + '"'
-        else:
-            where = "m.content LIKE ? ESCAPE '\\'"
-            arg = like_pattern(query)
+        where, arg = self.db.contains("m.content", "messages_fts", query)
         owned, owner = mine("c")
         rows = self.db.conn.execute(
             "SELECT c.id, c.title, c.model, c.updated, m.role, m.content FROM messages m"
@@ -357,7 +351,8 @@ class History:
     def export(self, conversation_ids: list[str] | None = None) -> dict:
         owned, owner = mine()
         ids = conversation_ids or [
-            r[0] for r in self.db.conn.execute(f"SELECT id FROM conversations WHERE 1{owned} ORDER BY created", owner)
+            r[0]
+            for r in self.db.conn.execute(f"SELECT id FROM conversations WHERE TRUE{owned} ORDER BY created", owner)
         ]
         return {"format": "aigc-studio-history", "version": EXPORT_VERSION, "conversations": [self.get(i) for i in ids]}
 

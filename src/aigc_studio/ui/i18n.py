@@ -414,6 +414,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_host": ("Host", "监听地址"),
     "set_port": ("Port", "端口"),
     "set_auth": ("Sign-in", "登录验证"),
+    "set_database_url": ("Database (PostgreSQL URL)", "数据库（PostgreSQL 地址）"),
     "set_model": ("Default text model", "默认文本模型"),
     "set_image_model": ("Default image model", "默认图像模型"),
     "set_threads": ("CPU threads", "CPU 线程数"),
@@ -534,6 +535,9 @@ FIELDS: dict[str, tuple[str, str, str]] = {
 SETTINGS_HELP_ZH = {
     "host": "服务监听的地址；默认仅本机。",
     "port": "网页界面与 API 的端口。",
+    "database_url": "记录保存的位置：留空为 SQLite 文件 AIGC_HOME/studio.db；或 PostgreSQL 数据库，"
+    "postgresql://用户@主机:端口/库名（团队服务器用）。密码请放在 PGPASSWORD 或 ~/.pgpass，不要写进地址（"
+    "设置页会显示地址）。文件仍在 AIGC_HOME 下。更改后重启生效。",
     "auth": "服务器的登录验证：auto（监听非本机地址时必须登录，127.0.0.1 上关闭）或 on（始终必须登录）。"
     "开启后，除 /health 与 /docs 外的每个路径都需要用户的 API 密钥、密码或网页登录会话。",
     "model": "默认文本模型的 id 或别名。",

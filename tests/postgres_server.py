@@ -1,0 +1,73 @@
+"""A throwaway PostgreSQL server for the suite run against PostgreSQL (``AIGC_TEST_POSTGRES=1``).
+
+Debian's PostgreSQL binaries (``initdb``, ``pg_ctl``) make a cluster in a temporary folder that listens
+on a Unix socket there and on no TCP address; each AIGC_HOME gets a database of its own (the same home,
+the same database, so a studio reopened on a home finds its records). The server stops at the end of
+the session and its folder is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+BIN = Path(os.environ.get("AIGC_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SELECTED = os.environ.get("AIGC_TEST_POSTGRES") == "1"
+
+
+class PostgresServer:
+    def __init__(self):
+        if not (BIN / "initdb").exists():
+            raise RuntimeError(f"AIGC_TEST_POSTGRES=1 needs PostgreSQL's initdb in {BIN} (Debian: postgresql-15)")
+        self.dir = Path(tempfile.mkdtemp(prefix="aigc-pg-"))
+        # PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user.
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.dir, "postgres")
+        data = self.dir / "data"
+        self._run(BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        # No TCP (listen_addresses empty), the socket in our folder; durability is not the point here.
+        options = f"-c listen_addresses='' -k {self.dir} -c max_connections=400 -c fsync=off"
+        self._run(BIN / "pg_ctl", "-D", data, "-l", self.dir / "log", "-o", options, "-w", "start")
+        self._databases: set[str] = set()
+
+    def _run(self, *args) -> None:
+        subprocess.run([*self._as, *map(str, args)], check=True, capture_output=True, cwd=self.dir)
+
+    def url(self, name: str) -> str:
+        return f"postgresql://postgres@/{name}?host={self.dir}"
+
+    def database_for(self, home: Path | str) -> str:
+        """The URL of the database of this AIGC_HOME, made on first use."""
+        name = "aigc_" + hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:16]
+        if name not in self._databases:
+            import psycopg
+
+            with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {name}")
+            self._databases.add(name)
+        return self.url(name)
+
+    def stop(self) -> None:
+        self._run(BIN / "pg_ctl", "-D", self.dir / "data", "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_server: PostgresServer | None = None
+
+
+def server() -> PostgresServer:
+    """The session's server, started on first use."""
+    global _server
+    if _server is None:
+        _server = PostgresServer()
+    return _server
+
+
+def stop() -> None:
+    if _server is not None:
+        _server.stop()
