@@ -11,9 +11,12 @@ PY=${PYTHON:-python3.11}
 
 # The web UI tests drive Debian's Chromium (never a downloaded browser); the fonts let Chinese and
 # emoji render in their screenshots. The label tests read files back with exiftool as well.
-if [ $dev = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/exiftool ]; }; then
+# The suite runs against PostgreSQL too (tests/postgres_server.py starts a throwaway server with
+# Debian's initdb and pg_ctl; the packaged cluster is not used).
+if [ $dev = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/exiftool ] \
+    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then
     apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei fonts-noto-color-emoji \
-        libimage-exiftool-perl >/dev/null
+        libimage-exiftool-perl postgresql >/dev/null
 fi
 # Code runs only in Debian's bubblewrap container, with Debian's python3 and nodejs inside it (bench and
 # tests run them too). Without them the studio works but refuses to run code, saying what is missing.

@@ -15,14 +15,23 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-BIN = Path(os.environ.get("AIGC_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _debian_bin() -> Path:
+    """The newest of Debian's PostgreSQL versions installed (/usr/lib/postgresql/<major>/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = Path(os.environ["AIGC_TEST_PG_BIN"]) if os.environ.get("AIGC_TEST_PG_BIN") else _debian_bin()
 SELECTED = os.environ.get("AIGC_TEST_POSTGRES") == "1"
 
 
 class PostgresServer:
     def __init__(self):
         if not (BIN / "initdb").exists():
-            raise RuntimeError(f"AIGC_TEST_POSTGRES=1 needs PostgreSQL's initdb in {BIN} (Debian: postgresql-15)")
+            raise RuntimeError(
+                f"AIGC_TEST_POSTGRES=1 needs PostgreSQL's initdb in {BIN} (Debian: apt-get install postgresql)"
+            )
         self.dir = Path(tempfile.mkdtemp(prefix="aigc-pg-"))
         # PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

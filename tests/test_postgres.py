@@ -10,10 +10,10 @@ import pytest
 
 from aigc_studio.config import load_config
 from aigc_studio.contracts import Message
-from aigc_studio.errors import SettingError
+from aigc_studio.errors import DatabaseUnavailable, InvalidRequest, SettingError
 from aigc_studio.storage.code import CodeStore
 from aigc_studio.storage.db import MIGRATIONS, Database
-from aigc_studio.storage.postgres import migration_sql, statement_sql
+from aigc_studio.storage.postgres import PostgresConnection, migration_sql, statement_sql
 
 from . import postgres_server
 from .conftest import make_studio
@@ -120,3 +120,58 @@ def test_an_unreachable_database_is_a_setting_error_naming_it(aigc_home):
         Database(missing)
     assert "database_url: cannot connect to PostgreSQL" in str(refused.value)
     assert "no_such_database" in str(refused.value)
+
+
+def _drop_connections(url: str) -> int:
+    """What a server restart does to the studio's connections: ends every backend of the database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        return admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
+@needs_server
+def test_connections_the_server_dropped_are_replaced_before_new_work(aigc_home, monkeypatch):
+    url = postgres_server.server().database_for(aigc_home / "restart")
+    db = Database(url)
+    store = CodeStore(db)
+    with db.tx() as conn:
+        store.create_session(conn, "before")
+    monkeypatch.setattr(PostgresConnection, "IDLE_CHECK_S", 0.0)  # as after a second's quiet
+    assert _drop_connections(url) >= 1
+    # A read, a write and a transaction, each on a fresh connection; none of them fails.
+    assert [s["title"] for s in store.sessions()] == ["before"]
+    with db.tx() as conn:
+        store.create_session(conn, "after")
+    assert sorted(s["title"] for s in store.sessions()) == ["after", "before"]
+
+
+@needs_server
+def test_a_connection_broken_during_a_transaction_is_a_503_that_keeps_nothing(aigc_home, monkeypatch):
+    url = postgres_server.server().database_for(aigc_home / "broken")
+    db = Database(url)
+    store = CodeStore(db)
+    monkeypatch.setattr(PostgresConnection, "IDLE_CHECK_S", 3600.0)  # no check: the break is found mid-work
+    with pytest.raises(DatabaseUnavailable) as broken, db.tx() as conn:
+        store.create_session(conn, "half")
+        _drop_connections(url)
+        store.create_session(conn, "other half")
+    assert broken.value.status == 503 and "was not kept" in str(broken.value)
+    # The next use connects again, and the half-done transaction left nothing.
+    assert store.sessions() == []
+    assert not db.conn.raw.broken
+
+
+@needs_server
+def test_text_with_a_nul_character_is_a_400_that_keeps_nothing(aigc_home):
+    """SQLite stores U+0000; PostgreSQL's text cannot, and its error would have been a 500."""
+    db = Database(postgres_server.server().database_for(aigc_home / "nul"))
+    store = CodeStore(db)
+    with pytest.raises(InvalidRequest) as refused, db.tx() as conn:
+        store.create_session(conn, "kept?")
+        store.create_session(conn, "a\x00b")
+    assert refused.value.status == 400 and "NUL character (U+0000)" in str(refused.value)
+    assert store.sessions() == []

@@ -90,6 +90,15 @@ class ModelUnavailable(StudioError):
     code = "model_unavailable"
 
 
+class DatabaseUnavailable(StudioError):
+    """The database server (PostgreSQL) cannot be reached, or the connection broke during the request;
+    nothing of the request was kept. The next request connects again."""
+
+    status = 503
+    type = "server_error"
+    code = "database_unavailable"
+
+
 class TooLarge(StudioError):
     """A request body or an uploaded image is over a configured limit."""
 

@@ -598,6 +598,9 @@ from . import users as _users  # noqa: E402
 from .users import user_service  # noqa: E402
 
 _users.register(cli)
+from . import db as _db  # noqa: E402
+
+_db.register(cli)
 
 
 def main() -> None:

@@ -17,11 +17,12 @@ Rows answer by position and by column name, as ``sqlite3.Row`` does.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from ..errors import SettingError
+from ..errors import DatabaseUnavailable, InvalidRequest, SettingError
 
 # One key for the advisory lock that makes write transactions take turns, as SQLite's BEGIN IMMEDIATE
 # does: the stores read-then-write inside a transaction (the next version number) and rely on that.
@@ -53,6 +54,13 @@ def statement_sql(sql: str) -> str:
 
 
 def _params(params: Sequence[Any]) -> tuple:
+    for p in params:
+        if isinstance(p, str) and "\x00" in p:
+            # SQLite keeps it; PostgreSQL's text type cannot hold it, and would fail the request with a 500.
+            raise InvalidRequest(
+                "text with a NUL character (U+0000) cannot be stored in this studio's database (PostgreSQL);"
+                " remove the character and send it again"
+            )
     # SQLite keeps True as 1 in an INTEGER column; PostgreSQL would refuse a boolean there.
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
 
@@ -90,7 +98,17 @@ def _row_factory(cursor):
 
 class PostgresConnection:
     """One psycopg connection in autocommit mode (a statement outside ``db.tx()`` commits on its own,
-    as with SQLite's ``isolation_level=None``); ``execute`` and ``executemany`` take SQLite's SQL."""
+    as with SQLite's ``isolation_level=None``); ``execute`` and ``executemany`` take SQLite's SQL.
+
+    A server restart or a dropped network link breaks the connection without a word. So before a
+    statement that starts a unit of work (one outside a transaction, or ``BEGIN``) on a connection idle
+    for more than ``IDLE_CHECK_S``, a round trip checks it, and a dead one is replaced: nothing was sent
+    on it yet, so nothing runs twice. A connection that breaks during a statement fails that request
+    with a 503 (``DatabaseUnavailable``; PostgreSQL rolls back what the transaction had done) and is
+    replaced on its next use.
+    """
+
+    IDLE_CHECK_S = 1.0
 
     def __init__(self, url: str):
         try:
@@ -99,27 +117,74 @@ class PostgresConnection:
             raise SettingError(
                 "database_url names a PostgreSQL database, which needs psycopg: pip install 'aigc-studio[postgres]'"
             ) from None
+        self._psycopg = psycopg
+        self.url = url
+        self.in_transaction = False
         try:
-            self.raw = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+            self.raw = self._open()
         except psycopg.OperationalError as exc:
             # libpq's message names the host and what failed, never the password.
             raise SettingError(f"database_url: cannot connect to PostgreSQL: {str(exc).strip()}") from None
 
+    def _open(self):
+        raw = self._psycopg.connect(self.url, autocommit=True, row_factory=_row_factory)
+        self._used = time.monotonic()
+        return raw
+
+    def _usable(self) -> None:
+        """Make sure the connection is alive before a new unit of work goes out on it."""
+        if not (self.raw.closed or self.raw.broken):
+            if time.monotonic() - self._used <= self.IDLE_CHECK_S:
+                return
+            try:
+                self.raw.execute("SELECT 1")
+                return
+            except self._psycopg.OperationalError:
+                pass
+        self.raw.close()
+        try:
+            self.raw = self._open()
+        except self._psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip()}") from None
+
+    def _run(self, send):
+        try:
+            return send()
+        except self._psycopg.OperationalError as exc:
+            if not self.raw.broken:
+                raise
+            self.in_transaction = False
+            raise DatabaseUnavailable(
+                f"the connection to PostgreSQL broke during the request, which was not kept: {str(exc).strip()}"
+            ) from None
+        finally:
+            self._used = time.monotonic()
+
     def execute(self, sql: str, params: Sequence[Any] = ()):
+        if sql in ("COMMIT", "ROLLBACK"):
+            open_transaction, self.in_transaction = self.in_transaction, False
+            if not open_transaction or self.raw.broken:
+                return None  # the server ended the transaction with the connection
+            return self._run(lambda: self.raw.execute(sql))
+        if not self.in_transaction:
+            self._usable()
         if sql in ("BEGIN IMMEDIATE", "BEGIN"):
-            cursor = self.raw.execute("BEGIN")
-            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            cursor = self._run(lambda: self.raw.execute("BEGIN"))
+            self.in_transaction = True
+            self._run(lambda: self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,)))
             return cursor
-        return self.raw.execute(statement_sql(sql), _params(params))
+        return self._run(lambda: self.raw.execute(statement_sql(sql), _params(params)))
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]):
+        if not self.in_transaction:
+            self._usable()
         cursor = self.raw.cursor()
-        cursor.executemany(statement_sql(sql), [_params(p) for p in seq])
+        self._run(lambda: cursor.executemany(statement_sql(sql), [_params(p) for p in seq]))
         return cursor
 
     def script(self, script: str) -> None:
         """Run several statements without parameters (a migration), inside the caller's transaction."""
-        self.raw.execute(script)
+        self._run(lambda: self.raw.execute(script))
 
     def close(self) -> None:
         self.raw.close()
