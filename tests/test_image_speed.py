@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -266,6 +267,8 @@ def test_the_progress_says_the_unet_is_compiling_before_the_first_step(tmp_path,
         return compiling
 
     monkeypatch.setattr(torch, "compile", slow_compile_that_fails)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # recorded, so the test's own value is undone
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     studio = Studio(load_config(test_models=0, image_compile=True))
     studio.registry.add(model.folder, model_id="tiny-sd15")
     try:
@@ -279,5 +282,7 @@ def test_the_progress_says_the_unet_is_compiling_before_the_first_step(tmp_path,
                 time.sleep(0.1)
             assert "Compiling the UNet (once per model)" in seen
             assert answer["r"].status_code == 200  # and then it ran eagerly
+        # What inductor compiles is kept under AIGC_HOME, not in /tmp: a restart compiles from it.
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(studio.config.home / "cache" / "torchinductor")
     finally:
         studio.close()

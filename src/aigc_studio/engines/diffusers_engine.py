@@ -217,7 +217,7 @@ class DiffusersEngine(ImageEngine):
         config_dir = Path(config_dir) if config_dir is not None else None
         base = load_pipeline(Path(path), config_dir, self.dtype, prediction_type, variant).to(self.device)
         speed.apply(base)
-        self._compiler = UNetCompiler(base.unet, speed.compile)
+        self._compiler = UNetCompiler(base.unet, speed.compile, speed.compile_cache)
         self.is_sdxl = "text_encoder_2" in base.components
         self.unet_in_channels = in_channels = base.unet.config.in_channels
         if in_channels not in ROLES or (self.is_sdxl and in_channels == 8):

@@ -21,6 +21,8 @@ Opt-in, per model or per request:
 
 - ``compile``: ``torch.compile`` of the UNet (inductor; needs a C compiler), once per model: the first
   request pays the compile and reports it; when compiling fails the UNet runs eagerly (one log line).
+  What inductor compiled is kept in ``compile_cache`` (AIGC_HOME/cache/torchinductor), so after a
+  restart the compile reads it back instead of starting over.
 - token merging (``tomesd``, A1111's ``token_merging_ratio``), per request: merges similar tokens before
   self-attention; changes the picture, so the infotext records ``Token merging ratio``.
 
@@ -53,6 +55,9 @@ class ImageSpeed:
     fuse_qkv: bool = False
     threads: int = 0  # torch intra-op threads; 0: as torch has them, at most the physical cores
     compile: bool = False
+    # Where inductor keeps what it compiled (TORCHINDUCTOR_CACHE_DIR), so a restarted server compiles
+    # from it in seconds instead of minutes; None: torch's default, a folder under /tmp.
+    compile_cache: Path | None = None
     vae_tile_above: int = 1024 * 1024  # pixels (width × height) above which the VAE decodes in tiles; 0: never
 
     def apply(self, pipe) -> None:
@@ -110,11 +115,14 @@ class UNetCompiler:
     """``torch.compile`` of one UNet, once: compiled lazily on its first call, eager again for good when
     compiling fails (a missing C compiler, an unsupported operation), with one log line saying why."""
 
-    def __init__(self, unet, enabled: bool):
+    def __init__(self, unet, enabled: bool, cache: Path | None = None):
         self.unet = unet
         self.state = "off"  # off, pending (compiled on the next call), compiled, failed
         if not enabled:
             return
+        if cache is not None:
+            # One folder per process (inductor reads the variable); one set by the user wins.
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
         try:
             unet.compile()  # in place: every pipeline sharing the module runs the compiled one
             self.state = "pending"

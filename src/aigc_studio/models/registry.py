@@ -259,7 +259,8 @@ def load_image_engine(info: ModelInfo, *, threads: int, compile: bool, cache_dir
         from ..engines.diffusers_engine import DiffusersEngine
         from ..engines.sd_speed import ImageSpeed
 
-        speed = ImageSpeed(threads=threads, compile=compile)
+        compile_cache = cache_dir / "torchinductor" if cache_dir and compile else None
+        speed = ImageSpeed(threads=threads, compile=compile, compile_cache=compile_cache)
         config_dir = cache_dir / "sd-configs" if cache_dir else None
         try:
             return DiffusersEngine(info.id, info.path, config_dir=config_dir, variant=info.variant, speed=speed)
