@@ -76,7 +76,7 @@ sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH.parent))  # tests.tiny_models
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from procs import Child, cpu_seconds, fmt, free_port, spread, status_kb, wait_ready  # noqa: E402
+from procs import Child, cpu_seconds, fmt, free_port, spread, status_kb, studio_env, wait_ready  # noqa: E402
 
 PROMPT, NEGATIVE = "a lighthouse on a cliff at dusk, oil painting", "blurry, text"
 VARIANTS = ("raw", "engine", "channels-last", "fused-qkv", "tome", "compile", "bf16", "api")
@@ -275,7 +275,7 @@ class Api(Process):
     def __init__(self, model: Path, log: Path):
         super().__init__("api")
         self.home = home = Path(tempfile.mkdtemp(prefix="aigc-bench-image-home-"))
-        env = {**os.environ, "AIGC_HOME": str(home), "PYTHONPATH": str(BENCH.parent / "src")}
+        env = studio_env(home)
         cli = [sys.executable, "-m", "aigc_studio"]
         for args in (["models", "add", str(model), "--name", "bench"], ["models", "default", "bench"]):
             subprocess.run([*cli, *args], env=env, check=True, capture_output=True)

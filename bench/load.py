@@ -40,7 +40,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH.parent))  # tests.tiny_models
 
-from procs import Child, free_port, wait_ready  # noqa: E402
+from procs import Child, free_port, studio_env, wait_ready  # noqa: E402
 
 TOPICS = ("lighthouses", "tea", "rivers", "owls", "bridges", "volcanoes", "maps", "bees")
 
@@ -80,7 +80,7 @@ class Server(Child):
 
     def __init__(self, home: Path, image_model: Path):
         self.log = home / "serve.log"
-        env = {**os.environ, "AIGC_HOME": str(home), "PYTHONPATH": str(BENCH.parent / "src")}
+        env = studio_env(home)
         env = {k: v for k, v in env.items() if not k.startswith("AIGC_") or k in ("AIGC_HOME",)}
         cli = [sys.executable, "-m", "aigc_studio"]
         for args in (["models", "add", str(image_model), "--name", "bench-sd"], ["models", "default", "bench-sd"]):

@@ -43,7 +43,7 @@ sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH.parent))  # tests.tiny_models
 
 from image import model_folder  # noqa: E402
-from procs import Child, fmt, free_port, spread, status_kb, wait_ready  # noqa: E402
+from procs import Child, fmt, free_port, spread, status_kb, studio_env, wait_ready  # noqa: E402
 
 SETTINGS = ("both", "one")
 CHAT = {
@@ -63,7 +63,7 @@ class Server(Child):
         self.setting = setting
         self.home = work / f"home-{setting}"
         self.log = work / f"serve-{setting}.log"
-        env = {**os.environ, "AIGC_HOME": str(self.home), "PYTHONPATH": str(BENCH.parent / "src")}
+        env = studio_env(self.home)
         env["AIGC_MODEL_MEMORY"] = setting
         cli = [sys.executable, "-m", "aigc_studio"]
         for args in (["models", "add", str(model), "--name", "bench-sd"], ["models", "default", "bench-sd"]):

@@ -14,6 +14,13 @@ from pathlib import Path
 import httpx
 
 
+def studio_env(home: Path) -> dict[str, str]:
+    """The environment of an ``aigc`` process of the bench's own, in ``home``: each has its own store,
+    so a ``AIGC_DATABASE_URL`` of the caller's (which would make them all share one database) is left out."""
+    env = {key: value for key, value in os.environ.items() if key != "AIGC_DATABASE_URL"}
+    return {**env, "AIGC_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+
+
 class Child:
     """A process the benchmark started: ``proc`` is set by the subclass."""
 

@@ -35,6 +35,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH.parent))  # tests.tiny_models
 
+from procs import studio_env  # noqa: E402
+
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 
 
@@ -43,7 +45,7 @@ def serve(home: Path, model_folder: Path, port: int, *flags: str) -> subprocess.
     returns once /health answers."""
     import httpx
 
-    env = {**os.environ, "AIGC_HOME": str(home), "PYTHONPATH": str(BENCH.parent / "src")}
+    env = studio_env(home)
     env.pop("AIGC_TEST_MODELS", None)
     aigc = [sys.executable, "-m", "aigc_studio"]
     subprocess.run([*aigc, "models", "add", str(model_folder), "--name", "tiny-sd15"], env=env, check=True)

@@ -72,7 +72,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
 
 from llama_server import LlamaServer, PeerUnavailable, fetch_llama_server  # noqa: E402
-from procs import Child, cpu_seconds, fmt, free_port, spread, wait_ready  # noqa: E402
+from procs import Child, cpu_seconds, fmt, free_port, spread, studio_env, wait_ready  # noqa: E402
 
 from aigc_studio.contracts import Message, TextOptions, TextRequest  # noqa: E402
 from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine  # noqa: E402
@@ -303,7 +303,7 @@ class Server(Child, Variant):
 
 def studio_server(sampling: dict, home: Path, logs: Path) -> Server:
     command = [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"]
-    env = {**os.environ, "AIGC_HOME": str(home), "PYTHONPATH": str(BENCH.parent / "src")}
+    env = studio_env(home)
     return Server("studio server", command, "/health", sampling, logs / "studio-server.log", env=env)
 
 

@@ -80,3 +80,24 @@ def server() -> PostgresServer:
 def stop() -> None:
     if _server is not None:
         _server.stop()
+
+
+def env_for(home: Path | str) -> dict[str, str]:
+    """The environment that points a studio in ``home`` at its database: AIGC_DATABASE_URL when the suite
+    runs against PostgreSQL, nothing otherwise (the SQLite file under the home)."""
+    return {"AIGC_DATABASE_URL": server().database_for(home)} if SELECTED else {}
+
+
+def stored_bytes(home: Path | str) -> bytes:
+    """All that the studio in ``home`` keeps in its database, to look for what must never be stored: the
+    SQLite file (and its WAL), or on PostgreSQL every row of every table, as text."""
+    if not SELECTED:
+        db = Path(home) / "studio.db"
+        wal = db.with_name("studio.db-wal")
+        return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    import psycopg
+
+    with psycopg.connect(server().database_for(home)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        rows = [r[0] for t in tables for r in conn.execute(f"SELECT t::text FROM {t} t")]
+    return "\n".join(rows).encode()

@@ -56,7 +56,7 @@ def test_migrations_map_types_and_the_trigram_tables():
 
 @needs_server
 def test_a_studio_with_database_url_keeps_its_records_in_postgresql(aigc_home, monkeypatch):
-    url = postgres_server.server().database_for(aigc_home / "pg")
+    url = postgres_server.server().database_for(aigc_home)  # the one make_studio picks with AIGC_TEST_POSTGRES
     monkeypatch.setenv("AIGC_DATABASE_URL", url)
     studio = make_studio(aigc_home, model="echo")
     try:

@@ -23,6 +23,7 @@ from aigc_studio.contracts import Message, TextOptions, TextRequest
 from aigc_studio.engines.remote import RemoteEngine
 from aigc_studio.errors import InvalidRequest, ModelLoadError, RemoteError
 
+from . import postgres_server
 from .conftest import LiveServer, make_studio
 from .remote_helpers import Scripted, free_port, python_llama_server
 
@@ -79,7 +80,7 @@ def test_v1_and_the_cli_use_a_remote_model_like_a_local_one(tmp_path, llama_serv
 
     home = tmp_path / "home"
     runner = CliRunner()
-    env = {"AIGC_HOME": str(home), "AIGC_MODEL": "echo"}
+    env = {"AIGC_HOME": str(home), "AIGC_MODEL": "echo", **postgres_server.env_for(home)}
     added = runner.invoke(
         cli, ["models", "add-remote", "smol-remote", "--base-url", llama_server, "--model", "smol"], env=env
     )
@@ -112,7 +113,7 @@ def test_v1_and_the_cli_use_a_remote_model_like_a_local_one(tmp_path, llama_serv
 def test_the_key_reaches_only_the_server(tmp_path, scripted):
     home = tmp_path / "home"
     runner = CliRunner()
-    env = {"AIGC_HOME": str(home), "AIGC_MODEL": "echo"}
+    env = {"AIGC_HOME": str(home), "AIGC_MODEL": "echo", **postgres_server.env_for(home)}
     secret = "sk-test-do-not-leak-4242"
     added = runner.invoke(
         cli,
@@ -137,7 +138,7 @@ def test_the_key_reaches_only_the_server(tmp_path, scripted):
         history = json.dumps(studio.history.export())
     finally:
         studio.close()
-    stored = (home / "studio.db").read_bytes()
+    stored = postgres_server.stored_bytes(home)
     logs = "".join(p.read_text(errors="replace") for p in home.rglob("*.log"))
     for where, text in {"/v1/models": models, "models list": listed, "history": history, "logs": logs}.items():
         assert secret not in text, f"the key leaked into {where}"
@@ -156,7 +157,7 @@ def test_a_key_from_an_environment_variable_is_read_when_used_and_never_stored(t
         assert ask(studio, "env-model").text == "Hello there"
         assert scripted.requests[-1][0]["Authorization"] == "Bearer sk-from-env"
         assert not (tmp_path / "home" / "keys.json").exists()
-        assert b"sk-from-env" not in (tmp_path / "home" / "studio.db").read_bytes()
+        assert b"sk-from-env" not in postgres_server.stored_bytes(tmp_path / "home")
         studio.registry.unload("env-model")
         monkeypatch.delenv("SCRIPTED_KEY")
         with pytest.raises(ModelLoadError, match="environment variable SCRIPTED_KEY, which is not set"):
