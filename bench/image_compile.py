@@ -1,6 +1,6 @@
 """What ``torch.compile`` of the UNet costs and gives, image by image, on the full-size SD 1.5 architecture.
 
-    .venv/bin/python bench/image_compile.py                       # sd15, 4 steps: about 25 min on 2 cores
+    .venv/bin/python bench/image_compile.py                       # sd15, 4 steps: about 20 min on 2 cores
     .venv/bin/python bench/image_compile.py --model tiny --steps 4 --sizes 64x64,64x64,96x64
 
 Three processes, one after another, each loading the model and answering the same list of images

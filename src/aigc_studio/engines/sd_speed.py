@@ -22,7 +22,9 @@ Opt-in, per model or per request:
 - ``compile``: ``torch.compile`` of the UNet (inductor; needs a C compiler), once per model: the first
   request pays the compile and reports it; when compiling fails the UNet runs eagerly (one log line).
   What inductor compiled is kept in ``compile_cache`` (AIGC_HOME/cache/torchinductor), so after a
-  restart the compile reads it back instead of starting over.
+  restart the compile reads it back instead of starting over. On the full-size UNet on 2 CPU cores it
+  measured 5-12% slower per step than eager on a quiet machine (bench/image_compile.py), so it stays
+  opt-in, for machines where it measures faster.
 - token merging (``tomesd``, A1111's ``token_merging_ratio``), per request: merges similar tokens before
   self-attention; changes the picture, so the infotext records ``Token merging ratio``.
 
