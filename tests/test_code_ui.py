@@ -265,8 +265,20 @@ def test_the_tab_in_chinese(page, server, tmp_path):
     page.locator("#code-limits").get_by_text("限制").click()
     # The tab's refresh (the ranges) lands asynchronously: let it land before typing into the box.
     wait_until(lambda: "允许 0.1–60" in page.locator("#code-limits").inner_text(), what="the ranges in Chinese")
-    set_number(page, "code-limit-wall_seconds", 100)
-    wait_until(lambda: page.locator("#code-limit-wall_seconds input").input_value() == "100", what="100 typed")
+
+    # Two updates carry the ranges (the tab's refresh and the language's change), and one landing after
+    # the typing puts the box back: type again until the box keeps the value.
+    kept = [0]
+
+    def typed() -> bool:
+        if page.locator("#code-limit-wall_seconds input").input_value() != "100":
+            set_number(page, "code-limit-wall_seconds", 100)
+            kept[0] = 0
+            return False
+        kept[0] += 1
+        return kept[0] >= 2  # still there half a second later
+
+    wait_until(typed, interval=0.5, what="100 typed and kept")
     page.click("#code-run")
     wait_until(lambda: "不能大于 60" in status(page), timeout=30, what="the refused limit in Chinese")
     assert "限制 wall_seconds 不能大于 60（设置项 run_max_wall_seconds），当前为 100" in status(page)
