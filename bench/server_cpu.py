@@ -28,7 +28,7 @@ import httpx
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from procs import free_port, studio_env  # noqa: E402
+from procs import free_port, studio_env, wait_ready  # noqa: E402
 
 
 def _ticks(path: str) -> int:
@@ -58,16 +58,7 @@ def main() -> None:
     with open(home / "serve.log", "wb") as log:
         server = subprocess.Popen(command, env=studio_env(home), stdout=log, stderr=log)
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                sys.exit(f"aigc serve did not start; see {home / 'serve.log'}")
-            time.sleep(0.2)
+        wait_ready(server, url + "/health", "aigc serve", home / "serve.log")
         model = httpx.get(url + "/v1/models").json()["data"][0]["id"]
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
         httpx.post(url + "/v1/chat/completions", json=body, timeout=300)

@@ -37,9 +37,9 @@ def aigc_home(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     home = tmp_path / "aigc-home"
     monkeypatch.setenv("AIGC_HOME", str(home))
-    if postgres_server.SELECTED:
-        # AIGC_TEST_POSTGRES=1: the same tests against PostgreSQL, a database per AIGC_HOME.
-        monkeypatch.setenv("AIGC_DATABASE_URL", postgres_server.server().database_for(home))
+    # AIGC_TEST_POSTGRES=1: the same tests against PostgreSQL, a database per AIGC_HOME.
+    for key, value in postgres_server.env_for(home).items():
+        monkeypatch.setenv(key, value)
     yield home
     # Canned echo replies a test queued but did not use (it failed, or timed out) would be the next
     # test's answers: the echo engine's queue is one per process.
@@ -139,8 +139,7 @@ def a1111_server(studio: Studio):
 
 def make_studio(home, **overrides) -> Studio:
     os.environ["AIGC_HOME"] = str(home)
-    if postgres_server.SELECTED:
-        os.environ["AIGC_DATABASE_URL"] = postgres_server.server().database_for(home)
+    os.environ.update(postgres_server.env_for(home))
     return Studio(load_config(**overrides))
 
 
