@@ -232,11 +232,16 @@ def test_closing_a_worker_cancels_its_running_and_queued_requests(aigc_home):
     words = " ".join(f"w{i}" for i in range(400))
     runs = [studio.chat.start(studio.chat.prepare([Message(role="user", content=words)])) for _ in range(2)]
     threads = [threading.Thread(target=lambda r=r: list(r), daemon=True) for r in runs]
-    for t in threads:
-        t.start()
-    # the first answer is streaming and the second is queued behind it (its thread may start late)
-    while not runs[0].prepared.record.id or runs[0]._job is None or not runs[0]._job.text or runs[1]._job is None:
+    # The second thread starts once the first answer is submitted: started together, a loaded machine
+    # can let the second submit first and run all its words before the first one begins.
+    threads[0].start()
+    while runs[0]._job is None:
         time.sleep(0.01)
+    threads[1].start()
+    # the first answer is streaming and the second is queued behind it
+    while not runs[0]._job.text or runs[1]._job is None:
+        time.sleep(0.01)
+    assert not runs[1]._job.text
     started = time.perf_counter()
     studio.registry.close(timeout=10)
     assert time.perf_counter() - started < 5  # cancelled, not run to the end (400 words × 50 ms)
