@@ -80,7 +80,13 @@ def alone(worker: EngineWorker, req: TextRequest) -> str:
 
 def test_the_engine_has_slots_and_the_worker_runs_that_many_jobs_at_once(worker):
     assert worker.engine.parallel == 4
-    runs = [Run(worker, request(p, 48)) for p in PROMPTS]
+    requests = [request(p, 48) for p in PROMPTS]
+    # The chat service counts a prompt's tokens before it queues the request, so the engine has them
+    # when the job starts; do the same here. Otherwise each job first asks llama.cpp's HTTP thread for
+    # its tokens, and on a busy 2-core machine that thread can wait seconds behind the decoding threads.
+    for req in requests:
+        worker.engine.count_prompt_tokens(req.messages, None, req)
+    runs = [Run(worker, req) for req in requests]
     for run in runs:
         run.wait()
     # Decoded together: every answer's text began before any other answer ended (a queue that ran them
