@@ -241,7 +241,8 @@ def test_schemas_with_defs_enums_and_optionals_convert():
         "type": "object",
     }
     gbnf = schema_grammar(schema, "s", "response_format")
-    assert '"red"' in gbnf and "zzdef1-Colour" in gbnf
+    # llguidance's form (xllamacpp's wheel) names the values as JSON, GBNF (setup.sh --native) as quoted literals
+    assert ('"red"' in gbnf or r'"\"red\""' in gbnf) and "zzdef1-Colour" in gbnf
     # A recursive schema (a linked list) refers to itself through $defs, from the very top.
     linked = {
         "$defs": {
@@ -255,6 +256,25 @@ def test_schemas_with_defs_enums_and_optionals_convert():
     a = grammar.add({"$defs": {"T": {"enum": [1]}}, "$ref": "#/$defs/T"}, "a", "tools")
     b = grammar.add({"$defs": {"T": {"enum": [2]}}, "$ref": "#/$defs/T"}, "b", "tools")
     assert a != b and set(grammar.defs) == {"zzdef1-T", "zzdef2-T"}
+
+
+def test_a_gbnf_grammar_gets_the_studios_one_space_and_llguidance_is_left_as_it_is():
+    """llama.cpp built without llguidance (setup.sh --native) writes GBNF whose whitespace allows line
+    breaks and indents, on which a small model spends its tokens; the studio keeps it to one space."""
+    from aigc_studio.engines.json_grammar import one_space
+
+    gbnf = (
+        'root ::= "{" space kv space "}"\n'
+        'space ::= | " " | "\\n"{1,2} [ \\t]{0,20}\n'
+        'kv ::= "\\"a\\"" space ":" space "1"\n'
+    )
+    assert one_space(gbnf).splitlines() == [
+        'root ::= "{" space kv space "}"',
+        'space ::= " "?',
+        'kv ::= "\\"a\\"" space ":" space "1"',
+    ]
+    llg = '%llguidance {}\nstart: %json {"type":"object","x-guidance":{"whitespace_pattern":"[ ]?"}}'
+    assert one_space(llg) == llg
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -1,12 +1,12 @@
 """JSON Schema to a llama.cpp grammar, refusing what the grammar cannot enforce.
 
-llama.cpp's converter (``json_schema_to_grammar``, here in its llguidance form) turns a schema into a
-grammar the sampler enforces token by token. Converters drop keywords they do not know (``minimum``,
-``uniqueItems``, ``not`` ...) without a word. An answer that only *looks* constrained is worse than a
-clear refusal, so every schema is first checked against the table below: a keyword the grammar is known
-to enforce passes, an annotation passes, anything else is a 400 that names the keyword and where it is.
-``$defs`` of every schema in one grammar are renamed apart, so two tools may each have a ``$defs/Item``
-of their own.
+llama.cpp's converter (``json_schema_to_grammar``: llguidance's form from xllamacpp's wheel, GBNF from a
+build without llguidance) turns a schema into a grammar the sampler enforces token by token. Converters
+drop keywords they do not know (``minimum``, ``uniqueItems``, ``not`` ...) without a word. An answer that
+only *looks* constrained is worse than a clear refusal, so every schema is first checked against the
+table below: a keyword the grammar is known to enforce passes, an annotation passes, anything else is a
+400 that names the keyword and where it is. ``$defs`` of every schema in one grammar are renamed apart,
+so two tools may each have a ``$defs/Item`` of their own.
 """
 
 from __future__ import annotations
@@ -93,13 +93,25 @@ class SchemaGrammar:
         # those characters inside the strings instead.
         document["x-guidance"] = {"whitespace_flexible": False, "whitespace_pattern": "[ ]?"}
         try:
-            return json_schema_to_grammar(document)
+            return one_space(json_schema_to_grammar(document))
         except (RuntimeError, ValueError) as exc:
             # The checks above should leave nothing for the converter to trip over; if one slips
             # through, it is still the schema's fault and a 400, never a 500.
             raise InvalidRequest(
                 f"the JSON Schema of {param} cannot be turned into a grammar: {exc}", param=param
             ) from exc
+
+
+_SPACE_RULE = re.compile(r"(?m)^space ::= .*$")
+
+
+def one_space(grammar: str) -> str:
+    """The same whitespace whichever way llama.cpp was built: xllamacpp's wheel converts to llguidance,
+    which reads ``x-guidance``; a build without llguidance (``setup.sh --native``) writes GBNF, whose
+    ``space`` rule allows line breaks and indents. There it becomes at most one space too."""
+    if grammar.startswith("%llguidance"):
+        return grammar
+    return _SPACE_RULE.sub('space ::= " "?', grammar)
 
 
 def schema_grammar(schema: dict, label: str, param: str) -> str:

@@ -25,9 +25,11 @@ uses it only to tokenize, and nothing else can call it without the key.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import random
+import re
 import secrets
 import threading
 import time
@@ -52,6 +54,16 @@ DEFAULTS = dict(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalt
 DEFAULT_SLOT_CONTEXT = 4096
 DEFAULT_PARALLEL = 4
 _DONE = object()
+log = logging.getLogger("aigc_studio.engines.llamacpp")
+
+
+def llama_build() -> str:
+    """Which llama.cpp runs: xllamacpp's version and the CPU instruction sets its kernels were built for
+    (AVX2 from the PyPI wheel; AVX-512 as well from ``setup.sh --native`` on a CPU that has it)."""
+    import xllamacpp
+
+    cpu = " ".join(dict.fromkeys(re.findall(r"(\w+) = 1", xllamacpp.get_system_info())))
+    return f"xllamacpp {xllamacpp.__version__} (CPU: {cpu or 'no SIMD'})"
 
 
 class LlamaCppEngine(TextEngine):
@@ -123,6 +135,14 @@ class LlamaCppEngine(TextEngine):
         self._vocabulary = int(self.metadata.get(f"{self.metadata.get('general.architecture')}.vocab_size") or 0)
         self._native_tool_role = self._renders_tool_role()
         self._grammars: dict[str, str] = {}  # grammar text by request constraint, checked once each
+        log.info(
+            "model '%s' runs on llama.cpp from %s: %d slots of %d tokens, %d threads",
+            model_id,
+            llama_build(),
+            self.parallel,
+            slot_context,
+            threads,
+        )
 
     # -- prompts ------------------------------------------------------------------------------------
 
