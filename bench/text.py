@@ -75,7 +75,7 @@ from llama_server import LlamaServer, PeerUnavailable, fetch_llama_server  # noq
 from procs import Child, cpu_seconds, fmt, free_port, spread, studio_env, wait_ready  # noqa: E402
 
 from aigc_studio.contracts import Message, TextOptions, TextRequest  # noqa: E402
-from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine  # noqa: E402
+from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine, llama_build  # noqa: E402
 from aigc_studio.engines.worker import EngineWorker  # noqa: E402
 from aigc_studio.models.registry import embedded_model_path  # noqa: E402
 
@@ -538,7 +538,7 @@ def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> N
     idle_text = ", ".join(f"{name} {share * 100:.1f}%" for name, share in idle.items())
     paused = "paused" if not args.no_pause else "left running (--no-pause)"
     print(f"- CPU use while idle, % of one core: {idle_text}. Idle servers were {paused} while others were measured.")
-    print(f"- xllamacpp {xllamacpp.__version__}: {environment['xllamacpp_system_info']}")
+    print(f"- the studio's llama.cpp: {llama_build()}")
     for name, backend in environment["llama_server_cpu_backends"].items():
         print(f"- {name}: {peer.version}, ggml CPU backend {backend}")
     for note in notes:

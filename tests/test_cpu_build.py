@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from aigc_studio.engines.cpu_build import cmake_options, cpu_flags
@@ -55,7 +56,7 @@ def test_every_build_leaves_out_what_it_would_fetch_from_the_internet():
 
 def test_the_module_prints_this_machines_options():
     out = subprocess.run(
-        [str(ROOT / ".venv/bin/python"), "-m", "aigc_studio.engines.cpu_build"],
+        [sys.executable, "-m", "aigc_studio.engines.cpu_build"],
         capture_output=True,
         text=True,
         check=True,
