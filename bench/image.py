@@ -19,6 +19,9 @@ seeds, each in a process of its own so that its peak memory is its own:
   channels-last  the engine with the UNet's and VAE's weights channels_last (off by default).
   fused-qkv      the engine with fused QKV projections (off by default).
   tome           the engine's defaults plus token merging at ``--tome`` (default 0.5), opt-in.
+  ngms           the engine's defaults plus A1111's Negative Guidance minimum sigma at ``--ngms`` (default
+                 2): below that sigma every other UNet call runs the prompt alone (half the batch), opt-in.
+  ngms-all       the same, skipping at every call below it (A1111's "NGMS all steps").
   compile        the engine's defaults plus ``torch.compile`` of the UNet, opt-in; its warm-up (1 step)
                  includes the compile, printed as "compile s".
   bf16           the engine's defaults inside ``torch.autocast("cpu", dtype=torch.bfloat16)``: measured,
@@ -79,7 +82,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from procs import Child, cpu_seconds, fmt, free_port, spread, status_kb, studio_env, wait_ready  # noqa: E402
 
 PROMPT, NEGATIVE = "a lighthouse on a cliff at dusk, oil painting", "blurry, text"
-VARIANTS = ("raw", "engine", "channels-last", "fused-qkv", "tome", "compile", "bf16", "api")
+VARIANTS = ("raw", "engine", "channels-last", "fused-qkv", "tome", "ngms", "ngms-all", "compile", "bf16", "api")
 DEFAULT_VARIANTS = ("raw", "engine", "api")
 LABELS = {
     "raw": "raw diffusers pipeline",
@@ -87,6 +90,8 @@ LABELS = {
     "fused-qkv": "studio engine + fused QKV",
     "engine": "studio engine (defaults)",
     "tome": "studio engine + token merging",
+    "ngms": "studio engine + NGMS",
+    "ngms-all": "studio engine + NGMS all steps",
     "compile": "studio engine + torch.compile",
     "bf16": "studio engine + bf16 autocast",
     "api": "studio /sdapi/v1/txt2img (HTTP)",
@@ -160,7 +165,7 @@ def engine_speed(kind: str, threads: int):
     }.get(kind, ImageSpeed(threads=threads))
 
 
-def worker(kind: str, model: Path, threads: int, tome: float, images: Path) -> None:
+def worker(kind: str, model: Path, threads: int, tome: float, images: Path, ngms: float) -> None:
     """Serve ``{"seed", "steps", "size"}`` lines on stdin with timing lines on the original stdout; each
     image is written to ``images`` as ``<kind>-<seed>-<steps>.png`` for the pixel comparison."""
     answers = os.fdopen(os.dup(1), "w", buffering=1)
@@ -216,6 +221,8 @@ def worker(kind: str, model: Path, threads: int, tome: float, images: Path) -> N
                 seed=seed,
                 subseed=seed,
                 token_merging_ratio=tome if kind == "tome" else 0,
+                s_min_uncond=ngms if kind.startswith("ngms") else 0,
+                s_min_uncond_all=kind == "ngms-all",
             )
 
             def on_step(info) -> None:
@@ -254,11 +261,11 @@ class Process(Child):
 
 
 class Worker(Process):
-    def __init__(self, kind: str, model: Path, threads: int, log: Path, tome: float, images: Path):
+    def __init__(self, kind: str, model: Path, threads: int, log: Path, tome: float, images: Path, ngms: float):
         super().__init__(kind)
         self.log = log
         command = [sys.executable, __file__, "--worker", kind, "--model", str(model), "--threads", str(threads)]
-        command += ["--tome", str(tome), "--images", str(images)]
+        command += ["--tome", str(tome), "--ngms", str(ngms), "--images", str(images)]
         with open(log, "wb") as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
 
@@ -322,13 +329,14 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"which of {','.join(VARIANTS)} to run")
     parser.add_argument("--group", type=int, default=0, help="processes alive at once, raw among them (0: all)")
     parser.add_argument("--tome", type=float, default=0.5, help="token merging ratio of the tome variant")
+    parser.add_argument("--ngms", type=float, default=2.0, help="negative guidance minimum sigma of the ngms variants")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads per process")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the logs go")
     parser.add_argument("--worker", choices=("raw", *ENGINE_KINDS), help=argparse.SUPPRESS)
     parser.add_argument("--images", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, Path(args.model), args.threads, args.tome, args.images)
+        return worker(args.worker, Path(args.model), args.threads, args.tome, args.images, args.ngms)
 
     asked = args.variants.split(",")
     unknown = sorted(set(asked) - set(VARIANTS))
@@ -382,7 +390,7 @@ def run_group(args, model: Path, logs: Path, images: Path, group: list[str], num
             if kind == "api":
                 process: Process = Api(model, log)
             else:
-                process = Worker(kind, model, args.threads, log, args.tome, images)
+                process = Worker(kind, model, args.threads, log, args.tome, images, args.ngms)
             processes.append(process)
             started = time.perf_counter()
             first[kind] = process.run(0, 1, args.size)  # warm-up: loads the model (lazily, in the API)

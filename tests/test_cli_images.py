@@ -81,6 +81,21 @@ def test_hires_tiling_resize_and_inpaint_area_from_the_terminal(aigc_home, tmp_p
     assert fields["mask_blur"] == 2
 
 
+def test_ngms_from_the_terminal_is_recorded_and_read_back(aigc_home, tmp_path, tiny):
+    aigc("models", "add", str(tiny.folder), "--name", "tiny")
+    small = ["--steps", "4", "--seed", "3", "--size", "64x64"]
+    plain, skipped = tmp_path / "plain.png", tmp_path / "skipped.png"
+    aigc("image", "a fox", *small, "-o", str(plain))
+    aigc("image", "a fox", *small, "--ngms", "15", "--s-min-uncond-all", "-o", str(skipped))
+    fields = inspect(skipped)
+    assert (fields["s_min_uncond"], fields["s_min_uncond_all"]) == (15.0, True)
+    assert "s_min_uncond" not in inspect(plain)
+    assert np.asarray(Image.open(plain)).tobytes() != np.asarray(Image.open(skipped)).tobytes()
+    result = CliRunner().invoke(cli, ["image", "x", "--ngms", "16"])
+    assert result.exit_code != 0 and "s_min_uncond" in result.output and "15" in result.output, result.output
+    assert "--ngms" not in CliRunner().invoke(cli, ["edit", "--help"]).output  # A1111 never skips in edits
+
+
 def test_a_bad_flag_value_names_what_is_allowed(aigc_home):
     result = CliRunner().invoke(cli, ["image", "x", "--hr-upscaler", "ESRGAN"])
     assert result.exit_code == 2 and "unknown hires upscaler 'ESRGAN'; valid: Latent" in result.output

@@ -19,7 +19,7 @@ from aigc_studio.ui.code_views import note_text, run_summary
 from aigc_studio.ui.messages import message_text
 
 from .conftest import studio_server
-from .ui_helpers import choose, open_tab, screenshot, set_number, studio_pages, wait_until
+from .ui_helpers import choose, open_tab, screenshot, set_number, studio_pages, type_number_until_kept, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -268,17 +268,7 @@ def test_the_tab_in_chinese(page, server, tmp_path):
 
     # Two updates carry the ranges (the tab's refresh and the language's change), and one landing after
     # the typing puts the box back: type again until the box keeps the value.
-    kept = [0]
-
-    def typed() -> bool:
-        if page.locator("#code-limit-wall_seconds input").input_value() != "100":
-            set_number(page, "code-limit-wall_seconds", 100)
-            kept[0] = 0
-            return False
-        kept[0] += 1
-        return kept[0] >= 2  # still there half a second later
-
-    wait_until(typed, interval=0.5, what="100 typed and kept")
+    type_number_until_kept(page, "code-limit-wall_seconds", 100)
     page.click("#code-run")
     wait_until(lambda: "不能大于 60" in status(page), timeout=30, what="the refused limit in Chinese")
     assert "限制 wall_seconds 不能大于 60（设置项 run_max_wall_seconds），当前为 100" in status(page)

@@ -126,6 +126,63 @@ def test_token_merging_changes_the_picture_the_same_way_each_time_and_only_while
     assert type(fast.pipeline.unet.down_blocks[0].attentions[0].transformer_blocks[0]).__name__ != "ToMeBlock"
 
 
+def unet_batches(engine, **fields) -> tuple[np.ndarray, list[int]]:
+    """The picture, and the batch each UNet call of the generation ran on (its first layer's input)."""
+    batches: list[int] = []
+    hook = engine.pipeline.unet.conv_in.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    try:
+        return pixels(engine, **fields), batches
+    finally:
+        hook.remove()
+
+
+def test_ngms_runs_the_prompt_alone_at_every_other_call_below_its_sigma_as_a1111(fast):
+    """A1111's Negative Guidance minimum sigma: odd-numbered UNet calls whose sigma is below it run the
+    prompt's half of the batch only; "all steps" skips at each one. 15 is above every sigma of SD's
+    schedule (at most 14.6), 0.01 below every one (at least 0.029)."""
+    off, batches = unet_batches(fast, steps=6)
+    assert batches == [2] * 6
+    skipped, batches = unet_batches(fast, steps=6, s_min_uncond=15)
+    assert batches == [2, 1, 2, 1, 2, 1]
+    assert np.abs(skipped - off).mean() > 0.1
+    assert np.array_equal(skipped, unet_batches(fast, steps=6, s_min_uncond=15)[0])  # the same each time
+    every, batches = unet_batches(fast, steps=6, s_min_uncond=15, s_min_uncond_all=True)
+    assert batches == [1] * 6
+    # Unguided at every step: the prompt's prediction alone, which is what CFG scale 1 runs.
+    assert np.abs(every - pixels(fast, steps=6, cfg_scale=1)).max() <= 1
+    below_all, batches = unet_batches(fast, steps=6, s_min_uncond=0.01, s_min_uncond_all=True)
+    assert batches == [2] * 6 and np.array_equal(below_all, off)
+    # In between, only the late (low-noise) calls skip: sigmas fall from 14.6 to about 0.03 over the steps.
+    _, batches = unet_batches(fast, steps=10, s_min_uncond=1.0, s_min_uncond_all=True)
+    first = batches.index(1)
+    assert first > 0 and batches[first:] == [1] * (10 - first), batches
+    assert "forward" not in vars(fast.pipeline.unet)  # the engine's UNet is its own again
+    assert np.array_equal(pixels(fast, steps=6), off)
+
+
+def test_ngms_leaves_a_generation_without_guidance_alone(fast):
+    at_one, batches = unet_batches(fast, steps=4, cfg_scale=1, s_min_uncond=15, s_min_uncond_all=True)
+    assert batches == [1] * 4 and np.array_equal(at_one, pixels(fast, steps=4, cfg_scale=1))
+
+
+def test_an_instruction_edit_refuses_ngms_and_img2img_on_an_edit_model_records_none(tmp_path):
+    """A1111 never skips the negative prompt with an InstructPix2Pix model (three predictions a step)."""
+    from aigc_studio.errors import InvalidRequest
+
+    pix2pix = build_tiny_sd(tmp_path, kind="pix2pix")
+    studio = Studio(load_config(test_models=0))
+    try:
+        studio.registry.add(pix2pix.folder, model_id="tiny-pix2pix")
+        source = Image.new("RGB", (SIZE, SIZE), "white")
+        asked = request(model="tiny-pix2pix", s_min_uncond=15, s_min_uncond_all=True)
+        with pytest.raises(InvalidRequest, match=r"s_min_uncond .* an instruction edit .* send 0"):
+            studio.images.submit(asked, "edit", init_image=source)
+        result = studio.images.generate(asked, "img2img", init_image=source)
+        assert result.request.s_min_uncond == 0 and "NGMS" not in result.images[0].infotext
+    finally:
+        studio.close()
+
+
 def test_compile_that_cannot_start_runs_eagerly_with_one_log_line(model, fast, monkeypatch, caplog):
     def unavailable(*args, **kwargs):
         raise RuntimeError("torch.compile is not supported on this platform")
@@ -199,6 +256,41 @@ def test_token_merging_shows_in_the_infotext_and_off_leaves_it_out(server):
     plain = txt2img(server)
     assert "Token merging" not in json.loads(plain.json()["info"])["infotexts"][0]
     assert decode(merged) != decode(plain)
+
+
+def test_ngms_is_honoured_recorded_and_read_back_from_its_infotext(server):
+    off = txt2img(server, steps=4)
+    skipped = txt2img(server, steps=4, s_min_uncond=15)
+    assert skipped.status_code == 200, skipped.text
+    infotext = json.loads(skipped.json()["info"])["infotexts"][0]
+    assert ", NGMS: 15," in infotext and "NGMS all steps" not in infotext
+    assert decode(skipped) != decode(off)
+    assert "NGMS" not in json.loads(off.json()["info"])["infotexts"][0]
+    # A1111's options, per request, and its "NGMS all steps"
+    every = txt2img(server, steps=4, override_settings={"s_min_uncond": 15, "s_min_uncond_all": True})
+    assert every.status_code == 200, every.text
+    every_infotext = json.loads(every.json()["info"])["infotexts"][0]
+    assert ", NGMS: 15, NGMS all steps: True," in every_infotext
+    assert decode(every) not in (decode(off), decode(skipped))
+    # A pasted infotext gives the same image again
+    again = server.api.session.post(server.url + "/sdapi/v1/txt2img", json={"infotext": every_infotext})
+    assert again.status_code == 200, again.text
+    assert decode(again) == decode(every)
+    # Without guidance there is nothing to skip, and the record says so
+    unguided = txt2img(server, steps=2, cfg_scale=1, s_min_uncond=3)
+    assert "NGMS" not in json.loads(unguided.json()["info"])["infotexts"][0]
+
+
+@pytest.mark.parametrize(
+    "value, why", [(15.5, "less than or equal to 15, got 15.5"), (-1, "greater than or equal to 0, got -1")]
+)
+def test_an_ngms_out_of_range_is_refused_with_the_range(server, value, why):
+    answer = txt2img(server, s_min_uncond=value)
+    assert answer.status_code == 422
+    assert answer.json()["detail"].removesuffix(".0") == f"s_min_uncond: Input should be {why}"  # -1 read as a float
+    answer = txt2img(server, override_settings={"s_min_uncond": value})
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == f"override_settings.s_min_uncond: Input should be {why}"
 
 
 def test_the_setting_applies_where_a_request_sets_no_ratio_and_an_override_of_0_turns_it_off(server):

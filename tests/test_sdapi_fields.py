@@ -130,6 +130,7 @@ HONOURED = {
     "height": 80,
     "tiling": True,
     "eta": 0.4,
+    "s_min_uncond": 1.5,
     "denoising_strength": 0.6,
     "enable_hr": True,
     "hr_scale": 1.5,

@@ -7,6 +7,7 @@ none may leave 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from contextlib import contextmanager
@@ -26,7 +27,16 @@ from aigc_studio.ui.i18n import EN, FIELDS, ZH
 
 from .conftest import make_studio, studio_server
 from .remote_helpers import Scripted
-from .ui_helpers import choose, off_loopback, open_tab, screenshot, set_number, studio_pages, wait_until
+from .ui_helpers import (
+    choose,
+    off_loopback,
+    open_tab,
+    screenshot,
+    set_number,
+    studio_pages,
+    type_number_until_kept,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -290,7 +300,8 @@ def test_png_info_shows_the_parameters_and_sends_them_to_txt2img(open_page, serv
     infotext = (
         "a castle in the clouds, (watercolor:1.2)\nNegative prompt: blurry\nSteps: 7, Sampler: DPM++ 2M, "
         "Schedule type: Karras, CFG scale: 4.5, Seed: 777, Size: 320x192, Model: plain, Hires upscale: 1.5, "
-        "Hires steps: 3, Hires upscaler: Latent (nearest), Denoising strength: 0.4, Version: v1.10.1"
+        "Hires steps: 3, Hires upscaler: Latent (nearest), Denoising strength: 0.4, NGMS: 2.5, NGMS all steps: True, "
+        "Version: v1.10.1"
     )
     png = tmp_path / "a1111.png"
     write_png(Image.new("RGB", (64, 64), "white"), png, infotext)
@@ -319,13 +330,25 @@ def test_png_info_shows_the_parameters_and_sends_them_to_txt2img(open_page, serv
         "#imagerequest-hr_scale input[type=number]": "1.5",
         "#imagerequest-hr_second_pass_steps input[type=number]": "3",
         "#imagerequest-hires_denoising_strength input[type=number]": "0.4",
+        "#imagerequest-s_min_uncond input[type=number]": "2.5",
     }
     wait_until(lambda: page.locator("#imagerequest-seed input").input_value() == "777", what="the form")
     assert page.get_by_role("tab", name="txt2img", exact=True).get_attribute("aria-selected") == "true"
     page.locator("#img-hires").get_by_text("Hires. fix").click()
     assert page.locator("#imagerequest-enable_hr input").is_checked()
     assert page.locator("#imagerequest-hr_upscaler input").input_value() == "Latent (nearest)"
+    page.locator("#img-ngms").get_by_text("Skip the negative prompt late").click()
     assert {sel: page.locator(sel).input_value() for sel in form} == form
+    assert page.locator("#imagerequest-s_min_uncond_all input").is_checked()
+    # Generating sends them: the queued request holds A1111's negative guidance minimum sigma.
+    before = server.studio.db.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    page.click("#img-generate")
+    wait_until(
+        lambda: server.studio.db.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] > before, what="the job"
+    )
+    row = server.studio.db.conn.execute("SELECT request FROM jobs ORDER BY created DESC LIMIT 1").fetchone()
+    queued = json.loads(row["request"])
+    assert (queued["s_min_uncond"], queued["s_min_uncond_all"]) == (2.5, True)
 
 
 def test_language_follows_the_browser_and_switches(open_page):
@@ -633,8 +656,7 @@ def test_one_truth_across_tabs(open_page, server, tmp_path, aigc_home):
         port_setting = page.locator("#settings-port input").first
         assert port_setting.input_value() == "7860"
         # Saving shows its confirmation by the button, in view.
-        page.locator("#settings-max_loaded input").fill("3")
-        page.locator("#settings-max_loaded input").press("Tab")
+        type_number_until_kept(page, "settings-max_loaded", 3)
         page.click("#settings-save")
         saved = page.locator("#settings-note")
         wait_until(lambda: "Saved" in saved.inner_text(), what="the confirmation")

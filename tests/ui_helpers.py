@@ -72,6 +72,30 @@ def set_number(page, elem_id: str, value: object) -> None:
     box.press("Tab")
 
 
+def type_number_until_kept(page, elem_id: str, value: object, timeout: float = 60.0) -> None:
+    """Type ``value`` into a Number box until the box keeps it half a second later. On a loaded 2-core
+    machine Gradio can put the box back after the typing (a late value from the server), or Chromium can
+    stall a keypress for many seconds: each try waits at most 10 s, and the next types again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator(f"#{elem_id} input[type=number]")
+    kept = [0]
+
+    def typed() -> bool:
+        if box.input_value(timeout=10_000) != str(value):
+            kept[0] = 0
+            try:
+                box.fill(str(value), timeout=10_000)
+                box.press("Tab", timeout=10_000)
+            except PlaywrightTimeout:
+                pass
+            return False
+        kept[0] += 1
+        return kept[0] >= 2
+
+    wait_until(typed, timeout=timeout, interval=0.5, what=f"{value} typed into #{elem_id} and kept")
+
+
 def choose(page, elem_id: str, option: str) -> None:
     """Pick an option of a Gradio dropdown."""
     page.locator(f"#{elem_id} input").click()

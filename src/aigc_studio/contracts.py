@@ -452,6 +452,18 @@ class ImageRequest(BaseModel):
         description="Token merging (tomesd, as A1111): the share of similar tokens merged before self-attention;"
         " faster, changes the picture (0: off).",
     )
+    s_min_uncond: float = Field(
+        0,
+        ge=0,
+        le=15,
+        description="Negative Guidance minimum sigma (A1111's NGMS): below this noise level every other step"
+        " runs the prompt alone, without the negative prompt; faster, changes the picture (0: off).",
+    )
+    s_min_uncond_all: bool = Field(
+        False,
+        description="With s_min_uncond: skip the negative prompt at every step below it, not every other one"
+        " (A1111's 'NGMS all steps').",
+    )
     eta: float | None = Field(
         None,
         ge=0,

@@ -29,6 +29,7 @@ FLAGS = {
     "model": ("-m", "--model"),
     "styles": ("--style",),
     "dynamic_seed": ("--dynamic-seed",),
+    "s_min_uncond": ("--ngms", "--s-min-uncond"),
 }
 # Which fields each command offers (the rest do not apply to it).
 COMMON = [
@@ -50,10 +51,11 @@ COMMON = [
     "styles",
     "dynamic_seed",
 ]
+NGMS = ["s_min_uncond", "s_min_uncond_all"]  # not for edits, which A1111 never skips
 PER_MODE: dict[Mode, list[str]] = {
-    "txt2img": [*COMMON, "tiling", *HIRES_FIELDS, "denoising_strength"],
-    "img2img": [*COMMON, "tiling", "denoising_strength", "resize_mode"],
-    "inpaint": [*COMMON, "tiling", "denoising_strength", "resize_mode", *INPAINT_FIELDS],
+    "txt2img": [*COMMON, "tiling", *NGMS, *HIRES_FIELDS, "denoising_strength"],
+    "img2img": [*COMMON, "tiling", *NGMS, "denoising_strength", "resize_mode"],
+    "inpaint": [*COMMON, "tiling", *NGMS, "denoising_strength", "resize_mode", *INPAINT_FIELDS],
     "edit": [*COMMON, "tiling", "image_cfg_scale", "resize_mode"],
 }
 # Help added to a field's own description where a command uses it in its own way.

@@ -71,7 +71,7 @@ from .sd_pipelines import (
     pipeline_on,
 )
 from .sd_prompts import PromptEncoder, parse_prompt_attention
-from .sd_speed import COMPILING, ImageSpeed, UNetCompiler, token_merging, vae_tiling
+from .sd_speed import COMPILING, ImageSpeed, UNetCompiler, negative_guidance_skip, token_merging, vae_tiling
 
 __all__ = ["DiffusersEngine", "parse_prompt_attention"]
 
@@ -179,6 +179,7 @@ class DiffusersEngine(ImageEngine):
     """A Stable Diffusion model loaded once, generating with A1111's parameters (see the module doc)."""
 
     supports_token_merging = True
+    supports_negative_guidance_skip = True
 
     def __init__(
         self,
@@ -423,7 +424,12 @@ class DiffusersEngine(ImageEngine):
         if self._compiler.pending:  # the first call compiles for minutes: say so rather than sit at step 0
             progress.announce(COMPILING)
         try:
-            with token_merging(pipe.unet, run.request.token_merging_ratio):
+            # An InstructPix2Pix UNet guides by image and text (three predictions): A1111 never skips there.
+            ngms = 0.0 if self.unet_in_channels == 8 else run.request.s_min_uncond
+            with (
+                token_merging(pipe.unet, run.request.token_merging_ratio),
+                negative_guidance_skip(pipe, ngms, run.request.s_min_uncond_all),
+            ):
                 latents = self._compiler.run(call)
             stopped = False
         except _StopBatch as stop:

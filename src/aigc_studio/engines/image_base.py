@@ -25,6 +25,8 @@ class ImageEngine(ABC):
     supports_negative_prompt = True
     # Honours ImageRequest.token_merging_ratio; the record of an engine that does not says it ran without.
     supports_token_merging = False
+    # Honours ImageRequest.s_min_uncond (A1111's NGMS); the record of an engine that does not says 0.
+    supports_negative_guidance_skip = False
     max_size = 2048
 
     def __init__(self, model_id: str):

@@ -27,6 +27,10 @@ Opt-in, per model or per request:
   opt-in, for machines where it measures faster.
 - token merging (``tomesd``, A1111's ``token_merging_ratio``), per request: merges similar tokens before
   self-attention; changes the picture, so the infotext records ``Token merging ratio``.
+- Negative Guidance minimum sigma (A1111's ``s_min_uncond``, "NGMS"), per request: below that noise
+  level every other UNet call (every one with ``s_min_uncond_all``) runs the prompt alone, at half the
+  batch, and its prediction stands for the negative prompt's too, so that step is unguided, as in
+  A1111. Changes the picture; the infotext records ``NGMS``.
 
 Where CUDA is present the engine runs float16 (``DiffusersEngine``) with SDPA; that path is not measured
 here (no GPU on the machines this was built on).
@@ -42,7 +46,15 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["COMPILING", "ImageSpeed", "UNetCompiler", "physical_cores", "token_merging", "vae_tiling"]
+__all__ = [
+    "COMPILING",
+    "ImageSpeed",
+    "UNetCompiler",
+    "negative_guidance_skip",
+    "physical_cores",
+    "token_merging",
+    "vae_tiling",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +123,66 @@ def token_merging(unet, ratio: float):
         yield
     finally:
         tomesd.remove_patch(unet)
+
+
+@contextmanager
+def negative_guidance_skip(pipe, threshold: float, all_steps: bool = False):
+    """A1111's Negative Guidance minimum sigma on ``pipe`` while in the block (one sampling pass).
+
+    ``pipe`` guides with the negative prompt by running its UNet on a doubled batch, the negative
+    prompt's half first (diffusers' order). The UNet calls of the pass are counted from 0 as A1111's
+    denoiser counts them; an odd-numbered call (any, with ``all_steps``) whose noise level is below
+    ``threshold`` runs on the prompt's half alone and returns that prediction for both halves, so the
+    pipeline's guidance ``uncond + scale × (cond − uncond)`` gives the prompt's prediction, as A1111
+    gives it. The noise level is the k-diffusion sigma of the call's timestep, from the scheduler's
+    ``alphas_cumprod`` (log-linear between whole timesteps, as k-diffusion converts). A pass without
+    guidance (CFG scale 1, one prediction per image) is left as it is."""
+    unet = pipe.unet
+    if not threshold or "forward" in vars(unet):
+        yield
+        return
+    cumprod = pipe.scheduler.alphas_cumprod.to(torch.float64)
+    log_sigmas = (((1 - cumprod) / cumprod) ** 0.5).log()
+    calls = 0
+    eager = unet.forward
+
+    def sigma_of(timestep) -> float:
+        t = float(torch.as_tensor(timestep).flatten()[0])
+        t = min(max(t, 0.0), len(log_sigmas) - 1.0)
+        low = int(t)
+        high = min(low + 1, len(log_sigmas) - 1)
+        w = t - low
+        return float(((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp())
+
+    def forward(sample, timestep, *args, **kwargs):
+        nonlocal calls
+        call, calls = calls, calls + 1
+        batch = sample.shape[0]
+        guided = getattr(pipe, "do_classifier_free_guidance", False) and batch % 2 == 0
+        if not guided or not (all_steps or call % 2) or sigma_of(timestep) >= threshold:
+            return eager(sample, timestep, *args, **kwargs)
+        half = batch // 2
+
+        def prompt_half(value):
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == batch:
+                return value[half:]
+            if isinstance(value, dict):
+                return {k: prompt_half(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return type(value)(prompt_half(v) for v in value)
+            return value
+
+        out = eager(prompt_half(sample), prompt_half(timestep), *prompt_half(args), **prompt_half(kwargs))
+        if isinstance(out, tuple):
+            return (torch.cat([out[0], out[0]]), *out[1:])
+        out.sample = torch.cat([out.sample, out.sample])
+        return out
+
+    unet.forward = forward
+    try:
+        yield
+    finally:
+        del unet.forward
 
 
 class UNetCompiler:

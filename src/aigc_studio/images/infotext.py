@@ -91,6 +91,7 @@ _REQUEST_FIELDS: tuple[tuple[str, str, type], ...] = (
     ("Eta", "eta", float),
     ("Eta DDIM", "eta", float),
     ("Token merging ratio", "token_merging_ratio", float),
+    ("NGMS", "s_min_uncond", float),
 )
 # infotext key -> (request field, the values A1111 writes for it, in the field's order)
 _LABELLED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -283,6 +284,8 @@ def to_request_fields(parsed: InfotextParams) -> dict[str, object]:
         fields["enable_hr"] = True
     if "Tiling" in parsed.params:
         fields["tiling"] = parsed.params["Tiling"] in ("True", "Tiling")
+    if "NGMS all steps" in parsed.params:
+        fields["s_min_uncond_all"] = parsed.params["NGMS all steps"] == "True"
     for key, (name, labels) in _LABELLED_FIELDS.items():
         raw = _raw(parsed.params, key)
         if raw is None:
@@ -304,10 +307,11 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
     seed when ``subseed_strength`` is 0, and eta at its sampler's default; hires keys only with ``enable_hr``
     ("Hires upscale" when both resizes are 0, else "Hires resize"; "Hires steps" when not 0; "Hires sampler",
     "Hires schedule type", "Hires prompt" and "Hires negative prompt" only where they differ from the first
-    pass); "Tiling: True" with ``tiling``; "Token merging ratio" above 0; the inpainting keys for the fields
-    given (a field that does not apply to the run is passed as None): "Mask blur" above 0, "Mask mode: Inpaint
-    not masked", "Inpaint area: Only masked" with "Masked area padding", "Masked content" unless it is
-    "original"; and "Resize mode" (a key of the studio's; A1111 writes none) unless it is 0.
+    pass); "Tiling: True" with ``tiling``; "Token merging ratio" above 0; "NGMS" above 0 (and "NGMS all
+    steps: True" with ``s_min_uncond_all``); the inpainting keys for the fields given (a field that does not
+    apply to the run is passed as None): "Mask blur" above 0, "Mask mode: Inpaint not masked", "Inpaint
+    area: Only masked" with "Masked area padding", "Masked content" unless it is "original"; and "Resize
+    mode" (a key of the studio's; A1111 writes none) unless it is 0.
     Callers append extras such as ``Version`` after it.
     """
 
@@ -349,6 +353,8 @@ def params_from_request(fields: Mapping[str, object]) -> dict[str, object]:
         "Clip skip": clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
         "Tiling": "True" if fields.get("tiling") else None,
         "Token merging ratio": fields.get("token_merging_ratio") or None,
+        "NGMS": fields.get("s_min_uncond") or None,
+        "NGMS all steps": "True" if fields.get("s_min_uncond") and fields.get("s_min_uncond_all") else None,
         "Mask mode": "Inpaint not masked" if fields.get("inpainting_mask_invert") else None,
         "Mask blur": mask_blur if isinstance(mask_blur, int) and mask_blur > 0 else None,
         "Inpaint area": "Only masked" if only_masked else None,

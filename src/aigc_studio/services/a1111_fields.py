@@ -158,7 +158,7 @@ COMMON: dict[str, Honoured | Neutral | Accepted | Handled] = {
     "do_not_save_grid": Accepted(bool, "the studio never makes grids"),
     "eta": Honoured("eta", float),
     "denoising_strength": Honoured("denoising_strength", float),
-    "s_min_uncond": Neutral(float, (0, 0.0), "the studio never skips the negative prompt at low noise levels"),
+    "s_min_uncond": Honoured("s_min_uncond", float),
     "s_churn": Neutral(float, (0, 0.0), "the studio's samplers add no sigma churn"),
     "s_tmax": Accepted(float, "A1111 uses it only with s_churn above 0, which the studio refuses"),
     "s_tmin": Accepted(float, "A1111 uses it only with s_churn above 0, which the studio refuses"),
@@ -166,8 +166,8 @@ COMMON: dict[str, Honoured | Neutral | Accepted | Handled] = {
     "override_settings": Handled(
         dict[str, Any],
         "A1111 options for this request only: sd_model_checkpoint, CLIP_stop_at_last_layers, token_merging_ratio, "
-        "tiling, eta_ancestral and eta_ddim are honoured; options that change no image are accepted; any other is "
-        "accepted only at its default (see GET /sdapi/v1/options).",
+        "tiling, eta_ancestral, eta_ddim, s_min_uncond and s_min_uncond_all are honoured; options that change no "
+        "image are accepted; any other is accepted only at its default (see GET /sdapi/v1/options).",
     ),
     "override_settings_restore_afterwards": Handled(
         bool,
@@ -488,7 +488,8 @@ OPTIONS: dict[str, Option] = {
     **_neutral("the studio cannot shift ancestral noise seeds (ENSD)", eta_noise_seed_delta=0),
     **_neutral("the studio's samplers add no sigma churn", s_churn=0.0),
     **_neutral("A1111 uses it only with s_churn above 0", s_tmin=0.0, s_tmax=0.0, s_noise=1.0),
-    **_neutral("the studio never skips the negative prompt at low noise levels", s_min_uncond=0.0),
+    "s_min_uncond": Option(0.0, "field", field="s_min_uncond"),
+    "s_min_uncond_all": Option(False, "field", field="s_min_uncond_all"),
     # "None": the checkpoint's own; "Automatic": a file named like the checkpoint, else its own (the studio
     # has no such files, so the checkpoint's own).
     "sd_vae": Option("Automatic", "neutral", "the studio uses the checkpoint's own VAE", also=("None",)),
@@ -529,6 +530,7 @@ INFOTEXT_OPTIONS = {
     "Sigma tmax": "s_tmax",
     "Sigma noise": "s_noise",
     "NGMS": "s_min_uncond",
+    "NGMS all steps": "s_min_uncond_all",
     "VAE": "sd_vae",
     "Token merging ratio": "token_merging_ratio",
     "Token merging ratio hr": "token_merging_ratio_hr",

@@ -197,6 +197,8 @@ _EXTRA_KEYS = {
     "Hires steps",
     "Hires upscaler",
     "Token merging ratio",
+    "NGMS",
+    "NGMS all steps",
 }
 
 
@@ -312,6 +314,13 @@ class ImageService:
         for ``resume`` only: the recorded job this submission runs again. ``resumable=False``: after a
         restart the job is not run again (a comparison's or a battle's cell, whose whole does not survive).
         """
+        if request.s_min_uncond and mode == "edit":
+            raise InvalidRequest(
+                "s_min_uncond (Negative Guidance minimum sigma) applies to txt2img, img2img and inpainting; an "
+                "instruction edit guides by image and text together and never skips the negative prompt (as in "
+                "A1111): send 0",
+                param="s_min_uncond",
+            )
         info = self.registry.resolve(request.model or self.registry.default_image_model, kind="image")
         # What the model can do is known without loading it, so a request it cannot serve is refused
         # here: nothing is queued and the loaded model stays loaded.
@@ -529,6 +538,11 @@ class ImageService:
         if request.token_merging_ratio and not engine.supports_token_merging:
             # This engine runs without it, and the record says what ran.
             request = request.model_copy(update={"token_merging_ratio": 0.0})
+        skips = request.s_min_uncond and request.cfg_scale > 1 and mode != "edit"
+        if not skips or not engine.supports_negative_guidance_skip:
+            # Nothing is skipped: without guidance (CFG scale 1) there is no negative prompt's half to skip,
+            # and an InstructPix2Pix model (img2img on one edits) never skips, as in A1111.
+            request = request.model_copy(update={"s_min_uncond": 0.0, "s_min_uncond_all": False})
 
         def on_step(step: StepInfo) -> None:
             job.phase = step.phase  # "compiling ..." before a step; cleared by the step that follows

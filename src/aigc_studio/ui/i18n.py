@@ -223,6 +223,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "img_edit_input": ("Image to edit (the prompt is the instruction)", "待编辑图像（提示词即指令）"),
     "img_variation": ("Variation seed", "差异种子"),
     "img_advanced": ("Advanced", "高级"),
+    "img_ngms": ("Skip the negative prompt late (faster)", "后期跳过反向提示词（加速）"),
     "img_preview": ("Preview", "预览"),
     "img_results": ("Results", "结果"),
     "img_to_img2img": ("Send to img2img", "发送到图生图"),
@@ -490,6 +491,16 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "clip_skip": ("Clip skip", "跳过 CLIP 层数", "文本编码器提前停止的层数（1：关闭）。"),
     "eta": ("Eta (noise multiplier)", "噪声倍率 (eta)", "祖先采样器的噪声倍率（留空：1）与 DDIM 的 eta（留空：0）。"),
     "tiling": ("Tiling", "平铺图 (Tiling)", "无缝平铺：图像可以无接缝地重复拼接。"),
+    "s_min_uncond": (
+        "Negative Guidance minimum sigma",
+        "负向引导最小 sigma (NGMS)",
+        "A1111 的 NGMS：噪声低于此值时，每隔一步只用正向提示词、不用反向提示词；更快，但会改变画面（0：关闭）。",
+    ),
+    "s_min_uncond_all": (
+        "NGMS all steps",
+        "NGMS 应用于所有步",
+        "配合负向引导最小 sigma：低于它的每一步都跳过反向提示词，而不是每隔一步（A1111 的 NGMS all steps）。",
+    ),
     "token_merging_ratio": (
         "Token merging ratio",
         "Token merging 比例",

@@ -47,6 +47,8 @@ FORM_FIELDS = [
     "image_cfg_scale",
     "clip_skip",
     "eta",
+    "s_min_uncond",
+    "s_min_uncond_all",
     "tiling",
     "enable_hr",
     "hr_upscaler",
@@ -261,6 +263,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             with gr.Accordion(t("img_advanced"), open=False), gr.Row():
                 widget("clip_skip")
                 widget("eta", unset=True, placeholder=t("unset_ph"))
+            with gr.Accordion(t("img_ngms"), open=False, elem_id="img-ngms"), gr.Row():
+                widget("s_min_uncond")
+                widget("s_min_uncond_all")
         with gr.Column(scale=4):
             progress = gr.HTML(elem_id="img-progress")
             preview = gr.Image(
