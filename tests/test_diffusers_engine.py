@@ -292,6 +292,28 @@ def test_edit_with_instruct_pix2pix(pix2pix, picture):
         pix2pix.generate(request(), "txt2img")
 
 
+def test_ngms_skips_the_negative_prompt_on_sdxl_inpainting_models_and_hires_passes(sdxl, inpainting, sd, picture):
+    """Below its sigma at every call ("all steps", 15 is above every sigma), NGMS leaves the prompt's
+    prediction alone, which is what CFG scale 1 runs: SDXL's extra conditioning (pooled text, time ids)
+    and an inpainting UNet's mask channels are halved with the rest, and each pass counts anew."""
+    skip = {"s_min_uncond": 15, "s_min_uncond_all": True, "steps": 3}
+    cases = [
+        (sdxl, "txt2img", {}),
+        (inpainting, "inpaint", {"init_image": picture, "mask": Image.new("L", (SIZE, SIZE), 255), "mask_blur": 0}),
+        (sd, "txt2img", {"enable_hr": True, "hr_scale": 1.5, "denoising_strength": 0.6}),
+    ]
+    for engine, mode, fields in cases:
+        skipped = one(engine, mode, **skip, **fields)
+        assert np.abs(skipped - one(engine, mode, cfg_scale=1, steps=3, **fields)).max() <= 1, engine.model_id
+        assert np.abs(skipped - one(engine, mode, steps=3, **fields)).mean() > 0.1, engine.model_id
+
+
+def test_an_instruct_pix2pix_engine_never_skips_the_negative_prompt(pix2pix, picture):
+    edited = one(pix2pix, "edit", prompt="make it red", init_image=picture)
+    asked = one(pix2pix, "edit", prompt="make it red", init_image=picture, s_min_uncond=15, s_min_uncond_all=True)
+    assert np.array_equal(asked, edited)
+
+
 def test_mismatched_or_missing_images_are_refused(sd, picture):
     with pytest.raises(ValueError, match="the mask is 32x32, the image 64x64"):
         sd.generate(request(), "inpaint", init_image=picture, mask=Image.new("L", (32, 32)))
