@@ -170,11 +170,14 @@ def test_chat_streams_an_answer_with_markdown_and_continues_the_conversation(ope
     conversations = server.studio.history.list()
     assert len(conversations) == 1 and conversations[0]["n_messages"] == 4 and conversations[0]["source"] == "ui"
 
-    page.fill("#chat-input textarea", " ".join(f"word{i}" for i in range(60)))
-    page.click("#chat-send")
-    wait_until(lambda: bot.count() == 3 and "word3" in bot.nth(2).inner_text(), what="a long answer to start")
-    page.click("#chat-stop")
-    wait_until(lambda: "cancelled" in page.locator("#chat-status").inner_text(), what="the stop")
+    # 60 words at 0.2 s each: still streaming when Stop is clicked, however late a busy machine shows "word3"
+    # (at the fixture's 0.04 s a slow page could show it after the answer had ended, and Stop with it).
+    with echo_delay(server, 0.2):
+        page.fill("#chat-input textarea", " ".join(f"word{i}" for i in range(60)))
+        page.click("#chat-send")
+        wait_until(lambda: bot.count() == 3 and "word3" in bot.nth(2).inner_text(), what="a long answer to start")
+        page.click("#chat-stop")
+        wait_until(lambda: "cancelled" in page.locator("#chat-status").inner_text(), what="the stop")
     assert "word59" not in bot.nth(2).inner_text()
 
     # Regenerate answers the last question again in the same conversation, in full this time.
