@@ -7,7 +7,6 @@ none may leave 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from aigc_studio.ui.i18n import EN, FIELDS, ZH
 
 from .conftest import make_studio, studio_server
 from .remote_helpers import Scripted
+from .test_sdapi import jobs, last_request
 from .ui_helpers import (
     choose,
     off_loopback,
@@ -344,13 +344,10 @@ def test_png_info_shows_the_parameters_and_sends_them_to_txt2img(open_page, serv
     assert {sel: page.locator(sel).input_value() for sel in form} == form
     assert page.locator("#imagerequest-s_min_uncond_all input").is_checked()
     # Generating sends them: the queued request holds A1111's negative guidance minimum sigma.
-    before = server.studio.db.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    before = jobs(server)
     page.click("#img-generate")
-    wait_until(
-        lambda: server.studio.db.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] > before, what="the job"
-    )
-    row = server.studio.db.conn.execute("SELECT request FROM jobs ORDER BY created DESC LIMIT 1").fetchone()
-    queued = json.loads(row["request"])
+    wait_until(lambda: jobs(server) > before, what="the job")
+    queued = last_request(server)
     assert (queued["s_min_uncond"], queued["s_min_uncond_all"]) == (2.5, True)
 
 

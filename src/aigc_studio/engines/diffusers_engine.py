@@ -425,7 +425,7 @@ class DiffusersEngine(ImageEngine):
             progress.announce(COMPILING)
         try:
             # An InstructPix2Pix UNet guides by image and text (three predictions): A1111 never skips there.
-            ngms = 0.0 if self.unet_in_channels == 8 else run.request.s_min_uncond
+            ngms = 0.0 if self.supports_instruct_edit else run.request.s_min_uncond
             with (
                 token_merging(pipe.unet, run.request.token_merging_ratio),
                 negative_guidance_skip(pipe, ngms, run.request.s_min_uncond_all),
