@@ -414,7 +414,8 @@ def test_models_tab_lists_and_adds_a_local_model_and_settings_show_the_outputs(o
     screenshot(page, "models")
     open_tab(page, "Settings")
     outputs = page.locator("#settings-outputs textarea, #settings-outputs input").first
-    assert outputs.input_value() == str(server.studio.config.outputs_dir)
+    # The tab is built when first opened (ui/app.py lazy_tab); its values arrive right after.
+    wait_until(lambda: outputs.input_value() == str(server.studio.config.outputs_dir), what="the outputs folder")
     screenshot(page, "settings")
 
 

@@ -7,8 +7,12 @@ labels in ``i18n.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 from fastapi import FastAPI
+from gradio.context import LocalContext
 
 from .. import __version__
 from ..config import aigc_home, load_config
@@ -103,23 +107,43 @@ def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
             with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab_item:
                 chat_tab = chat.build(ctx, lang)
             with gr.Tab(t("tab_writing"), id="write", elem_id="tab-write") as write_tab_item:
-                write_tab = write.build(ctx, lang)
+                write_lang = lazy_tab(ctx, blocks, write_tab_item, lambda lang: _opened(write.build(ctx, lang)))
             with gr.Tab(t("tab_code"), id="code", elem_id="tab-code") as code_tab_item:
-                code_tab = code.build(ctx, lang)
+                code_lang = lazy_tab(ctx, blocks, code_tab_item, lambda lang: _opened(code.build(ctx, lang)))
             with gr.Tab(t("tab_compare"), id="compare", elem_id="tab-compare") as compare_tab_item:
-                refresh_compare, compare_outputs = compare.build(ctx, lang)
+                compare_lang = lazy_tab(
+                    ctx, blocks, compare_tab_item, lambda lang: Refresh(*compare.build(ctx, lang), inputs=[])
+                )
             with gr.Tab(t("tab_arena"), id="arena", elem_id="tab-arena") as arena_tab_item:
-                open_arena, arena_inputs, arena_outputs = arena.build(ctx, lang)
+
+                def build_arena(lang: gr.Component) -> Refresh:
+                    open_arena, arena_inputs, arena_outputs = arena.build(ctx, lang)
+                    return Refresh(open_arena, arena_outputs, inputs=[lang, *arena_inputs], queue=True)
+
+                arena_lang = lazy_tab(ctx, blocks, arena_tab_item, build_arena)
             with gr.Tab(t("tab_images"), id="images", elem_id="tab-images") as images_tab_item:
                 images_tab = images.build(ctx, lang)
             with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
-                listing, filters, list_outputs = gallery.build(ctx, lang, main_tabs, chat_tab, images_tab)
+
+                def build_gallery(lang: gr.Component) -> Refresh:
+                    listing, filters, list_outputs = gallery.build(ctx, lang, main_tabs, chat_tab, images_tab)
+                    return Refresh(listing, list_outputs, inputs=filters, queue=True)
+
+                gallery_lang = lazy_tab(ctx, blocks, gallery_tab, build_gallery)
             with gr.Tab(t("tab_inspect"), id="inspect", elem_id="tab-inspect") as inspect_tab:
-                inspect.build(ctx, lang)
+                inspect_lang = lazy_tab(ctx, blocks, inspect_tab, lambda lang: inspect.build(ctx, lang))
             with gr.Tab(t("tab_models"), id="models", elem_id="tab-models") as models_tab:
-                refresh_models, models_outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
+
+                def build_models(lang: gr.Component) -> Refresh:
+                    refresh, outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
+                    return Refresh(refresh, outputs, inputs=[lang], queue=True)
+
+                models_lang = lazy_tab(ctx, blocks, models_tab, build_models)
             with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
-                load_settings, settings_outputs = settings.build(ctx, lang)
+                # Settings read config.toml each time the tab opens: a default set in Models shows here.
+                settings_lang = lazy_tab(
+                    ctx, blocks, settings_tab, lambda lang: Refresh(*settings.build(ctx, lang), inputs=[lang])
+                )
             # Later tabs go here, each its own module.
         label_holder(ctx)  # the label line that text copied from generated items gets
         # Every tab label, by its i18n key: Gradio draws the labels of tabs not yet opened once, in the
@@ -137,13 +161,13 @@ def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
             "tab_arena": arena_tab_item,
             **images_tab.tabs,
         }
+        tab_langs = [write_lang, code_lang, compare_lang, arena_lang, gallery_lang, inspect_lang, models_lang]
+        tab_langs.append(settings_lang)
 
         def on_page_load():
-            return (*chat_tab.on_load(), *images_tab.on_load(), *load_settings())
+            return (*chat_tab.on_load(), *images_tab.on_load())
 
-        blocks.load(
-            on_page_load, None, [*chat_tab.load_outputs, *images_tab.load_outputs, *settings_outputs], queue=False
-        )
+        blocks.load(on_page_load, None, [*chat_tab.load_outputs, *images_tab.load_outputs], queue=False)
         # Pick the language in the browser (saved choice, else the browser's), then apply it.
         blocks.load(None, None, lang, js="() => window.aigcInitialLocale()")
         lang.input(None, lang, None, js="(lang) => { window.aigcSetLocale(lang, true); return []; }")
@@ -154,19 +178,89 @@ def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
             js="async (lang) => { await window.aigcSetLocale(lang, false); return lang; }",
             queue=False,
         )
-        gallery_tab.select(listing, filters, list_outputs)
-        write_tab_item.select(write_tab.refresh, None, write_tab.refresh_outputs, queue=False)
-        code_tab_item.select(code_tab.refresh, code_tab.refresh_inputs, code_tab.refresh_outputs, queue=False)
-        compare_tab_item.select(refresh_compare, None, compare_outputs, queue=False)
-        models_tab.select(refresh_models, lang, models_outputs)
-        arena_tab_item.select(open_arena, [lang, *arena_inputs], arena_outputs)
-        # Settings read config.toml each time the tab opens: a default set in Models shows here.
-        settings_tab.select(load_settings, lang, settings_outputs, queue=False)
-    for fn in blocks.fns.values():
+        # The tabs built on first opening follow the language through their own copy of it (lazy_tab).
+        lang.change(lambda value: [value] * len(tab_langs), lang, tab_langs, queue=False, show_progress="hidden")
+    _keep_off_the_api_page(blocks.fns.values())
+    return blocks
+
+
+def _keep_off_the_api_page(fns) -> None:
+    for fn in fns:
         # The studio's APIs are /v1, /sdapi/v1 and /api; the UI's own endpoints stay out of Gradio's
         # API page (which would also put ~250 KB of endpoint descriptions into every page load).
         fn.api_visibility = "undocumented" if fn.fn else "private"
-    return blocks
+
+
+@dataclass
+class Refresh:
+    """What a tab runs each time it opens (fresh lists from the studio): handler, outputs, inputs."""
+
+    fn: Callable
+    outputs: list[gr.Component]
+    inputs: list[gr.Component]
+    queue: bool = False
+
+
+def _opened(tab) -> Refresh:
+    """The Refresh of a tab object with ``refresh``, ``refresh_outputs`` (and ``refresh_inputs``)."""
+    return Refresh(tab.refresh, tab.refresh_outputs, list(getattr(tab, "refresh_inputs", None) or []))
+
+
+def lazy_tab(
+    ctx: UIContext, blocks: gr.Blocks, tab_item: gr.Tab, build: Callable[[gr.Component], Refresh | None]
+) -> gr.Component:
+    """Build a tab's content the first time a browser session opens it, not with the page.
+
+    Every component on the page costs the browser time before the page can be used (Gradio sets up
+    each one and matches it against every event handler), so the page holds only Chat and Images; each
+    other tab is built by ``build(lang)`` once per session, on its first opening, and then stays as the
+    user leaves it. ``build`` gets the tab's own copy of the language (a hidden box the page keeps in
+    step): Gradio keeps one list of handlers per event, and a tab built later would replace the page's
+    handlers of the language box with its own. If ``build`` returns a Refresh, it runs on the opening
+    and each time the tab opens again. Returns the language copy, for the page to keep in step."""
+    tab_lang = gr.Textbox(value="en", visible=False)
+    opened = gr.State(False)
+    tab_item.select(lambda: True, None, opened, show_progress="hidden")
+
+    @gr.render(inputs=opened, triggers=[opened.change], show_progress="hidden")
+    def content(is_open: bool) -> None:
+        if not is_open:
+            return
+        refresh = build(tab_lang)
+        if refresh is not None:
+            # Right after the build (the page's load event, for handlers built later) and on each opening.
+            gr.on(
+                [blocks.load, tab_item.select],
+                refresh.fn,
+                refresh.inputs,
+                refresh.outputs,
+                queue=refresh.queue,
+            )
+        _prepare_built_handlers(ctx)
+
+    return tab_lang
+
+
+def _prepare_built_handlers(ctx: UIContext) -> None:
+    """The handlers a tab just built: off the API page, and wrapped as the page's own are."""
+    config = LocalContext.blocks_config.get(None)
+    renderable = LocalContext.renderable.get(None)
+    if config is None or renderable is None:
+        return
+    built = [fn for fn in config.fns.values() if fn.rendered_in is renderable]
+    _keep_off_the_api_page(built)
+    # Gradio's browser side tells which components may be edited from the page's handlers only (an input of
+    # one is editable, an output only is not), so a built tab says it for its own, by the same rule.
+    inputs = {id(block) for fn in built for block in fn.inputs}
+    for fn in built:
+        for block in [*fn.inputs, *fn.outputs]:
+            if getattr(block, "rendered_in", None) is renderable and getattr(block, "interactive", False) is None:
+                block.interactive = id(block) in inputs
+    for fn in built:
+        if fn.fn is not None and not getattr(fn, "aigc_wrapped", False):
+            for wrap in ctx.handler_wrappers:
+                fn.fn = wrap(fn.fn)
+            fn.aigc_wrapped = True
 
 
 def mount_ui(app: FastAPI, studio: Studio | None = None, *, signed_in: bool = False) -> None:
@@ -177,7 +271,7 @@ def mount_ui(app: FastAPI, studio: Studio | None = None, *, signed_in: bool = Fa
     ctx = UIContext(app=app, fixed_studio=studio)
     blocks = build_blocks(ctx, signed_in)
     if signed_in:
-        run_as_signed_in_user(blocks, lambda name: ctx.studio.users.principal_named(name))
+        ctx.handler_wrappers.append(run_as_signed_in_user(blocks, lambda name: ctx.studio.users.principal_named(name)))
     outputs = studio.config.outputs_dir if studio is not None else aigc_home() / "outputs"
     gr.mount_gradio_app(
         app,

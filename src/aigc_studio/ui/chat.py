@@ -49,6 +49,16 @@ class ChatTab:
     conversation_choices: Callable[..., gr.Radio]
 
 
+def _models_now(ctx: UIContext) -> dict:
+    """The text models and the default, for the model picker as the page is built; none where the studio
+    is not up yet (a server whose lifespan builds it), which the page's load then fills in."""
+    try:
+        registry = ctx.studio.registry
+        return {"choices": [m.id for m in registry.all() if m.kind == "text"], "value": registry.default_model}
+    except Exception:  # no studio yet, or no model: the page load says what there is
+        return {"choices": [], "value": None}
+
+
 def _plain(content) -> str:
     """The text of a chatbot message as the browser sends it back (a list of content blocks)."""
     if isinstance(content, str):
@@ -85,7 +95,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
                 manage_note = gr.HTML(elem_id="chat-manage-note")
         with gr.Column(scale=4):
             with gr.Row():
-                model = gr.Dropdown([], label=t("chat_model"), elem_id="chat-model", scale=1)
+                # The list as the page is built, so a new page can be used at once; each page load
+                # refreshes it (on_load).
+                model = gr.Dropdown(**_models_now(ctx), label=t("chat_model"), elem_id="chat-model", scale=1)
                 system = gr.Textbox(
                     label=t("chat_system"),
                     placeholder=t("chat_system_ph"),

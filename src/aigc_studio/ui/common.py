@@ -41,6 +41,9 @@ class UIContext:
     image_jobs: dict[str, str] = field(default_factory=dict)  # session hash -> job id
     write_runs: dict[str, object] = field(default_factory=dict)  # session hash -> its ArticleRun
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # What every event handler of the page goes through (the signed-in user, on a team server): applied
+    # to the page's handlers when it is mounted, and to a tab's when the tab is built on first opening.
+    handler_wrappers: list[Callable[[Callable], Callable]] = field(default_factory=list)
 
     @property
     def studio(self) -> Studio:

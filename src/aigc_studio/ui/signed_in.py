@@ -34,12 +34,18 @@ def gradio_user(request: Request) -> str | None:
     return who.name if who is not None else None
 
 
-def run_as_signed_in_user(blocks: gr.Blocks, lookup: Callable[[str], Principal | None]) -> None:
+def run_as_signed_in_user(blocks: gr.Blocks, lookup: Callable[[str], Principal | None]) -> Callable:
     """Wrap every event handler of ``blocks`` to run as the user ``gr.Request.username`` names, found by
-    ``lookup``. A handler whose user is gone is refused (it never runs as the local, unfiltered studio)."""
+    ``lookup``. A handler whose user is gone is refused (it never runs as the local, unfiltered studio).
+    Returns the wrapper, for the handlers a tab adds when it is built on first opening (ui/app.py)."""
+
+    def wrap(fn: Callable) -> Callable:
+        return _as_user(fn, lookup)
+
     for block_fn in blocks.fns.values():
         if block_fn.fn is not None:
-            block_fn.fn = _as_user(block_fn.fn, lookup)
+            block_fn.fn = wrap(block_fn.fn)
+    return wrap
 
 
 def _signed_in(lookup: Callable[[str], Principal | None]) -> Principal:
