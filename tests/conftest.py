@@ -52,6 +52,82 @@ def pytest_sessionfinish(session, exitstatus):
     postgres_server.stop()
 
 
+# -- which tests the PostgreSQL run repeats ------------------------------------------------------------
+# The PostgreSQL run (AIGC_TEST_POSTGRES=1) repeats every test that can reach the store, and leaves out
+# two kinds that run on SQLite only: the browser tests (the web UI is a shell over the services, whose
+# SQL the API, CLI and service tests run on PostgreSQL; in Chromium they are the slowest third of the
+# suite), and the modules below, which never open a store. That claim is checked: in the default run a
+# test of one of these modules that opens a store (Database._connect, in this process) fails.
+STORE_FREE_MODULES = {
+    "test_batching",
+    "test_bench",
+    "test_bench_label_cost",
+    "test_bench_labels",
+    "test_bench_memory",
+    "test_bench_sandbox",
+    "test_c2pa",
+    "test_code_blocks",
+    "test_cpu_build",
+    "test_diffusers_engine",
+    "test_hashing",
+    "test_infotext",
+    "test_llamacpp_engine",
+    "test_sd2_single_file",
+    "test_sd_features",
+    "test_tiny_models",
+    "test_visible_nsfw",
+    "test_watermark",
+}
+
+
+def _module(item) -> str:
+    return item.path.stem
+
+
+def _browser_test(item) -> bool:
+    return "browser" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config, items):
+    if not postgres_server.SELECTED:
+        return
+    kept = [item for item in items if not (_browser_test(item) or _module(item) in STORE_FREE_MODULES)]
+    left = [item for item in items if item not in kept]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
+
+
+_store_opened = [0]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _count_store_connections():
+    from aigc_studio.storage import db
+
+    connect = db.Database._connect
+
+    def counted(self):
+        _store_opened[0] += 1
+        return connect(self)
+
+    db.Database._connect = counted
+    yield
+    db.Database._connect = connect
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _store_free_check(request, _count_store_connections):
+    # Autouse: set up before the module's other fixtures (a module-scoped studio among them), torn down after.
+    before = _store_opened[0]
+    yield
+    if request.path.stem in STORE_FREE_MODULES and _store_opened[0] != before:
+        pytest.fail(
+            f"{request.path.name} opened a store, but it is in tests/conftest.py's STORE_FREE_MODULES"
+            " (which the PostgreSQL run leaves out): take it off that list"
+        )
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module of tiny-model tests: their ops are too small to gain from threads,
