@@ -220,6 +220,8 @@ def lazy_tab(
     and each time the tab opens again. Returns the language copy, for the page to keep in step."""
     tab_lang = gr.Textbox(value="en", visible=False)
     opened = gr.State(False)
+    # Through the queue: Gradio's browser side acts on a changed state (which starts the build) only
+    # when the event was queued; with queue=False the tab stayed empty.
     tab_item.select(lambda: True, None, opened, show_progress="hidden")
 
     @gr.render(inputs=opened, triggers=[opened.change], show_progress="hidden")
