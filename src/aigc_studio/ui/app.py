@@ -103,16 +103,17 @@ def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
             lang = gr.Radio(
                 LANGUAGES, value="en", show_label=False, container=False, scale=0, min_width=240, elem_id="aigc-lang"
             )
+        tab_langs: list[gr.Component] = []  # the language copies of the tabs built on opening (lazy_tab)
         with gr.Tabs(elem_id="aigc-tabs") as main_tabs:
             with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab_item:
                 chat_tab = chat.build(ctx, lang)
             with gr.Tab(t("tab_writing"), id="write", elem_id="tab-write") as write_tab_item:
-                write_lang = lazy_tab(ctx, blocks, write_tab_item, lambda lang: _opened(write.build(ctx, lang)))
+                lazy_tab(ctx, blocks, tab_langs, write_tab_item, lambda lang: _opened(write.build(ctx, lang)))
             with gr.Tab(t("tab_code"), id="code", elem_id="tab-code") as code_tab_item:
-                code_lang = lazy_tab(ctx, blocks, code_tab_item, lambda lang: _opened(code.build(ctx, lang)))
+                lazy_tab(ctx, blocks, tab_langs, code_tab_item, lambda lang: _opened(code.build(ctx, lang)))
             with gr.Tab(t("tab_compare"), id="compare", elem_id="tab-compare") as compare_tab_item:
-                compare_lang = lazy_tab(
-                    ctx, blocks, compare_tab_item, lambda lang: Refresh(*compare.build(ctx, lang), inputs=[])
+                lazy_tab(
+                    ctx, blocks, tab_langs, compare_tab_item, lambda lang: Refresh(*compare.build(ctx, lang), inputs=[])
                 )
             with gr.Tab(t("tab_arena"), id="arena", elem_id="tab-arena") as arena_tab_item:
 
@@ -120,7 +121,7 @@ def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
                     open_arena, arena_inputs, arena_outputs = arena.build(ctx, lang)
                     return Refresh(open_arena, arena_outputs, inputs=[lang, *arena_inputs], queue=True)
 
-                arena_lang = lazy_tab(ctx, blocks, arena_tab_item, build_arena)
+                lazy_tab(ctx, blocks, tab_langs, arena_tab_item, build_arena)
             with gr.Tab(t("tab_images"), id="images", elem_id="tab-images") as images_tab_item:
                 images_tab = images.build(ctx, lang)
             with gr.Tab(t("tab_gallery"), id="gallery", elem_id="tab-gallery") as gallery_tab:
@@ -129,20 +130,24 @@ def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
                     listing, filters, list_outputs = gallery.build(ctx, lang, main_tabs, chat_tab, images_tab)
                     return Refresh(listing, list_outputs, inputs=filters, queue=True)
 
-                gallery_lang = lazy_tab(ctx, blocks, gallery_tab, build_gallery)
+                lazy_tab(ctx, blocks, tab_langs, gallery_tab, build_gallery)
             with gr.Tab(t("tab_inspect"), id="inspect", elem_id="tab-inspect") as inspect_tab:
-                inspect_lang = lazy_tab(ctx, blocks, inspect_tab, lambda lang: inspect.build(ctx, lang))
+                lazy_tab(ctx, blocks, tab_langs, inspect_tab, lambda lang: inspect.build(ctx, lang))
             with gr.Tab(t("tab_models"), id="models", elem_id="tab-models") as models_tab:
 
                 def build_models(lang: gr.Component) -> Refresh:
                     refresh, outputs = models.build(ctx, lang, chat_tab.model, images_tab.form["model"])
                     return Refresh(refresh, outputs, inputs=[lang], queue=True)
 
-                models_lang = lazy_tab(ctx, blocks, models_tab, build_models)
+                lazy_tab(ctx, blocks, tab_langs, models_tab, build_models)
             with gr.Tab(t("tab_settings"), id="settings", elem_id="tab-settings") as settings_tab:
                 # Settings read config.toml each time the tab opens: a default set in Models shows here.
-                settings_lang = lazy_tab(
-                    ctx, blocks, settings_tab, lambda lang: Refresh(*settings.build(ctx, lang), inputs=[lang])
+                lazy_tab(
+                    ctx,
+                    blocks,
+                    tab_langs,
+                    settings_tab,
+                    lambda lang: Refresh(*settings.build(ctx, lang), inputs=[lang]),
                 )
             # Later tabs go here, each its own module.
         label_holder(ctx)  # the label line that text copied from generated items gets
@@ -161,8 +166,6 @@ def build_blocks(ctx: UIContext, signed_in: bool = False) -> gr.Blocks:
             "tab_arena": arena_tab_item,
             **images_tab.tabs,
         }
-        tab_langs = [write_lang, code_lang, compare_lang, arena_lang, gallery_lang, inspect_lang, models_lang]
-        tab_langs.append(settings_lang)
 
         def on_page_load():
             return (*chat_tab.on_load(), *images_tab.on_load())
@@ -207,8 +210,12 @@ def _opened(tab) -> Refresh:
 
 
 def lazy_tab(
-    ctx: UIContext, blocks: gr.Blocks, tab_item: gr.Tab, build: Callable[[gr.Component], Refresh | None]
-) -> gr.Component:
+    ctx: UIContext,
+    blocks: gr.Blocks,
+    tab_langs: list[gr.Component],
+    tab_item: gr.Tab,
+    build: Callable[[gr.Component], Refresh | None],
+) -> None:
     """Build a tab's content the first time a browser session opens it, not with the page.
 
     Every component on the page costs the browser time before the page can be used (Gradio sets up
@@ -217,8 +224,9 @@ def lazy_tab(
     user leaves it. ``build`` gets the tab's own copy of the language (a hidden box the page keeps in
     step): Gradio keeps one list of handlers per event, and a tab built later would replace the page's
     handlers of the language box with its own. If ``build`` returns a Refresh, it runs on the opening
-    and each time the tab opens again. Returns the language copy, for the page to keep in step."""
+    and each time the tab opens again. The language copy joins ``tab_langs``, which the page keeps in step."""
     tab_lang = gr.Textbox(value="en", visible=False)
+    tab_langs.append(tab_lang)
     opened = gr.State(False)
     # Through the queue: Gradio's browser side acts on a changed state (which starts the build) only
     # when the event was queued; with queue=False the tab stayed empty.
@@ -239,8 +247,6 @@ def lazy_tab(
                 queue=refresh.queue,
             )
         _prepare_built_handlers(ctx)
-
-    return tab_lang
 
 
 def _prepare_built_handlers(ctx: UIContext) -> None:

@@ -49,13 +49,17 @@ class ChatTab:
     conversation_choices: Callable[..., gr.Radio]
 
 
+def _text_models(registry) -> dict:
+    """The model picker's choices (the text models) and value (the default)."""
+    return {"choices": [m.id for m in registry.all() if m.kind == "text"], "value": registry.default_model}
+
+
 def _models_now(ctx: UIContext) -> dict:
-    """The text models and the default, for the model picker as the page is built; none where the studio
-    is not up yet (a server whose lifespan builds it), which the page's load then fills in."""
+    """The model picker as the page is built; empty where the studio is not up yet (a server whose
+    lifespan builds it) or has no model, which the page's load then says."""
     try:
-        registry = ctx.studio.registry
-        return {"choices": [m.id for m in registry.all() if m.kind == "text"], "value": registry.default_model}
-    except Exception:  # no studio yet, or no model: the page load says what there is
+        return _text_models(ctx.studio.registry)
+    except (AttributeError, StudioError):
         return {"choices": [], "value": None}
 
 
@@ -153,9 +157,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
         return gr.Radio(choices=[(r["title"], r["id"]) for r in rows], value=selected)
 
     def text_models():
-        registry = ctx.studio.registry
-        ids = [m.id for m in registry.all() if m.kind == "text"]
-        return gr.Dropdown(choices=ids, value=registry.default_model)
+        return gr.Dropdown(**_text_models(ctx.studio.registry))
 
     def read_options(values: tuple) -> TextOptions:
         fields = dict(zip(OPTION_FIELDS, values, strict=True))
