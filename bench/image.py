@@ -24,6 +24,9 @@ seeds, each in a process of its own so that its peak memory is its own:
   ngms-all       the same, skipping at every call below it (A1111's "NGMS all steps").
   compile        the engine's defaults plus ``torch.compile`` of the UNet, opt-in; its warm-up (1 step)
                  includes the compile, printed as "compile s".
+  openvino       the engine's defaults plus OpenVINO for the UNet and the VAE's decoder (the setting
+                 ``image_openvino``), opt-in; converted once into ``bench/results/openvino`` (its warm-up
+                 includes the conversion or the read from that cache, and says which).
   bf16           the engine's defaults inside ``torch.autocast("cpu", dtype=torch.bfloat16)``: measured,
                  not offered (see the README).
   studio API     ``POST /sdapi/v1/txt2img`` to ``aigc serve`` over HTTP: the whole request, including the
@@ -82,7 +85,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from procs import Child, cpu_seconds, fmt, free_port, spread, status_kb, studio_env, wait_ready  # noqa: E402
 
 PROMPT, NEGATIVE = "a lighthouse on a cliff at dusk, oil painting", "blurry, text"
-VARIANTS = ("raw", "engine", "channels-last", "fused-qkv", "tome", "ngms", "ngms-all", "compile", "bf16", "api")
+VARIANTS = (
+    "raw",
+    "engine",
+    "channels-last",
+    "fused-qkv",
+    "tome",
+    "ngms",
+    "ngms-all",
+    "compile",
+    "openvino",
+    "bf16",
+    "api",
+)
 DEFAULT_VARIANTS = ("raw", "engine", "api")
 LABELS = {
     "raw": "raw diffusers pipeline",
@@ -93,6 +108,7 @@ LABELS = {
     "ngms": "studio engine + NGMS",
     "ngms-all": "studio engine + NGMS all steps",
     "compile": "studio engine + torch.compile",
+    "openvino": "studio engine + OpenVINO",
     "bf16": "studio engine + bf16 autocast",
     "api": "studio /sdapi/v1/txt2img (HTTP)",
 }
@@ -162,6 +178,7 @@ def engine_speed(kind: str, threads: int):
         "channels-last": ImageSpeed(channels_last=True, threads=threads),
         "fused-qkv": ImageSpeed(fuse_qkv=True, threads=threads),
         "compile": ImageSpeed(compile=True, threads=threads),
+        "openvino": ImageSpeed(openvino=True, openvino_cache=BENCH / "results" / "openvino", threads=threads),
     }.get(kind, ImageSpeed(threads=threads))
 
 
@@ -538,6 +555,11 @@ def report(args, label, model, kinds, runs, raw_runs, first, idle, peaks, api_st
         if "engine" in first:
             took += f", the engine's without compiling {first['engine']['wall']:.1f} s"
         print(took)
+    if "openvino" in kinds:
+        print(
+            f"- OpenVINO: the warm-up image (1 step, converting the UNet and VAE decoder or reading them from"
+            f" bench/results/openvino) took {first['openvino']['wall']:.1f} s"
+        )
     if args.group:
         print(f"- variants ran {args.group} processes at a time, each group with its own raw pipeline")
     print("- speed-up: the raw pipeline's time ÷ the variant's (above 1: faster); pixel diff: 8-bit RGB, same seeds")

@@ -9,6 +9,13 @@ torch thread, by that thread's CPU time (``time.thread_time``): other processes 
 one thread never waits for another. The variants take turns, round by round, on the same module:
 plain, channels_last, fused QKV, both, token merging 0.3 and 0.5 (tomesd as A1111 applies it). Printed:
 CPU seconds, median (min–max) over the rounds, and plain's ÷ the variant's (the speed-up).
+
+    .venv/bin/python bench/image_unet.py --openvino     # PyTorch against OpenVINO, one thread each (~8 min)
+
+``--openvino`` times, instead, the plain UNet against the engine's OpenVINO UNet (engines/sd_openvino.py,
+through the same wrapper the engine calls, converted into bench/results/openvino once), each on one
+thread, by the process's CPU time (OpenVINO computes on a worker thread of its own, not the caller's),
+round by round interleaved; it prints the largest difference between the two predictions too.
 """
 
 from __future__ import annotations
@@ -38,7 +45,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=BENCH / "results" / "sd15-random")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--openvino", action="store_true", help="PyTorch against OpenVINO, one thread each")
     args = parser.parse_args()
+    if args.openvino:
+        return openvino_rows(args)
     import tomesd
     from diffusers import UNet2DConditionModel
 
@@ -74,6 +84,48 @@ def main() -> None:
     for name, values in times.items():
         middle = statistics.median(values)
         print(f"| {name} | {middle:.2f} ({min(values):.2f}–{max(values):.2f}) | {plain / middle:.2f} |")
+
+
+def openvino_rows(args) -> None:
+    from types import SimpleNamespace
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from aigc_studio.engines.sd_openvino import OpenVINOModules
+
+    torch.set_num_threads(1)
+    unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet").eval()
+    vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae").eval()
+    modules = OpenVINOModules(SimpleNamespace(unet=unet, vae=vae), args.model, BENCH / "results" / "openvino", 1)
+    started = time.perf_counter()
+    modules.prepare()
+    print(
+        f"OpenVINO {modules.version}: ready in {time.perf_counter() - started:.1f} s ({modules.state})", file=sys.stderr
+    )
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, 64, 64, generator=generator)
+    timestep = torch.tensor(500.0)
+    context = torch.randn(2, 77, 768, generator=generator)
+    times: dict[str, list[float]] = {"PyTorch": [], "OpenVINO": []}
+    outputs = {}
+    with torch.inference_mode():
+        for round_ in range(args.rounds + 1):  # round 0 reads every weight page and makes the kernels: untimed
+            for name in times:
+                with modules.unet(unet, name == "OpenVINO"):
+                    began = time.process_time()
+                    outputs[name] = unet(latents, timestep, context, return_dict=False)[0]
+                    if round_:
+                        times[name].append(time.process_time() - began)
+            print(f"round {round_}/{args.rounds} done", file=sys.stderr)
+    plain = statistics.median(times["PyTorch"])
+    print("\n| UNet forward, 512×512, batch 2, 1 thread | CPU s | speed-up |")
+    print("|---|---:|---:|")
+    for name, values in times.items():
+        middle = statistics.median(values)
+        print(f"| {name} | {middle:.2f} ({min(values):.2f}–{max(values):.2f}) | {plain / middle:.2f} |")
+    difference = (outputs["PyTorch"] - outputs["OpenVINO"]).abs()
+    size = outputs["PyTorch"].abs().mean()
+    print(f"\nlargest difference of the predictions: {difference.max():.2e} (their mean size {size:.3f})")
 
 
 if __name__ == "__main__":

@@ -566,9 +566,13 @@ class StepInfo:
     batch: int  # 0-based index of the batch (n_iter)
     # Returns a small preview of the current latents, or None; cheap, but only call it when shown.
     preview: Callable[[], object | None] = lambda: None
-    # Set for work between steps that takes long enough to show (sd_speed.COMPILING); step is then the
-    # count reached so far, not a new step.
+    # Set for work between steps that takes long enough to show (sd_speed.COMPILING, OPENVINO_PHASE); step
+    # is then the count reached so far, not a new step.
     phase: str = ""
+
+
+# The phase of an image model's first request while its UNet and VAE are made ready for OpenVINO.
+OPENVINO_PHASE = "preparing the UNet and VAE for OpenVINO (once per model)"
 
 
 @dataclass
@@ -585,6 +589,7 @@ class ImageResult:
     seeds: list[int]  # the seed of each image (A1111: seed + index)
     subseeds: list[int]
     interrupted: bool = False
+    runtime: str | None = None  # what ran the UNet when not PyTorch ("OpenVINO 2026.4.1")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class Studio:
             keys=KeyStore(self.config.home / "keys.json"),
             model_memory=str(self.config.model_memory),
             image_compile=bool(self.config.image_compile),
+            image_openvino=bool(self.config.image_openvino),
             engine_host=engine_host,
         )
         self.models = ModelService(self.registry, self.config)

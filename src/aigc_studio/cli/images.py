@@ -143,9 +143,12 @@ def _run(mode: Mode, request: ImageRequest, output: Path | None, **images) -> No
         total = job.steps * job.batches  # both passes with hires fix
         label = f"{mode} {job.model}"
         with click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True, show_pos=True) as bar:
-            done = 0
+            done, phase = 0, None
             try:
                 while not job.done.wait(0.1):
+                    if job.phase != phase and job.phase not in (None, "", "labeling"):
+                        click.echo(f"\n{job.phase[:1].upper()}{job.phase[1:]}…", err=True)  # before the first step
+                    phase = job.phase
                     now = job.batch * job.steps + job.step if job.steps else 0
                     bar.update(now - done)
                     done = now

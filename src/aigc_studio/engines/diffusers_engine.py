@@ -44,8 +44,10 @@ How A1111's behaviour is reproduced:
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,7 @@ from ..images.masking import InitInput, prepare_init
 from ..images.resize import LATENT_UPSCALE_MODES, HiresSize, hires_size, upscale_image
 from .image_base import ImageEngine
 from .samplers import SchedulerCache
+from .sd_openvino import CONVERTING, OpenVINOModules
 from .sd_pipelines import (
     KINDS,
     ROLES,
@@ -72,6 +75,8 @@ from .sd_pipelines import (
 )
 from .sd_prompts import PromptEncoder, parse_prompt_attention
 from .sd_speed import COMPILING, ImageSpeed, UNetCompiler, negative_guidance_skip, token_merging, vae_tiling
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DiffusersEngine", "parse_prompt_attention"]
 
@@ -151,6 +156,28 @@ class _Run:
     fill: tuple[int, torch.Tensor] | None = None
     from_noise: bool = False  # txt2img on an inpainting model
     hires: _Hires | None = None
+    runtime: str | None = None  # what ran the UNet when not PyTorch ("OpenVINO 2026.4.1"), for the record
+
+
+@contextmanager
+def _unet_on(openvino: OpenVINOModules | None, unet, run: _Run):
+    """The UNet's calls on OpenVINO while in the block when it may run them; ``run`` records it."""
+    if openvino is None:
+        yield
+        return
+    with openvino.unet(unet, True) as on:
+        if on:
+            run.runtime = openvino.runtime
+        yield
+
+
+@contextmanager
+def _decoder_on(openvino: OpenVINOModules | None, vae):
+    if openvino is None:
+        yield
+        return
+    with openvino.decoder(vae, True):
+        yield
 
 
 class _Progress:
@@ -218,7 +245,13 @@ class DiffusersEngine(ImageEngine):
         config_dir = Path(config_dir) if config_dir is not None else None
         base = load_pipeline(Path(path), config_dir, self.dtype, prediction_type, variant).to(self.device)
         speed.apply(base)
-        self._compiler = UNetCompiler(base.unet, speed.compile, speed.compile_cache)
+        self._openvino: OpenVINOModules | None = None
+        if speed.openvino and self.device.type == "cpu":
+            cache = speed.openvino_cache or Path(path).parent / ".aigc-openvino"
+            self._openvino = OpenVINOModules(base, Path(path), cache, torch.get_num_threads())
+        elif speed.openvino:
+            log.info("%s: OpenVINO is for the CPU; on %s the UNet runs on PyTorch", model_id, self.device)
+        self._compiler = UNetCompiler(base.unet, speed.compile and self._openvino is None, speed.compile_cache)
         self.is_sdxl = "text_encoder_2" in base.components
         self.unet_in_channels = in_channels = base.unet.config.in_channels
         if in_channels not in ROLES or (self.is_sdxl and in_channels == 8):
@@ -277,6 +310,7 @@ class DiffusersEngine(ImageEngine):
                 result.seeds += seeds[part]
                 result.subseeds += subseeds[part]
             result.interrupted = run.control.interrupt.is_set()
+        result.runtime = run.runtime
         return result
 
     # -----------------------------------------------------------------------------------------------
@@ -423,10 +457,15 @@ class DiffusersEngine(ImageEngine):
 
         if self._compiler.pending:  # the first call compiles for minutes: say so rather than sit at step 0
             progress.announce(COMPILING)
+        openvino = self._openvino_for(run.request)
+        if openvino is not None and openvino.pending:
+            progress.announce(CONVERTING)
+            openvino.prepare()
         try:
             # An InstructPix2Pix UNet guides by image and text (three predictions): A1111 never skips there.
             ngms = 0.0 if self.supports_instruct_edit else run.request.s_min_uncond
             with (
+                _unet_on(openvino, pipe.unet, run),
                 token_merging(pipe.unet, run.request.token_merging_ratio),
                 negative_guidance_skip(pipe, ngms, run.request.s_min_uncond_all),
             ):
@@ -470,8 +509,20 @@ class DiffusersEngine(ImageEngine):
         with seamless tiling, whose circular padding the tiles would break)."""
         height, width = (side * pipe.vae_scale_factor for side in latents.shape[-2:])
         limit = 0 if request.tiling else self.speed.vae_tile_above
-        with vae_tiling(pipe.vae, width, height, limit):
+        openvino = self._openvino_for(request)
+        if openvino is not None and openvino.pending:
+            openvino.prepare()
+        with vae_tiling(pipe.vae, width, height, limit), _decoder_on(openvino, pipe.vae):
             return decode_latents(pipe, latents)
+
+    def _openvino_for(self, request: ImageRequest) -> OpenVINOModules | None:
+        """OpenVINO's modules when they may run this request: not with seamless tiling (circular padding
+        is PyTorch's) nor token merging (it patches PyTorch's attention)."""
+        if self._openvino is None or self._openvino.state not in ("pending", "ready"):
+            return None
+        if request.tiling or request.token_merging_ratio:
+            return None
+        return self._openvino
 
     def _preview(self, latents: torch.Tensor) -> Image.Image:
         """The batch side by side at latent size (1/8), by a linear map of the latents, no VAE."""
@@ -480,6 +531,7 @@ class DiffusersEngine(ImageEngine):
         return Image.fromarray(torch.cat(list(pixels), dim=1).numpy())
 
     def close(self) -> None:
+        self._openvino = None
         self._pipes.clear()
         self._prompts = None
         gc.collect()

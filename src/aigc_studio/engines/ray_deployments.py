@@ -189,7 +189,12 @@ class ImageDeployment:
         cache_dir = Path(spec["cache_dir"]) if spec.get("cache_dir") else None
         info = _model_info(spec, "image")
         engine = await asyncio.to_thread(
-            load_image_engine, info, threads=_threads(spec["threads"]), compile=spec["compile"], cache_dir=cache_dir
+            load_image_engine,
+            info,
+            threads=_threads(spec["threads"]),
+            compile=spec["compile"],
+            cache_dir=cache_dir,
+            openvino=spec.get("openvino", False),
         )
         return _Loaded(engine)
 

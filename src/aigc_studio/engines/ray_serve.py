@@ -286,7 +286,9 @@ class RayEngineHost:
         )
         return RayTextEngine(self.text, self.signals, info.id, spec, self.max_replicas)
 
-    def image_engine(self, info, *, threads: int, compile: bool, cache_dir: Path | None) -> ImageEngine:
+    def image_engine(
+        self, info, *, threads: int, compile: bool, cache_dir: Path | None, openvino: bool = False
+    ) -> ImageEngine:
         """A ``RayImageEngine`` for ``info``, its model loaded on a replica."""
         from .ray_deployments import spec_id
 
@@ -297,6 +299,7 @@ class RayEngineHost:
             variant=info.variant,
             threads=threads,
             compile=compile,
+            openvino=openvino,
             cache_dir=str(cache_dir) if cache_dir else None,
         )
         return RayImageEngine(self.image, self.signals, info.id, spec)

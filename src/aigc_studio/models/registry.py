@@ -247,7 +247,9 @@ def load_text_engine(info: ModelInfo, *, context: int, threads: int, parallel: i
     raise ModelLoadError(f"model '{info.id}' uses engine '{info.engine}', which this studio does not have")
 
 
-def load_image_engine(info: ModelInfo, *, threads: int, compile: bool, cache_dir: Path | None) -> ImageEngine:
+def load_image_engine(
+    info: ModelInfo, *, threads: int, compile: bool, cache_dir: Path | None, openvino: bool = False
+) -> ImageEngine:
     """The engine for an image model, loaded in this process (by the registry, or a Ray Serve replica)."""
     if info.engine == "plain":
         from ..engines.plain import PlainEngine
@@ -260,7 +262,14 @@ def load_image_engine(info: ModelInfo, *, threads: int, compile: bool, cache_dir
         from ..engines.sd_speed import ImageSpeed
 
         compile_cache = cache_dir / "torchinductor" if cache_dir and compile else None
-        speed = ImageSpeed(threads=threads, compile=compile, compile_cache=compile_cache)
+        openvino_cache = cache_dir / "openvino" if cache_dir and openvino else None
+        speed = ImageSpeed(
+            threads=threads,
+            compile=compile,
+            compile_cache=compile_cache,
+            openvino=openvino,
+            openvino_cache=openvino_cache,
+        )
         config_dir = cache_dir / "sd-configs" if cache_dir else None
         try:
             return DiffusersEngine(info.id, info.path, config_dir=config_dir, variant=info.variant, speed=speed)
@@ -286,6 +295,7 @@ class Registry:
         keys: KeyStore | None = None,
         model_memory: str = "both",
         image_compile: bool = False,
+        image_openvino: bool = False,
         engine_host: EngineHost | None = None,
     ):
         if model_memory not in MODEL_MEMORY:
@@ -296,6 +306,7 @@ class Registry:
         # other kind makes way for.
         self._memory_for: tuple[str, str] | None = None
         self.image_compile = image_compile  # torch.compile each image model's UNet (sd_speed)
+        self.image_openvino = image_openvino  # each image model's UNet and VAE decoder on OpenVINO (sd_openvino)
         # Where local models run when not in this process (Ray Serve: engines.ray_serve); None: here.
         self.engine_host = engine_host
         self.keys = keys
@@ -666,7 +677,9 @@ class Registry:
             self._image_engine[1].close()
             self._image_engine = None
         started = time.perf_counter()
-        options = dict(threads=self.threads, compile=self.image_compile, cache_dir=self.cache_dir)
+        options = dict(
+            threads=self.threads, compile=self.image_compile, cache_dir=self.cache_dir, openvino=self.image_openvino
+        )
         if self.engine_host is not None and info.engine in self.engine_host.engines:
             engine = self.engine_host.image_engine(info, **options)
         else:

@@ -607,6 +607,7 @@ class ImageService:
             negative_template=plan.negative_template,
         )
         day = self.outputs_dir / "images" / time.strftime("%Y-%m-%d")
+        runtime: str | None = None  # the engine's answer for the images being saved
 
         def save(index: int, raw: Image.Image, seed: int, subseed: int, run: ImageRequest) -> None:
             # The record holds the prompts that ran and no styles or dynamic mode, so reusing it makes
@@ -631,6 +632,8 @@ class ImageService:
                 params["Steps run"] = ran["steps_run"]
             if "hr_steps_run" in ran:
                 params["Hires steps run"] = ran["hr_steps_run"]
+            if runtime:  # what ran the UNet, when not PyTorch (the studio's key; A1111 runs PyTorch only)
+                params["UNet runtime"] = runtime
             params["Version"] = VERSION
             infotext = format_infotext(run.prompt, run.negative_prompt, params)
             if plan.dynamic is not None:
@@ -707,6 +710,7 @@ class ImageService:
                     result.interrupted = True
                     break
                 produced = engine.generate(run, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
+                runtime = getattr(produced, "runtime", None)
                 result.interrupted = result.interrupted or produced.interrupted
                 job.phase = "labeling"  # the progress readers say why this moment takes a while
                 for made in zip(produced.images, produced.seeds, produced.subseeds, strict=False):

@@ -233,6 +233,10 @@ TABLE: dict[str, tuple[str, str]] = {
     "img_queued": ("Queued…", "排队中…"),
     "img_loading": ("Loading model {model}…", "正在加载模型 {model}…"),
     "img_compiling": ("Compiling the UNet (once per model)…", "正在编译 UNet（每个模型一次）…"),
+    "img_openvino": (
+        "Preparing the UNet and VAE for OpenVINO (once per model)…",
+        "正在为 OpenVINO 准备 UNet 和 VAE（每个模型一次）…",
+    ),
     "img_starting": ("Starting…", "准备开始…"),
     "img_shortcut": (
         "Ctrl+Enter generates, Alt+Enter skips (as in A1111).",
@@ -427,6 +431,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_clip_skip": ("Default clip skip", "默认 Clip skip"),
     "set_token_merging_ratio": ("Default token merging ratio", "默认 Token merging 比例"),
     "set_image_compile": ("Compile image models (torch.compile)", "编译图像模型（torch.compile）"),
+    "set_image_openvino": ("Run image models on OpenVINO (CPU)", "用 OpenVINO 运行图像模型（CPU）"),
     "set_test_models": ("Show test models", "显示测试模型"),
     "set_ray_address": ("Ray cluster address (serve --ray)", "Ray 集群地址（serve --ray）"),
     "set_ray_min_replicas": ("Ray Serve: fewest replicas", "Ray Serve：最少副本数"),
@@ -566,6 +571,8 @@ SETTINGS_HELP_ZH = {
     "（同 A1111 的同名选项）：更快，但会改变画面；0：关闭。",
     "image_compile": "用 torch.compile 编译每个图像模型的 UNet（需要 C 编译器）："
     "加载模型后的第一张图要等几分钟；编译失败时不编译运行。",
+    "image_openvino": "用 OpenVINO（CPU）运行每个图像模型的 UNet 和 VAE 解码器：更快（SD 1.5、2 核：1.15–1.19 倍），"
+    "画面不变，占用更多内存；模型的第一张图要等几分钟转换（只一次，保存在缓存中）。",
     "ray_address": "`aigc serve --ray` 所用的 Ray 集群：留空则在服务器进程中启动本地集群，auto 连接本机 `ray start`"
     " 启动的集群，ray://主机:端口 连接远程集群。",
     "ray_min_replicas": "每个引擎部署的最少 Ray Serve 副本数（0：空闲时不保留副本；首个请求需等待副本启动）。",

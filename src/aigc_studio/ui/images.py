@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 from PIL import Image
 
-from ..contracts import HR_UPSCALERS, INPAINTING_FILL, SAMPLERS, SCHEDULERS, ImageRequest
+from ..contracts import HR_UPSCALERS, INPAINTING_FILL, OPENVINO_PHASE, SAMPLERS, SCHEDULERS, ImageRequest
 from ..errors import StudioError
 from ..images.infotext import parse_infotext, read_infotext, to_request_fields
 from . import prompt_tools
@@ -301,8 +301,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> ImagesTab:
             return progress_bar(0, text(lang_value, "img_queued"))
         if job.phase == "labeling":
             return progress_bar(job.progress * 100, text(lang_value, "lab_labeling"))
-        if job.phase:  # compiling the UNet, before the first step
-            return progress_bar(job.progress * 100, text(lang_value, "img_compiling"))
+        if job.phase:  # compiling the UNet or preparing OpenVINO, before the first step
+            key = "img_openvino" if job.phase == OPENVINO_PHASE else "img_compiling"
+            return progress_bar(job.progress * 100, text(lang_value, key))
         if job.step == 0 and job.batch == 0:
             if ctx.studio.registry.loaded_image_model() != job.model:
                 return progress_bar(0, text(lang_value, "img_loading", model=job.model))
