@@ -21,6 +21,7 @@ round by round interleaved; it prints the largest difference between the two pre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -78,7 +79,12 @@ def main() -> None:
                 times[name].append(time.thread_time() - started)
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     tomesd.remove_patch(unet)
-    plain = statistics.median(times["plain"])
+    print_table(times, "plain")
+
+
+def print_table(times: dict[str, list[float]], baseline: str) -> None:
+    """CPU seconds per variant, median (min–max), and the baseline's median ÷ the variant's."""
+    plain = statistics.median(times[baseline])
     print("\n| UNet forward, 512×512, batch 2, 1 thread | CPU s | speed-up |")
     print("|---|---:|---:|")
     for name, values in times.items():
@@ -102,6 +108,8 @@ def openvino_rows(args) -> None:
     print(
         f"OpenVINO {modules.version}: ready in {time.perf_counter() - started:.1f} s ({modules.state})", file=sys.stderr
     )
+    if not modules.ready:
+        sys.exit("OpenVINO could not take the UNet (see the log line above)")
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(2, 4, 64, 64, generator=generator)
     timestep = torch.tensor(500.0)
@@ -111,18 +119,13 @@ def openvino_rows(args) -> None:
     with torch.inference_mode():
         for round_ in range(args.rounds + 1):  # round 0 reads every weight page and makes the kernels: untimed
             for name in times:
-                with modules.unet(unet, name == "OpenVINO"):
+                with modules.unet(unet) if name == "OpenVINO" else contextlib.nullcontext():
                     began = time.process_time()
                     outputs[name] = unet(latents, timestep, context, return_dict=False)[0]
                     if round_:
                         times[name].append(time.process_time() - began)
             print(f"round {round_}/{args.rounds} done", file=sys.stderr)
-    plain = statistics.median(times["PyTorch"])
-    print("\n| UNet forward, 512×512, batch 2, 1 thread | CPU s | speed-up |")
-    print("|---|---:|---:|")
-    for name, values in times.items():
-        middle = statistics.median(values)
-        print(f"| {name} | {middle:.2f} ({min(values):.2f}–{max(values):.2f}) | {plain / middle:.2f} |")
+    print_table(times, "PyTorch")
     difference = (outputs["PyTorch"] - outputs["OpenVINO"]).abs()
     size = outputs["PyTorch"].abs().mean()
     print(f"\nlargest difference of the predictions: {difference.max():.2e} (their mean size {size:.3f})")

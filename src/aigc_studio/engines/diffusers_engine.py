@@ -47,7 +47,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,27 +157,6 @@ class _Run:
     from_noise: bool = False  # txt2img on an inpainting model
     hires: _Hires | None = None
     runtime: str | None = None  # what ran the UNet when not PyTorch ("OpenVINO 2026.4.1"), for the record
-
-
-@contextmanager
-def _unet_on(openvino: OpenVINOModules | None, unet, run: _Run):
-    """The UNet's calls on OpenVINO while in the block when it may run them; ``run`` records it."""
-    if openvino is None:
-        yield
-        return
-    with openvino.unet(unet, True) as on:
-        if on:
-            run.runtime = openvino.runtime
-        yield
-
-
-@contextmanager
-def _decoder_on(openvino: OpenVINOModules | None, vae):
-    if openvino is None:
-        yield
-        return
-    with openvino.decoder(vae, True):
-        yield
 
 
 class _Progress:
@@ -457,15 +436,14 @@ class DiffusersEngine(ImageEngine):
 
         if self._compiler.pending:  # the first call compiles for minutes: say so rather than sit at step 0
             progress.announce(COMPILING)
-        openvino = self._openvino_for(run.request)
-        if openvino is not None and openvino.pending:
-            progress.announce(CONVERTING)
-            openvino.prepare()
+        openvino = self._openvino_for(run.request, progress.announce)
+        if openvino is not None:
+            run.runtime = openvino.runtime
         try:
             # An InstructPix2Pix UNet guides by image and text (three predictions): A1111 never skips there.
             ngms = 0.0 if self.supports_instruct_edit else run.request.s_min_uncond
             with (
-                _unet_on(openvino, pipe.unet, run),
+                openvino.unet(pipe.unet) if openvino is not None else nullcontext(),
                 token_merging(pipe.unet, run.request.token_merging_ratio),
                 negative_guidance_skip(pipe, ngms, run.request.s_min_uncond_all),
             ):
@@ -510,19 +488,23 @@ class DiffusersEngine(ImageEngine):
         height, width = (side * pipe.vae_scale_factor for side in latents.shape[-2:])
         limit = 0 if request.tiling else self.speed.vae_tile_above
         openvino = self._openvino_for(request)
-        if openvino is not None and openvino.pending:
-            openvino.prepare()
-        with vae_tiling(pipe.vae, width, height, limit), _decoder_on(openvino, pipe.vae):
+        with (
+            vae_tiling(pipe.vae, width, height, limit),
+            openvino.decoder(pipe.vae) if openvino is not None else nullcontext(),
+        ):
             return decode_latents(pipe, latents)
 
-    def _openvino_for(self, request: ImageRequest) -> OpenVINOModules | None:
-        """OpenVINO's modules when they may run this request: not with seamless tiling (circular padding
-        is PyTorch's) nor token merging (it patches PyTorch's attention)."""
-        if self._openvino is None or self._openvino.state not in ("pending", "ready"):
+    def _openvino_for(self, request: ImageRequest, announce=lambda phase: None) -> OpenVINOModules | None:
+        """OpenVINO's modules, made ready on first use (``announce`` says so first), when they may run this
+        request: not with seamless tiling (circular padding is PyTorch's) nor token merging (it patches
+        PyTorch's attention); None when PyTorch runs it."""
+        openvino = self._openvino
+        if openvino is None or request.tiling or request.token_merging_ratio:
             return None
-        if request.tiling or request.token_merging_ratio:
-            return None
-        return self._openvino
+        if openvino.pending:
+            announce(CONVERTING)
+            openvino.prepare()
+        return openvino if openvino.ready else None
 
     def _preview(self, latents: torch.Tensor) -> Image.Image:
         """The batch side by side at latent size (1/8), by a linear map of the latents, no VAE."""

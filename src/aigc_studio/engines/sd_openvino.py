@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from ..contracts import OPENVINO_PHASE
+from .sd_speed import forward_replaced
 
 __all__ = ["CONVERTING", "OpenVINOModules", "openvino_version"]
 
@@ -181,11 +182,8 @@ class OpenVINOModules:
             _release_memory()
 
     @contextmanager
-    def unet(self, unet, enabled: bool):
-        """While in the block, ``unet``'s calls with the prompt's inputs only run on OpenVINO."""
-        if not (enabled and self.ready):
-            yield False
-            return
+    def unet(self, unet):
+        """While in the block, ``unet``'s calls with the prompt's inputs only run on OpenVINO (once ready)."""
         request = self._unet
         eager = unet.forward
 
@@ -203,22 +201,12 @@ class OpenVINOModules:
 
             return UNet2DConditionOutput(sample=noise)
 
-        before = vars(unet).get("forward")
-        unet.forward = forward
-        try:
-            yield True
-        finally:
-            if before is None:
-                del unet.forward
-            else:
-                unet.forward = before
+        with forward_replaced(unet, forward):
+            yield
 
     @contextmanager
-    def decoder(self, vae, enabled: bool):
-        """While in the block, the VAE's decoder (whole or tile by tile) runs on OpenVINO."""
-        if not (enabled and self.ready):
-            yield
-            return
+    def decoder(self, vae):
+        """While in the block, the VAE's decoder (whole or tile by tile) runs on OpenVINO (once ready)."""
         request, decoder = self._decoder, vae.decoder
         eager = decoder.forward
 
@@ -228,8 +216,5 @@ class OpenVINOModules:
             out = request.infer([sample.float().contiguous().numpy()])
             return torch.from_numpy(out[0].copy()).to(sample.dtype)
 
-        decoder.forward = forward
-        try:
+        with forward_replaced(decoder, forward):
             yield
-        finally:
-            del decoder.forward

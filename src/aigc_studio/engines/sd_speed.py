@@ -55,6 +55,7 @@ __all__ = [
     "COMPILING",
     "ImageSpeed",
     "UNetCompiler",
+    "forward_replaced",
     "negative_guidance_skip",
     "physical_cores",
     "token_merging",
@@ -189,14 +190,23 @@ def negative_guidance_skip(pipe, threshold: float, all_steps: bool = False):
         return out
 
     forward.negative_guidance_skip = True
-    unet.forward = forward
+    with forward_replaced(unet, forward):
+        yield
+
+
+@contextmanager
+def forward_replaced(module, forward):
+    """``module.forward`` is ``forward`` while in the block; the forward it had before (its class's, or one
+    set on it, such as OpenVINO's that NGMS wraps) is put back after."""
+    before = vars(module).get("forward")
+    module.forward = forward
     try:
         yield
     finally:
         if before is None:
-            del unet.forward
+            del module.forward
         else:
-            unet.forward = before
+            module.forward = before
 
 
 class UNetCompiler:

@@ -710,7 +710,7 @@ class ImageService:
                     result.interrupted = True
                     break
                 produced = engine.generate(run, mode, init_image=init, mask=mask, on_step=on_step, control=job.control)
-                runtime = getattr(produced, "runtime", None)
+                runtime = produced.runtime
                 result.interrupted = result.interrupted or produced.interrupted
                 job.phase = "labeling"  # the progress readers say why this moment takes a while
                 for made in zip(produced.images, produced.seeds, produced.subseeds, strict=False):
