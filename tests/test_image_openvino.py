@@ -17,15 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigc_studio.config import load_config
 from aigc_studio.contracts import ImageRequest
 from aigc_studio.engines.diffusers_engine import DiffusersEngine
 from aigc_studio.engines.sd_openvino import CONVERTING, openvino_version
 from aigc_studio.engines.sd_speed import ImageSpeed
-from aigc_studio.studio import Studio
 from tests.tiny_models import build_tiny_sd
 
-from .conftest import a1111_server
+from .conftest import a1111_server, make_studio
 
 SIZE = 64
 TOLERANCE = 1  # of 255, any channel of any pixel: OpenVINO's float32 differs from PyTorch's by about 1e-5
@@ -152,14 +150,13 @@ def test_a_conversion_that_fails_leaves_pytorch_running_with_one_log_line(model,
     assert list(tmp_path.iterdir()) == []  # the half-made conversion is gone
 
 
-def test_the_setting_runs_openvino_and_the_infotext_names_it(model, converted, cache, tmp_path, monkeypatch, caplog):
+def test_the_setting_runs_openvino_and_the_infotext_names_it(model, converted, cache, tmp_path, caplog):
     """``image_openvino`` through the A1111 API: the infotext says what ran the UNet; without it, nothing."""
     for enabled in (True, False):
         home = tmp_path / str(enabled)
-        monkeypatch.setenv("AIGC_HOME", str(home))
         # The module's conversion, where the studio keeps it: the server reads it instead of converting again.
         shutil.copytree(cache, home / "cache" / "openvino")
-        studio = Studio(load_config(test_models=0, image_openvino=enabled))
+        studio = make_studio(home, test_models=0, image_openvino=enabled)  # its own database on PostgreSQL too
         studio.registry.add(model.folder, model_id="tiny-sd15")
         caplog.clear()
         try:
