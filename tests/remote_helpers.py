@@ -88,16 +88,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# llama.cpp's own HTTP server (the C++ loop llama-server runs), from xllamacpp's wheel, in a process of its own.
+_SERVE = """
+import sys, threading, xllamacpp
+params = xllamacpp.CommonParams()
+params.model.path = sys.argv[1]
+params.model_alias = {"smol"}
+params.hostnames = ["127.0.0.1"]
+params.port = int(sys.argv[2])
+params.n_ctx = 2048
+params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
+params.use_jinja = True  # llama.cpp renders the chat template itself, as llama-server does
+params.ui = False
+params.verbosity = -1
+server = xllamacpp.Server(params)
+threading.Event().wait()
+"""
+
+
 @contextmanager
-def python_llama_server(model_path):
-    """llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) with ``model_path`` as
-    "smol", one thread, on a free loopback port: yields its /v1 base URL once it answers."""
+def llama_cpp_server(model_path):
+    """llama.cpp's OpenAI-compatible server (xllamacpp's, the same C++ loop as ``llama-server``) with
+    ``model_path`` as "smol", one thread, on a free loopback port, in another process: yields its /v1 base
+    URL once it answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", "smol"),
-            *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"),
-        ],
+        [sys.executable, "-c", _SERVE, str(model_path), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -110,7 +126,7 @@ def python_llama_server(model_path):
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None and time.time() < deadline, "llama_cpp.server did not start"
+            assert proc.poll() is None and time.time() < deadline, "llama.cpp's server did not start"
             time.sleep(0.2)
         yield base
     finally:

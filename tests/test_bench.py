@@ -1,7 +1,8 @@
 """The benchmarks measure what they say they measure.
 
-bench/text.py: the raw baseline evaluates exactly the studio's prompt tokens with ``Llama.generate``, every
-variant gets every prompt in every round, and a short real run (no peer) records exact token counts for
+bench/text.py: the studio's prompt tokens are llama.cpp's own rendering of the chat template, the raw rows
+(llama.cpp's server loop; ``Llama.generate`` where the bench extra is installed) evaluate exactly those
+tokens, every variant gets every prompt in every round, and a short real run (no peer) records exact token counts for
 each variant. bench/llama_server.py: where llama-server cannot be fetched, it says why. bench/image.py: a
 short real run on the tiny model, raw pipeline and the studio engine's optimization rows in their own
 processes, with the same scheduler class and config, the asked number of steps, a speed-up and a pixel
@@ -17,12 +18,16 @@ import sys
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aigc_studio.contracts import Message, TextOptions, TextRequest
 from aigc_studio.engines.llamacpp import DEFAULTS, LlamaCppEngine
 
+from .remote_helpers import llama_cpp_server
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+LEFT_OUT = "raw Llama.generate left out: llama-cpp-python is not installed (bash setup.sh --bench installs it)"
 
 
 def load(name: str):
@@ -41,37 +46,67 @@ def text_bench():
     return load("text")
 
 
-def test_raw_loops_evaluate_the_studios_prompt_and_stop_at_max_tokens(text_bench, smollm_path):
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
+@pytest.fixture(scope="module")
+def studio_engine(smollm_path):
     engine = LlamaCppEngine("smollm2-135m", smollm_path, threads=1, parallel=1)
-    raw = text_bench.Raw(smollm_path, dict(DEFAULTS), engine)
-    try:
-        # The studio's template rendering and tokenizing give exactly the tokens llama-cpp-python's own
-        # chat formatter and tokenizer give, so the raw rows evaluate the same input as the studio.
-        formatter = Jinja2ChatFormatter(
-            template=engine.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token="<|im_start|>"
-        )
+    yield engine
+    engine.close()
+
+
+def test_the_bench_prompts_tokenize_as_llama_cpp_renders_and_tokenizes_them(text_bench, smollm_path, studio_engine):
+    """The studio's template rendering and tokenizing give exactly the tokens llama.cpp's own Jinja chat
+    template and tokenizer give (a server of its own), so every row evaluates the same input."""
+    with llama_cpp_server(smollm_path) as base:
+        root = base.removesuffix("/v1")
         for text in text_bench.PROMPTS:
             messages = [Message(role="user", content=text)]
-            theirs = formatter(messages=[m.model_dump(include={"role", "content"}) for m in messages]).prompt
-            assert raw.llm.tokenize(theirs.encode(), add_bos=False, special=True) == engine._prompt_tokens(messages)
-        text = text_bench.prompt(0, 0)
-        request = TextRequest([Message(role="user", content=text)], TextOptions(max_tokens=6, **DEFAULTS))
-        chunks = list(engine.stream(request, threading.Event()))
-        loop = text_bench.RawServerLoop(smollm_path, dict(DEFAULTS))
-        try:
-            samples = [raw.ask(text, 6), loop.ask(text, 6)]
-        finally:
-            loop.close()
-        for sample in samples:
-            assert sample.prompt_tokens == chunks[-1].usage.prompt_tokens
-            # the model may end its answer early; it never goes past max_tokens
-            assert 1 <= sample.completion_tokens <= 6
-            assert sample.ttft > 0 and sample.decode >= 0
+            body = {"messages": [m.model_dump(include={"role", "content"}) for m in messages]}
+            theirs = httpx.post(root + "/apply-template", json=body, timeout=30).json()["prompt"]
+            tokens = httpx.post(
+                root + "/tokenize",
+                json={"content": theirs, "add_special": False, "parse_special": True},
+                timeout=30,
+            ).json()["tokens"]
+            assert tokens == studio_engine._prompt_tokens(messages)
+
+
+def check_raw_variant(variant, text: str, studio_prompt_tokens: int) -> None:
+    sample = variant.ask(text, 6)
+    assert sample.prompt_tokens == studio_prompt_tokens
+    # the model may end its answer early; it never goes past max_tokens
+    assert 1 <= sample.completion_tokens <= 6
+    assert sample.ttft > 0 and sample.decode >= 0
+
+
+def studio_prompt_tokens(engine, text: str) -> int:
+    request = TextRequest([Message(role="user", content=text)], TextOptions(max_tokens=6, **DEFAULTS))
+    return list(engine.stream(request, threading.Event()))[-1].usage.prompt_tokens
+
+
+def test_the_raw_server_loop_evaluates_the_studios_prompt_and_stops_at_max_tokens(
+    text_bench, smollm_path, studio_engine
+):
+    text = text_bench.prompt(0, 0)
+    loop = text_bench.RawServerLoop(smollm_path, dict(DEFAULTS))
+    try:
+        check_raw_variant(loop, text, studio_prompt_tokens(studio_engine, text))
+    finally:
+        loop.close()
+
+
+def test_raw_llama_generate_evaluates_the_studios_prompt_and_stops_at_max_tokens(
+    text_bench, smollm_path, studio_engine
+):
+    pytest.importorskip(
+        "llama_cpp",
+        reason="llama-cpp-python (the bench's raw Llama.generate row) is the bench extra: bash setup.sh --bench",
+    )
+    text = text_bench.prompt(0, 0)
+    raw = text_bench.Raw(smollm_path, dict(DEFAULTS), studio_engine)
+    try:
+        check_raw_variant(raw, text, studio_prompt_tokens(studio_engine, text))
     finally:
         raw.close()
-        engine.close()
 
 
 def test_every_round_asks_every_prompt_and_rounds_differ(text_bench):
@@ -92,7 +127,12 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(next(tmp_path.glob("text-*.json")).read_text())
-    variants = ("raw server loop", "raw Llama.generate", "studio engine", "studio server")
+    variants = ("raw server loop", "studio engine", "studio server")
+    if importlib.util.find_spec("llama_cpp"):  # the bench extra
+        variants += ("raw Llama.generate",)
+        assert "| studio server ÷ raw Llama.generate | 2 |" in done.stdout
+    else:
+        assert LEFT_OUT in data["notes"] and "raw Llama.generate" not in done.stdout
     assert set(data["summary"]) == {f"{v} @{c}" for v in variants for c in (1, 2)}
     assert set(data["scaling"]) == {f"{v} @2 ÷ @1 aggregate_tps" for v in variants}
     # one round: the four prompts once per variant, two at a time; the same tokens in for every variant
@@ -102,7 +142,6 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
     assert all(1 <= s["completion_tokens"] <= 4 for r in rounds for s in r[0])
     assert "llama-server left out (--no-peer)." in data["notes"]
     assert "| studio server ÷ raw server loop | 2 |" in done.stdout
-    assert "| studio server ÷ raw Llama.generate | 2 |" in done.stdout
     assert "| studio server | " in done.stdout.split("aggregate tok/s at the most clients")[1]
 
 

@@ -1,5 +1,5 @@
-"""Compare with real models: the embedded SmolLM2 in process beside the same model behind llama-cpp-python's
-own server (``python -m llama_cpp.server``, another process), registered as a remote model. The two
+"""Compare with real models: the embedded SmolLM2 in process beside the same model behind llama.cpp's
+own server (xllamacpp's, in another process), registered as a remote model. The two
 streams run at the same time, not one after the other: the comparison takes well under the two single
 runs added up."""
 
@@ -12,7 +12,7 @@ import pytest
 from aigc_studio.contracts import Message, TextOptions
 
 from .conftest import make_studio
-from .remote_helpers import python_llama_server
+from .remote_helpers import llama_cpp_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -22,9 +22,9 @@ PROMPT = "Write a short story about a lighthouse keeper."
 
 @pytest.fixture(scope="module")
 def llama_server(smollm_path):
-    """The embedded model behind llama-cpp-python's OpenAI-compatible server, one thread (as in
+    """The embedded model behind llama.cpp's OpenAI-compatible server, one thread (as in
     tests/test_remote.py), so that it and the in-process model each have a core of their own."""
-    with python_llama_server(smollm_path) as base:
+    with llama_cpp_server(smollm_path) as base:
         yield base
 
 

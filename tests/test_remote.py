@@ -1,9 +1,10 @@
 """Remote models: any OpenAI-compatible server as a studio model.
 
-The real path runs llama-cpp-python's own server (``python -m llama_cpp.server``) with the embedded model
-on a loopback port and uses it through the studio's chat service, /v1 (the official openai client) and
-the CLI. The failure cases (a 500, malformed JSON, a hang, a refused key) need a server that misbehaves
-on purpose: a small http.server on loopback that the test scripts.
+The real path runs llama.cpp's own OpenAI-compatible server (its C++ server loop, from xllamacpp's wheel,
+in a process of its own) with the embedded model on a loopback port and uses it through the studio's chat
+service, /v1 (the official openai client) and the CLI. The failure cases (a 500, malformed JSON, a hang, a
+refused key) need a server that misbehaves on purpose: a small http.server on loopback that the test
+scripts.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from aigc_studio.errors import InvalidRequest, ModelLoadError, RemoteError
 
 from . import postgres_server
 from .conftest import LiveServer, make_studio
-from .remote_helpers import Scripted, free_port, python_llama_server
+from .remote_helpers import Scripted, free_port, llama_cpp_server
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def llama_server(smollm_path):
-    """llama-cpp-python's OpenAI-compatible server with the embedded model, as "smol"."""
-    with python_llama_server(smollm_path) as base:
+    """llama.cpp's OpenAI-compatible server with the embedded model, as "smol"."""
+    with llama_cpp_server(smollm_path) as base:
         yield base
 
 
