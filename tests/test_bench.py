@@ -132,7 +132,7 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
         variants += ("raw Llama.generate",)
         assert "| studio server ÷ raw Llama.generate | 2 |" in done.stdout
     else:
-        assert LEFT_OUT in data["notes"] and "raw Llama.generate" not in done.stdout
+        assert LEFT_OUT in data["notes"] and "| raw Llama.generate |" not in done.stdout
     assert set(data["summary"]) == {f"{v} @{c}" for v in variants for c in (1, 2)}
     assert set(data["scaling"]) == {f"{v} @2 ÷ @1 aggregate_tps" for v in variants}
     # one round: the four prompts once per variant, two at a time; the same tokens in for every variant
