@@ -56,8 +56,9 @@ def pytest_sessionfinish(session, exitstatus):
 # The PostgreSQL run (AIGC_TEST_POSTGRES=1) repeats every test that can reach the store, and leaves out
 # two kinds that run on SQLite only: the browser tests (the web UI is a shell over the services, whose
 # SQL the API, CLI and service tests run on PostgreSQL; in Chromium they are the slowest third of the
-# suite), and the modules below, which never open a store. That claim is checked: in the default run a
-# test of one of these modules that opens a store (Database._connect, in this process) fails.
+# suite), and the modules below and the tests marked ``store_free``, which never open a store. That
+# claim is checked: in the default run a test of one of these modules, or a marked test, that opens a
+# store (Database._connect, in this process) fails.
 STORE_FREE_MODULES = {
     "test_batching",
     "test_bench",
@@ -88,10 +89,14 @@ def _browser_test(item) -> bool:
     return "browser" in getattr(item, "fixturenames", ())
 
 
+def _store_free(item) -> bool:
+    return _module(item) in STORE_FREE_MODULES or item.get_closest_marker("store_free") is not None
+
+
 def pytest_collection_modifyitems(config, items):
     if not postgres_server.SELECTED:
         return
-    kept = [item for item in items if not (_browser_test(item) or _module(item) in STORE_FREE_MODULES)]
+    kept = [item for item in items if not (_browser_test(item) or _store_free(item))]
     left = [item for item in items if item not in kept]
     if left:
         config.hook.pytest_deselected(items=left)
@@ -126,6 +131,29 @@ def _store_free_check(request, _count_store_connections):
             f"{request.path.name} opened a store, but it is in tests/conftest.py's STORE_FREE_MODULES"
             " (which the PostgreSQL run leaves out): take it off that list"
         )
+
+
+_STORE_AT_SETUP = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[_STORE_AT_SETUP] = _store_opened[0]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    # A marked test is checked over the whole of it: its setup (module-scoped fixtures it is the first to
+    # use included), call and teardown. It fails at teardown if a store was opened.
+    report = yield
+    marked = item.get_closest_marker("store_free") is not None
+    if marked and call.when == "teardown" and _store_opened[0] != item.stash.get(_STORE_AT_SETUP, _store_opened[0]):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} opened a store, but it is marked store_free (which the PostgreSQL run leaves out):"
+            " take the mark off"
+        )
+    return report
 
 
 @pytest.fixture(scope="module")

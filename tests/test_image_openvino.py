@@ -70,6 +70,7 @@ def images(engine, mode="txt2img", init=None, **fields):
     return [np.asarray(image, dtype=np.int16) for image in result.images], result.runtime
 
 
+@pytest.mark.store_free
 def test_the_first_request_says_it_prepares_openvino_then_steps_and_records_openvino(converted, cache):
     phases = converted.first_phases
     assert phases[0] == (CONVERTING, 0)  # said before the slow conversion, at step 0
@@ -91,6 +92,7 @@ def test_the_first_request_says_it_prepares_openvino_then_steps_and_records_open
     ],
     ids=["txt2img", "batch", "hires", "ngms", "no-guidance"],
 )
+@pytest.mark.store_free
 def test_openvino_gives_pytorchs_picture_for_the_same_seed(converted, plain, fields):
     ours, runtime = images(converted, **fields)
     theirs, _ = images(plain, **fields)
@@ -100,6 +102,7 @@ def test_openvino_gives_pytorchs_picture_for_the_same_seed(converted, plain, fie
         assert a.shape == b.shape and np.abs(a - b).max() <= TOLERANCE, fields
 
 
+@pytest.mark.store_free
 def test_ngms_still_skips_the_negative_half_on_openvino(converted):
     """NGMS wraps OpenVINO's UNet: with it the picture changes as it does on PyTorch."""
     assert np.abs(images(converted, s_min_uncond=5.0, s_min_uncond_all=True)[0][0] - images(converted)[0][0]).mean()
@@ -107,6 +110,7 @@ def test_ngms_still_skips_the_negative_half_on_openvino(converted):
     assert "forward" not in vars(converted.pipeline.vae.decoder)
 
 
+@pytest.mark.store_free
 def test_img2img_runs_on_openvino_with_pytorchs_picture(converted, plain):
     init = Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
     ours, runtime = images(converted, "img2img", init=init, denoising_strength=0.6)
@@ -114,6 +118,7 @@ def test_img2img_runs_on_openvino_with_pytorchs_picture(converted, plain):
     assert runtime and np.abs(ours[0] - theirs[0]).max() <= TOLERANCE
 
 
+@pytest.mark.store_free
 @pytest.mark.parametrize("fields", [{"tiling": True}, {"token_merging_ratio": 0.5}], ids=["tiling", "tome"])
 def test_what_openvinos_graph_cannot_follow_runs_on_pytorch_and_records_none(converted, plain, fields):
     ours, runtime = images(converted, **fields)
@@ -122,6 +127,7 @@ def test_what_openvinos_graph_cannot_follow_runs_on_pytorch_and_records_none(con
     assert np.array_equal(ours[0], theirs[0])
 
 
+@pytest.mark.store_free
 def test_a_new_engine_reads_the_converted_models_from_the_cache(converted, model, cache, caplog):
     with caplog.at_level(logging.INFO, logger="aigc_studio.engines.sd_openvino"):
         engine = DiffusersEngine("again", model.folder, speed=ImageSpeed(openvino=True, openvino_cache=cache))
@@ -131,6 +137,7 @@ def test_a_new_engine_reads_the_converted_models_from_the_cache(converted, model
     assert len(list(cache.iterdir())) == 1
 
 
+@pytest.mark.store_free
 def test_a_conversion_that_fails_leaves_pytorch_running_with_one_log_line(model, plain, tmp_path, monkeypatch, caplog):
     import openvino
 

@@ -72,6 +72,7 @@ def pixels(engine, **fields) -> np.ndarray:
     [ImageSpeed(channels_last=True), ImageSpeed(fuse_qkv=True), ImageSpeed(), ImageSpeed(True, True)],
     ids=["channels_last", "fused_qkv", "defaults", "channels_last_and_fused_qkv"],
 )
+@pytest.mark.store_free
 def test_each_pixel_keeping_optimization_keeps_the_picture_of_the_unoptimized_engine(model, plain, speed):
     engine = DiffusersEngine("tiny", model.folder, speed=speed)
     for fields in ({}, {"sampler_name": "DPM++ 2M", "cfg_scale": 5.0, "seed": 3}):
@@ -79,6 +80,7 @@ def test_each_pixel_keeping_optimization_keeps_the_picture_of_the_unoptimized_en
         assert difference.max() <= DEFAULT_TOLERANCE, fields
 
 
+@pytest.mark.store_free
 def test_channels_last_and_fused_qkv_change_the_modules_they_name(model, fast):
     """So that the bench rows measure what they say (and the defaults leave the modules alone)."""
     engine = DiffusersEngine("tiny", model.folder, speed=ImageSpeed(channels_last=True, fuse_qkv=True))
@@ -88,6 +90,7 @@ def test_channels_last_and_fused_qkv_change_the_modules_they_name(model, fast):
     assert engine.pipeline.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.store_free
 def test_torch_threads_are_capped_at_the_physical_cores(model):
     torch.set_num_threads(physical_cores() + 3)
     try:
@@ -99,6 +102,7 @@ def test_torch_threads_are_capped_at_the_physical_cores(model):
         torch.set_num_threads(1)
 
 
+@pytest.mark.store_free
 def test_the_vae_decodes_in_tiles_only_above_its_size(model, monkeypatch):
     engine = DiffusersEngine("tiny", model.folder, speed=ImageSpeed(vae_tile_above=SIZE * SIZE))
     vae = engine.pipeline.vae
@@ -117,6 +121,7 @@ def test_the_vae_decodes_in_tiles_only_above_its_size(model, monkeypatch):
     assert not tiled  # seamless tiling pads circularly: tiles would break it
 
 
+@pytest.mark.store_free
 def test_token_merging_changes_the_picture_the_same_way_each_time_and_only_while_asked(plain, fast):
     before = pixels(fast)
     merged = pixels(fast, token_merging_ratio=0.5)
@@ -136,6 +141,7 @@ def unet_batches(engine, **fields) -> tuple[np.ndarray, list[int]]:
         hook.remove()
 
 
+@pytest.mark.store_free
 def test_ngms_runs_the_prompt_alone_at_every_other_call_below_its_sigma_as_a1111(fast):
     """A1111's Negative Guidance minimum sigma: odd-numbered UNet calls whose sigma is below it run the
     prompt's half of the batch only; "all steps" skips at each one. 15 is above every sigma of SD's
@@ -160,6 +166,7 @@ def test_ngms_runs_the_prompt_alone_at_every_other_call_below_its_sigma_as_a1111
     assert np.array_equal(pixels(fast, steps=6), off)
 
 
+@pytest.mark.store_free
 def test_ngms_leaves_a_generation_without_guidance_alone(fast):
     at_one, batches = unet_batches(fast, steps=4, cfg_scale=1, s_min_uncond=15, s_min_uncond_all=True)
     assert batches == [1] * 4 and np.array_equal(at_one, pixels(fast, steps=4, cfg_scale=1))
@@ -183,6 +190,7 @@ def test_an_instruction_edit_refuses_ngms_and_img2img_on_an_edit_model_records_n
         studio.close()
 
 
+@pytest.mark.store_free
 def test_compile_that_cannot_start_runs_eagerly_with_one_log_line(model, fast, monkeypatch, caplog):
     def unavailable(*args, **kwargs):
         raise RuntimeError("torch.compile is not supported on this platform")
@@ -199,6 +207,7 @@ def test_compile_that_cannot_start_runs_eagerly_with_one_log_line(model, fast, m
     assert np.array_equal(np.asarray(image.images[0], dtype=np.int16), pixels(fast))
 
 
+@pytest.mark.store_free
 def test_compile_that_fails_on_the_first_call_says_so_then_runs_eagerly(model, fast, monkeypatch, caplog):
     """A compiled UNet whose first call fails (no C compiler, say): the request goes on eagerly."""
     from torch._dynamo.exc import BackendCompilerFailed
