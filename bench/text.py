@@ -395,7 +395,9 @@ def main() -> None:
     try:
         variants.append(Raw(model, sampling, engine.engine))
     except ImportError:
-        notes.append("raw Llama.generate left out: llama-cpp-python is not installed (bash setup.sh --bench installs it)")
+        notes.append(
+            "raw Llama.generate left out: llama-cpp-python is not installed (bash setup.sh --bench installs it)"
+        )
     variants.append(engine)
     home = Path(tempfile.mkdtemp(prefix="aigc-bench-text-"))
     try:
