@@ -89,6 +89,25 @@ def test_prompt_longer_than_context_is_refused_with_both_numbers(engine):
     assert f"is {engine.context_length} tokens" in err.value.message and "in the messages" in err.value.message
 
 
+def test_tokenizing_survives_a_connection_the_server_closed_and_threads_get_their_own(engine):
+    """The engine tokenizes over keep-alive connections to its llama.cpp server, one per thread; one the
+    server dropped (it closes idle ones) is replaced, and the answer is the same."""
+    first = engine._tokenize("A sentence to count, with a number 12345.", special=False)
+    engine._http._local.conn.sock.close()  # as if the server had dropped it
+    engine._tokens.clear()
+    assert engine._tokenize("A sentence to count, with a number 12345.", special=False) == first
+    seen = []
+    threads = [
+        threading.Thread(target=lambda i=i: seen.append(engine._tokenize(f"thread {i}", special=False)))
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 3 and len(set(map(tuple, seen))) == 3
+
+
 def test_concurrent_jobs_do_not_mix(engine):
     worker = EngineWorker(engine)
     prompts = [f"Name a color number {i}." for i in range(4)]

@@ -24,6 +24,7 @@ uses it only to tokenize, and nothing else can call it without the key.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -33,11 +34,10 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 from ..contracts import Message, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
 from ..errors import InvalidRequest, ModelLoadError, StudioError
@@ -64,6 +64,52 @@ def llama_build() -> str:
 
     cpu = " ".join(dict.fromkeys(re.findall(r"(\w+) = 1", xllamacpp.get_system_info())))
     return f"xllamacpp {xllamacpp.__version__} (CPU: {cpu or 'no SIMD'})"
+
+
+class _Loopback:
+    """JSON calls to the engine's own llama.cpp server (tokenizing, its properties) over keep-alive
+    HTTP, one connection per thread. Plain http.client: a new prompt is tokenized before its first
+    token, and httpx took about a millisecond more per call (2.0 against 1.0 ms)."""
+
+    def __init__(self, address: str, key: str):
+        self._host = address.removeprefix("http://")
+        self._headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self._local = threading.local()
+        # Weak: a connection goes with its thread (the API's thread pool retires idle threads).
+        self._opened: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(self._host, timeout=60)
+            with self._lock:
+                self._opened.add(conn)
+        return conn
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        payload = None if body is None else json.dumps(body)
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, path, payload, self._headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.HTTPException, OSError):
+                # The server closes a connection left idle (llama.cpp: after 5 s): once more on a new one.
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise
+        if response.status != 200:
+            raise RuntimeError(f"llama.cpp's {path} answered {response.status}: {data[:200]!r}")
+        return json.loads(data)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in list(self._opened):
+                conn.close()
 
 
 class LlamaCppEngine(TextEngine):
@@ -118,12 +164,8 @@ class LlamaCppEngine(TextEngine):
         self.trained_context = trained
         self._tokens: OrderedDict[tuple[str, bool, bool], list[int]] = OrderedDict()
         self._tokens_lock = threading.Lock()
-        self._http = httpx.Client(
-            base_url=self._server.listening_address,
-            headers={"Authorization": f"Bearer {self._key}"},
-            timeout=60,
-        )
-        props = self._http.get("/props").json()
+        self._http = _Loopback(self._server.listening_address, self._key)
+        props = self._http.call("GET", "/props")
         self._template = ChatTemplate(
             self.metadata.get("tokenizer.chat_template"),
             bos_token=props.get("bos_token") or "",
@@ -154,9 +196,9 @@ class LlamaCppEngine(TextEngine):
             if key in self._tokens:
                 self._tokens.move_to_end(key)
                 return list(self._tokens[key])
-        r = self._http.post("/tokenize", json={"content": text, "add_special": add_bos, "parse_special": special})
-        r.raise_for_status()
-        tokens = r.json()["tokens"]
+        tokens = self._http.call(
+            "POST", "/tokenize", {"content": text, "add_special": add_bos, "parse_special": special}
+        )["tokens"]
         with self._tokens_lock:
             self._tokens[key] = tokens
             while len(self._tokens) > 16:

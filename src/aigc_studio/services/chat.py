@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -84,9 +85,9 @@ class ChatRun:
     """One generation. Iterate it (sync or async) for chunks; ``result`` once it has ended.
 
     It is recorded in history by the engine's worker when the engine is done with it — so an answer
-    is kept whole even when the client stopped reading part-way. The question is recorded before the
-    answer starts (History.begin): a server killed mid-answer keeps it, with the answer marked
-    interrupted at the next start.
+    is kept whole even when the client stopped reading part-way. The question is recorded as the
+    answer starts (History.begin, while the engine evaluates the prompt): a server killed mid-answer
+    keeps it, with the answer marked interrupted at the next start.
     """
 
     def __init__(self, service: ChatService, prepared: PreparedChat):
@@ -96,6 +97,7 @@ class ChatRun:
         self._job: Job | None = None
         self._result: ChatResult | None = None
         self._begun = False
+        self._abandoned = False
 
     def _submit(self, loop: asyncio.AbstractEventLoop | None) -> Job:
         # The job takes over the prepared lease and releases it when it ends; a prepared chat run a
@@ -114,21 +116,35 @@ class ChatRun:
             slot.release()
 
         p = self.prepared
-        if p.store and not self._begun:
-            try:
-                p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
-            except BaseException:
-                ended()
-                raise
-            self._begun = True
+        begin = p.store and not self._begun
+        # The engine starts on the prompt before the question is stored: storing it then costs the first
+        # token nothing. The worker records the answer only once the question is stored (or could not be).
+        settled = threading.Event()
+        if not begin:
+            settled.set()
         try:
-            self._job = lease.worker.submit(self.prepared.request, loop=loop, on_done=self._on_done, on_end=ended)
+            job = lease.worker.submit(
+                p.request, loop=loop, on_done=lambda job, error: self._on_done(job, error, settled), on_end=ended
+            )
         except BaseException as exc:
             ended()
-            if self._begun:  # the question is stored: so is why no answer came
+            if begin:  # the question is stored: so is why no answer came
+                p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
+                self._begun = True
                 self._result = self._record(None, "", exc, 0.0, 0.0)
             raise
-        return self._job
+        self._job = job
+        if begin:
+            try:
+                p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
+                self._begun = True
+            except BaseException:
+                self._abandoned = True  # the caller gets the error; nothing of this run is recorded
+                job.cancel()
+                raise
+            finally:
+                settled.set()
+        return job
 
     def __iter__(self) -> Iterator[TextChunk]:
         yield from self._submit(None)
@@ -149,7 +165,10 @@ class ChatRun:
         assert self._result is not None, "the run was never started"
         return self._result
 
-    def _on_done(self, job: Job, error: BaseException | None) -> None:
+    def _on_done(self, job: Job, error: BaseException | None, settled: threading.Event) -> None:
+        settled.wait()
+        if self._abandoned:
+            return
         first = (job.first_text_at or job.ended_at) - job.submitted_at
         with principal.acting_as(self.principal):
             self._result = self._record(job.final, "".join(job.text), error, first, job.ended_at - job.submitted_at)
