@@ -106,21 +106,43 @@ class DeclaredRoutes:
 
     def __init__(self, app: ASGIApp, api: FastAPI, respond: Callable[[Scope, int, str, str], JSONResponse]):
         self.app, self.api, self.respond = app, api, respond
+        # What a method and path match, kept: matching asks each of the ~90 routes in turn, which took
+        # more of a request's time than anything else in the studio's own code.
+        self._seen: dict[tuple, Match] = {}
 
-    def _matches(self, scope: Scope, method: str | None = None) -> set[Match]:
+    def _match(self, scope: Scope, method: str | None = None) -> Match:
+        """FULL where an API route takes this method and path, PARTIAL where one takes the path with
+        another method, else NONE (the web UI's mount is not asked)."""
         scope = {**scope, "method": method} if method else scope
-        return {route.matches(scope)[0] for route in self.api.router.routes if not isinstance(route, Mount)}
+        routes = self.api.router.routes
+        key = (scope["method"], scope.get("root_path", ""), scope["path"], len(routes))
+        found = self._seen.get(key)
+        if found is None:
+            found = Match.NONE
+            for route in routes:
+                if isinstance(route, Mount):
+                    continue
+                match = route.matches(scope)[0]
+                if match == Match.FULL:
+                    found = match
+                    break
+                if match == Match.PARTIAL:
+                    found = match
+            if len(self._seen) >= 4096:  # a flood of unknown paths
+                self._seen.clear()
+            self._seen[key] = found
+        return found
 
     def _allows(self, scope: Scope, method: str) -> bool:
         method = "GET" if method == "HEAD" else method
-        return Match.FULL in self._matches(scope, method)
+        return self._match(scope, method) == Match.FULL
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = self._matches(scope)
-        if Match.FULL in found:
+        found = self._match(scope)
+        if found == Match.FULL:
             await self.app(scope, receive, send)
         elif scope["method"] == "HEAD" and self._allows(scope, "HEAD"):
 
@@ -130,7 +152,7 @@ class DeclaredRoutes:
                 await send(message)
 
             await self.app({**scope, "method": "GET"}, receive, headers_only)
-        elif Match.PARTIAL in found:
+        elif found == Match.PARTIAL:
             allowed = [m for m in _METHODS if self._allows(scope, m)]
             message = f"{scope['method']} is not allowed on {scope['path']}; allowed: {', '.join(allowed)}"
             response = self.respond(scope, 405, message, "method_not_allowed")

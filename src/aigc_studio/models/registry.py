@@ -10,6 +10,7 @@ loaded together: the kind last asked for frees the other once nothing runs on it
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -84,11 +85,19 @@ def embedded_model_path() -> Path | None:
 
     Importing that package would pull in its own plugin code, which needs packages we do not install.
     """
+    folder = _embedded_package_folder()
+    path = folder / EMBEDDED_FILE if folder else None
+    return path if path and path.is_file() else None
+
+
+@functools.cache
+def _embedded_package_folder() -> Path | None:
+    # Looked up once: every request that names a model lists the built-in ones, and the lookup walks
+    # sys.path (about a millisecond).
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
-    return path if path.is_file() else None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 # What an image model can do, by its UNet's input channels: 4 latents (a standard model, which also
