@@ -128,9 +128,10 @@ class ChatRun:
             )
         except BaseException as exc:
             ended()
-            if begin:  # the question is stored: so is why no answer came
-                p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
-                self._begun = True
+            if begin or self._begun:  # the question is stored: so is why no answer came
+                if begin:
+                    p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
+                    self._begun = True
                 self._result = self._record(None, "", exc, 0.0, 0.0)
             raise
         self._job = job
