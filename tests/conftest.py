@@ -121,18 +121,6 @@ def _count_store_connections():
     db.Database._connect = connect
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _store_free_check(request, _count_store_connections):
-    # Autouse: set up before the module's other fixtures (a module-scoped studio among them), torn down after.
-    before = _store_opened[0]
-    yield
-    if request.path.stem in STORE_FREE_MODULES and _store_opened[0] != before:
-        pytest.fail(
-            f"{request.path.name} opened a store, but it is in tests/conftest.py's STORE_FREE_MODULES"
-            " (which the PostgreSQL run leaves out): take it off that list"
-        )
-
-
 _STORE_AT_SETUP = pytest.StashKey[int]()
 
 
@@ -143,15 +131,21 @@ def pytest_runtest_setup(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    # A marked test is checked over the whole of it: its setup (module-scoped fixtures it is the first to
-    # use included), call and teardown. It fails at teardown if a store was opened.
+    # A store-free test (its module listed, or itself marked) is checked over the whole of it: its setup
+    # (module-scoped fixtures it is the first to use included), call and teardown (its module's, when it
+    # is the last). It fails at teardown if a store was opened.
     report = yield
-    marked = item.get_closest_marker("store_free") is not None
-    if marked and call.when == "teardown" and _store_opened[0] != item.stash.get(_STORE_AT_SETUP, _store_opened[0]):
+    if (
+        call.when == "teardown"
+        and _store_free(item)
+        and _store_opened[0] != item.stash.get(_STORE_AT_SETUP, _store_opened[0])
+    ):
+        where = (
+            "its module is in STORE_FREE_MODULES" if _module(item) in STORE_FREE_MODULES else "it is marked store_free"
+        )
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.nodeid} opened a store, but it is marked store_free (which the PostgreSQL run leaves out):"
-            " take the mark off"
+            f"{item.nodeid} opened a store, but {where} (which the PostgreSQL run leaves out): take it off"
         )
     return report
 

@@ -130,15 +130,13 @@ class ChatRun:
             ended()
             if begin or self._begun:  # the question is stored: so is why no answer came
                 if begin:
-                    p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
-                    self._begun = True
+                    self._begin()
                 self._result = self._record(None, "", exc, 0.0, 0.0)
             raise
         self._job = job
         if begin:
             try:
-                p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
-                self._begun = True
+                self._begin()
             except BaseException:
                 self._abandoned = True  # the caller gets the error; nothing of this run is recorded
                 job.cancel()
@@ -146,6 +144,11 @@ class ChatRun:
             finally:
                 settled.set()
         return job
+
+    def _begin(self) -> None:
+        p = self.prepared
+        p.conversation_id = self.service.history.begin(p.conversation_id, p.new_messages, p.record)
+        self._begun = True
 
     def __iter__(self) -> Iterator[TextChunk]:
         yield from self._submit(None)
