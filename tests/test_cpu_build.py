@@ -78,3 +78,4 @@ def test_the_build_a_model_runs_on_is_named_with_its_instruction_sets():
     build = llama_build()
     assert build.startswith(f"xllamacpp {xllamacpp.__version__} (CPU: ")
     assert re.search(r"\bAVX2\b", build)  # both the PyPI wheel and a native build of an x86-64 CPU have it
+    assert build.endswith(f"; compiler: {xllamacpp.BUILD_INFO['compiler']})")  # e.g. "GNU 10.2.1", the wheel's

@@ -82,6 +82,34 @@ def test_cancel_stops_between_tokens(engine):
     assert final.usage.completion_tokens <= 4
 
 
+def test_run_hands_every_chunk_to_emit_on_the_calling_thread(engine):
+    """The worker's path: llama.cpp's stream callback runs on the caller's thread and gives the chunks
+    there, with no thread between; the text is what ``stream`` gives for the same seed."""
+    request = TextRequest(ASK, TextOptions(seed=11, max_tokens=12))
+    caller, seen = threading.get_ident(), []
+    engine.run(request, threading.Event(), lambda chunk: seen.append((threading.get_ident(), chunk)))
+    assert {thread for thread, _ in seen} == {caller}
+    assert seen[-1][1].finish_reason == "length" and seen[-1][1].usage.completion_tokens == 12
+    streamed, _ = generate(engine, seed=11, max_tokens=12)
+    assert "".join(chunk.text for _, chunk in seen) == streamed
+
+
+def test_an_error_in_emit_stops_the_slot_and_is_raised(engine):
+    request = TextRequest(ASK, TextOptions(seed=5, max_tokens=400))
+    calls = []
+
+    def emit(chunk):
+        calls.append(chunk)
+        if len(calls) == 2:
+            raise RuntimeError("the consumer broke")
+
+    with pytest.raises(RuntimeError, match="the consumer broke"):
+        engine.run(request, threading.Event(), emit)
+    assert len(calls) == 2  # the slot stopped at the error: no chunk after it, no final chunk
+    text, final = generate(engine, seed=5, max_tokens=4)  # and the engine serves the next request
+    assert text and final.finish_reason == "length"
+
+
 def test_prompt_longer_than_context_is_refused_with_both_numbers(engine):
     long = [Message(role="user", content="word " * 9000)]
     with pytest.raises(ContextLengthExceeded) as err:

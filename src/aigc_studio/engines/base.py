@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..contracts import Message, TextChunk, TextRequest
 from ..errors import ContextLengthExceeded, InvalidRequest
@@ -88,6 +88,13 @@ class TextEngine(ABC):
 
         At most ``parallel`` calls run at once, each on its own thread (see ``engines.worker``).
         """
+
+    def run(self, request: TextRequest, cancel: threading.Event, emit: Callable[[TextChunk], None]) -> None:
+        """Generate for ``request``, handing each chunk to ``emit`` on the calling thread; what the
+        worker calls. This drives ``stream``; an engine whose runtime calls back per token (llama.cpp's
+        server loop) overrides it, so that no thread stands between the runtime and ``emit``."""
+        for chunk in self.stream(request, cancel):
+            emit(chunk)
 
     def close(self) -> None:  # noqa: B027 - optional: an engine with nothing to free keeps it
         """Free the model's memory."""

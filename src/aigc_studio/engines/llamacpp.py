@@ -36,7 +36,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..contracts import Message, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
@@ -54,16 +54,33 @@ DEFAULTS = dict(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalt
 DEFAULT_SLOT_CONTEXT = 4096
 DEFAULT_PARALLEL = 4
 _DONE = object()
+
+
+class _Progress:
+    """What a slot's stream has said so far (written by its callback, read once it has ended)."""
+
+    def __init__(self) -> None:
+        self.finish = "length"
+        self.usage: dict | None = None
+        self.timings: dict | None = None
+        self.first_token_at: float | None = None
+        self.streamed = 0  # chunks with text: one per token, but for text held back (a stop string's start)
+        self.error: BaseException | None = None
+
+
 log = logging.getLogger("aigc_studio.engines.llamacpp")
 
 
 def llama_build() -> str:
-    """Which llama.cpp runs: xllamacpp's version and the CPU instruction sets its kernels were built for
-    (AVX2 from the PyPI wheel; AVX-512 as well from ``setup.sh --native`` on a CPU that has it)."""
+    """Which llama.cpp runs: xllamacpp's version, the CPU instruction sets its kernels were built for
+    (AVX2 from the PyPI wheel; AVX-512 as well from ``setup.sh --native`` on a CPU that has it) and the
+    compiler that built them (the wheel's is GCC 10; a native build's, this machine's own)."""
     import xllamacpp
 
     cpu = " ".join(dict.fromkeys(re.findall(r"(\w+) = 1", xllamacpp.get_system_info())))
-    return f"xllamacpp {xllamacpp.__version__} (CPU: {cpu or 'no SIMD'})"
+    compiler = (getattr(xllamacpp, "BUILD_INFO", None) or {}).get("compiler")
+    built = f"; compiler: {compiler}" if compiler else ""
+    return f"xllamacpp {xllamacpp.__version__} (CPU: {cpu or 'no SIMD'}{built})"
 
 
 class _Loopback:
@@ -311,6 +328,33 @@ class LlamaCppEngine(TextEngine):
     # -- generation ---------------------------------------------------------------------------------
 
     def stream(self, request: TextRequest, cancel: threading.Event) -> Iterator[TextChunk]:
+        """``run`` on a thread of its own, its chunks yielded here; a consumer that stops reading
+        stops the slot."""
+        chunks: queue.SimpleQueue = queue.SimpleQueue()
+
+        def produce() -> None:
+            try:
+                self.run(request, cancel, chunks.put)
+            except BaseException as exc:  # handed to the consumer, which raises it on its own thread
+                chunks.put(exc)
+            finally:
+                chunks.put(_DONE)
+
+        thread = threading.Thread(target=produce, name=f"decode-{self.model_id}", daemon=True)
+        thread.start()
+        try:
+            while (chunk := chunks.get()) is not _DONE:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                yield chunk
+        finally:
+            if thread.is_alive():
+                cancel.set()
+                thread.join()
+
+    def run(self, request: TextRequest, cancel: threading.Event, emit: Callable[[TextChunk], None]) -> None:
+        """llama.cpp's server loop decodes; its stream callback runs on this thread and hands each piece
+        to ``emit`` at once: no thread between the loop and the consumer."""
         opts = request.options
         prompt = self._prompt_tokens(request.messages, request.prompt, request)
         limit = self.completion_room(len(prompt), opts.max_tokens)
@@ -343,70 +387,61 @@ class LlamaCppEngine(TextEngine):
             body["n_probs"] = max(1, request.logprobs)
         calls = generic_tools.GenericOutput() if request.prompt is None and request.calls_tools else None
 
-        chunks: queue.SimpleQueue = queue.SimpleQueue()
         started = time.perf_counter()
+        progress = _Progress()
 
         def on_chunk(chunk: dict) -> bool:
-            chunks.put(chunk)
-            return cancel.is_set()  # True stops the slot at once
-
-        def run() -> None:
+            """One chunk of the slot's stream; True stops the slot."""
             try:
-                answer = self._server.handle_completions(body, on_chunk)
-                if isinstance(answer, dict) and "error" in answer:
-                    chunks.put(answer)
-            except BaseException as exc:  # handed to the generator, which raises it on the worker
-                chunks.put(exc)
-            finally:
-                chunks.put(_DONE)
-
-        thread = threading.Thread(target=run, name=f"decode-{self.model_id}", daemon=True)
-        thread.start()
-        finish, usage, timings, first_token_at = "length", None, None, None
-        streamed = 0  # chunks with text: one per token, but for text held back (a stop string's start)
-        try:
-            while (chunk := chunks.get()) is not _DONE:
-                if isinstance(chunk, BaseException):
-                    raise chunk
                 if "error" in chunk:
-                    raise self._error(chunk["error"], len(prompt), opts.max_tokens)
+                    progress.error = self._error(chunk["error"], len(prompt), opts.max_tokens)
+                    return True
                 choice = chunk["choices"][0]
                 text = choice.get("text") or ""
-                if text and first_token_at is None:
-                    first_token_at = time.perf_counter()
                 if text:
-                    streamed += 1
-                    yield from self._pieces(text, calls, self._logprobs(choice, request.logprobs))
+                    if progress.first_token_at is None:
+                        progress.first_token_at = time.perf_counter()
+                    progress.streamed += 1
+                    for piece in self._pieces(text, calls, self._logprobs(choice, request.logprobs)):
+                        emit(piece)
                 if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-                    usage, timings = chunk.get("usage"), chunk.get("timings")
-        finally:
-            cancel_seen = cancel.is_set()
-            if thread.is_alive():
-                cancel.set()  # a consumer that stopped reading stops the slot
-                thread.join()
-        if cancel_seen and finish == "length" and usage is None:
+                    progress.finish = choice["finish_reason"]
+                    progress.usage, progress.timings = chunk.get("usage"), chunk.get("timings")
+            except BaseException as exc:  # raised on this thread once the slot has stopped
+                progress.error = exc
+                return True
+            return cancel.is_set()
+
+        answer = self._server.handle_completions(body, on_chunk)
+        if progress.error is None and isinstance(answer, dict) and "error" in answer:
+            progress.error = self._error(answer["error"], len(prompt), opts.max_tokens)
+        if progress.error is not None:
+            raise progress.error
+        finish, usage, timings = progress.finish, progress.usage, progress.timings
+        if cancel.is_set() and finish == "length" and usage is None:
             finish = "cancelled"
         ended = time.perf_counter()
-        first_token_at = first_token_at or ended
+        first_token_at = progress.first_token_at or ended
         prompt_seconds, decode_seconds = first_token_at - started, ended - first_token_at
         if timings:
             prompt_seconds = timings.get("prompt_ms", prompt_seconds * 1000) / 1000
             decode_seconds = timings.get("predicted_ms", decode_seconds * 1000) / 1000
         # A cancelled slot sends no usage: what was streamed is what it produced.
-        produced = (usage or {}).get("completion_tokens", streamed)
+        produced = (usage or {}).get("completion_tokens", progress.streamed)
         cached = ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens", 0)
         if calls is not None and calls.called and finish == "stop":
             finish = "tool_calls"
-        yield TextChunk(
-            "",
-            finish_reason=finish,  # type: ignore[arg-type]
-            usage=Usage(len(prompt), produced, cached),
-            seed=seed,
-            prompt_seconds=prompt_seconds,
-            decode_seconds=decode_seconds,
-            tool_calls=list(calls.calls) if calls is not None and calls.called else None,
-            sampling=used,
+        emit(
+            TextChunk(
+                "",
+                finish_reason=finish,  # type: ignore[arg-type]
+                usage=Usage(len(prompt), produced, cached),
+                seed=seed,
+                prompt_seconds=prompt_seconds,
+                decode_seconds=decode_seconds,
+                tool_calls=list(calls.calls) if calls is not None and calls.called else None,
+                sampling=used,
+            )
         )
 
     def _error(self, error: dict, prompt_tokens: int, max_tokens: int | None) -> StudioError:

@@ -156,8 +156,7 @@ class EngineWorker:
             error: Exception | None = None
             try:
                 if not job.cancel_event.is_set():
-                    for chunk in self.engine.stream(job.request, job.cancel_event):
-                        job._put(chunk)
+                    self.engine.run(job.request, job.cancel_event, job._put)
             except Exception as exc:  # handed to the consumer, which decides what the user sees
                 error = exc
             job.ended_at = time.perf_counter()
