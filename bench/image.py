@@ -26,7 +26,9 @@ seeds, each in a process of its own so that its peak memory is its own:
                  includes the compile, printed as "compile s".
   openvino       the engine's defaults plus OpenVINO for the UNet and the VAE's decoder (the setting
                  ``image_openvino``), opt-in; converted once into ``bench/results/openvino`` (its warm-up
-                 includes the conversion or the read from that cache, and says which).
+                 includes the conversion or the read from that cache, and says which). With two threads
+                 or more its UNet runs as two streams, one half of the guidance batch on each.
+  openvino-1     the same with the UNet as one stream on all the threads (the engine before two streams).
   bf16           the engine's defaults inside ``torch.autocast("cpu", dtype=torch.bfloat16)``: measured,
                  not offered (see the README).
   studio API     ``POST /sdapi/v1/txt2img`` to ``aigc serve`` over HTTP: the whole request, including the
@@ -95,6 +97,7 @@ VARIANTS = (
     "ngms-all",
     "compile",
     "openvino",
+    "openvino-1",
     "bf16",
     "api",
 )
@@ -109,6 +112,7 @@ LABELS = {
     "ngms-all": "studio engine + NGMS all steps",
     "compile": "studio engine + torch.compile",
     "openvino": "studio engine + OpenVINO",
+    "openvino-1": "studio engine + OpenVINO, one stream",
     "bf16": "studio engine + bf16 autocast",
     "api": "studio /sdapi/v1/txt2img (HTTP)",
 }
@@ -179,6 +183,9 @@ def engine_speed(kind: str, threads: int):
         "fused-qkv": ImageSpeed(fuse_qkv=True, threads=threads),
         "compile": ImageSpeed(compile=True, threads=threads),
         "openvino": ImageSpeed(openvino=True, openvino_cache=BENCH / "results" / "openvino", threads=threads),
+        "openvino-1": ImageSpeed(
+            openvino=True, openvino_cache=BENCH / "results" / "openvino", threads=threads, openvino_streams=1
+        ),
     }.get(kind, ImageSpeed(threads=threads))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 
 import numpy as np
@@ -100,6 +101,51 @@ def test_openvino_gives_pytorchs_picture_for_the_same_seed(converted, plain, fie
     assert len(ours) == len(theirs) == fields.get("batch_size", 1)
     for a, b in zip(ours, theirs, strict=True):
         assert a.shape == b.shape and np.abs(a - b).max() <= TOLERANCE, fields
+
+
+@pytest.fixture(scope="module")
+def two_streams(model, cache, converted):
+    """An engine on OpenVINO made with two torch threads: its UNet runs as two streams of one thread, one
+    half of each batch on each (the module's other engines have one thread: one stream)."""
+    import torch
+
+    torch.set_num_threads(2)
+    try:
+        return DiffusersEngine("tiny-streams", model.folder, speed=ImageSpeed(openvino=True, openvino_cache=cache))
+    finally:
+        torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize(
+    "fields, ran",
+    [
+        ({}, "all"),  # guidance: two latents, one per stream
+        ({"batch_size": 2, "cfg_scale": 5.0}, "all"),  # four latents, two per stream
+        ({"s_min_uncond": 5.0, "s_min_uncond_all": True}, "some"),  # NGMS's one-latent calls: PyTorch
+        ({"cfg_scale": 1.0}, "none"),  # one latent per call throughout
+    ],
+    ids=["txt2img", "batch", "ngms", "no-guidance"],
+)
+@pytest.mark.store_free
+def test_two_streams_split_the_batch_keep_pytorchs_picture_and_the_record_counts_the_calls(
+    two_streams, plain, fields, ran
+):
+    ours, runtime = images(two_streams, **fields)
+    theirs, _ = images(plain, **fields)
+    requests = two_streams._openvino._unet
+    assert len(requests) == 2 and requests[0].get_compiled_model().get_property("NUM_STREAMS") == 2
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() <= TOLERANCE, fields
+    version = openvino_version()
+    if ran == "all":
+        assert runtime == f"OpenVINO {version}"
+    elif ran == "none":
+        assert runtime is None
+    else:
+        counted = re.fullmatch(
+            rf"OpenVINO {re.escape(version)} \((\d+) of (\d+) UNet calls; the rest PyTorch\)", runtime
+        )
+        assert counted and 0 < int(counted[1]) < int(counted[2]) == 3, runtime
 
 
 @pytest.mark.store_free

@@ -61,7 +61,7 @@ from ..images.masking import InitInput, prepare_init
 from ..images.resize import LATENT_UPSCALE_MODES, HiresSize, hires_size, upscale_image
 from .image_base import ImageEngine
 from .samplers import SchedulerCache
-from .sd_openvino import CONVERTING, OpenVINOModules
+from .sd_openvino import CONVERTING, OpenVINOModules, UNetCalls
 from .sd_pipelines import (
     KINDS,
     ROLES,
@@ -157,6 +157,7 @@ class _Run:
     from_noise: bool = False  # txt2img on an inpainting model
     hires: _Hires | None = None
     runtime: str | None = None  # what ran the UNet when not PyTorch ("OpenVINO 2026.4.1"), for the record
+    unet_calls: UNetCalls = field(default_factory=UNetCalls)  # on OpenVINO: how many calls each runtime ran
 
 
 class _Progress:
@@ -227,7 +228,9 @@ class DiffusersEngine(ImageEngine):
         self._openvino: OpenVINOModules | None = None
         if speed.openvino and self.device.type == "cpu":
             cache = speed.openvino_cache or Path(path).parent / ".aigc-openvino"
-            self._openvino = OpenVINOModules(base, Path(path), cache, torch.get_num_threads())
+            self._openvino = OpenVINOModules(
+                base, Path(path), cache, torch.get_num_threads(), streams=speed.openvino_streams
+            )
         elif speed.openvino:
             log.info("%s: OpenVINO is for the CPU; on %s the UNet runs on PyTorch", model_id, self.device)
         self._compiler = UNetCompiler(base.unet, speed.compile and self._openvino is None, speed.compile_cache)
@@ -437,13 +440,12 @@ class DiffusersEngine(ImageEngine):
         if self._compiler.pending:  # the first call compiles for minutes: say so rather than sit at step 0
             progress.announce(COMPILING)
         openvino = self._openvino_for(run.request, progress.announce)
-        if openvino is not None:
-            run.runtime = openvino.runtime
+        calls = UNetCalls()
         try:
             # An InstructPix2Pix UNet guides by image and text (three predictions): A1111 never skips there.
             ngms = 0.0 if self.supports_instruct_edit else run.request.s_min_uncond
             with (
-                openvino.unet(pipe.unet) if openvino is not None else nullcontext(),
+                openvino.unet(pipe.unet) if openvino is not None else nullcontext(calls) as calls,
                 token_merging(pipe.unet, run.request.token_merging_ratio),
                 negative_guidance_skip(pipe, ngms, run.request.s_min_uncond_all),
             ):
@@ -451,6 +453,10 @@ class DiffusersEngine(ImageEngine):
             stopped = False
         except _StopBatch as stop:
             latents, stopped = stop.latents, True
+        finally:
+            if openvino is not None:  # what ran the UNet, over both passes of hires fix
+                run.unet_calls.add(calls)
+                run.runtime = openvino.describe(run.unet_calls)
         progress.pass_ended(iterations)
         return latents, stopped
 

@@ -83,6 +83,9 @@ class ImageSpeed:
     # converted once per model into ``openvino_cache`` (None: a folder next to the model).
     openvino: bool = False
     openvino_cache: Path | None = None
+    # How many streams the UNet runs as on OpenVINO, each half of a batch on its own threads; 0: two
+    # with two threads or more (guidance's two latents, one per stream), else one. bench/image.py sets 1.
+    openvino_streams: int = 0
 
     def apply(self, pipe) -> None:
         """Apply the once-per-model parts to a loaded pipeline's modules (shared by all its pipelines)."""
