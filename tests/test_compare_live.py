@@ -1,7 +1,6 @@
 """Compare with real models: the embedded SmolLM2 in process beside the same model behind llama.cpp's
 own server (xllamacpp's, in another process), registered as a remote model. The two
-streams run at the same time, not one after the other: the comparison takes well under the two single
-runs added up."""
+streams run at the same time, not one after the other: while both stream, both produce text."""
 
 from __future__ import annotations
 
@@ -63,13 +62,17 @@ def test_a_remote_and_the_in_process_model_answer_at_the_same_time(tmp_path, lla
         assert done[0][1].text == local_text and done[1][1].text == remote_text
         assert {e.stats["finish_reason"] for _, e in done.values()} == {"length"}
         assert all(e.stats["completion_tokens"] == 64 for _, e in done.values())
-        # They ran at the same time, not one after the other: the pane that finished last had produced at
-        # least a quarter of its text before the other finished. (Wall time is no proof on 2 shared
-        # cores: two CPU-bound models take about the sum of their times whether they overlap or not.)
-        first, last = sorted((0, 1), key=lambda pane: done[pane][0])
-        before = sum(1 for t in deltas[last] if t < done[first][0])
-        assert before >= len(deltas[last]) / 4, (
-            f"pane {last} had {before} of {len(deltas[last])} deltas before pane {first} finished"
+        # They ran at the same time, not one after the other: while both were streaming (from the later
+        # first piece to the earlier finish), each pane produced text. (Wall time is no proof on 2 shared
+        # cores: two CPU-bound models take about the sum of their times whether they overlap or not. Nor is
+        # a share of the text: the in-process pane evaluates its seeded prompt afresh, 0.3-0.7 s on one
+        # thread, while the server answers from its prompt cache at once.)
+        start = max(deltas[0][0], deltas[1][0])
+        end = min(done[0][0], done[1][0])
+        both = {pane: sum(1 for t in deltas[pane] if start <= t <= end) for pane in (0, 1)}
+        assert min(both.values()) >= 5, (
+            f"pieces each pane produced while both streamed ({end - start:.2f} s): {both}; "
+            f"first pieces at {deltas[0][0]:.2f} / {deltas[1][0]:.2f} s, done at {done[0][0]:.2f} / {done[1][0]:.2f} s"
         )
         print(f"\nalone: in-process {local_s:.2f} s, remote {remote_s:.2f} s; together {together_s:.2f} s")
     finally:
