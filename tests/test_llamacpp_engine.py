@@ -186,6 +186,42 @@ def test_grammar_first_sampling_keeps_every_answer_inside_the_schema(engine, see
     assert chunks[-1].finish_reason == "stop"
 
 
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("choice", ["auto", "required"])
+def test_the_answer_forms_with_tools_allow_no_keys_but_their_own(parallel, choice):
+    """A call object, its wrapper and the plain reply take only their own keys: given room, SmolLM2 added
+    keys to a call ("description", "type", ...) and once wrote a key string until max_tokens ran out."""
+    from aigc_studio.contracts import Tool
+    from aigc_studio.engines.generic_tools import answer_schema
+    from aigc_studio.engines.json_grammar import SchemaGrammar
+
+    tools = [Tool(name="get_weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}})]
+    tools.append(Tool(name="get_time"))
+    request = TextRequest(ASK, tools=tools, tool_choice=choice, parallel_tool_calls=parallel)
+    schema = answer_schema(request, SchemaGrammar(), None)
+    objects = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "properties" in node:
+                objects.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    wrappers = {"tool_calls", "tool_call", "response"} & {key for o in objects for key in o["properties"]}
+    assert wrappers == ({"tool_calls"} if parallel else {"tool_call"}) | ({"response"} if choice == "auto" else set())
+    calls = [o for o in objects if set(o["properties"]) == {"name", "arguments"}]
+    assert len(calls) == 2
+    # (an arguments object is the tool's own schema, checked as any schema is: not asked here)
+    own = [o for o in objects if set(o["properties"]) & {"name", "tool_calls", "tool_call", "response"}]
+    assert len(own) == 3 + (choice == "auto")
+    assert all(o.get("additionalProperties") is False for o in own), own
+
+
 def test_tool_results_are_rendered_for_templates_without_a_tool_role():
     from aigc_studio.contracts import Tool, ToolCall
     from aigc_studio.engines.generic_tools import render

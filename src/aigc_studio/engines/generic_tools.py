@@ -68,18 +68,24 @@ def answer_schema(request: TextRequest, grammar: SchemaGrammar, response_schema:
                 "type": "object",
                 "properties": {"name": {"const": tool.name}, "arguments": arguments},
                 "required": ["name", "arguments"],
+                # No other keys: given room, a small model adds keys to a call until it runs out of tokens
+                # (as json_grammar says of any object with properties).
+                "additionalProperties": False,
             }
         )
     one_call = calls[0] if len(calls) == 1 else {"anyOf": calls}
     if _single(request):
         call_form = {"type": "object", "properties": {"tool_call": one_call}, "required": ["tool_call"]}
+        call_form["additionalProperties"] = False
     else:
         many = {"type": "array", "items": one_call, "minItems": 1}
         call_form = {"type": "object", "properties": {"tool_calls": many}, "required": ["tool_calls"]}
+        call_form["additionalProperties"] = False
     if request.tool_choice != "auto":
         return call_form
     response = response_schema if response_schema is not None else {"type": "string"}
     reply_form = {"type": "object", "properties": {"response": response}, "required": ["response"]}
+    reply_form["additionalProperties"] = False
     return {"anyOf": [call_form, reply_form]}
 
 
