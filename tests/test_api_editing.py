@@ -217,6 +217,27 @@ def test_a_real_polish_by_smollm2_through_the_api(live):
     assert any("writes English only" in note for note in zh.json()["notes"])
 
 
+def test_a_long_text_streams_how_far_it_has_been_read_then_the_answer(live):
+    """A text longer than one step (prompt_batch, 128 tokens) is read in steps: progress events first."""
+    text = " ".join(["The studio keeps every result with its parameters and its label."] * 20)
+    with httpx.stream(
+        "POST",
+        live.url + "/api/write/edit",
+        json={"op": "summarize", "text": text, "stream": True, "options": {"seed": 1, "max_tokens": 4}},
+        timeout=120,
+    ) as r:
+        assert r.status_code == 200
+        r.read()
+        found = events(r)
+    kinds = [e["type"] if isinstance(e, dict) else e for e in found]
+    progress = [e for e in found if isinstance(e, dict) and e["type"] == "progress"]
+    total = found[-2]["usage"]["prompt_tokens"]
+    assert total > 256
+    assert [e["read"] for e in progress] == list(range(0, total, 128)) and {e["total"] for e in progress} == {total}
+    assert kinds.index("delta") > kinds.index("progress") and kinds[-2:] == ["result", "[DONE]"]
+    assert "progress" not in kinds[kinds.index("delta") :]
+
+
 def test_the_schema_declares_each_status_these_routes_answer(server):
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     codes = {f"{m.upper()} {p}": {int(c) for c in op["responses"]} for p, ops in paths.items() for m, op in ops.items()}

@@ -3,7 +3,8 @@
 bench/text.py: the studio's prompt tokens are llama.cpp's own rendering of the chat template, the raw rows
 (llama.cpp's server loop; ``Llama.generate`` where the bench extra is installed) evaluate exactly those
 tokens, every variant gets every prompt in every round, and a short real run (no peer) records exact token counts for
-each variant. bench/llama_server.py: where llama-server cannot be fetched, it says why. bench/image.py: a
+each variant. bench/long_prompt.py: a short run, where small steps keep the other answer going.
+bench/llama_server.py: where llama-server cannot be fetched, it says why. bench/image.py: a
 short real run on the tiny model, raw pipeline and the studio engine's optimization rows in their own
 processes, with the same scheduler class and config, the asked number of steps, a speed-up and a pixel
 difference against the raw pipeline for each.
@@ -143,6 +144,24 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
     assert "llama-server left out (--no-peer)." in data["notes"]
     assert "| studio server ÷ raw server loop | 2 |" in done.stdout
     assert "| studio server | " in done.stdout.split("aggregate tok/s at the most clients")[1]
+
+
+def test_long_prompt_bench_short_run_shows_the_stream_going_on_in_small_steps(tmp_path):
+    options = ["--rounds", "1", "--prompt-words", "300", "--batches", "32,2048", "--no-peer"]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "long_prompt.py"), *options, "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    samples = json.loads(next(tmp_path.glob("long-prompt-*.json")).read_text())["samples"]
+    small, large = samples["studio server, prompt_batch 32"], samples["studio server, prompt_batch 2048"]
+    assert len(small) == len(large) == 1 and small[0]["valid"] and large[0]["valid"]
+    assert small[0]["b_prompt_tokens"] == large[0]["b_prompt_tokens"] > 250
+    # in steps of 32 the streaming answer went on while the long prompt was read; in one step it waited
+    assert small[0]["a_tokens_while_b_read"] >= 4 > large[0]["a_tokens_while_b_read"]
+    assert "| studio server, prompt_batch 32 | " in done.stdout.split("Ratios to studio server, prompt_batch 2048")[1]
 
 
 def test_peer_fetch_says_why_it_cannot_run(tmp_path, monkeypatch):

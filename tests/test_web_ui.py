@@ -456,6 +456,29 @@ def no_error_badges(page) -> bool:
     return page.get_by_text("Error", exact=True).count() == 0 and page.locator(".toast-body").count() == 0
 
 
+def test_chat_says_how_far_a_long_prompt_has_been_read_until_the_answer_starts(open_page, server):
+    page = open_page()
+    engine = server.studio.registry.engine("echo")
+    status = page.locator("#chat-status")
+    seen = set()
+
+    def answered():
+        seen.add(status.inner_text().strip())
+        texts = page.locator("#chat-log .bot").all_inner_texts()
+        return texts and "twenty" in texts[-1]
+
+    engine.prompt_step = 4  # read in steps of 4 words, one every 0.3 s
+    try:
+        with echo_delay(server, 0.3):
+            page.fill("#chat-input textarea", "A prompt of many words, read in steps before the answer: twenty")
+            page.click("#chat-send")
+            wait_until(answered, what="the answer")
+    finally:
+        engine.prompt_step = 0
+    assert any(s.startswith("Reading the prompt:") and "tokens" in s for s in seen), seen
+    wait_until(lambda: "Reading the prompt" not in status.inner_text(), what="the reading note to go")
+
+
 def test_a_message_sent_while_an_answer_streams_waits_in_the_box(open_page, server):
     with echo_delay(server, 0.1):  # 100 words: 10 s of streaming, however slow the machine
         page = open_page()

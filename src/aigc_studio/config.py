@@ -232,6 +232,14 @@ SETTINGS: dict[str, Setting] = {
             integer(1, 64),
         ),
         Setting(
+            "prompt_batch",
+            128,
+            "Prompt tokens a llama.cpp model evaluates per step. A longer prompt is read in steps, reporting"
+            " its progress after each, and the model's other answers go on between the steps; larger steps"
+            " read long prompts faster on a GPU.",
+            integer(16, 8192),
+        ),
+        Setting(
             "device",
             "auto",
             "Where transformers models run: auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N.",

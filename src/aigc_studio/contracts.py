@@ -289,6 +289,9 @@ class TextChunk:
     sampling: dict | None = None
     # With TextRequest.logprobs: the tokens whose text is in this chunk.
     logprobs: list[TokenLogprob] | None = None
+    # (prompt tokens read, of all of them; cached ones count as read): sent, with no text, while a
+    # long prompt is evaluated, after each of the engine's steps.
+    prompt_progress: tuple[int, int] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------

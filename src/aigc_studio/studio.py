@@ -61,6 +61,7 @@ class Studio:
             default_model=str(self.config.model),
             context=int(self.config.context),
             parallel=int(self.config.parallel),
+            prompt_batch=int(self.config.prompt_batch),
             threads=int(self.config.threads),
             device=str(self.config.device),
             max_loaded=int(self.config.max_loaded),

@@ -11,6 +11,7 @@ import click
 from ..services.editing import OPERATIONS, EditRequest
 from ..storage.files import write_atomic
 from .options import options_from, sampling_options
+from .streaming import echo_answer
 from .templates import read_input, studio_for
 
 _SELECTION = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*$")
@@ -91,8 +92,7 @@ def register(cli: click.Group) -> None:
             run = studio.editing.start(prepared)
             to_stderr = destination is not None or is_list
             try:
-                for chunk in run:
-                    click.echo(chunk.text, nl=False, err=to_stderr)
+                echo_answer(run, err=to_stderr)
             except KeyboardInterrupt:
                 run.cancel()
                 click.secho("\n[stopped: nothing was written]", fg="yellow", err=True)

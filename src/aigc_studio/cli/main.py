@@ -20,6 +20,7 @@ from ..contracts import Message
 from ..errors import StudioError
 from ..storage.files import write_atomic
 from .options import options_from, sampling_options
+from .streaming import echo_answer
 
 
 def _setting_option(key: str, *decls: str, **kwargs) -> Callable:
@@ -110,8 +111,7 @@ def chat(prompt, model, system, continue_, conversation_id, interactive, stats, 
             )
         run = studio.chat.start(prepared)
         try:
-            for chunk in run:
-                click.echo(chunk.text, nl=False)
+            echo_answer(run)
         except KeyboardInterrupt:
             click.secho("\n[stopped]", fg="yellow", err=True)
         click.echo()
@@ -425,6 +425,8 @@ def models_info(name):
         engine = studio.registry.engine(model.id)
         info["context_length"] = engine.context_length  # per request (per slot, for a llama.cpp model)
         info["parallel"] = engine.parallel
+        if hasattr(engine, "batch"):  # llama.cpp: prompt tokens read per step
+            info["prompt_batch"] = engine.batch
         info["metadata"] = {k: v for k, v in getattr(engine, "metadata", {}).items() if "chat_template" not in k}
     else:
         info["model_hash"] = studio.registry.model_hash(model)

@@ -14,6 +14,7 @@ from ..services.template_library import source_of, template_from_fields
 from ..services.templates import KINDS, LANGUAGES
 from ..storage.files import write_atomic
 from .options import options_from, sampling_options
+from .streaming import echo_answer
 
 
 def studio_for(**overrides):
@@ -215,8 +216,7 @@ def register(cli: click.Group) -> None:
                 click.secho(f"note: {fit}", fg="yellow", err=True)
             run = studio.chat.start(prepared)
             try:
-                for chunk in run:
-                    click.echo(chunk.text, nl=False)
+                echo_answer(run)
             except KeyboardInterrupt:
                 click.secho("\n[stopped]", fg="yellow", err=True)
             click.echo()

@@ -40,6 +40,9 @@ class EchoEngine(TextEngine):
         self.delay = delay
         # A second answer style (the test model echo2), so two test models answer differently.
         self.reverse = reverse
+        # With a number: a prompt of more words than this is "read" in steps of it, each after ``delay``,
+        # reported as llama.cpp reports its steps (TextChunk.prompt_progress), for what shows them.
+        self.prompt_step = 0
 
     def count_prompt_tokens(
         self, messages: list[Message], prompt: str | None = None, request: TextRequest | None = None
@@ -60,6 +63,12 @@ class EchoEngine(TextEngine):
             words = [w.strip() + " " for w in reversed(words)]
             words[-1:] = [w.strip() for w in words[-1:]]
         limit = min(opts.max_tokens or len(words), self.context_length - prompt_tokens)
+        if self.prompt_step and prompt_tokens > self.prompt_step:
+            for done in range(0, prompt_tokens, self.prompt_step):
+                if cancel.is_set():
+                    break
+                yield TextChunk("", prompt_progress=(done, prompt_tokens))
+                time.sleep(self.delay)
         text, produced, finish = "", 0, "stop"
         for word in words:
             if cancel.is_set():

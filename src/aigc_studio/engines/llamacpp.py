@@ -6,6 +6,11 @@ called in process). What that gives, measured against llama.cpp's own ``llama-se
 - **Continuous batching.** The model has ``parallel`` slots, each with its own part of the KV cache
   (``context`` tokens per slot). Concurrent requests decode together, one batch per step; a new request
   joins at the next step, and a cancelled one leaves at once (the stream callback says so).
+- **Long prompts in steps.** A prompt is evaluated ``batch`` tokens per step (llama.cpp's batch size,
+  128 here where llama-server takes 2048), and the other slots' answers each get a token between the
+  steps: a 1,500-token prompt no longer holds every other stream still for the ~10 s it takes on two
+  cores. Evaluating it takes as long either way on a CPU. A prompt longer than one step reports its
+  progress (``TextChunk.prompt_progress``) after each step.
 - **A prompt cache per slot.** A request goes to the slot whose cached tokens share the longest prefix
   with its prompt (an OpenAI client resends the whole chat each turn), and only the rest is evaluated.
   A request that names its seed is evaluated afresh, so the same request always gives the same text
@@ -53,6 +58,10 @@ DEFAULTS = dict(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalt
 # holds its own KV cache, so memory grows with parallel × context; a user who needs more sets `context`.
 DEFAULT_SLOT_CONTEXT = 4096
 DEFAULT_PARALLEL = 4
+# Prompt tokens evaluated per step (llama.cpp's n_batch and n_ubatch). On two cores a step of 128 takes
+# about 0.6 s of SmolLM2 and a 1,500-token prompt as long in steps of 128 as in one batch; the other
+# slots' streams pause at most one step (bench: README, "Long prompts in steps").
+DEFAULT_BATCH = 128
 _DONE = object()
 
 
@@ -142,6 +151,7 @@ class LlamaCppEngine(TextEngine):
         context_length: int = 0,
         threads: int = 0,
         parallel: int = DEFAULT_PARALLEL,
+        batch: int = DEFAULT_BATCH,
     ):
         import xllamacpp
 
@@ -160,6 +170,9 @@ class LlamaCppEngine(TextEngine):
         params.kv_unified = False  # each slot owns its context: one long request cannot starve the others
         params.cont_batching = True
         params.cache_prompt = True
+        self.batch = max(1, batch)
+        params.n_batch = self.batch
+        params.n_ubatch = min(self.batch, 512)
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
         params.n_threads_http = 2
@@ -195,11 +208,12 @@ class LlamaCppEngine(TextEngine):
         self._native_tool_role = self._renders_tool_role()
         self._grammars: dict[str, str] = {}  # grammar text by request constraint, checked once each
         log.info(
-            "model '%s' runs on llama.cpp from %s: %d slots of %d tokens, %d threads",
+            "model '%s' runs on llama.cpp from %s: %d slots of %d tokens, prompts in steps of %d, %d threads",
             model_id,
             llama_build(),
             self.parallel,
             slot_context,
+            self.batch,
             threads,
         )
 
@@ -373,6 +387,8 @@ class LlamaCppEngine(TextEngine):
             "seed": seed,
             # A seeded request is evaluated afresh: the same request then always gives the same text.
             "cache_prompt": not seeded,
+            # A prompt of more than one step says how far it has got after each.
+            "return_progress": len(prompt) > self.batch,
             "stop": list(opts.stop or []),
             "presence_penalty": opts.presence_penalty or 0.0,
             "frequency_penalty": opts.frequency_penalty or 0.0,
@@ -396,6 +412,11 @@ class LlamaCppEngine(TextEngine):
                 if "error" in chunk:
                     progress.error = self._error(chunk["error"], len(prompt), opts.max_tokens)
                     return True
+                if "prompt_progress" in chunk:
+                    done, total = chunk["prompt_progress"]["processed"], chunk["prompt_progress"]["total"]
+                    if done < total:  # the last one comes with the first token
+                        emit(TextChunk("", prompt_progress=(done, total)))
+                    return cancel.is_set()
                 choice = chunk["choices"][0]
                 text = choice.get("text") or ""
                 if text:

@@ -87,7 +87,7 @@ class TextDeployment:
         from ..models.registry import load_text_engine
 
         spec = json.loads(model_id)
-        options = {key: spec[key] for key in ("context", "parallel", "device")}
+        options = {key: spec[key] for key in ("context", "parallel", "device", "prompt_batch")}
         options["threads"] = _threads(spec["threads"])
         engine = await asyncio.to_thread(load_text_engine, _model_info(spec, "text"), **options)
         return _Loaded(engine)

@@ -270,7 +270,9 @@ class RayEngineHost:
             f"{self.gpus} GPU(s), one per replica" if self.gpus else "no GPU",
         )
 
-    def text_engine(self, info, *, context: int, threads: int, parallel: int, device: str) -> TextEngine:
+    def text_engine(
+        self, info, *, context: int, threads: int, parallel: int, device: str, prompt_batch: int
+    ) -> TextEngine:
         """A ``RayTextEngine`` for ``info``, its model loaded on a replica."""
         from .ray_deployments import spec_id
 
@@ -283,6 +285,7 @@ class RayEngineHost:
             threads=threads,
             parallel=parallel,
             device=device,
+            prompt_batch=prompt_batch,
         )
         return RayTextEngine(self.text, self.signals, info.id, spec, self.max_replicas)
 

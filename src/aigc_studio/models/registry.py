@@ -222,14 +222,18 @@ class EngineHost(Protocol):
 
     engines: tuple[str, ...]  # the ModelInfo.engine values it runs ("llamacpp", "diffusers", ...)
 
-    def text_engine(self, info: ModelInfo, *, context: int, threads: int, parallel: int, device: str) -> TextEngine:
+    def text_engine(
+        self, info: ModelInfo, *, context: int, threads: int, parallel: int, device: str, prompt_batch: int
+    ) -> TextEngine:
         """A text engine for ``info`` whose work runs on the host."""
 
     def image_engine(self, info: ModelInfo, *, threads: int, compile: bool, cache_dir: Path | None) -> ImageEngine:
         """An image engine for ``info`` whose work runs on the host."""
 
 
-def load_text_engine(info: ModelInfo, *, context: int, threads: int, parallel: int, device: str) -> TextEngine:
+def load_text_engine(
+    info: ModelInfo, *, context: int, threads: int, parallel: int, device: str, prompt_batch: int = 128
+) -> TextEngine:
     """The engine for a local text model (llama.cpp, transformers), loaded in this process.
 
     The registry calls it, and so does a Ray Serve replica (``engines.ray_deployments``) for the same
@@ -244,7 +248,9 @@ def load_text_engine(info: ModelInfo, *, context: int, threads: int, parallel: i
             raise ModelLoadError(f"model file for '{info.id}' not found ({info.path}); {hint}")
         from ..engines.llamacpp import LlamaCppEngine
 
-        return LlamaCppEngine(info.id, info.path, context_length=context, threads=threads, parallel=parallel)
+        return LlamaCppEngine(
+            info.id, info.path, context_length=context, threads=threads, parallel=parallel, batch=prompt_batch
+        )
     if info.engine == "transformers":
         if not info.path or not Path(info.path).exists():
             raise ModelLoadError(
@@ -297,6 +303,7 @@ class Registry:
         threads: int = 0,
         max_loaded: int = 2,
         parallel: int = 4,
+        prompt_batch: int = 128,
         device: str = "auto",
         default_image_model: str = "",
         cache_dir: Path | None = None,
@@ -328,6 +335,7 @@ class Registry:
         self.context = context
         self.threads = threads
         self.parallel = parallel  # slots of a llama.cpp model: requests it decodes together
+        self.prompt_batch = prompt_batch  # prompt tokens a llama.cpp model evaluates per step
         self.device = device  # where transformers models run: "auto", "cpu", "cuda" or "cuda:N"
         self.max_loaded = max(1, max_loaded)
         self._workers: OrderedDict[str, EngineWorker] = OrderedDict()
@@ -632,7 +640,13 @@ class Registry:
                 api_key=self.api_key(info),
                 context_length=info.context_length,
             )
-        options = dict(context=self.context, threads=self.threads, parallel=self.parallel, device=self.device)
+        options = dict(
+            context=self.context,
+            threads=self.threads,
+            parallel=self.parallel,
+            device=self.device,
+            prompt_batch=self.prompt_batch,
+        )
         if self.engine_host is not None and info.engine in self.engine_host.engines:
             return self.engine_host.text_engine(info, **options)
         return load_text_engine(info, **options)

@@ -193,10 +193,17 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
             ctx.chat_runs[session] = run
         answer = ""
         yield {chatbot: shown, status: ""}
+        reading = False
         for chunk in run:
+            if chunk.prompt_progress is not None:  # a long prompt: how much of it is read
+                reading = True
+                done, total = chunk.prompt_progress
+                yield {status: note(text(lang_value, "prompt_reading", done=done, total=total), "info")}
+                continue
             answer += chunk.text
             shown[-1]["content"] = answer
-            yield {chatbot: shown}
+            yield {chatbot: shown, status: ""} if reading else {chatbot: shown}
+            reading = False
         result = run.result
         reason = text(lang_value, f"reason_{result.finish_reason}")
         summary = text(

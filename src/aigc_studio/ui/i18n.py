@@ -189,6 +189,10 @@ TABLE: dict[str, tuple[str, str]] = {
     "reason_length": ("hit the token limit", "达到词元上限"),
     "reason_cancelled": ("cancelled", "已停止"),
     "reason_error": ("failed", "出错"),
+    "prompt_reading": (
+        "Reading the prompt: {done} of {total} tokens …",
+        "正在读取提示：{total} 个词元已读 {done} 个……",
+    ),
     "chat_trimmed": ("left out the {n} oldest messages to fit the context", "为适应上下文长度省略了最早的 {n} 条消息"),
     "chat_pick_first": (
         "Open a conversation first (and give a title to rename it).",
@@ -425,6 +429,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "set_threads": ("CPU threads", "CPU 线程数"),
     "set_context": ("Context length", "上下文长度"),
     "set_parallel": ("Parallel requests per model", "每个模型并行请求数"),
+    "set_prompt_batch": ("Prompt tokens read per step", "每步读取的提示词元数"),
     "set_device": ("Device for transformers models", "transformers 模型的运行设备"),
     "set_max_loaded": ("Text models kept loaded", "同时加载的文本模型数"),
     "set_model_memory": ("Models in memory", "内存中保留的模型"),
@@ -562,6 +567,8 @@ SETTINGS_HELP_ZH = {
     "context": "本地文本模型每个请求的上下文长度（0：模型训练时的长度，llama.cpp 模型每个槽位最多 4096；"
     "transformers 模型不会超过训练长度）。",
     "parallel": "llama.cpp 模型同时解码的请求数（槽位）；每个槽位有自己的上下文，内存随 并行数 × 上下文 增长。",
+    "prompt_batch": "llama.cpp 模型每步读取的提示词元数。更长的提示分步读取，每步之后报告进度，"
+    "模型的其他回答在步与步之间继续；在 GPU 上，步子越大，长提示读得越快。",
     "device": "transformers 模型的运行设备：auto（torch 检测到 GPU 时用 CUDA，否则用 CPU）、cpu、cuda 或 cuda:N。",
     "max_loaded": "同时保持加载的文本模型数；默认模型始终保留。",
     "model_memory": "内存中保留哪些模型：both（默认文本模型与当前图像模型都保留）或 one（加载一类模型时，"

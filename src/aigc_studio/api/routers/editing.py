@@ -201,7 +201,9 @@ async def edit(
     async def events() -> AsyncIterator[str]:
         try:
             async for chunk in run:
-                if chunk.text:
+                if chunk.prompt_progress is not None:  # a long prompt: how much of it is read
+                    yield sse({"type": "progress", "read": chunk.prompt_progress[0], "total": chunk.prompt_progress[1]})
+                elif chunk.text:
                     yield sse({"type": "delta", "text": chunk.text})
         except StudioError as exc:
             yield sse(exc.to_openai())
