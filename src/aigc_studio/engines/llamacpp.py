@@ -59,8 +59,8 @@ DEFAULTS = dict(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalt
 DEFAULT_SLOT_CONTEXT = 4096
 DEFAULT_PARALLEL = 4
 # Prompt tokens evaluated per step (llama.cpp's n_batch and n_ubatch). On two cores a step of 128 takes
-# about 0.6 s of SmolLM2 and a 1,500-token prompt as long in steps of 128 as in one batch; the other
-# slots' streams pause at most one step (bench: README, "Long prompts in steps").
+# 0.6-0.9 s of SmolLM2, and a 1,500-token prompt takes as long in steps of 128 as in one batch; the other
+# slots' streams pause for one step at most (bench/long_prompt.py; README, "Long prompts in steps").
 DEFAULT_BATCH = 128
 _DONE = object()
 

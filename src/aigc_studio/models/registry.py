@@ -232,7 +232,7 @@ class EngineHost(Protocol):
 
 
 def load_text_engine(
-    info: ModelInfo, *, context: int, threads: int, parallel: int, device: str, prompt_batch: int = 128
+    info: ModelInfo, *, context: int, threads: int, parallel: int, device: str, prompt_batch: int
 ) -> TextEngine:
     """The engine for a local text model (llama.cpp, transformers), loaded in this process.
 
