@@ -39,8 +39,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
 
 from llama_server import PeerUnavailable, fetch_llama_server  # noqa: E402
-from procs import fmt, spread, studio_env  # noqa: E402
-from text import MODEL_ID, Server, embedded_model_path, messages, peer_server  # noqa: E402
+from procs import fmt, spread  # noqa: E402
+from text import MODEL_ID, Server, embedded_model_path, messages, peer_server, studio_server  # noqa: E402
 
 from aigc_studio.engines.llamacpp import DEFAULTS  # noqa: E402
 
@@ -180,10 +180,8 @@ def main() -> None:
     try:
         for batch in [int(b) for b in args.batches.split(",")]:
             home = Path(tempfile.mkdtemp(prefix="aigc-bench-long-"))
-            command = [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"]
-            env = {**studio_env(home), "AIGC_PROMPT_BATCH": str(batch)}
-            log = logs / f"long-prompt-studio-{batch}.log"
-            servers.append(Server(f"studio server, prompt_batch {batch}", command, "/health", sampling, log, env=env))
+            name = f"studio server, prompt_batch {batch}"
+            servers.append(studio_server(sampling, home, logs, name, {"AIGC_PROMPT_BATCH": str(batch)}))
         if not args.no_peer:
             try:
                 peer = fetch_llama_server(args.peer_cache)

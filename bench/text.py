@@ -301,10 +301,14 @@ class Server(Child, Variant):
         return Sample(ttft, decode, usage[0].prompt_tokens, usage[0].completion_tokens)
 
 
-def studio_server(sampling: dict, home: Path, logs: Path) -> Server:
+def studio_server(
+    sampling: dict, home: Path, logs: Path, name: str = "studio server", settings: dict[str, str] | None = None
+) -> Server:
+    """``aigc serve`` in ``home``, with ``settings`` as environment variables (``AIGC_...``)."""
     command = [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"]
-    env = studio_env(home)
-    return Server("studio server", command, "/health", sampling, logs / "studio-server.log", env=env)
+    env = {**studio_env(home), **(settings or {})}
+    log = logs / (name.replace(" ", "-").replace(",", "") + ".log")
+    return Server(name, command, "/health", sampling, log, env=env)
 
 
 def peer_server(peer: LlamaServer, model: Path, sampling: dict, cpu: str | None, logs: Path) -> Server:

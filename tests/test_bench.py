@@ -42,6 +42,18 @@ def load(name: str):
     return module
 
 
+def run_bench(script: str, options: list[str], results: Path) -> subprocess.CompletedProcess:
+    """A short real run of bench/SCRIPT.py, its results in ``results``; it must end with exit 0."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / f"{script}.py"), *options, "--results", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 @pytest.fixture(scope="module")
 def text_bench():
     return load("text")
@@ -120,13 +132,7 @@ def test_every_round_asks_every_prompt_and_rounds_differ(text_bench):
 
 def test_text_bench_short_run_records_each_variant(tmp_path):
     options = ["--rounds", "1", "--tokens", "4", "--clients", "1,2", "--no-peer", "--idle-seconds", "1"]
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "text.py"), *options, "--results", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_bench("text", options, tmp_path)
     data = json.loads(next(tmp_path.glob("text-*.json")).read_text())
     variants = ("raw server loop", "studio engine", "studio server")
     if importlib.util.find_spec("llama_cpp"):  # the bench extra
@@ -148,13 +154,7 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
 
 def test_long_prompt_bench_short_run_shows_the_stream_going_on_in_small_steps(tmp_path):
     options = ["--rounds", "1", "--prompt-words", "300", "--batches", "32,2048", "--no-peer"]
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "long_prompt.py"), *options, "--results", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_bench("long_prompt", options, tmp_path)
     samples = json.loads(next(tmp_path.glob("long-prompt-*.json")).read_text())["samples"]
     small, large = samples["studio server, prompt_batch 32"], samples["studio server, prompt_batch 2048"]
     assert len(small) == len(large) == 1 and small[0]["valid"] and large[0]["valid"]
@@ -191,13 +191,7 @@ def test_peer_fetch_uses_the_machines_debian_mirror(tmp_path):
 def test_image_bench_short_run_on_the_tiny_model(tmp_path):
     variants = "raw,engine,channels-last,fused-qkv,tome"
     options = ["--model", "tiny", "--steps", "3", "--runs", "1", "--size", "64", "--variants", variants, "--group", "4"]
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "image.py"), *options, "--results", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_bench("image", options, tmp_path)
     data = json.loads(next(tmp_path.glob("image-tiny-*.json")).read_text())
     schedulers = data["schedulers"]
     kinds = variants.split(",")
