@@ -112,7 +112,7 @@ def fetch_llama_server(cache: Path) -> LlamaServer:
     """``llama-server`` unpacked under ``cache/root``, downloaded the first time; ``PeerUnavailable`` if it
     cannot be had here. The packages are unpacked into a staging folder renamed into place, so a fetch
     that fails half-way leaves nothing that looks finished."""
-    cache = Path(cache)
+    cache = Path(cache).resolve()  # apt takes the folders in its configuration as absolute
     root = cache / "root"
     if not (root / "usr/bin/llama-server").is_file():
         missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
