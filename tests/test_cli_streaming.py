@@ -24,8 +24,8 @@ def test_on_a_terminal_the_reading_shows_on_stderr_and_is_cleared(capsys, monkey
     out, err = capsys.readouterr()
     assert out == "Hello there."
     assert err == (
-        "\r(reading the prompt: 0 of 300 tokens)\r(reading the prompt: 128 of 300 tokens)"
-        "\r(reading the prompt: 256 of 300 tokens)\r\033[K"
+        "\r\033[K(reading the prompt: 0 of 300 tokens)\r\033[K(reading the prompt: 128 of 300 tokens)"
+        "\r\033[K(reading the prompt: 256 of 300 tokens)\r\033[K"
     )
 
 

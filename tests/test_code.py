@@ -76,6 +76,18 @@ def test_a_turn_streams_the_answer_then_stores_its_code_as_version_1(studio):
     )
 
 
+def test_a_long_prompt_is_reported_as_read_before_the_answer(studio):
+    studio.registry.engine("echo").prompt_step = 3  # read in steps of 3 words
+    queue_replies(answer(SORT_JS))
+    events = list(studio.code.turn("write a JavaScript bubble sort for me please"))
+    order = kinds(events)
+    assert order[-3:] == ["delta", "version", "done"] and set(order[:-3]) == {"reading"}
+    reading = [e.to_dict() for e in events if e.kind == "reading"]
+    total = reading[0]["prompt_tokens"]
+    assert reading == [{"kind": "reading", "read": n, "prompt_tokens": total} for n in range(0, total, 3)]
+    assert first_event(events, "version").version.code == SORT_JS
+
+
 def test_a_turn_with_a_run_runs_the_new_version_in_the_sandbox_and_stores_the_run(studio):
     queue_replies(answer(SORT_JS))
     turn = studio.code.turn("write a JavaScript bubble sort", run=RunSpec(call=CALL, expect="[1,2,3,5,8,9]"))

@@ -5,6 +5,7 @@ server and the CLI. The real concurrency check with two SmolLM2s is tests/test_c
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -104,6 +105,30 @@ def test_the_panes_run_at_the_same_time(studio):
     # the deltas of the two panes interleave
     order = [e.pane for e in events if e.type == "delta"]
     assert order != sorted(order)
+
+
+def test_a_pane_reading_a_long_prompt_says_how_far_and_the_record_keeps_none_of_it(studio):
+    from aigc_studio.ui.compare import panes_html
+
+    engine = studio.registry.worker("echo3").engine
+    engine.prompt_step, engine.delay = 2, 0.2  # only echo3 reads in steps, of 2 words, each 0.2 s
+    comparison = studio.compare.text("one two three four five", ["echo", "echo3"], options=TextOptions(max_tokens=2))
+    events, shown = [], []
+    for event in comparison:
+        events.append(event)
+        if event.type == "reading":
+            shown.append(panes_html("en", comparison.panes))
+    reading = [e for e in events if e.type == "reading"]
+    assert {e.pane for e in reading} == {1} and {e.model for e in reading} == {"echo3"}
+    # 5 words and the message's 2 (the echo engine's count)
+    assert [e.read for e in reading] == [0, 2, 4, 6] and {e.prompt_tokens for e in reading} == {7}
+    first_text = next(i for i, e in enumerate(events) if e.type == "delta" and e.pane == 1)
+    assert all(events.index(e) < first_text for e in reading)
+    assert reading[0].as_dict() == {"type": "reading", "pane": 1, "model": "echo3", "read": 0, "prompt_tokens": 7}
+    # The pane says so while it reads; the saved panes keep no trace of it.
+    assert any(re.search(r"Reading the prompt: \d of 7 tokens", html) for html in shown), shown
+    saved = studio.compare.get(comparison.id)["results"]
+    assert all("reading" not in p for p in saved) and [p["text"] for p in saved] == ["one two ", "one two "]
 
 
 def test_stopping_a_comparison_stops_every_pane_and_keeps_what_was_answered(studio):

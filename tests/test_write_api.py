@@ -153,3 +153,18 @@ def test_a_client_that_goes_away_stops_the_run_and_what_was_written_is_kept(serv
     version = server.studio.writing.get(doc_id)["version"]
     assert version["reason"] == "article written, stopped in section 2 of 3"
     assert [s["state"] for s in version["sections"]] == ["done", "partial", "pending"]
+
+
+def test_a_long_prompt_sends_reading_events_before_its_text(server):
+    engine = server.studio.registry.engine("echo")
+    engine.prompt_step = 40  # every prompt here is longer: read in steps of 40 words
+    try:
+        events = stream(server.url + "/api/write/article", {"title": "Tea", "length": 200, "headings": ["Green"]})
+    finally:
+        engine.prompt_step = 0
+    types = [e["type"] for e in events]
+    reading = [e for e in events if e["type"] == "reading" and e.get("section") == 1]
+    assert types.index("section_start") < types.index("reading") < types.index("delta")
+    assert [e["read"] for e in reading] == list(range(0, reading[0]["prompt_tokens"], 40))
+    assert set(reading[0]) == {"type", "document_id", "section", "total", "read", "prompt_tokens"}
+    assert events[-1]["type"] == "done"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import click
 import docx
@@ -87,3 +88,33 @@ def test_ctrl_c_keeps_what_was_written_and_says_how_to_continue(aigc_home, monke
     assert versions[-1].endswith("article written, stopped in section 2 of 2")
     aigc("docs", "continue", doc_id, "-q")
     assert aigc("docs", "versions", doc_id).stdout.splitlines()[-1].endswith("continued: section 2 written")
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_long_prompt_being_read_shows_on_a_terminal_only(aigc_home, capsys, monkeypatch, terminal):
+    import sys
+
+    from aigc_studio.cli.write import _render
+    from aigc_studio.config import load_config
+    from aigc_studio.services.writing import ArticleSpec
+    from aigc_studio.studio import Studio
+
+    studio = Studio(load_config(model="echo"))
+    try:
+        studio.registry.engine("echo").prompt_step = 40  # every prompt here is longer: read in steps
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+        run = studio.writing.start(ArticleSpec(title="Tea", length=200), headings=["Green", "Black"])
+        assert _render(run, quiet=True)
+    finally:
+        studio.close()
+    err = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().err)  # colours, which a terminal gets
+    if not terminal:
+        assert "reading" not in err
+        return
+    # Section 2's prompt is read after its heading is printed, and the line is cleared before what follows.
+    after = err.split("[section 2/2] Black")[1]
+    assert after.startswith("\n\r\033[K(reading section 2's prompt: 0 of ")
+    assert "\r\033[K(reading section 2's prompt: 40 of " in after
+    last = after.rindex("(reading ")
+    assert after.index("tokens)\r\033[K", last) > last  # the last report, cleared before what comes next
+    assert "(reading the prompt: 0 of " in err.split("[abstract]")[0].split("[section 2/2]")[1]

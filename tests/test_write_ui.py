@@ -5,6 +5,7 @@ dir (and test-artifacts/)."""
 from __future__ import annotations
 
 import io
+import re
 
 import docx
 import httpx
@@ -137,6 +138,28 @@ def test_stop_keeps_the_sections_and_continue_finishes(page, server):
     final = server.studio.writing.get(doc["id"])["version"]
     assert final["reason"].startswith("continued: sections") and all(s["state"] == "done" for s in final["sections"])
     assert final["sections"][0]["text"] == version["sections"][0]["text"]
+
+
+def test_the_bar_says_how_far_a_long_section_prompt_has_been_read(page, server):
+    open_tab(page, "Write")
+    page.fill("#write-title textarea", "Reading first")
+    page.fill("#write-outline textarea", "The only part")
+    echo = server.studio.registry.engine("echo")
+    echo.prompt_step, echo.delay = 10, 0.3  # the section's prompt is read 10 words a step, 0.3 s each
+    try:
+        page.click("#write-run")
+        bar = page.locator("#write-progress")
+        reading = r"Section 1/1: The only part · Reading the prompt: [1-9]\d* of \d+ tokens"
+        wait_until(
+            lambda: re.search(reading, bar.inner_text()),
+            timeout=60,
+            what="the reading shown in the bar",
+        )
+        page.click("#write-stop")
+        wait_until(lambda: "Stopped" in status(page), timeout=30, what="the stop")
+    finally:
+        echo.prompt_step, echo.delay = 0, 0.01
+    assert "Reading the prompt" not in bar.inner_text()
 
 
 def test_the_editing_panel_under_the_article_polishes_a_selection(page, server):

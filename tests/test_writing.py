@@ -277,3 +277,33 @@ def test_articles_are_in_the_gallery_found_by_their_text_and_deleted_from_it(stu
     assert studio.gallery.entries(kind="document") == []
     with pytest.raises(NotFound):
         studio.writing.get(doc_id)
+
+
+def test_a_long_prompt_is_reported_as_read_before_its_section_streams(studio):
+    """An engine that reads a prompt in steps (llama.cpp, a long one): each section's ``reading`` events
+    come after its ``section_start`` and before its first text; the outline's, abstract's and tags'
+    before what they give. The text is as without them."""
+    engine = studio.registry.engine("echo")
+    engine.prompt_step = 40  # every prompt here is longer: read in steps of 40 words
+    try:
+        doc_id, events = write(studio, headings=HEADINGS[:2])
+    finally:
+        engine.prompt_step = 0
+    types = [e.type for e in events]
+    for section in (1, 2):
+        mine = [(i, e) for i, e in enumerate(events) if e.section == section]
+        start = next(i for i, e in mine if e.type == "section_start")
+        reading = [(i, e) for i, e in mine if e.type == "reading"]
+        first_delta = next(i for i, e in mine if e.type == "delta")
+        assert reading and all(start < i < first_delta for i, _ in reading), types
+        read = [e.read for _, e in reading]
+        assert read == sorted(read) and read[0] == 0 and len(set(e.prompt_tokens for _, e in reading)) == 1
+        assert read[-1] < reading[0][1].prompt_tokens and all(e.total == 2 for _, e in reading)
+        assert reading[0][1].as_dict()["document_id"] == doc_id
+    # The abstract and the tags read their prompts too (no section), each before its own event.
+    tail = types[types.index("section_done", types.index("section_done") + 1) + 1 :]
+    assert tail[0] == "reading" and tail.index("abstract") < tail.index("tags")
+    assert tail[tail.index("abstract") + 1] == "reading"
+    assert all(e.section is None for e in events if e.type == "reading" and events.index(e) > types.index("abstract"))
+    version = studio.writing.get(doc_id)["version"]
+    assert 'Write section 2 of 2, "What you need"' in version["sections"][1]["text"]

@@ -18,6 +18,7 @@ from ..contracts import RunLimits
 from ..errors import validation_message
 from ..services.code import MAX_REPAIR, CodeRunRecord, CodeTurn, RunSpec
 from .options import field_option, options_from, sampling_options
+from .streaming import ReadingLine
 
 # Exit status of ``aigc run`` (and ``aigc code`` with a run) when the program did not end by itself:
 # 124 when a limit stopped it (as timeout(1) says a time limit was hit), 128 + N for signal N otherwise.
@@ -101,7 +102,12 @@ def render_turn(turn: CodeTurn, *, stream: bool = True) -> tuple[CodeRunRecord |
     """Show a turn's events: the answer on stdout as it streams, versions, runs and repair attempts on
     stderr (a run's stdout on stdout). (the last run, whether the turn ended cleanly)."""
     last: CodeRunRecord | None = None
+    reading = ReadingLine()  # a long prompt being read, on a terminal
     for event in turn:
+        if event.kind == "reading":
+            reading.show(event.read or 0, event.prompt_tokens or 0)
+            continue
+        reading.clear()
         if event.kind == "delta" and stream:
             click.echo(event.text, nl=False)
         elif event.kind == "version":

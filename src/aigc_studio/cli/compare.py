@@ -13,6 +13,7 @@ from ..contracts import ImageRequest, TextOptions
 from ..errors import validation_message
 from ..services.compare import parse_axis
 from .options import field_option, options_from, sampling_options
+from .streaming import ReadingLine
 
 # The image parameters `aigc compare --image` takes (the seed is the shared --seed).
 IMAGE_FIELDS = ("negative_prompt", "steps", "cfg_scale", "width", "height", "sampler_name", "scheduler")
@@ -68,8 +69,14 @@ def _run_text(studio, prompt: str, models: list[str], system: str | None, option
     click.secho(f"asking {len(models)} models at once: {', '.join(comparison.models)}", dim=True, err=True)
     events = iter(comparison)
     finished = 0
+    reading = ReadingLine()  # a long prompt being read, on a terminal
     try:
         for event in events:
+            if event.type == "reading":
+                reading.show(event.read or 0, event.prompt_tokens or 0, f"the prompt in [{event.pane + 1}]")
+                continue
+            if event.type != "delta":
+                reading.clear()
             if event.type == "pane_done":
                 finished += 1
                 _pane_block(event.pane, event.model, event.text or "", None)

@@ -14,6 +14,7 @@ from ..errors import validation_message
 from ..services.writing import ArticleRun, ArticleSpec
 from ..storage.files import write_atomic
 from .options import field_option
+from .streaming import ReadingLine
 
 
 def _spec(**fields) -> ArticleSpec:
@@ -28,9 +29,15 @@ def _render(run: ArticleRun, quiet: bool) -> bool:
     short (Ctrl-C, an error). Ctrl-C stops the model and keeps what was written."""
     events = iter(run)
     total = 0
+    reading = ReadingLine()  # a long prompt being read, on a terminal
     try:
         for event in events:
             kind = event.type
+            if kind == "reading":
+                what = f"section {event.section}'s prompt" if event.section else "the prompt"
+                reading.show(event.read or 0, event.prompt_tokens or 0, what)
+                continue
+            reading.clear()
             if kind == "language":
                 click.secho(f"warning: {event.message}", fg="yellow", err=True)
             elif kind == "outline":

@@ -105,6 +105,7 @@ EventType = Literal[
     "language",
     "outline",
     "section_start",
+    "reading",
     "delta",
     "section_done",
     "trimmed",
@@ -132,6 +133,8 @@ class WriteEvent:
     message: str | None = None  # language, trimmed, error, cancelled: what to tell the user
     version: int | None = None  # done, cancelled, error: the version stored
     fit: dict | None = None  # language: LanguageFit.as_dict()
+    read: int | None = None  # reading: how many of the prompt's tokens the model has read
+    prompt_tokens: int | None = None  # reading: of how many
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

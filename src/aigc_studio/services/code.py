@@ -187,6 +187,9 @@ class CodeTurn:
                 for chunk in run:
                     if self._cancelled.is_set():
                         run.cancel()
+                    if chunk.prompt_progress is not None:  # a long prompt (the code sent back): how far read
+                        read, tokens = chunk.prompt_progress
+                        yield CodeEvent("reading", read=read, prompt_tokens=tokens)
                     if chunk.text:
                         yield CodeEvent("delta", text=chunk.text)
             except KeyboardInterrupt:

@@ -136,14 +136,15 @@ class CodeRunRecord:
         }
 
 
-EventKind = Literal["delta", "version", "run", "attempt", "done", "error"]
+EventKind = Literal["reading", "delta", "version", "run", "attempt", "done", "error"]
 
 
 @dataclass
 class CodeEvent:
-    """What a turn reports as it goes: answer text ("delta"), a new version, a run, the start of
-    repair attempt ``attempt`` of ``of``, the end ("done", with the session and why the last answer
-    ended), or an error (``message``; the turn ends after it)."""
+    """What a turn reports as it goes: how much of a long prompt the model has read ("reading": ``read``
+    of ``prompt_tokens``, before the answer's text), answer text ("delta"), a new version, a run, the
+    start of repair attempt ``attempt`` of ``of``, the end ("done", with the session and why the last
+    answer ended), or an error (``message``; the turn ends after it)."""
 
     kind: EventKind
     text: str = ""
@@ -155,12 +156,16 @@ class CodeEvent:
     session_id: str | None = None
     finish_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    read: int | None = None
+    prompt_tokens: int | None = None
 
     def to_dict(self) -> dict:
         """The event as JSON for an SSE ``data:`` line: ``kind`` and the fields that kind has."""
         out: dict = {"kind": self.kind}
         if self.kind == "delta":
             out["text"] = self.text
+        elif self.kind == "reading":
+            out.update(read=self.read, prompt_tokens=self.prompt_tokens)
         elif self.kind == "version":
             out["version"] = self.version.to_dict()
         elif self.kind == "run":

@@ -81,7 +81,8 @@ _AXIS_NAMES = ", ".join(sorted({v for v in AXES.values()}))
 
 @dataclass
 class CompareEvent:
-    """One event of a comparison. Text: ``delta`` (pane, text), ``pane_done`` (pane, model, text, stats),
+    """One event of a comparison. Text: ``reading`` (pane, model, read of prompt_tokens: a long prompt
+    being read, before the pane's text), ``delta`` (pane, text), ``pane_done`` (pane, model, text, stats),
     ``pane_error`` (pane, model, message, text so far). Images: ``cell`` (cell), ``cell_error`` (cell with
     its error). Both end with ``done`` (comparison_id, duration_ms)."""
 
@@ -94,6 +95,8 @@ class CompareEvent:
     cell: dict | None = None
     comparison_id: str | None = None
     duration_ms: float | None = None
+    read: int | None = None
+    prompt_tokens: int | None = None
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -227,10 +230,18 @@ class TextComparison:
             for chunk in run:
                 if self._cancelled.is_set():
                     run.cancel()
+                if chunk.prompt_progress is not None:  # a long prompt: how much of it this model has read
+                    read, tokens = chunk.prompt_progress
+                    pane["reading"] = [read, tokens]
+                    self._events.put(
+                        CompareEvent("reading", pane=index, model=pane["model"], read=read, prompt_tokens=tokens)
+                    )
                 if chunk.text:
+                    pane.pop("reading", None)
                     pane["text"] += chunk.text
                     self._events.put(CompareEvent("delta", pane=index, model=pane["model"], text=chunk.text))
             run.result  # noqa: B018 - waits until the record is complete
+            pane.pop("reading", None)
             pane.update(_pane_stats(prepared))
             pane["status"] = "cancelled" if prepared.record.status == "cancelled" else "done"
             stats = {k: v for k, v in pane.items() if k not in ("text", "model", "error")}
@@ -239,6 +250,7 @@ class TextComparison:
             message = exc.message if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, StudioError):
                 log.exception("compare pane %s (%s) failed", index, pane["model"])
+            pane.pop("reading", None)
             if prepared.record.duration_ms is not None:  # the engine ran (the worker records before it ends)
                 pane.update(_pane_stats(prepared))
             pane.update(status="error", error=message)

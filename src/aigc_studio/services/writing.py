@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from ..contracts import Message, ResponseFormat
@@ -354,9 +354,16 @@ class WritingService:
         return self.store.add_version(article.document_id, article.record(reason))
 
     def _generate(
-        self, run: ArticleRun, messages: list[Message], max_tokens: int, response_format: ResponseFormat | None = None
-    ) -> Iterator[str]:
-        """Stream one generation's text; stops when the run is cancelled. Records seed and sampling."""
+        self,
+        run: ArticleRun,
+        messages: list[Message],
+        max_tokens: int,
+        response_format: ResponseFormat | None = None,
+        section: int | None = None,
+    ) -> Iterator[str | WriteEvent]:
+        """Stream one generation's text; stops when the run is cancelled. Records seed and sampling. A
+        prompt the engine reads in steps (llama.cpp, a long one) comes first as ``reading`` events: how
+        many of its tokens are read."""
         # The figures are the article's own shares of its length: kept within max_tokens_per_request.
         max_tokens = self.chat.limits.cap_tokens(max_tokens)
         options = run.article.spec.options.model_copy(update={"max_tokens": max_tokens})
@@ -375,6 +382,17 @@ class WritingService:
                 if run.cancelled.is_set():
                     chat.cancel()
                     break
+                if chunk.prompt_progress is not None:
+                    read, tokens = chunk.prompt_progress
+                    total = len(run.article.sections) if section is not None else None
+                    yield WriteEvent(
+                        "reading",
+                        document_id=run.article.document_id,
+                        section=section,
+                        total=total,
+                        read=read,
+                        prompt_tokens=tokens,
+                    )
                 if chunk.text:
                     yield chunk.text
             result = chat.result
@@ -386,6 +404,18 @@ class WritingService:
             raise
         finally:
             run._chat = None
+
+    def _answer(
+        self, run: ArticleRun, messages: list[Message], max_tokens: int, response_format: ResponseFormat | None = None
+    ) -> Generator[WriteEvent, None, str]:
+        """A whole answer (outline, abstract, tags): its ``reading`` events are passed on, its text returned."""
+        parts: list[str] = []
+        for piece in self._generate(run, messages, max_tokens, response_format):
+            if isinstance(piece, WriteEvent):
+                yield piece
+            else:
+                parts.append(piece)
+        return "".join(parts)
 
     def _messages(self, template: str, language: str, values: dict) -> list[Message]:
         system, prompt = self.templates.get(template, language).render(values)
@@ -503,7 +533,7 @@ class WritingService:
         max_tokens = 40 * spec.sections + 32
         messages, max_tokens, notes = self._fit(run, "outline", "article-outline", values, max_tokens, ["notes"])
         yield from self._note(run, notes)
-        answer = "".join(self._generate(run, messages, max_tokens, response_format))
+        answer = yield from self._answer(run, messages, max_tokens, response_format)
         if run.cancelled.is_set():
             raise _Stopped()
         headings = parse_headings(answer, spec.sections)
@@ -551,7 +581,10 @@ class WritingService:
         yield from self._note(run, notes, i + 1)
         section.update(text="", state="writing", seed=None, finish_reason=None, tokens=0)
         run.last_result = None
-        for piece in self._generate(run, messages, max_tokens):
+        for piece in self._generate(run, messages, max_tokens, section=i + 1):
+            if isinstance(piece, WriteEvent):  # the prompt is being read
+                yield piece
+                continue
             section["text"] += piece
             yield WriteEvent("delta", document_id=article.document_id, section=i + 1, total=total, text=piece)
         result = run.last_result
@@ -581,7 +614,7 @@ class WritingService:
         wanted = min(200 if spec.language == "zh" else 160, spec.options.max_tokens or 1_000_000)
         messages, max_tokens, notes = self._fit(run, "abstract", "article-abstract", values, wanted, ["summary"])
         yield from self._note(run, notes)
-        text = "".join(self._generate(run, messages, max_tokens)).strip()
+        text = (yield from self._answer(run, messages, max_tokens)).strip()
         if not run.cancelled.is_set():
             article.abstract = text
             yield WriteEvent("abstract", document_id=article.document_id, text=text)
@@ -603,7 +636,7 @@ class WritingService:
         wanted = min(120, article.spec.options.max_tokens or 1_000_000)
         messages, max_tokens, notes = self._fit(run, "tags", "article-tags", values, wanted, ["abstract"])
         yield from self._note(run, notes)
-        answer = "".join(self._generate(run, messages, max_tokens, response_format))
+        answer = yield from self._answer(run, messages, max_tokens, response_format)
         if not run.cancelled.is_set():
             article.tags = parse_tags(answer)
             yield WriteEvent("tags", document_id=article.document_id, tags=list(article.tags))

@@ -278,10 +278,17 @@ def build(ctx: UIContext, lang: gr.Radio) -> CodeTab:
                 {"role": "assistant", "content": ""},
             ]
             yield {chatbot: log, prompt: "", status: note(text(lang_value, "c_working"), "info"), diff: ""}
-            last, made, failure, finish, said = 0.0, 0, None, None, []
+            last, made, failure, finish, said, reading = 0.0, 0, None, None, [], False
             for event in turn:
                 kind = event.kind
-                if kind == "delta":
+                if kind == "reading":  # a long prompt (the code sent back): how much of it is read
+                    reading = True
+                    read_note = text(lang_value, "prompt_reading", done=event.read, total=event.prompt_tokens)
+                    yield {status: note(read_note, "info")}
+                elif kind == "delta":
+                    if reading:  # the answer starts: back to the working note
+                        reading = False
+                        yield {status: note(text(lang_value, "c_working"), "info")}
                     log[-1]["content"] += event.text
                     if time.monotonic() - last > STREAM_INTERVAL:
                         last = time.monotonic()

@@ -42,6 +42,9 @@ def panes_html(lang: str | None, panes: list[dict]) -> str:
     for i, pane in enumerate(panes):
         if pane.get("status") == "error":
             stats = html.escape(text(lang, "cmp_pane_error", error=pane.get("error") or ""))
+        elif pane.get("status") == "running" and pane.get("reading"):  # a long prompt, not read yet
+            done, total = pane["reading"]
+            stats = html.escape(text(lang, "prompt_reading", done=done, total=total))
         elif pane.get("status") == "running":
             stats = html.escape(text(lang, "cmp_pane_running"))
         else:

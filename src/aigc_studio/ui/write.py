@@ -149,8 +149,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
         claim(session, run)
         try:
             yield {fit: _fit_note(lang_value, run.fit.as_dict()), status: "", diff: gr.Code(visible=False)}
+            percent, label = 5.0, text(lang_value, "w_progress_outline")
             if run.document_id is None and not run.article.headings:
-                yield {progress: progress_bar(5, text(lang_value, "w_progress_outline"))}
+                yield {progress: progress_bar(percent, label)}
             for event in run:
                 kind = event.type
                 if kind == "outline":
@@ -161,6 +162,9 @@ def build(ctx: UIContext, lang: gr.Radio) -> WriteTab:
                     )
                     percent = 100 * (event.section - 1) / max(event.total or 1, 1)
                     yield {progress: progress_bar(percent, label), editor: run.article.markdown()}
+                elif kind == "reading":  # a long prompt: how much of it the model has read
+                    reading = text(lang_value, "prompt_reading", done=event.read, total=event.prompt_tokens)
+                    yield {progress: progress_bar(percent, f"{label} · {reading}")}
                 elif kind == "trimmed":
                     trimmed.append(event.message or "")
                     shown = " · ".join(text(lang_value, "w_trimmed", message=m) for m in trimmed)

@@ -335,7 +335,8 @@ def _event_stream() -> dict:
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "description": "One CodeEvent as JSON: {kind: delta, text} as the model writes; {kind: version, "
+                "description": "One CodeEvent as JSON: {kind: reading, read, prompt_tokens} while a long prompt is "
+                "read, before the answer; {kind: delta, text} as the model writes; {kind: version, "
                 "version}; {kind: run, run}; {kind: attempt, attempt, of} as a repair attempt starts; {kind: done, "
                 "session_id, finish_reason, notes} or {kind: error, message, session_id} last; then [DONE].",
             }

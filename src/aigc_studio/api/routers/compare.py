@@ -158,8 +158,9 @@ def _event_stream() -> dict:
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "description": "One event as JSON: {type: delta | pane_done | pane_error | done, pane, model, text, "
-                "stats, message, comparison_id, duration_ms}; [DONE] last.",
+                "description": "One event as JSON: {type: reading | delta | pane_done | pane_error | done, pane, "
+                "model, text, stats, message, comparison_id, duration_ms, read, prompt_tokens}; [DONE] last. "
+                "reading: a pane's model is reading a long prompt (read of prompt_tokens), before its text.",
             }
         },
         "required": ["data"],

@@ -136,9 +136,10 @@ def _event_stream() -> dict:
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "description": "One event as JSON: {type: language | outline | section_start | delta | section_done "
-                "| trimmed | abstract | tags | done | cancelled | error, document_id, section, total, heading, "
-                "text, headings, tags, state, message, version, fit}; [DONE] last.",
+                "description": "One event as JSON: {type: language | outline | section_start | reading | delta "
+                "| section_done | trimmed | abstract | tags | done | cancelled | error, document_id, section, total, "
+                "heading, text, headings, tags, state, message, version, fit, read, prompt_tokens}; [DONE] last. "
+                "reading: a long prompt is being read (read of prompt_tokens), before its answer's first text.",
             }
         },
         "required": ["data"],
