@@ -6,12 +6,12 @@ from __future__ import annotations
 import sys
 
 from aigc_studio.cli.streaming import echo_answer
-from aigc_studio.contracts import TextChunk
+from aigc_studio.contracts import PromptProgress, TextChunk
 
 CHUNKS = [
-    TextChunk("", prompt_progress=(0, 300)),
-    TextChunk("", prompt_progress=(128, 300)),
-    TextChunk("", prompt_progress=(256, 300)),
+    TextChunk("", prompt_progress=PromptProgress(0, 300)),
+    TextChunk("", prompt_progress=PromptProgress(128, 300)),
+    TextChunk("", prompt_progress=PromptProgress(256, 300)),
     TextChunk("Hello"),
     TextChunk(" there."),
     TextChunk("", finish_reason="stop"),

@@ -51,9 +51,10 @@ def test_a_long_prompt_says_how_far_it_has_read_before_the_answer(stepped):
     reported = [(i, c.prompt_progress) for i, c in enumerate(chunks) if c.prompt_progress is not None]
     # one report as reading starts and one after each step but the last, all before the answer's first text
     assert all(i < first_text for i, _ in reported)
-    read = [done for _, (done, _) in reported]
+    read = [step.read for _, step in reported]
     assert read == list(range(0, total, 64)), read
-    assert {of for _, (_, of) in reported} == {total}
+    assert {step.total for _, step in reported} == {total} and {step.cached for _, step in reported} == {0}
+    assert [step.ms for _, step in reported] == sorted(step.ms for _, step in reported)
     assert not any(chunks[i].text for i, _ in reported)
     assert chunks[-1].finish_reason == "length" and chunks[-1].usage.completion_tokens == 4
 
@@ -64,6 +65,30 @@ def test_a_prompt_of_one_step_reports_nothing(stepped):
     assert all(c.prompt_progress is None for c in chunks)
 
 
+def test_a_request_that_asks_is_told_every_step_from_the_cache_to_the_last(stepped):
+    """TextRequest.progress (the /v1 extra return_progress): as llama-server reports, the first step says
+    what the slot's cache held, and the last one (all read) comes too, before the first token."""
+    long = [Message(role="user", content=LONG)]
+
+    def steps(messages, **options):
+        request = TextRequest(messages, TextOptions(max_tokens=2, **options), progress=True)
+        chunks = list(stepped.stream(request, threading.Event()))
+        first_text = next(i for i, c in enumerate(chunks) if c.text)
+        assert all(c.prompt_progress is None for c in chunks[first_text:])
+        return [c.prompt_progress for c in chunks[:first_text] if c.prompt_progress], chunks[-1].usage
+
+    reported, usage = steps(long, seed=6)  # seeded: read afresh
+    total = usage.prompt_tokens
+    assert [s.read for s in reported] == [*range(0, total, 64), total] and {s.cached for s in reported} == {0}
+    # A short prompt: reported too, as it starts and when it is read.
+    reported, usage = steps(SHORT, seed=7)
+    assert [s.read for s in reported] == [0, usage.prompt_tokens]
+    # Unseeded, the same long prompt again: what the cache held is read at once, and said.
+    steps(long)
+    reported, usage = steps(long)
+    assert reported[0].cached == reported[0].read == usage.cached_tokens > 0 and reported[-1].read == total
+
+
 def test_stopping_while_a_long_prompt_is_read_stops_at_the_next_step(stepped):
     cancel = threading.Event()
     seen = []
@@ -71,11 +96,11 @@ def test_stopping_while_a_long_prompt_is_read_stops_at_the_next_step(stepped):
     request = TextRequest([Message(role="user", content=LONG)], TextOptions(seed=2, max_tokens=50))
     for chunk in stepped.stream(request, cancel):
         seen.append(chunk)
-        if chunk.prompt_progress is not None and chunk.prompt_progress[0] >= 128:
+        if chunk.prompt_progress is not None and chunk.prompt_progress.read >= 128:
             cancel.set()
     stopped_after = time.perf_counter() - started
     assert not any(c.text for c in seen)  # no answer: it stopped before reading all of the prompt
-    assert max(c.prompt_progress[0] for c in seen if c.prompt_progress) < 300
+    assert max(c.prompt_progress.read for c in seen if c.prompt_progress) < 300
     assert seen[-1].usage.completion_tokens == 0
     # the whole prompt alone takes longer than stopping does
     whole_started = time.perf_counter()

@@ -651,3 +651,46 @@ def test_a_repeat_penalty_of_zero_is_refused_with_its_range(live):
     )
     assert r.status_code == 400 and r.json()["error"]["param"] == "repeat_penalty"
     assert "0.01" in r.json()["error"]["message"]
+
+
+def test_return_progress_streams_llama_servers_prompt_progress_then_the_same_answer(live, client):
+    """llama-server's extra: with stream, chunks with prompt_progress {total, cache, processed, time_ms}
+    before the answer, from the cache to the whole prompt; the text is the one streamed without them."""
+    long = [{"role": "user", "content": "Summarize: " + " ".join(f"river {i}" for i in range(120))}]
+    plain = list(client.chat.completions.create(model=MODEL, messages=long, seed=5, max_tokens=4, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in plain if c.choices)
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=long,
+            seed=5,
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"return_progress": True},
+        )
+    )
+    steps = [(i, c.model_extra["prompt_progress"]) for i, c in enumerate(chunks) if "prompt_progress" in c.model_extra]
+    first_text = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].delta.content)
+    total = chunks[-1].usage.prompt_tokens
+    assert all(i < first_text for i, _ in steps) and len(steps) >= 3
+    assert [set(s) for _, s in steps] == [{"total", "cache", "processed", "time_ms"}] * len(steps)
+    processed = [s["processed"] for _, s in steps]
+    assert processed[0] == 0 and processed[-1] == total and processed == sorted(processed)
+    assert {s["total"] for _, s in steps} == {total} and {s["cache"] for _, s in steps} == {0}  # seeded: afresh
+    for i, _ in steps:
+        assert chunks[i].choices[0].delta.role == "assistant" and chunks[i].choices[0].delta.content is None
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    # /v1/completions too; without stream (or without the field) it changes nothing.
+    pieces = list(
+        client.completions.create(
+            model=MODEL, prompt="The sea is", max_tokens=2, stream=True, extra_body={"return_progress": True}
+        )
+    )
+    reported = [c.model_extra["prompt_progress"] for c in pieces if "prompt_progress" in c.model_extra]
+    assert reported and reported[-1]["processed"] == reported[-1]["total"]
+    whole = client.chat.completions.create(
+        model=MODEL, messages=ASK, max_tokens=2, extra_body={"return_progress": True}
+    )
+    assert whole.choices[0].message.content and "prompt_progress" not in whole.model_extra
+    assert not any("prompt_progress" in c.model_extra for c in plain)

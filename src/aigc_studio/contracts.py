@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -215,7 +215,10 @@ class TextRequest:
     ("auto") or must not ("none"); ``parallel_tool_calls`` lets one answer hold several calls.
     ``logit_bias`` adds to a token's logit before sampling (token id -> -100..100, OpenAI's meaning).
     ``logprobs`` (unset: none) asks for each generated token's log probability and that many of the
-    most likely alternatives.
+    most likely alternatives. ``progress`` asks an engine that reads prompts in steps to report every
+    step, the first (what the prompt cache held) and the last included, as llama-server's
+    ``return_progress`` does; without it only a prompt longer than one step is reported, and not its
+    last step.
     """
 
     messages: list[Message]
@@ -227,6 +230,7 @@ class TextRequest:
     parallel_tool_calls: bool = True
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: int | None = None
+    progress: bool = False
 
     @property
     def calls_tools(self) -> bool:
@@ -271,6 +275,17 @@ class TokenLogprob:
 FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
 
 
+class PromptProgress(NamedTuple):
+    """How far an engine has read a prompt: ``read`` of ``total`` tokens, of which ``cached`` came from
+    the prompt cache (they count as read), ``ms`` after reading began (llama-server's prompt_progress:
+    processed, total, cache, time_ms)."""
+
+    read: int
+    total: int
+    cached: int = 0
+    ms: float = 0.0
+
+
 @dataclass
 class TextChunk:
     """A piece of generated text (or of a tool call). The last chunk of a stream has ``finish_reason`` and
@@ -289,9 +304,9 @@ class TextChunk:
     sampling: dict | None = None
     # With TextRequest.logprobs: the tokens whose text is in this chunk.
     logprobs: list[TokenLogprob] | None = None
-    # (prompt tokens read, of all of them; cached ones count as read): sent, with no text, while a
-    # long prompt is evaluated, after each of the engine's steps.
-    prompt_progress: tuple[int, int] | None = None
+    # Sent, with no text, while a long prompt is evaluated: as reading starts and after each of the
+    # engine's steps (every step, the last included, with TextRequest.progress).
+    prompt_progress: PromptProgress | None = None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def echo_answer(chunks: Iterable[TextChunk], err: bool = False) -> None:
     line = ReadingLine()
     for chunk in chunks:
         if chunk.prompt_progress is not None:
-            line.show(*chunk.prompt_progress)
+            line.show(chunk.prompt_progress.read, chunk.prompt_progress.total)
             continue
         line.clear()
         click.echo(chunk.text, nl=False, err=err)

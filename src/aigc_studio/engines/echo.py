@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from ..contracts import Message, TextChunk, TextRequest, Usage
+from ..contracts import Message, PromptProgress, TextChunk, TextRequest, Usage
 from .base import TextEngine
 
 # Test-only: replies queued here are answered, one per request and in order, before echoing resumes, so a
@@ -63,12 +63,20 @@ class EchoEngine(TextEngine):
             words = [w.strip() + " " for w in reversed(words)]
             words[-1:] = [w.strip() for w in words[-1:]]
         limit = min(opts.max_tokens or len(words), self.context_length - prompt_tokens)
-        if self.prompt_step and prompt_tokens > self.prompt_step:
-            for done in range(0, prompt_tokens, self.prompt_step):
+        started = time.perf_counter()
+        stepped = bool(self.prompt_step) and prompt_tokens > self.prompt_step
+        if stepped or request.progress:
+            # Without steps of its own, a request that asks is told as it starts and when it is done.
+            for done in range(0, prompt_tokens, self.prompt_step if stepped else prompt_tokens):
                 if cancel.is_set():
                     break
-                yield TextChunk("", prompt_progress=(done, prompt_tokens))
-                time.sleep(self.delay)
+                ms = (time.perf_counter() - started) * 1000
+                yield TextChunk("", prompt_progress=PromptProgress(done, prompt_tokens, 0, ms))
+                if stepped:
+                    time.sleep(self.delay)
+            if request.progress and not cancel.is_set():
+                ms = (time.perf_counter() - started) * 1000
+                yield TextChunk("", prompt_progress=PromptProgress(prompt_tokens, prompt_tokens, 0, ms))
         text, produced, finish = "", 0, "stop"
         for word in words:
             if cancel.is_set():

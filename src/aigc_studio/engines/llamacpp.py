@@ -44,7 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..contracts import Message, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
+from ..contracts import Message, PromptProgress, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
 from ..errors import InvalidRequest, ModelLoadError, StudioError
 from . import generic_tools
 from .base import TextEngine, context_exceeded
@@ -387,8 +387,9 @@ class LlamaCppEngine(TextEngine):
             "seed": seed,
             # A seeded request is evaluated afresh: the same request then always gives the same text.
             "cache_prompt": not seeded,
-            # A prompt of more than one step says how far it has got after each.
-            "return_progress": len(prompt) > self.batch,
+            # A prompt of more than one step says how far it has got after each (any prompt, every step
+            # to the last, when the request asks, as llama-server's return_progress).
+            "return_progress": request.progress or len(prompt) > self.batch,
             "stop": list(opts.stop or []),
             "presence_penalty": opts.presence_penalty or 0.0,
             "frequency_penalty": opts.frequency_penalty or 0.0,
@@ -413,9 +414,13 @@ class LlamaCppEngine(TextEngine):
                     progress.error = self._error(chunk["error"], len(prompt), opts.max_tokens)
                     return True
                 if "prompt_progress" in chunk:
-                    done, total = chunk["prompt_progress"]["processed"], chunk["prompt_progress"]["total"]
-                    if done < total:  # the last one comes with the first token
-                        emit(TextChunk("", prompt_progress=(done, total)))
+                    read = chunk["prompt_progress"]
+                    # The last one comes just before the first token: sent only when asked for.
+                    if read["processed"] < read["total"] or request.progress:
+                        step = PromptProgress(
+                            read["processed"], read["total"], read.get("cache", 0), read.get("time_ms", 0)
+                        )
+                        emit(TextChunk("", prompt_progress=step))
                     return cancel.is_set()
                 choice = chunk["choices"][0]
                 text = choice.get("text") or ""

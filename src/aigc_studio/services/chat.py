@@ -278,6 +278,7 @@ class ChatService:
         logit_bias: dict[int, float] | None = None,
         logprobs: int | None = None,
         store: bool = True,
+        progress: bool = False,
     ) -> PreparedChat:
         """Resolve model and conversation and check the prompt fits; blocking (may load the model).
 
@@ -288,7 +289,8 @@ class ChatService:
         ``tools`` may be called as ``tool_choice`` says ("auto" when unset, "none", "required" or a
         tool's name); ``logit_bias`` adds to token logits (token id -> -100..100); ``logprobs`` asks for
         the tokens' log probabilities and that many alternatives. ``store=False`` keeps the run out of
-        chat history (a service that keeps its own record of it). Raises StudioError subclasses for
+        chat history (a service that keeps its own record of it). ``progress`` asks for every step of
+        reading the prompt (TextRequest.progress). Raises StudioError subclasses for
         the user.
         """
         info = self.resolve_model(model or self.registry.default_model)
@@ -356,6 +358,7 @@ class ChatService:
                 parallel_tool_calls=parallel_tool_calls,
                 logit_bias=dict(logit_bias or {}),
                 logprobs=logprobs,
+                progress=progress,
             )
             engine.check(request)
             need = options.max_tokens or 1

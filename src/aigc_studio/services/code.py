@@ -188,7 +188,7 @@ class CodeTurn:
                     if self._cancelled.is_set():
                         run.cancel()
                     if chunk.prompt_progress is not None:  # a long prompt (the code sent back): how far read
-                        read, tokens = chunk.prompt_progress
+                        read, tokens = chunk.prompt_progress.read, chunk.prompt_progress.total
                         yield CodeEvent("reading", read=read, prompt_tokens=tokens)
                     if chunk.text:
                         yield CodeEvent("delta", text=chunk.text)

@@ -231,7 +231,7 @@ class TextComparison:
                 if self._cancelled.is_set():
                     run.cancel()
                 if chunk.prompt_progress is not None:  # a long prompt: how much of it this model has read
-                    read, tokens = chunk.prompt_progress
+                    read, tokens = chunk.prompt_progress.read, chunk.prompt_progress.total
                     pane["reading"] = [read, tokens]
                     self._events.put(
                         CompareEvent("reading", pane=index, model=pane["model"], read=read, prompt_tokens=tokens)

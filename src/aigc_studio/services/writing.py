@@ -383,7 +383,7 @@ class WritingService:
                     chat.cancel()
                     break
                 if chunk.prompt_progress is not None:
-                    read, tokens = chunk.prompt_progress
+                    read, tokens = chunk.prompt_progress.read, chunk.prompt_progress.total
                     total = len(run.article.sections) if section is not None else None
                     yield WriteEvent(
                         "reading",

@@ -197,7 +197,7 @@ def build(ctx: UIContext, lang: gr.Radio) -> ChatTab:
         for chunk in run:
             if chunk.prompt_progress is not None:  # a long prompt: how much of it is read
                 reading = True
-                done, total = chunk.prompt_progress
+                done, total = chunk.prompt_progress.read, chunk.prompt_progress.total
                 yield {status: note(text(lang_value, "prompt_reading", done=done, total=total), "info")}
                 continue
             answer += chunk.text

@@ -160,7 +160,7 @@ def build(ctx: UIContext, editor: gr.Textbox) -> None:
             written = ""
             for chunk in run:
                 if chunk.prompt_progress is not None:  # a long text: how much of it the model has read
-                    done, total = chunk.prompt_progress
+                    done, total = chunk.prompt_progress.read, chunk.prompt_progress.total
                     reading = text(lang_value, "prompt_reading", done=done, total=total)
                     yield {status: note(working + " " + reading, "info")}
                     continue

@@ -202,7 +202,8 @@ async def edit(
         try:
             async for chunk in run:
                 if chunk.prompt_progress is not None:  # a long prompt: how much of it is read
-                    yield sse({"type": "progress", "read": chunk.prompt_progress[0], "total": chunk.prompt_progress[1]})
+                    progress = chunk.prompt_progress
+                    yield sse({"type": "progress", "read": progress.read, "total": progress.total})
                 elif chunk.text:
                     yield sse({"type": "delta", "text": chunk.text})
         except StudioError as exc:

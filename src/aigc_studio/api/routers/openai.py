@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...contracts import ImageRequest, TokenLogprob, ToolCall, json_int, limits_of
+from ...contracts import ImageRequest, PromptProgress, TokenLogprob, ToolCall, json_int, limits_of
 from ...errors import StudioError
 from ...services.a1111_schema import SAMPLER_PATTERN
 from ...services.chat import ChatRun, PreparedChat
@@ -201,6 +201,11 @@ def _logprobs(tokens: list[TokenLogprob] | None) -> dict:
     return {"content": [{**entry(t), "top_logprobs": [entry(a) for a in t.top]} for t in tokens or []], "refusal": None}
 
 
+def _progress(step: PromptProgress) -> dict:
+    """A step of reading the prompt, as llama-server's ``prompt_progress`` says it."""
+    return {"total": step.total, "cache": step.cached, "processed": step.read, "time_ms": round(step.ms)}
+
+
 def _tool_calls(calls: list[ToolCall]) -> list[dict]:
     return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
@@ -253,6 +258,7 @@ async def chat_completions(
         parallel_tool_calls=body.parallel_tool_calls is not False,
         logit_bias=body.token_bias(),
         logprobs=body.logprobs_wanted(),
+        progress=bool(body.stream and body.return_progress),
     )
     run = studio.chat.start(prepared)
     completion_id, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
@@ -310,11 +316,29 @@ async def chat_completions(
             payload["usage"] = None
         return _sse(payload)
 
+    def progress(step: PromptProgress) -> str:
+        # llama-server's shape: the assistant's role with no content yet, and how far the prompt is read.
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": prepared.model,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None, "logprobs": None}
+            ],
+            "prompt_progress": _progress(step),
+        }
+        if include_usage:
+            payload["usage"] = None
+        return _sse(payload)
+
     async def events() -> AsyncIterator[str]:
         if role_sent:
             yield chunk({"role": "assistant", "content": ""})
         try:
             async for piece in run:
+                if piece.prompt_progress is not None and body.return_progress:
+                    yield progress(piece.prompt_progress)
                 if piece.text:
                     yield chunk({"content": piece.text}, logprobs=_logprobs(piece.logprobs) if wants_logprobs else None)
                 if piece.tool_call is not None:
@@ -350,7 +374,14 @@ async def completions(
     body: CompletionRequest, request: Request, studio: Studio = Depends(get_studio)
 ) -> JSONResponse | StreamingResponse:
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    prepared = await _prepare(studio, body, messages=[], prompt=prompt, logit_bias=body.token_bias())
+    prepared = await _prepare(
+        studio,
+        body,
+        messages=[],
+        prompt=prompt,
+        logit_bias=body.token_bias(),
+        progress=bool(body.stream and body.return_progress),
+    )
     echoed = prompt if body.echo else ""
     run = studio.chat.start(prepared)
     completion_id, created = "cmpl-" + secrets.token_hex(12), int(time.time())
@@ -378,6 +409,8 @@ async def completions(
             yield _sse(payload(echoed, None))
         try:
             async for piece in run:
+                if piece.prompt_progress is not None and body.return_progress:
+                    yield _sse({**payload("", None), "prompt_progress": _progress(piece.prompt_progress)})
                 if piece.text:
                     yield _sse(payload(piece.text, None))
                 if piece.finish_reason in ("stop", "length"):

@@ -35,7 +35,7 @@ from ...contracts import (
 from ...errors import InvalidRequest, validation_message
 
 # Fields the studio adds to OpenAI's, in llama.cpp's names (clients pass them in extra_body).
-STUDIO_EXTRAS = ("top_k", "min_p", "repeat_penalty")
+STUDIO_EXTRAS = ("top_k", "min_p", "repeat_penalty", "return_progress")
 
 
 @dataclass(frozen=True)
@@ -342,6 +342,12 @@ class SamplingFields(_Strict):
     presence_penalty: float | None = Field(None, **_bounds("presence_penalty"))
     frequency_penalty: float | None = Field(None, **_bounds("frequency_penalty"))
     seed: json_int(**_bounds("seed")) | None = None
+    return_progress: bool | None = Field(
+        None,
+        description="The studio's extra (llama-server's): with stream, chunks with prompt_progress {total, cache, "
+        "processed, time_ms} while the prompt is read, as reading starts and after each step, the last included "
+        "(GGUF models; other engines send none). Without stream it changes nothing, as in llama-server.",
+    )
     max_tokens: json_int(**_bounds("max_tokens")) | None = None
     max_completion_tokens: json_int(**_bounds("max_tokens")) | None = None
     stop: str | list[str] | None = Field(
