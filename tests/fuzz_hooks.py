@@ -12,7 +12,8 @@ Two things JSON Schema cannot say, supplied here:
     width and height at most 128, batch_size, n_iter and n at most 2, the hires fix by a scale of
     at most 2 or to a size of 64–256 a side (so batch × width × height and the hires size fit);
   - text: every string at most 100 characters (so the prompt fits the model's context), max_tokens at
-    most 4 (set when the request leaves it out), tool names made unique, a
+    most 4 (set when the request leaves it out), SmolLM2 for a request with a response format or tools
+    that names an echo test model (which cannot honour them: a 400), tool names made unique, a
     tool_choice that names a given tool (or "none" without tools), top_logprobs only with logprobs,
     logit_bias tokens under 1000 (every model has those), and a small JSON Schema the llama.cpp grammar
     enforces wherever the request carries one (JSON Schema cannot say which schemas those are);
@@ -193,6 +194,9 @@ def _small_text(body: dict) -> None:
         response_format["json_schema"]["schema"] = dict(SMALL_SCHEMA)
     if body.get("top_logprobs") and not body.get("logprobs"):
         body["top_logprobs"] = None
+    constrained = isinstance(response_format, dict) and response_format.get("type") != "text"
+    if body.get("model") in ("echo", "echo2") and (constrained or (tools and body.get("tool_choice") != "none")):
+        body["model"] = TEXT_MODEL  # the echo test models cannot constrain an answer or call tools (their 400)
     if isinstance(body.get("logit_bias"), dict):
         body["logit_bias"] = {str(int(k) % 1000): v for k, v in body["logit_bias"].items()}
 

@@ -76,3 +76,33 @@ def test_chinese_with_smollm2_warns_and_names_the_model_to_pull(live, aigc_home)
     )
     assert "aigc models pull qwen2.5-1.5b-instruct" in r.stderr
     assert "Outline (doc-" in r.stderr  # and it goes on
+
+
+def test_an_outline_heading_is_never_blank(live):
+    """Found by the API fuzzer (this request as it sent it, less its stop strings): greedy sampling with a
+    strong repeat penalty made SmolLM2 answer the outline's JSON with one heading of "\\n", which left no
+    heading (an error). The grammar now wants a heading to start with something other than a space."""
+    body = {
+        "title": "\u6587\u7ae0\u6807\u7b7e",
+        "tone": "\udaab\udfb2V",
+        "length": 100,
+        "options": {
+            "min_p": 1e-05,
+            "seed": 218565,
+            "repeat_penalty": 6.353130662050593,
+            "top_k": 764,
+            "top_p": 1.1181749396197066e-218,
+            "max_tokens": 4,
+        },
+        "language": "zh",
+        "notes": "\u009c\u0097\ud863\udda6\u00a33\u00bb\ud9df\udcae\u00e4;\u00dc\u9823,\u00f3",
+        "sections": 1,
+        "model": "smollm2-135m",
+        "audience": "m\\\u00b5\udbd5\udc8d\uda3e\udd84",
+    }
+    # as JSON escapes, as the fuzzer sent them: the strings hold surrogate pairs
+    sent = json.dumps(body).encode()
+    r = httpx.post(live.url + "/api/write/outline", content=sent, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    [heading] = r.json()["version"]["outline"]
+    assert heading.strip()

@@ -515,7 +515,8 @@ class WritingService:
         response_format = None
         if engine.supports_response_format:
             # The grammar makes even a small model answer with exactly N headings, as a parseable list.
-            heading = {"type": "string", "minLength": 1, "maxLength": 80}
+            # Up to 80 characters, the first not a space: a heading of blanks ("\n") is no heading.
+            heading = {"type": "string", "pattern": "^\\S.{0,79}$"}
             schema = {
                 "type": "object",
                 "properties": {
