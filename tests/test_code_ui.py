@@ -278,6 +278,26 @@ def test_the_tab_in_chinese(page, server, tmp_path):
     assert screenshot_zh.stat().st_size > 10_000
 
 
+def test_the_status_says_how_far_a_long_prompt_has_been_read(page, server):
+    open_tab(page, "Code")
+    echo = server.studio.registry.engine("echo")
+    echo.prompt_step, echo.delay = 5, 0.3  # the prompt is read 5 words a step, 0.3 s each
+    seen: list[str] = []
+    try:
+        queue_replies(answer(SHORTER))
+        send(page, "write a JavaScript sort of an array of numbers")
+
+        def done() -> bool:
+            seen.append(status(page))
+            return "Done." in seen[-1]
+
+        wait_until(done, timeout=60, what="the answer")
+    finally:
+        echo.prompt_step, echo.delay = 0, 0.0
+    assert any(re.search(r"Reading the prompt: [1-9]\d* of \d+ tokens", s) for s in seen), seen
+    assert editor(page).strip() == SHORTER.strip()
+
+
 def test_stop_keeps_the_answer_so_far_and_makes_no_version(page, server):
     open_tab(page, "Code")
     new_session(page)
