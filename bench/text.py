@@ -302,10 +302,16 @@ class Server(Child, Variant):
 
 
 def studio_server(
-    sampling: dict, home: Path, logs: Path, name: str = "studio server", settings: dict[str, str] | None = None
+    sampling: dict,
+    home: Path,
+    logs: Path,
+    name: str = "studio server",
+    settings: dict[str, str] | None = None,
+    python: str = sys.executable,
 ) -> Server:
-    """``aigc serve`` in ``home``, with ``settings`` as environment variables (``AIGC_...``)."""
-    command = [sys.executable, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"]
+    """``aigc serve`` in ``home``, with ``settings`` as environment variables (``AIGC_...``), run by
+    ``python`` (another virtual environment's: another build of llama.cpp)."""
+    command = [python, "-m", "aigc_studio", "serve", "--port", "{port}", "--log-level", "warning"]
     env = {**studio_env(home), **(settings or {})}
     log = logs / (name.replace(" ", "-").replace(",", "") + ".log")
     return Server(name, command, "/health", sampling, log, env=env)
@@ -371,6 +377,14 @@ def main() -> None:
         "(haswell: AVX2/FMA/F16C, the instruction sets setup.sh builds llama-cpp-python for); 'none': don't",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the server logs go")
+    parser.add_argument(
+        "--also-studio",
+        action="append",
+        default=[],
+        metavar="NAME=PYTHON",
+        help="also run `aigc serve` with this Python (another virtual environment, another build of llama.cpp), "
+        "as the row 'studio server (NAME)'; may be repeated",
+    )
     parser.add_argument("--idle-seconds", type=float, default=5, help="how long idle CPU use is measured")
     parser.add_argument("--no-pause", action="store_true", help="leave idle servers running instead of pausing them")
     args = parser.parse_args()
@@ -406,6 +420,19 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="aigc-bench-text-"))
     try:
         variants.append(studio_server(sampling, home, logs))
+        for also in args.also_studio:
+            name, _, python = also.partition("=")
+            if not python:
+                sys.exit(f"--also-studio wants NAME=PYTHON, got {also!r}")
+            other = home / f"also-{name}"
+            build = subprocess.run(
+                [python, "-c", "from aigc_studio.engines.llamacpp import llama_build; print(llama_build())"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            notes.append(f"studio server ({name}) runs {python}: llama.cpp from {build}")
+            variants.append(studio_server(sampling, other, logs, f"studio server ({name})", python=python))
         if peer is not None:
             variants.append(peer_server(peer, model, sampling, None, logs))
             if args.peer_cpu != "none" and variants[-1].backend != args.peer_cpu:
@@ -473,6 +500,9 @@ def report(args, variants, clients_list, samples, walls, idle, notes, peer) -> N
     pairs = [("studio engine", "raw server loop"), ("studio server", "raw server loop")]
     pairs += [("studio server", "raw Llama.generate")] if "raw Llama.generate" in names else []
     pairs += [("studio server", name) for name in names if name.startswith("llama-server")]
+    others = [name for name in names if name.startswith("studio server (")]
+    pairs += [(other, name) for other in others for name in names if name.startswith("llama-server")]
+    pairs += [(other, "studio server") for other in others]
     ratios: dict = {}
     for clients in clients_list:
         for a, b in pairs:

@@ -132,9 +132,11 @@ def test_every_round_asks_every_prompt_and_rounds_differ(text_bench):
 
 def test_text_bench_short_run_records_each_variant(tmp_path):
     options = ["--rounds", "1", "--tokens", "4", "--clients", "1,2", "--no-peer", "--idle-seconds", "1"]
+    # a second `aigc serve`, as another virtual environment's build of llama.cpp would run (here the same one)
+    options += ["--also-studio", f"again={sys.executable}"]
     done = run_bench("text", options, tmp_path)
     data = json.loads(next(tmp_path.glob("text-*.json")).read_text())
-    variants = ("raw server loop", "studio engine", "studio server")
+    variants = ("raw server loop", "studio engine", "studio server", "studio server (again)")
     if importlib.util.find_spec("llama_cpp"):  # the bench extra
         variants += ("raw Llama.generate",)
         assert "| studio server ÷ raw Llama.generate | 2 |" in done.stdout
@@ -149,6 +151,8 @@ def test_text_bench_short_run_records_each_variant(tmp_path):
     assert all(1 <= s["completion_tokens"] <= 4 for r in rounds for s in r[0])
     assert "llama-server left out (--no-peer)." in data["notes"]
     assert "| studio server ÷ raw server loop | 2 |" in done.stdout
+    assert "| studio server (again) ÷ studio server | 2 |" in done.stdout
+    assert f"studio server (again) runs {sys.executable}: llama.cpp from xllamacpp " in "\n".join(data["notes"])
     assert "| studio server | " in done.stdout.split("aggregate tok/s at the most clients")[1]
 
 
