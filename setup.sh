@@ -6,7 +6,7 @@
 #                          llama.cpp from source, about 8 minutes on 2 cores, once (pip's wheel cache)
 #   bash setup.sh --native llama.cpp compiled for this CPU (AVX-512 where it has it) by this machine's
 #                          compiler instead of the portable AVX2 wheel (GCC 10): faster text, on AVX2-only
-#                          CPUs too; about 7 minutes of compiling on 2 cores, once
+#                          CPUs too; 7-12 minutes of compiling on 2 cores, once
 set -euo pipefail
 cd "$(dirname "$0")"
 
