@@ -17,10 +17,14 @@ import httpx
 
 class Scripted:
     """A loopback HTTP server whose answers a test sets: ``behaviour`` is "ok", "500", "bad-json",
-    "hang", "401" or "json" (a whole answer, not a stream). It records each request's headers and body."""
+    "hang", "401" or "json" (a whole answer, not a stream). It records each request's headers and body
+    (a GET's body as None, its path under the headers' "path"). ``props``, when set, is what ``GET /props``
+    answers (llama.cpp's server's), and ``progress`` chunks are streamed before the answer."""
 
     def __init__(self):
         self.behaviour = "ok"
+        self.props: dict | None = None
+        self.progress: list[dict] = []
         self.requests: list[tuple[dict, dict | None]] = []
         self.release = threading.Event()
         outer = self
@@ -37,9 +41,13 @@ class Scripted:
                 self.wfile.write(body)
 
             def do_GET(self):
-                outer.requests.append((dict(self.headers), None))
+                outer.requests.append(({**self.headers, "path": self.path}, None))
                 if outer.behaviour == "401":
                     return self._send(401, b'{"error": {"message": "bad key"}}')
+                if self.path == "/props":
+                    if outer.props is None:
+                        return self._send(404, b'{"error": {"message": "no such route"}}')
+                    return self._send(200, json.dumps(outer.props).encode())
                 self._send(200, json.dumps({"data": [{"id": "scripted"}]}).encode())
 
             def do_POST(self):
@@ -60,6 +68,9 @@ class Scripted:
                 if b == "bad-json":
                     self.wfile.write(b"data: {not json\n\n")
                     return
+                for step in outer.progress:
+                    chunk = {"choices": [], "prompt_progress": step}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 first = {"choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]}
                 self.wfile.write(f"data: {json.dumps(first)}\n\n".encode())
                 self.wfile.flush()
@@ -97,6 +108,8 @@ params.model_alias = {"smol"}
 params.hostnames = ["127.0.0.1"]
 params.port = int(sys.argv[2])
 params.n_ctx = 2048
+if len(sys.argv) > 3:
+    params.n_batch = params.n_ubatch = int(sys.argv[3])
 params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
 params.use_jinja = True  # llama.cpp renders the chat template itself, as llama-server does
 params.ui = False
@@ -107,13 +120,13 @@ threading.Event().wait()
 
 
 @contextmanager
-def llama_cpp_server(model_path):
+def llama_cpp_server(model_path, batch: int | None = None):
     """llama.cpp's OpenAI-compatible server (xllamacpp's, the same C++ loop as ``llama-server``) with
     ``model_path`` as "smol", one thread, on a free loopback port, in another process: yields its /v1 base
-    URL once it answers."""
+    URL once it answers. ``batch``: its ``--batch-size`` (prompt tokens read per step; default 2048)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, str(model_path), str(port)],
+        [sys.executable, "-c", _SERVE, str(model_path), str(port), *([str(batch)] if batch else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -272,3 +272,87 @@ def test_the_environment_never_carries_a_key_into_the_process_list(tmp_path, scr
                     continue
     finally:
         studio.close()
+
+
+LONG_TEXT = "Summarize this. " + " ".join(
+    f"Paragraph {i}: the lighthouse keeper wrote down the weather, the ships and the tides of the day."
+    for i in range(14)
+)
+
+
+def test_prompt_progress_is_asked_only_of_llama_cpps_server_and_only_for_a_long_prompt(scripted):
+    long = TextRequest(messages=[Message(role="user", content=LONG_TEXT)])
+    short = TextRequest(messages=[Message(role="user", content="hi")])
+    steps = [
+        {"total": 300, "cache": 0, "processed": 0, "time_ms": 0},
+        {"total": 300, "cache": 0, "processed": 256, "time_ms": 900.5},
+        {"total": 300, "cache": 0, "processed": 300, "time_ms": 1050},
+    ]
+    scripted.progress = steps  # what a llama.cpp server would stream; sent here whatever the request says
+
+    # Not llama.cpp's server (GET /props is a 404, as from OpenAI): never sent the field; asked once.
+    other = RemoteEngine("s", scripted.url, "scripted")
+    list(other.stream(short, threading.Event()))
+    assert not any(h.get("path") == "/props" for h, _ in scripted.requests)  # a short prompt asks nothing
+    for _ in range(2):
+        list(other.stream(long, threading.Event()))
+        assert "return_progress" not in scripted.requests[-1][1]
+    assert sum(h.get("path") == "/props" for h, _ in scripted.requests) == 1
+    other.close()
+
+    # llama.cpp's server: a long prompt asks for progress, and every step before the last comes through.
+    scripted.props = {"build_info": "b11549", "default_generation_settings": {"n_ctx": 2048}}
+    llama = RemoteEngine("s", scripted.url, "scripted")
+    chunks = list(llama.stream(long, threading.Event()))
+    assert scripted.requests[-1][1]["return_progress"] is True
+    reported = [c.prompt_progress for c in chunks if c.prompt_progress is not None]
+    assert [(p.read, p.total, p.ms) for p in reported] == [(0, 300, 0), (256, 300, 900.5)]
+    assert chunks[len(reported)].text == "Hello"  # the steps come before the answer
+    list(llama.stream(short, threading.Event()))
+    assert "return_progress" not in scripted.requests[-1][1]
+    # Asked for every step (/v1's return_progress): the last too, even for a short prompt.
+    chunks = list(llama.stream(TextRequest(messages=short.messages, progress=True), threading.Event()))
+    assert scripted.requests[-1][1]["return_progress"] is True
+    assert [c.prompt_progress.read for c in chunks if c.prompt_progress] == [0, 256, 300]
+    llama.close()
+
+
+def test_a_remote_llama_cpp_server_reports_how_far_it_has_read_a_long_prompt(tmp_path, smollm_path):
+    """The real format: llama.cpp's own server, reading in steps of 64, through the studio's engine and /v1."""
+    import openai
+
+    with llama_cpp_server(smollm_path, batch=64) as base:
+        engine = RemoteEngine("smol-remote", base, "smol")
+        request = TextRequest(
+            messages=[Message(role="user", content=LONG_TEXT)], options=TextOptions(max_tokens=4, temperature=0)
+        )
+        chunks = list(engine.stream(request, threading.Event()))
+        engine.close()
+        reported = [c.prompt_progress for c in chunks if c.prompt_progress is not None]
+        first_text = next(i for i, c in enumerate(chunks) if c.text)
+        assert all(c.prompt_progress is None for c in chunks[first_text:])
+        total = chunks[-1].usage.prompt_tokens
+        assert total > 200 and {p.total for p in reported} == {total}
+        reads = [p.read for p in reported]
+        assert reads == sorted(reads) and reads[0] == 0 and reads[-1] < total and len(reads) >= 4
+        assert all(r % 64 == 0 for r in reads)  # after each of the server's steps
+
+        studio = make_studio(tmp_path / "home", model="echo")
+        try:
+            studio.models.add_remote("smol-remote", base, "smol")
+            with LiveServer(create_app(studio)) as live:
+                client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
+                stream = client.chat.completions.create(
+                    model="smol-remote",
+                    messages=[{"role": "user", "content": "Again. " + LONG_TEXT}],  # not from the cache
+                    max_tokens=4,
+                    stream=True,
+                    extra_body={"return_progress": True},
+                )
+                steps = [
+                    c.model_extra["prompt_progress"] for c in stream if (c.model_extra or {}).get("prompt_progress")
+                ]
+            assert steps[-1]["processed"] == steps[-1]["total"] > 200  # asked for: the last step too
+            assert [s["processed"] for s in steps] == sorted(s["processed"] for s in steps) and len(steps) >= 4
+        finally:
+            studio.close()

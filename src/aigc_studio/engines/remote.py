@@ -8,6 +8,11 @@ never logged, recorded or shown.
 What the studio cannot know about a remote model, it says so: prompt tokens are estimated (the server's
 own count replaces the estimate when it sends ``usage``), and the context check uses the length the user
 gave when adding the model (none: the server enforces its own).
+
+llama.cpp's server reports how far it has read a prompt (``return_progress``: ``prompt_progress`` chunks
+before the answer). Other servers do not take that field (OpenAI's refuses unknown ones), so it is sent
+only to a server that is llama.cpp's — asked once, by its ``GET /props`` — and only for a long prompt or
+a request that asks for every step.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ from collections.abc import Iterator
 
 import httpx
 
-from ..contracts import Message, TextChunk, TextRequest, Usage
+from ..contracts import Message, PromptProgress, TextChunk, TextRequest, Usage
 from ..errors import InvalidRequest, RemoteError
 from .base import TextEngine
 
 # Used for the context check when the user gave no context length: large, so the server decides.
 UNKNOWN_CONTEXT = 1_000_000
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
+# A prompt estimated at this many tokens or more asks llama.cpp's server for its reading progress: it takes
+# a second or more on a CPU (about 140 tokens a second for the embedded model on 2 cores).
+LONG_PROMPT = 256
 
 
 def estimate_tokens(text: str) -> int:
@@ -58,6 +66,23 @@ class RemoteEngine(TextEngine):
         self._client = httpx.Client(
             headers=headers, timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False
         )
+        self._is_llama_cpp: bool | None = None  # asked when first needed
+
+    def reports_progress(self) -> bool:
+        """Whether the server is llama.cpp's, which reports its prompt reading (``return_progress``): its
+        ``GET /props`` (beside ``/v1``) names its build and generation settings. Asked once; a server that
+        does not answer it, or answers something else, is taken as not llama.cpp's."""
+        if self._is_llama_cpp is None:
+            root = self.base_url.removesuffix("/v1")
+            try:
+                props = self._client.get(root + "/props", timeout=5.0)
+                body = props.json() if props.status_code == 200 else {}
+            except (httpx.HTTPError, ValueError):
+                body = {}
+            self._is_llama_cpp = (
+                isinstance(body, dict) and "build_info" in body and "default_generation_settings" in body
+            )
+        return self._is_llama_cpp
 
     def count_prompt_tokens(
         self, messages: list[Message], prompt: str | None = None, request: TextRequest | None = None
@@ -83,6 +108,9 @@ class RemoteEngine(TextEngine):
             value = getattr(opts, name)
             if value is not None:
                 payload[name] = value
+        long = self.count_prompt_tokens(request.messages, request.prompt) >= LONG_PROMPT
+        if (request.progress or long) and self.reports_progress():
+            payload["return_progress"] = True
         if request.prompt is not None:
             payload["prompt"] = request.prompt
             return "/completions", payload
@@ -108,6 +136,22 @@ class RemoteEngine(TextEngine):
                         if data == "[DONE]":
                             break
                         event = _json(data, where)
+                        read = event.get("prompt_progress")
+                        if isinstance(read, dict) and "processed" in read and "total" in read:
+                            # The last one comes just before the first token: passed on only when asked for.
+                            if read["processed"] < read["total"] or request.progress:
+                                yield TextChunk(
+                                    "",
+                                    prompt_progress=PromptProgress(
+                                        int(read["processed"]),
+                                        int(read["total"]),
+                                        int(read.get("cache") or 0),
+                                        float(read.get("time_ms") or 0),
+                                    ),
+                                )
+                            if cancel.is_set():
+                                break
+                            continue
                         if event.get("usage"):
                             u = event["usage"]
                             usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))

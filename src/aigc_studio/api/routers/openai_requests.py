@@ -346,7 +346,8 @@ class SamplingFields(_Strict):
         None,
         description="The studio's extra (llama-server's): with stream, chunks with prompt_progress {total, cache, "
         "processed, time_ms} while the prompt is read, as reading starts and after each step, the last included "
-        "(GGUF models; other engines send none). Without stream it changes nothing, as in llama-server.",
+        "(GGUF models, and remote models on llama.cpp's server; other engines send none). Without stream it "
+        "changes nothing, as in llama-server.",
     )
     max_tokens: json_int(**_bounds("max_tokens")) | None = None
     max_completion_tokens: json_int(**_bounds("max_tokens")) | None = None
