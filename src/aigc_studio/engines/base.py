@@ -12,10 +12,23 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
-from ..contracts import Message, TextChunk, TextRequest
+from ..contracts import Message, PromptProgress, TextChunk, TextRequest
 from ..errors import ContextLengthExceeded, InvalidRequest
 
-__all__ = ["TextEngine", "context_exceeded"]
+__all__ = ["TextEngine", "context_exceeded", "llama_progress"]
+
+
+def llama_progress(read: object, every_step: bool) -> PromptProgress | None:
+    """A ``prompt_progress`` object of llama.cpp's server (``{total, cache, processed, time_ms}``, in process
+    or over HTTP) as the step to report, or None: the last step comes just before the first token, so it is
+    passed on only ``every_step`` (``TextRequest.progress``). Anything else is None."""
+    if not isinstance(read, dict) or "processed" not in read or "total" not in read:
+        return None
+    if read["processed"] >= read["total"] and not every_step:
+        return None
+    return PromptProgress(
+        int(read["processed"]), int(read["total"]), int(read.get("cache") or 0), float(read.get("time_ms") or 0)
+    )
 
 
 def context_exceeded(context_length: int, prompt_tokens: int, max_tokens: int | None) -> ContextLengthExceeded:

@@ -44,10 +44,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..contracts import Message, PromptProgress, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
+from ..contracts import Message, TextChunk, TextRequest, TokenLogprob, ToolCallDelta, Usage
 from ..errors import InvalidRequest, ModelLoadError, StudioError
 from . import generic_tools
-from .base import TextEngine, context_exceeded
+from .base import TextEngine, context_exceeded, llama_progress
 from .chat_template import ChatTemplate
 from .gguf_meta import gguf_metadata, trained_context
 from .json_grammar import SchemaGrammar, schema_grammar
@@ -414,12 +414,8 @@ class LlamaCppEngine(TextEngine):
                     progress.error = self._error(chunk["error"], len(prompt), opts.max_tokens)
                     return True
                 if "prompt_progress" in chunk:
-                    read = chunk["prompt_progress"]
-                    # The last one comes just before the first token: sent only when asked for.
-                    if read["processed"] < read["total"] or request.progress:
-                        step = PromptProgress(
-                            read["processed"], read["total"], read.get("cache", 0), read.get("time_ms", 0)
-                        )
+                    step = llama_progress(chunk["prompt_progress"], request.progress)
+                    if step is not None:
                         emit(TextChunk("", prompt_progress=step))
                     return cancel.is_set()
                 choice = chunk["choices"][0]

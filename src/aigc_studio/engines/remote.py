@@ -26,9 +26,9 @@ from collections.abc import Iterator
 
 import httpx
 
-from ..contracts import Message, PromptProgress, TextChunk, TextRequest, Usage
+from ..contracts import Message, TextChunk, TextRequest, Usage
 from ..errors import InvalidRequest, RemoteError
-from .base import TextEngine
+from .base import TextEngine, llama_progress
 
 # Used for the context check when the user gave no context length: large, so the server decides.
 UNKNOWN_CONTEXT = 1_000_000
@@ -136,19 +136,10 @@ class RemoteEngine(TextEngine):
                         if data == "[DONE]":
                             break
                         event = _json(data, where)
-                        read = event.get("prompt_progress")
-                        if isinstance(read, dict) and "processed" in read and "total" in read:
-                            # The last one comes just before the first token: passed on only when asked for.
-                            if read["processed"] < read["total"] or request.progress:
-                                yield TextChunk(
-                                    "",
-                                    prompt_progress=PromptProgress(
-                                        int(read["processed"]),
-                                        int(read["total"]),
-                                        int(read.get("cache") or 0),
-                                        float(read.get("time_ms") or 0),
-                                    ),
-                                )
+                        if "prompt_progress" in event:
+                            step = llama_progress(event["prompt_progress"], request.progress)
+                            if step is not None:
+                                yield TextChunk("", prompt_progress=step)
                             if cancel.is_set():
                                 break
                             continue
